@@ -1,0 +1,482 @@
+package catalog
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/format"
+	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
+	"cuelang.org/go/encoding/jsonschema"
+
+	"github.com/whp-dev/whp"
+)
+
+// PackageName is the CUE package every catalog file declares.
+const PackageName = "whp"
+
+// Option changes how Load reads a catalog.
+type Option interface{ apply(*options) }
+
+type options struct {
+	demoBase string
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithDemoBase fills env.demo_base, the base URL of the demo partner that
+// `whp dev` serves under /demo/. Default: the definition's default,
+// http://127.0.0.1:8080.
+func WithDemoBase(url string) Option {
+	return optionFunc(func(o *options) { o.demoBase = url })
+}
+
+// topLevel lists the fields a catalog may declare.
+var topLevel = map[string]bool{"schemas": true, "partners": true, "subscriptions": true, "env": true}
+
+// Load reads every .cue file under dir, checks the catalog against
+// schemas.cue and the cross-reference rules, and compiles each schema. On any
+// problem it returns a nil Catalog and Problems listing all of them.
+func Load(dir string, opts ...Option) (*Catalog, error) {
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	files, err := readFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{dir: dir, ctx: newCtx()}
+	root, ok := l.build(files, o)
+	if !ok {
+		return nil, l.problems.sorted()
+	}
+	c := &Catalog{}
+	l.schemas(root, c)
+	l.partners(root, c)
+	l.subscriptions(root, c)
+	if len(l.problems) > 0 {
+		return nil, l.problems.sorted()
+	}
+	c.index()
+	return c, nil
+}
+
+type sourceFile struct {
+	name string // relative to the catalog directory
+	src  []byte
+}
+
+func readFiles(dir string) ([]sourceFile, error) {
+	var files []sourceFile
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != dir && (name == "testdata" || name == "cue.mod" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if filepath.Ext(name) != ".cue" {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		files = append(files, sourceFile{name: filepath.ToSlash(rel), src: src})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read catalog %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("read catalog %s: no .cue files", dir)
+	}
+	return files, nil
+}
+
+type loader struct {
+	dir      string
+	ctx      *cue.Context
+	problems Problems
+	root     cue.Value
+}
+
+func (l *loader) addf(pos token.Pos, format string, args ...any) {
+	l.problems = append(l.problems, Problem{Pos: toPos(pos), Message: fmt.Sprintf(format, args...)})
+}
+
+// addErr turns a CUE error into problems, each placed in a catalog file
+// where CUE can tell, rather than at the constraint in schemas.cue.
+func (l *loader) addErr(err error) {
+	for _, e := range errors.Errors(err) {
+		format, args := e.Msg()
+		msg := fmt.Sprintf(format, args...)
+		if path := e.Path(); len(path) > 0 {
+			msg = pathString(path) + ": " + msg
+		}
+		l.problems = append(l.problems, Problem{Pos: l.place(e), Message: msg})
+	}
+}
+
+func (l *loader) place(e errors.Error) Pos {
+	cands := append([]token.Pos{e.Position()}, e.InputPositions()...)
+	for _, p := range cands {
+		if p.IsValid() && p.Filename() != whp.DefinitionsFile {
+			return toPos(p)
+		}
+	}
+	// Walk up the path to the nearest value declared in a catalog file.
+	path := e.Path()
+	if l.root.Exists() {
+		for i := len(path); i > 0; i-- {
+			v := l.root.LookupPath(cue.MakePath(selectors(path[:i])...))
+			if p := declPos(v); v.Exists() && p.IsValid() && p.Filename() != whp.DefinitionsFile {
+				return toPos(p)
+			}
+		}
+	}
+	for _, p := range cands {
+		if p.IsValid() {
+			return toPos(p)
+		}
+	}
+	return Pos{}
+}
+
+func (l *loader) build(files []sourceFile, o options) (cue.Value, bool) {
+	inst := build.NewContext().NewInstance(l.dir, nil)
+	defs, err := parser.ParseFile(whp.DefinitionsFile, whp.Definitions(), parser.ParseComments)
+	if err != nil {
+		l.addErr(err)
+		return cue.Value{}, false
+	}
+	if err := inst.AddSyntax(defs); err != nil {
+		l.addErr(err)
+		return cue.Value{}, false
+	}
+	for _, f := range files {
+		file, err := parser.ParseFile(f.name, f.src, parser.ParseComments)
+		if err != nil {
+			l.addErr(err)
+			continue
+		}
+		if name := file.PackageName(); name != PackageName {
+			pos := file.Pos()
+			if pkg := packageClause(file); pkg != nil {
+				pos = pkg.Pos()
+			}
+			l.addf(pos, "package is %q, want %q (every catalog file is part of package %s)", name, PackageName, PackageName)
+			continue
+		}
+		if err := inst.AddSyntax(file); err != nil {
+			l.addErr(err)
+		}
+	}
+	if len(l.problems) > 0 {
+		return cue.Value{}, false
+	}
+	v := l.ctx.BuildInstance(inst)
+	if o.demoBase != "" {
+		v = v.FillPath(cue.ParsePath("env.demo_base"), o.demoBase)
+	}
+	l.root = v
+	it, err := v.Fields()
+	if err == nil {
+		for it.Next() {
+			if !topLevel[it.Selector().String()] {
+				l.addf(declPos(it.Value()), "%s: unknown top-level field (a catalog declares schemas, partners and subscriptions)", it.Selector())
+			}
+		}
+	}
+	// Validate reports every error, where v.Err only has the first.
+	if err := v.Validate(cue.Concrete(false)); err != nil {
+		l.addErr(err)
+		return cue.Value{}, false
+	} else if err := v.Err(); err != nil {
+		l.addErr(err)
+		return cue.Value{}, false
+	}
+	return v, len(l.problems) == 0
+}
+
+func packageClause(f *ast.File) *ast.Package {
+	for _, d := range f.Decls {
+		if p, ok := d.(*ast.Package); ok {
+			return p
+		}
+	}
+	return nil
+}
+
+// each calls fn for every regular field of the struct at v.
+func (l *loader) each(v cue.Value, fn func(name string, v cue.Value)) {
+	it, err := v.Fields()
+	if err != nil {
+		l.addErr(err)
+		return
+	}
+	for it.Next() {
+		fn(it.Selector().Unquoted(), it.Value())
+	}
+}
+
+// concrete validates v as fully concrete data and decodes it into dst.
+func (l *loader) concrete(v cue.Value, dst any) bool {
+	if err := v.Validate(cue.Concrete(true)); err != nil {
+		l.addErr(err)
+		return false
+	}
+	if err := v.Decode(dst); err != nil {
+		l.addErr(err)
+		return false
+	}
+	return true
+}
+
+func (l *loader) schemas(root cue.Value, c *Catalog) {
+	l.each(root.LookupPath(cue.ParsePath("schemas")), func(_ string, dv cue.Value) {
+		l.each(dv, func(_ string, ev cue.Value) {
+			l.each(ev, func(_ string, vv cue.Value) {
+				if s := l.schema(vv); s != nil {
+					c.Schemas = append(c.Schemas, s)
+				}
+			})
+		})
+	})
+}
+
+type schemaMeta struct {
+	Domain            string `json:"domain"`
+	Event             string `json:"event"`
+	Version           string `json:"version"`
+	Status            string `json:"status"`
+	ContainsSensitive bool   `json:"contains_sensitive"`
+	Description       string `json:"description"`
+}
+
+func (l *loader) schema(v cue.Value) *Schema {
+	var meta schemaMeta
+	ok := true
+	for _, f := range []string{"domain", "event", "version", "status", "contains_sensitive", "description"} {
+		fv := v.LookupPath(cue.ParsePath(f))
+		if !fv.Exists() {
+			continue
+		}
+		if err := fv.Validate(cue.Concrete(true)); err != nil {
+			l.addErr(err)
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	meta.Domain, _ = v.LookupPath(cue.ParsePath("domain")).String()
+	meta.Event, _ = v.LookupPath(cue.ParsePath("event")).String()
+	meta.Version, _ = v.LookupPath(cue.ParsePath("version")).String()
+	meta.Status, _ = v.LookupPath(cue.ParsePath("status")).String()
+	meta.ContainsSensitive, _ = v.LookupPath(cue.ParsePath("contains_sensitive")).Bool()
+	meta.Description, _ = v.LookupPath(cue.ParsePath("description")).String()
+
+	payload := v.LookupPath(cue.ParsePath("payload"))
+	expr, err := jsonschema.Generate(payload, nil)
+	if err != nil {
+		l.addErr(err)
+		return nil
+	}
+	js, err := l.ctx.BuildExpr(expr).MarshalJSON()
+	if err != nil {
+		l.addf(declPos(payload), "payload: cannot be expressed as JSON Schema: %v", err)
+		return nil
+	}
+	if js, err = simplify(js); err != nil {
+		l.addf(declPos(payload), "payload: simplify JSON Schema: %v", err)
+		return nil
+	}
+	val, err := NewValidator(js)
+	if err != nil {
+		l.addf(declPos(payload), "payload: %v", err)
+		return nil
+	}
+	src, err := format.Node(payload.Syntax(cue.Docs(true)))
+	if err != nil {
+		l.addf(declPos(payload), "payload: format: %v", err)
+		return nil
+	}
+	return &Schema{
+		Domain:            meta.Domain,
+		Event:             meta.Event,
+		Version:           meta.Version,
+		Status:            meta.Status,
+		ContainsSensitive: meta.ContainsSensitive,
+		Description:       meta.Description,
+		JSONSchema:        js,
+		CUESource:         string(src),
+		Pos:               toPos(declPos(v)),
+		validator:         val,
+	}
+}
+
+type partnerData struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	Auth struct {
+		Kind   string `json:"kind"`
+		Header string `json:"header"`
+		Secret string `json:"secret"`
+	} `json:"auth"`
+	SigningSecret string `json:"signing_secret"`
+	Contact       string `json:"contact"`
+}
+
+func (l *loader) partners(root cue.Value, c *Catalog) {
+	l.each(root.LookupPath(cue.ParsePath("partners")), func(_ string, v cue.Value) {
+		var d partnerData
+		if !l.concrete(v, &d) {
+			return
+		}
+		c.Partners = append(c.Partners, &Partner{
+			ID: d.ID, Name: d.Name, URL: d.URL,
+			Auth:          Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret},
+			SigningSecret: d.SigningSecret, Contact: d.Contact,
+			Pos: toPos(declPos(v)),
+		})
+	})
+}
+
+type subscriptionData struct {
+	Partner     string `json:"partner"`
+	Domain      string `json:"domain"`
+	Event       string `json:"event"`
+	Version     string `json:"version"`
+	Description string `json:"description"`
+}
+
+// subscriptions decodes subscriptions and checks that each refers to a
+// partner and a schema of this catalog, once per (partner, schema).
+func (l *loader) subscriptions(root cue.Value, c *Catalog) {
+	partners := map[string]bool{}
+	for _, p := range c.Partners {
+		partners[p.ID] = true
+	}
+	schemas := map[string]bool{}
+	for _, s := range c.Schemas {
+		schemas[s.ID()] = true
+	}
+	seen := map[string]string{}
+	l.each(root.LookupPath(cue.ParsePath("subscriptions")), func(name string, v cue.Value) {
+		var d subscriptionData
+		if !l.concrete(v, &d) {
+			return
+		}
+		s := &Subscription{Name: name, PartnerID: d.Partner, Domain: d.Domain, Event: d.Event, Version: d.Version, Description: d.Description, Pos: toPos(declPos(v))}
+		pos := declPos(v)
+		at := "subscriptions." + pathString([]string{name})
+		ok := true
+		if !partners[s.PartnerID] {
+			p := declPos(v.LookupPath(cue.ParsePath("partner")))
+			l.addf(p, "%s.partner: no partner %q in the catalog", at, s.PartnerID)
+			ok = false
+		}
+		if !schemas[s.SchemaID()] {
+			l.addf(declPos(v.LookupPath(cue.ParsePath("event"))), "%s: no schema %s/%s version %s in the catalog", at, s.Domain, s.Event, s.Version)
+			ok = false
+		}
+		if prev, dup := seen[s.ID()]; dup {
+			l.addf(pos, "%s: partner %s already subscribes to %s/%s version %s in subscriptions.%s", at, s.PartnerID, s.Domain, s.Event, s.Version, pathString([]string{prev}))
+			ok = false
+		}
+		seen[s.ID()] = name
+		if ok {
+			c.Subscriptions = append(c.Subscriptions, s)
+		}
+	})
+}
+
+func toPos(p token.Pos) Pos {
+	if !p.IsValid() {
+		return Pos{}
+	}
+	return Pos{Filename: p.Filename(), Line: p.Line(), Column: p.Column()}
+}
+
+func selectors(path []string) []cue.Selector {
+	sels := make([]cue.Selector, len(path))
+	for i, p := range path {
+		if strings.HasPrefix(p, "#") {
+			sels[i] = cue.Def(p)
+		} else {
+			sels[i] = cue.Str(unquote(p))
+		}
+	}
+	return sels
+}
+
+func unquote(s string) string {
+	if u, err := strconv.Unquote(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// pathString renders a CUE path, quoting labels that are not identifiers.
+func pathString(path []string) string {
+	parts := make([]string, len(path))
+	for i, p := range path {
+		p = unquote(p)
+		if ast.IsValidIdent(p) {
+			parts[i] = p
+		} else {
+			parts[i] = strconv.Quote(p)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// declPos is where v is declared in a catalog file: of the conjuncts that
+// make v, the first that does not come from schemas.cue.
+func declPos(v cue.Value) token.Pos {
+	var found token.Pos
+	var walk func(v cue.Value, depth int)
+	walk = func(v cue.Value, depth int) {
+		if found.IsValid() || depth > 8 {
+			return
+		}
+		if p := v.Pos(); p.IsValid() && p.Filename() != whp.DefinitionsFile {
+			found = p
+			return
+		}
+		if op, args := v.Expr(); op == cue.AndOp {
+			for _, a := range args {
+				walk(a, depth+1)
+			}
+		}
+	}
+	walk(v, 0)
+	if !found.IsValid() {
+		return v.Pos()
+	}
+	return found
+}
+
+func newCtx() *cue.Context { return cuecontext.New() }

@@ -1,0 +1,101 @@
+package catalog
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// TestLoadExample loads the example catalog the repository ships: it must be
+// valid and hold what the README and `whp dev` rely on.
+func TestLoadExample(t *testing.T) {
+	c, err := Load(".")
+	if err != nil {
+		t.Fatalf("example catalog: %v", err)
+	}
+	domains := map[string]bool{}
+	versions := map[string]int{}
+	for _, s := range c.Schemas {
+		domains[s.Domain] = true
+		versions[s.Domain+"/"+s.Event]++
+		if s.Validator() == nil || len(s.JSONSchema) == 0 {
+			t.Errorf("schema %s was not compiled", s.ID())
+		}
+	}
+	if len(domains) < 2 || len(c.Schemas) < 3 || len(c.Partners) < 2 || len(c.Subscriptions) < 3 {
+		t.Errorf("example catalog too small: %d domains, %d schemas, %d partners, %d subscriptions",
+			len(domains), len(c.Schemas), len(c.Partners), len(c.Subscriptions))
+	}
+	if versions["orders/order.created"] != 2 {
+		t.Errorf("orders/order.created has %d versions, want 2", versions["orders/order.created"])
+	}
+	demo := c.Partner("demo")
+	if demo == nil || demo.URL != "http://127.0.0.1:8080/demo/webhooks" {
+		t.Fatalf("demo partner = %+v, want URL on the default demo base", demo)
+	}
+	if got, want := demo.Pos.String(), "partners/demo.cue:6:11"; got != want {
+		t.Errorf("demo partner position = %s, want %s", got, want)
+	}
+	if s := c.Schema("payments#payment.captured#1"); s == nil || !s.ContainsSensitive {
+		t.Errorf("payment.captured should be marked contains_sensitive")
+	}
+}
+
+func TestLoadDemoBase(t *testing.T) {
+	c, err := Load(".", WithDemoBase("http://127.0.0.1:5555"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Partner("demo").URL, "http://127.0.0.1:5555/demo/webhooks"; got != want {
+		t.Errorf("demo URL = %q, want %q", got, want)
+	}
+	if got, want := c.Partner("acme").URL, "https://hooks.acme.example/whp"; got != want {
+		t.Errorf("acme URL = %q, want %q (demo base must not touch other partners)", got, want)
+	}
+}
+
+// TestLoadInvalid loads each catalog under testdata/invalid and compares
+// the problems with the golden file beside it. Run with -update to refresh.
+func TestLoadInvalid(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/invalid/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			_, err := Load(dir)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Load(%s) = %v, want Problems", dir, err)
+			}
+			got := ps.Error() + "\n"
+			golden := dir + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./catalog -update)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("problems differ from %s (-want +got):\n%s", golden, diff)
+			}
+			for _, p := range ps {
+				if p.Pos.Filename == "" || p.Pos.Line == 0 {
+					t.Errorf("problem without a position: %q", p)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	gojson "github.com/goccy/go-json"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// Validator checks event data against one compiled JSON Schema. It is safe
+// for concurrent use: unlike a cue.Value, a compiled jsonschema.Schema is
+// immutable, so the ingest hot path shares one per schema version.
+type Validator struct {
+	schema *jsonschema.Schema
+}
+
+// Violation is one way event data breaks its schema. Pointer is an RFC 6901
+// JSON pointer into the validated document ("" is the document itself).
+type Violation struct {
+	Pointer string `json:"pointer"`
+	Message string `json:"message"`
+}
+
+// NewValidator compiles a JSON Schema 2020-12 document.
+func NewValidator(jsonSchema []byte) (*Validator, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(jsonSchema))
+	if err != nil {
+		return nil, fmt.Errorf("parse JSON Schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	const loc = "mem:///schema.json"
+	if err := c.AddResource(loc, doc); err != nil {
+		return nil, fmt.Errorf("add JSON Schema: %w", err)
+	}
+	s, err := c.Compile(loc)
+	if err != nil {
+		return nil, fmt.Errorf("compile JSON Schema: %w", err)
+	}
+	return &Validator{schema: s}, nil
+}
+
+// Validate decodes doc and validates it. The error is non-nil only when doc
+// is not JSON; schema violations are returned sorted by pointer.
+func (v *Validator) Validate(doc []byte) ([]Violation, error) {
+	x, err := Decode(doc)
+	if err != nil {
+		return nil, err
+	}
+	return v.ValidateValue(x), nil
+}
+
+// Decode decodes a JSON document the way the validator expects it: objects
+// as map[string]any and numbers as json.Number, so no precision is lost.
+// It uses goccy/go-json, which decodes into interfaces about twice as fast
+// as encoding/json and keeps validation ≥10× faster than CUE evaluation
+// (BenchmarkValidate).
+func Decode(doc []byte) (any, error) {
+	d := gojson.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	var x any
+	if err := d.Decode(&x); err != nil {
+		return nil, err
+	}
+	if d.More() {
+		return nil, errors.New("unexpected data after the JSON document")
+	}
+	return x, nil
+}
+
+// ValidateValue validates a document already decoded by Decode.
+func (v *Validator) ValidateValue(x any) []Violation {
+	err := v.schema.Validate(x)
+	if err == nil {
+		return nil
+	}
+	ve, ok := err.(*jsonschema.ValidationError)
+	if !ok {
+		return []Violation{{Message: err.Error()}}
+	}
+	p := message.NewPrinter(language.English)
+	var out []Violation
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			out = append(out, Violation{Pointer: pointer(e.InstanceLocation), Message: e.ErrorKind.LocalizedString(p)})
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Pointer < out[j].Pointer })
+	return out
+}
+
+// pointer renders a location as an RFC 6901 JSON pointer.
+func pointer(loc []string) string {
+	var b strings.Builder
+	for _, tok := range loc {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+	}
+	return b.String()
+}
