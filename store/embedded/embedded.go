@@ -1,0 +1,546 @@
+// Package embedded is the store of `whp dev` and of tests: the five tables
+// of DESIGN.md in one bbolt file (pure Go, no cgo), with the same keys and
+// secondary indexes the DynamoDB store has, so both pass the same
+// conformance suite (package storetest).
+//
+// Each table is a bucket of JSON items; each GSI is a bucket of index keys
+// maintained in the same transaction as the item. Concurrent writes are
+// coalesced into shared transactions (bbolt's Batch), so a burst of status
+// writes costs one fsync, not one each.
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/whp-dev/whp/store"
+)
+
+const (
+	bSchemas          = store.TableEventSchema
+	bSchemaStatus     = store.TableEventSchema + ".status-index"
+	bSchemaSensitive  = store.TableEventSchema + ".contains_sensitive-index"
+	bSubs             = store.TablePartnerEventSubscription
+	bSubsSchema       = store.TablePartnerEventSubscription + ".schema-index"
+	bSubKafka         = store.TableEventSubscriptionKafka
+	bStatus           = store.TableEventDeliveryStatus
+	bStatusPartner    = store.TableEventDeliveryStatus + ".partner-index"
+	bStatusSchema     = store.TableEventDeliveryStatus + ".schema-index"
+	bLedger           = store.TableIdempotencyLedger
+	sep               = "\x00"
+	eventSortKey      = "EVENT"
+	deliverySortKey   = "DELIVERY#"
+	defaultPageLimit  = 50
+	maxPageLimit      = 1000
+	openLockTimeout   = 2 * time.Second
+	fileName          = "store.db"
+	dirPerm           = 0o700
+	filePerm          = 0o600
+	sweepBatchMaximum = 10000
+)
+
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger}
+
+// Store is the embedded store. Create it with Open.
+type Store struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store under dir. A second process
+// opening the same dir waits briefly for the file lock, then fails.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(dir, fileName)
+	db, err := bolt.Open(path, filePerm, &bolt.Options{Timeout: openLockTimeout, NoFreelistSync: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open store %s: locked by another process (is another whp using this data dir?)", path)
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func put(tx *bolt.Tx, bucket string, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bucket)).Put([]byte(key), b)
+}
+
+func get(tx *bolt.Tx, bucket, key string, v any) error {
+	b := tx.Bucket([]byte(bucket)).Get([]byte(key))
+	if b == nil {
+		return store.ErrNotFound
+	}
+	return json.Unmarshal(b, v)
+}
+
+func index(tx *bolt.Tx, bucket string, parts ...string) error {
+	return tx.Bucket([]byte(bucket)).Put([]byte(join(parts...)), []byte{})
+}
+
+func unindex(tx *bolt.Tx, bucket string, parts ...string) error {
+	return tx.Bucket([]byte(bucket)).Delete([]byte(join(parts...)))
+}
+
+func join(parts ...string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// scanIndex calls fn with the last part of every index key under prefix.
+func scanIndex(tx *bolt.Tx, bucket, prefix string, fn func(rest string) error) error {
+	c := tx.Bucket([]byte(bucket)).Cursor()
+	p := []byte(prefix + sep)
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		if err := fn(string(k[len(p):])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(fn)
+}
+
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+// PutSchema implements store.Store.
+func (s *Store) PutSchema(ctx context.Context, sc store.Schema) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		var old store.Schema
+		switch err := get(tx, bSchemas, sc.ID, &old); {
+		case err == nil:
+			if err := unindex(tx, bSchemaStatus, old.Status, old.ID); err != nil {
+				return err
+			}
+			if err := unindex(tx, bSchemaSensitive, fmt.Sprint(old.ContainsSensitive), old.ID); err != nil {
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		if err := index(tx, bSchemaStatus, sc.Status, sc.ID); err != nil {
+			return err
+		}
+		if err := index(tx, bSchemaSensitive, fmt.Sprint(sc.ContainsSensitive), sc.ID); err != nil {
+			return err
+		}
+		return put(tx, bSchemas, sc.ID, sc)
+	})
+}
+
+// GetSchema implements store.Store.
+func (s *Store) GetSchema(ctx context.Context, id string) (store.Schema, error) {
+	var sc store.Schema
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bSchemas, id, &sc) })
+	return sc, err
+}
+
+// ListSchemas implements store.Store.
+func (s *Store) ListSchemas(ctx context.Context) ([]store.Schema, error) {
+	var out []store.Schema
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bSchemas)).ForEach(func(_, v []byte) error {
+			var sc store.Schema
+			if err := json.Unmarshal(v, &sc); err != nil {
+				return err
+			}
+			out = append(out, sc)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SchemasByStatus implements store.Store.
+func (s *Store) SchemasByStatus(ctx context.Context, status string) ([]store.Schema, error) {
+	var out []store.Schema
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return scanIndex(tx, bSchemaStatus, status, func(id string) error {
+			var sc store.Schema
+			if err := get(tx, bSchemas, id, &sc); err != nil {
+				return err
+			}
+			out = append(out, sc)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutSubscription implements store.Store.
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error) {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		var old store.Subscription
+		switch err := get(tx, bSubs, sub.ID, &old); {
+		case errors.Is(err, store.ErrNotFound):
+			if sub.Rev != 0 {
+				return store.ErrConflict
+			}
+		case err != nil:
+			return err
+		default:
+			if old.Rev != sub.Rev {
+				return store.ErrConflict
+			}
+			if err := unindex(tx, bSubsSchema, old.SchemaID, old.ID); err != nil {
+				return err
+			}
+		}
+		if err := index(tx, bSubsSchema, sub.SchemaID, sub.ID); err != nil {
+			return err
+		}
+		stored := sub
+		stored.Rev++
+		return put(tx, bSubs, sub.ID, stored)
+	})
+	if err != nil {
+		return store.Subscription{}, err
+	}
+	sub.Rev++
+	return sub, nil
+}
+
+// GetSubscription implements store.Store.
+func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscription, error) {
+	var sub store.Subscription
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bSubs, id, &sub) })
+	return sub, err
+}
+
+// ListSubscriptions implements store.Store.
+func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
+	var out []store.Subscription
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bSubs)).ForEach(func(_, v []byte) error {
+			var sub store.Subscription
+			if err := json.Unmarshal(v, &sub); err != nil {
+				return err
+			}
+			out = append(out, sub)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SubscriptionsForSchema implements store.Store.
+func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
+	var out []store.Subscription
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return scanIndex(tx, bSubsSchema, schemaID, func(id string) error {
+			var sub store.Subscription
+			if err := get(tx, bSubs, id, &sub); err != nil {
+				return err
+			}
+			out = append(out, sub)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutSubscriptionKafka implements store.Store.
+func (s *Store) PutSubscriptionKafka(ctx context.Context, k store.SubscriptionKafka) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		var old store.SubscriptionKafka
+		if err := get(tx, bSubKafka, k.SubscriptionID, &old); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		k.Delivered, k.Failed = old.Delivered, old.Failed
+		return put(tx, bSubKafka, k.SubscriptionID, k)
+	})
+}
+
+// GetSubscriptionKafka implements store.Store.
+func (s *Store) GetSubscriptionKafka(ctx context.Context, id string) (store.SubscriptionKafka, error) {
+	var k store.SubscriptionKafka
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bSubKafka, id, &k) })
+	return k, err
+}
+
+// AddDeliveryCounts implements store.Store.
+func (s *Store) AddDeliveryCounts(ctx context.Context, id string, delivered, failed int64) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		k := store.SubscriptionKafka{SubscriptionID: id}
+		if err := get(tx, bSubKafka, id, &k); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		k.Delivered += delivered
+		k.Failed += failed
+		return put(tx, bSubKafka, id, k)
+	})
+}
+
+// CreateEvent implements store.Store.
+func (s *Store) CreateEvent(ctx context.Context, e store.Event) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		key := join(e.ID, eventSortKey)
+		if tx.Bucket([]byte(bStatus)).Get([]byte(key)) != nil {
+			return store.ErrConflict
+		}
+		return put(tx, bStatus, key, e)
+	})
+}
+
+// GetEvent implements store.Store.
+func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
+	var e store.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bStatus, join(id, eventSortKey), &e) })
+	return e, err
+}
+
+// newestFirst orders index keys so that a forward scan starts at the most
+// recent update.
+func newestFirst(t time.Time) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(math.MaxInt64-t.UnixNano()))
+	return string(b[:])
+}
+
+func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
+	key := join(d.EventID, deliverySortKey+d.ID)
+	var old store.Delivery
+	switch err := get(tx, bStatus, key, &old); {
+	case err == nil:
+		if onlyNew {
+			return nil
+		}
+		if err := unindex(tx, bStatusPartner, old.PartnerID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
+			return err
+		}
+		if err := unindex(tx, bStatusSchema, old.SchemaID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
+			return err
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+		return err
+	}
+	if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+		return err
+	}
+	return put(tx, bStatus, key, d)
+}
+
+// CreateDeliveries implements store.Store.
+func (s *Store) CreateDeliveries(ctx context.Context, ds []store.Delivery) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, d := range ds {
+			if err := putDelivery(tx, d, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PutDeliveries implements store.Store.
+func (s *Store) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, d := range ds {
+			if err := putDelivery(tx, d, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetDelivery implements store.Store.
+func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error) {
+	var d store.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bStatus, join(eventID, deliverySortKey+id), &d) })
+	return d, err
+}
+
+// Deliveries implements store.Store.
+func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error) {
+	var out []store.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bStatus)).Cursor()
+		p := []byte(join(eventID, deliverySortKey))
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var d store.Delivery
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeliveriesByPartner implements store.Store.
+func (s *Store) DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error) {
+	return s.history(ctx, bStatusPartner, partnerID, p)
+}
+
+// DeliveriesBySchema implements store.Store.
+func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error) {
+	return s.history(ctx, bStatusSchema, schemaID, p)
+}
+
+func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Page) (store.DeliveryPage, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultPageLimit
+	}
+	limit = min(limit, maxPageLimit)
+	prefix := []byte(hashKey + sep)
+	start := prefix
+	if p.Cursor != "" {
+		after, err := base64.RawURLEncoding.DecodeString(p.Cursor)
+		if err != nil || !bytes.HasPrefix(after, prefix) {
+			return store.DeliveryPage{}, fmt.Errorf("history of %s: invalid cursor", hashKey)
+		}
+		start = append(after, 0) // the smallest key after it
+	}
+	var page store.DeliveryPage
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bucket)).Cursor()
+		var last []byte
+		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(page.Deliveries) == limit {
+				page.Next = base64.RawURLEncoding.EncodeToString(last)
+				return nil
+			}
+			parts := bytes.SplitN(k[len(prefix):], []byte(sep), 3)
+			if len(parts) != 3 {
+				return fmt.Errorf("corrupt index key %q", k)
+			}
+			var d store.Delivery
+			if err := get(tx, bStatus, join(string(parts[1]), deliverySortKey+string(parts[2])), &d); err != nil {
+				return err
+			}
+			page.Deliveries = append(page.Deliveries, d)
+			last = append(last[:0], k...)
+		}
+		return nil
+	})
+	return page, err
+}
+
+// CreateIdempotency implements store.Store.
+func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+	var existing store.Idempotency
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		existing = store.Idempotency{}
+		switch err := get(tx, bLedger, rec.Key, &existing); {
+		case err == nil && existing.ExpiresAt.After(s.now()):
+			return store.ErrConflict
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return put(tx, bLedger, rec.Key, rec)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return existing, err
+	}
+	return store.Idempotency{}, err
+}
+
+// GetIdempotency implements store.Store.
+func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempotency, error) {
+	var rec store.Idempotency
+	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bLedger, key, &rec) })
+	if err == nil && !rec.ExpiresAt.After(s.now()) {
+		return store.Idempotency{}, store.ErrNotFound
+	}
+	return rec, err
+}
+
+// PutIdempotency implements store.Store.
+func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return put(tx, bLedger, rec.Key, rec) })
+}
+
+// DeleteIdempotency implements store.Store.
+func (s *Store) DeleteIdempotency(ctx context.Context, key string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket([]byte(bLedger)).Delete([]byte(key)) })
+}
+
+// Sweep deletes expired idempotency_ledger items, as DynamoDB's TTL does in
+// production, at most sweepBatchMaximum per call. It returns how many it
+// deleted.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	now := s.now()
+	n := 0
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket([]byte(bLedger))
+		var expired [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var rec store.Idempotency
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if !rec.ExpiresAt.After(now) && len(expired) < sweepBatchMaximum {
+				expired = append(expired, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,258 @@
+// Package store defines the platform's state: the five tables of DESIGN.md
+// (event_schema, partner_event_subscription, event_subscription_kafka,
+// event_delivery_status, idempotency_ledger) as Go types and the Store
+// interface every backend implements — the embedded store for `whp dev`
+// and tests, DynamoDB in production. Each backend must pass the
+// conformance suite in package storetest.
+//
+// The interface only uses what DynamoDB does well: single-item conditional
+// writes (no transactions), atomic counters, and queries on a key or a GSI.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned when no item has the key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is returned when a conditional write loses: the item
+	// exists where it must not, or changed since it was read.
+	ErrConflict = errors.New("store: conflicting write")
+)
+
+// Table names, without the environment prefix.
+const (
+	TableEventSchema              = "event_schema"
+	TablePartnerEventSubscription = "partner_event_subscription"
+	TableEventSubscriptionKafka   = "event_subscription_kafka"
+	TableEventDeliveryStatus      = "event_delivery_status"
+	TableIdempotencyLedger        = "idempotency_ledger"
+)
+
+// TableName is the physical name of a table: webhooks-{env}-{table}.
+func TableName(env, table string) string { return "webhooks-" + env + "-" + table }
+
+// Schema is an item of event_schema, keyed by PRODUCER_DOMAIN#EVENT_NAME#VERSION.
+type Schema struct {
+	ID                string    `json:"id"`
+	Domain            string    `json:"domain"`
+	Event             string    `json:"event"`
+	Version           string    `json:"version"`
+	Status            string    `json:"status"` // ACTIVE or INACTIVE (status-index)
+	ContainsSensitive bool      `json:"contains_sensitive"`
+	Description       string    `json:"description,omitempty"`
+	JSONSchema        []byte    `json:"json_schema"`
+	CUESource         string    `json:"cue_source"`
+	Revision          string    `json:"revision"` // catalog revision that last wrote it
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// Subscription statuses.
+const (
+	SubscriptionPending   = "Pending"
+	SubscriptionApproved  = "Approved"
+	SubscriptionRejected  = "Rejected"
+	SubscriptionCancelled = "Cancelled"
+)
+
+// Subscription is an item of partner_event_subscription, keyed by
+// PARTNER_ID#EVENT_SCHEMA_ID. It carries the partner's delivery settings so
+// the dispatcher needs one read per subscription.
+type Subscription struct {
+	ID               string `json:"id"`
+	PartnerID        string `json:"partner_id"`
+	SchemaID         string `json:"schema_id"`
+	Name             string `json:"name"` // its key in the catalog
+	URL              string `json:"url"`
+	AuthKind         string `json:"auth_kind"`
+	AuthHeader       string `json:"auth_header,omitempty"`
+	AuthSecretRef    string `json:"auth_secret_ref,omitempty"`
+	SigningSecretRef string `json:"signing_secret_ref"`
+	// ConfigHash digests what an approver approves (URL and auth); when it
+	// changes the subscription goes back to Pending.
+	ConfigHash string    `json:"config_hash"`
+	Status     string    `json:"status"`
+	DecidedBy  string    `json:"decided_by,omitempty"`
+	DecidedAt  time.Time `json:"decided_at,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+	Revision   string    `json:"revision"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Rev is the item's write counter for optimistic concurrency: a put
+	// succeeds only if the stored Rev equals it (0: the item must not exist),
+	// and the stored item then has Rev+1.
+	Rev int64 `json:"rev"`
+}
+
+// SubscriptionKafka is an item of event_subscription_kafka: where a
+// subscription's records flow, and its delivery counters.
+type SubscriptionKafka struct {
+	SubscriptionID string    `json:"subscription_id"`
+	EgressTopic    string    `json:"egress_topic"`
+	RetryTopic     string    `json:"retry_topic"`
+	DLQTopic       string    `json:"dlq_topic"`
+	Delivered      int64     `json:"delivered"` // updated only by AddDeliveryCounts
+	Failed         int64     `json:"failed"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// Event is the event item of event_delivery_status (partition key
+// WEBHOOK_EVENT_UUID, sort key EVENT): what was accepted and where it lives
+// in the ingress topic.
+type Event struct {
+	ID             string    `json:"id"`
+	SchemaID       string    `json:"schema_id"`
+	Key            string    `json:"key,omitempty"`
+	IdempotencyKey string    `json:"idempotency_key,omitempty"`
+	AcceptedAt     time.Time `json:"accepted_at"`
+	Topic          string    `json:"topic"`
+	Partition      int32     `json:"partition"`
+	Offset         int64     `json:"offset"`
+	// Data is the event's data; nil when its schema contains_sensitive.
+	Data      []byte    `json:"data,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"` // TTL
+}
+
+// Delivery statuses (DESIGN.md, public interface).
+const (
+	DeliveryPending      = "pending"
+	DeliveryRetrying     = "retrying"
+	DeliveryDelivered    = "delivered"
+	DeliveryHeld         = "held"
+	DeliveryDeadLettered = "dead_lettered"
+	DeliveryCancelled    = "cancelled"
+)
+
+// Delivery is a delivery item of event_delivery_status (partition key
+// WEBHOOK_EVENT_UUID, sort key DELIVERY#id): one event to one subscription,
+// with every attempt. GSIs give history by partner and by schema.
+type Delivery struct {
+	EventID        string    `json:"event_id"`
+	ID             string    `json:"id"`
+	SubscriptionID string    `json:"subscription_id"`
+	PartnerID      string    `json:"partner_id"`
+	SchemaID       string    `json:"schema_id"`
+	Status         string    `json:"status"`
+	Attempts       []Attempt `json:"attempts"`
+	NextAttemptAt  time.Time `json:"next_attempt_at,omitzero"`
+	// Topic, Partition and Offset locate the egress record.
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"` // TTL
+}
+
+// Attempt is one POST to a partner.
+type Attempt struct {
+	N          int       `json:"n"`
+	At         time.Time `json:"at"`
+	URL        string    `json:"url"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Latency    Duration  `json:"latency"`
+	// Error explains a failure without a response (timeout, refused…).
+	Error string `json:"error,omitempty"`
+	// RequestHeaders are the headers sent, secrets redacted.
+	RequestHeaders map[string]string `json:"request_headers,omitempty"`
+	// ResponseExcerpt is the start of the response body, bounded.
+	ResponseExcerpt string `json:"response_excerpt,omitempty"`
+}
+
+// Duration is a time.Duration that encodes as milliseconds in JSON.
+type Duration time.Duration
+
+// MarshalJSON encodes milliseconds with microsecond precision.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	ms := float64(time.Duration(d).Microseconds()) / 1000
+	return []byte(formatFloat(ms)), nil
+}
+
+// UnmarshalJSON decodes milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	ms, err := parseFloat(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(ms * float64(time.Millisecond))
+	return nil
+}
+
+// Idempotency is an item of idempotency_ledger: a key seen within its TTL
+// and what was answered for it. Expired items are treated as absent.
+type Idempotency struct {
+	Key       string    `json:"key"`
+	Value     []byte    `json:"value"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"` // TTL
+}
+
+// Page asks for one page of a query, newest first.
+type Page struct {
+	Limit  int    // at most this many items; 0 means 50
+	Cursor string // from the previous page's Next; "" starts at the newest
+}
+
+// DeliveryPage is one page of delivery history.
+type DeliveryPage struct {
+	Deliveries []Delivery
+	Next       string // "" when there is nothing more
+}
+
+// Store is the platform's state. All methods are safe for concurrent use.
+type Store interface {
+	// PutSchema creates or replaces a schema.
+	PutSchema(ctx context.Context, s Schema) error
+	GetSchema(ctx context.Context, id string) (Schema, error)
+	// ListSchemas returns every schema, sorted by ID.
+	ListSchemas(ctx context.Context) ([]Schema, error)
+	// SchemasByStatus queries status-index, sorted by ID.
+	SchemasByStatus(ctx context.Context, status string) ([]Schema, error)
+
+	// PutSubscription writes s if the stored item's Rev equals s.Rev (or
+	// s.Rev is 0 and none is stored); otherwise ErrConflict. It returns the
+	// item as stored, with its new Rev.
+	PutSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	GetSubscription(ctx context.Context, id string) (Subscription, error)
+	// ListSubscriptions returns every subscription, sorted by ID.
+	ListSubscriptions(ctx context.Context) ([]Subscription, error)
+	// SubscriptionsForSchema queries schema-index, sorted by ID.
+	SubscriptionsForSchema(ctx context.Context, schemaID string) ([]Subscription, error)
+
+	// PutSubscriptionKafka writes topic metadata, keeping the counters.
+	PutSubscriptionKafka(ctx context.Context, k SubscriptionKafka) error
+	GetSubscriptionKafka(ctx context.Context, subscriptionID string) (SubscriptionKafka, error)
+	// AddDeliveryCounts adds to the counters atomically, creating the item
+	// if needed.
+	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
+
+	// CreateEvent writes e unless an event with its ID exists (then
+	// ErrConflict): the first record of an event wins.
+	CreateEvent(ctx context.Context, e Event) error
+	GetEvent(ctx context.Context, id string) (Event, error)
+	// CreateDeliveries writes each delivery that does not exist yet and
+	// leaves existing ones untouched, so a replayed processor never resets
+	// a delivery's progress.
+	CreateDeliveries(ctx context.Context, ds []Delivery) error
+	// PutDeliveries creates or replaces each delivery, in one batch.
+	PutDeliveries(ctx context.Context, ds []Delivery) error
+	GetDelivery(ctx context.Context, eventID, deliveryID string) (Delivery, error)
+	// Deliveries returns an event's deliveries, sorted by ID.
+	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
+	// DeliveriesByPartner and DeliveriesBySchema page through history,
+	// most recently updated first (GSIs partner-index and schema-index).
+	DeliveriesByPartner(ctx context.Context, partnerID string, p Page) (DeliveryPage, error)
+	DeliveriesBySchema(ctx context.Context, schemaID string, p Page) (DeliveryPage, error)
+
+	// CreateIdempotency writes rec unless a live (unexpired) item has its
+	// key; then it returns that item and ErrConflict.
+	CreateIdempotency(ctx context.Context, rec Idempotency) (Idempotency, error)
+	// GetIdempotency returns a live item or ErrNotFound.
+	GetIdempotency(ctx context.Context, key string) (Idempotency, error)
+	PutIdempotency(ctx context.Context, rec Idempotency) error
+	DeleteIdempotency(ctx context.Context, key string) error
+
+	Close() error
+}

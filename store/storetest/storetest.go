@@ -1,0 +1,392 @@
+// Package storetest is the conformance suite every store.Store
+// implementation runs: the embedded store in its own tests, the DynamoDB
+// store against dynalite. A backend passes when Run passes.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/whp-dev/whp/store"
+)
+
+// Opener opens a store on dir. Opening the same dir again after Close must
+// see everything written before (the suite checks persistence this way).
+type Opener func(t *testing.T, dir string) store.Store
+
+// Run runs the whole suite; each case gets a fresh dir.
+func Run(t *testing.T, open Opener) {
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"Schemas", testSchemas},
+		{"SubscriptionRev", testSubscriptionRev},
+		{"SubscriptionsForSchema", testSubscriptionsForSchema},
+		{"SubscriptionKafkaCounters", testCounters},
+		{"Events", testEvents},
+		{"Deliveries", testDeliveries},
+		{"HistoryPaging", testHistoryPaging},
+		{"Idempotency", testIdempotency},
+		{"Persistence", testPersistence},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
+}
+
+// at is a fixed instant, truncated so that encodings that keep less than
+// nanoseconds compare equal.
+var at = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func schema(id, status string, sensitive bool) store.Schema {
+	return store.Schema{ID: id, Domain: "orders", Event: "order.created", Version: "1", Status: status,
+		ContainsSensitive: sensitive, JSONSchema: []byte(`{"type":"object"}`), CUESource: "{}", Revision: "r1", UpdatedAt: at}
+}
+
+func testSchemas(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	a := schema("orders#order.created#1", "ACTIVE", false)
+	b := schema("orders#order.created#2", "ACTIVE", true)
+	must(t, s.PutSchema(ctx, a))
+	must(t, s.PutSchema(ctx, b))
+	got, err := s.GetSchema(ctx, a.ID)
+	must(t, err)
+	if diff := cmp.Diff(a, got); diff != "" {
+		t.Errorf("GetSchema (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetSchema(ctx, "nope#x.y#1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSchema(missing) error = %v, want ErrNotFound", err)
+	}
+	// Deactivating moves the schema between status-index entries.
+	b.Status = "INACTIVE"
+	must(t, s.PutSchema(ctx, b))
+	active, err := s.SchemasByStatus(ctx, "ACTIVE")
+	must(t, err)
+	if diff := cmp.Diff([]store.Schema{a}, active); diff != "" {
+		t.Errorf("SchemasByStatus(ACTIVE) (-want +got):\n%s", diff)
+	}
+	inactive, err := s.SchemasByStatus(ctx, "INACTIVE")
+	must(t, err)
+	if diff := cmp.Diff([]store.Schema{b}, inactive); diff != "" {
+		t.Errorf("SchemasByStatus(INACTIVE) (-want +got):\n%s", diff)
+	}
+	all, err := s.ListSchemas(ctx)
+	must(t, err)
+	if diff := cmp.Diff([]store.Schema{a, b}, all); diff != "" {
+		t.Errorf("ListSchemas (-want +got):\n%s", diff)
+	}
+}
+
+func subscription(partner, schemaID string) store.Subscription {
+	return store.Subscription{ID: partner + "#" + schemaID, PartnerID: partner, SchemaID: schemaID, Name: partner + ".sub",
+		URL: "https://" + partner + ".example/hook", AuthKind: "none", SigningSecretRef: "partners/" + partner + "/signing",
+		ConfigHash: "h1", Status: store.SubscriptionPending, Revision: "r1", UpdatedAt: at}
+}
+
+func testSubscriptionRev(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	sub := subscription("acme", "orders#order.created#1")
+	stored, err := s.PutSubscription(ctx, sub)
+	must(t, err)
+	if stored.Rev != 1 {
+		t.Fatalf("first put Rev = %d, want 1", stored.Rev)
+	}
+	// A second create of the same item conflicts.
+	if _, err := s.PutSubscription(ctx, sub); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("create of existing item error = %v, want ErrConflict", err)
+	}
+	// An approval based on the stored item wins; a stale one then loses.
+	approve := stored
+	approve.Status, approve.DecidedBy, approve.DecidedAt, approve.Reason = store.SubscriptionApproved, "alice", at, "looks right"
+	approved, err := s.PutSubscription(ctx, approve)
+	must(t, err)
+	stale := stored
+	stale.Status = store.SubscriptionRejected
+	if _, err := s.PutSubscription(ctx, stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale put error = %v, want ErrConflict", err)
+	}
+	got, err := s.GetSubscription(ctx, sub.ID)
+	must(t, err)
+	if diff := cmp.Diff(approved, got); diff != "" {
+		t.Errorf("GetSubscription (-want +got):\n%s", diff)
+	}
+	if got.Rev != 2 {
+		t.Errorf("Rev after two writes = %d, want 2", got.Rev)
+	}
+	if _, err := s.GetSubscription(ctx, "x#y"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSubscription(missing) error = %v, want ErrNotFound", err)
+	}
+	// Concurrent writers of one Rev: exactly one wins.
+	var wg sync.WaitGroup
+	wins := make(chan int, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			u := got
+			u.Reason = fmt.Sprint("writer ", i)
+			if _, err := s.PutSubscription(ctx, u); err == nil {
+				wins <- i
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("concurrent put: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(wins)
+	if n := len(wins); n != 1 {
+		t.Errorf("%d concurrent writers of one Rev won, want exactly 1", n)
+	}
+}
+
+func testSubscriptionsForSchema(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	a := subscription("acme", "orders#order.created#1")
+	b := subscription("beta", "orders#order.created#1")
+	c := subscription("acme", "orders#order.cancelled#1")
+	var stored []store.Subscription
+	for _, sub := range []store.Subscription{a, b, c} {
+		got, err := s.PutSubscription(ctx, sub)
+		must(t, err)
+		stored = append(stored, got)
+	}
+	got, err := s.SubscriptionsForSchema(ctx, "orders#order.created#1")
+	must(t, err)
+	if diff := cmp.Diff([]store.Subscription{stored[0], stored[1]}, got); diff != "" {
+		t.Errorf("SubscriptionsForSchema (-want +got):\n%s", diff)
+	}
+	all, err := s.ListSubscriptions(ctx)
+	must(t, err)
+	if diff := cmp.Diff([]store.Subscription{stored[2], stored[0], stored[1]}, all); diff != "" {
+		t.Errorf("ListSubscriptions (-want +got):\n%s", diff)
+	}
+}
+
+func testCounters(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	id := "acme#orders#order.created#1"
+	// Counters before the metadata exists create the item.
+	must(t, s.AddDeliveryCounts(ctx, id, 1, 0))
+	must(t, s.PutSubscriptionKafka(ctx, store.SubscriptionKafka{SubscriptionID: id, EgressTopic: "wh.egress.acme.order.created",
+		RetryTopic: "wh.retry.order.created", DLQTopic: "wh.dlq.order.created", UpdatedAt: at}))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if err := s.AddDeliveryCounts(ctx, id, 2, 1); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.GetSubscriptionKafka(ctx, id)
+	must(t, err)
+	want := store.SubscriptionKafka{SubscriptionID: id, EgressTopic: "wh.egress.acme.order.created", RetryTopic: "wh.retry.order.created",
+		DLQTopic: "wh.dlq.order.created", Delivered: 41, Failed: 20, UpdatedAt: at}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("counters after concurrent adds (-want +got):\n%s", diff)
+	}
+	// Rewriting topic metadata keeps the counters.
+	want.EgressTopic = "wh.egress.acme.order.created.v2"
+	meta := want
+	meta.Delivered, meta.Failed = 0, 0
+	must(t, s.PutSubscriptionKafka(ctx, meta))
+	got, err = s.GetSubscriptionKafka(ctx, id)
+	must(t, err)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after metadata rewrite (-want +got):\n%s", diff)
+	}
+}
+
+func testEvents(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	e := store.Event{ID: "0193a1b2-0000-7000-8000-000000000001", SchemaID: "orders#order.created#1", Key: "ord_1",
+		AcceptedAt: at, Topic: "wh.ingress.orders.order.created", Partition: 2, Offset: 41, Data: []byte(`{"a":1}`), ExpiresAt: at.Add(time.Hour)}
+	must(t, s.CreateEvent(ctx, e))
+	dup := e
+	dup.Offset = 99
+	if err := s.CreateEvent(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second CreateEvent error = %v, want ErrConflict", err)
+	}
+	got, err := s.GetEvent(ctx, e.ID)
+	must(t, err)
+	if diff := cmp.Diff(e, got); diff != "" {
+		t.Errorf("GetEvent (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetEvent(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetEvent(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func delivery(eventID, id, partner string, updated time.Time) store.Delivery {
+	return store.Delivery{EventID: eventID, ID: id, SubscriptionID: partner + "#orders#order.created#1", PartnerID: partner,
+		SchemaID: "orders#order.created#1", Status: store.DeliveryPending, Topic: "wh.egress." + partner + ".order.created",
+		CreatedAt: at, UpdatedAt: updated}
+}
+
+func testDeliveries(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	ev := "0193a1b2-0000-7000-8000-000000000002"
+	a := delivery(ev, "d-a", "acme", at)
+	b := delivery(ev, "d-b", "beta", at)
+	must(t, s.CreateDeliveries(ctx, []store.Delivery{a, b}))
+	// The dispatcher records an attempt and success...
+	a.Status = store.DeliveryDelivered
+	a.UpdatedAt = at.Add(time.Second)
+	a.Attempts = []store.Attempt{{N: 1, At: at, URL: "https://acme.example/hook", StatusCode: 204,
+		Latency: store.Duration(12500 * time.Microsecond), RequestHeaders: map[string]string{"webhook-id": "d-a"}, ResponseExcerpt: "ok"}}
+	must(t, s.PutDeliveries(ctx, []store.Delivery{a}))
+	// ...and a replayed processor creating it again changes nothing.
+	must(t, s.CreateDeliveries(ctx, []store.Delivery{delivery(ev, "d-a", "acme", at.Add(time.Hour))}))
+	got, err := s.Deliveries(ctx, ev)
+	must(t, err)
+	if diff := cmp.Diff([]store.Delivery{a, b}, got); diff != "" {
+		t.Errorf("Deliveries (-want +got):\n%s", diff)
+	}
+	one, err := s.GetDelivery(ctx, ev, "d-b")
+	must(t, err)
+	if diff := cmp.Diff(b, one); diff != "" {
+		t.Errorf("GetDelivery (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetDelivery(ctx, ev, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetDelivery(missing) error = %v, want ErrNotFound", err)
+	}
+	// The partner index follows the update: one entry per delivery.
+	page, err := s.DeliveriesByPartner(ctx, "acme", store.Page{})
+	must(t, err)
+	if diff := cmp.Diff([]store.Delivery{a}, page.Deliveries); diff != "" {
+		t.Errorf("DeliveriesByPartner (-want +got):\n%s", diff)
+	}
+}
+
+func testHistoryPaging(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	var all []store.Delivery
+	for i := range 7 {
+		d := delivery(fmt.Sprintf("ev-%d", i), fmt.Sprintf("d-%d", i), "acme", at.Add(time.Duration(i)*time.Minute))
+		all = append(all, d)
+	}
+	must(t, s.CreateDeliveries(ctx, all))
+	must(t, s.CreateDeliveries(ctx, []store.Delivery{delivery("ev-x", "d-x", "beta", at)}))
+	var got []store.Delivery
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 4 {
+			t.Fatal("paging does not end")
+		}
+		page, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Limit: 3, Cursor: cursor})
+		must(t, err)
+		if len(page.Deliveries) > 3 {
+			t.Fatalf("page of %d items, limit 3", len(page.Deliveries))
+		}
+		got = append(got, page.Deliveries...)
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	var want []store.Delivery
+	for i := len(all) - 1; i >= 0; i-- {
+		want = append(want, all[i])
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("paged history, newest first (-want +got):\n%s", diff)
+	}
+	bySchema, err := s.DeliveriesBySchema(ctx, "orders#order.created#1", store.Page{Limit: 100})
+	must(t, err)
+	if len(bySchema.Deliveries) != 8 || bySchema.Next != "" {
+		t.Errorf("DeliveriesBySchema = %d items (next %q), want 8 and no next page", len(bySchema.Deliveries), bySchema.Next)
+	}
+	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Cursor: "!!not-a-cursor"}); err == nil {
+		t.Error("a corrupt cursor was accepted")
+	}
+}
+
+func testIdempotency(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	rec := store.Idempotency{Key: "ingest#k1", Value: []byte(`{"id":"e1"}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if _, err := s.CreateIdempotency(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	other := rec
+	other.Value = []byte(`{"id":"e2"}`)
+	existing, err := s.CreateIdempotency(ctx, other)
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second CreateIdempotency error = %v, want ErrConflict", err)
+	}
+	if diff := cmp.Diff(rec, existing); diff != "" {
+		t.Errorf("existing item returned on conflict (-want +got):\n%s", diff)
+	}
+	// Only one of many concurrent creators wins.
+	var wg sync.WaitGroup
+	wins := make(chan struct{}, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			r := store.Idempotency{Key: "ingest#race", Value: []byte(fmt.Sprint(i)), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if _, err := s.CreateIdempotency(ctx, r); err == nil {
+				wins <- struct{}{}
+			}
+		})
+	}
+	wg.Wait()
+	if len(wins) != 1 {
+		t.Errorf("%d concurrent creators won, want 1", len(wins))
+	}
+	// An expired item is absent, and may be created again.
+	old := store.Idempotency{Key: "ingest#old", Value: []byte("x"), CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
+	must(t, s.PutIdempotency(ctx, old))
+	if _, err := s.GetIdempotency(ctx, old.Key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetIdempotency(expired) error = %v, want ErrNotFound", err)
+	}
+	fresh := store.Idempotency{Key: old.Key, Value: []byte("y"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if _, err := s.CreateIdempotency(ctx, fresh); err != nil {
+		t.Errorf("CreateIdempotency over an expired item: %v", err)
+	}
+	must(t, s.DeleteIdempotency(ctx, rec.Key))
+	if _, err := s.GetIdempotency(ctx, rec.Key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetIdempotency(deleted) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testPersistence(t *testing.T, open Opener) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	must(t, s.PutSchema(ctx, schema("orders#order.created#1", "ACTIVE", false)))
+	sub, err := s.PutSubscription(ctx, subscription("acme", "orders#order.created#1"))
+	must(t, err)
+	d := delivery("ev-p", "d-p", "acme", at)
+	must(t, s.CreateDeliveries(ctx, []store.Delivery{d}))
+	must(t, s.Close())
+	s = open(t, dir)
+	if _, err := s.GetSchema(ctx, "orders#order.created#1"); err != nil {
+		t.Errorf("schema after reopen: %v", err)
+	}
+	got, err := s.GetSubscription(ctx, sub.ID)
+	must(t, err)
+	if diff := cmp.Diff(sub, got); diff != "" {
+		t.Errorf("subscription after reopen (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetDelivery(ctx, "ev-p", "d-p"); err != nil {
+		t.Errorf("delivery after reopen: %v", err)
+	}
+}
