@@ -24,6 +24,9 @@ type Catalog struct {
 	Schemas       []*Schema
 	Partners      []*Partner
 	Subscriptions []*Subscription
+	// Digest identifies the catalog's content: "sha256:" over every file's
+	// name and bytes. It is the revision when the catalog is not read from Git.
+	Digest string
 
 	schemas  map[string]*Schema
 	partners map[string]*Partner
@@ -62,6 +65,15 @@ type Partner struct {
 	SigningSecret string // a secret reference, never a value
 	Contact       string
 	Pos           Pos
+}
+
+// SigningSecretOrEmpty returns the partner's signing secret reference, or
+// "" for a nil partner.
+func (p *Partner) SigningSecretOrEmpty() string {
+	if p == nil {
+		return ""
+	}
+	return p.SigningSecret
 }
 
 // Auth is how deliveries authenticate to the partner beyond the signature.

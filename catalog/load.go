@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -62,7 +64,7 @@ func Load(dir string, opts ...Option) (*Catalog, error) {
 	if !ok {
 		return nil, l.problems.sorted()
 	}
-	c := &Catalog{}
+	c := &Catalog{Digest: digest(files)}
 	l.schemas(root, c)
 	l.partners(root, c)
 	l.subscriptions(root, c)
@@ -411,6 +413,15 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 			c.Subscriptions = append(c.Subscriptions, s)
 		}
 	})
+}
+
+func digest(files []sourceFile) string {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.src))
+		h.Write(f.src)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func toPos(p token.Pos) Pos {

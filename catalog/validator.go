@@ -9,6 +9,7 @@ import (
 
 	gojson "github.com/goccy/go-json"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -89,7 +90,21 @@ func (v *Validator) ValidateValue(x any) []Violation {
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
-			out = append(out, Violation{Pointer: pointer(e.InstanceLocation), Message: e.ErrorKind.LocalizedString(p)})
+			at := pointer(e.InstanceLocation)
+			// Point at the offending field itself where the keyword names it.
+			switch k := e.ErrorKind.(type) {
+			case *kind.Required:
+				for _, m := range k.Missing {
+					out = append(out, Violation{Pointer: at + pointer([]string{m}), Message: "required"})
+				}
+				return
+			case *kind.AdditionalProperties:
+				for _, f := range k.Properties {
+					out = append(out, Violation{Pointer: at + pointer([]string{f}), Message: "unknown field (not in the schema)"})
+				}
+				return
+			}
+			out = append(out, Violation{Pointer: at, Message: e.ErrorKind.LocalizedString(p)})
 			return
 		}
 		for _, c := range e.Causes {

@@ -228,9 +228,9 @@ type Store interface {
 	// if needed.
 	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
 
-	// CreateEvent writes e unless an event with its ID exists (then
-	// ErrConflict): the first record of an event wins.
-	CreateEvent(ctx context.Context, e Event) error
+	// CreateEvents writes each event that does not exist yet and leaves
+	// existing ones untouched: the first record of an event wins.
+	CreateEvents(ctx context.Context, es []Event) error
 	GetEvent(ctx context.Context, id string) (Event, error)
 	// CreateDeliveries writes each delivery that does not exist yet and
 	// leaves existing ones untouched, so a replayed processor never resets

@@ -321,14 +321,20 @@ func (s *Store) AddDeliveryCounts(ctx context.Context, id string, delivered, fai
 	})
 }
 
-// CreateEvent implements store.Store.
-func (s *Store) CreateEvent(ctx context.Context, e store.Event) error {
+// CreateEvents implements store.Store.
+func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		key := join(e.ID, eventSortKey)
-		if tx.Bucket([]byte(bStatus)).Get([]byte(key)) != nil {
-			return store.ErrConflict
+		b := tx.Bucket([]byte(bStatus))
+		for _, e := range es {
+			key := join(e.ID, eventSortKey)
+			if b.Get([]byte(key)) != nil {
+				continue
+			}
+			if err := put(tx, bStatus, key, e); err != nil {
+				return err
+			}
 		}
-		return put(tx, bStatus, key, e)
+		return nil
 	})
 }
 

@@ -217,11 +217,14 @@ func testEvents(t *testing.T, open Opener) {
 	s := open(t, t.TempDir())
 	e := store.Event{ID: "0193a1b2-0000-7000-8000-000000000001", SchemaID: "orders#order.created#1", Key: "ord_1",
 		AcceptedAt: at, Topic: "wh.ingress.orders.order.created", Partition: 2, Offset: 41, Data: []byte(`{"a":1}`), ExpiresAt: at.Add(time.Hour)}
-	must(t, s.CreateEvent(ctx, e))
+	must(t, s.CreateEvents(ctx, []store.Event{e}))
+	// A replayed processor records the event again: the first record wins.
 	dup := e
 	dup.Offset = 99
-	if err := s.CreateEvent(ctx, dup); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("second CreateEvent error = %v, want ErrConflict", err)
+	other := store.Event{ID: "0193a1b2-0000-7000-8000-000000000009", SchemaID: e.SchemaID, AcceptedAt: at, Topic: e.Topic}
+	must(t, s.CreateEvents(ctx, []store.Event{dup, other}))
+	if got, err := s.GetEvent(ctx, other.ID); err != nil || got.ID != other.ID {
+		t.Errorf("event created beside an existing one: %v, %v", got, err)
 	}
 	got, err := s.GetEvent(ctx, e.ID)
 	must(t, err)

@@ -1,0 +1,130 @@
+// Command whp is the webhooks platform: one binary for every role.
+//
+//	whp dev                  the whole platform in one process on embedded defaults
+//	whp catalog validate     check a catalog; every problem as file:line:col
+//
+// Configuration comes from flags, each with a WHP_* environment variable
+// of the same name (--data-dir and WHP_DATA_DIR); a flag wins over its
+// variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// usageError is a mistake in the command line: exit 2 with usage.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `whp: the webhooks platform
+
+Usage:
+  whp dev [--data-dir .whp] [--catalog ./catalog] [--addr 127.0.0.1:8080]
+  whp catalog validate [--dir ./catalog]
+  whp version
+
+Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "dev":
+		err = runDev(ctx, args[1:], stdout, stderr)
+	case "catalog":
+		if len(args) < 2 || args[1] != "validate" {
+			err = usageError{"whp catalog: expected the subcommand validate"}
+		} else {
+			err = runValidate(args[2:], stdout, stderr)
+		}
+	case "version":
+		fmt.Fprintln(stdout, "whp", version())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = usageError{fmt.Sprintf("whp: unknown command %q", args[0])}
+	}
+	var ue usageError
+	var fe exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s\n\n%s", ue.msg, usage)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &fe):
+		return fe.code
+	default:
+		fmt.Fprintln(stderr, "whp:", err)
+		return 1
+	}
+}
+
+// exitError ends the command with a code after it printed its own report.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// newFlags returns a flag set whose flags default to WHP_* variables.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// envDefaults sets every flag not given on the command line from its WHP_*
+// variable, and fails on a variable that does not parse.
+func envDefaults(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := "WHP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("whp %s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return envDefaults(fs)
+}

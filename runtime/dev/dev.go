@@ -1,0 +1,299 @@
+// Package dev runs the whole platform in one process on embedded defaults:
+// two in-process Kafka clusters and the embedded store under the data dir,
+// the catalog applied at start, ingest, processor, dispatcher and a demo
+// partner, all on one HTTP address. It is `whp dev`, and the harness the
+// end-to-end tests start.
+package dev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/runtime/demo"
+	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/embedkafka"
+	"github.com/whp-dev/whp/runtime/ingest"
+	"github.com/whp-dev/whp/runtime/processor"
+	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/secret"
+	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// DemoPartnerID is the catalog partner `whp dev` serves itself; its
+// subscriptions are approved automatically in dev mode only.
+const DemoPartnerID = "demo"
+
+// Config configures the embedded platform.
+type Config struct {
+	// DataDir holds everything that persists: store.db, kafka/, secrets.json.
+	DataDir string
+	// CatalogDir is the catalog to apply at start.
+	CatalogDir string
+	// Addr is the listen address, e.g. 127.0.0.1:8080; ignored when
+	// Listener is set.
+	Addr     string
+	Listener net.Listener
+	// AutoApprove lists the partners whose Pending subscriptions are
+	// approved at start, recorded as decided by "whp dev". Default: the
+	// demo partner only; every other partner waits for an approver.
+	AutoApprove []string
+	// Ingest and Dispatch tune those roles (zero values: their defaults).
+	Ingest   ingest.Config
+	Dispatch dispatch.Config
+	Log      *slog.Logger
+}
+
+// Platform is a running embedded platform.
+type Platform struct {
+	// URL is the base URL everything is served under.
+	URL  string
+	Demo *demo.Partner
+
+	log      *slog.Logger
+	srv      *http.Server
+	kafka    *embedkafka.Clusters
+	st       *embedded.Store
+	producer *kgo.Client
+	cancel   context.CancelFunc
+	group    *errgroup.Group
+	served   chan error
+	stopOnce sync.Once
+	stopErr  error
+	ready    bool
+}
+
+// Start brings the platform up and returns once it serves. Stop it with Stop.
+func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	p = &Platform{URL: "http://" + ln.Addr().String(), log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			ln.Close()
+			p.closeResources()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if p.st, err = embedded.Open(filepath.Join(cfg.DataDir, "store")); err != nil {
+		return nil, err
+	}
+	if p.kafka, err = embedkafka.Start(filepath.Join(cfg.DataDir, "kafka")); err != nil {
+		return nil, err
+	}
+	ingressAddrs, egressAddrs := p.kafka.Ingress.ListenAddrs(), p.kafka.Egress.ListenAddrs()
+
+	cat, err := catalog.Load(cfg.CatalogDir, catalog.WithDemoBase(p.URL))
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s is invalid:\n%w", cfg.CatalogDir, err)
+	}
+	secrets := secret.OpenFile(filepath.Join(cfg.DataDir, "secrets.json"))
+	if err := ensureSecrets(secrets, cat, log); err != nil {
+		return nil, err
+	}
+	if cfg.AutoApprove == nil {
+		cfg.AutoApprove = []string{DemoPartnerID}
+	}
+	if err := p.apply(ctx, cat, ingressAddrs, egressAddrs, cfg.AutoApprove); err != nil {
+		return nil, err
+	}
+
+	reg := registry.New(p.st, log)
+	if err := reg.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	if p.producer, err = kgo.NewClient(kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)); err != nil {
+		return nil, fmt.Errorf("ingest producer: %w", err)
+	}
+	proc, err := processor.New(processor.Config{}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"))
+	if err != nil {
+		return nil, err
+	}
+	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, log.With("role", "dispatcher"))
+	if err != nil {
+		return nil, err
+	}
+	p.Demo = demo.New(secrets, cat.Partner(DemoPartnerID).SigningSecretOrEmpty(), log.With("role", "demo-partner"))
+
+	mux := http.NewServeMux()
+	ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest")).Register(mux)
+	p.Demo.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", p.readyz)
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	g, gctx := errgroup.WithContext(wctx)
+	p.group = g
+	g.Go(func() error { return proc.Run(gctx) })
+	g.Go(func() error { return disp.Run(gctx) })
+	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
+	g.Go(func() error { return p.sweep(gctx) })
+	go func() { p.served <- p.srv.Serve(ln) }()
+	p.ready = true
+	return p, nil
+}
+
+func (p *Platform) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !p.ready {
+		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// ensureSecrets creates missing signing secrets in the dev secrets file so
+// every partner can be signed for; production secrets are never created.
+func ensureSecrets(secrets *secret.File, cat *catalog.Catalog, log *slog.Logger) error {
+	var refs []string
+	for _, p := range cat.Partners {
+		refs = append(refs, p.SigningSecret)
+		if p.Auth.Kind == "header" {
+			refs = append(refs, p.Auth.Secret)
+		}
+	}
+	created, err := secrets.EnsureSigningSecrets(refs)
+	if err != nil {
+		return fmt.Errorf("dev secrets: %w", err)
+	}
+	for _, ref := range created {
+		log.Info("dev secret created", "ref", ref)
+	}
+	return nil
+}
+
+func (p *Platform) apply(ctx context.Context, cat *catalog.Catalog, ingressAddrs, egressAddrs, autoApprove []string) error {
+	in, err := kgo.NewClient(kgo.SeedBrokers(ingressAddrs...))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	eg, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...))
+	if err != nil {
+		return err
+	}
+	defer eg.Close()
+	a := &reconciler.Applier{Store: p.st, Ingress: kadm.NewClient(in), Egress: kadm.NewClient(eg), Log: p.log.With("role", "reconciler"), Now: time.Now}
+	res, err := a.Apply(ctx, cat, cat.Digest)
+	if err != nil {
+		return fmt.Errorf("apply catalog: %w", err)
+	}
+	p.log.Info("catalog applied", "revision", cat.Digest, "topics_created", len(res.TopicsCreated),
+		"schemas_written", res.SchemasWritten, "subscriptions_written", res.SubscriptionsWritten)
+	return p.autoApprove(ctx, autoApprove)
+}
+
+// autoApprove approves the Pending subscriptions of the given partners,
+// recorded as decided by "whp dev", so the quickstart's first event is
+// delivered without an approver.
+func (p *Platform) autoApprove(ctx context.Context, partners []string) error {
+	subs, err := p.st.ListSubscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if !slices.Contains(partners, s.PartnerID) || s.Status != store.SubscriptionPending {
+			continue
+		}
+		if _, err := reconciler.Decide(ctx, p.st, s.ID, store.SubscriptionApproved, "whp dev", "approved automatically in dev mode", time.Now()); err != nil {
+			return fmt.Errorf("approve subscription %s: %w", s.ID, err)
+		}
+		p.log.Info("subscription approved automatically (dev mode)", "subscription_id", s.ID)
+	}
+	return nil
+}
+
+func (p *Platform) sweep(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := p.st.Sweep(ctx); err != nil {
+				p.log.Warn("ledger sweep failed", "error", err)
+			} else if n > 0 {
+				p.log.Debug("expired ledger items deleted", "count", n)
+			}
+		}
+	}
+}
+
+// Stop drains the platform: the HTTP server stops taking requests and
+// finishes those in flight, the workers finish their batch and commit, and
+// Kafka and the store are flushed and closed.
+func (p *Platform) Stop() error {
+	p.stopOnce.Do(func() {
+		p.ready = false
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		if err := p.srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if err := <-p.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		p.cancel()
+		if err := p.group.Wait(); err != nil {
+			errs = append(errs, err)
+		}
+		p.closeResources()
+		p.stopErr = errors.Join(errs...)
+	})
+	return p.stopErr
+}
+
+func (p *Platform) closeResources() {
+	if p.producer != nil {
+		p.producer.Close()
+	}
+	if p.kafka != nil {
+		p.kafka.Close()
+	}
+	if p.st != nil {
+		p.st.Close()
+	}
+}
+
+// Banner says what listens where.
+func (p *Platform) Banner(cfg Config) string {
+	lines := []string{
+		"whp dev: the whole platform in one process",
+		"  ingest API      " + p.URL + "/v1/events   (POST an event; GET /v1/events/{id} for its deliveries)",
+		"  demo partner    " + p.URL + "/demo/       (what the demo partner received and verified)",
+		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
+		"  catalog         " + cfg.CatalogDir,
+		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

@@ -1,0 +1,68 @@
+// Package envelope defines the records that travel through Kafka between
+// the roles — the accepted event on ingress topics and the delivery on
+// egress topics — and the delivery ID that makes re-publishing harmless.
+package envelope
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is the value of an ingress record: an accepted, validated event.
+type Event struct {
+	ID             string          `json:"id"` // UUIDv7
+	Domain         string          `json:"domain"`
+	Event          string          `json:"event"`
+	Version        string          `json:"version"`
+	Key            string          `json:"key,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	AcceptedAt     time.Time       `json:"accepted_at"`
+	Data           json.RawMessage `json:"data"`
+}
+
+// Delivery is the value of an egress record: one event for one
+// subscription, with the exact body the partner receives.
+type Delivery struct {
+	ID             string    `json:"id"`
+	EventID        string    `json:"event_id"`
+	SubscriptionID string    `json:"subscription_id"`
+	PartnerID      string    `json:"partner_id"`
+	SchemaID       string    `json:"schema_id"`
+	Event          string    `json:"event"` // event name, for retry and DLQ topics
+	AcceptedAt     time.Time `json:"accepted_at"`
+	CreatedAt      time.Time `json:"created_at"`
+	// Body is the JSON POSTed to the partner and signed byte for byte.
+	Body json.RawMessage `json:"body"`
+}
+
+// Payload is the body a partner receives, in the Standard Webhooks shape
+// (type, timestamp, data) plus the ids a receiver needs.
+type Payload struct {
+	ID        string          `json:"id"` // the event ID
+	Type      string          `json:"type"`
+	Domain    string          `json:"domain"`
+	Version   string          `json:"version"`
+	Timestamp time.Time       `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// deliveryNamespace scopes delivery IDs (a random, fixed UUID).
+var deliveryNamespace = uuid.MustParse("5f0f5c1e-3d1c-4f55-9a8e-7c1c2e6b9b21")
+
+// DeliveryID derives the delivery ID from the event and subscription
+// (UUIDv5), so a processor that re-publishes after a crash produces the same
+// ID and the dispatcher's ledger drops the duplicate.
+func DeliveryID(eventID, subscriptionID string) string {
+	return uuid.NewSHA1(deliveryNamespace, []byte(eventID+"\x00"+subscriptionID)).String()
+}
+
+// NewEventID returns a UUIDv7: time-ordered, so IDs sort by acceptance.
+func NewEventID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}

@@ -1,0 +1,337 @@
+// Package ingest is the producers' HTTP API: POST /v1/events validates an
+// event against its compiled schema and answers 202 only once the ingress
+// cluster has acknowledged it (acks=all); GET /v1/events/{id} shows the
+// event and every delivery of it with its attempts.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes   = 256 << 10
+	DefaultIdempotencyTTL = 24 * time.Hour
+	DefaultProduceTimeout = 10 * time.Second
+	maxKeyLen             = 256
+	maxIdempotencyKeyLen  = 255
+)
+
+// Schemas finds a schema version by ID.
+type Schemas interface {
+	Lookup(id string) (*registry.Entry, bool)
+}
+
+// Producer writes records to the ingress cluster and waits for acks.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// Store is the part of the state ingest uses.
+type Store interface {
+	CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
+	PutIdempotency(ctx context.Context, rec store.Idempotency) error
+	DeleteIdempotency(ctx context.Context, key string) error
+	GetEvent(ctx context.Context, id string) (store.Event, error)
+	Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error)
+}
+
+// Config configures the API.
+type Config struct {
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	// Default 256 KiB.
+	MaxBodyBytes int64
+	// IdempotencyTTL is how long an Idempotency-Key is remembered.
+	// Default 24 h.
+	IdempotencyTTL time.Duration
+	// ProduceTimeout bounds the wait for the ingress ack. Default 10 s.
+	ProduceTimeout time.Duration
+}
+
+// API serves /v1/events.
+type API struct {
+	cfg     Config
+	schemas Schemas
+	prod    Producer
+	st      Store
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns the API; zero Config fields take their defaults.
+func New(cfg Config, schemas Schemas, prod Producer, st Store, log *slog.Logger) *API {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if cfg.ProduceTimeout <= 0 {
+		cfg.ProduceTimeout = DefaultProduceTimeout
+	}
+	return &API{cfg: cfg, schemas: schemas, prod: prod, st: st, log: log, now: time.Now}
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/events", a.post)
+	mux.HandleFunc("GET /v1/events/{id}", a.get)
+}
+
+// request is the envelope a producer posts.
+type request struct {
+	Domain  *string         `json:"domain"`
+	Event   *string         `json:"event"`
+	Version *string         `json:"version"`
+	Key     *string         `json:"key"`
+	Data    json.RawMessage `json:"data"`
+}
+
+type accepted struct {
+	ID string `json:"id"`
+}
+
+// idempotencyState is what the ledger keeps for an Idempotency-Key.
+type idempotencyState struct {
+	Done        bool   `json:"done"`
+	Fingerprint string `json:"fingerprint"`
+	ID          string `json:"id,omitempty"`
+}
+
+func (a *API) post(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			writeProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json")
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+				fmt.Sprintf("the request body is larger than the limit of %d bytes", a.cfg.MaxBodyBytes))
+			return
+		}
+		writeProblem(w, http.StatusBadRequest, "unreadable_body", "the request body could not be read")
+		return
+	}
+	req, vs := decodeRequest(body)
+	if len(vs) > 0 {
+		writeProblem(w, http.StatusBadRequest, "invalid_request", "the request is not a valid event envelope", vs...)
+		return
+	}
+	schemaID := catalog.SchemaID(*req.Domain, *req.Event, *req.Version)
+	entry, ok := a.schemas.Lookup(schemaID)
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "unknown_schema",
+			fmt.Sprintf("no schema %s/%s version %s is registered", *req.Domain, *req.Event, *req.Version))
+		return
+	}
+	if !entry.Active() {
+		writeProblem(w, http.StatusNotFound, "inactive_schema",
+			fmt.Sprintf("schema %s/%s version %s is INACTIVE and accepts no events", *req.Domain, *req.Event, *req.Version))
+		return
+	}
+	violations, err := entry.Validator.Validate(req.Data)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid_request", "data is not valid JSON", catalog.Violation{Pointer: "/data", Message: err.Error()})
+		return
+	}
+	if len(violations) > 0 {
+		for i := range violations {
+			violations[i].Pointer = "/data" + violations[i].Pointer
+		}
+		writeProblem(w, http.StatusBadRequest, "schema_violation",
+			fmt.Sprintf("data does not match schema %s/%s version %s", *req.Domain, *req.Event, *req.Version), violations...)
+		return
+	}
+
+	idemKey := r.Header.Get("Idempotency-Key")
+	var ledgerKey string
+	if idemKey != "" {
+		if len(idemKey) > maxIdempotencyKeyLen || strings.ContainsFunc(idemKey, func(c rune) bool { return c < 0x20 || c > 0x7e }) {
+			writeProblem(w, http.StatusBadRequest, "invalid_idempotency_key",
+				fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKeyLen))
+			return
+		}
+		ledgerKey = "ingest#" + idemKey
+		if done := a.claim(w, r.Context(), ledgerKey, fingerprint(body)); done {
+			return
+		}
+	}
+
+	id, err := envelope.NewEventID()
+	if err != nil {
+		a.fail(w, r.Context(), ledgerKey, "new event id", err)
+		return
+	}
+	ev := envelope.Event{ID: id, Domain: *req.Domain, Event: *req.Event, Version: *req.Version,
+		IdempotencyKey: idemKey, AcceptedAt: a.now().UTC(), Data: req.Data}
+	if req.Key != nil {
+		ev.Key = *req.Key
+	}
+	value, err := json.Marshal(ev)
+	if err != nil {
+		a.fail(w, r.Context(), ledgerKey, "encode event", err)
+		return
+	}
+	key := ev.Key
+	if key == "" {
+		key = id
+	}
+	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value}
+	// The produce outlives a client that hangs up: once started, the
+	// event may be accepted, and the idempotency record must say so.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.ProduceTimeout)
+	defer cancel()
+	if err := a.prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		a.log.Error("ingress produce failed", "schema_id", schemaID, "topic", entry.Topic, "error", err)
+		if ledgerKey != "" {
+			a.st.DeleteIdempotency(ctx, ledgerKey)
+		}
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the event was not accepted: the event log is unavailable; retry with the same Idempotency-Key")
+		return
+	}
+	if ledgerKey != "" {
+		st, _ := json.Marshal(idempotencyState{Done: true, Fingerprint: fingerprint(body), ID: id})
+		now := a.now()
+		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: st, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+			// The event is durable; only a retry with this key could now
+			// publish it twice. Say so in the log, answer the truth.
+			a.log.Error("idempotency record not updated after accept", "event_id", id, "error", err)
+		}
+	}
+	w.Header().Set("Location", "/v1/events/"+id)
+	writeJSON(w, http.StatusAccepted, accepted{ID: id})
+}
+
+// claim reserves an Idempotency-Key. It returns true when it has answered
+// the request itself: a replay of a finished request, a conflicting reuse,
+// or a request still in progress.
+func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) bool {
+	now := a.now()
+	pending, _ := json.Marshal(idempotencyState{Fingerprint: fp})
+	existing, err := a.st.CreateIdempotency(ctx, store.Idempotency{Key: key, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)})
+	if err == nil {
+		return false
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		a.log.Error("idempotency ledger unavailable", "error", err)
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the idempotency ledger is unavailable; retry")
+		return true
+	}
+	var st idempotencyState
+	if json.Unmarshal(existing.Value, &st) != nil {
+		writeProblem(w, http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used by another request")
+		return true
+	}
+	switch {
+	case st.Fingerprint != fp:
+		writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"this Idempotency-Key was already used with a different request body")
+	case !st.Done:
+		writeProblem(w, http.StatusConflict, "idempotency_in_progress",
+			"a request with this Idempotency-Key is still in progress; retry shortly")
+	default:
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set("Location", "/v1/events/"+st.ID)
+		writeJSON(w, http.StatusAccepted, accepted{ID: st.ID})
+	}
+	return true
+}
+
+func (a *API) fail(w http.ResponseWriter, ctx context.Context, ledgerKey, what string, err error) {
+	a.log.Error("ingest failed", "step", what, "error", err)
+	if ledgerKey != "" {
+		a.st.DeleteIdempotency(context.WithoutCancel(ctx), ledgerKey)
+	}
+	writeProblem(w, http.StatusInternalServerError, "internal", "internal error; the event was not accepted")
+}
+
+func fingerprint(body []byte) string {
+	s := sha256.Sum256(body)
+	return hex.EncodeToString(s[:])
+}
+
+// decodeRequest parses the envelope strictly and reports every problem
+// with the JSON pointer of its field.
+func decodeRequest(body []byte) (request, []catalog.Violation) {
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, []catalog.Violation{decodeViolation(err)}
+	}
+	if dec.More() {
+		return req, []catalog.Violation{{Pointer: "", Message: "malformed JSON: unexpected data after the event object"}}
+	}
+	var vs []catalog.Violation
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"domain", req.Domain}, {"event", req.Event}, {"version", req.Version}} {
+		switch {
+		case f.v == nil:
+			vs = append(vs, catalog.Violation{Pointer: "/" + f.name, Message: "required"})
+		case *f.v == "":
+			vs = append(vs, catalog.Violation{Pointer: "/" + f.name, Message: "must not be empty"})
+		}
+	}
+	if req.Key != nil && len(*req.Key) > maxKeyLen {
+		vs = append(vs, catalog.Violation{Pointer: "/key", Message: fmt.Sprintf("longer than %d bytes", maxKeyLen)})
+	}
+	if len(req.Data) == 0 || string(req.Data) == "null" {
+		vs = append(vs, catalog.Violation{Pointer: "/data", Message: "required"})
+	}
+	return req, vs
+}
+
+func decodeViolation(err error) catalog.Violation {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return catalog.Violation{Pointer: "", Message: fmt.Sprintf("malformed JSON at byte %d: %s", syn.Offset, syn.Error())}
+	case errors.As(err, &typ) && typ.Field == "":
+		return catalog.Violation{Pointer: "", Message: fmt.Sprintf("an event must be a JSON object, not a JSON %s", typ.Value)}
+	case errors.As(err, &typ):
+		field := "/" + strings.ReplaceAll(typ.Field, ".", "/")
+		return catalog.Violation{Pointer: field, Message: fmt.Sprintf("must be a %s, not a JSON %s", goTypeName(typ.Type.String()), typ.Value)}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return catalog.Violation{Pointer: "", Message: "malformed JSON: the body ends before the event object does"}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return catalog.Violation{Pointer: "/" + name, Message: "unknown field (an event has domain, event, version, key and data)"}
+	default:
+		return catalog.Violation{Pointer: "", Message: "malformed JSON"}
+	}
+}
+
+func goTypeName(t string) string {
+	switch t {
+	case "*string", "string":
+		return "string"
+	default:
+		return "JSON value of another type"
+	}
+}

@@ -1,0 +1,33 @@
+package ingest
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/whp-dev/whp/catalog"
+)
+
+// Problem is the body of every error answer: a stable code for programs,
+// a sentence for people, and for validation failures each violation with
+// the JSON pointer of the offending field in the request body.
+type Problem struct {
+	Code       string              `json:"code"`
+	Message    string              `json:"message"`
+	Violations []catalog.Violation `json:"violations,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"code":"internal","message":"internal error"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeProblem(w http.ResponseWriter, status int, code, msg string, vs ...catalog.Violation) {
+	writeJSON(w, status, Problem{Code: code, Message: msg, Violations: vs})
+}

@@ -1,0 +1,264 @@
+// Package processor turns accepted events into deliveries: it consumes the
+// ingress topics in a consumer group, finds the Approved subscriptions of
+// each event's schema, and produces one record per subscription to
+// wh.egress.{partner}.{event} on the egress cluster, with a delivery ID
+// derived from (event ID, subscription ID).
+//
+// Offsets are committed only after the egress cluster acknowledged every
+// delivery of the batch (at-least-once); a crash before that re-publishes
+// the same delivery IDs, which the dispatcher's ledger drops.
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/topic"
+	"github.com/whp-dev/whp/store"
+)
+
+// Store is the part of the state the processor uses.
+type Store interface {
+	SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error)
+	CreateEvents(ctx context.Context, es []store.Event) error
+	CreateDeliveries(ctx context.Context, ds []store.Delivery) error
+}
+
+// Schemas tells whether a schema's data may be kept (contains_sensitive).
+type Schemas interface {
+	Lookup(id string) (*registry.Entry, bool)
+}
+
+// Config configures a Processor.
+type Config struct {
+	// Group is the consumer group on the ingress cluster. Default "whp-processor".
+	Group string
+	// StatusTTL is how long event and delivery history is kept. Default 30 days.
+	StatusTTL time.Duration
+	// MaxPollRecords bounds one batch. Default 1000.
+	MaxPollRecords int
+}
+
+// Processor is the processor role.
+type Processor struct {
+	cfg     Config
+	in      *kgo.Client // ingress consumer
+	out     *kgo.Client // egress producer
+	st      Store
+	schemas Schemas
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New creates the processor's clients: a consumer of every ingress topic
+// on the ingress cluster and a producer on the egress cluster. Extra kgo
+// options (TLS, SASL) are applied to both.
+func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *slog.Logger, opts ...kgo.Opt) (*Processor, error) {
+	if cfg.Group == "" {
+		cfg.Group = "whp-processor"
+	}
+	if cfg.StatusTTL <= 0 {
+		cfg.StatusTTL = 30 * 24 * time.Hour
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 1000
+	}
+	in, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(ingress...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics("^" + regexpQuote(topic.IngressPrefix) + ".*"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.MetadataMaxAge(10 * time.Second),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("processor ingress client: %w", err)
+	}
+	out, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(egress...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	}, opts...)...)
+	if err != nil {
+		in.Close()
+		return nil, fmt.Errorf("processor egress client: %w", err)
+	}
+	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now}, nil
+}
+
+func regexpQuote(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// Run consumes until ctx ends, then commits what it finished and leaves
+// the group.
+func (p *Processor) Run(ctx context.Context) error {
+	defer p.close()
+	for {
+		fetches := p.in.PollRecords(ctx, p.cfg.MaxPollRecords)
+		if ctx.Err() != nil {
+			p.in.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("ingress fetch error", "topic", t, "partition", part, "error", err)
+		})
+		recs := fetches.Records()
+		if len(recs) > 0 {
+			if err := p.process(ctx, recs); err != nil {
+				// Nothing is committed: the batch is processed again after
+				// a pause (delivery IDs make that harmless).
+				p.log.Error("processing batch failed; will retry", "records", len(recs), "error", err)
+				p.in.AllowRebalance()
+				if !sleep(ctx, time.Second) {
+					return nil
+				}
+				p.rewind(recs)
+				continue
+			}
+			if err := p.in.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
+				p.log.Warn("commit ingress offsets failed; records may be processed again", "error", err)
+			}
+		}
+		p.in.AllowRebalance()
+	}
+}
+
+// rewind seeks back to the first record of each partition of a failed batch.
+func (p *Processor) rewind(recs []*kgo.Record) {
+	first := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		if first[r.Topic] == nil {
+			first[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if _, ok := first[r.Topic][r.Partition]; !ok {
+			first[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	p.in.SetOffsets(first)
+}
+
+func (p *Processor) close() {
+	p.in.Close()
+	p.out.Close()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// process handles one batch: records every event, publishes its
+// deliveries and records them as pending.
+func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
+	now := p.now().UTC()
+	subsBySchema := map[string][]store.Subscription{}
+	var events []store.Event
+	var out []*kgo.Record
+	var deliveries []store.Delivery
+	for _, r := range recs {
+		var ev envelope.Event
+		if err := json.Unmarshal(r.Value, &ev); err != nil || ev.ID == "" {
+			// Only ingest writes here, so this is a bug or a foreign
+			// producer; skipping it must not block the partition.
+			p.log.Error("skipping malformed ingress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+			continue
+		}
+		schemaID := catalog.SchemaID(ev.Domain, ev.Event, ev.Version)
+		subs, ok := subsBySchema[schemaID]
+		if !ok {
+			all, err := p.st.SubscriptionsForSchema(ctx, schemaID)
+			if err != nil {
+				return fmt.Errorf("subscriptions of %s: %w", schemaID, err)
+			}
+			for _, s := range all {
+				if s.Status == store.SubscriptionApproved {
+					subs = append(subs, s)
+				}
+			}
+			subsBySchema[schemaID] = subs
+		}
+		stored := store.Event{ID: ev.ID, SchemaID: schemaID, Key: ev.Key, IdempotencyKey: ev.IdempotencyKey,
+			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL)}
+		if e, ok := p.schemas.Lookup(schemaID); !ok || e.Schema.ContainsSensitive {
+			stored.Data = nil // never keep what may be sensitive
+		}
+		events = append(events, stored)
+		if len(subs) == 0 {
+			continue
+		}
+		body, err := json.Marshal(envelope.Payload{ID: ev.ID, Type: ev.Event, Domain: ev.Domain, Version: ev.Version, Timestamp: ev.AcceptedAt, Data: ev.Data})
+		if err != nil {
+			return fmt.Errorf("encode payload of %s: %w", ev.ID, err)
+		}
+		key := r.Key
+		for _, s := range subs {
+			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
+				SchemaID: schemaID, Event: ev.Event, AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
+			value, err := json.Marshal(d)
+			if err != nil {
+				return fmt.Errorf("encode delivery %s: %w", d.ID, err)
+			}
+			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value,
+				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}}})
+			deliveries = append(deliveries, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
+				SchemaID: schemaID, Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(p.cfg.StatusTTL)})
+		}
+	}
+	if len(events) > 0 {
+		if err := p.st.CreateEvents(ctx, events); err != nil {
+			return fmt.Errorf("record events: %w", err)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	results := p.out.ProduceSync(ctx, out...)
+	if err := results.FirstErr(); err != nil {
+		return fmt.Errorf("produce deliveries: %w", err)
+	}
+	// Results may come back in another order than the records went out.
+	index := make(map[*kgo.Record]int, len(out))
+	for i, r := range out {
+		index[r] = i
+	}
+	for _, res := range results {
+		d := &deliveries[index[res.Record]]
+		d.Topic, d.Partition, d.Offset = res.Record.Topic, res.Record.Partition, res.Record.Offset
+	}
+	if err := p.st.CreateDeliveries(ctx, deliveries); err != nil && !errors.Is(err, context.Canceled) {
+		// The deliveries are durable in Kafka; the dispatcher writes
+		// their status in full, so a missing pending row only delays
+		// what GET shows.
+		p.log.Warn("recording pending deliveries failed", "deliveries", len(deliveries), "error", err)
+	}
+	p.log.Debug("processed batch", "events", len(events), "deliveries", len(deliveries))
+	return nil
+}
