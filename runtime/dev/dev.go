@@ -81,7 +81,7 @@ type Platform struct {
 }
 
 // Start brings the platform up and returns once it serves. Stop it with Stop.
-func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 		}
 	}
-	p = &Platform{URL: "http://" + ln.Addr().String(), log: log, served: make(chan error, 1)}
+	p := &Platform{URL: "http://" + ln.Addr().String(), log: log, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			ln.Close()

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
@@ -170,24 +171,53 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.log.Warn("egress fetch error", "topic", t, "partition", p, "error", err)
 		})
 		if recs := fetches.Records(); len(recs) > 0 {
-			if d.batch(ctx, recs) {
+			switch complete := d.batch(ctx, recs); {
+			case ctx.Err() != nil:
+				// Not committed: what was not finished is delivered after
+				// the restart, what was is dropped by the ledger.
+			case complete:
 				if err := d.cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
 					d.log.Warn("commit egress offsets failed; deliveries may be attempted again", "error", err)
 				}
+			default:
+				d.log.Warn("batch incomplete after a transient failure; retrying it", "records", len(recs))
+				rewind(d.cl, recs)
+				d.cl.AllowRebalance()
+				if !sleep(ctx, time.Second) {
+					return nil
+				}
+				continue
 			}
 		}
 		d.cl.AllowRebalance()
 	}
 }
 
+// rewind seeks back to the first record of each partition of recs, so an
+// uncommitted batch is consumed again.
+func rewind(cl *kgo.Client, recs []*kgo.Record) {
+	first := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		if first[r.Topic] == nil {
+			first[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if _, ok := first[r.Topic][r.Partition]; !ok {
+			first[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	cl.SetOffsets(first)
+}
+
 // batch delivers recs concurrently and writes their statuses in one batch.
-// It reports whether the batch may be committed.
+// It reports whether every record reached a final state, so that the batch
+// may be committed.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 	var (
-		mu       sync.Mutex
-		statuses []store.Delivery
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, d.cfg.Concurrency)
+		mu         sync.Mutex
+		statuses   []store.Delivery
+		incomplete bool
+		wg         sync.WaitGroup
+		sem        = make(chan struct{}, d.cfg.Concurrency)
 	)
 	for _, r := range recs {
 		sem <- struct{}{}
@@ -199,10 +229,14 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if st, ok := d.deliver(ctx, r); ok {
-				mu.Lock()
+			st, res := d.deliver(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			switch res {
+			case write:
 				statuses = append(statuses, st)
-				mu.Unlock()
+			case retryBatch:
+				incomplete = true
 			}
 		})
 	}
@@ -210,10 +244,20 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 	if len(statuses) > 0 {
 		if err := d.st.PutDeliveries(context.WithoutCancel(ctx), statuses); err != nil {
 			d.log.Error("writing delivery statuses failed", "deliveries", len(statuses), "error", err)
+			incomplete = true
 		}
 	}
-	return ctx.Err() == nil
+	return !incomplete
 }
+
+// result says what deliver leaves to its batch.
+type result int
+
+const (
+	write      result = iota // a status to write
+	skip                     // nothing to write (malformed or already delivered)
+	retryBatch               // not finished: the batch must not be committed
+)
 
 // outcome classifies one attempt.
 type outcome int
@@ -238,78 +282,108 @@ func classify(code int) outcome {
 	}
 }
 
-// deliver runs one delivery to a final state and returns the status to
-// write; ok is false when there is nothing to write.
-func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery, bool) {
+// deliver runs one delivery to a final state and returns its status.
+func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery, result) {
 	var msg envelope.Delivery
 	if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
 		d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
-		return store.Delivery{}, false
+		return store.Delivery{}, skip
 	}
 	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID)
+	// Before the first attempt, any failure to read state (shutdown
+	// included) leaves the delivery to a later pass of the batch.
 	ledgerKey := "delivered#" + msg.ID
-	if _, err := d.st.GetIdempotency(ctx, ledgerKey); err == nil {
+	switch _, err := d.st.GetIdempotency(ctx, ledgerKey); {
+	case err == nil:
 		log.Info("duplicate delivery dropped: already delivered")
-		return store.Delivery{}, false
+		return store.Delivery{}, skip
+	case !errors.Is(err, store.ErrNotFound):
+		log.Warn("ledger unavailable; delivery postponed", "error", err)
+		return store.Delivery{}, retryBatch
 	}
 	st, err := d.st.GetDelivery(ctx, msg.EventID, msg.ID)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		st = store.Delivery{EventID: msg.EventID, ID: msg.ID, SubscriptionID: msg.SubscriptionID, PartnerID: msg.PartnerID,
 			SchemaID: msg.SchemaID, CreatedAt: msg.CreatedAt}
+	case err != nil:
+		log.Warn("status store unavailable; delivery postponed", "error", err)
+		return store.Delivery{}, retryBatch
 	}
 	st.Topic, st.Partition, st.Offset = r.Topic, r.Partition, r.Offset
 	st.ExpiresAt = d.now().Add(d.cfg.StatusTTL)
-	done := func(status string) (store.Delivery, bool) {
+	done := func(status string) (store.Delivery, result) {
 		st.Status, st.UpdatedAt, st.NextAttemptAt = status, d.now().UTC(), time.Time{}
-		return st, true
+		return st, write
 	}
 
 	sub, err := d.st.GetSubscription(ctx, msg.SubscriptionID)
-	if err != nil || sub.Status != store.SubscriptionApproved {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		log.Info("delivery cancelled: the subscription no longer exists", "subscription_id", msg.SubscriptionID)
+		return done(store.DeliveryCancelled)
+	case err != nil:
+		log.Warn("subscription unavailable; delivery postponed", "error", err)
+		return store.Delivery{}, retryBatch
+	case sub.Status != store.SubscriptionApproved:
 		log.Info("delivery cancelled: subscription is not approved", "subscription_id", msg.SubscriptionID, "status", sub.Status)
 		return done(store.DeliveryCancelled)
 	}
 	req, err := d.prepare(ctx, sub)
-	if err != nil {
+	switch {
+	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, signature.ErrBadSecret):
+		// Misconfiguration: no attempt can succeed until someone fixes it.
 		log.Error("delivery cannot be prepared", "error", err)
 		st.Attempts = append(st.Attempts, store.Attempt{N: len(st.Attempts) + 1, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
-		d.deadLetter(ctx, log, msg, st, err.Error())
+		d.deadLetter(context.WithoutCancel(ctx), log, msg, st, err.Error())
 		return done(store.DeliveryDeadLettered)
+	case err != nil:
+		log.Warn("secrets unavailable; delivery postponed", "error", err)
+		return store.Delivery{}, retryBatch
 	}
 	for n := 0; n < d.cfg.MaxAttempts; n++ {
 		if n > 0 {
 			wait := d.cfg.Backoff[min(n-1, len(d.cfg.Backoff)-1)]
-			st.Status, st.NextAttemptAt, st.UpdatedAt = store.DeliveryRetrying, d.now().Add(wait).UTC(), d.now().UTC()
 			if !sleep(ctx, wait) {
-				return done(store.DeliveryRetrying) // shutting down: replayed on restart
+				// Shutting down: record the attempts so far; the batch is
+				// not committed and the delivery goes on after the restart.
+				st.Status, st.NextAttemptAt, st.UpdatedAt = store.DeliveryRetrying, d.now().Add(wait).UTC(), d.now().UTC()
+				return st, write
 			}
 		}
 		a, out := d.attempt(ctx, req, msg, len(st.Attempts)+1)
 		st.Attempts = append(st.Attempts, a)
+		// What an attempt did is recorded even when shutdown has begun: a
+		// success missing from the ledger would be delivered again.
+		bg := context.WithoutCancel(ctx)
 		switch out {
 		case success:
 			now := d.now()
-			if err := d.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
+			if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
 				log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
 			}
-			if err := d.st.AddDeliveryCounts(ctx, msg.SubscriptionID, 1, 0); err != nil {
+			if err := d.st.AddDeliveryCounts(bg, msg.SubscriptionID, 1, 0); err != nil {
 				log.Warn("counter update failed", "error", err)
 			}
 			log.Info("delivered", "status_code", a.StatusCode, "attempt", a.N, "latency_ms", time.Duration(a.Latency).Milliseconds())
 			return done(store.DeliveryDelivered)
 		case final:
 			log.Warn("delivery failed for good", "status_code", a.StatusCode, "error", a.Error, "attempt", a.N)
-			d.deadLetter(ctx, log, msg, st, "final failure")
+			d.deadLetter(bg, log, msg, st, "final failure")
 			return done(store.DeliveryDeadLettered)
 		}
 		if ctx.Err() != nil {
-			return done(store.DeliveryRetrying)
+			st.Status, st.UpdatedAt = store.DeliveryRetrying, d.now().UTC()
+			return st, write
 		}
 		log.Info("attempt failed; will retry", "status_code", a.StatusCode, "error", a.Error, "attempt", a.N)
 	}
-	d.deadLetter(ctx, log, msg, st, "attempts exhausted")
+	d.deadLetter(context.WithoutCancel(ctx), log, msg, st, "attempts exhausted")
 	return done(store.DeliveryDeadLettered)
 }
+
+// errUnsupported marks a subscription setting this dispatcher cannot serve.
+var errUnsupported = errors.New("not supported")
 
 // request is what every attempt of a delivery shares.
 type request struct {
@@ -338,7 +412,7 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 		}
 		req.authHeader, req.authValue = sub.AuthHeader, vals[len(vals)-1]
 	default:
-		return request{}, fmt.Errorf("auth kind %q is not supported by this dispatcher yet", sub.AuthKind)
+		return request{}, fmt.Errorf("auth kind %q: %w by this dispatcher yet", sub.AuthKind, errUnsupported)
 	}
 	return req, nil
 }

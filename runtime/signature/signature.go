@@ -40,6 +40,8 @@ var (
 	ErrTimestamp = errors.New("signature: timestamp outside tolerance")
 	// ErrMissing means a required header is absent.
 	ErrMissing = errors.New("signature: missing webhook headers")
+	// ErrBadSecret means a secret is not a whsec_ secret.
+	ErrBadSecret = errors.New("signature: not a whsec_ secret")
 )
 
 // NewSecret returns a fresh whsec_ secret with a 32-byte key.
@@ -55,11 +57,11 @@ func NewSecret() string {
 func Key(secret string) ([]byte, error) {
 	raw, ok := strings.CutPrefix(secret, SecretPrefix)
 	if !ok {
-		return nil, errors.New("signature: secret lacks the whsec_ prefix")
+		return nil, fmt.Errorf("%w: the whsec_ prefix is missing", ErrBadSecret)
 	}
 	key, err := base64.StdEncoding.DecodeString(raw)
 	if err != nil || len(key) < 16 {
-		return nil, errors.New("signature: secret is not base64 of at least 16 bytes")
+		return nil, fmt.Errorf("%w: not base64 of at least 16 bytes", ErrBadSecret)
 	}
 	return key, nil
 }
@@ -72,7 +74,7 @@ type Signer struct {
 // NewSigner decodes the secrets; every one of them signs.
 func NewSigner(secrets ...string) (*Signer, error) {
 	if len(secrets) == 0 {
-		return nil, errors.New("signature: no secret")
+		return nil, fmt.Errorf("%w: no secret", ErrBadSecret)
 	}
 	s := &Signer{}
 	for _, sec := range secrets {

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		code       int
+		stdout     []string
+		stderr     []string
+		stderrNone string
+	}{
+		{name: "no command", args: nil, code: 2, stderr: []string{"Usage:"}},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`}},
+		{name: "valid example catalog", args: []string{"catalog", "validate", "--dir", "../../catalog"}, code: 0,
+			stdout: []string{"valid (4 schemas, 2 partners, 4 subscriptions"}},
+		{name: "catalog dir from the environment", args: []string{"catalog", "validate"}, env: map[string]string{"WHP_DIR": "../../catalog"}, code: 0,
+			stdout: []string{"valid"}},
+		{name: "invalid catalog", args: []string{"catalog", "validate", "--dir", "../../catalog/testdata/invalid/dangling-refs"}, code: 1,
+			stderr: []string{
+				"../../catalog/testdata/invalid/dangling-refs/catalog.cue:6:28: subscriptions.\"ghost.orders\".partner: no partner \"ghost\"",
+				"2 problem(s)",
+			}},
+		{name: "missing catalog", args: []string{"catalog", "validate", "--dir", "/nonexistent"}, code: 1, stderr: []string{"read catalog /nonexistent"}},
+		{name: "catalog without subcommand", args: []string{"catalog"}, code: 2, stderr: []string{"expected the subcommand validate"}},
+		{name: "bad flag", args: []string{"dev", "--no-such-flag"}, code: 2, stderr: []string{"flag provided but not defined"}},
+		{name: "bad log level", args: []string{"dev", "--log-level", "loud"}, code: 2, stderr: []string{`--log-level "loud"`}},
+		{name: "bad env value", args: []string{"dev"}, env: map[string]string{"WHP_MAX_BODY_BYTES": "lots"}, code: 1, stderr: []string{`WHP_MAX_BODY_BYTES="lots"`}},
+		{name: "invalid catalog stops dev", args: []string{"dev", "--addr", "127.0.0.1:0", "--catalog", "../../catalog/testdata/invalid/bad-names"}, code: 1,
+			stderr: []string{"is invalid", "catalog.cue:3:35"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := tc.args
+			if len(args) > 0 && args[0] == "dev" {
+				args = append(args, "--data-dir", t.TempDir())
+			}
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), args, &out, &errOut)
+			if code != tc.code {
+				t.Errorf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out.String(), errOut.String())
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, out.String())
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(errOut.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errOut.String())
+				}
+			}
+		})
+	}
+}
