@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -77,7 +78,7 @@ type Platform struct {
 	served   chan error
 	stopOnce sync.Once
 	stopErr  error
-	ready    bool
+	ready    atomic.Bool
 }
 
 // Start brings the platform up and returns once it serves. Stop it with Stop.
@@ -158,12 +159,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
 	g.Go(func() error { return p.sweep(gctx) })
 	go func() { p.served <- p.srv.Serve(ln) }()
-	p.ready = true
+	p.ready.Store(true)
 	return p, nil
 }
 
 func (p *Platform) readyz(w http.ResponseWriter, _ *http.Request) {
-	if !p.ready {
+	if !p.ready.Load() {
 		http.Error(w, "starting\n", http.StatusServiceUnavailable)
 		return
 	}
@@ -253,7 +254,7 @@ func (p *Platform) sweep(ctx context.Context) error {
 // Kafka and the store are flushed and closed.
 func (p *Platform) Stop() error {
 	p.stopOnce.Do(func() {
-		p.ready = false
+		p.ready.Store(false)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var errs []error
