@@ -27,6 +27,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
@@ -122,19 +123,9 @@ type Dispatcher struct {
 // options (TLS, SASL) are applied to it.
 func New(cfg Config, egress []string, st Store, secrets Secrets, log *slog.Logger, opts ...kgo.Opt) (*Dispatcher, error) {
 	cfg.defaults()
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(egress...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeRegex(),
-		kgo.ConsumeTopics(`^wh\.egress\..*`),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(10 * time.Second),
-		kgo.MetadataMaxAge(10 * time.Second),
-		kgo.FetchMaxWait(250 * time.Millisecond),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-	}, opts...)...)
+	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())},
+		consume.GroupOptions(cfg.Group, topic.EgressPrefix)...)
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher egress client: %w", err)
 	}
@@ -181,9 +172,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 			default:
 				d.log.Warn("batch incomplete after a transient failure; retrying it", "records", len(recs))
-				rewind(d.cl, recs)
+				consume.Rewind(d.cl, recs)
 				d.cl.AllowRebalance()
-				if !sleep(ctx, time.Second) {
+				if !consume.Pause(ctx, time.Second) {
 					return nil
 				}
 				continue
@@ -191,21 +182,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		d.cl.AllowRebalance()
 	}
-}
-
-// rewind seeks back to the first record of each partition of recs, so an
-// uncommitted batch is consumed again.
-func rewind(cl *kgo.Client, recs []*kgo.Record) {
-	first := map[string]map[int32]kgo.EpochOffset{}
-	for _, r := range recs {
-		if first[r.Topic] == nil {
-			first[r.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		if _, ok := first[r.Topic][r.Partition]; !ok {
-			first[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-		}
-	}
-	cl.SetOffsets(first)
 }
 
 // batch delivers recs concurrently and writes their statuses in one batch.
@@ -344,7 +320,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery
 	for n := 0; n < d.cfg.MaxAttempts; n++ {
 		if n > 0 {
 			wait := d.cfg.Backoff[min(n-1, len(d.cfg.Backoff)-1)]
-			if !sleep(ctx, wait) {
+			if !consume.Pause(ctx, wait) {
 				// Shutting down: record the attempts so far; the batch is
 				// not committed and the delivery goes on after the restart.
 				st.Status, st.NextAttemptAt, st.UpdatedAt = store.DeliveryRetrying, d.now().Add(wait).UTC(), d.now().UTC()
@@ -504,15 +480,4 @@ func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envel
 		log.Warn("counter update failed", "error", err)
 	}
 	log.Warn("dead-lettered", "reason", reason, "attempts", len(st.Attempts))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

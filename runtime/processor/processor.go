@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/runtime/topic"
@@ -72,18 +73,8 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 1000
 	}
-	in, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(ingress...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeRegex(),
-		kgo.ConsumeTopics("^" + regexpQuote(topic.IngressPrefix) + ".*"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(10 * time.Second),
-		kgo.MetadataMaxAge(10 * time.Second),
-		kgo.FetchMaxWait(250 * time.Millisecond),
-	}, opts...)...)
+	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...)}, consume.GroupOptions(cfg.Group, topic.IngressPrefix)...)
+	in, err := kgo.NewClient(append(inOpts, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("processor ingress client: %w", err)
 	}
@@ -97,17 +88,6 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 		return nil, fmt.Errorf("processor egress client: %w", err)
 	}
 	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now}, nil
-}
-
-func regexpQuote(s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			b = append(b, '\\')
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
 }
 
 // Run consumes until ctx ends, then commits what it finished and leaves
@@ -130,10 +110,10 @@ func (p *Processor) Run(ctx context.Context) error {
 				// a pause (delivery IDs make that harmless).
 				p.log.Error("processing batch failed; will retry", "records", len(recs), "error", err)
 				p.in.AllowRebalance()
-				if !sleep(ctx, time.Second) {
+				if !consume.Pause(ctx, time.Second) {
 					return nil
 				}
-				p.rewind(recs)
+				consume.Rewind(p.in, recs)
 				continue
 			}
 			if err := p.in.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
@@ -144,34 +124,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 }
 
-// rewind seeks back to the first record of each partition of a failed batch.
-func (p *Processor) rewind(recs []*kgo.Record) {
-	first := map[string]map[int32]kgo.EpochOffset{}
-	for _, r := range recs {
-		if first[r.Topic] == nil {
-			first[r.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		if _, ok := first[r.Topic][r.Partition]; !ok {
-			first[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-		}
-	}
-	p.in.SetOffsets(first)
-}
-
 func (p *Processor) close() {
 	p.in.Close()
 	p.out.Close()
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // process handles one batch: records every event, publishes its

@@ -1,0 +1,59 @@
+// Package consume holds what the platform's consumer-group roles share:
+// the kgo options that make a group consume at-least-once with manual
+// commits, and the rewind that retries an uncommitted batch.
+package consume
+
+import (
+	"context"
+	"regexp"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// GroupOptions configures a client to consume every topic whose name
+// starts with prefix, in group, from the start of a topic the group has no
+// offset for, committing only what the caller commits. Rebalances wait for
+// the caller's AllowRebalance, so a batch is never processed after its
+// partitions moved away. Topics created later are found within the
+// metadata refresh interval.
+func GroupOptions(group, prefix string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics("^" + regexp.QuoteMeta(prefix)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.MetadataMaxAge(10 * time.Second),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}
+}
+
+// Rewind seeks back to the first record of each partition of recs, so an
+// uncommitted batch is consumed again.
+func Rewind(cl *kgo.Client, recs []*kgo.Record) {
+	first := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		if first[r.Topic] == nil {
+			first[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if _, ok := first[r.Topic][r.Partition]; !ok {
+			first[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	cl.SetOffsets(first)
+}
+
+// Pause waits for d and reports false if ctx ended first.
+func Pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
