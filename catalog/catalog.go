@@ -8,6 +8,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 )
@@ -40,6 +41,9 @@ type Schema struct {
 	Status            string
 	ContainsSensitive bool
 	Description       string
+	Owner             string
+	Compatibility     string // BACKWARD, FORWARD, FULL or NONE
+	Topic             TopicConfig
 	// JSONSchema is the JSON Schema 2020-12 document generated from the
 	// CUE payload; it is what ingest validates against and what partners read.
 	JSONSchema []byte
@@ -48,6 +52,12 @@ type Schema struct {
 	Pos       Pos
 
 	validator *Validator
+}
+
+// TopicConfig is what a schema version asks of its ingress topic.
+type TopicConfig struct {
+	Partitions     int32 `json:"partitions"`
+	RetentionHours int   `json:"retention_hours"`
 }
 
 // ID is the schema's key in event_schema: DOMAIN#EVENT#VERSION.
@@ -64,7 +74,15 @@ type Partner struct {
 	Auth          Auth
 	SigningSecret string // a secret reference, never a value
 	Contact       string
+	RateLimit     *RateLimit
 	Pos           Pos
+}
+
+// RateLimit caps deliveries to a partner: a token bucket of Burst tokens
+// refilled at PerSecond.
+type RateLimit struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst,omitempty"`
 }
 
 // SigningSecretOrEmpty returns the partner's signing secret reference, or
@@ -91,7 +109,18 @@ type Subscription struct {
 	Event       string
 	Version     string
 	Description string
-	Pos         Pos
+	Mode        string // unordered or ordered
+	Retry       *RetryPolicy
+	// Filter is the filter expression as JSON, nil for none.
+	Filter json.RawMessage
+	Pos    Pos
+}
+
+// RetryPolicy overrides the default retry policy of a subscription.
+type RetryPolicy struct {
+	MaxAttempts int      `json:"max_attempts,omitempty"`
+	MaxAge      string   `json:"max_age,omitempty"`
+	Schedule    []string `json:"schedule,omitempty"`
 }
 
 // SchemaID is the schema the subscription is for.

@@ -3,6 +3,7 @@ package catalog
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -133,6 +134,9 @@ func (l *loader) addErr(err error) {
 	for _, e := range errors.Errors(err) {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
+		if rest, ok := strings.CutPrefix(msg, "incomplete value "); ok {
+			msg = "a value is required here, and none is given (want " + rest + ")"
+		}
 		if path := e.Path(); len(path) > 0 {
 			msg = pathString(path) + ": " + msg
 		}
@@ -268,18 +272,24 @@ func (l *loader) schemas(root cue.Value, c *Catalog) {
 }
 
 type schemaMeta struct {
-	Domain            string `json:"domain"`
-	Event             string `json:"event"`
-	Version           string `json:"version"`
-	Status            string `json:"status"`
-	ContainsSensitive bool   `json:"contains_sensitive"`
-	Description       string `json:"description"`
+	Domain            string      `json:"domain"`
+	Event             string      `json:"event"`
+	Version           string      `json:"version"`
+	Status            string      `json:"status"`
+	ContainsSensitive bool        `json:"contains_sensitive"`
+	Description       string      `json:"description"`
+	Owner             string      `json:"owner"`
+	Compatibility     string      `json:"compatibility"`
+	Topic             TopicConfig `json:"topic"`
 }
+
+// metaFields are the concrete fields of a schema; the payload is not.
+var metaFields = []string{"domain", "event", "version", "status", "contains_sensitive", "description", "owner", "compatibility", "topic"}
 
 func (l *loader) schema(v cue.Value) *Schema {
 	var meta schemaMeta
 	ok := true
-	for _, f := range []string{"domain", "event", "version", "status", "contains_sensitive", "description"} {
+	for _, f := range metaFields {
 		fv := v.LookupPath(cue.ParsePath(f))
 		if !fv.Exists() {
 			continue
@@ -287,17 +297,20 @@ func (l *loader) schema(v cue.Value) *Schema {
 		if err := fv.Validate(cue.Concrete(true)); err != nil {
 			l.addErr(err)
 			ok = false
+			continue
+		}
+		b, err := fv.MarshalJSON()
+		if err == nil {
+			err = json.Unmarshal([]byte(`{"`+f+`":`+string(b)+`}`), &meta)
+		}
+		if err != nil {
+			l.addf(declPos(fv), "%s: %v", f, err)
+			ok = false
 		}
 	}
 	if !ok {
 		return nil
 	}
-	meta.Domain, _ = v.LookupPath(cue.ParsePath("domain")).String()
-	meta.Event, _ = v.LookupPath(cue.ParsePath("event")).String()
-	meta.Version, _ = v.LookupPath(cue.ParsePath("version")).String()
-	meta.Status, _ = v.LookupPath(cue.ParsePath("status")).String()
-	meta.ContainsSensitive, _ = v.LookupPath(cue.ParsePath("contains_sensitive")).Bool()
-	meta.Description, _ = v.LookupPath(cue.ParsePath("description")).String()
 
 	payload := v.LookupPath(cue.ParsePath("payload"))
 	expr, err := jsonschema.Generate(payload, nil)
@@ -331,6 +344,9 @@ func (l *loader) schema(v cue.Value) *Schema {
 		Status:            meta.Status,
 		ContainsSensitive: meta.ContainsSensitive,
 		Description:       meta.Description,
+		Owner:             meta.Owner,
+		Compatibility:     meta.Compatibility,
+		Topic:             meta.Topic,
 		JSONSchema:        js,
 		CUESource:         string(src),
 		Pos:               toPos(declPos(v)),
@@ -347,8 +363,9 @@ type partnerData struct {
 		Header string `json:"header"`
 		Secret string `json:"secret"`
 	} `json:"auth"`
-	SigningSecret string `json:"signing_secret"`
-	Contact       string `json:"contact"`
+	SigningSecret string     `json:"signing_secret"`
+	Contact       string     `json:"contact"`
+	RateLimit     *RateLimit `json:"rate_limit"`
 }
 
 func (l *loader) partners(root cue.Value, c *Catalog) {
@@ -360,38 +377,44 @@ func (l *loader) partners(root cue.Value, c *Catalog) {
 		c.Partners = append(c.Partners, &Partner{
 			ID: d.ID, Name: d.Name, URL: d.URL,
 			Auth:          Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret},
-			SigningSecret: d.SigningSecret, Contact: d.Contact,
+			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit,
 			Pos: toPos(declPos(v)),
 		})
 	})
 }
 
 type subscriptionData struct {
-	Partner     string `json:"partner"`
-	Domain      string `json:"domain"`
-	Event       string `json:"event"`
-	Version     string `json:"version"`
-	Description string `json:"description"`
+	Partner     string          `json:"partner"`
+	Domain      string          `json:"domain"`
+	Event       string          `json:"event"`
+	Version     string          `json:"version"`
+	Description string          `json:"description"`
+	Mode        string          `json:"mode"`
+	Retry       *RetryPolicy    `json:"retry"`
+	Filter      json.RawMessage `json:"filter"`
 }
 
 // subscriptions decodes subscriptions and checks that each refers to a
 // partner and a schema of this catalog, once per (partner, schema).
 func (l *loader) subscriptions(root cue.Value, c *Catalog) {
+	// References resolve against what is declared, valid or not, so an
+	// invalid partner is reported once, not again by each subscription.
 	partners := map[string]bool{}
-	for _, p := range c.Partners {
-		partners[p.ID] = true
-	}
+	l.each(root.LookupPath(cue.ParsePath("partners")), func(id string, _ cue.Value) { partners[id] = true })
 	schemas := map[string]bool{}
-	for _, s := range c.Schemas {
-		schemas[s.ID()] = true
-	}
+	l.each(root.LookupPath(cue.ParsePath("schemas")), func(d string, dv cue.Value) {
+		l.each(dv, func(e string, ev cue.Value) {
+			l.each(ev, func(v string, _ cue.Value) { schemas[SchemaID(d, e, v)] = true })
+		})
+	})
 	seen := map[string]string{}
 	l.each(root.LookupPath(cue.ParsePath("subscriptions")), func(name string, v cue.Value) {
 		var d subscriptionData
 		if !l.concrete(v, &d) {
 			return
 		}
-		s := &Subscription{Name: name, PartnerID: d.Partner, Domain: d.Domain, Event: d.Event, Version: d.Version, Description: d.Description, Pos: toPos(declPos(v))}
+		s := &Subscription{Name: name, PartnerID: d.Partner, Domain: d.Domain, Event: d.Event, Version: d.Version,
+			Description: d.Description, Mode: d.Mode, Retry: d.Retry, Filter: d.Filter, Pos: toPos(declPos(v))}
 		pos := declPos(v)
 		at := "subscriptions." + pathString([]string{name})
 		ok := true

@@ -42,8 +42,26 @@ func TestLoadExample(t *testing.T) {
 	if got, want := demo.Pos.String(), "partners/demo.cue:6:11"; got != want {
 		t.Errorf("demo partner position = %s, want %s", got, want)
 	}
-	if s := c.Schema("payments#payment.captured#1"); s == nil || !s.ContainsSensitive {
-		t.Errorf("payment.captured should be marked contains_sensitive")
+	if s := c.Schema("payments#payment.captured#1"); s == nil || !s.ContainsSensitive || s.Compatibility != "FULL" || s.Topic.RetentionHours != 72 {
+		t.Errorf("payment.captured = %+v, want contains_sensitive, FULL, 72 h retention", s)
+	}
+	if s := c.Schema("orders#order.cancelled#1"); s.Owner != "team-checkout" || s.Compatibility != "BACKWARD" || s.Topic != (TopicConfig{Partitions: 3, RetentionHours: 168}) {
+		t.Errorf("order.cancelled defaults = owner %q, %s, %+v", s.Owner, s.Compatibility, s.Topic)
+	}
+	if rl := c.Partner("acme").RateLimit; rl == nil || rl.PerSecond != 50 || rl.Burst != 100 {
+		t.Errorf("acme rate limit = %+v", rl)
+	}
+	for _, sub := range c.Subscriptions {
+		switch sub.Name {
+		case "acme.order-created":
+			if sub.Mode != "ordered" || len(sub.Filter) == 0 {
+				t.Errorf("%s: mode %q filter %s, want ordered with a filter", sub.Name, sub.Mode, sub.Filter)
+			}
+		case "acme.order-cancelled":
+			if sub.Retry == nil || sub.Retry.MaxAttempts != 5 || sub.Retry.MaxAge != "6h" || sub.Mode != "unordered" {
+				t.Errorf("%s: retry %+v mode %q", sub.Name, sub.Retry, sub.Mode)
+			}
+		}
 	}
 }
 

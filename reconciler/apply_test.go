@@ -49,9 +49,9 @@ func load(t *testing.T, src string) *catalog.Catalog {
 }
 
 const base = `package whp
-schemas: shop: "order.created": "1": payload: {id: string}
-schemas: shop: "order.paid": "1": payload: {id: string}
-partners: acme: {name: "Acme", url: "https://acme.example/hook", signing_secret: "acme/signing"}
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {id: string}}
+schemas: shop: "order.paid": "1": {owner: "team-shop", payload: {id: string}}
+partners: acme: {name: "Acme", url: "https://acme.example/hook", signing_secret: "acme/signing", contact: "ops@acme.example"}
 subscriptions: "acme.created": {partner: "acme", domain: "shop", event: "order.created", version: "1"}
 subscriptions: "acme.paid": {partner: "acme", domain: "shop", event: "order.paid", version: "1"}
 `
@@ -107,7 +107,7 @@ func TestApply(t *testing.T) {
 	// A new URL sends it back to Pending; removing a subscription cancels
 	// it and removing a schema makes it INACTIVE.
 	changed := strings.Replace(base, "https://acme.example/hook", "https://acme.example/v2/hook", 1)
-	changed = strings.Replace(changed, `schemas: shop: "order.paid": "1": payload: {id: string}`+"\n", "", 1)
+	changed = strings.Replace(changed, `schemas: shop: "order.paid": "1": {owner: "team-shop", payload: {id: string}}`+"\n", "", 1)
 	changed = strings.Replace(changed, `subscriptions: "acme.paid": {partner: "acme", domain: "shop", event: "order.paid", version: "1"}`+"\n", "", 1)
 	res, err = a.Apply(ctx, load(t, changed), "r3")
 	if err != nil {

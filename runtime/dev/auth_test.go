@@ -29,9 +29,9 @@ func TestHeaderAuthRedacted(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	src := `package whp
-schemas: shop: "order.created": "1": payload: {order_id: string, amount: number}
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
 partners: alpha: {
-	name: "Alpha", url: "` + srv.URL + `", signing_secret: "partners/alpha/signing"
+	name: "Alpha", url: "` + srv.URL + `", signing_secret: "partners/alpha/signing", contact: "ops@alpha.example"
 	auth: {kind: "header", header: "X-Partner-Key", secret: "partners/alpha/key"}
 }
 subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1"}

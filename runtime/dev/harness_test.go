@@ -108,18 +108,20 @@ func testCatalog(t *testing.T, alpha, beta, gamma string) string {
 	dir := t.TempDir()
 	src := fmt.Sprintf(`package whp
 
+schemas: shop: "order.created": "1": owner: "team-shop"
 schemas: shop: "order.created": "1": payload: {
 	order_id: =~"^ord_"
 	amount:   number & >0
 	note?:    string
 }
 schemas: shop: "order.archived": "1": {
+	owner: "team-shop"
 	status: "INACTIVE"
 	payload: order_id: string
 }
-partners: alpha: {name: "Alpha", url: %q, signing_secret: "partners/alpha/signing"}
-partners: beta: {name: "Beta", url: %q, signing_secret: "partners/beta/signing"}
-partners: gamma: {name: "Gamma", url: %q, signing_secret: "partners/gamma/signing"}
+partners: alpha: {name: "Alpha", url: %q, signing_secret: "partners/alpha/signing", contact: "ops@alpha.example"}
+partners: beta: {name: "Beta", url: %q, signing_secret: "partners/beta/signing", contact: "ops@beta.example"}
+partners: gamma: {name: "Gamma", url: %q, signing_secret: "partners/gamma/signing", contact: "ops@gamma.example"}
 subscriptions: {
 	"alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1"}
 	"beta.created": {partner: "beta", domain: "shop", event: "order.created", version: "1"}
