@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -22,6 +23,7 @@ import (
 	"cuelang.org/go/encoding/jsonschema"
 
 	"github.com/whp-dev/whp"
+	"github.com/whp-dev/whp/catalog/compat"
 )
 
 // PackageName is the CUE package every catalog file declares.
@@ -67,6 +69,7 @@ func Load(dir string, opts ...Option) (*Catalog, error) {
 	}
 	c := &Catalog{Digest: digest(files)}
 	l.schemas(root, c)
+	l.compatibility(c)
 	l.partners(root, c)
 	l.subscriptions(root, c)
 	if len(l.problems) > 0 {
@@ -352,6 +355,41 @@ func (l *loader) schema(v cue.Value) *Schema {
 		Pos:               toPos(declPos(v)),
 		validator:         val,
 	}
+}
+
+// compatibility checks each version of an event against the version
+// before it, under the newer version's compatibility mode.
+func (l *loader) compatibility(c *Catalog) {
+	byEvent := map[string][]*Schema{}
+	for _, s := range c.Schemas {
+		k := s.Domain + "/" + s.Event
+		byEvent[k] = append(byEvent[k], s)
+	}
+	for _, versions := range byEvent {
+		sort.Slice(versions, func(i, j int) bool { return versionNumber(versions[i]) < versionNumber(versions[j]) })
+		for i := 1; i < len(versions); i++ {
+			prev, next := versions[i-1], versions[i]
+			if next.Compatibility == "NONE" {
+				continue
+			}
+			breaks, err := compat.Mode(next.Compatibility, prev.JSONSchema, next.JSONSchema, "version "+prev.Version, "version "+next.Version)
+			if err != nil {
+				l.problems = append(l.problems, Problem{Pos: next.Pos, Message: fmt.Sprintf("compare with version %s: %v", prev.Version, err)})
+				continue
+			}
+			for _, b := range breaks {
+				l.problems = append(l.problems, Problem{Pos: next.Pos, Message: fmt.Sprintf(
+					"schemas.%s.%s.%s: not %s compatible with version %s: at data%s, %s",
+					pathString([]string{next.Domain}), pathString([]string{next.Event}), pathString([]string{next.Version}),
+					next.Compatibility, prev.Version, b.Path, b.Reason)})
+			}
+		}
+	}
+}
+
+func versionNumber(s *Schema) int {
+	n, _ := strconv.Atoi(s.Version)
+	return n
 }
 
 type partnerData struct {
