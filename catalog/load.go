@@ -54,13 +54,51 @@ var topLevel = map[string]bool{"schemas": true, "partners": true, "subscriptions
 // schemas.cue and the cross-reference rules, and compiles each schema. On any
 // problem it returns a nil Catalog and Problems listing all of them.
 func Load(dir string, opts ...Option) (*Catalog, error) {
-	var o options
-	for _, opt := range opts {
-		opt.apply(&o)
-	}
 	files, err := readFiles(dir)
 	if err != nil {
 		return nil, err
+	}
+	return load(dir, files, opts)
+}
+
+// LoadFiles loads a catalog held in memory, such as a directory of a Git
+// tree: names are slash-separated paths relative to the catalog root, and
+// only .cue files outside testdata and dot-directories are read.
+func LoadFiles(name string, files map[string][]byte, opts ...Option) (*Catalog, error) {
+	var srcs []sourceFile
+	for path, src := range files {
+		if filepath.Ext(path) != ".cue" || skipPath(path) {
+			continue
+		}
+		srcs = append(srcs, sourceFile{name: path, src: src})
+	}
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("read catalog %s: no .cue files", name)
+	}
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].name < srcs[j].name })
+	return load(name, srcs, opts)
+}
+
+// skipPath reports whether a catalog-relative path lies in a directory the
+// loader skips.
+func skipPath(path string) bool {
+	parts := strings.Split(path, "/")
+	for _, p := range parts[:len(parts)-1] {
+		if skipDir(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func skipDir(name string) bool {
+	return name == "testdata" || name == "cue.mod" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")
+}
+
+func load(dir string, files []sourceFile, opts []Option) (*Catalog, error) {
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
 	}
 	l := &loader{dir: dir, ctx: newCtx()}
 	root, ok := l.build(files, o)
@@ -92,7 +130,7 @@ func readFiles(dir string) ([]sourceFile, error) {
 		}
 		name := d.Name()
 		if d.IsDir() {
-			if path != dir && (name == "testdata" || name == "cue.mod" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+			if path != dir && skipDir(name) {
 				return filepath.SkipDir
 			}
 			return nil

@@ -117,3 +117,32 @@ func TestLoadInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckPublished compares testdata/published/head with base.
+func TestCheckPublished(t *testing.T) {
+	base, err := Load("testdata/published/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := Load("testdata/published/head")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := CheckPublished(base, head, "main").Error() + "\n"
+	golden := "testdata/published.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if ps := CheckPublished(base, base, "main"); len(ps) != 0 {
+		t.Errorf("an unchanged catalog has problems: %v", ps)
+	}
+}
