@@ -27,7 +27,12 @@ type Problem struct {
 	Message string
 }
 
-func (p Problem) String() string { return p.Pos.String() + ": " + p.Message }
+func (p Problem) String() string {
+	if p.Pos.Filename == "" {
+		return p.Message
+	}
+	return p.Pos.String() + ": " + p.Message
+}
 
 // Problems is every problem found in a catalog; Load returns it as its error.
 // Its Error method prints one problem per line as file:line:col: message.

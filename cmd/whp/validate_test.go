@@ -60,6 +60,7 @@ func TestValidateBase(t *testing.T) {
 	}
 
 	// An unknown base is an error, not a pass.
+	repo.Write("catalog/shop.cue", v2)
 	if code, out := validate("no-such-branch"); code != 1 || !strings.Contains(out, `resolve revision "no-such-branch"`) {
 		t.Fatalf("unknown base: exit %d\n%s", code, out)
 	}
