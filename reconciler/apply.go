@@ -1,7 +1,8 @@
 // Package reconciler makes the running platform match a catalog revision:
 // event_schema and partner_event_subscription items in the store, and the
-// topics of both Kafka clusters. Applying is idempotent: a second Apply of
-// the same revision writes nothing.
+// topics of both Kafka clusters. It works as Flux controllers do: compute
+// a plan (desired minus actual), apply it, record the status; a second
+// apply of the same revision finds an empty plan and writes nothing.
 //
 // Approvals are not the catalog's to give: a subscription new to the
 // catalog starts Pending, keeps an approver's decision while its delivery
@@ -11,261 +12,155 @@ package reconciler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
 
-// Applier applies catalogs. Its zero value is not usable; fill every field.
+// Applier plans and applies catalogs. Fill every field but the optional ones.
 type Applier struct {
-	Store   store.Store
-	Ingress *kadm.Client
-	Egress  *kadm.Client
-	// Partitions of topics it creates (default 3) and their replication
-	// factor (-1: the cluster's default).
-	Partitions        int32
+	Store store.Store
+	// Ingress and Egress are clients of the two clusters.
+	Ingress *kgo.Client
+	Egress  *kgo.Client
+	// ReplicationFactor of topics it creates (0: the cluster's default).
 	ReplicationFactor int16
-	Log               *slog.Logger
-	Now               func() time.Time
+	// PruneTopics deletes wh.* topics no longer in the catalog. Off by
+	// default: deleting a topic deletes its records.
+	PruneTopics bool
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
-// Result counts what one Apply changed.
+// Plan computes what applying c at revision would change.
+func (a *Applier) Plan(ctx context.Context, c *catalog.Catalog, revision string) (Plan, error) {
+	act, err := a.ReadActual(ctx)
+	if err != nil {
+		return Plan{Revision: revision}, err
+	}
+	return Compute(revision, Desire(c), act, a.PruneTopics), nil
+}
+
+// Result is what one Apply did.
 type Result struct {
-	TopicsCreated        []string
-	SchemasWritten       int
-	SchemasDeactivated   int
-	SubscriptionsWritten int
-	SubscriptionsPending int // sent (back) to Pending by this apply
-	SubscriptionsCancel  int
+	Plan    Plan
+	Applied int // changes applied (all of the plan unless Err)
 }
 
-// Changed reports whether the apply wrote anything.
-func (r Result) Changed() bool {
-	return len(r.TopicsCreated)+r.SchemasWritten+r.SchemasDeactivated+r.SubscriptionsWritten+r.SubscriptionsCancel > 0
-}
-
-// Apply makes the store and both clusters match c at revision.
+// Apply plans and applies c at revision. It stops at the first failing
+// change; the next Apply plans what is left.
 func (a *Applier) Apply(ctx context.Context, c *catalog.Catalog, revision string) (Result, error) {
-	var r Result
-	if err := a.topics(ctx, c, &r); err != nil {
-		return r, err
-	}
-	if err := a.schemas(ctx, c, revision, &r); err != nil {
-		return r, err
-	}
-	if err := a.subscriptions(ctx, c, revision, &r); err != nil {
-		return r, err
-	}
-	return r, nil
-}
-
-// Topics lists the topics a catalog needs on each cluster, sorted.
-func Topics(c *catalog.Catalog) (ingress, egress []string) {
-	in, eg := map[string]bool{}, map[string]bool{}
-	for _, s := range c.Schemas {
-		in[topic.Ingress(s.Domain, s.Event)] = true
-	}
-	for _, s := range c.Subscriptions {
-		eg[topic.Egress(s.PartnerID, s.Event)] = true
-		eg[topic.Retry(s.Event)] = true
-		eg[topic.DLQ(s.Event)] = true
-	}
-	return sorted(in), sorted(eg)
-}
-
-func sorted(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (a *Applier) topics(ctx context.Context, c *catalog.Catalog, r *Result) error {
-	in, eg := Topics(c)
-	for _, x := range []struct {
-		name   string
-		adm    *kadm.Client
-		topics []string
-	}{{"ingress", a.Ingress, in}, {"egress", a.Egress, eg}} {
-		created, err := a.ensureTopics(ctx, x.adm, x.topics)
-		if err != nil {
-			return fmt.Errorf("%s cluster: %w", x.name, err)
-		}
-		r.TopicsCreated = append(r.TopicsCreated, created...)
-	}
-	return nil
-}
-
-func (a *Applier) ensureTopics(ctx context.Context, adm *kadm.Client, want []string) ([]string, error) {
-	if len(want) == 0 {
-		return nil, nil
-	}
-	have, err := adm.ListTopics(ctx, want...)
+	p, err := a.Plan(ctx, c, revision)
+	res := Result{Plan: p}
 	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
+		return res, err
 	}
-	var missing []string
-	for _, t := range want {
-		if d, ok := have[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			missing = append(missing, t)
+	for _, ch := range p.Changes {
+		if err := a.execute(ctx, ch, revision); err != nil {
+			return res, fmt.Errorf("%s %s %s: %w", ch.Action, ch.Kind, ch.ID, err)
 		}
+		res.Applied++
+		a.Log.Info("applied", "kind", ch.Kind, "id", ch.ID, "action", string(ch.Action), "revision", revision)
 	}
-	if len(missing) == 0 {
-		return nil, nil
-	}
-	parts := a.Partitions
-	if parts == 0 {
-		parts = 3
-	}
-	rf := a.ReplicationFactor
-	if rf == 0 {
-		rf = -1
-	}
-	resp, err := adm.CreateTopics(ctx, parts, rf, nil, missing...)
-	if err != nil {
-		return nil, fmt.Errorf("create topics: %w", err)
-	}
-	var created []string
-	for _, t := range missing {
-		res := resp[t]
-		switch {
-		case res.Err == nil:
-			created = append(created, t)
-			a.Log.Info("topic created", "topic", t, "partitions", parts)
-		case errors.Is(res.Err, kerr.TopicAlreadyExists):
-		default:
-			return created, fmt.Errorf("create topic %s: %w", t, res.Err)
-		}
-	}
-	return created, nil
+	return res, nil
 }
 
-func (a *Applier) schemas(ctx context.Context, c *catalog.Catalog, revision string, r *Result) error {
-	existing, err := a.Store.ListSchemas(ctx)
-	if err != nil {
-		return fmt.Errorf("list schemas: %w", err)
-	}
-	have := map[string]store.Schema{}
-	for _, s := range existing {
-		have[s.ID] = s
-	}
+func (a *Applier) execute(ctx context.Context, ch Change, revision string) error {
 	now := a.Now().UTC()
-	for _, s := range c.Schemas {
-		want := store.Schema{
-			ID: s.ID(), Domain: s.Domain, Event: s.Event, Version: s.Version, Status: s.Status,
-			ContainsSensitive: s.ContainsSensitive, Description: s.Description,
-			JSONSchema: s.JSONSchema, CUESource: s.CUESource, Revision: revision, UpdatedAt: now,
-		}
-		if old, ok := have[want.ID]; ok && sameSchema(old, want) {
-			continue
-		}
-		if err := a.Store.PutSchema(ctx, want); err != nil {
-			return fmt.Errorf("put schema %s: %w", want.ID, err)
-		}
-		r.SchemasWritten++
-	}
-	for id, old := range have {
-		if c.Schema(id) != nil || old.Status == catalog.StatusInactive {
-			continue
-		}
-		old.Status, old.Revision, old.UpdatedAt = catalog.StatusInactive, revision, now
-		if err := a.Store.PutSchema(ctx, old); err != nil {
-			return fmt.Errorf("deactivate schema %s: %w", id, err)
-		}
-		a.Log.Info("schema deactivated: removed from the catalog", "schema_id", id, "revision", revision)
-		r.SchemasDeactivated++
-	}
-	return nil
-}
-
-func sameSchema(a, b store.Schema) bool {
-	return a.Status == b.Status && a.ContainsSensitive == b.ContainsSensitive && a.Description == b.Description &&
-		string(a.JSONSchema) == string(b.JSONSchema) && a.CUESource == b.CUESource
-}
-
-// ConfigHash digests the delivery settings an approver approves.
-func ConfigHash(p *catalog.Partner) string {
-	h := sha256.New()
-	for _, f := range []string{p.URL, p.Auth.Kind, p.Auth.Header, p.Auth.Secret, p.SigningSecret} {
-		h.Write([]byte(f))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-func (a *Applier) subscriptions(ctx context.Context, c *catalog.Catalog, revision string, r *Result) error {
-	existing, err := a.Store.ListSubscriptions(ctx)
-	if err != nil {
-		return fmt.Errorf("list subscriptions: %w", err)
-	}
-	have := map[string]store.Subscription{}
-	for _, s := range existing {
-		have[s.ID] = s
-	}
-	now := a.Now().UTC()
-	inCatalog := map[string]bool{}
-	for _, cs := range c.Subscriptions {
-		p := c.Partner(cs.PartnerID)
-		want := store.Subscription{
-			ID: cs.ID(), PartnerID: cs.PartnerID, SchemaID: cs.SchemaID(), Name: cs.Name,
-			URL: p.URL, AuthKind: p.Auth.Kind, AuthHeader: p.Auth.Header, AuthSecretRef: p.Auth.Secret,
-			SigningSecretRef: p.SigningSecret, ConfigHash: ConfigHash(p), Revision: revision, UpdatedAt: now,
-		}
-		inCatalog[want.ID] = true
-		old, ok := have[want.ID]
-		switch {
-		case !ok:
-			want.Status = store.SubscriptionPending
-			r.SubscriptionsPending++
-			a.Log.Info("subscription pending approval", "subscription_id", want.ID, "revision", revision)
-		case old.ConfigHash != want.ConfigHash || old.Status == store.SubscriptionCancelled:
-			want.Status, want.Rev = store.SubscriptionPending, old.Rev
-			r.SubscriptionsPending++
-			a.Log.Info("subscription back to pending: delivery settings changed", "subscription_id", want.ID, "revision", revision)
-		default:
-			if old.URL == want.URL && old.Name == want.Name && old.AuthKind == want.AuthKind {
-				continue // unchanged: keep the decision and write nothing
+	switch ch.Kind {
+	case KindSchema:
+		s := *ch.schema
+		s.Revision, s.UpdatedAt = revision, now
+		return a.Store.PutSchema(ctx, s)
+	case KindSubscription:
+		s := *ch.sub
+		s.Revision, s.UpdatedAt = revision, now
+		if _, err := a.Store.PutSubscription(ctx, s); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("changed while planning (an approval?); it is planned again at the next reconcile: %w", err)
 			}
-			want.Status, want.DecidedBy, want.DecidedAt, want.Reason, want.Rev = old.Status, old.DecidedBy, old.DecidedAt, old.Reason, old.Rev
+			return err
 		}
-		if _, err := a.Store.PutSubscription(ctx, want); err != nil {
-			return fmt.Errorf("put subscription %s: %w", want.ID, err)
+		if ch.Action == Cancel {
+			return nil
 		}
-		r.SubscriptionsWritten++
-		err := a.Store.PutSubscriptionKafka(ctx, store.SubscriptionKafka{
-			SubscriptionID: want.ID, EgressTopic: topic.Egress(cs.PartnerID, cs.Event),
-			RetryTopic: topic.Retry(cs.Event), DLQTopic: topic.DLQ(cs.Event), UpdatedAt: now,
+		_, event, _, _ := catalog.SplitSchemaID(s.SchemaID)
+		return a.Store.PutSubscriptionKafka(ctx, store.SubscriptionKafka{
+			SubscriptionID: s.ID, EgressTopic: topic.Egress(s.PartnerID, event),
+			RetryTopic: topic.Retry(event), DLQTopic: topic.DLQ(event), UpdatedAt: now,
 		})
+	case KindTopic:
+		return a.topic(ctx, ch)
+	}
+	return fmt.Errorf("unknown kind %q", ch.Kind)
+}
+
+func (a *Applier) admin(cluster string) *kadm.Client {
+	if cluster == ClusterIngress {
+		return kadm.NewClient(a.Ingress)
+	}
+	return kadm.NewClient(a.Egress)
+}
+
+func (a *Applier) topic(ctx context.Context, ch Change) error {
+	t := ch.topic
+	adm := a.admin(t.Cluster)
+	switch ch.Action {
+	case Create:
+		rf := a.ReplicationFactor
+		if rf == 0 {
+			rf = -1
+		}
+		configs := map[string]*string{}
+		for k, v := range t.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopic(ctx, t.Partitions, rf, configs, t.Name)
 		if err != nil {
-			return fmt.Errorf("put subscription kafka %s: %w", want.ID, err)
+			return err
 		}
+		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			return resp.Err
+		}
+		return nil
+	case AddPartitions:
+		resp, err := adm.UpdatePartitions(ctx, int(t.Partitions), t.Name)
+		if err != nil {
+			return err
+		}
+		return resp.Error()
+	case AlterConfig:
+		var alters []kadm.AlterConfig
+		for k, v := range t.Configs {
+			alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
+		}
+		resp, err := adm.AlterTopicConfigs(ctx, alters, t.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range resp {
+			if r.Err != nil {
+				return r.Err
+			}
+		}
+		return nil
+	case DeleteTopic:
+		resp, err := adm.DeleteTopic(ctx, t.Name)
+		if err != nil {
+			return err
+		}
+		return resp.Err
 	}
-	for id, old := range have {
-		if inCatalog[id] || old.Status == store.SubscriptionCancelled {
-			continue
-		}
-		old.Status, old.Revision, old.UpdatedAt = store.SubscriptionCancelled, revision, now
-		old.Reason = "removed from the catalog"
-		if _, err := a.Store.PutSubscription(ctx, old); err != nil {
-			return fmt.Errorf("cancel subscription %s: %w", id, err)
-		}
-		a.Log.Info("subscription cancelled: removed from the catalog", "subscription_id", id, "revision", revision)
-		r.SubscriptionsCancel++
-	}
-	return nil
+	return fmt.Errorf("unknown topic action %q", ch.Action)
 }
 
 // Decide records an approver's decision on a subscription, conditional on

@@ -1,7 +1,9 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -20,7 +22,9 @@ import (
 	"github.com/whp-dev/whp/store/embedded"
 )
 
-func cluster(t *testing.T) *kadm.Client {
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func cluster(t testing.TB) *kgo.Client {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -32,10 +36,10 @@ func cluster(t *testing.T) *kadm.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
+	return cl
 }
 
-func load(t *testing.T, src string) *catalog.Catalog {
+func load(t testing.TB, src string) *catalog.Catalog {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
@@ -48,6 +52,16 @@ func load(t *testing.T, src string) *catalog.Catalog {
 	return c
 }
 
+func newApplier(t testing.TB) (*Applier, store.Store) {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &Applier{Store: st, Ingress: cluster(t), Egress: cluster(t), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}, st
+}
+
 const base = `package whp
 schemas: shop: "order.created": "1": {owner: "team-shop", payload: {id: string}}
 schemas: shop: "order.paid": "1": {owner: "team-shop", payload: {id: string}}
@@ -58,39 +72,43 @@ subscriptions: "acme.paid": {partner: "acme", domain: "shop", event: "order.paid
 
 func TestApply(t *testing.T) {
 	ctx := context.Background()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	in, eg := cluster(t), cluster(t)
-	a := &Applier{Store: st, Ingress: in, Egress: eg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
+	a, st := newApplier(t)
 
 	res, err := a.Apply(ctx, load(t, base), "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"wh.ingress.shop.order.created", "wh.ingress.shop.order.paid",
-		"wh.dlq.order.created", "wh.dlq.order.paid", "wh.egress.acme.order.created", "wh.egress.acme.order.paid",
-		"wh.retry.order.created", "wh.retry.order.paid"}
-	if diff := cmp.Diff(want, res.TopicsCreated); diff != "" {
+	var created []string
+	for _, c := range res.Plan.Changes {
+		if c.Kind == KindTopic && c.Action == Create {
+			created = append(created, c.ID)
+		}
+	}
+	want := []string{"wh.dlq.order.created", "wh.dlq.order.paid", "wh.egress.acme.order.created", "wh.egress.acme.order.paid",
+		"wh.ingress.shop.order.created", "wh.ingress.shop.order.paid", "wh.retry.order.created", "wh.retry.order.paid"}
+	if diff := cmp.Diff(want, created); diff != "" {
 		t.Errorf("topics created (-want +got):\n%s", diff)
 	}
-	topics, err := eg.ListTopics(ctx)
-	if err != nil || !topics.Has("wh.egress.acme.order.created") {
-		t.Fatalf("egress cluster topics = %v, %v", topics.Names(), err)
+	act, err := a.ReadActual(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if res.SchemasWritten != 2 || res.SubscriptionsPending != 2 {
-		t.Errorf("first apply = %+v, want 2 schemas written, 2 subscriptions pending", res)
+	if got := act.Topics["wh.egress.acme.order.created"]; got.Cluster != ClusterEgress || got.Partitions != 3 || got.Configs["retention.ms"] != "604800000" {
+		t.Errorf("egress topic = %+v", got)
+	}
+	if got := act.Topics["wh.ingress.shop.order.created"]; got.Cluster != ClusterIngress {
+		t.Errorf("ingress topic = %+v", got)
 	}
 
-	// The same revision again writes nothing.
+	// The same revision again: an empty plan, nothing written.
 	again, err := a.Apply(ctx, load(t, base), "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Changed() {
-		t.Errorf("second apply of the same catalog changed %+v", again)
+	if !again.Plan.Empty() || again.Applied != 0 {
+		var b bytes.Buffer
+		again.Plan.Render(&b)
+		t.Errorf("second apply of the same catalog is not a no-op:\n%s", b.String())
 	}
 
 	// An approval survives reconciles of an unchanged subscription.
@@ -109,16 +127,12 @@ func TestApply(t *testing.T) {
 	changed := strings.Replace(base, "https://acme.example/hook", "https://acme.example/v2/hook", 1)
 	changed = strings.Replace(changed, `schemas: shop: "order.paid": "1": {owner: "team-shop", payload: {id: string}}`+"\n", "", 1)
 	changed = strings.Replace(changed, `subscriptions: "acme.paid": {partner: "acme", domain: "shop", event: "order.paid", version: "1"}`+"\n", "", 1)
-	res, err = a.Apply(ctx, load(t, changed), "r3")
-	if err != nil {
+	if _, err := a.Apply(ctx, load(t, changed), "r3"); err != nil {
 		t.Fatal(err)
 	}
-	if res.SubscriptionsPending != 1 || res.SubscriptionsCancel != 1 || res.SchemasDeactivated != 1 {
-		t.Errorf("apply of the changed catalog = %+v", res)
-	}
 	s, _ := st.GetSubscription(ctx, "acme#shop#order.created#1")
-	if s.Status != store.SubscriptionPending || s.URL != "https://acme.example/v2/hook" {
-		t.Errorf("after URL change: %s %s, want Pending with the new URL", s.Status, s.URL)
+	if s.Status != store.SubscriptionPending || s.URL != "https://acme.example/v2/hook" || s.Revision != "r3" {
+		t.Errorf("after URL change: %s %s %s, want Pending with the new URL at r3", s.Status, s.URL, s.Revision)
 	}
 	if s, _ := st.GetSubscription(ctx, "acme#shop#order.paid#1"); s.Status != store.SubscriptionCancelled {
 		t.Errorf("removed subscription is %s, want Cancelled", s.Status)
@@ -129,6 +143,67 @@ func TestApply(t *testing.T) {
 	k, err := st.GetSubscriptionKafka(ctx, "acme#shop#order.created#1")
 	if err != nil || k.EgressTopic != "wh.egress.acme.order.created" || k.DLQTopic != "wh.dlq.order.created" {
 		t.Errorf("subscription kafka = %+v, %v", k, err)
+	}
+	// Topics stay (pruning is off) and the plan says so.
+	p, err := a.Plan(ctx, load(t, changed), "r3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() || len(p.Kept) != 4 {
+		t.Errorf("plan after r3 = %d changes, kept %v; want none and the 4 order.paid topics kept", len(p.Changes), p.Kept)
+	}
+}
+
+// TestPlanRender applies a catalog, changes it in every way a plan shows,
+// and compares the rendered plan with testdata/plan.golden.
+func TestPlanRender(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApplier(t)
+	if _, err := a.Apply(ctx, load(t, base), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decide(ctx, st, "acme#shop#order.created#1", store.SubscriptionApproved, "alice", "ok", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	next := `package whp
+schemas: shop: "order.created": "1": {owner: "team-orders", description: "An order was created.", topic: {partitions: 6, retention_hours: 72}, payload: {id: string}}
+schemas: shop: "order.created": "2": {owner: "team-orders", topic: partitions: 6, payload: {id: string, note?: string}}
+schemas: shop: "order.refunded": "1": {owner: "team-shop", payload: {id: string}}
+partners: acme: {name: "Acme", url: "https://acme.example/v2/hook", signing_secret: "acme/signing", contact: "ops@acme.example", rate_limit: per_second: 10}
+subscriptions: "acme.created": {partner: "acme", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
+subscriptions: "acme.refunded": {partner: "acme", domain: "shop", event: "order.refunded", version: "1", filter: {path: "data.id", prefix: "r"}}
+`
+	p, err := a.Plan(ctx, load(t, next), "r2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	p.Render(&b)
+	golden := "testdata/plan.golden"
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./reconciler -update)", err)
+	}
+	if diff := cmp.Diff(string(want), b.String()); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	// What the plan shows is what apply does: afterwards the plan is empty.
+	if _, err := a.Apply(ctx, load(t, next), "r2"); err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.Plan(ctx, load(t, next), "r2")
+	if err != nil || !after.Empty() {
+		t.Errorf("plan after applying it: %d changes, %v", len(after.Changes), err)
+	}
+	act, err := a.ReadActual(ctx)
+	if got := act.Topics["wh.ingress.shop.order.created"]; err != nil || got.Partitions != 6 || got.Configs["retention.ms"] != "604800000" {
+		t.Errorf("ingress topic after apply = %+v, %v; want 6 partitions, 7 days", got, err)
 	}
 }
 
@@ -147,5 +222,54 @@ func TestDecideRefusesCancelled(t *testing.T) {
 	}
 	if _, err := Decide(ctx, st, "a#s#e.x#1", "Maybe", "bob", "", time.Now()); err == nil {
 		t.Error("an unknown decision was accepted")
+	}
+}
+
+// TestDriftRepair: a deleted topic, a hand-changed retention and a
+// hand-edited store item are all put back by the next apply of the same
+// revision; an approval is not drift.
+func TestDriftRepair(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApplier(t)
+	cat := load(t, base)
+	if _, err := a.Apply(ctx, cat, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decide(ctx, st, "acme#shop#order.paid#1", store.SubscriptionApproved, "alice", "ok", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	eg := kadm.NewClient(a.Egress)
+	if _, err := eg.DeleteTopic(ctx, "wh.egress.acme.order.created"); err != nil {
+		t.Fatal(err)
+	}
+	week := "1000"
+	if _, err := eg.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: &week}}, "wh.dlq.order.paid"); err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := st.GetSchema(ctx, "shop#order.created#1")
+	sc.Description = "edited by hand"
+	if err := st.PutSchema(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Plan(ctx, cat, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Action{}
+	for _, c := range p.Changes {
+		got[c.ID] = c.Action
+	}
+	want := map[string]Action{"wh.egress.acme.order.created": Create, "wh.dlq.order.paid": AlterConfig, "shop#order.created#1": Update}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("drift plan (-want +got):\n%s", diff)
+	}
+	if _, err := a.Apply(ctx, cat, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := a.Plan(ctx, cat, "r1"); err != nil || !after.Empty() {
+		t.Errorf("drift left after repair: %+v, %v", after.Changes, err)
+	}
+	if s, _ := st.GetSubscription(ctx, "acme#shop#order.paid#1"); s.Status != store.SubscriptionApproved {
+		t.Errorf("approval undone by drift repair: %s", s.Status)
 	}
 }

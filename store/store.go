@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -44,6 +45,8 @@ type Schema struct {
 	Status            string    `json:"status"` // ACTIVE or INACTIVE (status-index)
 	ContainsSensitive bool      `json:"contains_sensitive"`
 	Description       string    `json:"description,omitempty"`
+	Owner             string    `json:"owner,omitempty"`
+	Compatibility     string    `json:"compatibility,omitempty"`
 	JSONSchema        []byte    `json:"json_schema"`
 	CUESource         string    `json:"cue_source"`
 	Revision          string    `json:"revision"` // catalog revision that last wrote it
@@ -71,6 +74,15 @@ type Subscription struct {
 	AuthHeader       string `json:"auth_header,omitempty"`
 	AuthSecretRef    string `json:"auth_secret_ref,omitempty"`
 	SigningSecretRef string `json:"signing_secret_ref"`
+	// Mode is unordered or ordered; Retry and Filter are the catalog's
+	// retry policy override and filter, as JSON (nil when absent).
+	Mode   string          `json:"mode,omitempty"`
+	Retry  json.RawMessage `json:"retry,omitempty"`
+	Filter json.RawMessage `json:"filter,omitempty"`
+	// RateLimitPerSecond and RateLimitBurst are the partner's token bucket
+	// (0: unlimited).
+	RateLimitPerSecond float64 `json:"rate_limit_per_second,omitempty"`
+	RateLimitBurst     int     `json:"rate_limit_burst,omitempty"`
 	// ConfigHash digests what an approver approves (URL and auth); when it
 	// changes the subscription goes back to Pending.
 	ConfigHash string    `json:"config_hash"`

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -202,13 +201,12 @@ func (p *Platform) apply(ctx context.Context, cat *catalog.Catalog, ingressAddrs
 		return err
 	}
 	defer eg.Close()
-	a := &reconciler.Applier{Store: p.st, Ingress: kadm.NewClient(in), Egress: kadm.NewClient(eg), Log: p.log.With("role", "reconciler"), Now: time.Now}
+	a := &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: p.log.With("role", "reconciler"), Now: time.Now}
 	res, err := a.Apply(ctx, cat, cat.Digest)
 	if err != nil {
 		return fmt.Errorf("apply catalog: %w", err)
 	}
-	p.log.Info("catalog applied", "revision", cat.Digest, "topics_created", len(res.TopicsCreated),
-		"schemas_written", res.SchemasWritten, "subscriptions_written", res.SubscriptionsWritten)
+	p.log.Info("catalog applied", "revision", cat.Digest, "changes", res.Applied)
 	return p.autoApprove(ctx, autoApprove)
 }
 
