@@ -91,6 +91,10 @@ func skipPath(path string) bool {
 	return false
 }
 
+// SkipDir reports whether the loader skips a directory of this name:
+// testdata, cue.mod, and names starting with "." or "_".
+func SkipDir(name string) bool { return skipDir(name) }
+
 func skipDir(name string) bool {
 	return name == "testdata" || name == "cue.mod" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")
 }
@@ -515,10 +519,25 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 }
 
 func digest(files []sourceFile) string {
-	h := sha256.New()
+	m := make(map[string][]byte, len(files))
 	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.src))
-		h.Write(f.src)
+		m[f.name] = f.src
+	}
+	return Digest(m)
+}
+
+// Digest identifies a catalog's content: "sha256:" and the first 16 hex
+// digits of a digest over every file's name and bytes, in name order.
+func Digest(files map[string][]byte) string {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
