@@ -85,15 +85,6 @@ type RateLimit struct {
 	Burst     int     `json:"burst,omitempty"`
 }
 
-// SigningSecretOrEmpty returns the partner's signing secret reference, or
-// "" for a nil partner.
-func (p *Partner) SigningSecretOrEmpty() string {
-	if p == nil {
-		return ""
-	}
-	return p.SigningSecret
-}
-
 // Auth is how deliveries authenticate to the partner beyond the signature.
 type Auth struct {
 	Kind   string // none, header, oauth2, mtls

@@ -26,6 +26,7 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/demo"
 	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/embedkafka"
@@ -55,6 +56,11 @@ type Config struct {
 	// approved at start, recorded as decided by "whp dev". Default: the
 	// demo partner only; every other partner waits for an approver.
 	AutoApprove []string
+	// ReconcileInterval is how often the catalog directory is read again
+	// (and drift repaired). Default 2 s.
+	ReconcileInterval time.Duration
+	// WebhookSecret enables POST /v1/reconcile/trigger, verified by HMAC.
+	WebhookSecret string
 	// Ingest and Dispatch tune those roles (zero values: their defaults).
 	Ingest   ingest.Config
 	Dispatch dispatch.Config
@@ -72,6 +78,7 @@ type Platform struct {
 	kafka    *embedkafka.Clusters
 	st       *embedded.Store
 	producer *kgo.Client
+	admins   []*kgo.Client
 	cancel   context.CancelFunc
 	group    *errgroup.Group
 	served   chan error
@@ -110,24 +117,36 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	ingressAddrs, egressAddrs := p.kafka.Ingress.ListenAddrs(), p.kafka.Egress.ListenAddrs()
 
-	cat, err := catalog.Load(cfg.CatalogDir, catalog.WithDemoBase(p.URL))
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s is invalid:\n%w", cfg.CatalogDir, err)
-	}
 	secrets := secret.OpenFile(filepath.Join(cfg.DataDir, "secrets.json"))
-	if err := ensureSecrets(secrets, cat, log); err != nil {
-		return nil, err
-	}
 	if cfg.AutoApprove == nil {
 		cfg.AutoApprove = []string{DemoPartnerID}
 	}
-	if err := p.apply(ctx, cat, ingressAddrs, egressAddrs, cfg.AutoApprove); err != nil {
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 2 * time.Second
+	}
+	reg := registry.New(p.st, log)
+	var workers []interface{ Refresh() } // set below, before the reconciler runs again
+	rec, err := p.reconciler(cfg, ingressAddrs, egressAddrs, secrets, reg, func() {
+		for _, w := range workers {
+			w.Refresh()
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
-
-	reg := registry.New(p.st, log)
-	if err := reg.Refresh(ctx); err != nil {
-		return nil, err
+	// The first reconcile runs before serving. An invalid catalog stops a
+	// first start with its problems; once a revision has been applied, an
+	// invalid one is Stalled and the last good state keeps serving.
+	switch st, err := rec.ReconcileOnce(ctx); {
+	case errors.Is(err, reconciler.ErrStalled) && st.LastAppliedRevision == "":
+		return nil, fmt.Errorf("catalog %s is invalid:\n%s", cfg.CatalogDir, strings.Join(st.Problems, "\n"))
+	case errors.Is(err, reconciler.ErrStalled):
+		log.Warn("the catalog is invalid; serving the last applied revision", "serving", st.LastAppliedRevision, "problems", len(st.Problems))
+		if err := reg.Refresh(ctx); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("apply catalog %s: %w", cfg.CatalogDir, err)
 	}
 	if p.producer, err = kgo.NewClient(kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)); err != nil {
 		return nil, fmt.Errorf("ingest producer: %w", err)
@@ -140,11 +159,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Demo = demo.New(secrets, cat.Partner(DemoPartnerID).SigningSecretOrEmpty(), log.With("role", "demo-partner"))
+	workers = []interface{ Refresh() }{proc, disp}
+	p.Demo = demo.New(secrets, demoSigningRef, log.With("role", "demo-partner"))
 
 	mux := http.NewServeMux()
 	ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest")).Register(mux)
 	p.Demo.Register(mux)
+	rec.Register(mux, cfg.WebhookSecret)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
@@ -156,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return proc.Run(gctx) })
 	g.Go(func() error { return disp.Run(gctx) })
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
+	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return p.sweep(gctx) })
 	go func() { p.served <- p.srv.Serve(ln) }()
 	p.ready.Store(true)
@@ -190,24 +212,44 @@ func ensureSecrets(secrets *secret.File, cat *catalog.Catalog, log *slog.Logger)
 	return nil
 }
 
-func (p *Platform) apply(ctx context.Context, cat *catalog.Catalog, ingressAddrs, egressAddrs, autoApprove []string) error {
+// demoSigningRef names the demo partner's signing secret; the example
+// catalog declares it, and the demo partner verifies with it.
+const demoSigningRef = "partners/demo/signing"
+
+// reconciler builds the reconciler that follows the catalog directory.
+// After each applied revision it creates missing dev secrets, approves the
+// auto-approved partners' subscriptions and refreshes ingest's schemas.
+func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, secrets *secret.File, reg *registry.Registry, refresh func()) (*reconciler.Reconciler, error) {
 	in, err := kgo.NewClient(kgo.SeedBrokers(ingressAddrs...))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer in.Close()
 	eg, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...))
 	if err != nil {
-		return err
+		in.Close()
+		return nil, err
 	}
-	defer eg.Close()
-	a := &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: p.log.With("role", "reconciler"), Now: time.Now}
-	res, err := a.Apply(ctx, cat, cat.Digest)
-	if err != nil {
-		return fmt.Errorf("apply catalog: %w", err)
-	}
-	p.log.Info("catalog applied", "revision", cat.Digest, "changes", res.Applied)
-	return p.autoApprove(ctx, autoApprove)
+	p.admins = append(p.admins, in, eg)
+	log := p.log.With("role", "reconciler")
+	return &reconciler.Reconciler{
+		Source:      source.Dir{Path: cfg.CatalogDir},
+		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: log, Now: time.Now},
+		Status:      reconciler.StatusFile{Path: filepath.Join(cfg.DataDir, "reconciler-status.json")},
+		Interval:    cfg.ReconcileInterval,
+		LoadOptions: []catalog.Option{catalog.WithDemoBase(p.URL)},
+		OnApplied: func(ctx context.Context, cat *catalog.Catalog) error {
+			if err := ensureSecrets(secrets, cat, log); err != nil {
+				return err
+			}
+			if err := p.autoApprove(ctx, cfg.AutoApprove); err != nil {
+				return err
+			}
+			refresh() // new topics are consumed at once
+			return reg.Refresh(ctx)
+		},
+		Log: log,
+		Now: time.Now,
+	}, nil
 }
 
 // autoApprove approves the Pending subscriptions of the given partners,
@@ -276,6 +318,9 @@ func (p *Platform) closeResources() {
 	if p.producer != nil {
 		p.producer.Close()
 	}
+	for _, cl := range p.admins {
+		cl.Close()
+	}
 	if p.kafka != nil {
 		p.kafka.Close()
 	}
@@ -291,7 +336,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"  ingest API      " + p.URL + "/v1/events   (POST an event; GET /v1/events/{id} for its deliveries)",
 		"  demo partner    " + p.URL + "/demo/       (what the demo partner received and verified)",
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
-		"  catalog         " + cfg.CatalogDir,
+		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",
 		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
 	}
 	return strings.Join(lines, "\n") + "\n"

@@ -148,6 +148,11 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, log *slog.Logge
 	return &Dispatcher{cfg: cfg, cl: cl, http: hc, st: st, secrets: secrets, log: log, now: time.Now}, nil
 }
 
+// Refresh makes the dispatcher look for new egress topics now, rather
+// than at its next metadata refresh (up to 10 s): the reconciler calls it
+// after creating topics so a new subscription delivers at once.
+func (d *Dispatcher) Refresh() { d.cl.ForceMetadataRefresh() }
+
 // Run consumes until ctx ends. Offsets of a batch are committed once every
 // delivery in it has reached a final state and its status is written.
 func (d *Dispatcher) Run(ctx context.Context) error {

@@ -90,6 +90,10 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now}, nil
 }
 
+// Refresh makes the processor look for new ingress topics now, rather
+// than at its next metadata refresh (up to 10 s).
+func (p *Processor) Refresh() { p.in.ForceMetadataRefresh() }
+
 // Run consumes until ctx ends, then commits what it finished and leaves
 // the group.
 func (p *Processor) Run(ctx context.Context) error {
