@@ -2,6 +2,7 @@
 //
 //	whp dev                  the whole platform in one process on embedded defaults
 //	whp catalog validate     check a catalog; every problem as file:line:col
+//	whp reconcile            apply the catalog (or print the plan) to the store and Kafka
 //
 // Configuration comes from flags, each with a WHP_* environment variable
 // of the same name (--data-dir and WHP_DATA_DIR); a flag wins over its
@@ -29,7 +30,9 @@ const usage = `whp: the webhooks platform
 
 Usage:
   whp dev [--data-dir .whp] [--catalog ./catalog] [--addr 127.0.0.1:8080]
-  whp catalog validate [--dir ./catalog]
+  whp catalog validate [--dir ./catalog] [--base GIT_REV]
+  whp reconcile [--once] [--dry-run] [--catalog DIR | --repo URL [--branch B | --tag T | --commit C] [--path P]]
+  whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
   whp version
 
 Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		err = runReconcile(ctx, args[1:], stdout, stderr)
 	case "catalog":
 		if len(args) < 2 || args[1] != "validate" {
 			err = usageError{"whp catalog: expected the subcommand validate"}

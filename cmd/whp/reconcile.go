@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/reconciler/source"
+	"github.com/whp-dev/whp/runtime/embedkafka"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// reconcileFlags are the flags of `whp reconcile`.
+type reconcileFlags struct {
+	catalogDir, repo, branch, tag, commit, path        string
+	gitUser, gitPasswordFile, gitTokenFile, sshKeyFile string
+	knownHostsFile, webhookSecretFile, addr, dataDir   string
+	ingress, egress                                    string
+	once, dryRun, pruneTopics                          bool
+	interval                                           time.Duration
+}
+
+func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "status" {
+		return runReconcileStatus(ctx, args[1:], stdout, stderr)
+	}
+	fs := newFlags("reconcile", stderr)
+	var f reconcileFlags
+	fs.StringVar(&f.catalogDir, "catalog", "./catalog", "catalog directory to follow (ignored with --repo)")
+	fs.StringVar(&f.repo, "repo", "", "Git repository to follow: a local path or an https:// or ssh:// URL")
+	fs.StringVar(&f.branch, "branch", "main", "branch to follow")
+	fs.StringVar(&f.tag, "tag", "", "tag to follow instead of a branch")
+	fs.StringVar(&f.commit, "commit", "", "commit to pin instead of a branch")
+	fs.StringVar(&f.path, "path", "catalog", "the catalog's sub-path in the repository")
+	fs.StringVar(&f.gitUser, "git-username", "", "username for an HTTPS repository")
+	fs.StringVar(&f.gitPasswordFile, "git-password-file", "", "file holding the HTTPS password or token (kept out of the process list)")
+	fs.StringVar(&f.gitTokenFile, "git-token-file", "", "file holding a bearer token for an HTTPS repository")
+	fs.StringVar(&f.sshKeyFile, "ssh-key-file", "", "PEM private key for an ssh:// repository")
+	fs.StringVar(&f.knownHostsFile, "known-hosts-file", "", "known_hosts for an ssh:// repository")
+	fs.StringVar(&f.dataDir, "data-dir", ".whp", "data dir of the embedded store (and embedded Kafka unless brokers are given)")
+	fs.StringVar(&f.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated (default: the data dir's embedded cluster)")
+	fs.StringVar(&f.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
+	fs.BoolVar(&f.once, "once", false, "apply the current revision once and exit")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
+	fs.BoolVar(&f.pruneTopics, "prune-topics", false, "delete wh.* topics no longer in the catalog (deletes their records)")
+	fs.DurationVar(&f.interval, "interval", time.Minute, "how often to look for a new revision and repair drift")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8081", "address of the status and trigger endpoints when following")
+	fs.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the push webhook's HMAC secret (enables POST /v1/reconcile/trigger)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (f.ingress == "") != (f.egress == "") {
+		return usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
+	}
+	src, err := f.source()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	// The store first: its lock keeps a second process (a running whp dev)
+	// away from the data dir and its embedded Kafka.
+	st, err := embedded.Open(filepath.Join(f.dataDir, "store"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ingress, egress := splitList(f.ingress), splitList(f.egress)
+	if len(ingress) == 0 {
+		clusters, err := embedkafka.Start(filepath.Join(f.dataDir, "kafka"))
+		if err != nil {
+			return err
+		}
+		defer clusters.Close()
+		ingress, egress = clusters.Ingress.ListenAddrs(), clusters.Egress.ListenAddrs()
+	}
+	in, err := kgo.NewClient(kgo.SeedBrokers(ingress...))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	eg, err := kgo.NewClient(kgo.SeedBrokers(egress...))
+	if err != nil {
+		return err
+	}
+	defer eg.Close()
+	applier := &reconciler.Applier{Store: st, Ingress: in, Egress: eg, PruneTopics: f.pruneTopics, Log: log, Now: time.Now}
+
+	if f.dryRun {
+		return dryRun(ctx, src, applier, stdout, stderr)
+	}
+	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: statusFile(f.dataDir), Interval: f.interval, Log: log, Now: time.Now}
+	if f.once {
+		s, err := r.ReconcileOnce(ctx)
+		s.Render(stdout)
+		if err != nil {
+			return exitError{1}
+		}
+		return nil
+	}
+	return follow(ctx, r, f, stdout, log)
+}
+
+func statusFile(dataDir string) reconciler.StatusFile {
+	return reconciler.StatusFile{Path: filepath.Join(dataDir, "reconciler-status.json")}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (f reconcileFlags) source() (reconciler.Source, error) {
+	if f.repo == "" {
+		return source.Dir{Path: f.catalogDir}, nil
+	}
+	g := source.Git{URL: f.repo, Branch: f.branch, Tag: f.tag, Commit: f.commit, Path: f.path, Auth: map[string][]byte{}}
+	if f.gitUser != "" {
+		g.Auth["username"] = []byte(f.gitUser)
+	}
+	for key, file := range map[string]string{"password": f.gitPasswordFile, "bearerToken": f.gitTokenFile, "identity": f.sshKeyFile, "known_hosts": f.knownHostsFile} {
+		if file == "" {
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("git credentials: %w", err)
+		}
+		g.Auth[key] = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	return g, nil
+}
+
+func dryRun(ctx context.Context, src reconciler.Source, a *reconciler.Applier, stdout, stderr io.Writer) error {
+	art, err := src.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.LoadFiles(art.Revision, art.Files)
+	var ps catalog.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(stderr, p)
+		}
+		fmt.Fprintf(stderr, "revision %s is invalid: %d problem(s); nothing would be applied\n", art.Revision, len(ps))
+		return exitError{1}
+	}
+	if err != nil {
+		return err
+	}
+	plan, err := a.Plan(ctx, cat, art.Revision)
+	if err != nil {
+		return err
+	}
+	plan.Render(stdout)
+	return nil
+}
+
+func follow(ctx context.Context, r *reconciler.Reconciler, f reconcileFlags, stdout io.Writer, log *slog.Logger) error {
+	secret := ""
+	if f.webhookSecretFile != "" {
+		b, err := os.ReadFile(f.webhookSecretFile)
+		if err != nil {
+			return fmt.Errorf("webhook secret: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	mux := http.NewServeMux()
+	r.Register(mux, secret)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	srv := &http.Server{Addr: f.addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Fprintf(stdout, "whp reconcile: following %s every %s; status at http://%s/v1/reconcile/status\n", describeSource(f), f.interval, f.addr)
+	runErr := r.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("status server", "error", err)
+		return err
+	}
+	return runErr
+}
+
+func describeSource(f reconcileFlags) string {
+	if f.repo == "" {
+		return f.catalogDir
+	}
+	ref := "branch " + f.branch
+	switch {
+	case f.commit != "":
+		ref = "commit " + f.commit
+	case f.tag != "":
+		ref = "tag " + f.tag
+	}
+	return fmt.Sprintf("%s (%s, path %s)", f.repo, ref, f.path)
+}
+
+func runReconcileStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("reconcile status", stderr)
+	dataDir := fs.String("data-dir", ".whp", "data dir whose stored status to read")
+	url := fs.String("url", "", "base URL of a running whp (whp dev or whp reconcile) to ask instead, e.g. http://127.0.0.1:8080")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var st reconciler.Status
+	if *url != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*url, "/")+"/v1/reconcile/status", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("reconcile status: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("reconcile status: %s answered %s", *url, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return fmt.Errorf("reconcile status: %w", err)
+		}
+	} else {
+		var err error
+		if st, err = statusFile(*dataDir).Load(ctx); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	st.Render(stdout)
+	return nil
+}
