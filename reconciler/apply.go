@@ -163,19 +163,48 @@ func (a *Applier) topic(ctx context.Context, ch Change) error {
 	return fmt.Errorf("unknown topic action %q", ch.Action)
 }
 
-// Decide records an approver's decision on a subscription, conditional on
-// the subscription not having changed since it was read.
-func Decide(ctx context.Context, st store.Store, id, status, by, reason string, now time.Time) (store.Subscription, error) {
-	if status != store.SubscriptionApproved && status != store.SubscriptionRejected {
-		return store.Subscription{}, fmt.Errorf("decide %s: status %q is not Approved or Rejected", id, status)
+// Errors of Decide.
+var (
+	// ErrCancelled: the subscription left the catalog.
+	ErrCancelled = errors.New("the subscription was removed from the catalog and cannot be decided on")
+	// ErrChangedSinceReview: its delivery settings are not those reviewed.
+	ErrChangedSinceReview = errors.New("the subscription's delivery settings changed since they were reviewed")
+)
+
+// SubscriptionStore is what Decide needs of the store.
+type SubscriptionStore interface {
+	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
+	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
+}
+
+// Decision is an approver's verdict on a subscription.
+type Decision struct {
+	SubscriptionID string
+	Status         string // Approved or Rejected
+	By, Reason     string
+	// ConfigHash, when set, must be the subscription's current one: the
+	// decision applies only to the delivery settings that were reviewed.
+	ConfigHash string
+	At         time.Time
+}
+
+// Decide records a decision, conditional on the subscription not changing
+// between the read and the write (store.ErrConflict otherwise).
+func Decide(ctx context.Context, st SubscriptionStore, d Decision) (store.Subscription, error) {
+	if d.Status != store.SubscriptionApproved && d.Status != store.SubscriptionRejected {
+		return store.Subscription{}, fmt.Errorf("decide %s: status %q is not Approved or Rejected", d.SubscriptionID, d.Status)
 	}
-	sub, err := st.GetSubscription(ctx, id)
+	sub, err := st.GetSubscription(ctx, d.SubscriptionID)
 	if err != nil {
 		return store.Subscription{}, err
 	}
-	if sub.Status == store.SubscriptionCancelled {
-		return store.Subscription{}, fmt.Errorf("decide %s: subscription is cancelled", id)
+	switch {
+	case sub.Status == store.SubscriptionCancelled:
+		return store.Subscription{}, ErrCancelled
+	case d.ConfigHash != "" && d.ConfigHash != sub.ConfigHash:
+		return store.Subscription{}, ErrChangedSinceReview
 	}
-	sub.Status, sub.DecidedBy, sub.DecidedAt, sub.Reason, sub.UpdatedAt = status, by, now.UTC(), reason, now.UTC()
+	at := d.At.UTC()
+	sub.Status, sub.DecidedBy, sub.DecidedAt, sub.Reason, sub.UpdatedAt = d.Status, d.By, at, d.Reason, at
 	return st.PutSubscription(ctx, sub)
 }

@@ -112,7 +112,7 @@ func TestApply(t *testing.T) {
 	}
 
 	// An approval survives reconciles of an unchanged subscription.
-	if _, err := Decide(ctx, st, "acme#shop#order.created#1", store.SubscriptionApproved, "alice", "ok", time.Now()); err != nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "acme#shop#order.created#1", Status: store.SubscriptionApproved, By: "alice", Reason: "ok", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Apply(ctx, load(t, base), "r2"); err != nil {
@@ -162,7 +162,7 @@ func TestPlanRender(t *testing.T) {
 	if _, err := a.Apply(ctx, load(t, base), "r1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Decide(ctx, st, "acme#shop#order.created#1", store.SubscriptionApproved, "alice", "ok", time.Now()); err != nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "acme#shop#order.created#1", Status: store.SubscriptionApproved, By: "alice", Reason: "ok", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	next := `package whp
@@ -217,10 +217,10 @@ func TestDecideRefusesCancelled(t *testing.T) {
 	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "a#s#e.x#1", Status: store.SubscriptionCancelled}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Decide(ctx, st, "a#s#e.x#1", store.SubscriptionApproved, "bob", "", time.Now()); err == nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "a#s#e.x#1", Status: store.SubscriptionApproved, By: "bob", Reason: "", At: time.Now()}); err == nil {
 		t.Error("approving a cancelled subscription succeeded")
 	}
-	if _, err := Decide(ctx, st, "a#s#e.x#1", "Maybe", "bob", "", time.Now()); err == nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "a#s#e.x#1", Status: "Maybe", By: "bob", Reason: "", At: time.Now()}); err == nil {
 		t.Error("an unknown decision was accepted")
 	}
 }
@@ -235,7 +235,7 @@ func TestDriftRepair(t *testing.T) {
 	if _, err := a.Apply(ctx, cat, "r1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Decide(ctx, st, "acme#shop#order.paid#1", store.SubscriptionApproved, "alice", "ok", time.Now()); err != nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "acme#shop#order.paid#1", Status: store.SubscriptionApproved, By: "alice", Reason: "ok", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	eg := kadm.NewClient(a.Egress)

@@ -66,7 +66,7 @@ func TestReconcileGitHistory(t *testing.T) {
 	if want := "main@sha1:" + c1; s.LastAppliedRevision != want || condition(t, s, ConditionReady).Status != "True" {
 		t.Fatalf("after c1: applied %q, ready %+v; want %s ready", s.LastAppliedRevision, s.Conditions, want)
 	}
-	if _, err := Decide(ctx, st, "acme#shop#order.placed#1", store.SubscriptionApproved, "alice", "reviewed", time.Now()); err != nil {
+	if _, err := Decide(ctx, st, Decision{SubscriptionID: "acme#shop#order.placed#1", Status: store.SubscriptionApproved, By: "alice", Reason: "reviewed", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 

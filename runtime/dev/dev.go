@@ -7,6 +7,8 @@ package dev
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/reconciler/source"
+	"github.com/whp-dev/whp/runtime/approval"
 	"github.com/whp-dev/whp/runtime/demo"
 	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/embedkafka"
@@ -61,6 +64,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// WebhookSecret enables POST /v1/reconcile/trigger, verified by HMAC.
 	WebhookSecret string
+	// AdminToken guards the approvals API (/v1/subscriptions). Default:
+	// read from DataDir/admin-token, created (0600) on first start.
+	AdminToken string
 	// Ingest and Dispatch tune those roles (zero values: their defaults).
 	Ingest   ingest.Config
 	Dispatch dispatch.Config
@@ -166,6 +172,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest")).Register(mux)
 	p.Demo.Register(mux)
 	rec.Register(mux, cfg.WebhookSecret)
+	if cfg.AdminToken == "" {
+		if cfg.AdminToken, err = adminToken(filepath.Join(cfg.DataDir, AdminTokenFile)); err != nil {
+			return nil, err
+		}
+	}
+	approval.New(p.st, cfg.AdminToken, log.With("role", "approvals")).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
@@ -210,6 +222,30 @@ func ensureSecrets(secrets *secret.File, cat *catalog.Catalog, log *slog.Logger)
 		log.Info("dev secret created", "ref", ref)
 	}
 	return nil
+}
+
+// AdminTokenFile is the file under the data dir holding the dev admin token.
+const AdminTokenFile = "admin-token"
+
+// adminToken reads the token at path, creating a random one (0600) if the
+// file does not exist.
+func adminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return tok, nil
 }
 
 // demoSigningRef names the demo partner's signing secret; the example
@@ -264,7 +300,9 @@ func (p *Platform) autoApprove(ctx context.Context, partners []string) error {
 		if !slices.Contains(partners, s.PartnerID) || s.Status != store.SubscriptionPending {
 			continue
 		}
-		if _, err := reconciler.Decide(ctx, p.st, s.ID, store.SubscriptionApproved, "whp dev", "approved automatically in dev mode", time.Now()); err != nil {
+		d := reconciler.Decision{SubscriptionID: s.ID, Status: store.SubscriptionApproved, By: "whp dev",
+			Reason: "approved automatically in dev mode", ConfigHash: s.ConfigHash, At: time.Now()}
+		if _, err := reconciler.Decide(ctx, p.st, d); err != nil {
 			return fmt.Errorf("approve subscription %s: %w", s.ID, err)
 		}
 		p.log.Info("subscription approved automatically (dev mode)", "subscription_id", s.ID)
@@ -336,6 +374,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"  ingest API      " + p.URL + "/v1/events   (POST an event; GET /v1/events/{id} for its deliveries)",
 		"  demo partner    " + p.URL + "/demo/       (what the demo partner received and verified)",
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
+		"  approvals API   " + p.URL + "/v1/subscriptions   (Authorization: Bearer $(cat " + filepath.Join(cfg.DataDir, AdminTokenFile) + "))",
 		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",
 		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
 	}
