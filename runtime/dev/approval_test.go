@@ -52,7 +52,7 @@ func TestApprovalFlow(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, token, method, path, body string
-		want                             int
+		want                            int
 	}{
 		{"no token", "", http.MethodGet, "/v1/subscriptions", "", http.StatusUnauthorized},
 		{"wrong token", "nope", http.MethodPost, gammaPath + "/approve", `{"by":"x","reason":"y"}`, http.StatusUnauthorized},
