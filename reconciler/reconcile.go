@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 )
 
@@ -44,6 +45,10 @@ type Reconciler struct {
 	Interval time.Duration
 	// LoadOptions are passed to catalog.LoadFiles.
 	LoadOptions []catalog.Option
+	// Artifacts, when set, receives each schema version's JSON Schema
+	// after every successful apply, with $id under ArtifactBaseURL.
+	Artifacts       artifact.Store
+	ArtifactBaseURL string
 	// OnApplied runs after each successful apply (dev auto-approval,
 	// registry refresh).
 	OnApplied func(ctx context.Context, c *catalog.Catalog) error
@@ -142,6 +147,17 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (st Status, err error) {
 		st.set(ConditionReady, "False", ReasonApplyFailed, fmt.Sprintf("applying %s failed after %d of %d changes: %v", art.Revision, res.Applied, len(res.Plan.Changes), err), now)
 		r.Log.Warn("apply failed; retrying", "revision", art.Revision, "error", err)
 		return st, fmt.Errorf("%w: %v", ErrTransient, err)
+	}
+	if r.Artifacts != nil {
+		written, err := artifact.Publish(ctx, r.Artifacts, cat, r.ArtifactBaseURL)
+		if err != nil {
+			st.LastError = err.Error()
+			st.set(ConditionReady, "False", ReasonApplyFailed, "publishing schema artifacts failed: "+err.Error(), now)
+			return st, fmt.Errorf("%w: %v", ErrTransient, err)
+		}
+		if len(written) > 0 {
+			r.Log.Info("schema artifacts published", "count", len(written), "revision", art.Revision)
+		}
 	}
 	if r.OnApplied != nil {
 		if err := r.OnApplied(ctx, cat); err != nil {

@@ -13,10 +13,13 @@ import (
 	"strings"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/store/embedded"
@@ -27,7 +30,7 @@ type reconcileFlags struct {
 	catalogDir, repo, branch, tag, commit, path        string
 	gitUser, gitPasswordFile, gitTokenFile, sshKeyFile string
 	knownHostsFile, webhookSecretFile, addr, dataDir   string
-	ingress, egress                                    string
+	ingress, egress, artifacts, artifactsURL           string
 	once, dryRun, pruneTopics                          bool
 	interval                                           time.Duration
 }
@@ -52,6 +55,8 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.dataDir, "data-dir", ".whp", "data dir of the embedded store (and embedded Kafka unless brokers are given)")
 	fs.StringVar(&f.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated (default: the data dir's embedded cluster)")
 	fs.StringVar(&f.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
+	fs.StringVar(&f.artifacts, "artifacts", "", "where to publish each schema version's JSON Schema: a directory, or s3://bucket/prefix (credentials from the AWS default chain)")
+	fs.StringVar(&f.artifactsURL, "artifacts-url", "", "base URL partners read the artifacts at (the $id of each schema)")
 	fs.BoolVar(&f.once, "once", false, "apply the current revision once and exit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&f.pruneTopics, "prune-topics", false, "delete wh.* topics no longer in the catalog (deletes their records)")
@@ -101,7 +106,11 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.dryRun {
 		return dryRun(ctx, src, applier, stdout, stderr)
 	}
-	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: statusFile(f.dataDir), Interval: f.interval, Log: log, Now: time.Now}
+	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: statusFile(f.dataDir), Interval: f.interval, Log: log, Now: time.Now,
+		ArtifactBaseURL: f.artifactsURL}
+	if r.Artifacts, err = artifactStore(ctx, f.artifacts); err != nil {
+		return err
+	}
 	if f.once {
 		s, err := r.ReconcileOnce(ctx)
 		s.Render(stdout)
@@ -252,4 +261,25 @@ func runReconcileStatus(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	st.Render(stdout)
 	return nil
+}
+
+// artifactStore opens --artifacts: nil when unset, S3 for s3:// URLs, else
+// a directory.
+func artifactStore(ctx context.Context, where string) (artifact.Store, error) {
+	if where == "" {
+		return nil, nil
+	}
+	rest, ok := strings.CutPrefix(where, "s3://")
+	if !ok {
+		return artifact.Dir{Path: where}, nil
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if bucket == "" {
+		return nil, usageError{fmt.Sprintf("whp reconcile: --artifacts %q: want s3://bucket/prefix", where)}
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	return artifact.S3{Client: s3.NewFromConfig(cfg), Bucket: bucket, Prefix: prefix}, nil
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/approval"
 	"github.com/whp-dev/whp/runtime/demo"
@@ -171,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	mux := http.NewServeMux()
 	ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest")).Register(mux)
 	p.Demo.Register(mux)
+	mux.Handle("GET /schemas/", http.FileServer(http.Dir(filepath.Join(cfg.DataDir, "artifacts"))))
 	rec.Register(mux, cfg.WebhookSecret)
 	if cfg.AdminToken == "" {
 		if cfg.AdminToken, err = adminToken(filepath.Join(cfg.DataDir, AdminTokenFile)); err != nil {
@@ -273,6 +275,9 @@ func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, se
 		Status:      reconciler.StatusFile{Path: filepath.Join(cfg.DataDir, "reconciler-status.json")},
 		Interval:    cfg.ReconcileInterval,
 		LoadOptions: []catalog.Option{catalog.WithDemoBase(p.URL)},
+		Artifacts:   artifact.Dir{Path: filepath.Join(cfg.DataDir, "artifacts")},
+		// Served under /schemas/ by whp dev itself.
+		ArtifactBaseURL: p.URL,
 		OnApplied: func(ctx context.Context, cat *catalog.Catalog) error {
 			if err := ensureSecrets(secrets, cat, log); err != nil {
 				return err
@@ -373,6 +378,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"whp dev: the whole platform in one process",
 		"  ingest API      " + p.URL + "/v1/events   (POST an event; GET /v1/events/{id} for its deliveries)",
 		"  demo partner    " + p.URL + "/demo/       (what the demo partner received and verified)",
+		"  JSON Schemas    " + p.URL + "/schemas/index.json   (what partners receive, per version)",
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
 		"  approvals API   " + p.URL + "/v1/subscriptions   (Authorization: Bearer $(cat " + filepath.Join(cfg.DataDir, AdminTokenFile) + "))",
 		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",

@@ -108,3 +108,23 @@ func TestRestartWithInvalidCatalog(t *testing.T) {
 		t.Errorf("stalled condition = %+v", c)
 	}
 }
+
+// TestSchemaArtifacts: whp dev publishes each version's JSON Schema and
+// serves it under /schemas/.
+func TestSchemaArtifacts(t *testing.T) {
+	data := t.TempDir()
+	r := newReceiver(t, data, "alpha")
+	p := startPlatform(t, data, testCatalog(t, r.srv.URL, r.srv.URL, r.srv.URL))
+	resp, err := http.Get(p.URL + "/schemas/shop/order.created/1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET schema artifact: %d %v", resp.StatusCode, err)
+	}
+	if doc["$id"] != p.URL+"/schemas/shop/order.created/1.json" || doc["type"] != "object" {
+		t.Errorf("artifact = %v", doc)
+	}
+}
