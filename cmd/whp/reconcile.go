@@ -30,6 +30,7 @@ type reconcileFlags struct {
 	catalogDir, repo, branch, tag, commit, path        string
 	gitUser, gitPasswordFile, gitTokenFile, sshKeyFile string
 	knownHostsFile, webhookSecretFile, addr, dataDir   string
+	gitCAFile                                          string
 	ingress, egress, artifacts, artifactsURL           string
 	once, dryRun, pruneTopics                          bool
 	interval                                           time.Duration
@@ -52,6 +53,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.gitTokenFile, "git-token-file", "", "file holding a bearer token for an HTTPS repository")
 	fs.StringVar(&f.sshKeyFile, "ssh-key-file", "", "PEM private key for an ssh:// repository")
 	fs.StringVar(&f.knownHostsFile, "known-hosts-file", "", "known_hosts for an ssh:// repository")
+	fs.StringVar(&f.gitCAFile, "git-ca-file", "", "PEM CA bundle for an HTTPS repository with a private CA")
 	fs.StringVar(&f.dataDir, "data-dir", ".whp", "data dir of the embedded store (and embedded Kafka unless brokers are given)")
 	fs.StringVar(&f.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated (default: the data dir's embedded cluster)")
 	fs.StringVar(&f.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
@@ -144,7 +146,7 @@ func (f reconcileFlags) source() (reconciler.Source, error) {
 	if f.gitUser != "" {
 		g.Auth["username"] = []byte(f.gitUser)
 	}
-	for key, file := range map[string]string{"password": f.gitPasswordFile, "bearerToken": f.gitTokenFile, "identity": f.sshKeyFile, "known_hosts": f.knownHostsFile} {
+	for key, file := range map[string]string{"password": f.gitPasswordFile, "bearerToken": f.gitTokenFile, "identity": f.sshKeyFile, "known_hosts": f.knownHostsFile, "caFile": f.gitCAFile} {
 		if file == "" {
 			continue
 		}
