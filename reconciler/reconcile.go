@@ -135,9 +135,18 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (st Status, err error) {
 		return st, fmt.Errorf("%w: %v", ErrTransient, err)
 	}
 	st.LastAttemptedRevision = art.Revision
-	cat, err := catalog.LoadFiles(art.Revision, art.Files, r.LoadOptions...)
-	if err != nil {
-		return r.stalled(ctx, &st, art.Revision, err, now)
+	// An unchanged revision is not compiled again (1,000 schemas take
+	// seconds): the reconcile is then a drift check of the applied state.
+	r.mu.Lock()
+	cat := r.lastGood
+	if r.goodRev != art.Revision {
+		cat = nil
+	}
+	r.mu.Unlock()
+	if cat == nil {
+		if cat, err = catalog.LoadFiles(art.Revision, art.Files, r.LoadOptions...); err != nil {
+			return r.stalled(ctx, &st, art.Revision, err, now)
+		}
 	}
 	st.Problems = nil
 	st.remove(ConditionStalled)
