@@ -221,3 +221,73 @@ func TestTrigger(t *testing.T) {
 		t.Errorf("trigger without a secret = %d, want it absent", rec.Code)
 	}
 }
+
+type failingSource struct{ err error }
+
+func (f failingSource) Fetch(context.Context) (source.Artifact, error) { return source.Artifact{}, f.err }
+
+// TestTransientFailure: a fetch failure is transient — Ready False with
+// the reason, the previous revision still recorded as applied.
+func TestTransientFailure(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newApplier(t)
+	status := StatusFile{Path: filepath.Join(t.TempDir(), "status.json")}
+	if err := status.Save(ctx, Status{LastAppliedRevision: "main@sha1:abc"}); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Source: failingSource{errors.New("connection refused")}, Applier: a, Status: status, Interval: time.Minute, Log: a.Log, Now: time.Now}
+	s, err := r.ReconcileOnce(ctx)
+	if !errors.Is(err, ErrTransient) {
+		t.Fatalf("err = %v, want ErrTransient", err)
+	}
+	c := condition(t, s, ConditionReady)
+	if c.Status != "False" || c.Reason != ReasonFetchFailed || !strings.Contains(c.Message, "connection refused") {
+		t.Errorf("ready = %+v", c)
+	}
+	if s.LastAppliedRevision != "main@sha1:abc" {
+		t.Errorf("applied revision lost: %q", s.LastAppliedRevision)
+	}
+	if _, ok := s.Condition(ConditionReconciling); ok {
+		t.Error("Reconciling left set after the attempt")
+	}
+}
+
+// TestPruneTopics: with pruning on, topics no longer in the catalog are
+// deleted; with it off (the default) they stay.
+func TestPruneTopics(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newApplier(t)
+	if _, err := a.Apply(ctx, load(t, base), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	smaller := strings.Replace(base, `subscriptions: "acme.paid": {partner: "acme", domain: "shop", event: "order.paid", version: "1"}`+"\n", "", 1)
+	if _, err := a.Apply(ctx, load(t, smaller), "r2"); err != nil {
+		t.Fatal(err)
+	}
+	act, _ := a.ReadActual(ctx)
+	if _, ok := act.Topics["wh.egress.acme.order.paid"]; !ok {
+		t.Fatal("a topic was deleted with pruning off")
+	}
+	a.PruneTopics = true
+	res, err := a.Apply(ctx, load(t, smaller), "r2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, c := range res.Plan.Changes {
+		if c.Action == DeleteTopic {
+			deleted = append(deleted, c.ID)
+		}
+	}
+	want := []string{"wh.dlq.order.paid", "wh.egress.acme.order.paid", "wh.retry.order.paid"}
+	if strings.Join(deleted, ",") != strings.Join(want, ",") {
+		t.Errorf("pruned %v, want %v", deleted, want)
+	}
+	act, _ = a.ReadActual(ctx)
+	if _, ok := act.Topics["wh.egress.acme.order.paid"]; ok {
+		t.Error("pruned topic still exists")
+	}
+	if _, ok := act.Topics["wh.ingress.shop.order.paid"]; !ok {
+		t.Error("the ingress topic of a schema still in the catalog was pruned")
+	}
+}

@@ -8,15 +8,19 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fluxcd/gitkit"
 	"github.com/fluxcd/pkg/gittestserver"
+	fluxssh "github.com/fluxcd/pkg/ssh"
 )
 
 // TestRemoteGit fetches a catalog over HTTP with basic auth from a real
@@ -113,4 +117,65 @@ func testCerts(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// TestRemoteGitSSH fetches over ssh:// with a private key, checking the
+// server's host key against known_hosts, as whp reconcile --ssh-key-file
+// --known-hosts-file does. The server's key lookup only admits the key
+// made for this test.
+func TestRemoteGitSSH(t *testing.T) {
+	srv, err := gittestserver.NewTempGitServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(srv.Root()) })
+	pair, err := fluxssh.NewEd25519Generator().Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.KeyDir(srv.Root()).Auth("unused", "unused") // auth on: SSH keys go through the lookup below
+	srv.PublicKeyLookupFunc(func(content string) (*gitkit.PublicKey, error) {
+		if strings.TrimSpace(content) != strings.TrimSpace(string(pair.PublicKey)) {
+			return nil, errors.New("unknown key")
+		}
+		return &gitkit.PublicKey{Id: "whp-bot"}, nil
+	})
+	fixture := t.TempDir()
+	os.MkdirAll(filepath.Join(fixture, "catalog"), 0o755)
+	if err := os.WriteFile(filepath.Join(fixture, "catalog", "shop.cue"), []byte("package whp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.InitRepo(fixture, "main", "org/catalog.git"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ListenSSH(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.StartSSH()
+	t.Cleanup(func() { srv.StopSSH() })
+	u, err := url.Parse(srv.SSHAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	knownHosts, err := fluxssh.ScanHostKey(u.Host, 5*time.Second, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Git{URL: srv.SSHAddress() + "/org/catalog.git", Branch: "main", Path: "catalog", WorkDir: t.TempDir(),
+		Auth: map[string][]byte{"identity": pair.PrivateKey, "known_hosts": knownHosts}}
+	art, err := g.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(art.Revision, "main@sha1:") || len(art.Files) != 1 {
+		t.Errorf("fetched %s, %d files", art.Revision, len(art.Files))
+	}
+	other, err := fluxssh.NewEd25519Generator().Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Auth["identity"] = other.PrivateKey
+	if _, err := g.Fetch(context.Background()); err == nil {
+		t.Error("a key the server does not know was let in")
+	}
 }
