@@ -224,7 +224,9 @@ func TestTrigger(t *testing.T) {
 
 type failingSource struct{ err error }
 
-func (f failingSource) Fetch(context.Context) (source.Artifact, error) { return source.Artifact{}, f.err }
+func (f failingSource) Fetch(context.Context) (source.Artifact, error) {
+	return source.Artifact{}, f.err
+}
 
 // TestTransientFailure: a fetch failure is transient — Ready False with
 // the reason, the previous revision still recorded as applied.
