@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strings"
+	"time"
 
 	"github.com/whp-dev/whp/runtime/dev"
 )
@@ -17,6 +20,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the ingest API, demo partner and health on")
 	maxBody := fs.Int64("max-body-bytes", 256<<10, "largest accepted event request, in bytes")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	interval := fs.Duration("reconcile-interval", 2*time.Second, "how often the catalog directory is read again (and drift repaired)")
+	webhookSecretFile := fs.String("webhook-secret-file", "", "file holding the push webhook's HMAC secret (enables POST /v1/reconcile/trigger)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -28,7 +33,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{"whp dev: --max-body-bytes must be positive"}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log}
+	if *interval <= 0 {
+		return usageError{"whp dev: --reconcile-interval must be positive"}
+	}
+	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval}
+	if *webhookSecretFile != "" {
+		b, err := os.ReadFile(*webhookSecretFile)
+		if err != nil {
+			return fmt.Errorf("webhook secret: %w", err)
+		}
+		cfg.WebhookSecret = strings.TrimSpace(string(b))
+	}
 	cfg.Ingest.MaxBodyBytes = *maxBody
 	p, err := dev.Start(ctx, cfg)
 	if err != nil {
