@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/whp-dev/whp/internal/gittest"
+	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/store"
 )
@@ -291,5 +292,23 @@ func TestPruneTopics(t *testing.T) {
 	}
 	if _, ok := act.Topics["wh.ingress.shop.order.paid"]; !ok {
 		t.Error("the ingress topic of a schema still in the catalog was pruned")
+	}
+}
+
+// TestStatusObject: the status round-trips through an object store, and a
+// missing object is an empty status.
+func TestStatusObject(t *testing.T) {
+	ctx := context.Background()
+	o := StatusObject{Store: artifact.Dir{Path: t.TempDir()}, Key: "reconciler/status.json",
+		IsNotFound: func(err error) bool { return errors.Is(err, artifact.ErrNotFound) }}
+	if s, err := o.Load(ctx); err != nil || s.LastAppliedRevision != "" {
+		t.Fatalf("empty load = %+v, %v", s, err)
+	}
+	want := Status{LastAppliedRevision: "main@sha1:abc", Conditions: []Condition{{Type: ConditionReady, Status: "True"}}}
+	if err := o.Save(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := o.Load(ctx); err != nil || got.LastAppliedRevision != want.LastAppliedRevision || len(got.Conditions) != 1 {
+		t.Errorf("round trip = %+v, %v", got, err)
 	}
 }

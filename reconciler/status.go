@@ -127,3 +127,44 @@ func (f StatusFile) Save(_ context.Context, s Status) error {
 	}
 	return os.Rename(tmp, f.Path)
 }
+
+// ObjectStore is where StatusObject keeps the status (artifact.Dir,
+// artifact.S3).
+type ObjectStore interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Put(ctx context.Context, key string, body []byte) error
+}
+
+// StatusObject stores the status as a JSON object, in S3 in production
+// where roles have no disk of their own.
+type StatusObject struct {
+	Store ObjectStore
+	Key   string
+	// IsNotFound tells a missing object from a failure.
+	IsNotFound func(error) bool
+}
+
+// Load reads the status; a missing object is an empty status.
+func (o StatusObject) Load(ctx context.Context) (Status, error) {
+	b, err := o.Store.Get(ctx, o.Key)
+	if err != nil {
+		if o.IsNotFound != nil && o.IsNotFound(err) {
+			return Status{}, nil
+		}
+		return Status{}, fmt.Errorf("read reconciler status %s: %w", o.Key, err)
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("reconciler status %s: %w", o.Key, err)
+	}
+	return s, nil
+}
+
+// Save writes the status.
+func (o StatusObject) Save(ctx context.Context, s Status) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return o.Store.Put(ctx, o.Key, append(b, '\n'))
+}

@@ -30,7 +30,7 @@ type reconcileFlags struct {
 	catalogDir, repo, branch, tag, commit, path        string
 	gitUser, gitPasswordFile, gitTokenFile, sshKeyFile string
 	knownHostsFile, webhookSecretFile, addr, dataDir   string
-	gitCAFile                                          string
+	gitCAFile, statusAt                                string
 	ingress, egress, artifacts, artifactsURL           string
 	once, dryRun, pruneTopics                          bool
 	interval                                           time.Duration
@@ -59,6 +59,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
 	fs.StringVar(&f.artifacts, "artifacts", "", "where to publish each schema version's JSON Schema: a directory, or s3://bucket/prefix (credentials from the AWS default chain)")
 	fs.StringVar(&f.artifactsURL, "artifacts-url", "", "base URL partners read the artifacts at (the $id of each schema)")
+	fs.StringVar(&f.statusAt, "status", "", "where to keep the status: s3://bucket/key.json (default: reconciler-status.json in the data dir)")
 	fs.BoolVar(&f.once, "once", false, "apply the current revision once and exit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&f.pruneTopics, "prune-topics", false, "delete wh.* topics no longer in the catalog (deletes their records)")
@@ -108,7 +109,11 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.dryRun {
 		return dryRun(ctx, src, applier, stdout, stderr)
 	}
-	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: statusFile(f.dataDir), Interval: f.interval, Log: log, Now: time.Now,
+	status, err := statusStore(ctx, f.statusAt, f.dataDir)
+	if err != nil {
+		return err
+	}
+	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: status, Interval: f.interval, Log: log, Now: time.Now,
 		ArtifactBaseURL: f.artifactsURL}
 	if r.Artifacts, err = artifactStore(ctx, f.artifacts); err != nil {
 		return err
@@ -271,17 +276,38 @@ func artifactStore(ctx context.Context, where string) (artifact.Store, error) {
 	if where == "" {
 		return nil, nil
 	}
-	rest, ok := strings.CutPrefix(where, "s3://")
-	if !ok {
+	if _, ok := strings.CutPrefix(where, "s3://"); !ok {
 		return artifact.Dir{Path: where}, nil
 	}
-	bucket, prefix, _ := strings.Cut(rest, "/")
+	st, _, err := s3Store(ctx, "--artifacts", where)
+	return st, err
+}
+
+// s3Store opens s3://bucket/prefix with credentials from the AWS default
+// chain; rest is the prefix.
+func s3Store(ctx context.Context, flag, where string) (artifact.S3, string, error) {
+	bucket, rest, _ := strings.Cut(strings.TrimPrefix(where, "s3://"), "/")
 	if bucket == "" {
-		return nil, usageError{fmt.Sprintf("whp reconcile: --artifacts %q: want s3://bucket/prefix", where)}
+		return artifact.S3{}, "", usageError{fmt.Sprintf("whp reconcile: %s %q: want s3://bucket/path", flag, where)}
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+		return artifact.S3{}, "", fmt.Errorf("AWS configuration: %w", err)
 	}
-	return artifact.S3{Client: s3.NewFromConfig(cfg), Bucket: bucket, Prefix: prefix}, nil
+	return artifact.S3{Client: s3.NewFromConfig(cfg), Bucket: bucket}, rest, nil
+}
+
+// statusStore opens --status: a JSON object in S3, or the data dir's file.
+func statusStore(ctx context.Context, where, dataDir string) (reconciler.StatusStore, error) {
+	if where == "" {
+		return statusFile(dataDir), nil
+	}
+	if !strings.HasPrefix(where, "s3://") {
+		return reconciler.StatusFile{Path: where}, nil
+	}
+	st, key, err := s3Store(ctx, "--status", where)
+	if err != nil {
+		return nil, err
+	}
+	return reconciler.StatusObject{Store: st, Key: key, IsNotFound: func(err error) bool { return errors.Is(err, artifact.ErrNotFound) }}, nil
 }

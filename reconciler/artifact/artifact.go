@@ -165,7 +165,12 @@ type S3 struct {
 	Prefix string
 }
 
-func (s S3) key(k string) string { return strings.TrimSuffix(s.Prefix, "/") + "/" + k }
+func (s S3) key(k string) string {
+	if p := strings.Trim(s.Prefix, "/"); p != "" {
+		return p + "/" + k
+	}
+	return k
+}
 
 // Get reads an artifact.
 func (s S3) Get(ctx context.Context, key string) ([]byte, error) {

@@ -89,3 +89,19 @@ func TestDirRefusesEscapingKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestS3KeysWithoutPrefix: an empty prefix does not start keys with "/".
+func TestS3KeysWithoutPrefix(t *testing.T) {
+	st := s3Store(t)
+	st.Prefix = ""
+	ctx := context.Background()
+	if err := st.Put(ctx, "reconciler/status.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := st.Get(ctx, "reconciler/status.json"); err != nil || string(b) != "{}" {
+		t.Errorf("Get = %q, %v", b, err)
+	}
+	if st.key("a") != "a" {
+		t.Errorf("key without prefix = %q", st.key("a"))
+	}
+}
