@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,19 +129,35 @@ type sourceFile struct {
 }
 
 func readFiles(dir string) ([]sourceFile, error) {
-	var files []sourceFile
+	files, err := ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("read catalog %s: no .cue files", dir)
+	}
+	srcs := make([]sourceFile, 0, len(files))
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		srcs = append(srcs, sourceFile{name: name, src: files[name]})
+	}
+	return srcs, nil
+}
+
+// ReadDir reads every catalog file under dir — .cue files outside the
+// directories the loader skips — keyed by slash-separated relative path.
+func ReadDir(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		name := d.Name()
 		if d.IsDir() {
-			if path != dir && skipDir(name) {
+			if path != dir && skipDir(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if filepath.Ext(name) != ".cue" {
+		if filepath.Ext(path) != ".cue" {
 			return nil
 		}
 		src, err := os.ReadFile(path)
@@ -150,14 +168,11 @@ func readFiles(dir string) ([]sourceFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, sourceFile{name: filepath.ToSlash(rel), src: src})
+		files[filepath.ToSlash(rel)] = src
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read catalog %s: %w", dir, err)
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("read catalog %s: no .cue files", dir)
 	}
 	return files, nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -111,24 +113,29 @@ func (p *Plan) schemas(d Desired, act Actual) {
 	}
 }
 
-func schemaDiff(have, want store.Schema) []string {
-	var out []string
-	str := func(name, a, b string) {
-		if a != b {
-			out = append(out, fmt.Sprintf("%s: %q → %q", name, a, b))
-		}
+// fieldDiff collects "field: old → new" lines.
+type fieldDiff []string
+
+func (d *fieldDiff) str(name, old, new string) {
+	if old != new {
+		*d = append(*d, fmt.Sprintf("%s: %q → %q", name, old, new))
 	}
+}
+
+func schemaDiff(have, want store.Schema) []string {
+	var d fieldDiff
+	str := d.str
 	str("status", have.Status, want.Status)
 	str("description", have.Description, want.Description)
 	str("owner", have.Owner, want.Owner)
 	str("compatibility", have.Compatibility, want.Compatibility)
 	if have.ContainsSensitive != want.ContainsSensitive {
-		out = append(out, fmt.Sprintf("contains_sensitive: %v → %v", have.ContainsSensitive, want.ContainsSensitive))
+		d = append(d, fmt.Sprintf("contains_sensitive: %v → %v", have.ContainsSensitive, want.ContainsSensitive))
 	}
 	if !bytes.Equal(have.JSONSchema, want.JSONSchema) || have.CUESource != want.CUESource {
-		out = append(out, "payload schema changed")
+		d = append(d, "payload schema changed")
 	}
-	return out
+	return d
 }
 
 func (p *Plan) subscriptions(d Desired, act Actual) {
@@ -177,12 +184,8 @@ func (p *Plan) subscriptions(d Desired, act Actual) {
 }
 
 func subscriptionDiff(have, want store.Subscription) []string {
-	var out []string
-	str := func(name, a, b string) {
-		if a != b {
-			out = append(out, fmt.Sprintf("%s: %q → %q", name, a, b))
-		}
-	}
+	var d fieldDiff
+	str := d.str
 	str("name", have.Name, want.Name)
 	str("url", have.URL, want.URL)
 	str("auth", have.AuthKind, want.AuthKind)
@@ -192,12 +195,12 @@ func subscriptionDiff(have, want store.Subscription) []string {
 	str("mode", have.Mode, want.Mode)
 	str("retry", string(have.Retry), string(want.Retry))
 	if !jsonEqual(have.Filter, want.Filter) {
-		out = append(out, fmt.Sprintf("filter: %s → %s", orNone(have.Filter), orNone(want.Filter)))
+		d = append(d, fmt.Sprintf("filter: %s → %s", orNone(have.Filter), orNone(want.Filter)))
 	}
 	if have.RateLimitPerSecond != want.RateLimitPerSecond || have.RateLimitBurst != want.RateLimitBurst {
-		out = append(out, fmt.Sprintf("rate limit: %s → %s", rateText(have), rateText(want)))
+		d = append(d, fmt.Sprintf("rate limit: %s → %s", rateText(have), rateText(want)))
 	}
-	return out
+	return d
 }
 
 func rateText(s store.Subscription) string {
@@ -245,7 +248,7 @@ func (p *Plan) topics(d Desired, act Actual, prune bool) {
 				Details: []string{fmt.Sprintf("partitions: %d → %d", have.Partitions, want.Partitions)}})
 		}
 		var details []string
-		for _, k := range sortedKeys(want.Configs) {
+		for _, k := range slices.Sorted(maps.Keys(want.Configs)) {
 			if have.Configs[k] != want.Configs[k] {
 				details = append(details, fmt.Sprintf("%s: %s → %s", k, orDefault(have.Configs[k]), want.Configs[k]))
 			}
@@ -273,15 +276,6 @@ func orDefault(s string) string {
 		return "(cluster default)"
 	}
 	return s
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 var symbols = map[Action]string{

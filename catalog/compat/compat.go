@@ -16,9 +16,11 @@ package compat
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -427,29 +429,20 @@ type bound struct {
 	exclusive bool
 }
 
-func lower(s map[string]any) *bound {
-	m, hasM := num(s, "minimum")
-	e, hasE := num(s, "exclusiveMinimum")
-	switch {
-	case hasM && hasE:
-		if e.Cmp(m) >= 0 {
-			return &bound{e, true}
-		}
-		return &bound{m, false}
-	case hasM:
-		return &bound{m, false}
-	case hasE:
-		return &bound{e, true}
-	}
-	return nil
-}
+// lower and upper are a schema's effective numeric bounds: of an
+// inclusive and an exclusive bound on one side, the tighter.
+func lower(s map[string]any) *bound { return tighter(s, "minimum", "exclusiveMinimum", +1) }
 
-func upper(s map[string]any) *bound {
-	m, hasM := num(s, "maximum")
-	e, hasE := num(s, "exclusiveMaximum")
+func upper(s map[string]any) *bound { return tighter(s, "maximum", "exclusiveMaximum", -1) }
+
+// tighter picks between the inclusive and exclusive keywords; sign is +1
+// when a larger value is tighter (lower bounds), -1 otherwise.
+func tighter(s map[string]any, inclusiveKey, exclusiveKey string, sign int) *bound {
+	m, hasM := num(s, inclusiveKey)
+	e, hasE := num(s, exclusiveKey)
 	switch {
 	case hasM && hasE:
-		if e.Cmp(m) <= 0 {
+		if e.Cmp(m)*sign >= 0 {
 			return &bound{e, true}
 		}
 		return &bound{m, false}
@@ -625,7 +618,7 @@ func (c *checker) objects(path string, n, o map[string]any, depth int) {
 	if !hasOAP {
 		oAP = true
 	}
-	for _, name := range sortedKeys(op) {
+	for _, name := range slices.Sorted(maps.Keys(op)) {
 		if ns, ok := np[name]; ok {
 			c.accepts(child(path, name), ns, op[name], depth+1)
 		} else if b, ok := nAP.(bool); ok && !b {
@@ -634,7 +627,7 @@ func (c *checker) objects(path string, n, o map[string]any, depth int) {
 			c.accepts(child(path, name), nAP, op[name], depth+1)
 		}
 	}
-	for _, name := range sortedKeys(np) {
+	for _, name := range slices.Sorted(maps.Keys(np)) {
 		if _, ok := op[name]; ok {
 			continue
 		}
@@ -650,15 +643,6 @@ func (c *checker) objects(path string, n, o map[string]any, depth int) {
 	} else if _, isSchema := nAP.(map[string]any); isSchema {
 		c.accepts(child(path, "*"), nAP, oAP, depth+1)
 	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (c *checker) arrays(path string, n, o map[string]any, depth int) {

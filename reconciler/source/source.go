@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/fluxcd/pkg/git"
@@ -33,35 +31,11 @@ type Dir struct {
 	Path string
 }
 
-// Fetch reads every file under the directory.
-func (d Dir) Fetch(ctx context.Context) (Artifact, error) {
-	files := map[string][]byte{}
-	err := filepath.WalkDir(d.Path, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if e.IsDir() {
-			if p != d.Path && catalog.SkipDir(e.Name()) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if filepath.Ext(p) != ".cue" {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(d.Path, p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = b
-		return nil
-	})
+// Fetch reads every catalog file under the directory.
+func (d Dir) Fetch(context.Context) (Artifact, error) {
+	files, err := catalog.ReadDir(d.Path)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("read %s: %w", d.Path, err)
+		return Artifact{}, err
 	}
 	return Artifact{Revision: catalog.Digest(files), Files: files}, nil
 }
