@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -88,6 +89,9 @@ func Desire(c *catalog.Catalog) Desired {
 			{Name: topic.DLQ(cs.Event), Configs: map[string]string{"retention.ms": retentionMS(DLQRetention)}},
 		} {
 			t.Cluster, t.Partitions = ClusterEgress, DefaultEgressPartitions
+			if t.Name == topic.Retry(cs.Event) {
+				t.Partitions = retry.Tiers // one partition per delay tier
+			}
 			d.Topics[t.Name] = t
 		}
 	}

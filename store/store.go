@@ -59,6 +59,9 @@ const (
 	SubscriptionApproved  = "Approved"
 	SubscriptionRejected  = "Rejected"
 	SubscriptionCancelled = "Cancelled"
+	// SubscriptionDisabled: deliveries stopped by the platform (the
+	// partner answered 410 Gone); Reason says why. Approving resumes it.
+	SubscriptionDisabled = "Disabled"
 )
 
 // Subscription is an item of partner_event_subscription, keyed by

@@ -13,17 +13,18 @@ import (
 
 // GroupOptions configures a client to consume every topic whose name
 // starts with prefix, in group, from the start of a topic the group has no
-// offset for, committing only what the caller commits. Rebalances wait for
-// the caller's AllowRebalance, so a batch is never processed after its
-// partitions moved away. Topics created later are found within the
-// metadata refresh interval.
+// offset for. Rebalances wait for the caller's AllowRebalance, so a batch
+// is never processed after its partitions moved away. Topics created later
+// are found within the metadata refresh interval. The caller chooses how
+// offsets are committed (kgo.DisableAutoCommit with explicit commits, or
+// kgo.AutoCommitMarks) — never plain autocommit, which could commit what
+// was not processed.
 func GroupOptions(group, prefix string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics("^" + regexp.QuoteMeta(prefix)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(10 * time.Second),
 		kgo.MetadataMaxAge(10 * time.Second),

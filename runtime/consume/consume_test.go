@@ -19,7 +19,7 @@ func TestRewind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, GroupOptions("g", "wh.ingress.")...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.DisableAutoCommit()}, GroupOptions("g", "wh.ingress.")...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

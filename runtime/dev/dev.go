@@ -37,7 +37,9 @@ import (
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
+	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -80,18 +82,19 @@ type Platform struct {
 	URL  string
 	Demo *demo.Partner
 
-	log      *slog.Logger
-	srv      *http.Server
-	kafka    *embedkafka.Clusters
-	st       *embedded.Store
-	producer *kgo.Client
-	admins   []*kgo.Client
-	cancel   context.CancelFunc
-	group    *errgroup.Group
-	served   chan error
-	stopOnce sync.Once
-	stopErr  error
-	ready    atomic.Bool
+	log       *slog.Logger
+	srv       *http.Server
+	kafka     *embedkafka.Clusters
+	st        *embedded.Store
+	producer  *kgo.Client
+	retryProd *kgo.Client
+	admins    []*kgo.Client
+	cancel    context.CancelFunc
+	group     *errgroup.Group
+	served    chan error
+	stopOnce  sync.Once
+	stopErr   error
+	ready     atomic.Bool
 }
 
 // Start brings the platform up and returns once it serves. Stop it with Stop.
@@ -162,11 +165,23 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, log.With("role", "dispatcher"))
+	if cfg.Dispatch.Guard == nil {
+		// Dev delivers to the demo partner on loopback over http; private
+		// networks and metadata endpoints stay refused.
+		cfg.Dispatch.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+	}
+	if p.retryProd, err = retry.NewProducer(egressAddrs); err != nil {
+		return nil, fmt.Errorf("retry producer: %w", err)
+	}
+	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, p.retryProd, log.With("role", "dispatcher"))
 	if err != nil {
 		return nil, err
 	}
-	workers = []interface{ Refresh() }{proc, disp}
+	sched, err := retry.NewScheduler(egressAddrs, p.retryProd, disp, log.With("role", "retry-scheduler"))
+	if err != nil {
+		return nil, err
+	}
+	workers = []interface{ Refresh() }{proc, disp, sched}
 	p.Demo = demo.New(secrets, demoSigningRef, log.With("role", "demo-partner"))
 
 	mux := http.NewServeMux()
@@ -190,6 +205,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.group = g
 	g.Go(func() error { return proc.Run(gctx) })
 	g.Go(func() error { return disp.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return p.sweep(gctx) })
@@ -363,6 +379,9 @@ func (p *Platform) closeResources() {
 	}
 	for _, cl := range p.admins {
 		cl.Close()
+	}
+	if p.retryProd != nil {
+		p.retryProd.Close()
 	}
 	if p.kafka != nil {
 		p.kafka.Close()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/ingest"
+	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
 )
@@ -30,9 +31,10 @@ type receiver struct {
 	secrets *secret.File
 	ref     string
 
-	mu       sync.Mutex
-	delay    time.Duration // before answering
-	statuses []int         // answers to give, in order; then 204
+	mu         sync.Mutex
+	delay      time.Duration // before answering
+	statuses   []int         // answers to give, in order; then 204
+	retryAfter string        // sent with those answers, if set
 	got      map[string]int
 	bodies   map[string][]byte
 	headers  map[string]http.Header
@@ -68,6 +70,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if len(r.statuses) > 0 {
 		code := r.statuses[0]
 		r.statuses = r.statuses[1:]
+		if r.retryAfter != "" {
+			w.Header().Set("Retry-After", r.retryAfter)
+		}
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "answer %d", code)
 		return
@@ -151,7 +156,8 @@ func (w tWriter) Write(p []byte) (int, error) {
 func startPlatform(t *testing.T, dataDir, catalogDir string, mutate ...func(*Config)) *Platform {
 	t.Helper()
 	cfg := Config{DataDir: dataDir, CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: []string{"alpha", "beta"}, Log: testLog(t)}
-	cfg.Dispatch.Backoff = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}
+	// Short waits between attempts; three attempts in all.
+	cfg.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}, MaxAttempts: 3, MaxRetryAfter: 5 * time.Second}
 	for _, m := range mutate {
 		m(&cfg)
 	}

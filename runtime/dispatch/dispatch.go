@@ -2,13 +2,16 @@
 // each delivery per Standard Webhooks, POSTs it to the partner and records
 // every attempt in event_delivery_status.
 //
+// One pass makes one attempt. A retryable failure is written to the retry
+// tiers of wh.retry.{event} (package retry) with its due time, and the
+// retry scheduler hands it back when due; nothing sleeps. Exhausted and
+// final failures go to wh.dlq.{event} with the last response.
+//
 // A delivery is skipped when the idempotency ledger says it was already
-// delivered, so a replay after a crash does not deliver twice (the one
-// window left: the POST succeeded and the process died before the ledger
-// write). This first dispatcher retries a failing delivery a bounded number
-// of times in process, then dead-letters it to wh.dlq.{event}; the durable
-// retry schedule through wh.retry.{event}, the circuit breaker and the SSRF
-// guard come with the delivery-guarantees work.
+// delivered, so a replay after a crash does not deliver twice. The one
+// window left: the partner accepted the POST and the process died before
+// the ledger write; the delivery is then made again. Partners dedupe on
+// webhook-id, which is the delivery id and is the same on every attempt.
 package dispatch
 
 import (
@@ -29,8 +32,10 @@ import (
 
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
+	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -38,6 +43,7 @@ import (
 // Store is the part of the state the dispatcher uses.
 type Store interface {
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
+	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
 	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
 	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
@@ -58,11 +64,12 @@ type Config struct {
 	// Timeout bounds a whole attempt (default 15 s).
 	ConnectTimeout time.Duration
 	Timeout        time.Duration
-	// MaxAttempts is how many POSTs a delivery gets before it is
-	// dead-lettered (default 3); Backoff[i] is the wait before attempt
-	// i+2 (default 500 ms, 2 s).
-	MaxAttempts int
-	Backoff     []time.Duration
+	// Retry is the default retry policy; a subscription's catalog
+	// override applies on top. Default: retry.Default().
+	Retry retry.Policy
+	// Guard decides which addresses deliveries may reach. Default: the
+	// production policy (https, public addresses only).
+	Guard *ssrf.Guard
 	// Concurrency bounds deliveries in flight. Default 64.
 	Concurrency int
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
@@ -85,11 +92,11 @@ func (c *Config) defaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = 15 * time.Second
 	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry = retry.Default()
 	}
-	if c.Backoff == nil {
-		c.Backoff = []time.Duration{500 * time.Millisecond, 2 * time.Second}
+	if c.Guard == nil {
+		c.Guard = &ssrf.Guard{}
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
@@ -110,28 +117,31 @@ func (c *Config) defaults() {
 
 // Dispatcher is the dispatcher role.
 type Dispatcher struct {
-	cfg     Config
-	cl      *kgo.Client
-	http    *http.Client
-	st      Store
-	secrets Secrets
-	log     *slog.Logger
-	now     func() time.Time
+	cfg       Config
+	cl        *kgo.Client // egress consumer, and producer of dead letters
+	retryProd *kgo.Client // retry.NewProducer
+	http      *http.Client
+	st        Store
+	secrets   Secrets
+	log       *slog.Logger
+	now       func() time.Time
 }
 
-// New creates the dispatcher's client on the egress cluster; extra kgo
-// options (TLS, SASL) are applied to it.
-func New(cfg Config, egress []string, st Store, secrets Secrets, log *slog.Logger, opts ...kgo.Opt) (*Dispatcher, error) {
+// New creates the dispatcher's client on the egress cluster; retryProd
+// (from retry.NewProducer) writes retries and stays the caller's to close.
+// Extra kgo options (TLS, SASL) are applied to the consumer.
+func New(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.Client, log *slog.Logger, opts ...kgo.Opt) (*Dispatcher, error) {
 	cfg.defaults()
-	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())},
+	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableAutoCommit()},
 		consume.GroupOptions(cfg.Group, topic.EgressPrefix)...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher egress client: %w", err)
 	}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:                 nil, // partners are reached directly, never through an ambient proxy
-		DialContext:           (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           cfg.Guard.DialContext(dialer),
 		TLSHandshakeTimeout:   cfg.ConnectTimeout,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   cfg.Concurrency,
@@ -145,7 +155,7 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, log *slog.Logge
 		// Redirects are not followed: a 3xx is the partner's answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Dispatcher{cfg: cfg, cl: cl, http: hc, st: st, secrets: secrets, log: log, now: time.Now}, nil
+	return &Dispatcher{cfg: cfg, cl: cl, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now}, nil
 }
 
 // Refresh makes the dispatcher look for new egress topics now, rather
@@ -154,7 +164,7 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, log *slog.Logge
 func (d *Dispatcher) Refresh() { d.cl.ForceMetadataRefresh() }
 
 // Run consumes until ctx ends. Offsets of a batch are committed once every
-// delivery in it has reached a final state and its status is written.
+// delivery in it has been attempted and its status written.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.cl.Close()
 	for {
@@ -190,8 +200,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // batch delivers recs concurrently and writes their statuses in one batch.
-// It reports whether every record reached a final state, so that the batch
-// may be committed.
+// It reports whether every record was handled, so that the batch may be
+// committed.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 	var (
 		mu         sync.Mutex
@@ -210,7 +220,12 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			st, res := d.deliver(ctx, r)
+			var msg envelope.Delivery
+			if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
+				d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+				return
+			}
+			st, res := d.run(ctx, msg, 1, r)
 			mu.Lock()
 			defer mu.Unlock()
 			switch res {
@@ -231,13 +246,36 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 	return !incomplete
 }
 
-// result says what deliver leaves to its batch.
+// errNotAttempted is returned by DeliverRetry when the attempt could not
+// be made (state unavailable); the scheduler defers the record.
+var errNotAttempted = errors.New("dispatch: attempt not made")
+
+// DeliverRetry makes a due retry attempt; it implements retry.Deliverer.
+func (d *Dispatcher) DeliverRetry(ctx context.Context, value []byte, attempt int) error {
+	var msg envelope.Delivery
+	if err := json.Unmarshal(value, &msg); err != nil || msg.ID == "" {
+		d.log.Error("skipping malformed retry record", "error", err)
+		return nil
+	}
+	st, res := d.run(ctx, msg, attempt, nil)
+	switch res {
+	case retryBatch:
+		return errNotAttempted
+	case write:
+		if err := d.st.PutDeliveries(context.WithoutCancel(ctx), []store.Delivery{st}); err != nil {
+			d.log.Error("writing delivery status failed", "delivery_id", msg.ID, "error", err)
+		}
+	}
+	return nil
+}
+
+// result says what run leaves to its caller.
 type result int
 
 const (
 	write      result = iota // a status to write
-	skip                     // nothing to write (malformed or already delivered)
-	retryBatch               // not finished: the batch must not be committed
+	skip                     // nothing (more) to write
+	retryBatch               // not attempted: try the record again later
 )
 
 // outcome classifies one attempt.
@@ -249,9 +287,10 @@ const (
 	final
 )
 
-// classify applies the status policy: 2xx success; 408, 409, 425, 429 and
-// 5xx retryable; everything else (3xx included: redirects are not
-// followed) final.
+// classify applies the status policy: 2xx success; 408, 409, 425, 429
+// and 5xx retryable; everything else final — 3xx included, since
+// redirects are not followed, and 410, which also disables the
+// subscription.
 func classify(code int) outcome {
 	switch {
 	case code >= 200 && code < 300:
@@ -263,16 +302,12 @@ func classify(code int) outcome {
 	}
 }
 
-// deliver runs one delivery to a final state and returns its status.
-func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery, result) {
-	var msg envelope.Delivery
-	if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
-		d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
-		return store.Delivery{}, skip
-	}
-	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID)
-	// Before the first attempt, any failure to read state (shutdown
-	// included) leaves the delivery to a later pass of the batch.
+// run makes attempt number n of a delivery and decides what follows. from
+// is the egress record on a first attempt, nil on a retry.
+func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from *kgo.Record) (store.Delivery, result) {
+	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n)
+	// Before the attempt, any failure to read state (shutdown included)
+	// leaves the delivery for a later pass.
 	ledgerKey := "delivered#" + msg.ID
 	switch _, err := d.st.GetIdempotency(ctx, ledgerKey); {
 	case err == nil:
@@ -291,12 +326,15 @@ func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery
 		log.Warn("status store unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
 	}
-	st.Topic, st.Partition, st.Offset = r.Topic, r.Partition, r.Offset
+	if from != nil {
+		st.Topic, st.Partition, st.Offset = from.Topic, from.Partition, from.Offset
+	}
 	st.ExpiresAt = d.now().Add(d.cfg.StatusTTL)
 	done := func(status string) (store.Delivery, result) {
 		st.Status, st.UpdatedAt, st.NextAttemptAt = status, d.now().UTC(), time.Time{}
 		return st, write
 	}
+	bg := context.WithoutCancel(ctx) // what an attempt did is recorded even during shutdown
 
 	sub, err := d.st.GetSubscription(ctx, msg.SubscriptionID)
 	switch {
@@ -306,61 +344,104 @@ func (d *Dispatcher) deliver(ctx context.Context, r *kgo.Record) (store.Delivery
 	case err != nil:
 		log.Warn("subscription unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
+	case sub.Status == store.SubscriptionDisabled:
+		d.deadLetter(bg, log, msg, st, "subscription disabled: "+sub.Reason)
+		return done(store.DeliveryDeadLettered)
 	case sub.Status != store.SubscriptionApproved:
 		log.Info("delivery cancelled: subscription is not approved", "subscription_id", msg.SubscriptionID, "status", sub.Status)
 		return done(store.DeliveryCancelled)
 	}
+	policy, err := d.cfg.Retry.With(sub.Retry)
+	if err != nil {
+		log.Warn("subscription retry policy unreadable; using the default", "error", err)
+	}
 	req, err := d.prepare(ctx, sub)
 	switch {
-	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, signature.ErrBadSecret):
-		// Misconfiguration: no attempt can succeed until someone fixes it.
-		log.Error("delivery cannot be prepared", "error", err)
-		st.Attempts = append(st.Attempts, store.Attempt{N: len(st.Attempts) + 1, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
-		d.deadLetter(context.WithoutCancel(ctx), log, msg, st, err.Error())
+	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, signature.ErrBadSecret) || errors.Is(err, ssrf.ErrRefused):
+		// No attempt can succeed until someone fixes the configuration.
+		log.Error("delivery refused before sending", "error", err)
+		st.Attempts = append(st.Attempts, store.Attempt{N: n, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
+		d.deadLetter(bg, log, msg, st, err.Error())
 		return done(store.DeliveryDeadLettered)
 	case err != nil:
 		log.Warn("secrets unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
 	}
-	for n := 0; n < d.cfg.MaxAttempts; n++ {
-		if n > 0 {
-			wait := d.cfg.Backoff[min(n-1, len(d.cfg.Backoff)-1)]
-			if !consume.Pause(ctx, wait) {
-				// Shutting down: record the attempts so far; the batch is
-				// not committed and the delivery goes on after the restart.
-				st.Status, st.NextAttemptAt, st.UpdatedAt = store.DeliveryRetrying, d.now().Add(wait).UTC(), d.now().UTC()
-				return st, write
-			}
+
+	a, out, retryAfter := d.attempt(ctx, req, msg, n)
+	st.Attempts = append(st.Attempts, a)
+	switch out {
+	case success:
+		now := d.now()
+		if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
+			log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
 		}
-		a, out := d.attempt(ctx, req, msg, len(st.Attempts)+1)
-		st.Attempts = append(st.Attempts, a)
-		// What an attempt did is recorded even when shutdown has begun: a
-		// success missing from the ledger would be delivered again.
-		bg := context.WithoutCancel(ctx)
-		switch out {
-		case success:
-			now := d.now()
-			if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
-				log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
-			}
-			if err := d.st.AddDeliveryCounts(bg, msg.SubscriptionID, 1, 0); err != nil {
-				log.Warn("counter update failed", "error", err)
-			}
-			log.Info("delivered", "status_code", a.StatusCode, "attempt", a.N, "latency_ms", time.Duration(a.Latency).Milliseconds())
-			return done(store.DeliveryDelivered)
-		case final:
-			log.Warn("delivery failed for good", "status_code", a.StatusCode, "error", a.Error, "attempt", a.N)
-			d.deadLetter(bg, log, msg, st, "final failure")
-			return done(store.DeliveryDeadLettered)
+		if err := d.st.AddDeliveryCounts(bg, msg.SubscriptionID, 1, 0); err != nil {
+			log.Warn("counter update failed", "error", err)
 		}
-		if ctx.Err() != nil {
-			st.Status, st.UpdatedAt = store.DeliveryRetrying, d.now().UTC()
-			return st, write
+		log.Info("delivered", "status_code", a.StatusCode, "latency_ms", time.Duration(a.Latency).Milliseconds())
+		return done(store.DeliveryDelivered)
+	case final:
+		reason := fmt.Sprintf("final failure: %s", describeAttempt(a))
+		if a.StatusCode == http.StatusGone {
+			reason = "the partner answered 410 Gone: the subscription is disabled"
+			d.disable(bg, log, sub.ID, fmt.Sprintf("the partner answered 410 Gone to delivery %s at %s; approve the subscription again to resume", msg.ID, a.At.Format(time.RFC3339)))
 		}
-		log.Info("attempt failed; will retry", "status_code", a.StatusCode, "error", a.Error, "attempt", a.N)
+		log.Warn("delivery failed for good", "status_code", a.StatusCode, "error", a.Error)
+		d.deadLetter(bg, log, msg, st, reason)
+		return done(store.DeliveryDeadLettered)
 	}
-	d.deadLetter(context.WithoutCancel(ctx), log, msg, st, "attempts exhausted")
-	return done(store.DeliveryDeadLettered)
+	wait, ok := policy.Next(n+1, msg.AcceptedAt, d.now(), retryAfter)
+	if !ok {
+		d.deadLetter(bg, log, msg, st, fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a)))
+		return done(store.DeliveryDeadLettered)
+	}
+	// The status is written before the retry is scheduled: the retry then
+	// reads this attempt in the history, and no later write of this pass
+	// can overwrite what the retry records.
+	due := d.now().Add(wait)
+	st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryRetrying, d.now().UTC(), due.UTC()
+	if err := d.st.PutDeliveries(bg, []store.Delivery{st}); err != nil {
+		log.Error("writing the delivery status failed; the delivery will be attempted again", "error", err)
+		return store.Delivery{}, retryBatch
+	}
+	value, err := json.Marshal(msg)
+	if err == nil {
+		err = d.retryProd.ProduceSync(bg, retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n+1, d.now())).FirstErr()
+	}
+	if err != nil {
+		// Not scheduled: the record is attempted again from where it came.
+		log.Error("scheduling the retry failed; the delivery will be attempted again", "error", err)
+		return store.Delivery{}, retryBatch
+	}
+	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
+	return st, skip
+}
+
+func describeAttempt(a store.Attempt) string {
+	if a.StatusCode != 0 {
+		return fmt.Sprintf("HTTP %d", a.StatusCode)
+	}
+	return a.Error
+}
+
+// disable marks a subscription Disabled, saying why.
+func (d *Dispatcher) disable(ctx context.Context, log *slog.Logger, id, reason string) {
+	for range 3 {
+		sub, err := d.st.GetSubscription(ctx, id)
+		if err != nil || sub.Status == store.SubscriptionDisabled {
+			return
+		}
+		now := d.now().UTC()
+		sub.Status, sub.Reason, sub.DecidedBy, sub.DecidedAt, sub.UpdatedAt = store.SubscriptionDisabled, reason, "whp dispatcher", now, now
+		if _, err := d.st.PutSubscription(ctx, sub); err == nil {
+			log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
+			return
+		} else if !errors.Is(err, store.ErrConflict) {
+			log.Error("disabling the subscription failed", "subscription_id", id, "error", err)
+			return
+		}
+	}
 }
 
 // errUnsupported marks a subscription setting this dispatcher cannot serve.
@@ -375,6 +456,9 @@ type request struct {
 }
 
 func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (request, error) {
+	if err := d.cfg.Guard.CheckURL(sub.URL); err != nil {
+		return request{}, err
+	}
 	secrets, err := d.secrets.Secrets(ctx, sub.SigningSecretRef)
 	if err != nil {
 		return request{}, fmt.Errorf("signing secret %s: %w", sub.SigningSecretRef, err)
@@ -398,7 +482,9 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 	return req, nil
 }
 
-func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Delivery, n int) (store.Attempt, outcome) {
+// attempt POSTs once and returns the attempt, its outcome and the
+// partner's Retry-After (0 if none).
+func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Delivery, n int) (store.Attempt, outcome, time.Duration) {
 	start := d.now()
 	a := store.Attempt{N: n, At: start.UTC(), URL: req.url}
 	// An attempt that has started is finished even during shutdown (the
@@ -407,7 +493,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	hr, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, req.url, bytes.NewReader(msg.Body))
 	if err != nil {
 		a.Error = "invalid URL: " + err.Error()
-		return a, final
+		return a, final, 0
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("User-Agent", d.cfg.UserAgent)
@@ -420,14 +506,17 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	a.Latency = store.Duration(d.now().Sub(start))
 	if err != nil {
 		a.Error = describe(err)
-		return a, retryable
+		if errors.Is(err, ssrf.ErrRefused) {
+			return a, final, 0
+		}
+		return a, retryable, 0
 	}
 	defer resp.Body.Close()
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.ExcerptBytes)))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	a.StatusCode = resp.StatusCode
 	a.ResponseExcerpt = strings.ToValidUTF8(string(excerpt), "�")
-	return a, classify(resp.StatusCode)
+	return a, classify(resp.StatusCode), retry.ParseRetryAfter(resp.Header.Get("Retry-After"), d.now())
 }
 
 // redact copies the headers sent, hiding credentials.
@@ -447,6 +536,10 @@ func redact(h http.Header, authHeader string) map[string]string {
 func describe(err error) string {
 	var ne net.Error
 	switch {
+	case errors.Is(err, ssrf.ErrRefused):
+		// The guard's own sentence, without the transport's wrapping.
+		msg := err.Error()
+		return msg[strings.Index(msg, ssrf.ErrRefused.Error()):]
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timed out"
 	case strings.Contains(err.Error(), "connection refused"):
@@ -466,17 +559,18 @@ type deadLetterRecord struct {
 	Delivery    envelope.Delivery `json:"delivery"`
 	Reason      string            `json:"reason"`
 	LastAttempt *store.Attempt    `json:"last_attempt,omitempty"`
+	Attempts    int               `json:"attempts"`
 	FailedAt    time.Time         `json:"failed_at"`
 }
 
 func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, reason string) {
-	rec := deadLetterRecord{Delivery: msg, Reason: reason, FailedAt: d.now().UTC()}
+	rec := deadLetterRecord{Delivery: msg, Reason: reason, Attempts: len(st.Attempts), FailedAt: d.now().UTC()}
 	if n := len(st.Attempts); n > 0 {
 		rec.LastAttempt = &st.Attempts[n-1]
 	}
 	value, err := json.Marshal(rec)
 	if err == nil {
-		err = d.cl.ProduceSync(context.WithoutCancel(ctx), &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value}).FirstErr()
+		err = d.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value}).FirstErr()
 	}
 	if err != nil {
 		log.Error("dead-letter write failed", "error", err)

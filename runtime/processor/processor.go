@@ -73,7 +73,7 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 1000
 	}
-	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...)}, consume.GroupOptions(cfg.Group, topic.IngressPrefix)...)
+	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit()}, consume.GroupOptions(cfg.Group, topic.IngressPrefix)...)
 	in, err := kgo.NewClient(append(inOpts, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("processor ingress client: %w", err)

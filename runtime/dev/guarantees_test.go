@@ -1,0 +1,162 @@
+package dev
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/approval"
+	"github.com/whp-dev/whp/runtime/retry"
+	"github.com/whp-dev/whp/store"
+)
+
+func deliveryOf(t *testing.T, p *Platform, eventID, partner string) (d struct {
+	Status        string
+	Attempts      []store.Attempt
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+}) {
+	t.Helper()
+	v, code := getEvent(t, p, eventID)
+	if code != http.StatusOK {
+		return d
+	}
+	for _, x := range v.Deliveries {
+		if x.PartnerID == partner {
+			b, _ := json.Marshal(x)
+			json.Unmarshal(b, &d)
+		}
+	}
+	return d
+}
+
+// TestRetrySurvivesRestart: a retry scheduled before a stop is made after
+// the start, from the retry topic on disk.
+func TestRetrySurvivesRestart(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	cat := testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL)
+	slowRetry := func(c *Config) {
+		c.AutoApprove = []string{"alpha"}
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{1500 * time.Millisecond}, MaxAttempts: 3, MaxRetryAfter: time.Minute}
+	}
+	p := startPlatform(t, data, cat, slowRetry)
+	alpha.answer(503)
+	id := accept(t, p, orderEvent(50))
+	eventually(t, "the first attempt to fail and a retry to be scheduled", func() bool {
+		d := deliveryOf(t, p, id, "alpha")
+		return d.Status == store.DeliveryRetrying && d.NextAttemptAt != nil
+	})
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := alpha.counts(); n != 0 {
+		t.Fatalf("delivered before the restart: %d", n)
+	}
+	p = startPlatform(t, data, cat, slowRetry)
+	ds := mustDelivered(t, p, id, 1)
+	if len(ds[0].Attempts) != 2 || ds[0].Attempts[0].StatusCode != 503 || ds[0].Attempts[1].StatusCode != 204 {
+		t.Errorf("attempts = %+v, want 503 then 204", ds[0].Attempts)
+	}
+}
+
+// TestRetryAfterAndNoBlocking: one partner asks to be left alone for an
+// hour (Retry-After: 3600), honoured; another's short retry of the same
+// event type, in the same retry topic, is not held behind it.
+func TestRetryAfterAndNoBlocking(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) {
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{300 * time.Millisecond}, MaxAttempts: 5, MaxRetryAfter: 2 * time.Hour}
+	})
+	alpha.answer(429)
+	alpha.retryAfter = "3600"
+	beta.answer(503)
+	id := accept(t, p, orderEvent(51))
+	eventually(t, "beta's retry to be delivered", func() bool { return deliveryOf(t, p, id, "beta").Status == store.DeliveryDelivered })
+	a := deliveryOf(t, p, id, "alpha")
+	if a.Status != store.DeliveryRetrying || a.NextAttemptAt == nil || len(a.Attempts) != 1 {
+		t.Fatalf("alpha = %+v, want retrying after one attempt", a)
+	}
+	if wait := a.NextAttemptAt.Sub(a.Attempts[0].At); wait < 3599*time.Second || wait > 3601*time.Second {
+		t.Errorf("alpha's next attempt in %s, want the hour it asked for", wait)
+	}
+}
+
+// TestGoneDisablesSubscription: 410 is final, disables the subscription
+// with the reason, and later events for it are dead-lettered, not sent.
+func TestGoneDisablesSubscription(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) { c.AutoApprove = []string{"alpha"} })
+	alpha.answer(410)
+	id := accept(t, p, orderEvent(52))
+	eventually(t, "the 410 to dead-letter the delivery", func() bool {
+		return deliveryOf(t, p, id, "alpha").Status == store.DeliveryDeadLettered
+	})
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	code, body := adminRequest(t, p, strings.TrimSpace(string(b)), http.MethodGet, "/v1/subscriptions/alpha%23shop%23order.created%231", "")
+	var v approval.View
+	if err := json.Unmarshal(body, &v); code != 200 || err != nil || v.Status != store.SubscriptionDisabled || !strings.Contains(v.Reason, "410 Gone") {
+		t.Fatalf("subscription after 410 = %d %s", code, body)
+	}
+	// Later events fan out to approved subscriptions only: none for alpha.
+	next := accept(t, p, orderEvent(53))
+	eventually(t, "the next event to be recorded", func() bool { _, code := getEvent(t, p, next); return code == http.StatusOK })
+	if v, _ := getEvent(t, p, next); len(v.Deliveries) != 0 {
+		t.Errorf("a disabled subscription got deliveries: %+v", v.Deliveries)
+	}
+	if n, _, _ := alpha.counts(); n != 0 {
+		t.Errorf("alpha received %d webhooks after answering 410", n)
+	}
+}
+
+// TestExhaustedDeadLetters: every attempt fails; after MaxAttempts the
+// delivery is dead-lettered with all of them recorded.
+func TestExhaustedDeadLetters(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) { c.AutoApprove = []string{"alpha"} })
+	alpha.answer(500, 502, 503)
+	id := accept(t, p, orderEvent(54))
+	eventually(t, "the delivery to be dead-lettered", func() bool {
+		return deliveryOf(t, p, id, "alpha").Status == store.DeliveryDeadLettered
+	})
+	d := deliveryOf(t, p, id, "alpha")
+	var codes []int
+	for _, a := range d.Attempts {
+		codes = append(codes, a.StatusCode)
+	}
+	if len(codes) != 3 || codes[0] != 500 || codes[2] != 503 {
+		t.Errorf("attempts = %v, want 500, 502, 503", codes)
+	}
+}
+
+// TestSSRFRefused: partners at private and metadata addresses are refused
+// before any packet is sent, a final failure that says why.
+func TestSSRFRefused(t *testing.T) {
+	data := t.TempDir()
+	dir := t.TempDir()
+	src := `package whp
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
+partners: private: {name: "P", url: "http://10.255.255.1/hook", signing_secret: "partners/private/signing", contact: "x"}
+partners: metadata: {name: "M", url: "http://169.254.169.254/latest/meta-data", signing_secret: "partners/metadata/signing", contact: "x"}
+subscriptions: "private.created": {partner: "private", domain: "shop", event: "order.created", version: "1"}
+subscriptions: "metadata.created": {partner: "metadata", domain: "shop", event: "order.created", version: "1"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlatform(t, data, dir, func(c *Config) { c.AutoApprove = []string{"private", "metadata"} })
+	id := accept(t, p, orderEvent(55))
+	for partner, why := range map[string]string{"private": "10.255.255.1 is a private address", "metadata": "169.254.169.254 is a link-local address"} {
+		eventually(t, partner+" to be refused", func() bool { return deliveryOf(t, p, id, partner).Status == store.DeliveryDeadLettered })
+		d := deliveryOf(t, p, id, partner)
+		if len(d.Attempts) != 1 || !strings.Contains(d.Attempts[0].Error, "refused by the SSRF guard: "+why) || d.Attempts[0].StatusCode != 0 {
+			t.Errorf("%s attempts = %+v, want one refusal explaining %q", partner, d.Attempts, why)
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package retry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/consume"
+	"github.com/whp-dev/whp/runtime/topic"
+)
+
+// Deliverer makes a due retry attempt. It returns an error only when the
+// attempt could not be made at all (the store was unavailable, say): the
+// scheduler then defers the record by TransientDelay.
+type Deliverer interface {
+	DeliverRetry(ctx context.Context, value []byte, attempt int) error
+}
+
+// TransientDelay defers a record whose attempt could not be made.
+const TransientDelay = 5 * time.Second
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// Scheduler consumes the retry topics of the egress cluster.
+type Scheduler struct {
+	cl          *kgo.Client // consumer, in the retry group
+	prod        *kgo.Client // producer with manual partitioning (tiers)
+	d           Deliverer
+	log         *slog.Logger
+	now         func() time.Time
+	concurrency int
+
+	mu     sync.Mutex
+	queues map[tp][]*kgo.Record
+	paused map[tp]bool
+}
+
+// NewProducer returns a producer for retry records: records carry their
+// tier as their partition.
+func NewProducer(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	}, opts...)...)
+}
+
+// NewScheduler creates the retry consumer (group "whp-retry") on the
+// egress cluster. prod must come from NewProducer.
+func NewScheduler(brokers []string, prod *kgo.Client, d Deliverer, log *slog.Logger, opts ...kgo.Opt) (*Scheduler, error) {
+	s := &Scheduler{prod: prod, d: d, log: log, now: time.Now, concurrency: 32,
+		queues: map[tp][]*kgo.Record{}, paused: map[tp]bool{}}
+	base := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, consume.GroupOptions("whp-retry", topic.RetryPrefix)...)
+	base = append(base,
+		kgo.AutoCommitMarks(),
+		kgo.OnPartitionsRevoked(s.drop),
+		kgo.OnPartitionsLost(s.drop),
+	)
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("retry scheduler client: %w", err)
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// drop forgets queued records of partitions this member no longer owns:
+// their new owner reads them again from the last commit.
+func (s *Scheduler) drop(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, ps := range lost {
+		for _, p := range ps {
+			delete(s.queues, tp{t, p})
+			delete(s.paused, tp{t, p})
+		}
+	}
+}
+
+// Refresh looks for new retry topics now.
+func (s *Scheduler) Refresh() { s.cl.ForceMetadataRefresh() }
+
+// Run schedules until ctx ends, then commits what it finished.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer func() {
+		s.cl.CommitMarkedOffsets(context.WithoutCancel(ctx))
+		s.cl.Close()
+	}()
+	next := time.Time{}
+	for {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if !next.IsZero() {
+			pctx, cancel = context.WithDeadline(ctx, next)
+		} else {
+			pctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		fetches := s.cl.PollRecords(pctx, 1000)
+		cancel()
+		if ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if err != context.DeadlineExceeded && err != context.Canceled {
+				s.log.Warn("retry fetch error", "topic", t, "partition", p, "error", err)
+			}
+		})
+		s.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) {
+			k := tp{r.Topic, r.Partition}
+			s.queues[k] = append(s.queues[k], r)
+		})
+		s.mu.Unlock()
+		next = s.step(ctx)
+		s.cl.AllowRebalance()
+	}
+}
+
+// step takes every record whose time has come, and returns the earliest
+// leave time of the records still waiting (zero if none). Records are
+// taken from their queues only once their moves to lower tiers are
+// durable, so an offset is never marked past a record still owed.
+func (s *Scheduler) step(ctx context.Context) time.Time {
+	now := s.now()
+	var next time.Time
+	var due, handled, moves []*kgo.Record
+	taken := map[tp]int{}
+	s.mu.Lock()
+	for k, q := range s.queues {
+		i := 0
+		for ; i < len(q); i++ {
+			r := q[i]
+			dueAt, attempt, err := Parse(r)
+			if err != nil {
+				s.log.Error("skipping malformed retry record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+				handled = append(handled, r)
+				continue
+			}
+			leave := LeaveAt(dueAt, r.Partition)
+			if now.Before(leave) {
+				if next.IsZero() || leave.Before(next) {
+					next = leave
+				}
+				break
+			}
+			if r.Partition == 0 || !dueAt.After(now) {
+				due = append(due, r)
+			} else {
+				moves = append(moves, NewRecord(r.Topic, r.Key, r.Value, dueAt, attempt, now))
+				handled = append(handled, r)
+			}
+		}
+		taken[k] = i
+	}
+	s.mu.Unlock()
+
+	if len(moves) > 0 {
+		if err := s.prod.ProduceSync(context.WithoutCancel(ctx), moves...).FirstErr(); err != nil {
+			// Nothing is taken or marked: the same records are tried again.
+			s.log.Error("moving retries to a lower tier failed; will try again", "records", len(moves), "error", err)
+			return now.Add(time.Second)
+		}
+	}
+	var pause, resume []tp
+	s.mu.Lock()
+	for k, i := range taken {
+		q := s.queues[k]
+		if q == nil {
+			continue // revoked meanwhile
+		}
+		if i >= len(q) {
+			delete(s.queues, k)
+			if s.paused[k] {
+				resume = append(resume, k)
+				delete(s.paused, k)
+			}
+			continue
+		}
+		s.queues[k] = q[i:]
+		if !s.paused[k] {
+			pause = append(pause, k)
+			s.paused[k] = true
+		}
+	}
+	s.mu.Unlock()
+	s.setPaused(pause, true)
+	s.setPaused(resume, false)
+
+	done := append(handled, due...)
+	if !s.deliver(ctx, due) {
+		// A record owed an attempt is neither attempted nor deferred:
+		// mark nothing, and read these partitions again from the first
+		// record of this step (the ledger drops what was delivered).
+		s.mu.Lock()
+		for _, r := range done {
+			k := tp{r.Topic, r.Partition}
+			delete(s.queues, k)
+			delete(s.paused, k)
+		}
+		s.mu.Unlock()
+		consume.Rewind(s.cl, done)
+		return now.Add(time.Second)
+	}
+	s.cl.MarkCommitRecords(done...)
+	return next
+}
+
+// deliver attempts due records concurrently; one that cannot be attempted
+// is written back, due a little later, with the same attempt number. It
+// reports false if that write failed.
+func (s *Scheduler) deliver(ctx context.Context, due []*kgo.Record) bool {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.concurrency)
+	var mu sync.Mutex
+	var deferred []*kgo.Record
+	for _, r := range due {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, attempt, _ := Parse(r)
+			if err := s.d.DeliverRetry(ctx, r.Value, attempt); err != nil {
+				s.log.Warn("retry attempt could not be made; deferred", "error", err)
+				mu.Lock()
+				deferred = append(deferred, NewRecord(r.Topic, r.Key, r.Value, s.now().Add(TransientDelay), attempt, s.now()))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(deferred) > 0 {
+		if err := s.prod.ProduceSync(context.WithoutCancel(ctx), deferred...).FirstErr(); err != nil {
+			s.log.Error("deferring retries failed", "records", len(deferred), "error", err)
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) setPaused(ks []tp, pause bool) {
+	if len(ks) == 0 {
+		return
+	}
+	m := map[string][]int32{}
+	for _, k := range ks {
+		m[k.topic] = append(m[k.topic], k.partition)
+	}
+	if pause {
+		s.cl.PauseFetchPartitions(m)
+	} else {
+		s.cl.ResumeFetchPartitions(m)
+	}
+}

@@ -1,0 +1,98 @@
+package retry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// recorder is the attempt side of the test: it notes when each record
+// was handed back.
+type recorder struct {
+	mu  sync.Mutex
+	got map[string]time.Time
+}
+
+func (r *recorder) DeliverRetry(_ context.Context, value []byte, _ int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got[string(value)] = time.Now()
+	return nil
+}
+
+func (r *recorder) at(v string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.got[v]
+	return t, ok
+}
+
+// TestScheduler runs the scheduler on kfake: records due soon are handed
+// back on time even with long waits written before them in the topic, and
+// a long wait is not handed back early.
+func TestScheduler(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(Tiers, "wh.retry.order.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prod, err := NewProducer(c.ListenAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	rec := &recorder{got: map[string]time.Time{}}
+	s, err := NewScheduler(c.ListenAddrs(), prod, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	now := time.Now()
+	waits := map[string]time.Duration{
+		"in-5h":    5 * time.Hour,
+		"in-1h":    time.Hour,
+		"in-2.5s":  2500 * time.Millisecond,
+		"in-300ms": 300 * time.Millisecond,
+		"in-1.2s":  1200 * time.Millisecond,
+	}
+	// Long waits first: a naive single queue would hold the short ones.
+	for _, v := range []string{"in-5h", "in-1h", "in-2.5s", "in-1.2s", "in-300ms"} {
+		r := NewRecord("wh.retry.order.created", []byte(v), []byte(v), now.Add(waits[v]), 2, now)
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, v := range []string{"in-300ms", "in-1.2s", "in-2.5s"} {
+		for {
+			if at, ok := rec.at(v); ok {
+				if early := now.Add(waits[v]).Sub(at); early > 50*time.Millisecond {
+					t.Errorf("%s handed back %s early", v, early)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not handed back", v)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, v := range []string{"in-1h", "in-5h"} {
+		if _, ok := rec.at(v); ok {
+			t.Errorf("%s was handed back early", v)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
