@@ -33,6 +33,7 @@ Usage:
   whp catalog validate [--dir ./catalog] [--base GIT_REV]
   whp reconcile [--once] [--dry-run] [--catalog DIR | --repo URL [--branch B | --tag T | --commit C] [--path P]]
   whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
+  whp dlq list|redrive [--url http://127.0.0.1:8080] [--subscription S | --partner P | --delivery-id IDS] [--from T] [--to T]
   whp version
 
 Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		err = runDLQ(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		err = runReconcile(ctx, args[1:], stdout, stderr)
 	case "catalog":

@@ -9,7 +9,6 @@ package approval
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/runtime/adminauth"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -54,17 +54,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/subscriptions/{id}/reject", a.auth(a.decide(store.SubscriptionRejected)))
 }
 
-func (a *API) auth(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="whp"`)
-			problem(w, http.StatusUnauthorized, "unauthorized", "this API needs the admin token: Authorization: Bearer <token>")
-			return
-		}
-		next(w, r)
-	}
-}
+func (a *API) auth(next http.HandlerFunc) http.HandlerFunc { return adminauth.Require(a.token, next) }
 
 // View is a subscription as approvers see it (no secret references).
 type View struct {

@@ -33,6 +33,7 @@ import (
 	"github.com/whp-dev/whp/runtime/approval"
 	"github.com/whp-dev/whp/runtime/demo"
 	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/dlq"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/processor"
@@ -195,6 +196,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}
 	approval.New(p.st, cfg.AdminToken, log.With("role", "approvals")).Register(mux)
+	dlqClient, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return nil, err
+	}
+	p.admins = append(p.admins, dlqClient)
+	dlq.NewAPI(dlq.New(dlqClient, p.st), cfg.AdminToken, log.With("role", "dlq")).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
@@ -400,6 +407,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"  JSON Schemas    " + p.URL + "/schemas/index.json   (what partners receive, per version)",
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
 		"  approvals API   " + p.URL + "/v1/subscriptions   (Authorization: Bearer $(cat " + filepath.Join(cfg.DataDir, AdminTokenFile) + "))",
+		"  dead letters    " + p.URL + "/v1/dlq             (same token; whp dlq list | redrive)",
 		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",
 		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
 	}

@@ -35,10 +35,10 @@ type receiver struct {
 	delay      time.Duration // before answering
 	statuses   []int         // answers to give, in order; then 204
 	retryAfter string        // sent with those answers, if set
-	got      map[string]int
-	bodies   map[string][]byte
-	headers  map[string]http.Header
-	bad      int
+	got        map[string]int
+	bodies     map[string][]byte
+	headers    map[string]http.Header
+	bad        int
 }
 
 func newReceiver(t *testing.T, dataDir, partner string) *receiver {

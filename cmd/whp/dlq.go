@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/dlq"
+)
+
+// runDLQ is `whp dlq list|redrive`, a client of a running whp's DLQ API.
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive") {
+		return usageError{"whp dlq: expected list or redrive"}
+	}
+	sub := args[0]
+	fs := newFlags("dlq "+sub, stderr)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
+	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
+	partner := fs.String("partner", "", "only this partner")
+	ids := fs.String("delivery-id", "", "only these deliveries, comma-separated")
+	from := fs.String("from", "", "failed at or after this time (RFC 3339)")
+	to := fs.String("to", "", "failed before this time (RFC 3339)")
+	all := fs.Bool("all", false, "list: include entries already redriven")
+	asJSON := fs.Bool("json", false, "list: print JSON")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
+	q := url.Values{}
+	for k, v := range map[string]string{"subscription": *subscription, "partner": *partner, "delivery_id": *ids, "from": *from, "to": *to} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if sub == "list" {
+		if *all {
+			q.Set("all", "true")
+		}
+		q.Set("limit", "10000")
+		var resp struct {
+			Entries []dlq.Entry `json:"entries"`
+			Total   int         `json:"total"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/dlq?"+q.Encode(), nil, &resp); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(resp.Entries)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FAILED AT\tDELIVERY\tSUBSCRIPTION\tATTEMPTS\tLAST\tSTATUS\tREASON")
+		for _, e := range resp.Entries {
+			last := e.LastError
+			if e.LastStatusCode != 0 {
+				last = fmt.Sprintf("HTTP %d", e.LastStatusCode)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.FailedAt.Format(time.RFC3339), e.DeliveryID, e.SubscriptionID, e.Attempts, last, e.Status, e.Reason)
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "%d dead-lettered deliveries\n", resp.Total)
+		return nil
+	}
+	f, err := dlq.FilterFromQuery(q)
+	if err != nil {
+		return usageError{"whp dlq redrive: " + err.Error()}
+	}
+	body, _ := json.Marshal(f)
+	var job dlq.Job
+	if err := c.do(ctx, http.MethodPost, "/v1/dlq/redrive", body, &job); err != nil {
+		return err
+	}
+	for {
+		fmt.Fprintf(stdout, "\rredrive %s: %s %d/%d (redriven %d, skipped %d)", job.ID, bar(job.Progress.Done, job.Progress.Total), job.Progress.Done, job.Progress.Total, job.Progress.Redriven, job.Progress.Skipped)
+		if job.State != "running" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout)
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/dlq/redrive/"+job.ID, nil, &job); err != nil {
+			fmt.Fprintln(stdout)
+			return err
+		}
+	}
+	fmt.Fprintln(stdout)
+	for _, n := range job.Progress.Notes {
+		fmt.Fprintln(stdout, "skipped:", n)
+	}
+	if job.State == "failed" {
+		return fmt.Errorf("redrive failed: %s", job.Error)
+	}
+	return nil
+}
+
+// bar draws a 20-cell progress bar.
+func bar(done, total int) string {
+	n := 20
+	if total > 0 {
+		n = done * 20 / total
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", 20-n) + "]"
+}
+
+type apiClient struct {
+	base, token string
+}
+
+func (c apiClient) do(ctx context.Context, method, path string, body []byte, into any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, c.base, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode >= 300 {
+		var p struct{ Message string }
+		json.Unmarshal(b, &p)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, p.Message)
+	}
+	return json.Unmarshal(b, into)
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/dev"
+)
+
+// TestDLQCommands: a delivery refused with 400 is listed by `whp dlq
+// list` and redriven by `whp dlq redrive`, with progress, once the
+// partner accepts again.
+func TestDLQCommands(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var got atomic.Int32
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if refuse.Load() {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer partner.Close()
+	cat := t.TempDir()
+	src := `package whp
+schemas: shop: "order.created": "1": {owner: "t", payload: {id: string}}
+partners: alpha: {name: "A", url: "` + partner.URL + `", signing_secret: "partners/alpha/signing", contact: "x"}
+subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", version: "1"}
+`
+	if err := os.WriteFile(filepath.Join(cat, "c.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p, err := dev.Start(context.Background(), dev.Config{DataDir: data, CatalogDir: cat, Addr: "127.0.0.1:0", AutoApprove: []string{"alpha"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	resp, err := http.Post(p.URL+"/v1/events", "application/json", strings.NewReader(`{"domain":"shop","event":"order.created","version":"1","data":{"id":"x"}}`))
+	if err != nil || resp.StatusCode != 202 {
+		t.Fatalf("post: %v %v", err, resp)
+	}
+	var acc struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&acc)
+	resp.Body.Close()
+
+	cmd := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append(args, "--url", p.URL, "--token-file", filepath.Join(data, dev.AdminTokenFile)), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, out := cmd("dlq", "list")
+		if code == 0 && strings.Contains(out, "1 dead-lettered deliveries") {
+			if !strings.Contains(out, "alpha#shop#order.created#1") || !strings.Contains(out, "HTTP 400") {
+				t.Errorf("list output:\n%s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never listed: exit %d\n%s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	refuse.Store(false)
+	code, out := cmd("dlq", "redrive", "--subscription", "alpha#shop#order.created#1")
+	if code != 0 || !strings.Contains(out, "1/1 (redriven 1, skipped 0)") || !strings.Contains(out, "[####################]") {
+		t.Fatalf("redrive: exit %d\n%s", code, out)
+	}
+	for got.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the redriven delivery was not delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out := cmd("dlq", "list"); code != 0 || !strings.Contains(out, "0 dead-lettered deliveries") {
+		t.Errorf("after redrive: exit %d\n%s", code, out)
+	}
+	if code, out := cmd("dlq", "redrive", "--from", "yesterday"); code != 2 || !strings.Contains(out, "RFC 3339") {
+		t.Errorf("bad time: exit %d\n%s", code, out)
+	}
+}

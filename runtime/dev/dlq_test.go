@@ -1,0 +1,86 @@
+package dev
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/dlq"
+	"github.com/whp-dev/whp/store"
+)
+
+// TestDLQRedrive: deliveries that failed for good are listed with their
+// last response; redriving the subscription's entries delivers them once
+// the partner is back, and they leave the queue.
+func TestDLQRedrive(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) { c.AutoApprove = []string{"alpha"} })
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+
+	alpha.answer(400, 400, 400)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, accept(t, p, orderEvent(60+i)))
+	}
+	for _, id := range ids {
+		eventually(t, "dead-lettering", func() bool { return deliveryOf(t, p, id, "alpha").Status == store.DeliveryDeadLettered })
+	}
+	if code, _ := adminRequest(t, p, "", http.MethodGet, "/v1/dlq", ""); code != http.StatusUnauthorized {
+		t.Errorf("DLQ without the token: %d", code)
+	}
+	code, body := adminRequest(t, p, token, http.MethodGet, "/v1/dlq?subscription=alpha%23shop%23order.created%231", "")
+	var list struct {
+		Entries []dlq.Entry
+		Total   int
+	}
+	if err := json.Unmarshal(body, &list); code != 200 || err != nil || list.Total != 3 {
+		t.Fatalf("list = %d %s", code, body)
+	}
+	if e := list.Entries[0]; e.LastStatusCode != 400 || e.Attempts != 1 || e.Status != store.DeliveryDeadLettered || !strings.Contains(e.Reason, "HTTP 400") {
+		t.Errorf("entry = %+v", e)
+	}
+	if code, _ := adminRequest(t, p, token, http.MethodPost, "/v1/dlq/redrive", `{}`); code != http.StatusBadRequest {
+		t.Errorf("a redrive of everything without a filter: %d, want 400", code)
+	}
+
+	// The partner is back: redrive the subscription.
+	code, body = adminRequest(t, p, token, http.MethodPost, "/v1/dlq/redrive", `{"subscription":"alpha#shop#order.created#1"}`)
+	var job dlq.Job
+	if err := json.Unmarshal(body, &job); code != http.StatusAccepted || err != nil || job.ID == "" {
+		t.Fatalf("redrive = %d %s", code, body)
+	}
+	eventually(t, "the redrive job to finish", func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/dlq/redrive/"+job.ID, "")
+		json.Unmarshal(body, &job)
+		return job.State != "running"
+	})
+	if job.State != "done" || job.Progress.Redriven != 3 || job.Progress.Done != 3 {
+		t.Fatalf("job = %+v", job)
+	}
+	for _, id := range ids {
+		ds := mustDelivered(t, p, id, 1)
+		if n := len(ds[0].Attempts); n != 2 || ds[0].Attempts[1].StatusCode != 204 {
+			t.Errorf("attempts after redrive = %+v", ds[0].Attempts)
+		}
+	}
+	if n, dups, _ := alpha.counts(); n != 3 || dups != 0 {
+		t.Errorf("alpha got %d distinct, %d duplicates; want 3, 0", n, dups)
+	}
+	_, body = adminRequest(t, p, token, http.MethodGet, "/v1/dlq", "")
+	json.Unmarshal(body, &list)
+	if list.Total != 0 {
+		t.Errorf("queue after redrive holds %d entries", list.Total)
+	}
+	// With all=true the history is still there.
+	_, body = adminRequest(t, p, token, http.MethodGet, "/v1/dlq?all=true&from="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "")
+	json.Unmarshal(body, &list)
+	if list.Total != 3 || list.Entries[0].Status != store.DeliveryDelivered {
+		t.Errorf("all entries = %d, first status %q", list.Total, list.Entries[0].Status)
+	}
+}

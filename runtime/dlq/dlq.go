@@ -1,0 +1,321 @@
+// Package dlq reads and redrives the dead-letter queue: the
+// wh.dlq.{event} topics of the egress cluster, where deliveries go when
+// their attempts are exhausted or failed for good.
+//
+// A redrive writes the delivery back to its egress topic with the same
+// delivery id, as a new first attempt (the history in
+// event_delivery_status goes on); the ledger still guards against
+// delivering twice. Kafka records cannot be deleted one by one, so what
+// was redriven is told by the delivery's status: an entry counts as in the
+// queue while its delivery is dead_lettered.
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/topic"
+	"github.com/whp-dev/whp/store"
+)
+
+// Store is the part of the state the DLQ uses.
+type Store interface {
+	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
+	PutDeliveries(ctx context.Context, ds []store.Delivery) error
+	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
+}
+
+// Entry is one dead-lettered delivery.
+type Entry struct {
+	DeliveryID     string    `json:"delivery_id"`
+	EventID        string    `json:"event_id"`
+	SubscriptionID string    `json:"subscription_id"`
+	PartnerID      string    `json:"partner_id"`
+	SchemaID       string    `json:"schema_id"`
+	Reason         string    `json:"reason"`
+	Attempts       int       `json:"attempts"`
+	LastStatusCode int       `json:"last_status_code,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	FailedAt       time.Time `json:"failed_at"`
+	// Status is the delivery's status now: dead_lettered while it waits
+	// in the queue, something else once redriven.
+	Status string `json:"status"`
+
+	delivery envelope.Delivery
+}
+
+// record is the value the dispatcher writes to wh.dlq.{event}.
+type record struct {
+	Delivery    envelope.Delivery `json:"delivery"`
+	Reason      string            `json:"reason"`
+	LastAttempt *store.Attempt    `json:"last_attempt"`
+	Attempts    int               `json:"attempts"`
+	FailedAt    time.Time         `json:"failed_at"`
+}
+
+// Filter selects entries. Empty fields select everything.
+type Filter struct {
+	DeliveryIDs    []string  `json:"delivery_ids,omitempty"`
+	SubscriptionID string    `json:"subscription,omitempty"`
+	PartnerID      string    `json:"partner,omitempty"`
+	From           time.Time `json:"from,omitzero"` // failed at or after
+	To             time.Time `json:"to,omitzero"`   // failed before
+	// All includes entries already redriven.
+	All bool `json:"all,omitempty"`
+}
+
+func (f Filter) match(e Entry) bool {
+	if len(f.DeliveryIDs) > 0 {
+		found := false
+		for _, id := range f.DeliveryIDs {
+			found = found || id == e.DeliveryID
+		}
+		if !found {
+			return false
+		}
+	}
+	switch {
+	case f.SubscriptionID != "" && e.SubscriptionID != f.SubscriptionID,
+		f.PartnerID != "" && e.PartnerID != f.PartnerID,
+		!f.From.IsZero() && e.FailedAt.Before(f.From),
+		!f.To.IsZero() && !e.FailedAt.Before(f.To),
+		!f.All && e.Status != store.DeliveryDeadLettered:
+		return false
+	}
+	return true
+}
+
+// Queue reads and redrives the DLQ.
+type Queue struct {
+	cl  *kgo.Client // egress cluster: reads dlq topics, produces to egress
+	st  Store
+	now func() time.Time
+}
+
+// New returns a Queue over an egress cluster client.
+func New(cl *kgo.Client, st Store) *Queue { return &Queue{cl: cl, st: st, now: time.Now} }
+
+// List returns the entries that match f, the latest per delivery, most
+// recent failure first.
+func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
+	latest := map[string]Entry{}
+	err := q.scan(ctx, func(r *kgo.Record) {
+		var rec record
+		if json.Unmarshal(r.Value, &rec) != nil || rec.Delivery.ID == "" {
+			return
+		}
+		if old, ok := latest[rec.Delivery.ID]; ok && old.FailedAt.After(rec.FailedAt) {
+			return
+		}
+		e := Entry{DeliveryID: rec.Delivery.ID, EventID: rec.Delivery.EventID, SubscriptionID: rec.Delivery.SubscriptionID,
+			PartnerID: rec.Delivery.PartnerID, SchemaID: rec.Delivery.SchemaID, Reason: rec.Reason, Attempts: rec.Attempts,
+			FailedAt: rec.FailedAt, delivery: rec.Delivery}
+		if rec.LastAttempt != nil {
+			e.LastStatusCode, e.LastError = rec.LastAttempt.StatusCode, rec.LastAttempt.Error
+		}
+		latest[e.DeliveryID] = e
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, e := range latest {
+		d, err := q.st.GetDelivery(ctx, e.EventID, e.DeliveryID)
+		switch {
+		case err == nil:
+			e.Status = d.Status
+		case errors.Is(err, store.ErrNotFound):
+			e.Status = store.DeliveryDeadLettered
+		default:
+			return nil, fmt.Errorf("delivery %s: %w", e.DeliveryID, err)
+		}
+		if f.match(e) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FailedAt.Equal(out[j].FailedAt) {
+			return out[i].FailedAt.After(out[j].FailedAt)
+		}
+		return out[i].DeliveryID < out[j].DeliveryID
+	})
+	return out, nil
+}
+
+// scan reads every wh.dlq.* record present when it starts.
+func (q *Queue) scan(ctx context.Context, fn func(*kgo.Record)) error {
+	req := kmsg.NewPtrMetadataRequest()
+	resp, err := req.RequestWith(ctx, q.cl)
+	if err != nil {
+		return fmt.Errorf("list dlq topics: %w", err)
+	}
+	var topics []string
+	for _, t := range resp.Topics {
+		if t.Topic != nil && t.ErrorCode == 0 && strings.HasPrefix(*t.Topic, topic.DLQPrefix) {
+			topics = append(topics, *t.Topic)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	ends, err := kadm.NewClient(q.cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("dlq end offsets: %w", err)
+	}
+	assign := map[string]map[int32]kgo.Offset{}
+	remaining := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil || o.Offset == 0 {
+			return
+		}
+		if assign[o.Topic] == nil {
+			assign[o.Topic], remaining[o.Topic] = map[int32]kgo.Offset{}, map[int32]int64{}
+		}
+		assign[o.Topic][o.Partition] = kgo.NewOffset().AtStart()
+		remaining[o.Topic][o.Partition] = o.Offset
+	})
+	if len(assign) == 0 {
+		return nil
+	}
+	reader, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumePartitions(assign))
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	left := 0
+	for _, ps := range remaining {
+		left += len(ps)
+	}
+	for left > 0 {
+		fetches := reader.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("read dlq: %w", ferr)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			end, ok := remaining[r.Topic][r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			fn(r)
+			if r.Offset >= end-1 {
+				delete(remaining[r.Topic], r.Partition)
+				left--
+			}
+		})
+	}
+	return nil
+}
+
+// Progress reports a redrive's advance.
+type Progress struct {
+	Total    int      `json:"total"`
+	Done     int      `json:"done"`
+	Redriven int      `json:"redriven"`
+	Skipped  int      `json:"skipped"`
+	Notes    []string `json:"notes,omitempty"` // why entries were skipped
+}
+
+// Redrive writes every entry matching f back to its egress topic, calling
+// progress after each batch. Entries whose subscription is not Approved
+// are skipped and said so: they would only fail again.
+func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) (Progress, error) {
+	entries, err := q.List(ctx, f)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Total: len(entries)}
+	if progress != nil {
+		progress(p)
+	}
+	const batch = 100
+	subs := map[string]store.Subscription{}
+	for start := 0; start < len(entries); start += batch {
+		chunk := entries[start:min(start+batch, len(entries))]
+		var recs []*kgo.Record
+		var statuses []store.Delivery
+		for _, e := range chunk {
+			sub, ok := subs[e.SubscriptionID]
+			if !ok {
+				sub, err = q.st.GetSubscription(ctx, e.SubscriptionID)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return p, err
+				}
+				subs[e.SubscriptionID] = sub
+			}
+			if sub.Status != store.SubscriptionApproved {
+				p.Skipped++
+				p.Notes = appendOnce(p.Notes, fmt.Sprintf("subscription %s is %s, not Approved: approve it, then redrive", e.SubscriptionID, orNone(sub.Status)))
+				continue
+			}
+			value, err := json.Marshal(e.delivery)
+			if err != nil {
+				return p, err
+			}
+			_, event, _, _ := catalog.SplitSchemaID(e.SchemaID)
+			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(e.EventID), Value: value,
+				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(e.DeliveryID)}, {Key: "whp-redrive", Value: []byte("1")}}})
+			d, err := q.st.GetDelivery(ctx, e.EventID, e.DeliveryID)
+			if err != nil {
+				d = store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
+					SchemaID: e.SchemaID, CreatedAt: q.now().UTC()}
+			}
+			d.Status, d.UpdatedAt, d.NextAttemptAt = store.DeliveryPending, q.now().UTC(), time.Time{}
+			statuses = append(statuses, d)
+		}
+		// The status first: an entry is out of the queue once pending,
+		// and the dispatcher's result then overwrites it.
+		if len(statuses) > 0 {
+			if err := q.st.PutDeliveries(ctx, statuses); err != nil {
+				return p, fmt.Errorf("redrive: %w", err)
+			}
+			if err := q.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				// Back into the queue: nothing was redriven.
+				for i := range statuses {
+					statuses[i].Status = store.DeliveryDeadLettered
+				}
+				if rerr := q.st.PutDeliveries(context.WithoutCancel(ctx), statuses); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+				return p, fmt.Errorf("redrive: %w", err)
+			}
+		}
+		p.Redriven += len(recs)
+		p.Done += len(chunk)
+		if progress != nil {
+			progress(p)
+		}
+	}
+	return p, nil
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "gone"
+	}
+	return s
+}

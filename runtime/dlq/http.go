@@ -1,0 +1,199 @@
+package dlq
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/adminauth"
+)
+
+// API serves the DLQ to operators and the console (admin token):
+//
+//	GET  /v1/dlq                   entries; ?subscription= &partner= &delivery_id= &from= &to= (RFC 3339) &all=true &limit=
+//	POST /v1/dlq/redrive           start a redrive of a Filter (JSON body); 202 with a job id
+//	GET  /v1/dlq/redrive/{job}     the job's progress
+//
+// Redrive jobs run in this process and are kept in memory for an hour
+// after they end.
+type API struct {
+	q     *Queue
+	token string
+	log   *slog.Logger
+
+	mu   sync.Mutex
+	jobs map[string]*Job
+}
+
+// Job is one redrive.
+type Job struct {
+	ID       string    `json:"id"`
+	Filter   Filter    `json:"filter"`
+	State    string    `json:"state"` // running, done, failed
+	Progress Progress  `json:"progress"`
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started"`
+	Ended    time.Time `json:"ended,omitzero"`
+}
+
+// NewAPI returns the API.
+func NewAPI(q *Queue, token string, log *slog.Logger) *API {
+	return &API{q: q, token: token, log: log, jobs: map[string]*Job{}}
+}
+
+// Register adds the routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/dlq", adminauth.Require(a.token, a.list))
+	mux.HandleFunc("POST /v1/dlq/redrive", adminauth.Require(a.token, a.redrive))
+	mux.HandleFunc("GET /v1/dlq/redrive/{job}", adminauth.Require(a.token, a.job))
+}
+
+func problem(w http.ResponseWriter, code int, c, msg string) {
+	writeJSON(w, code, map[string]string{"code": c, "message": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// FilterFromQuery reads a Filter from URL parameters.
+func FilterFromQuery(q map[string][]string) (Filter, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	f := Filter{SubscriptionID: get("subscription"), PartnerID: get("partner"), All: get("all") == "true"}
+	if id := get("delivery_id"); id != "" {
+		f.DeliveryIDs = strings.Split(id, ",")
+	}
+	for k, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if v := get(k); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, &paramError{k}
+			}
+			*dst = t
+		}
+	}
+	return f, nil
+}
+
+type paramError struct{ name string }
+
+func (e *paramError) Error() string {
+	return e.name + " must be an RFC 3339 time, like 2026-11-28T12:00:00Z"
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	f, err := FilterFromQuery(r.URL.Query())
+	if err != nil {
+		problem(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
+			problem(w, http.StatusBadRequest, "invalid_request", "limit must be between 1 and 10000")
+			return
+		}
+	}
+	entries, err := a.q.List(r.Context(), f)
+	if err != nil {
+		a.log.Error("list dlq", "error", err)
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the dead-letter queue cannot be read now; retry")
+		return
+	}
+	total := len(entries)
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	if entries == nil {
+		entries = []Entry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "total": total})
+}
+
+func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
+	var f Filter
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		problem(w, http.StatusBadRequest, "invalid_request", `the body is a filter: {"delivery_ids": [...], "subscription": "...", "partner": "...", "from": "RFC 3339", "to": "RFC 3339"}`)
+		return
+	}
+	if len(f.DeliveryIDs) == 0 && f.SubscriptionID == "" && f.PartnerID == "" && f.From.IsZero() && f.To.IsZero() {
+		problem(w, http.StatusBadRequest, "invalid_request", "say what to redrive: delivery_ids, a subscription, a partner or a time range")
+		return
+	}
+	f.All = false // only what is still in the queue
+	raw := make([]byte, 8)
+	rand.Read(raw)
+	job := &Job{ID: hex.EncodeToString(raw), Filter: f, State: "running", Started: time.Now().UTC()}
+	a.mu.Lock()
+	a.jobs[job.ID] = job
+	a.forgetOld()
+	a.mu.Unlock()
+	go a.run(job)
+	w.Header().Set("Location", "/v1/dlq/redrive/"+job.ID)
+	writeJSON(w, http.StatusAccepted, a.snapshot(job))
+}
+
+func (a *API) run(job *Job) {
+	ctx := context.Background()
+	p, err := a.q.Redrive(ctx, job.Filter, func(p Progress) {
+		a.mu.Lock()
+		job.Progress = p
+		a.mu.Unlock()
+	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	job.Progress, job.Ended = p, time.Now().UTC()
+	if err != nil {
+		job.State, job.Error = "failed", err.Error()
+		a.log.Error("dlq redrive failed", "job", job.ID, "error", err)
+		return
+	}
+	job.State = "done"
+	a.log.Info("dlq redrive done", "job", job.ID, "redriven", p.Redriven, "skipped", p.Skipped)
+}
+
+func (a *API) snapshot(j *Job) Job {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := *j
+	c.Progress.Notes = append([]string(nil), j.Progress.Notes...)
+	return c
+}
+
+func (a *API) job(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	j, ok := a.jobs[r.PathValue("job")]
+	a.mu.Unlock()
+	if !ok {
+		problem(w, http.StatusNotFound, "not_found", "no such redrive job (jobs are kept for an hour after they end)")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.snapshot(j))
+}
+
+// forgetOld drops jobs that ended over an hour ago. Called with mu held.
+func (a *API) forgetOld() {
+	for id, j := range a.jobs {
+		if !j.Ended.IsZero() && time.Since(j.Ended) > time.Hour {
+			delete(a.jobs, id)
+		}
+	}
+}
