@@ -160,3 +160,42 @@ subscriptions: "metadata.created": {partner: "metadata", domain: "shop", event: 
 		}
 	}
 }
+
+// TestRateLimit: a partner limited to 5 per second (burst 1) never gets
+// more than burst + rate webhooks in any second, and gets all of them.
+func TestRateLimit(t *testing.T) {
+	data := t.TempDir()
+	alpha := newReceiver(t, data, "alpha")
+	dir := t.TempDir()
+	src := `package whp
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
+partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x", rate_limit: {per_second: 5, burst: 1}}
+subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlatform(t, data, dir, func(c *Config) { c.AutoApprove = []string{"alpha"} })
+	const n = 12
+	for i := range n {
+		accept(t, p, orderEvent(70+i))
+	}
+	eventually(t, "every webhook to arrive", func() bool { got, _, _ := alpha.counts(); return got == n })
+	alpha.mu.Lock()
+	times := append([]time.Time(nil), alpha.times...)
+	alpha.mu.Unlock()
+	for i := range times {
+		inWindow := 0
+		for _, u := range times[i:] {
+			if u.Sub(times[i]) < time.Second {
+				inWindow++
+			}
+		}
+		if inWindow > 6 {
+			t.Fatalf("%d webhooks within one second from arrival %d; the limit allows 6", inWindow, i)
+		}
+	}
+	if span := times[len(times)-1].Sub(times[0]); span < 1800*time.Millisecond {
+		t.Errorf("%d webhooks arrived within %s; at 5/s they need at least 2 s", n, span)
+	}
+}

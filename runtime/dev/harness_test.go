@@ -36,6 +36,7 @@ type receiver struct {
 	statuses   []int         // answers to give, in order; then 204
 	retryAfter string        // sent with those answers, if set
 	got        map[string]int
+	times      []time.Time // when each accepted webhook arrived
 	bodies     map[string][]byte
 	headers    map[string]http.Header
 	bad        int
@@ -79,6 +80,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	id := req.Header.Get(signature.HeaderID)
 	r.got[id]++
+	r.times = append(r.times, time.Now())
 	r.bodies[id] = body
 	r.headers[id] = req.Header.Clone()
 	w.WriteHeader(http.StatusNoContent)

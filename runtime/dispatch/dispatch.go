@@ -125,6 +125,7 @@ type Dispatcher struct {
 	secrets   Secrets
 	log       *slog.Logger
 	now       func() time.Time
+	limits    limiters
 }
 
 // New creates the dispatcher's client on the egress cluster; retryProd
@@ -368,6 +369,12 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	}
 
+	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
+		return d.hold(ctx, log, msg, st, n, wait, "partner rate limit")
+	} else if wait > 0 {
+		time.Sleep(wait)
+	}
+
 	a, out, retryAfter := d.attempt(ctx, req, msg, n)
 	st.Attempts = append(st.Attempts, a)
 	switch out {
@@ -396,25 +403,38 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		d.deadLetter(bg, log, msg, st, fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a)))
 		return done(store.DeliveryDeadLettered)
 	}
-	// The status is written before the retry is scheduled: the retry then
-	// reads this attempt in the history, and no later write of this pass
-	// can overwrite what the retry records.
+	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
+	return d.schedule(ctx, log, msg, st, n+1, wait, store.DeliveryRetrying)
+}
+
+// hold defers attempt n without making it — rate limit, open breaker —
+// through the retry tiers: status held until then, nothing burned.
+func (d *Dispatcher) hold(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, n int, wait time.Duration, why string) (store.Delivery, result) {
+	log.Debug("delivery held", "reason", why, "for", wait.Round(time.Millisecond).String())
+	return d.schedule(ctx, log, msg, st, n, wait, store.DeliveryHeld)
+}
+
+// schedule hands attempt n to the retry tiers, due after wait, with the
+// delivery's status. The status is written first: the next pass then reads
+// this one's history, and no later write of this pass can overwrite what
+// the next one records.
+func (d *Dispatcher) schedule(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, n int, wait time.Duration, status string) (store.Delivery, result) {
+	bg := context.WithoutCancel(ctx)
 	due := d.now().Add(wait)
-	st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryRetrying, d.now().UTC(), due.UTC()
+	st.Status, st.UpdatedAt, st.NextAttemptAt = status, d.now().UTC(), due.UTC()
 	if err := d.st.PutDeliveries(bg, []store.Delivery{st}); err != nil {
 		log.Error("writing the delivery status failed; the delivery will be attempted again", "error", err)
 		return store.Delivery{}, retryBatch
 	}
 	value, err := json.Marshal(msg)
 	if err == nil {
-		err = d.retryProd.ProduceSync(bg, retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n+1, d.now())).FirstErr()
+		err = d.retryProd.ProduceSync(bg, retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n, d.now())).FirstErr()
 	}
 	if err != nil {
 		// Not scheduled: the record is attempted again from where it came.
-		log.Error("scheduling the retry failed; the delivery will be attempted again", "error", err)
+		log.Error("scheduling the next attempt failed; the delivery will be attempted again", "error", err)
 		return store.Delivery{}, retryBatch
 	}
-	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
 	return st, skip
 }
 
