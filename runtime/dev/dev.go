@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
+	"github.com/whp-dev/whp/runtime/adminauth"
 	"github.com/whp-dev/whp/runtime/approval"
 	"github.com/whp-dev/whp/runtime/demo"
 	"github.com/whp-dev/whp/runtime/dispatch"
@@ -202,6 +204,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	p.admins = append(p.admins, dlqClient)
 	dlq.NewAPI(dlq.New(dlqClient, p.st), cfg.AdminToken, log.With("role", "dlq")).Register(mux)
+	mux.HandleFunc("GET /v1/breakers", adminauth.Require(cfg.AdminToken, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"breakers": disp.Breakers()})
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/approval"
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/store"
 )
@@ -197,5 +198,59 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 	}
 	if span := times[len(times)-1].Sub(times[0]); span < 1800*time.Millisecond {
 		t.Errorf("%d webhooks arrived within %s; at 5/s they need at least 2 s", n, span)
+	}
+}
+
+// TestCircuitBreaker: alpha fails; after the minimum of requests its
+// breaker opens and its deliveries are held, not attempted, while beta
+// gets every event at once. After the cool-down a probe succeeds, the
+// breaker closes, and everything held is delivered.
+func TestCircuitBreaker(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) {
+		c.Dispatch.Breaker = breaker.Config{MinRequests: 3, FailureRatio: 0.5, CoolDown: 700 * time.Millisecond, Window: time.Minute}
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{50 * time.Millisecond}, MaxAttempts: 20, MaxRetryAfter: time.Second}
+		c.Dispatch.Concurrency = 1 // one at a time, so the breaker sees each outcome before the next attempt
+	})
+	alpha.answer(503, 503, 503)
+	const n = 8
+	var ids []string
+	for i := range n {
+		ids = append(ids, accept(t, p, orderEvent(90+i)))
+	}
+	eventually(t, "beta to get every event", func() bool { got, _, _ := beta.counts(); return got == n })
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+	var sawOpen, sawHeld bool
+	eventually(t, "alpha's breaker to close and every event to reach alpha", func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
+		sawOpen = sawOpen || strings.Contains(string(body), `"state":"open"`)
+		for _, id := range ids {
+			sawHeld = sawHeld || deliveryOf(t, p, id, "alpha").Status == store.DeliveryHeld
+		}
+		got, _, _ := alpha.counts()
+		return got == n
+	})
+	if !sawOpen || !sawHeld {
+		t.Errorf("never saw the breaker open (%v) or a delivery held (%v)", sawOpen, sawHeld)
+	}
+	alpha.mu.Lock()
+	failed := alpha.refused
+	alpha.mu.Unlock()
+	if failed != 3 {
+		t.Errorf("alpha answered %d failing requests; with the breaker open none beyond the 3 should be made", failed)
+	}
+	attempts := 0
+	for _, id := range ids {
+		mustDelivered(t, p, id, 2)
+		attempts += len(deliveryOf(t, p, id, "alpha").Attempts)
+	}
+	if attempts != n+3 {
+		t.Errorf("%d attempts recorded for %d deliveries, want %d: held deliveries burn no attempts", attempts, n, n+3)
+	}
+	_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
+	if !strings.Contains(string(body), `"partner_id":"alpha","state":"closed"`) {
+		t.Errorf("breakers after recovery: %s", body)
 	}
 }

@@ -35,6 +35,7 @@ type receiver struct {
 	delay      time.Duration // before answering
 	statuses   []int         // answers to give, in order; then 204
 	retryAfter string        // sent with those answers, if set
+	refused    int           // requests answered from statuses
 	got        map[string]int
 	times      []time.Time // when each accepted webhook arrived
 	bodies     map[string][]byte
@@ -71,6 +72,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if len(r.statuses) > 0 {
 		code := r.statuses[0]
 		r.statuses = r.statuses[1:]
+		r.refused++
 		if r.retryAfter != "" {
 			w.Header().Set("Retry-After", r.retryAfter)
 		}

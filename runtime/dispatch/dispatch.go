@@ -30,6 +30,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
@@ -43,6 +44,7 @@ import (
 // Store is the part of the state the dispatcher uses.
 type Store interface {
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
+	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
 	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
@@ -70,6 +72,8 @@ type Config struct {
 	// Guard decides which addresses deliveries may reach. Default: the
 	// production policy (https, public addresses only).
 	Guard *ssrf.Guard
+	// Breaker tunes the circuit breaker per partner (package breaker).
+	Breaker breaker.Config
 	// Concurrency bounds deliveries in flight. Default 64.
 	Concurrency int
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
@@ -126,6 +130,10 @@ type Dispatcher struct {
 	log       *slog.Logger
 	now       func() time.Time
 	limits    limiters
+	breaker   *breaker.Breaker
+
+	pauseMu sync.Mutex
+	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
 }
 
 // New creates the dispatcher's client on the egress cluster; retryProd
@@ -156,7 +164,73 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.
 		// Redirects are not followed: a 3xx is the partner's answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Dispatcher{cfg: cfg, cl: cl, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now}, nil
+	d := &Dispatcher{cfg: cfg, cl: cl, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
+		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}}
+	d.breaker.OnChange = d.breakerChanged
+	d.breaker.OnLongFailure = d.partnerFailingLong
+	return d, nil
+}
+
+// Breakers reports every partner's circuit breaker.
+func (d *Dispatcher) Breakers() []breaker.Snapshot { return d.breaker.Snapshots() }
+
+// breakerChanged logs the transition (an operational event) and, when the
+// breaker stops refusing, resumes the partner's paused egress topics.
+func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
+	level := slog.LevelInfo
+	if to == breaker.Open {
+		level = slog.LevelWarn
+	}
+	d.log.Log(context.Background(), level, "operational event: circuit breaker "+string(to), "event_type", "breaker."+string(to), "partner_id", partner, "from", string(from))
+	if to != breaker.Open {
+		d.resume(partner)
+	}
+}
+
+// pause stops fetching a partner's egress topic until retryAt: its
+// records stay in Kafka (backpressure) instead of being held one by one.
+func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
+	d.pauseMu.Lock()
+	defer d.pauseMu.Unlock()
+	if d.paused[partner] == nil {
+		d.paused[partner] = map[string]bool{}
+	}
+	if d.paused[partner][topicName] {
+		return
+	}
+	d.paused[partner][topicName] = true
+	d.cl.PauseFetchTopics(topicName)
+	time.AfterFunc(max(0, retryAt.Sub(d.now())), func() { d.resume(partner) })
+}
+
+func (d *Dispatcher) resume(partner string) {
+	d.pauseMu.Lock()
+	defer d.pauseMu.Unlock()
+	var ts []string
+	for t := range d.paused[partner] {
+		ts = append(ts, t)
+	}
+	delete(d.paused, partner)
+	if len(ts) > 0 {
+		d.cl.ResumeFetchTopics(ts...)
+	}
+}
+
+// partnerFailingLong disables every subscription of a partner that has
+// been failing for the breaker's DisableAfter.
+func (d *Dispatcher) partnerFailingLong(partner string, since time.Time) {
+	ctx := context.Background()
+	d.log.Error("operational event: partner failing for too long; its subscriptions are disabled", "event_type", "partner.disabled", "partner_id", partner, "failing_since", since)
+	subs, err := d.st.ListSubscriptions(ctx)
+	if err != nil {
+		d.log.Error("listing the partner's subscriptions failed", "partner_id", partner, "error", err)
+		return
+	}
+	for _, s := range subs {
+		if s.PartnerID == partner && s.Status == store.SubscriptionApproved {
+			d.disable(ctx, d.log, s.ID, fmt.Sprintf("every delivery to the partner has failed since %s; approve the subscription again to resume", since.Format(time.RFC3339)))
+		}
+	}
 }
 
 // Refresh makes the dispatcher look for new egress topics now, rather
@@ -369,7 +443,14 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	}
 
+	if ok, retryAt := d.breaker.Allow(sub.PartnerID); !ok {
+		if from != nil {
+			d.pause(sub.PartnerID, from.Topic, retryAt)
+		}
+		return d.hold(ctx, log, msg, st, n, max(retryAt.Sub(d.now()), 0), "circuit breaker open")
+	}
 	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
+		d.breaker.Release(sub.PartnerID)
 		return d.hold(ctx, log, msg, st, n, wait, "partner rate limit")
 	} else if wait > 0 {
 		time.Sleep(wait)
@@ -377,6 +458,16 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 
 	a, out, retryAfter := d.attempt(ctx, req, msg, n)
 	st.Attempts = append(st.Attempts, a)
+	// Only outcomes that speak of the partner's health count: success,
+	// and failures worth retrying (5xx, 408, 429, timeouts, refusals).
+	switch out {
+	case success:
+		d.breaker.Record(sub.PartnerID, true)
+	case retryable:
+		d.breaker.Record(sub.PartnerID, false)
+	default:
+		d.breaker.Release(sub.PartnerID)
+	}
 	switch out {
 	case success:
 		now := d.now()

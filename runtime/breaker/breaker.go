@@ -1,0 +1,257 @@
+// Package breaker is the circuit breaker per partner. Closed, deliveries
+// go out and their outcomes are counted over a sliding window; when the
+// failure ratio reaches the threshold (with at least MinRequests in the
+// window) it opens: deliveries are held, not attempted, for CoolDown;
+// then half-open: a few probes go out, and their outcome closes or
+// re-opens it. A partner that keeps failing for DisableAfter is reported,
+// and the dispatcher disables its subscriptions.
+//
+// State is per process: each dispatcher replica judges the partner from
+// what it sees, which is what matters for its own traffic.
+package breaker
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Config tunes the breaker; zero fields take the defaults named.
+type Config struct {
+	// Window over which outcomes are counted. Default 60 s.
+	Window time.Duration
+	// MinRequests in the window before the breaker may open. Default 10.
+	MinRequests int
+	// FailureRatio at or above which it opens. Default 0.5.
+	FailureRatio float64
+	// CoolDown: how long it stays open before probing. Default 30 s.
+	CoolDown time.Duration
+	// Probes allowed at once while half-open. Default 1.
+	Probes int
+	// DisableAfter: a partner failing (open or half-open) for this long
+	// is reported through OnLongFailure. Default 5 days.
+	DisableAfter time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Window <= 0 {
+		c.Window = time.Minute
+	}
+	if c.MinRequests <= 0 {
+		c.MinRequests = 10
+	}
+	if c.FailureRatio <= 0 {
+		c.FailureRatio = 0.5
+	}
+	if c.CoolDown <= 0 {
+		c.CoolDown = 30 * time.Second
+	}
+	if c.Probes <= 0 {
+		c.Probes = 1
+	}
+	if c.DisableAfter <= 0 {
+		c.DisableAfter = 5 * 24 * time.Hour
+	}
+}
+
+// State of a partner's breaker.
+type State string
+
+// States.
+const (
+	Closed   State = "closed"
+	Open     State = "open"
+	HalfOpen State = "half-open"
+)
+
+const buckets = 10
+
+type partner struct {
+	state        State
+	succ, fail   [buckets]int
+	bucketStart  time.Time // start of the newest bucket
+	head         int
+	openedAt     time.Time
+	failingSince time.Time
+	inFlight     int // probes out while half-open
+	reported     bool
+}
+
+// Breaker holds the breakers of all partners. Safe for concurrent use.
+type Breaker struct {
+	cfg Config
+	now func() time.Time
+	// OnChange, if set, is called (outside the lock) on every transition.
+	OnChange func(partner string, from, to State)
+	// OnLongFailure, if set, is called once when a partner has been
+	// failing for DisableAfter.
+	OnLongFailure func(partner string, since time.Time)
+
+	mu       sync.Mutex
+	partners map[string]*partner
+}
+
+// New returns a breaker set.
+func New(cfg Config) *Breaker {
+	cfg.defaults()
+	return &Breaker{cfg: cfg, now: time.Now, partners: map[string]*partner{}}
+}
+
+func (b *Breaker) get(id string, now time.Time) *partner {
+	p := b.partners[id]
+	if p == nil {
+		p = &partner{state: Closed, bucketStart: now}
+		b.partners[id] = p
+	}
+	b.rotate(p, now)
+	return p
+}
+
+// rotate advances the window to now, emptying buckets that fell out.
+func (b *Breaker) rotate(p *partner, now time.Time) {
+	width := b.cfg.Window / buckets
+	for steps := 0; now.Sub(p.bucketStart) >= width && steps <= buckets; steps++ {
+		p.head = (p.head + 1) % buckets
+		p.succ[p.head], p.fail[p.head] = 0, 0
+		p.bucketStart = p.bucketStart.Add(width)
+	}
+	if now.Sub(p.bucketStart) >= width { // idle for over a window
+		p.bucketStart = now
+	}
+}
+
+func (p *partner) counts() (succ, fail int) {
+	for i := range buckets {
+		succ += p.succ[i]
+		fail += p.fail[i]
+	}
+	return succ, fail
+}
+
+// Allow says whether a delivery to the partner may be attempted now; if
+// not, retryAt is when to ask again. A true answer while half-open takes a
+// probe slot, given back by Record.
+func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) {
+	now := b.now()
+	b.mu.Lock()
+	p := b.get(id, now)
+	var changed *[2]State
+	var long bool
+	switch p.state {
+	case Open:
+		if now.Sub(p.openedAt) < b.cfg.CoolDown {
+			retryAt = p.openedAt.Add(b.cfg.CoolDown)
+			long = b.longFailure(p, now)
+			b.mu.Unlock()
+			b.notify(id, nil, long, p.failingSince)
+			return false, retryAt
+		}
+		changed = &[2]State{Open, HalfOpen}
+		p.state, p.inFlight = HalfOpen, 0
+		fallthrough
+	case HalfOpen:
+		if p.inFlight >= b.cfg.Probes {
+			long = b.longFailure(p, now)
+			b.mu.Unlock()
+			b.notify(id, changed, long, p.failingSince)
+			return false, now.Add(b.cfg.CoolDown / 4)
+		}
+		p.inFlight++
+	}
+	b.mu.Unlock()
+	b.notify(id, changed, false, time.Time{})
+	return true, time.Time{}
+}
+
+func (b *Breaker) longFailure(p *partner, now time.Time) bool {
+	if p.reported || p.failingSince.IsZero() || now.Sub(p.failingSince) < b.cfg.DisableAfter {
+		return false
+	}
+	p.reported = true
+	return true
+}
+
+func (b *Breaker) notify(id string, changed *[2]State, long bool, since time.Time) {
+	if changed != nil && b.OnChange != nil {
+		b.OnChange(id, changed[0], changed[1])
+	}
+	if long && b.OnLongFailure != nil {
+		b.OnLongFailure(id, since)
+	}
+}
+
+// Record counts an attempt's outcome: ok is false for failures that speak
+// of the partner's health (5xx, 408, 429, timeouts, refused connections).
+func (b *Breaker) Record(id string, ok bool) {
+	now := b.now()
+	b.mu.Lock()
+	p := b.get(id, now)
+	var changed *[2]State
+	if ok {
+		p.succ[p.head]++
+	} else {
+		p.fail[p.head]++
+	}
+	switch p.state {
+	case HalfOpen:
+		p.inFlight = max(0, p.inFlight-1)
+		if ok {
+			changed = &[2]State{HalfOpen, Closed}
+			p.state, p.failingSince, p.reported = Closed, time.Time{}, false
+			p.succ, p.fail = [buckets]int{}, [buckets]int{}
+		} else {
+			changed = &[2]State{HalfOpen, Open}
+			p.state, p.openedAt = Open, now
+		}
+	case Closed:
+		succ, fail := p.counts()
+		if total := succ + fail; total >= b.cfg.MinRequests && float64(fail) >= b.cfg.FailureRatio*float64(total) {
+			changed = &[2]State{Closed, Open}
+			p.state, p.openedAt = Open, now
+			if p.failingSince.IsZero() {
+				p.failingSince = now
+			}
+		}
+	}
+	b.mu.Unlock()
+	b.notify(id, changed, false, time.Time{})
+}
+
+// Release gives back a half-open probe slot taken by Allow when no
+// attempt was made after all (held by the rate limit, refused by policy).
+func (b *Breaker) Release(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.partners[id]; p != nil && p.state == HalfOpen {
+		p.inFlight = max(0, p.inFlight-1)
+	}
+}
+
+// Snapshot is one partner's breaker, for the API and metrics.
+type Snapshot struct {
+	Partner      string    `json:"partner_id"`
+	State        State     `json:"state"`
+	Successes    int       `json:"successes_in_window"`
+	Failures     int       `json:"failures_in_window"`
+	OpenedAt     time.Time `json:"opened_at,omitzero"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+}
+
+// Snapshots returns every partner's breaker, sorted by partner.
+func (b *Breaker) Snapshots() []Snapshot {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Snapshot, 0, len(b.partners))
+	for id := range b.partners {
+		p := b.get(id, now)
+		succ, fail := p.counts()
+		s := Snapshot{Partner: id, State: p.state, Successes: succ, Failures: fail, FailingSince: p.failingSince}
+		if p.state != Closed {
+			s.OpenedAt = p.openedAt
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partner < out[j].Partner })
+	return out
+}

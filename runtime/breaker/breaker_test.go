@@ -1,0 +1,115 @@
+package breaker
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+
+func newTest(cfg Config) (*Breaker, *clock, *[]string) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	b := New(cfg)
+	b.now = c.now
+	var mu sync.Mutex
+	var events []string
+	b.OnChange = func(p string, from, to State) {
+		mu.Lock()
+		events = append(events, p+":"+string(from)+"→"+string(to))
+		mu.Unlock()
+	}
+	return b, c, &events
+}
+
+func TestBreakerCycle(t *testing.T) {
+	b, c, events := newTest(Config{Window: 10 * time.Second, MinRequests: 4, FailureRatio: 0.5, CoolDown: 5 * time.Second})
+	// Three failures are below the minimum of requests: still closed.
+	for range 3 {
+		if ok, _ := b.Allow("acme"); !ok {
+			t.Fatal("closed breaker refused")
+		}
+		b.Record("acme", false)
+	}
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("opened before MinRequests")
+	}
+	b.Record("acme", false) // 4 of 4 failed
+	ok, retryAt := b.Allow("acme")
+	if ok || !retryAt.Equal(c.t.Add(5*time.Second)) {
+		t.Fatalf("open breaker: ok %v retry at %v", ok, retryAt)
+	}
+	// Another partner is not affected.
+	if ok, _ := b.Allow("beta"); !ok {
+		t.Error("beta refused because acme failed")
+	}
+	// After the cool-down, one probe; a second caller waits.
+	c.add(5 * time.Second)
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("no probe after the cool-down")
+	}
+	if ok, _ := b.Allow("acme"); ok {
+		t.Error("a second probe went out while half-open")
+	}
+	b.Record("acme", false) // probe failed: open again
+	if ok, _ := b.Allow("acme"); ok {
+		t.Error("a failed probe did not re-open the breaker")
+	}
+	c.add(5 * time.Second)
+	b.Allow("acme")
+	b.Record("acme", true) // probe succeeded: closed
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Error("a successful probe did not close the breaker")
+	}
+	want := []string{"acme:closed→open", "acme:open→half-open", "acme:half-open→open", "acme:open→half-open", "acme:half-open→closed"}
+	if len(*events) != len(want) {
+		t.Fatalf("transitions = %v, want %v", *events, want)
+	}
+	for i := range want {
+		if (*events)[i] != want[i] {
+			t.Errorf("transition %d = %s, want %s", i, (*events)[i], want[i])
+		}
+	}
+}
+
+func TestBreakerWindowForgets(t *testing.T) {
+	b, c, _ := newTest(Config{Window: 10 * time.Second, MinRequests: 4, FailureRatio: 0.5})
+	for range 3 {
+		b.Record("acme", false)
+	}
+	c.add(11 * time.Second) // those failures leave the window
+	b.Record("acme", false)
+	b.Record("acme", true)
+	b.Record("acme", true)
+	b.Record("acme", true)
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Error("old failures outside the window opened the breaker")
+	}
+	s := b.Snapshots()
+	if len(s) != 1 || s[0].Failures != 1 || s[0].Successes != 3 || s[0].State != Closed {
+		t.Errorf("snapshot = %+v", s)
+	}
+}
+
+func TestBreakerLongFailure(t *testing.T) {
+	b, c, _ := newTest(Config{Window: time.Minute, MinRequests: 1, CoolDown: time.Hour, DisableAfter: 5 * 24 * time.Hour})
+	var reported []string
+	b.OnLongFailure = func(p string, since time.Time) { reported = append(reported, p) }
+	b.Allow("acme")
+	b.Record("acme", false)
+	for range 5 * 24 {
+		c.add(time.Hour)
+		if ok, _ := b.Allow("acme"); ok {
+			b.Record("acme", false)
+		}
+	}
+	c.add(time.Minute)
+	b.Allow("acme")
+	b.Allow("acme")
+	if len(reported) != 1 || reported[0] != "acme" {
+		t.Errorf("long failure reports = %v, want acme once", reported)
+	}
+}
