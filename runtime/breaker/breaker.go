@@ -137,13 +137,14 @@ func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) {
 	p := b.get(id, now)
 	var changed *[2]State
 	var long bool
+	since := p.failingSince // read under the lock, used after it
 	switch p.state {
 	case Open:
 		if now.Sub(p.openedAt) < b.cfg.CoolDown {
 			retryAt = p.openedAt.Add(b.cfg.CoolDown)
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
-			b.notify(id, nil, long, p.failingSince)
+			b.notify(id, nil, long, since)
 			return false, retryAt
 		}
 		changed = &[2]State{Open, HalfOpen}
@@ -153,7 +154,7 @@ func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) {
 		if p.inFlight >= b.cfg.Probes {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
-			b.notify(id, changed, long, p.failingSince)
+			b.notify(id, changed, long, since)
 			return false, now.Add(b.cfg.CoolDown / 4)
 		}
 		p.inFlight++
