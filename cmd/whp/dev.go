@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/retry"
 )
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -22,6 +23,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	interval := fs.Duration("reconcile-interval", 2*time.Second, "how often the catalog directory is read again (and drift repaired)")
 	webhookSecretFile := fs.String("webhook-secret-file", "", "file holding the push webhook's HMAC secret (enables POST /v1/reconcile/trigger)")
+	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "bound on connecting to a partner")
+	deliveryTimeout := fs.Duration("delivery-timeout", 15*time.Second, "bound on a whole delivery attempt")
+	schedule := fs.String("retry-schedule", "5s,5m,30m,2h,5h,10h,14h,20h,24h", "default waits before each retry, comma-separated (subscriptions may override)")
+	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
+	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -36,7 +42,21 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *interval <= 0 {
 		return usageError{"whp dev: --reconcile-interval must be positive"}
 	}
+	policy := retry.Default()
+	policy.Schedule = nil
+	for _, part := range strings.Split(*schedule, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return usageError{fmt.Sprintf("whp dev: --retry-schedule: %q is not a positive duration", part)}
+		}
+		policy.Schedule = append(policy.Schedule, d)
+	}
+	if *maxAttempts < 1 || *connectTimeout <= 0 || *deliveryTimeout <= 0 || *maxAge <= 0 {
+		return usageError{"whp dev: --max-attempts, --connect-timeout, --delivery-timeout and --max-age must be positive"}
+	}
+	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval}
+	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	if *webhookSecretFile != "" {
 		b, err := os.ReadFile(*webhookSecretFile)
 		if err != nil {

@@ -32,6 +32,7 @@ func TestRun(t *testing.T) {
 		{name: "catalog without subcommand", args: []string{"catalog"}, code: 2, stderr: []string{"expected the subcommand validate"}},
 		{name: "bad flag", args: []string{"dev", "--no-such-flag"}, code: 2, stderr: []string{"flag provided but not defined"}},
 		{name: "bad log level", args: []string{"dev", "--log-level", "loud"}, code: 2, stderr: []string{`--log-level "loud"`}},
+		{name: "bad retry schedule", args: []string{"dev", "--retry-schedule", "5s,soon"}, code: 2, stderr: []string{`"soon" is not a positive duration`}},
 		{name: "bad env value", args: []string{"dev"}, env: map[string]string{"WHP_MAX_BODY_BYTES": "lots"}, code: 1, stderr: []string{`WHP_MAX_BODY_BYTES="lots"`}},
 		{name: "invalid catalog stops dev", args: []string{"dev", "--addr", "127.0.0.1:0", "--catalog", "../../catalog/testdata/invalid/bad-names"}, code: 1,
 			stderr: []string{"is invalid", "catalog.cue:3:35"}},

@@ -249,6 +249,17 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 	case st.Fingerprint != fp:
 		writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"this Idempotency-Key was already used with a different request body")
+	case !st.Done && now.Sub(existing.CreatedAt) > 2*a.cfg.ProduceTimeout:
+		// The request that claimed the key never finished (its process
+		// died): after the lease, a retry takes the key over. If that
+		// request had been written before dying, the event is now accepted
+		// twice, under two ids — the one window of Idempotency-Key.
+		a.log.Warn("idempotency key taken over after an unfinished request", "age", now.Sub(existing.CreatedAt).String())
+		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: key, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+			writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the idempotency ledger is unavailable; retry")
+			return true
+		}
+		return false
 	case !st.Done:
 		writeProblem(w, http.StatusConflict, "idempotency_in_progress",
 			"a request with this Idempotency-Key is still in progress; retry shortly")
