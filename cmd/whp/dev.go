@@ -28,6 +28,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	schedule := fs.String("retry-schedule", "5s,5m,30m,2h,5h,10h,14h,20h,24h", "default waits before each retry, comma-separated (subscriptions may override)")
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
+	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "how long a partner's open circuit breaker waits before probing")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +58,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
+	cfg.Dispatch.Breaker.CoolDown = *coolDown
 	if *webhookSecretFile != "" {
 		b, err := os.ReadFile(*webhookSecretFile)
 		if err != nil {

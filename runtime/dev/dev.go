@@ -227,6 +227,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	return p, nil
 }
 
+// Kafka returns the embedded clusters, for fault injection in tests.
+func (p *Platform) Kafka() *embedkafka.Clusters { return p.kafka }
+
 func (p *Platform) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !p.ready.Load() {
 		http.Error(w, "starting\n", http.StatusServiceUnavailable)
