@@ -87,9 +87,12 @@ type RateLimit struct {
 
 // Auth is how deliveries authenticate to the partner beyond the signature.
 type Auth struct {
-	Kind   string // none, header, oauth2, mtls
-	Header string // for kind header
-	Secret string // a secret reference
+	Kind     string   // none, header, oauth2, mtls
+	Header   string   // for kind header
+	Secret   string   // a secret reference
+	TokenURL string   // for kind oauth2
+	ClientID string   // for kind oauth2
+	Scopes   []string // for kind oauth2
 }
 
 // Subscription asks for one schema version to be delivered to one partner.

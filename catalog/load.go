@@ -454,9 +454,12 @@ type partnerData struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
 	Auth struct {
-		Kind   string `json:"kind"`
-		Header string `json:"header"`
-		Secret string `json:"secret"`
+		Kind     string   `json:"kind"`
+		Header   string   `json:"header"`
+		Secret   string   `json:"secret"`
+		TokenURL string   `json:"token_url"`
+		ClientID string   `json:"client_id"`
+		Scopes   []string `json:"scopes"`
 	} `json:"auth"`
 	SigningSecret string     `json:"signing_secret"`
 	Contact       string     `json:"contact"`
@@ -471,7 +474,8 @@ func (l *loader) partners(root cue.Value, c *Catalog) {
 		}
 		c.Partners = append(c.Partners, &Partner{
 			ID: d.ID, Name: d.Name, URL: d.URL,
-			Auth:          Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret},
+			Auth: Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret,
+				TokenURL: d.Auth.TokenURL, ClientID: d.Auth.ClientID, Scopes: d.Auth.Scopes},
 			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit,
 			Pos: toPos(declPos(v)),
 		})

@@ -273,3 +273,12 @@ func TestDriftRepair(t *testing.T) {
 		t.Errorf("approval undone by drift repair: %s", s.Status)
 	}
 }
+
+// TestConfigHashStable pins the approval hash of a partner without oauth2:
+// changing it would send every approved subscription back to Pending.
+func TestConfigHashStable(t *testing.T) {
+	c := load(t, base)
+	if got, want := ConfigHash(c.Partner("acme")), "b031b8f9c606225d035e833f5d55f308"; got != want {
+		t.Errorf("ConfigHash(acme) = %s, want %s", got, want)
+	}
+}

@@ -74,6 +74,7 @@ func Desire(c *catalog.Catalog) Desired {
 		sub := store.Subscription{
 			ID: cs.ID(), PartnerID: cs.PartnerID, SchemaID: cs.SchemaID(), Name: cs.Name,
 			URL: p.URL, AuthKind: p.Auth.Kind, AuthHeader: p.Auth.Header, AuthSecretRef: p.Auth.Secret,
+			AuthTokenURL: p.Auth.TokenURL, AuthClientID: p.Auth.ClientID, AuthScopes: p.Auth.Scopes,
 			SigningSecretRef: p.SigningSecret, Mode: cs.Mode, Filter: cs.Filter, ConfigHash: ConfigHash(p),
 		}
 		if cs.Retry != nil {
@@ -103,7 +104,13 @@ func Desire(c *catalog.Catalog) Desired {
 // subscription goes back to Pending.
 func ConfigHash(p *catalog.Partner) string {
 	h := sha256.New()
-	for _, f := range []string{p.URL, p.Auth.Kind, p.Auth.Header, p.Auth.Secret, p.SigningSecret} {
+	fields := []string{p.URL, p.Auth.Kind, p.Auth.Header, p.Auth.Secret, p.SigningSecret}
+	if p.Auth.Kind == "oauth2" {
+		// Appended only when used, so the hash of every other partner —
+		// and with it every approval — is what it was before oauth2.
+		fields = append(append(fields, p.Auth.TokenURL, p.Auth.ClientID), p.Auth.Scopes...)
+	}
+	for _, f := range fields {
 		h.Write([]byte(f))
 		h.Write([]byte{0})
 	}

@@ -68,15 +68,19 @@ const (
 // PARTNER_ID#EVENT_SCHEMA_ID. It carries the partner's delivery settings so
 // the dispatcher needs one read per subscription.
 type Subscription struct {
-	ID               string `json:"id"`
-	PartnerID        string `json:"partner_id"`
-	SchemaID         string `json:"schema_id"`
-	Name             string `json:"name"` // its key in the catalog
-	URL              string `json:"url"`
-	AuthKind         string `json:"auth_kind"`
-	AuthHeader       string `json:"auth_header,omitempty"`
-	AuthSecretRef    string `json:"auth_secret_ref,omitempty"`
-	SigningSecretRef string `json:"signing_secret_ref"`
+	ID            string `json:"id"`
+	PartnerID     string `json:"partner_id"`
+	SchemaID      string `json:"schema_id"`
+	Name          string `json:"name"` // its key in the catalog
+	URL           string `json:"url"`
+	AuthKind      string `json:"auth_kind"`
+	AuthHeader    string `json:"auth_header,omitempty"`
+	AuthSecretRef string `json:"auth_secret_ref,omitempty"`
+	// AuthTokenURL, AuthClientID and AuthScopes configure oauth2 auth.
+	AuthTokenURL     string   `json:"auth_token_url,omitempty"`
+	AuthClientID     string   `json:"auth_client_id,omitempty"`
+	AuthScopes       []string `json:"auth_scopes,omitempty"`
+	SigningSecretRef string   `json:"signing_secret_ref"`
 	// Mode is unordered or ordered; Retry and Filter are the catalog's
 	// retry policy override and filter, as JSON (nil when absent).
 	Mode   string          `json:"mode,omitempty"`

@@ -17,6 +17,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/oauth2"
 
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/consume"
@@ -72,6 +74,9 @@ type Config struct {
 	// Guard decides which addresses deliveries may reach. Default: the
 	// production policy (https, public addresses only).
 	Guard *ssrf.Guard
+	// TLS is the base TLS configuration for partner connections (nil:
+	// the system's roots, TLS 1.2 at least).
+	TLS *tls.Config
 	// Breaker tunes the circuit breaker per partner (package breaker).
 	Breaker breaker.Config
 	// Concurrency bounds deliveries in flight. Default 64.
@@ -130,6 +135,7 @@ type Dispatcher struct {
 	log       *slog.Logger
 	now       func() time.Time
 	limits    limiters
+	creds     credentials
 	breaker   *breaker.Breaker
 
 	pauseMu sync.Mutex
@@ -157,6 +163,10 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	if cfg.TLS != nil {
+		transport.TLSClientConfig = cfg.TLS.Clone()
 	}
 	hc := &http.Client{
 		Transport: transport,
@@ -432,7 +442,8 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	req, err := d.prepare(ctx, sub)
 	switch {
-	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, signature.ErrBadSecret) || errors.Is(err, ssrf.ErrRefused):
+	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, errBadCredential) ||
+		errors.Is(err, signature.ErrBadSecret) || errors.Is(err, ssrf.ErrRefused):
 		// No attempt can succeed until someone fixes the configuration.
 		log.Error("delivery refused before sending", "error", err)
 		st.Attempts = append(st.Attempts, store.Attempt{N: n, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
@@ -555,8 +566,12 @@ func (d *Dispatcher) disable(ctx context.Context, log *slog.Logger, id, reason s
 	}
 }
 
-// errUnsupported marks a subscription setting this dispatcher cannot serve.
-var errUnsupported = errors.New("not supported")
+// errUnsupported marks a subscription setting this dispatcher cannot
+// serve; errBadCredential a credential that cannot be used as it is.
+var (
+	errUnsupported   = errors.New("not supported")
+	errBadCredential = errors.New("unusable credential")
+)
 
 // request is what every attempt of a delivery shares.
 type request struct {
@@ -564,6 +579,8 @@ type request struct {
 	signer     *signature.Signer
 	authHeader string
 	authValue  string
+	token      oauth2.TokenSource // oauth2: a bearer token per attempt
+	client     *http.Client       // mtls: a client with the certificate; nil: the shared one
 }
 
 func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (request, error) {
@@ -581,12 +598,25 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 	req := request{url: sub.URL, signer: signer}
 	switch sub.AuthKind {
 	case "", "none":
-	case "header":
+	case "header", "oauth2", "mtls":
 		vals, err := d.secrets.Secrets(ctx, sub.AuthSecretRef)
 		if err != nil {
 			return request{}, fmt.Errorf("auth secret %s: %w", sub.AuthSecretRef, err)
 		}
-		req.authHeader, req.authValue = sub.AuthHeader, vals[len(vals)-1]
+		current := vals[len(vals)-1]
+		switch sub.AuthKind {
+		case "header":
+			req.authHeader, req.authValue = sub.AuthHeader, current
+		case "oauth2":
+			if err := d.cfg.Guard.CheckURL(sub.AuthTokenURL); err != nil {
+				return request{}, fmt.Errorf("oauth2 token URL: %w", err)
+			}
+			req.token = d.creds.tokenSource(sub, current, d.http)
+		case "mtls":
+			if req.client, err = d.creds.mtlsClient(current, d.http, d.cfg.TLS); err != nil {
+				return request{}, fmt.Errorf("auth secret %s: %w", sub.AuthSecretRef, err)
+			}
+		}
 	default:
 		return request{}, fmt.Errorf("auth kind %q: %w by this dispatcher yet", sub.AuthKind, errUnsupported)
 	}
@@ -612,8 +642,20 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	if req.authHeader != "" {
 		hr.Header.Set(req.authHeader, req.authValue)
 	}
+	if req.token != nil {
+		tok, err := req.token.Token()
+		if err != nil {
+			a.Error, a.Latency = tokenError(err), store.Duration(d.now().Sub(start))
+			return a, retryable, 0
+		}
+		hr.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	}
 	a.RequestHeaders = redact(hr.Header, req.authHeader)
-	resp, err := d.http.Do(hr)
+	client := d.http
+	if req.client != nil {
+		client = req.client
+	}
+	resp, err := client.Do(hr)
 	a.Latency = store.Duration(d.now().Sub(start))
 	if err != nil {
 		a.Error = describe(err)
