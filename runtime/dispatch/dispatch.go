@@ -707,17 +707,8 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// deadLetterRecord is the value written to wh.dlq.{event}.
-type deadLetterRecord struct {
-	Delivery    envelope.Delivery `json:"delivery"`
-	Reason      string            `json:"reason"`
-	LastAttempt *store.Attempt    `json:"last_attempt,omitempty"`
-	Attempts    int               `json:"attempts"`
-	FailedAt    time.Time         `json:"failed_at"`
-}
-
 func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, reason string) {
-	rec := deadLetterRecord{Delivery: msg, Reason: reason, Attempts: len(st.Attempts), FailedAt: d.now().UTC()}
+	rec := envelope.DeadLetter{Delivery: msg, Reason: reason, Attempts: len(st.Attempts), FailedAt: d.now().UTC()}
 	if n := len(st.Attempts); n > 0 {
 		rec.LastAttempt = &st.Attempts[n-1]
 	}

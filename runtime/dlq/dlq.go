@@ -55,15 +55,6 @@ type Entry struct {
 	delivery envelope.Delivery
 }
 
-// record is the value the dispatcher writes to wh.dlq.{event}.
-type record struct {
-	Delivery    envelope.Delivery `json:"delivery"`
-	Reason      string            `json:"reason"`
-	LastAttempt *store.Attempt    `json:"last_attempt"`
-	Attempts    int               `json:"attempts"`
-	FailedAt    time.Time         `json:"failed_at"`
-}
-
 // Filter selects entries. Empty fields select everything.
 type Filter struct {
 	DeliveryIDs    []string  `json:"delivery_ids,omitempty"`
@@ -111,7 +102,7 @@ func New(cl *kgo.Client, st Store) *Queue { return &Queue{cl: cl, st: st, now: t
 func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	latest := map[string]Entry{}
 	err := q.scan(ctx, func(r *kgo.Record) {
-		var rec record
+		var rec envelope.DeadLetter
 		if json.Unmarshal(r.Value, &rec) != nil || rec.Delivery.ID == "" {
 			return
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/whp-dev/whp/store"
 )
 
 // Event is the value of an ingress record: an accepted, validated event.
@@ -35,6 +37,16 @@ type Delivery struct {
 	CreatedAt      time.Time `json:"created_at"`
 	// Body is the JSON POSTed to the partner and signed byte for byte.
 	Body json.RawMessage `json:"body"`
+}
+
+// DeadLetter is the value of a wh.dlq.{event} record: a delivery that
+// failed for good, why, and its last attempt.
+type DeadLetter struct {
+	Delivery    Delivery       `json:"delivery"`
+	Reason      string         `json:"reason"`
+	LastAttempt *store.Attempt `json:"last_attempt,omitempty"`
+	Attempts    int            `json:"attempts"`
+	FailedAt    time.Time      `json:"failed_at"`
 }
 
 // Payload is the body a partner receives, in the Standard Webhooks shape
