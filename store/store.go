@@ -206,6 +206,8 @@ type Idempotency struct {
 	Value     []byte    `json:"value"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"` // TTL
+	// Rev counts writes, for PutIdempotencyIf.
+	Rev int64 `json:"rev"`
 }
 
 // Page asks for one page of a query, newest first.
@@ -271,6 +273,10 @@ type Store interface {
 	// GetIdempotency returns a live item or ErrNotFound.
 	GetIdempotency(ctx context.Context, key string) (Idempotency, error)
 	PutIdempotency(ctx context.Context, rec Idempotency) error
+	// PutIdempotencyIf writes rec if the stored item's Rev equals rec.Rev
+	// (0: no live item), else ErrConflict; it returns the item as stored,
+	// with its new Rev. The ordering gates of ordered subscriptions use it.
+	PutIdempotencyIf(ctx context.Context, rec Idempotency) (Idempotency, error)
 	DeleteIdempotency(ctx context.Context, key string) error
 
 	Close() error

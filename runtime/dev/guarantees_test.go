@@ -254,3 +254,72 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Errorf("breakers after recovery: %s", body)
 	}
 }
+
+// TestOrderedSubscription: for an ordered subscription, a failing
+// delivery holds back later ones with the same key only: key A's first
+// event fails twice, key B's events go through meanwhile, and A's arrive
+// in the order they were accepted.
+func TestOrderedSubscription(t *testing.T) {
+	data := t.TempDir()
+	alpha := newReceiver(t, data, "alpha")
+	dir := t.TempDir()
+	src := `package whp
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
+partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x"}
+subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlatform(t, data, dir, func(c *Config) {
+		c.AutoApprove = []string{"alpha"}
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{400 * time.Millisecond}, MaxAttempts: 10, MaxRetryAfter: time.Second}
+	})
+	failures := 0
+	alpha.failBody = func(body []byte) bool {
+		if strings.Contains(string(body), `"order_id":"A1"`) && failures < 2 {
+			failures++
+			return true
+		}
+		return false
+	}
+	post := func(key, order string) string {
+		return accept(t, p, `{"domain":"shop","event":"order.created","version":"1","key":"`+key+`","data":{"order_id":"`+order+`","amount":1}}`)
+	}
+	var aIDs []string
+	aIDs = append(aIDs, post("A", "A1"))
+	eventually(t, "A1 to fail once", func() bool { return deliveryOf(t, p, aIDs[0], "alpha").Status == store.DeliveryRetrying })
+	for _, order := range []string{"B1", "A2", "B2", "A3", "B3", "A4"} {
+		if id := post(order[:1], order); order[0] == 'A' {
+			aIDs = append(aIDs, id)
+		}
+	}
+	eventually(t, "key B to be delivered while A1 is failing", func() bool {
+		alpha.mu.Lock()
+		defer alpha.mu.Unlock()
+		b := 0
+		for _, o := range alpha.arrivals {
+			if o[0] == 'B' {
+				b++
+			}
+		}
+		return b == 3
+	})
+	if d := deliveryOf(t, p, aIDs[1], "alpha"); d.Status != store.DeliveryHeld || len(d.Attempts) != 0 {
+		t.Errorf("A2 while A1 fails = %s with %d attempts, want held with none", d.Status, len(d.Attempts))
+	}
+	for _, id := range aIDs {
+		mustDelivered(t, p, id, 1)
+	}
+	alpha.mu.Lock()
+	var aOrder []string
+	for _, o := range alpha.arrivals {
+		if o[0] == 'A' {
+			aOrder = append(aOrder, o)
+		}
+	}
+	alpha.mu.Unlock()
+	if strings.Join(aOrder, ",") != "A1,A2,A3,A4" {
+		t.Errorf("key A arrived as %v, want A1,A2,A3,A4", aOrder)
+	}
+}

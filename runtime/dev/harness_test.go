@@ -36,6 +36,9 @@ type receiver struct {
 	statuses   []int         // answers to give, in order; then 204
 	retryAfter string        // sent with those answers, if set
 	refused    int           // requests answered from statuses
+	// failBody, if set, answers 503 to a request whose body it picks.
+	failBody func(body []byte) bool
+	arrivals []string // order_id of each accepted webhook, in order
 	got        map[string]int
 	times      []time.Time // when each accepted webhook arrived
 	bodies     map[string][]byte
@@ -69,6 +72,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
+	if r.failBody != nil && r.failBody(body) {
+		r.refused++
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if len(r.statuses) > 0 {
 		code := r.statuses[0]
 		r.statuses = r.statuses[1:]
@@ -83,6 +91,13 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	id := req.Header.Get(signature.HeaderID)
 	r.got[id]++
 	r.times = append(r.times, time.Now())
+	var payload struct {
+		Data struct {
+			OrderID string `json:"order_id"`
+		} `json:"data"`
+	}
+	json.Unmarshal(body, &payload)
+	r.arrivals = append(r.arrivals, payload.Data.OrderID)
 	r.bodies[id] = body
 	r.headers[id] = req.Header.Clone()
 	w.WriteHeader(http.StatusNoContent)

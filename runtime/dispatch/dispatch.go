@@ -53,6 +53,7 @@ type Store interface {
 	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	PutIdempotency(ctx context.Context, rec store.Idempotency) error
+	PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
 }
 
 // Secrets resolves secret references to their active values.
@@ -295,7 +296,7 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 		wg         sync.WaitGroup
 		sem        = make(chan struct{}, d.cfg.Concurrency)
 	)
-	for _, r := range recs {
+	for _, group := range byKey(recs) {
 		sem <- struct{}{}
 		if ctx.Err() != nil {
 			// Shutting down: start nothing new; the rest of the batch is
@@ -305,19 +306,23 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var msg envelope.Delivery
-			if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
-				d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
-				return
-			}
-			st, res := d.run(ctx, msg, 1, r)
-			mu.Lock()
-			defer mu.Unlock()
-			switch res {
-			case write:
-				statuses = append(statuses, st)
-			case retryBatch:
-				incomplete = true
+			// One key's records one after the other: what ordered
+			// subscriptions need, and harmless for the others.
+			for _, r := range group {
+				var msg envelope.Delivery
+				if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
+					d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+					continue
+				}
+				st, res := d.run(ctx, msg, 1, r)
+				mu.Lock()
+				switch res {
+				case write:
+					statuses = append(statuses, st)
+				case retryBatch:
+					incomplete = true
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -329,6 +334,27 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 		}
 	}
 	return !incomplete
+}
+
+// byKey groups records by topic and key, keeping their order, groups in
+// order of first appearance.
+func byKey(recs []*kgo.Record) [][]*kgo.Record {
+	index := map[string]int{}
+	var groups [][]*kgo.Record
+	for _, r := range recs {
+		k := r.Topic + "\x00" + string(r.Key)
+		if len(r.Key) == 0 {
+			k = fmt.Sprintf("%s\x00\x00%d/%d", r.Topic, r.Partition, r.Offset)
+		}
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
 }
 
 // errNotAttempted is returned by DeliverRetry when the attempt could not
@@ -389,7 +415,7 @@ func classify(code int) outcome {
 
 // run makes attempt number n of a delivery and decides what follows. from
 // is the egress record on a first attempt, nil on a retry.
-func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from *kgo.Record) (store.Delivery, result) {
+func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from *kgo.Record) (ret store.Delivery, res result) {
 	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n)
 	// Before the attempt, any failure to read state (shutdown included)
 	// leaves the delivery for a later pass.
@@ -436,6 +462,37 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		log.Info("delivery cancelled: subscription is not approved", "subscription_id", msg.SubscriptionID, "status", sub.Status)
 		return done(store.DeliveryCancelled)
 	}
+	ordered := sub.Mode == "ordered" && msg.Key != ""
+	if ordered {
+		admitted, err := d.admit(ctx, msg)
+		if err != nil {
+			log.Warn("ordering gate unavailable; delivery postponed", "error", err)
+			return store.Delivery{}, retryBatch
+		}
+		if !admitted {
+			st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryHeld, d.now().UTC(), time.Time{}
+			return st, write
+		}
+		defer func() {
+			switch ret.Status {
+			case store.DeliveryDelivered, store.DeliveryDeadLettered, store.DeliveryCancelled:
+				if res == write {
+					d.release(bg, log, msg)
+				}
+			}
+		}()
+	}
+	// later schedules the next attempt; an ordered delivery first becomes
+	// its key's blocker, so later deliveries of the key queue behind it.
+	later := func(n int, wait time.Duration, status string) (store.Delivery, result) {
+		if ordered {
+			if err := d.block(bg, msg); err != nil {
+				log.Warn("ordering gate unavailable; delivery postponed", "error", err)
+				return store.Delivery{}, retryBatch
+			}
+		}
+		return d.schedule(ctx, log, msg, st, n, wait, status)
+	}
 	policy, err := d.cfg.Retry.With(sub.Retry)
 	if err != nil {
 		log.Warn("subscription retry policy unreadable; using the default", "error", err)
@@ -458,11 +515,13 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		if from != nil {
 			d.pause(sub.PartnerID, from.Topic, retryAt)
 		}
-		return d.hold(ctx, log, msg, st, n, max(retryAt.Sub(d.now()), 0), "circuit breaker open")
+		log.Debug("delivery held", "reason", "circuit breaker open")
+		return later(n, max(retryAt.Sub(d.now()), 0), store.DeliveryHeld)
 	}
 	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
 		d.breaker.Release(sub.PartnerID)
-		return d.hold(ctx, log, msg, st, n, wait, "partner rate limit")
+		log.Debug("delivery held", "reason", "partner rate limit")
+		return later(n, wait, store.DeliveryHeld)
 	} else if wait > 0 {
 		time.Sleep(wait)
 	}
@@ -506,14 +565,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return done(store.DeliveryDeadLettered)
 	}
 	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
-	return d.schedule(ctx, log, msg, st, n+1, wait, store.DeliveryRetrying)
-}
-
-// hold defers attempt n without making it — rate limit, open breaker —
-// through the retry tiers: status held until then, nothing burned.
-func (d *Dispatcher) hold(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, n int, wait time.Duration, why string) (store.Delivery, result) {
-	log.Debug("delivery held", "reason", why, "for", wait.Round(time.Millisecond).String())
-	return d.schedule(ctx, log, msg, st, n, wait, store.DeliveryHeld)
+	return later(n+1, wait, store.DeliveryRetrying)
 }
 
 // schedule hands attempt n to the retry tiers, due after wait, with the

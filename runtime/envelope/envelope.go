@@ -33,6 +33,9 @@ type Delivery struct {
 	PartnerID      string    `json:"partner_id"`
 	SchemaID       string    `json:"schema_id"`
 	Event          string    `json:"event"` // event name, for retry and DLQ topics
+	// Key is the event's partition key; ordered subscriptions deliver the
+	// deliveries of one key one after the other.
+	Key string `json:"key,omitempty"`
 	AcceptedAt     time.Time `json:"accepted_at"`
 	CreatedAt      time.Time `json:"created_at"`
 	// Body is the JSON POSTed to the partner and signed byte for byte.

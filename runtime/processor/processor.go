@@ -180,7 +180,7 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 		key := r.Key
 		for _, s := range subs {
 			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
-				SchemaID: schemaID, Event: ev.Event, AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
+				SchemaID: schemaID, Event: ev.Event, Key: string(key), AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
 			value, err := json.Marshal(d)
 			if err != nil {
 				return fmt.Errorf("encode delivery %s: %w", d.ID, err)

@@ -512,6 +512,32 @@ func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error
 	return s.update(ctx, func(tx *bolt.Tx) error { return put(tx, bLedger, rec.Key, rec) })
 }
 
+// PutIdempotencyIf implements store.Store.
+func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		var old store.Idempotency
+		switch err := get(tx, bLedger, rec.Key, &old); {
+		case errors.Is(err, store.ErrNotFound):
+			old = store.Idempotency{}
+		case err != nil:
+			return err
+		case !old.ExpiresAt.After(s.now()):
+			old = store.Idempotency{} // expired: as absent
+		}
+		if old.Rev != rec.Rev {
+			return store.ErrConflict
+		}
+		stored := rec
+		stored.Rev++
+		return put(tx, bLedger, rec.Key, stored)
+	})
+	if err != nil {
+		return store.Idempotency{}, err
+	}
+	rec.Rev++
+	return rec, nil
+}
+
 // DeleteIdempotency implements store.Store.
 func (s *Store) DeleteIdempotency(ctx context.Context, key string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket([]byte(bLedger)).Delete([]byte(key)) })

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"Deliveries", testDeliveries},
 		{"HistoryPaging", testHistoryPaging},
 		{"Idempotency", testIdempotency},
+		{"IdempotencyRev", testIdempotencyRev},
 		{"Persistence", testPersistence},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -391,5 +392,51 @@ func testPersistence(t *testing.T, open Opener) {
 	}
 	if _, err := s.GetDelivery(ctx, "ev-p", "d-p"); err != nil {
 		t.Errorf("delivery after reopen: %v", err)
+	}
+}
+
+func testIdempotencyRev(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	rec := store.Idempotency{Key: "order#s#k", Value: []byte("a"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	first, err := s.PutIdempotencyIf(ctx, rec)
+	if err != nil || first.Rev != 1 {
+		t.Fatalf("first conditional put = %+v, %v", first, err)
+	}
+	if _, err := s.PutIdempotencyIf(ctx, rec); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a second create = %v, want ErrConflict", err)
+	}
+	next := first
+	next.Value = []byte("b")
+	second, err := s.PutIdempotencyIf(ctx, next)
+	if err != nil || second.Rev != 2 {
+		t.Fatalf("update at the stored rev = %+v, %v", second, err)
+	}
+	got, err := s.GetIdempotency(ctx, rec.Key)
+	if err != nil || string(got.Value) != "b" || got.Rev != 2 {
+		t.Errorf("stored = %+v, %v", got, err)
+	}
+	// Concurrent writers of one rev: exactly one wins.
+	var wg sync.WaitGroup
+	wins := make(chan struct{}, 8)
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.PutIdempotencyIf(ctx, got); err == nil {
+				wins <- struct{}{}
+			}
+		})
+	}
+	wg.Wait()
+	if len(wins) != 1 {
+		t.Errorf("%d concurrent writers of one rev won, want 1", len(wins))
+	}
+	// An expired item counts as absent.
+	old := store.Idempotency{Key: "order#s#old", Value: []byte("x"), CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
+	if err := s.PutIdempotency(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutIdempotencyIf(ctx, store.Idempotency{Key: old.Key, Value: []byte("y"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Errorf("create over an expired item: %v", err)
 	}
 }
