@@ -26,6 +26,7 @@ import (
 
 	"github.com/whp-dev/whp"
 	"github.com/whp-dev/whp/catalog/compat"
+	"github.com/whp-dev/whp/catalog/filter"
 )
 
 // PackageName is the CUE package every catalog file declares.
@@ -525,6 +526,12 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 		if !schemas[s.SchemaID()] {
 			l.addf(declPos(v.LookupPath(cue.ParsePath("event"))), "%s: no schema %s/%s version %s in the catalog", at, s.Domain, s.Event, s.Version)
 			ok = false
+		}
+		if len(s.Filter) > 0 {
+			if _, err := filter.Compile(s.Filter); err != nil {
+				l.addf(declPos(v.LookupPath(cue.ParsePath("filter"))), "%s.%v", at, err)
+				ok = false
+			}
 		}
 		if prev, dup := seen[s.ID()]; dup {
 			l.addf(pos, "%s: partner %s already subscribes to %s/%s version %s in subscriptions.%s", at, s.PartnerID, s.Domain, s.Event, s.Version, pathString([]string{prev}))

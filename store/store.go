@@ -108,13 +108,29 @@ type Subscription struct {
 // SubscriptionKafka is an item of event_subscription_kafka: where a
 // subscription's records flow, and its delivery counters.
 type SubscriptionKafka struct {
-	SubscriptionID string    `json:"subscription_id"`
-	EgressTopic    string    `json:"egress_topic"`
-	RetryTopic     string    `json:"retry_topic"`
-	DLQTopic       string    `json:"dlq_topic"`
-	Delivered      int64     `json:"delivered"` // updated only by AddDeliveryCounts
-	Failed         int64     `json:"failed"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	SubscriptionID string `json:"subscription_id"`
+	EgressTopic    string `json:"egress_topic"`
+	RetryTopic     string `json:"retry_topic"`
+	DLQTopic       string `json:"dlq_topic"`
+	// Delivered, Failed and Filtered are updated only by AddCounts.
+	Delivered int64     `json:"delivered"`
+	Failed    int64     `json:"failed"`
+	Filtered  int64     `json:"filtered"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Counts are increments of a subscription's counters.
+type Counts struct {
+	Delivered, Failed, Filtered int64
+}
+
+// Route says whether one subscription of the event's schema took it, and
+// if not, why (a filter's reason, or the subscription's status).
+type Route struct {
+	SubscriptionID string `json:"subscription_id"`
+	PartnerID      string `json:"partner_id"`
+	Matched        bool   `json:"matched"`
+	Reason         string `json:"reason,omitempty"`
 }
 
 // Event is the event item of event_delivery_status (partition key
@@ -130,7 +146,9 @@ type Event struct {
 	Partition      int32     `json:"partition"`
 	Offset         int64     `json:"offset"`
 	// Data is the event's data; nil when its schema contains_sensitive.
-	Data      []byte    `json:"data,omitempty"`
+	Data []byte `json:"data,omitempty"`
+	// Routing is the decision for each subscription of the schema.
+	Routing   []Route   `json:"routing,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"` // TTL
 }
 
@@ -245,9 +263,9 @@ type Store interface {
 	// PutSubscriptionKafka writes topic metadata, keeping the counters.
 	PutSubscriptionKafka(ctx context.Context, k SubscriptionKafka) error
 	GetSubscriptionKafka(ctx context.Context, subscriptionID string) (SubscriptionKafka, error)
-	// AddDeliveryCounts adds to the counters atomically, creating the item
-	// if needed.
-	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
+	// AddCounts adds to the counters atomically, creating the item if
+	// needed.
+	AddCounts(ctx context.Context, subscriptionID string, c Counts) error
 
 	// CreateEvents writes each event that does not exist yet and leaves
 	// existing ones untouched: the first record of an event wins.

@@ -227,6 +227,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	return p, nil
 }
 
+// Store returns the embedded store, for tests and tools in this process.
+func (p *Platform) Store() store.Store { return p.st }
+
 // Kafka returns the embedded clusters, for fault injection in tests.
 func (p *Platform) Kafka() *embedkafka.Clusters { return p.kafka }
 

@@ -39,11 +39,11 @@ type receiver struct {
 	// failBody, if set, answers 503 to a request whose body it picks.
 	failBody func(body []byte) bool
 	arrivals []string // order_id of each accepted webhook, in order
-	got        map[string]int
-	times      []time.Time // when each accepted webhook arrived
-	bodies     map[string][]byte
-	headers    map[string]http.Header
-	bad        int
+	got      map[string]int
+	times    []time.Time // when each accepted webhook arrived
+	bodies   map[string][]byte
+	headers  map[string]http.Header
+	bad      int
 }
 
 func newReceiver(t *testing.T, dataDir, partner string) *receiver {

@@ -50,7 +50,7 @@ type Store interface {
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
 	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
-	AddDeliveryCounts(ctx context.Context, subscriptionID string, delivered, failed int64) error
+	AddCounts(ctx context.Context, subscriptionID string, c store.Counts) error
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	PutIdempotency(ctx context.Context, rec store.Idempotency) error
 	PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
@@ -544,7 +544,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
 			log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
 		}
-		if err := d.st.AddDeliveryCounts(bg, msg.SubscriptionID, 1, 0); err != nil {
+		if err := d.st.AddCounts(bg, msg.SubscriptionID, store.Counts{Delivered: 1}); err != nil {
 			log.Warn("counter update failed", "error", err)
 		}
 		log.Info("delivered", "status_code", a.StatusCode, "latency_ms", time.Duration(a.Latency).Milliseconds())
@@ -771,7 +771,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envel
 	if err != nil {
 		log.Error("dead-letter write failed", "error", err)
 	}
-	if err := d.st.AddDeliveryCounts(ctx, msg.SubscriptionID, 0, 1); err != nil {
+	if err := d.st.AddCounts(ctx, msg.SubscriptionID, store.Counts{Failed: 1}); err != nil {
 		log.Warn("counter update failed", "error", err)
 	}
 	log.Warn("dead-lettered", "reason", reason, "attempts", len(st.Attempts))

@@ -27,17 +27,17 @@ type Event struct {
 // Delivery is the value of an egress record: one event for one
 // subscription, with the exact body the partner receives.
 type Delivery struct {
-	ID             string    `json:"id"`
-	EventID        string    `json:"event_id"`
-	SubscriptionID string    `json:"subscription_id"`
-	PartnerID      string    `json:"partner_id"`
-	SchemaID       string    `json:"schema_id"`
-	Event          string    `json:"event"` // event name, for retry and DLQ topics
+	ID             string `json:"id"`
+	EventID        string `json:"event_id"`
+	SubscriptionID string `json:"subscription_id"`
+	PartnerID      string `json:"partner_id"`
+	SchemaID       string `json:"schema_id"`
+	Event          string `json:"event"` // event name, for retry and DLQ topics
 	// Key is the event's partition key; ordered subscriptions deliver the
 	// deliveries of one key one after the other.
-	Key string `json:"key,omitempty"`
-	AcceptedAt     time.Time `json:"accepted_at"`
-	CreatedAt      time.Time `json:"created_at"`
+	Key        string    `json:"key,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at"`
+	CreatedAt  time.Time `json:"created_at"`
 	// Body is the JSON POSTed to the partner and signed byte for byte.
 	Body json.RawMessage `json:"body"`
 }

@@ -28,6 +28,9 @@ type EventView struct {
 	// was delivered but is not kept for display.
 	DataRedacted bool           `json:"data_redacted,omitempty"`
 	Deliveries   []DeliveryView `json:"deliveries"`
+	// Routing says, for each subscription of the schema, whether it took
+	// the event and, if not, why (a filter, or the subscription's status).
+	Routing []store.Route `json:"routing"`
 }
 
 // DeliveryView is one delivery of the event.
@@ -72,7 +75,10 @@ func View(ev store.Event, ds []store.Delivery) EventView {
 	domain, event, version, _ := catalog.SplitSchemaID(ev.SchemaID)
 	v := EventView{ID: ev.ID, Domain: domain, Event: event, Version: version, Key: ev.Key, AcceptedAt: ev.AcceptedAt,
 		Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset, Data: ev.Data, DataRedacted: ev.Data == nil,
-		Deliveries: make([]DeliveryView, 0, len(ds))}
+		Deliveries: make([]DeliveryView, 0, len(ds)), Routing: ev.Routing}
+	if v.Routing == nil {
+		v.Routing = []store.Route{}
+	}
 	for _, d := range ds {
 		dv := DeliveryView{ID: d.ID, SubscriptionID: d.SubscriptionID, PartnerID: d.PartnerID, Status: d.Status,
 			Attempts: d.Attempts, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}

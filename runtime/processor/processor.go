@@ -10,6 +10,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/catalog/filter"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -32,6 +34,7 @@ type Store interface {
 	SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error)
 	CreateEvents(ctx context.Context, es []store.Event) error
 	CreateDeliveries(ctx context.Context, ds []store.Delivery) error
+	AddCounts(ctx context.Context, subscriptionID string, c store.Counts) error
 }
 
 // Schemas tells whether a schema's data may be kept (contains_sensitive).
@@ -58,6 +61,15 @@ type Processor struct {
 	schemas Schemas
 	log     *slog.Logger
 	now     func() time.Time
+	filters map[string]compiledFilter // by subscription id; used by the Run goroutine only
+}
+
+// compiledFilter is a subscription's filter, compiled once per version of
+// its text.
+type compiledFilter struct {
+	raw string
+	f   *filter.Filter
+	err error
 }
 
 // New creates the processor's clients: a consumer of every ingress topic
@@ -87,7 +99,7 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 		in.Close()
 		return nil, fmt.Errorf("processor egress client: %w", err)
 	}
-	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now}, nil
+	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now, filters: map[string]compiledFilter{}}, nil
 }
 
 // Refresh makes the processor look for new ingress topics now, rather
@@ -138,6 +150,7 @@ func (p *Processor) close() {
 func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 	now := p.now().UTC()
 	subsBySchema := map[string][]store.Subscription{}
+	filtered := map[string]int64{}
 	var events []store.Event
 	var out []*kgo.Record
 	var deliveries []store.Delivery
@@ -150,22 +163,23 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 			continue
 		}
 		schemaID := catalog.SchemaID(ev.Domain, ev.Event, ev.Version)
-		subs, ok := subsBySchema[schemaID]
+		all, ok := subsBySchema[schemaID]
 		if !ok {
-			all, err := p.st.SubscriptionsForSchema(ctx, schemaID)
-			if err != nil {
+			var err error
+			if all, err = p.st.SubscriptionsForSchema(ctx, schemaID); err != nil {
 				return fmt.Errorf("subscriptions of %s: %w", schemaID, err)
 			}
-			for _, s := range all {
-				if s.Status == store.SubscriptionApproved {
-					subs = append(subs, s)
-				}
+			subsBySchema[schemaID] = all
+		}
+		subs, routing := p.route(ev, all)
+		for _, rt := range routing {
+			if !rt.Matched && rt.filtered {
+				filtered[rt.SubscriptionID]++
 			}
-			subsBySchema[schemaID] = subs
 		}
 		stored := store.Event{ID: ev.ID, SchemaID: schemaID, Key: ev.Key, IdempotencyKey: ev.IdempotencyKey,
 			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL)}
+			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL), Routing: routes(routing)}
 		if e, ok := p.schemas.Lookup(schemaID); !ok || e.Schema.ContainsSensitive {
 			stored.Data = nil // never keep what may be sensitive
 		}
@@ -196,6 +210,12 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 			return fmt.Errorf("record events: %w", err)
 		}
 	}
+	for id, n := range filtered {
+		// A replayed batch counts again: the counter is a rate, not a ledger.
+		if err := p.st.AddCounts(ctx, id, store.Counts{Filtered: n}); err != nil {
+			p.log.Warn("counting filtered events failed", "subscription_id", id, "error", err)
+		}
+	}
 	if len(out) == 0 {
 		return nil
 	}
@@ -220,4 +240,72 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 	}
 	p.log.Debug("processed batch", "events", len(events), "deliveries", len(deliveries))
 	return nil
+}
+
+// decision is one subscription's routing of an event.
+type decision struct {
+	store.Route
+	filtered bool // refused by the subscription's filter (counted)
+}
+
+func routes(ds []decision) []store.Route {
+	out := make([]store.Route, len(ds))
+	for i, d := range ds {
+		out[i] = d.Route
+	}
+	return out
+}
+
+// route decides which subscriptions of the event's schema take it: the
+// Approved ones whose filter passes. Every decision is kept, with why.
+func (p *Processor) route(ev envelope.Event, subs []store.Subscription) ([]store.Subscription, []decision) {
+	var take []store.Subscription
+	var ds []decision
+	var fev *filter.Event
+	for _, s := range subs {
+		d := decision{Route: store.Route{SubscriptionID: s.ID, PartnerID: s.PartnerID}}
+		switch {
+		case s.Status != store.SubscriptionApproved:
+			d.Reason = "the subscription is " + s.Status
+		case len(s.Filter) > 0:
+			f := p.filter(s)
+			if f.err != nil {
+				d.Reason = "the subscription's filter does not compile: " + f.err.Error()
+				break
+			}
+			if fev == nil {
+				fev = &filter.Event{Domain: ev.Domain, Event: ev.Event, Version: ev.Version, Key: ev.Key}
+				dec := json.NewDecoder(bytes.NewReader(ev.Data))
+				dec.UseNumber()
+				dec.Decode(&fev.Data)
+			}
+			ok, why := f.f.Match(*fev)
+			d.Matched, d.filtered = ok, !ok
+			if !ok {
+				d.Reason = "filtered out: " + why
+			}
+		default:
+			d.Matched = true
+		}
+		if d.Matched {
+			take = append(take, s)
+		}
+		ds = append(ds, d)
+	}
+	return take, ds
+}
+
+// filter returns a subscription's compiled filter, compiling it only when
+// its text changed.
+func (p *Processor) filter(s store.Subscription) compiledFilter {
+	if c, ok := p.filters[s.ID]; ok && c.raw == string(s.Filter) {
+		return c
+	}
+	f, err := filter.Compile(s.Filter)
+	c := compiledFilter{raw: string(s.Filter), f: f, err: err}
+	if err != nil {
+		p.log.Error("subscription filter does not compile; events are not delivered to it", "subscription_id", s.ID, "error", err)
+	}
+	p.filters[s.ID] = c
+	return c
 }

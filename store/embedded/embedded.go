@@ -296,7 +296,7 @@ func (s *Store) PutSubscriptionKafka(ctx context.Context, k store.SubscriptionKa
 		if err := get(tx, bSubKafka, k.SubscriptionID, &old); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		k.Delivered, k.Failed = old.Delivered, old.Failed
+		k.Delivered, k.Failed, k.Filtered = old.Delivered, old.Failed, old.Filtered
 		return put(tx, bSubKafka, k.SubscriptionID, k)
 	})
 }
@@ -308,15 +308,16 @@ func (s *Store) GetSubscriptionKafka(ctx context.Context, id string) (store.Subs
 	return k, err
 }
 
-// AddDeliveryCounts implements store.Store.
-func (s *Store) AddDeliveryCounts(ctx context.Context, id string, delivered, failed int64) error {
+// AddCounts implements store.Store.
+func (s *Store) AddCounts(ctx context.Context, id string, c store.Counts) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		k := store.SubscriptionKafka{SubscriptionID: id}
 		if err := get(tx, bSubKafka, id, &k); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		k.Delivered += delivered
-		k.Failed += failed
+		k.Delivered += c.Delivered
+		k.Failed += c.Failed
+		k.Filtered += c.Filtered
 		return put(tx, bSubKafka, id, k)
 	})
 }

@@ -182,13 +182,13 @@ func testCounters(t *testing.T, open Opener) {
 	s := open(t, t.TempDir())
 	id := "acme#orders#order.created#1"
 	// Counters before the metadata exists create the item.
-	must(t, s.AddDeliveryCounts(ctx, id, 1, 0))
+	must(t, s.AddCounts(ctx, id, store.Counts{Delivered: 1}))
 	must(t, s.PutSubscriptionKafka(ctx, store.SubscriptionKafka{SubscriptionID: id, EgressTopic: "wh.egress.acme.order.created",
 		RetryTopic: "wh.retry.order.created", DLQTopic: "wh.dlq.order.created", UpdatedAt: at}))
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if err := s.AddDeliveryCounts(ctx, id, 2, 1); err != nil {
+			if err := s.AddCounts(ctx, id, store.Counts{Delivered: 2, Failed: 1, Filtered: 3}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -197,14 +197,14 @@ func testCounters(t *testing.T, open Opener) {
 	got, err := s.GetSubscriptionKafka(ctx, id)
 	must(t, err)
 	want := store.SubscriptionKafka{SubscriptionID: id, EgressTopic: "wh.egress.acme.order.created", RetryTopic: "wh.retry.order.created",
-		DLQTopic: "wh.dlq.order.created", Delivered: 41, Failed: 20, UpdatedAt: at}
+		DLQTopic: "wh.dlq.order.created", Delivered: 41, Failed: 20, Filtered: 60, UpdatedAt: at}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counters after concurrent adds (-want +got):\n%s", diff)
 	}
 	// Rewriting topic metadata keeps the counters.
 	want.EgressTopic = "wh.egress.acme.order.created.v2"
 	meta := want
-	meta.Delivered, meta.Failed = 0, 0
+	meta.Delivered, meta.Failed, meta.Filtered = 0, 0, 0
 	must(t, s.PutSubscriptionKafka(ctx, meta))
 	got, err = s.GetSubscriptionKafka(ctx, id)
 	must(t, err)
@@ -217,7 +217,8 @@ func testEvents(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
 	e := store.Event{ID: "0193a1b2-0000-7000-8000-000000000001", SchemaID: "orders#order.created#1", Key: "ord_1",
-		AcceptedAt: at, Topic: "wh.ingress.orders.order.created", Partition: 2, Offset: 41, Data: []byte(`{"a":1}`), ExpiresAt: at.Add(time.Hour)}
+		AcceptedAt: at, Topic: "wh.ingress.orders.order.created", Partition: 2, Offset: 41, Data: []byte(`{"a":1}`), ExpiresAt: at.Add(time.Hour),
+		Routing: []store.Route{{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Matched: false, Reason: "data.amount is 5, not >= 100"}}}
 	must(t, s.CreateEvents(ctx, []store.Event{e}))
 	// A replayed processor records the event again: the first record wins.
 	dup := e
