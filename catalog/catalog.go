@@ -49,7 +49,10 @@ type Schema struct {
 	JSONSchema []byte
 	// CUESource is the payload's CUE, formatted.
 	CUESource string
-	Pos       Pos
+	// SensitivePaths are the data paths of fields marked @sensitive(),
+	// dotted ("card.last4"); a list's items share their field's path.
+	SensitivePaths []string
+	Pos            Pos
 
 	validator *Validator
 }
@@ -74,6 +77,7 @@ type Partner struct {
 	Auth          Auth
 	SigningSecret string // a secret reference, never a value
 	Contact       string
+	Metadata      map[string]string
 	RateLimit     *RateLimit
 	Pos           Pos
 }
@@ -107,7 +111,11 @@ type Subscription struct {
 	Retry       *RetryPolicy
 	// Filter is the filter expression as JSON, nil for none.
 	Filter json.RawMessage
-	Pos    Pos
+	// Transform reshapes data for the partner, as JSON; nil for none.
+	Transform      json.RawMessage
+	Metadata       map[string]string
+	AllowSensitive bool
+	Pos            Pos
 }
 
 // RetryPolicy overrides the default retry policy of a subscription.

@@ -27,6 +27,7 @@ import (
 	"github.com/whp-dev/whp"
 	"github.com/whp-dev/whp/catalog/compat"
 	"github.com/whp-dev/whp/catalog/filter"
+	"github.com/whp-dev/whp/catalog/transform"
 )
 
 // PackageName is the CUE package every catalog file declares.
@@ -408,6 +409,7 @@ func (l *loader) schema(v cue.Value) *Schema {
 		Owner:             meta.Owner,
 		Compatibility:     meta.Compatibility,
 		Topic:             meta.Topic,
+		SensitivePaths:    sensitivePaths(payload, nil),
 		JSONSchema:        js,
 		CUESource:         string(src),
 		Pos:               toPos(declPos(v)),
@@ -462,9 +464,10 @@ type partnerData struct {
 		ClientID string   `json:"client_id"`
 		Scopes   []string `json:"scopes"`
 	} `json:"auth"`
-	SigningSecret string     `json:"signing_secret"`
-	Contact       string     `json:"contact"`
-	RateLimit     *RateLimit `json:"rate_limit"`
+	SigningSecret string            `json:"signing_secret"`
+	Contact       string            `json:"contact"`
+	Metadata      map[string]string `json:"metadata"`
+	RateLimit     *RateLimit        `json:"rate_limit"`
 }
 
 func (l *loader) partners(root cue.Value, c *Catalog) {
@@ -477,21 +480,24 @@ func (l *loader) partners(root cue.Value, c *Catalog) {
 			ID: d.ID, Name: d.Name, URL: d.URL,
 			Auth: Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret,
 				TokenURL: d.Auth.TokenURL, ClientID: d.Auth.ClientID, Scopes: d.Auth.Scopes},
-			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit,
+			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit, Metadata: d.Metadata,
 			Pos: toPos(declPos(v)),
 		})
 	})
 }
 
 type subscriptionData struct {
-	Partner     string          `json:"partner"`
-	Domain      string          `json:"domain"`
-	Event       string          `json:"event"`
-	Version     string          `json:"version"`
-	Description string          `json:"description"`
-	Mode        string          `json:"mode"`
-	Retry       *RetryPolicy    `json:"retry"`
-	Filter      json.RawMessage `json:"filter"`
+	Partner        string            `json:"partner"`
+	Domain         string            `json:"domain"`
+	Event          string            `json:"event"`
+	Version        string            `json:"version"`
+	Description    string            `json:"description"`
+	Mode           string            `json:"mode"`
+	Retry          *RetryPolicy      `json:"retry"`
+	Filter         json.RawMessage   `json:"filter"`
+	Transform      json.RawMessage   `json:"transform"`
+	Metadata       map[string]string `json:"metadata"`
+	AllowSensitive bool              `json:"allow_sensitive"`
 }
 
 // subscriptions decodes subscriptions and checks that each refers to a
@@ -501,6 +507,10 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 	// invalid partner is reported once, not again by each subscription.
 	partners := map[string]bool{}
 	l.each(root.LookupPath(cue.ParsePath("partners")), func(id string, _ cue.Value) { partners[id] = true })
+	compiled := map[string]*Schema{}
+	for _, s := range c.Schemas {
+		compiled[s.ID()] = s
+	}
 	schemas := map[string]bool{}
 	l.each(root.LookupPath(cue.ParsePath("schemas")), func(d string, dv cue.Value) {
 		l.each(dv, func(e string, ev cue.Value) {
@@ -514,7 +524,8 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 			return
 		}
 		s := &Subscription{Name: name, PartnerID: d.Partner, Domain: d.Domain, Event: d.Event, Version: d.Version,
-			Description: d.Description, Mode: d.Mode, Retry: d.Retry, Filter: d.Filter, Pos: toPos(declPos(v))}
+			Description: d.Description, Mode: d.Mode, Retry: d.Retry, Filter: d.Filter, Transform: d.Transform,
+			Metadata: d.Metadata, AllowSensitive: d.AllowSensitive, Pos: toPos(declPos(v))}
 		pos := declPos(v)
 		at := "subscriptions." + pathString([]string{name})
 		ok := true
@@ -531,6 +542,17 @@ func (l *loader) subscriptions(root cue.Value, c *Catalog) {
 			if _, err := filter.Compile(s.Filter); err != nil {
 				l.addf(declPos(v.LookupPath(cue.ParsePath("filter"))), "%s.%v", at, err)
 				ok = false
+			}
+		}
+		if len(s.Transform) > 0 {
+			if sc := compiled[s.SchemaID()]; sc != nil {
+				tr, err := transform.Compile(s.Transform)
+				for _, path := range trPaths(tr, err) {
+					if !hasPath(sc.JSONSchema, path) {
+						l.addf(declPos(v.LookupPath(cue.ParsePath("transform"))), "%s.transform: data.%s is not a field of %s/%s version %s", at, path, s.Domain, s.Event, s.Version)
+						ok = false
+					}
+				}
 			}
 		}
 		if prev, dup := seen[s.ID()]; dup {
@@ -635,3 +657,60 @@ func declPos(v cue.Value) token.Pos {
 }
 
 func newCtx() *cue.Context { return cuecontext.New() }
+
+func trPaths(t *transform.Transform, err error) []string {
+	if err != nil {
+		return nil // the CUE definition already checked its shape
+	}
+	return t.Paths()
+}
+
+// hasPath reports whether a dotted data path is a field the JSON Schema
+// declares (through objects, and through the items of lists).
+func hasPath(jsonSchema []byte, path string) bool {
+	var node any
+	if json.Unmarshal(jsonSchema, &node) != nil {
+		return false
+	}
+	for _, k := range strings.Split(path, ".") {
+		m, _ := node.(map[string]any)
+		for {
+			items, ok := m["items"].(map[string]any)
+			if !ok {
+				break
+			}
+			m = items
+		}
+		props, _ := m["properties"].(map[string]any)
+		next, ok := props[k]
+		if !ok {
+			return false
+		}
+		node = next
+	}
+	return true
+}
+
+// sensitivePaths lists the fields of a payload marked @sensitive(),
+// looking into structs and the elements of lists.
+func sensitivePaths(v cue.Value, prefix []string) []string {
+	var out []string
+	if v.IncompleteKind() == cue.ListKind {
+		return sensitivePaths(v.LookupPath(cue.MakePath(cue.AnyIndex)), prefix)
+	}
+	it, err := v.Fields(cue.Optional(true))
+	if err != nil {
+		return nil
+	}
+	for it.Next() {
+		fv := it.Value()
+		path := append(append([]string(nil), prefix...), it.Selector().Unquoted())
+		if attr := fv.Attribute("sensitive"); attr.Err() == nil {
+			out = append(out, strings.Join(path, "."))
+			continue
+		}
+		out = append(out, sensitivePaths(fv, path)...)
+	}
+	sort.Strings(out)
+	return out
+}

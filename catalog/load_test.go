@@ -48,13 +48,19 @@ func TestLoadExample(t *testing.T) {
 	if s := c.Schema("orders#order.cancelled#1"); s.Owner != "team-checkout" || s.Compatibility != "BACKWARD" || s.Topic != (TopicConfig{Partitions: 3, RetentionHours: 168}) {
 		t.Errorf("order.cancelled defaults = owner %q, %s, %+v", s.Owner, s.Compatibility, s.Topic)
 	}
+	if s := c.Schema("payments#payment.captured#1"); len(s.SensitivePaths) != 1 || s.SensitivePaths[0] != "card.last4" {
+		t.Errorf("payment.captured sensitive paths = %v, want [card.last4]", s.SensitivePaths)
+	}
+	if m := c.Partner("acme").Metadata; m["account_id"] != "ACME-0042" {
+		t.Errorf("acme metadata = %v", m)
+	}
 	if rl := c.Partner("acme").RateLimit; rl == nil || rl.PerSecond != 50 || rl.Burst != 100 {
 		t.Errorf("acme rate limit = %+v", rl)
 	}
 	for _, sub := range c.Subscriptions {
 		switch sub.Name {
 		case "acme.order-created":
-			if sub.Mode != "ordered" || len(sub.Filter) == 0 {
+			if sub.Mode != "ordered" || len(sub.Filter) == 0 || len(sub.Transform) == 0 {
 				t.Errorf("%s: mode %q filter %s, want ordered with a filter", sub.Name, sub.Mode, sub.Filter)
 			}
 		case "acme.order-cancelled":

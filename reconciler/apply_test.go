@@ -278,7 +278,7 @@ func TestDriftRepair(t *testing.T) {
 // changing it would send every approved subscription back to Pending.
 func TestConfigHashStable(t *testing.T) {
 	c := load(t, base)
-	if got, want := ConfigHash(c.Partner("acme")), "b031b8f9c606225d035e833f5d55f308"; got != want {
+	if got, want := ConfigHash(c.Partner("acme"), false), "b031b8f9c606225d035e833f5d55f308"; got != want {
 		t.Errorf("ConfigHash(acme) = %s, want %s", got, want)
 	}
 }

@@ -54,7 +54,7 @@ func Desire(c *catalog.Catalog) Desired {
 		d.Schemas[s.ID()] = store.Schema{
 			ID: s.ID(), Domain: s.Domain, Event: s.Event, Version: s.Version, Status: s.Status,
 			ContainsSensitive: s.ContainsSensitive, Description: s.Description, Owner: s.Owner,
-			Compatibility: s.Compatibility, JSONSchema: s.JSONSchema, CUESource: s.CUESource,
+			Compatibility: s.Compatibility, JSONSchema: s.JSONSchema, CUESource: s.CUESource, SensitivePaths: s.SensitivePaths,
 		}
 		// All versions share the ingress topic: the largest settings win.
 		name := topic.Ingress(s.Domain, s.Event)
@@ -75,7 +75,8 @@ func Desire(c *catalog.Catalog) Desired {
 			ID: cs.ID(), PartnerID: cs.PartnerID, SchemaID: cs.SchemaID(), Name: cs.Name,
 			URL: p.URL, AuthKind: p.Auth.Kind, AuthHeader: p.Auth.Header, AuthSecretRef: p.Auth.Secret,
 			AuthTokenURL: p.Auth.TokenURL, AuthClientID: p.Auth.ClientID, AuthScopes: p.Auth.Scopes,
-			SigningSecretRef: p.SigningSecret, Mode: cs.Mode, Filter: cs.Filter, ConfigHash: ConfigHash(p),
+			SigningSecretRef: p.SigningSecret, Mode: cs.Mode, Filter: cs.Filter, ConfigHash: ConfigHash(p, cs.AllowSensitive),
+			Transform: cs.Transform, AllowSensitive: cs.AllowSensitive, PartnerMetadata: p.Metadata, Metadata: cs.Metadata,
 		}
 		if cs.Retry != nil {
 			sub.Retry, _ = json.Marshal(cs.Retry)
@@ -100,15 +101,18 @@ func Desire(c *catalog.Catalog) Desired {
 }
 
 // ConfigHash digests the delivery settings an approver approves: where the
-// webhooks go and how whp authenticates to it. When it changes, the
-// subscription goes back to Pending.
-func ConfigHash(p *catalog.Partner) string {
+// webhooks go, how whp authenticates to it, and whether sensitive fields
+// go too. When it changes, the subscription goes back to Pending.
+func ConfigHash(p *catalog.Partner, allowSensitive bool) string {
 	h := sha256.New()
 	fields := []string{p.URL, p.Auth.Kind, p.Auth.Header, p.Auth.Secret, p.SigningSecret}
 	if p.Auth.Kind == "oauth2" {
 		// Appended only when used, so the hash of every other partner —
 		// and with it every approval — is what it was before oauth2.
 		fields = append(append(fields, p.Auth.TokenURL, p.Auth.ClientID), p.Auth.Scopes...)
+	}
+	if allowSensitive {
+		fields = append(fields, "allow_sensitive") // appended only when set, as above
 	}
 	for _, f := range fields {
 		h.Write([]byte(f))

@@ -129,6 +129,7 @@ func schemaDiff(have, want store.Schema) []string {
 	str("description", have.Description, want.Description)
 	str("owner", have.Owner, want.Owner)
 	str("compatibility", have.Compatibility, want.Compatibility)
+	str("sensitive fields", strings.Join(have.SensitivePaths, ","), strings.Join(want.SensitivePaths, ","))
 	if have.ContainsSensitive != want.ContainsSensitive {
 		d = append(d, fmt.Sprintf("contains_sensitive: %v → %v", have.ContainsSensitive, want.ContainsSensitive))
 	}
@@ -197,6 +198,14 @@ func subscriptionDiff(have, want store.Subscription) []string {
 	str("signing secret", have.SigningSecretRef, want.SigningSecretRef)
 	str("mode", have.Mode, want.Mode)
 	str("retry", string(have.Retry), string(want.Retry))
+	if !jsonEqual(have.Transform, want.Transform) {
+		d = append(d, fmt.Sprintf("transform: %s → %s", orNone(have.Transform), orNone(want.Transform)))
+	}
+	if have.AllowSensitive != want.AllowSensitive {
+		d = append(d, fmt.Sprintf("allow_sensitive: %v → %v", have.AllowSensitive, want.AllowSensitive))
+	}
+	str("metadata", fmt.Sprint(have.Metadata), fmt.Sprint(want.Metadata))
+	str("partner metadata", fmt.Sprint(have.PartnerMetadata), fmt.Sprint(want.PartnerMetadata))
 	if !jsonEqual(have.Filter, want.Filter) {
 		d = append(d, fmt.Sprintf("filter: %s → %s", orNone(have.Filter), orNone(want.Filter)))
 	}

@@ -38,19 +38,22 @@ func TableName(env, table string) string { return "webhooks-" + env + "-" + tabl
 
 // Schema is an item of event_schema, keyed by PRODUCER_DOMAIN#EVENT_NAME#VERSION.
 type Schema struct {
-	ID                string    `json:"id"`
-	Domain            string    `json:"domain"`
-	Event             string    `json:"event"`
-	Version           string    `json:"version"`
-	Status            string    `json:"status"` // ACTIVE or INACTIVE (status-index)
-	ContainsSensitive bool      `json:"contains_sensitive"`
-	Description       string    `json:"description,omitempty"`
-	Owner             string    `json:"owner,omitempty"`
-	Compatibility     string    `json:"compatibility,omitempty"`
-	JSONSchema        []byte    `json:"json_schema"`
-	CUESource         string    `json:"cue_source"`
-	Revision          string    `json:"revision"` // catalog revision that last wrote it
-	UpdatedAt         time.Time `json:"updated_at"`
+	ID                string `json:"id"`
+	Domain            string `json:"domain"`
+	Event             string `json:"event"`
+	Version           string `json:"version"`
+	Status            string `json:"status"` // ACTIVE or INACTIVE (status-index)
+	ContainsSensitive bool   `json:"contains_sensitive"`
+	Description       string `json:"description,omitempty"`
+	Owner             string `json:"owner,omitempty"`
+	Compatibility     string `json:"compatibility,omitempty"`
+	JSONSchema        []byte `json:"json_schema"`
+	// SensitivePaths are data fields dropped from deliveries unless a
+	// subscription allows them.
+	SensitivePaths []string  `json:"sensitive_paths,omitempty"`
+	CUESource      string    `json:"cue_source"`
+	Revision       string    `json:"revision"` // catalog revision that last wrote it
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
 // Subscription statuses.
@@ -90,6 +93,14 @@ type Subscription struct {
 	// (0: unlimited).
 	RateLimitPerSecond float64 `json:"rate_limit_per_second,omitempty"`
 	RateLimitBurst     int     `json:"rate_limit_burst,omitempty"`
+	// Transform reshapes data for the partner (JSON, nil for none);
+	// AllowSensitive lets the schema's sensitive fields through; the
+	// metadata of the partner and of the subscription go with every
+	// delivery.
+	Transform       json.RawMessage   `json:"transform,omitempty"`
+	AllowSensitive  bool              `json:"allow_sensitive,omitempty"`
+	PartnerMetadata map[string]string `json:"partner_metadata,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
 	// ConfigHash digests what an approver approves (URL and auth); when it
 	// changes the subscription goes back to Pending.
 	ConfigHash string    `json:"config_hash"`

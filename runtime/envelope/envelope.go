@@ -53,14 +53,26 @@ type DeadLetter struct {
 }
 
 // Payload is the body a partner receives, in the Standard Webhooks shape
-// (type, timestamp, data) plus the ids a receiver needs.
+// (type, timestamp, data) plus the ids a receiver needs. Data is the
+// producer's data, reshaped only by the subscription's transform; what
+// whp adds (the partner's and subscription's metadata) goes beside it.
 type Payload struct {
-	ID        string          `json:"id"` // the event ID
-	Type      string          `json:"type"`
-	Domain    string          `json:"domain"`
-	Version   string          `json:"version"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	ID           string          `json:"id"` // the event ID
+	Type         string          `json:"type"`
+	Domain       string          `json:"domain"`
+	Version      string          `json:"version"`
+	Timestamp    time.Time       `json:"timestamp"`
+	Data         json.RawMessage `json:"data"`
+	Partner      Party           `json:"partner"`
+	Subscription Party           `json:"subscription"`
+}
+
+// Party names the partner or the subscription a delivery is for, with
+// the metadata the catalog declares for it.
+type Party struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // deliveryNamespace scopes delivery IDs (a random, fixed UUID).

@@ -22,6 +22,7 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/catalog/filter"
+	"github.com/whp-dev/whp/catalog/transform"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -54,14 +55,20 @@ type Config struct {
 
 // Processor is the processor role.
 type Processor struct {
-	cfg     Config
-	in      *kgo.Client // ingress consumer
-	out     *kgo.Client // egress producer
-	st      Store
-	schemas Schemas
-	log     *slog.Logger
-	now     func() time.Time
-	filters map[string]compiledFilter // by subscription id; used by the Run goroutine only
+	cfg        Config
+	in         *kgo.Client // ingress consumer
+	out        *kgo.Client // egress producer
+	st         Store
+	schemas    Schemas
+	log        *slog.Logger
+	now        func() time.Time
+	filters    map[string]compiledFilter // by subscription id; used by the Run goroutine only
+	transforms map[string]compiledTransform
+}
+
+type compiledTransform struct {
+	raw string
+	t   *transform.Transform
 }
 
 // compiledFilter is a subscription's filter, compiled once per version of
@@ -99,7 +106,8 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 		in.Close()
 		return nil, fmt.Errorf("processor egress client: %w", err)
 	}
-	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now, filters: map[string]compiledFilter{}}, nil
+	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now,
+		filters: map[string]compiledFilter{}, transforms: map[string]compiledTransform{}}, nil
 }
 
 // Refresh makes the processor look for new ingress topics now, rather
@@ -180,19 +188,25 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 		stored := store.Event{ID: ev.ID, SchemaID: schemaID, Key: ev.Key, IdempotencyKey: ev.IdempotencyKey,
 			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL), Routing: routes(routing)}
-		if e, ok := p.schemas.Lookup(schemaID); !ok || e.Schema.ContainsSensitive {
+		entry, known := p.schemas.Lookup(schemaID)
+		if !known || entry.Schema.ContainsSensitive {
 			stored.Data = nil // never keep what may be sensitive
 		}
 		events = append(events, stored)
 		if len(subs) == 0 {
 			continue
 		}
-		body, err := json.Marshal(envelope.Payload{ID: ev.ID, Type: ev.Event, Domain: ev.Domain, Version: ev.Version, Timestamp: ev.AcceptedAt, Data: ev.Data})
-		if err != nil {
-			return fmt.Errorf("encode payload of %s: %w", ev.ID, err)
+		var sensitive []string
+		if known {
+			sensitive = entry.Schema.SensitivePaths
 		}
 		key := r.Key
+		var decoded any // the data, decoded once if a subscription reshapes it
 		for _, s := range subs {
+			body, err := p.body(ev, s, sensitive, &decoded)
+			if err != nil {
+				return fmt.Errorf("payload of %s for %s: %w", ev.ID, s.ID, err)
+			}
 			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Event: ev.Event, Key: string(key), AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
 			value, err := json.Marshal(d)
@@ -308,4 +322,46 @@ func (p *Processor) filter(s store.Subscription) compiledFilter {
 	}
 	p.filters[s.ID] = c
 	return c
+}
+
+// body is the JSON a subscription receives for an event.
+func (p *Processor) body(ev envelope.Event, s store.Subscription, sensitive []string, decoded *any) ([]byte, error) {
+	data := ev.Data
+	t := p.transform(s)
+	if !s.AllowSensitive && len(sensitive) > 0 || !t.Identity() {
+		if *decoded == nil {
+			dec := json.NewDecoder(bytes.NewReader(ev.Data))
+			dec.UseNumber()
+			if err := dec.Decode(decoded); err != nil {
+				return nil, err
+			}
+		}
+		drop := sensitive
+		if s.AllowSensitive {
+			drop = nil
+		}
+		b, err := json.Marshal(t.Apply(*decoded, drop))
+		if err != nil {
+			return nil, err
+		}
+		data = b
+	}
+	return json.Marshal(envelope.Payload{ID: ev.ID, Type: ev.Event, Domain: ev.Domain, Version: ev.Version, Timestamp: ev.AcceptedAt, Data: data,
+		Partner:      envelope.Party{ID: s.PartnerID, Metadata: s.PartnerMetadata},
+		Subscription: envelope.Party{ID: s.ID, Name: s.Name, Metadata: s.Metadata}})
+}
+
+// transform returns a subscription's compiled transform, compiled once per
+// text; one that does not compile (the catalog checks them) is no transform.
+func (p *Processor) transform(s store.Subscription) *transform.Transform {
+	if c, ok := p.transforms[s.ID]; ok && c.raw == string(s.Transform) {
+		return c.t
+	}
+	t, err := transform.Compile(s.Transform)
+	if err != nil {
+		p.log.Error("subscription transform does not compile; data is sent as it is", "subscription_id", s.ID, "error", err)
+		t, _ = transform.Compile(nil)
+	}
+	p.transforms[s.ID] = compiledTransform{raw: string(s.Transform), t: t}
+	return t
 }
