@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
 )
 
@@ -29,6 +30,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
 	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "how long a partner's open circuit breaker waits before probing")
+	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
+	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +62,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
+	switch {
+	case *agentURL != "":
+		cfg.Flags = flags.AppConfigAgent(*agentURL, 15*time.Second, log.With("role", "flags"))
+	case *flagsFile != "":
+		cfg.Flags = flags.File(*flagsFile, time.Second, log.With("role", "flags"))
+	}
 	if *webhookSecretFile != "" {
 		b, err := os.ReadFile(*webhookSecretFile)
 		if err != nil {

@@ -37,6 +37,7 @@ import (
 	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/dlq"
 	"github.com/whp-dev/whp/runtime/embedkafka"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -70,6 +71,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// WebhookSecret enables POST /v1/reconcile/trigger, verified by HMAC.
 	WebhookSecret string
+	// Flags are the operational switches; default: polled every second
+	// from DataDir/flags.json.
+	Flags *flags.Poller
 	// AdminToken guards the approvals API (/v1/subscriptions). Default:
 	// read from DataDir/admin-token, created (0600) on first start.
 	AdminToken string
@@ -137,6 +141,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if cfg.ReconcileInterval <= 0 {
 		cfg.ReconcileInterval = 2 * time.Second
 	}
+	if cfg.Flags == nil {
+		cfg.Flags = flags.File(filepath.Join(cfg.DataDir, "flags.json"), time.Second, log.With("role", "flags"))
+	}
+	if err := cfg.Flags.Refresh(ctx); err != nil {
+		log.Warn("flags unreadable; starting without them", "error", err)
+	}
+	cfg.Ingest.Flags, cfg.Dispatch.Flags = cfg.Flags, cfg.Flags
 	reg := registry.New(p.st, log)
 	var workers []interface{ Refresh() } // set below, before the reconciler runs again
 	rec, err := p.reconciler(cfg, ingressAddrs, egressAddrs, secrets, reg, func() {
@@ -164,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if p.producer, err = kgo.NewClient(kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)); err != nil {
 		return nil, fmt.Errorf("ingest producer: %w", err)
 	}
-	proc, err := processor.New(processor.Config{}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"))
+	proc, err := processor.New(processor.Config{Flags: cfg.Flags}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"))
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
 	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return cfg.Flags.Run(gctx) })
 	g.Go(func() error { return p.sweep(gctx) })
 	go func() { p.served <- p.srv.Serve(ln) }()
 	p.ready.Store(true)
@@ -420,6 +432,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
 		"  approvals API   " + p.URL + "/v1/subscriptions   (Authorization: Bearer $(cat " + filepath.Join(cfg.DataDir, AdminTokenFile) + "))",
 		"  dead letters    " + p.URL + "/v1/dlq             (same token; whp dlq list | redrive)",
+		"  flags           " + filepath.Join(cfg.DataDir, "flags.json") + "   (pause partners or ingest, switch transforms; read every second)",
 		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",
 		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
 	}

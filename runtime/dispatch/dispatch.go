@@ -35,6 +35,7 @@ import (
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
@@ -78,6 +79,8 @@ type Config struct {
 	// TLS is the base TLS configuration for partner connections (nil:
 	// the system's roots, TLS 1.2 at least).
 	TLS *tls.Config
+	// Flags can pause deliveries to a partner. Default: none.
+	Flags flags.Source
 	// Breaker tunes the circuit breaker per partner (package breaker).
 	Breaker breaker.Config
 	// Concurrency bounds deliveries in flight. Default 64.
@@ -107,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.Guard == nil {
 		c.Guard = &ssrf.Guard{}
+	}
+	if c.Flags == nil {
+		c.Flags = flags.Static{}
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
@@ -357,6 +363,9 @@ func byKey(recs []*kgo.Record) [][]*kgo.Record {
 	return groups
 }
 
+// pausedRecheck is how often a paused partner's held deliveries look again.
+const pausedRecheck = 5 * time.Second
+
 // errNotAttempted is returned by DeliverRetry when the attempt could not
 // be made (state unavailable); the scheduler defers the record.
 var errNotAttempted = errors.New("dispatch: attempt not made")
@@ -492,6 +501,11 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			}
 		}
 		return d.schedule(ctx, log, msg, st, n, wait, status)
+	}
+	if d.cfg.Flags.Current().PartnerPaused(sub.PartnerID) {
+		// Paused by an operator: held, looked at again every few seconds.
+		log.Debug("delivery held", "reason", "partner paused")
+		return later(n, pausedRecheck, store.DeliveryHeld)
 	}
 	policy, err := d.cfg.Retry.With(sub.Retry)
 	if err != nil {

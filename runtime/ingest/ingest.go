@@ -23,6 +23,7 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/store"
 )
@@ -65,6 +66,8 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// ProduceTimeout bounds the wait for the ingress ack. Default 10 s.
 	ProduceTimeout time.Duration
+	// Flags can pause a schema's ingest. Default: none.
+	Flags flags.Source
 }
 
 // API serves /v1/events.
@@ -87,6 +90,9 @@ func New(cfg Config, schemas Schemas, prod Producer, st Store, log *slog.Logger)
 	}
 	if cfg.ProduceTimeout <= 0 {
 		cfg.ProduceTimeout = DefaultProduceTimeout
+	}
+	if cfg.Flags == nil {
+		cfg.Flags = flags.Static{}
 	}
 	return &API{cfg: cfg, schemas: schemas, prod: prod, st: st, log: log, now: time.Now}
 }
@@ -150,6 +156,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	if !entry.Active() {
 		writeProblem(w, http.StatusNotFound, "inactive_schema",
 			fmt.Sprintf("schema %s/%s version %s is INACTIVE and accepts no events", *req.Domain, *req.Event, *req.Version))
+		return
+	}
+	if paused, msg := a.cfg.Flags.Current().IngestPaused(schemaID); paused {
+		if msg == "" {
+			msg = "paused by an operator"
+		}
+		w.Header().Set("Retry-After", "60")
+		writeProblem(w, http.StatusServiceUnavailable, "ingest_paused",
+			fmt.Sprintf("ingest of %s/%s version %s is paused: %s; retry later", *req.Domain, *req.Event, *req.Version, msg))
 		return
 	}
 	violations, err := entry.Validator.Validate(req.Data)

@@ -25,6 +25,7 @@ import (
 	"github.com/whp-dev/whp/catalog/transform"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
@@ -51,6 +52,8 @@ type Config struct {
 	StatusTTL time.Duration
 	// MaxPollRecords bounds one batch. Default 1000.
 	MaxPollRecords int
+	// Flags can switch a partner's transforms off. Default: none.
+	Flags flags.Source
 }
 
 // Processor is the processor role.
@@ -91,6 +94,9 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 1000
+	}
+	if cfg.Flags == nil {
+		cfg.Flags = flags.Static{}
 	}
 	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit()}, consume.GroupOptions(cfg.Group, topic.IngressPrefix)...)
 	in, err := kgo.NewClient(append(inOpts, opts...)...)
@@ -328,6 +334,9 @@ func (p *Processor) filter(s store.Subscription) compiledFilter {
 func (p *Processor) body(ev envelope.Event, s store.Subscription, sensitive []string, decoded *any) ([]byte, error) {
 	data := ev.Data
 	t := p.transform(s)
+	if p.cfg.Flags.Current().TransformOff(s.PartnerID) {
+		t = identity
+	}
 	if !s.AllowSensitive && len(sensitive) > 0 || !t.Identity() {
 		if *decoded == nil {
 			dec := json.NewDecoder(bytes.NewReader(ev.Data))
@@ -351,6 +360,9 @@ func (p *Processor) body(ev envelope.Event, s store.Subscription, sensitive []st
 		Subscription: envelope.Party{ID: s.ID, Name: s.Name, Metadata: s.Metadata}})
 }
 
+// identity is the transform that changes nothing.
+var identity, _ = transform.Compile(nil)
+
 // transform returns a subscription's compiled transform, compiled once per
 // text; one that does not compile (the catalog checks them) is no transform.
 func (p *Processor) transform(s store.Subscription) *transform.Transform {
@@ -360,7 +372,7 @@ func (p *Processor) transform(s store.Subscription) *transform.Transform {
 	t, err := transform.Compile(s.Transform)
 	if err != nil {
 		p.log.Error("subscription transform does not compile; data is sent as it is", "subscription_id", s.ID, "error", err)
-		t, _ = transform.Compile(nil)
+		t = identity
 	}
 	p.transforms[s.ID] = compiledTransform{raw: string(s.Transform), t: t}
 	return t
