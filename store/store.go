@@ -177,14 +177,16 @@ const (
 // WEBHOOK_EVENT_UUID, sort key DELIVERY#id): one event to one subscription,
 // with every attempt. GSIs give history by partner and by schema.
 type Delivery struct {
-	EventID        string    `json:"event_id"`
-	ID             string    `json:"id"`
-	SubscriptionID string    `json:"subscription_id"`
-	PartnerID      string    `json:"partner_id"`
-	SchemaID       string    `json:"schema_id"`
-	Status         string    `json:"status"`
-	Attempts       []Attempt `json:"attempts"`
-	NextAttemptAt  time.Time `json:"next_attempt_at,omitzero"`
+	EventID        string `json:"event_id"`
+	ID             string `json:"id"`
+	SubscriptionID string `json:"subscription_id"`
+	PartnerID      string `json:"partner_id"`
+	SchemaID       string `json:"schema_id"`
+	Status         string `json:"status"`
+	// Replay is the id of the replay that made this delivery, if any.
+	Replay        string    `json:"replay,omitempty"`
+	Attempts      []Attempt `json:"attempts"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	// Topic, Partition and Offset locate the egress record.
 	Topic     string    `json:"topic"`
 	Partition int32     `json:"partition"`

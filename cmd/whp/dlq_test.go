@@ -91,4 +91,19 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 	if code, out := cmd("dlq", "redrive", "--from", "yesterday"); code != 2 || !strings.Contains(out, "RFC 3339") {
 		t.Errorf("bad time: exit %d\n%s", code, out)
 	}
+	// Replay everything since before the event: one more delivery, with progress.
+	before := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	code, out = cmd("replay", "--subscription", "alpha#shop#order.created#1", "--from", before)
+	if code != 0 || !strings.Contains(out, "scanned 1/1, replayed 1, filtered 0") {
+		t.Fatalf("replay: exit %d\n%s", code, out)
+	}
+	for got.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replayed delivery was not delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out := cmd("replay", "--subscription", "alpha#shop#order.created#1"); code != 2 || !strings.Contains(out, "--from are required") {
+		t.Errorf("replay without --from: exit %d\n%s", code, out)
+	}
 }

@@ -32,12 +32,25 @@ type Store interface {
 
 var _ reconciler.SubscriptionStore = Store(nil)
 
+// Backfiller replays a subscription's events from a time, when an
+// approval asks for it.
+type Backfiller interface {
+	Backfill(subscriptionID string, from time.Time) (jobID string)
+}
+
 // API serves /v1/subscriptions.
 type API struct {
-	st    Store
-	token string
-	log   *slog.Logger
-	now   func() time.Time
+	st       Store
+	token    string
+	log      *slog.Logger
+	now      func() time.Time
+	backfill Backfiller
+}
+
+// WithBackfill lets approvals start a backfill (backfill_from).
+func (a *API) WithBackfill(b Backfiller) *API {
+	a.backfill = b
+	return a
 }
 
 // New returns the API; token must not be empty.
@@ -72,6 +85,8 @@ type View struct {
 	Reason     string    `json:"reason,omitempty"`
 	ConfigHash string    `json:"config_hash"`
 	Revision   string    `json:"revision"`
+	// BackfillJob is the replay an approval started (GET /v1/replays/{id}).
+	BackfillJob string `json:"backfill_job,omitempty"`
 }
 
 func view(s store.Subscription) View {
@@ -129,6 +144,9 @@ type decision struct {
 	// ConfigHash, when given, must be the subscription's current one: the
 	// decision then applies only to the settings that were reviewed.
 	ConfigHash string `json:"config_hash"`
+	// BackfillFrom, with an approval, replays the subscription's events
+	// accepted since then (RFC 3339).
+	BackfillFrom time.Time `json:"backfill_from,omitzero"`
 }
 
 func (a *API) decide(status string) http.HandlerFunc {
@@ -138,6 +156,10 @@ func (a *API) decide(status string) http.HandlerFunc {
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&d); err != nil {
 			problem(w, http.StatusBadRequest, "invalid_request", `the body is {"by": "<who>", "reason": "<why>", "config_hash": "<optional>"}`)
+			return
+		}
+		if !d.BackfillFrom.IsZero() && (status != store.SubscriptionApproved || a.backfill == nil || !d.BackfillFrom.Before(a.now())) {
+			problem(w, http.StatusBadRequest, "invalid_request", "backfill_from goes with an approval, and is a time in the past")
 			return
 		}
 		if strings.TrimSpace(d.By) == "" || strings.TrimSpace(d.Reason) == "" {
@@ -160,7 +182,11 @@ func (a *API) decide(status string) http.HandlerFunc {
 			return
 		}
 		a.log.Info("subscription decided", "subscription_id", s.ID, "status", status, "by", d.By, "reason", d.Reason)
-		writeJSON(w, http.StatusOK, view(s))
+		v := view(s)
+		if !d.BackfillFrom.IsZero() && status == store.SubscriptionApproved && a.backfill != nil {
+			v.BackfillJob = a.backfill.Backfill(s.ID, d.BackfillFrom)
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

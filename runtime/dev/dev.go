@@ -41,6 +41,7 @@ import (
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/replay"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/ssrf"
@@ -208,12 +209,18 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, err
 		}
 	}
-	approval.New(p.st, cfg.AdminToken, log.With("role", "approvals")).Register(mux)
 	dlqClient, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		return nil, err
 	}
-	p.admins = append(p.admins, dlqClient)
+	replayIn, err := kgo.NewClient(kgo.SeedBrokers(ingressAddrs...))
+	if err != nil {
+		return nil, err
+	}
+	p.admins = append(p.admins, dlqClient, replayIn)
+	replays := replay.NewAPI(replay.New(replayIn, dlqClient, p.st), cfg.AdminToken, log.With("role", "replay"))
+	replays.Register(mux)
+	approval.New(p.st, cfg.AdminToken, log.With("role", "approvals")).WithBackfill(replays).Register(mux)
 	dlq.NewAPI(dlq.New(dlqClient, p.st), cfg.AdminToken, log.With("role", "dlq")).Register(mux)
 	mux.HandleFunc("GET /v1/breakers", adminauth.Require(cfg.AdminToken, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -2,18 +2,16 @@ package dlq
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/whp-dev/whp/runtime/adminauth"
+	"github.com/whp-dev/whp/runtime/jobs"
 )
 
 // API serves the DLQ to operators and the console (admin token):
@@ -21,32 +19,19 @@ import (
 //	GET  /v1/dlq                   entries; ?subscription= &partner= &delivery_id= &from= &to= (RFC 3339) &all=true &limit=
 //	POST /v1/dlq/redrive           start a redrive of a Filter (JSON body); 202 with a job id
 //	GET  /v1/dlq/redrive/{job}     the job's progress
-//
-// Redrive jobs run in this process and are kept in memory for an hour
-// after they end.
 type API struct {
 	q     *Queue
 	token string
 	log   *slog.Logger
-
-	mu   sync.Mutex
-	jobs map[string]*Job
+	jobs  *jobs.Registry[Progress]
 }
 
 // Job is one redrive.
-type Job struct {
-	ID       string    `json:"id"`
-	Filter   Filter    `json:"filter"`
-	State    string    `json:"state"` // running, done, failed
-	Progress Progress  `json:"progress"`
-	Error    string    `json:"error,omitempty"`
-	Started  time.Time `json:"started"`
-	Ended    time.Time `json:"ended,omitzero"`
-}
+type Job = jobs.Job[Progress]
 
 // NewAPI returns the API.
 func NewAPI(q *Queue, token string, log *slog.Logger) *API {
-	return &API{q: q, token: token, log: log, jobs: map[string]*Job{}}
+	return &API{q: q, token: token, log: log, jobs: jobs.New[Progress]("dlq redrive", log)}
 }
 
 // Register adds the routes to mux.
@@ -139,61 +124,18 @@ func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.All = false // only what is still in the queue
-	raw := make([]byte, 8)
-	rand.Read(raw)
-	job := &Job{ID: hex.EncodeToString(raw), Filter: f, State: "running", Started: time.Now().UTC()}
-	a.mu.Lock()
-	a.jobs[job.ID] = job
-	a.forgetOld()
-	a.mu.Unlock()
-	go a.run(job)
-	w.Header().Set("Location", "/v1/dlq/redrive/"+job.ID)
-	writeJSON(w, http.StatusAccepted, a.snapshot(job))
-}
-
-func (a *API) run(job *Job) {
-	ctx := context.Background()
-	p, err := a.q.Redrive(ctx, job.Filter, func(p Progress) {
-		a.mu.Lock()
-		job.Progress = p
-		a.mu.Unlock()
+	job := a.jobs.Start(f, func(ctx context.Context, progress func(Progress)) (Progress, error) {
+		return a.q.Redrive(ctx, f, progress)
 	})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	job.Progress, job.Ended = p, time.Now().UTC()
-	if err != nil {
-		job.State, job.Error = "failed", err.Error()
-		a.log.Error("dlq redrive failed", "job", job.ID, "error", err)
-		return
-	}
-	job.State = "done"
-	a.log.Info("dlq redrive done", "job", job.ID, "redriven", p.Redriven, "skipped", p.Skipped)
-}
-
-func (a *API) snapshot(j *Job) Job {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c := *j
-	c.Progress.Notes = append([]string(nil), j.Progress.Notes...)
-	return c
+	w.Header().Set("Location", "/v1/dlq/redrive/"+job.ID)
+	writeJSON(w, http.StatusAccepted, job)
 }
 
 func (a *API) job(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	j, ok := a.jobs[r.PathValue("job")]
-	a.mu.Unlock()
+	j, ok := a.jobs.Get(r.PathValue("job"))
 	if !ok {
 		problem(w, http.StatusNotFound, "not_found", "no such redrive job (jobs are kept for an hour after they end)")
 		return
 	}
-	writeJSON(w, http.StatusOK, a.snapshot(j))
-}
-
-// forgetOld drops jobs that ended over an hour ago. Called with mu held.
-func (a *API) forgetOld() {
-	for id, j := range a.jobs {
-		if !j.Ended.IsZero() && time.Since(j.Ended) > time.Hour {
-			delete(a.jobs, id)
-		}
-	}
+	writeJSON(w, http.StatusOK, j)
 }

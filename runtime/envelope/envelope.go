@@ -33,6 +33,8 @@ type Delivery struct {
 	PartnerID      string `json:"partner_id"`
 	SchemaID       string `json:"schema_id"`
 	Event          string `json:"event"` // event name, for retry and DLQ topics
+	// Replay is the id of the replay this delivery belongs to, if any.
+	Replay string `json:"replay,omitempty"`
 	// Key is the event's partition key; ordered subscriptions deliver the
 	// deliveries of one key one after the other.
 	Key        string    `json:"key,omitempty"`

@@ -39,6 +39,7 @@ type DeliveryView struct {
 	SubscriptionID string          `json:"subscription_id"`
 	PartnerID      string          `json:"partner_id"`
 	Status         string          `json:"status"`
+	Replay         string          `json:"replay,omitempty"` // the replay that made it, if any
 	Attempts       []store.Attempt `json:"attempts"`
 	NextAttemptAt  *time.Time      `json:"next_attempt_at,omitempty"`
 	CreatedAt      time.Time       `json:"created_at"`
@@ -80,7 +81,7 @@ func View(ev store.Event, ds []store.Delivery) EventView {
 		v.Routing = []store.Route{}
 	}
 	for _, d := range ds {
-		dv := DeliveryView{ID: d.ID, SubscriptionID: d.SubscriptionID, PartnerID: d.PartnerID, Status: d.Status,
+		dv := DeliveryView{ID: d.ID, SubscriptionID: d.SubscriptionID, PartnerID: d.PartnerID, Status: d.Status, Replay: d.Replay,
 			Attempts: d.Attempts, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 		if dv.Attempts == nil {
 			dv.Attempts = []store.Attempt{}

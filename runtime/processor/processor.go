@@ -332,11 +332,20 @@ func (p *Processor) filter(s store.Subscription) compiledFilter {
 
 // body is the JSON a subscription receives for an event.
 func (p *Processor) body(ev envelope.Event, s store.Subscription, sensitive []string, decoded *any) ([]byte, error) {
-	data := ev.Data
 	t := p.transform(s)
 	if p.cfg.Flags.Current().TransformOff(s.PartnerID) {
 		t = identity
 	}
+	return Body(ev, s, t, sensitive, decoded)
+}
+
+// Body is the JSON a subscription receives for an event: the data
+// reshaped by t, sensitive fields dropped unless the subscription allows
+// them, and beside it the partner and subscription with their metadata.
+// decoded caches the decoded data between subscriptions of one event.
+// Replays build bodies with it too, so they match live deliveries.
+func Body(ev envelope.Event, s store.Subscription, t *transform.Transform, sensitive []string, decoded *any) ([]byte, error) {
+	data := ev.Data
 	if !s.AllowSensitive && len(sensitive) > 0 || !t.Identity() {
 		if *decoded == nil {
 			dec := json.NewDecoder(bytes.NewReader(ev.Data))

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/replay"
+)
+
+// runReplay is `whp replay`: it starts a replay on a running whp and shows
+// its progress until it ends.
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("replay", stderr)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
+	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	sub := fs.String("subscription", "", "the subscription to replay to (partner#domain#event#version)")
+	from := fs.String("from", "", "replay events accepted at or after this time (RFC 3339)")
+	to := fs.String("to", "", "and before this time (RFC 3339; default: now)")
+	rate := fs.Float64("rate", 100, "deliveries per second at most, so live traffic keeps flowing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	req := replay.Request{SubscriptionID: *sub, RatePerSecond: *rate}
+	var err error
+	if *sub == "" || *from == "" {
+		return usageError{"whp replay: --subscription and --from are required"}
+	}
+	if req.From, err = time.Parse(time.RFC3339, *from); err != nil {
+		return usageError{"whp replay: --from must be an RFC 3339 time, like 2026-11-28T12:00:00Z"}
+	}
+	if *to != "" {
+		if req.To, err = time.Parse(time.RFC3339, *to); err != nil {
+			return usageError{"whp replay: --to must be an RFC 3339 time"}
+		}
+	}
+	tok, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
+	body, _ := json.Marshal(req)
+	var job replay.Job
+	if err := c.do(ctx, http.MethodPost, "/v1/replays", body, &job); err != nil {
+		return err
+	}
+	for {
+		p := job.Progress
+		fmt.Fprintf(stdout, "\rreplay %s: %s scanned %d/%d, replayed %d, filtered %d", job.ID, bar(int(p.Scanned), int(p.Total)), p.Scanned, p.Total, p.Replayed, p.Filtered)
+		if job.State != "running" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout)
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/replays/"+job.ID, nil, &job); err != nil {
+			fmt.Fprintln(stdout)
+			return err
+		}
+	}
+	fmt.Fprintln(stdout)
+	if job.State == "failed" {
+		return fmt.Errorf("replay failed: %s", job.Error)
+	}
+	return nil
+}
