@@ -16,6 +16,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/dlq"
+	"github.com/whp-dev/whp/runtime/jobs"
 )
 
 // runDLQ is `whp dlq list|redrive`, a client of a running whp's DLQ API.
@@ -87,8 +88,23 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := c.do(ctx, http.MethodPost, "/v1/dlq/redrive", body, &job); err != nil {
 		return err
 	}
+	err = followJob(ctx, c, "/v1/dlq/redrive/", &job, stdout, func(p dlq.Progress) string {
+		return fmt.Sprintf("%s %d/%d (redriven %d, skipped %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Redriven, p.Skipped)
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range job.Progress.Notes {
+		fmt.Fprintln(stdout, "skipped:", n)
+	}
+	return nil
+}
+
+// followJob polls a job until it ends, redrawing one progress line, and
+// returns an error if it failed.
+func followJob[P any](ctx context.Context, c apiClient, path string, job *jobs.Job[P], stdout io.Writer, line func(P) string) error {
 	for {
-		fmt.Fprintf(stdout, "\rredrive %s: %s %d/%d (redriven %d, skipped %d)", job.ID, bar(job.Progress.Done, job.Progress.Total), job.Progress.Done, job.Progress.Total, job.Progress.Redriven, job.Progress.Skipped)
+		fmt.Fprintf(stdout, "\r%s %s: %s", job.Kind, job.ID, line(job.Progress))
 		if job.State != "running" {
 			break
 		}
@@ -98,17 +114,14 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		if err := c.do(ctx, http.MethodGet, "/v1/dlq/redrive/"+job.ID, nil, &job); err != nil {
+		if err := c.do(ctx, http.MethodGet, path+job.ID, nil, job); err != nil {
 			fmt.Fprintln(stdout)
 			return err
 		}
 	}
 	fmt.Fprintln(stdout)
-	for _, n := range job.Progress.Notes {
-		fmt.Fprintln(stdout, "skipped:", n)
-	}
 	if job.State == "failed" {
-		return fmt.Errorf("redrive failed: %s", job.Error)
+		return fmt.Errorf("%s failed: %s", job.Kind, job.Error)
 	}
 	return nil
 }

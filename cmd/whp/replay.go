@@ -51,26 +51,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := c.do(ctx, http.MethodPost, "/v1/replays", body, &job); err != nil {
 		return err
 	}
-	for {
-		p := job.Progress
-		fmt.Fprintf(stdout, "\rreplay %s: %s scanned %d/%d, replayed %d, filtered %d", job.ID, bar(int(p.Scanned), int(p.Total)), p.Scanned, p.Total, p.Replayed, p.Filtered)
-		if job.State != "running" {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(stdout)
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/replays/"+job.ID, nil, &job); err != nil {
-			fmt.Fprintln(stdout)
-			return err
-		}
-	}
-	fmt.Fprintln(stdout)
-	if job.State == "failed" {
-		return fmt.Errorf("replay failed: %s", job.Error)
-	}
-	return nil
+	return followJob(ctx, c, "/v1/replays/", &job, stdout, func(p replay.Progress) string {
+		return fmt.Sprintf("%s scanned %d/%d, replayed %d, filtered %d", bar(int(p.Scanned), int(p.Total)), p.Scanned, p.Total, p.Replayed, p.Filtered)
+	})
 }

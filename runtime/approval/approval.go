@@ -20,6 +20,7 @@ import (
 
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/adminauth"
+	"github.com/whp-dev/whp/runtime/jsonhttp"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -103,7 +104,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	subs, err := a.st.ListSubscriptions(r.Context())
 	if err != nil {
 		a.log.Error("list subscriptions", "error", err)
-		problem(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry")
+		jsonhttp.Problem(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry")
 		return
 	}
 	status := r.URL.Query().Get("status")
@@ -114,7 +115,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": out})
+	jsonhttp.Write(w, http.StatusOK, map[string]any{"subscriptions": out})
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +123,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	if a.storeError(w, err) {
 		return
 	}
-	writeJSON(w, http.StatusOK, view(s))
+	jsonhttp.Write(w, http.StatusOK, view(s))
 }
 
 func (a *API) storeError(w http.ResponseWriter, err error) bool {
@@ -130,10 +131,10 @@ func (a *API) storeError(w http.ResponseWriter, err error) bool {
 	case err == nil:
 		return false
 	case errors.Is(err, store.ErrNotFound):
-		problem(w, http.StatusNotFound, "not_found", "no such subscription (ids look like partner#domain#event#version, with # written %23)")
+		jsonhttp.Problem(w, http.StatusNotFound, "not_found", "no such subscription (ids look like partner#domain#event#version, with # written %23)")
 	default:
 		a.log.Error("subscription store", "error", err)
-		problem(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry")
+		jsonhttp.Problem(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry")
 	}
 	return true
 }
@@ -155,28 +156,28 @@ func (a *API) decide(status string) http.HandlerFunc {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&d); err != nil {
-			problem(w, http.StatusBadRequest, "invalid_request", `the body is {"by": "<who>", "reason": "<why>", "config_hash": "<optional>"}`)
+			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", `the body is {"by": "<who>", "reason": "<why>", "config_hash": "<optional>"}`)
 			return
 		}
 		if !d.BackfillFrom.IsZero() && (status != store.SubscriptionApproved || a.backfill == nil || !d.BackfillFrom.Before(a.now())) {
-			problem(w, http.StatusBadRequest, "invalid_request", "backfill_from goes with an approval, and is a time in the past")
+			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "backfill_from goes with an approval, and is a time in the past")
 			return
 		}
 		if strings.TrimSpace(d.By) == "" || strings.TrimSpace(d.Reason) == "" {
-			problem(w, http.StatusBadRequest, "invalid_request", "a decision needs who made it (by) and why (reason)")
+			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "a decision needs who made it (by) and why (reason)")
 			return
 		}
 		s, err := reconciler.Decide(r.Context(), a.st, reconciler.Decision{SubscriptionID: r.PathValue("id"), Status: status,
 			By: d.By, Reason: d.Reason, ConfigHash: d.ConfigHash, At: a.now()})
 		switch {
 		case errors.Is(err, reconciler.ErrCancelled):
-			problem(w, http.StatusConflict, "cancelled", err.Error())
+			jsonhttp.Problem(w, http.StatusConflict, "cancelled", err.Error())
 			return
 		case errors.Is(err, reconciler.ErrChangedSinceReview):
-			problem(w, http.StatusConflict, "changed", err.Error()+"; review it again")
+			jsonhttp.Problem(w, http.StatusConflict, "changed", err.Error()+"; review it again")
 			return
 		case errors.Is(err, store.ErrConflict):
-			problem(w, http.StatusConflict, "changed", "the subscription changed while deciding; review it again")
+			jsonhttp.Problem(w, http.StatusConflict, "changed", "the subscription changed while deciding; review it again")
 			return
 		case a.storeError(w, err):
 			return
@@ -186,17 +187,6 @@ func (a *API) decide(status string) http.HandlerFunc {
 		if !d.BackfillFrom.IsZero() && status == store.SubscriptionApproved && a.backfill != nil {
 			v.BackfillJob = a.backfill.Backfill(s.ID, d.BackfillFrom)
 		}
-		writeJSON(w, http.StatusOK, v)
+		jsonhttp.Write(w, http.StatusOK, v)
 	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func problem(w http.ResponseWriter, code int, c, msg string) {
-	writeJSON(w, code, map[string]string{"code": c, "message": msg})
 }

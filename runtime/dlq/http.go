@@ -12,6 +12,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/adminauth"
 	"github.com/whp-dev/whp/runtime/jobs"
+	"github.com/whp-dev/whp/runtime/jsonhttp"
 )
 
 // API serves the DLQ to operators and the console (admin token):
@@ -38,18 +39,7 @@ func NewAPI(q *Queue, token string, log *slog.Logger) *API {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/dlq", adminauth.Require(a.token, a.list))
 	mux.HandleFunc("POST /v1/dlq/redrive", adminauth.Require(a.token, a.redrive))
-	mux.HandleFunc("GET /v1/dlq/redrive/{job}", adminauth.Require(a.token, a.job))
-}
-
-func problem(w http.ResponseWriter, code int, c, msg string) {
-	writeJSON(w, code, map[string]string{"code": c, "message": msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	mux.HandleFunc("GET /v1/dlq/redrive/{job}", adminauth.Require(a.token, a.jobs.Handler()))
 }
 
 // FilterFromQuery reads a Filter from URL parameters.
@@ -85,20 +75,20 @@ func (e *paramError) Error() string {
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	f, err := FilterFromQuery(r.URL.Query())
 	if err != nil {
-		problem(w, http.StatusBadRequest, "invalid_request", err.Error())
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
-			problem(w, http.StatusBadRequest, "invalid_request", "limit must be between 1 and 10000")
+			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "limit must be between 1 and 10000")
 			return
 		}
 	}
 	entries, err := a.q.List(r.Context(), f)
 	if err != nil {
 		a.log.Error("list dlq", "error", err)
-		problem(w, http.StatusServiceUnavailable, "unavailable", "the dead-letter queue cannot be read now; retry")
+		jsonhttp.Problem(w, http.StatusServiceUnavailable, "unavailable", "the dead-letter queue cannot be read now; retry")
 		return
 	}
 	total := len(entries)
@@ -108,7 +98,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if entries == nil {
 		entries = []Entry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "total": total})
+	jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": entries, "total": total})
 }
 
 func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
@@ -116,11 +106,11 @@ func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		problem(w, http.StatusBadRequest, "invalid_request", `the body is a filter: {"delivery_ids": [...], "subscription": "...", "partner": "...", "from": "RFC 3339", "to": "RFC 3339"}`)
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", `the body is a filter: {"delivery_ids": [...], "subscription": "...", "partner": "...", "from": "RFC 3339", "to": "RFC 3339"}`)
 		return
 	}
 	if len(f.DeliveryIDs) == 0 && f.SubscriptionID == "" && f.PartnerID == "" && f.From.IsZero() && f.To.IsZero() {
-		problem(w, http.StatusBadRequest, "invalid_request", "say what to redrive: delivery_ids, a subscription, a partner or a time range")
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "say what to redrive: delivery_ids, a subscription, a partner or a time range")
 		return
 	}
 	f.All = false // only what is still in the queue
@@ -128,14 +118,5 @@ func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
 		return a.q.Redrive(ctx, f, progress)
 	})
 	w.Header().Set("Location", "/v1/dlq/redrive/"+job.ID)
-	writeJSON(w, http.StatusAccepted, job)
-}
-
-func (a *API) job(w http.ResponseWriter, r *http.Request) {
-	j, ok := a.jobs.Get(r.PathValue("job"))
-	if !ok {
-		problem(w, http.StatusNotFound, "not_found", "no such redrive job (jobs are kept for an hour after they end)")
-		return
-	}
-	writeJSON(w, http.StatusOK, j)
+	jsonhttp.Write(w, http.StatusAccepted, job)
 }

@@ -8,8 +8,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/whp-dev/whp/runtime/jsonhttp"
 )
 
 // Job is one run and its progress.
@@ -71,6 +74,18 @@ func (r *Registry[P]) Start(request any, fn func(ctx context.Context, progress f
 		r.log.Info(r.kind+" done", "job", j.ID)
 	}()
 	return snapshot
+}
+
+// Handler serves GET …/{job}: the job's progress, or 404.
+func (r *Registry[P]) Handler() http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		j, ok := r.Get(req.PathValue("job"))
+		if !ok {
+			jsonhttp.Problem(w, http.StatusNotFound, "not_found", "no such "+r.kind+" job (jobs are kept for an hour after they end)")
+			return
+		}
+		jsonhttp.Write(w, http.StatusOK, j)
+	}
 }
 
 // Get returns a copy of a job.

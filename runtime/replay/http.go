@@ -11,6 +11,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/adminauth"
 	"github.com/whp-dev/whp/runtime/jobs"
+	"github.com/whp-dev/whp/runtime/jsonhttp"
 )
 
 // Job is one replay.
@@ -34,7 +35,7 @@ func NewAPI(r *Replayer, token string, log *slog.Logger) *API {
 // Register adds the routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/replays", adminauth.Require(a.token, a.start))
-	mux.HandleFunc("GET /v1/replays/{job}", adminauth.Require(a.token, a.get))
+	mux.HandleFunc("GET /v1/replays/{job}", adminauth.Require(a.token, a.jobs.Handler()))
 }
 
 // Start begins a replay job and returns it. The job's id also marks the
@@ -54,48 +55,29 @@ func (a *API) Backfill(subscriptionID string, from time.Time) string {
 	return a.Start(Request{SubscriptionID: subscriptionID, From: from}).ID
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func problem(w http.ResponseWriter, code int, c, msg string) {
-	writeJSON(w, code, map[string]string{"code": c, "message": msg})
-}
-
 func (a *API) start(w http.ResponseWriter, r *http.Request) {
 	var req Request
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.SubscriptionID == "" || req.From.IsZero() {
-		problem(w, http.StatusBadRequest, "invalid_request", `the body is {"subscription": "...", "from": "RFC 3339", "to": "RFC 3339 (optional)", "rate_per_second": 100}`)
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", `the body is {"subscription": "...", "from": "RFC 3339", "to": "RFC 3339 (optional)", "rate_per_second": 100}`)
 		return
 	}
 	if !req.To.IsZero() && !req.From.Before(req.To) {
-		problem(w, http.StatusBadRequest, "invalid_request", "from must be before to")
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "from must be before to")
 		return
 	}
 	if req.RatePerSecond < 0 || req.RatePerSecond > 10000 {
-		problem(w, http.StatusBadRequest, "invalid_request", "rate_per_second must be between 1 and 10000")
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "rate_per_second must be between 1 and 10000")
 		return
 	}
 	if _, err := a.r.st.GetSubscription(r.Context(), req.SubscriptionID); err != nil {
-		problem(w, http.StatusNotFound, "not_found", "no such subscription (ids look like partner#domain#event#version)")
+		jsonhttp.Problem(w, http.StatusNotFound, "not_found", "no such subscription (ids look like partner#domain#event#version)")
 		return
 	}
 	job := a.Start(req)
 	w.Header().Set("Location", "/v1/replays/"+job.ID)
-	writeJSON(w, http.StatusAccepted, job)
-}
-
-func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	j, ok := a.jobs.Get(r.PathValue("job"))
-	if !ok {
-		problem(w, http.StatusNotFound, "not_found", "no such replay (jobs are kept for an hour after they end)")
-		return
-	}
-	writeJSON(w, http.StatusOK, j)
+	jsonhttp.Write(w, http.StatusAccepted, job)
 }
 
 // IsInvalid reports whether a replay failed for its request, not the system.
