@@ -35,6 +35,7 @@ Usage:
   whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
   whp dlq list|redrive [--url http://127.0.0.1:8080] [--subscription S | --partner P | --delivery-id IDS] [--from T] [--to T]
   whp replay --subscription S --from T [--to T] [--rate N] [--url http://127.0.0.1:8080]
+  whp tables create [--env dev] [--endpoint URL]
   whp version
 
 Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, stderr)
+	case "tables":
+		err = runTables(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, args[1:], stdout, stderr)
 	case "dlq":
