@@ -1,0 +1,544 @@
+package dynamo
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/whp-dev/whp/store"
+)
+
+// Store is the DynamoDB implementation of store.Store. Each item keeps
+// its object as a JSON document ("doc") beside the key, index and TTL
+// attributes, so nothing is lost to attribute mapping; counters are
+// numbers updated with ADD. Writes are single-item and conditional where
+// the interface asks (revs, create-if-absent); status batches use
+// BatchWriteItem. Throttling is retried by the SDK's standard retryer.
+type Store struct {
+	db  *dynamodb.Client
+	env string
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a store over the tables of env (webhooks-{env}-{table}).
+func New(db *dynamodb.Client, env string) *Store { return &Store{db: db, env: env, now: time.Now} }
+
+// Close implements store.Store; the client needs no closing.
+func (s *Store) Close() error { return nil }
+
+func (s *Store) table(name string) *string { return aws.String(store.TableName(s.env, name)) }
+
+func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func num(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
+func key(pk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{AttrPK: str(pk)}
+}
+func key2(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{AttrPK: str(pk), AttrSK: str(sk)}
+}
+
+func item(pk string, doc any, extra map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]types.AttributeValue{AttrPK: str(pk), "doc": str(string(b))}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m, nil
+}
+
+func decodeDoc(m map[string]types.AttributeValue, into any) error {
+	d, ok := m["doc"].(*types.AttributeValueMemberS)
+	if !ok {
+		return errors.New("dynamo: item without doc")
+	}
+	return json.Unmarshal([]byte(d.Value), into)
+}
+
+func isConditionFailed(err error) bool {
+	var c *types.ConditionalCheckFailedException
+	return errors.As(err, &c)
+}
+
+func (s *Store) get(ctx context.Context, table string, k map[string]types.AttributeValue, into any) (map[string]types.AttributeValue, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table(table), Key: k, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, err
+	}
+	if out.Item == nil {
+		return nil, store.ErrNotFound
+	}
+	return out.Item, decodeDoc(out.Item, into)
+}
+
+// scanAll reads a whole table (small tables: schemas, subscriptions).
+func (s *Store) scanAll(ctx context.Context, table string, fn func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewScanPaginator(s.db, &dynamodb.ScanInput{TableName: s.table(table), ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, it := range out.Items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) queryAll(ctx context.Context, in *dynamodb.QueryInput, fn func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewQueryPaginator(s.db, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, it := range out.Items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// PutSchema implements store.Store.
+func (s *Store) PutSchema(ctx context.Context, sc store.Schema) error {
+	it, err := item(sc.ID, sc, map[string]types.AttributeValue{"status": str(sc.Status), "contains_sensitive": str(strconv.FormatBool(sc.ContainsSensitive))})
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventSchema), Item: it})
+	return err
+}
+
+// GetSchema implements store.Store.
+func (s *Store) GetSchema(ctx context.Context, id string) (store.Schema, error) {
+	var sc store.Schema
+	_, err := s.get(ctx, store.TableEventSchema, key(id), &sc)
+	return sc, err
+}
+
+// ListSchemas implements store.Store.
+func (s *Store) ListSchemas(ctx context.Context) ([]store.Schema, error) {
+	var out []store.Schema
+	err := s.scanAll(ctx, store.TableEventSchema, func(it map[string]types.AttributeValue) error {
+		var sc store.Schema
+		out = append(out, sc)
+		return decodeDoc(it, &out[len(out)-1])
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// SchemasByStatus implements store.Store.
+func (s *Store) SchemasByStatus(ctx context.Context, status string) ([]store.Schema, error) {
+	var out []store.Schema
+	err := s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TableEventSchema), IndexName: aws.String("status-index"),
+		KeyConditionExpression: aws.String("#s = :s"), ExpressionAttributeNames: map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": str(status)}}, func(it map[string]types.AttributeValue) error {
+		var sc store.Schema
+		out = append(out, sc)
+		return decodeDoc(it, &out[len(out)-1])
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// PutSubscription implements store.Store.
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error) {
+	stored := sub
+	stored.Rev++
+	it, err := item(sub.ID, stored, map[string]types.AttributeValue{"schema_id": str(sub.SchemaID), "rev": num(stored.Rev)})
+	if err != nil {
+		return store.Subscription{}, err
+	}
+	in := &dynamodb.PutItemInput{TableName: s.table(store.TablePartnerEventSubscription), Item: it}
+	if sub.Rev == 0 {
+		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+	} else {
+		in.ConditionExpression = aws.String("rev = :rev")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":rev": num(sub.Rev)}
+	}
+	if _, err := s.db.PutItem(ctx, in); err != nil {
+		if isConditionFailed(err) {
+			return store.Subscription{}, store.ErrConflict
+		}
+		return store.Subscription{}, err
+	}
+	return stored, nil
+}
+
+// GetSubscription implements store.Store.
+func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscription, error) {
+	var sub store.Subscription
+	_, err := s.get(ctx, store.TablePartnerEventSubscription, key(id), &sub)
+	return sub, err
+}
+
+// ListSubscriptions implements store.Store.
+func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
+	var out []store.Subscription
+	err := s.scanAll(ctx, store.TablePartnerEventSubscription, func(it map[string]types.AttributeValue) error {
+		out = append(out, store.Subscription{})
+		return decodeDoc(it, &out[len(out)-1])
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// SubscriptionsForSchema implements store.Store.
+func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
+	var out []store.Subscription
+	err := s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TablePartnerEventSubscription), IndexName: aws.String("schema-index"),
+		KeyConditionExpression:    aws.String("schema_id = :s"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": str(schemaID)}}, func(it map[string]types.AttributeValue) error {
+		out = append(out, store.Subscription{})
+		return decodeDoc(it, &out[len(out)-1])
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// PutSubscriptionKafka implements store.Store: the metadata document is
+// replaced, the counters kept.
+func (s *Store) PutSubscriptionKafka(ctx context.Context, k store.SubscriptionKafka) error {
+	k.Delivered, k.Failed, k.Filtered = 0, 0, 0
+	b, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: s.table(store.TableEventSubscriptionKafka), Key: key(k.SubscriptionID),
+		UpdateExpression: aws.String("SET doc = :d"), ExpressionAttributeValues: map[string]types.AttributeValue{":d": str(string(b))}})
+	return err
+}
+
+// GetSubscriptionKafka implements store.Store.
+func (s *Store) GetSubscriptionKafka(ctx context.Context, id string) (store.SubscriptionKafka, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table(store.TableEventSubscriptionKafka), Key: key(id), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return store.SubscriptionKafka{}, err
+	}
+	if out.Item == nil {
+		return store.SubscriptionKafka{}, store.ErrNotFound
+	}
+	k := store.SubscriptionKafka{SubscriptionID: id}
+	if _, ok := out.Item["doc"]; ok {
+		if err := decodeDoc(out.Item, &k); err != nil {
+			return k, err
+		}
+	}
+	k.Delivered, k.Failed, k.Filtered = counter(out.Item, "delivered"), counter(out.Item, "failed"), counter(out.Item, "filtered")
+	return k, nil
+}
+
+func counter(it map[string]types.AttributeValue, name string) int64 {
+	if n, ok := it[name].(*types.AttributeValueMemberN); ok {
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v
+	}
+	return 0
+}
+
+// AddCounts implements store.Store with an atomic ADD.
+func (s *Store) AddCounts(ctx context.Context, id string, c store.Counts) error {
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: s.table(store.TableEventSubscriptionKafka), Key: key(id),
+		UpdateExpression:          aws.String("ADD delivered :d, failed :f, filtered :x"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":d": num(c.Delivered), ":f": num(c.Failed), ":x": num(c.Filtered)}})
+	return err
+}
+
+func ttl(t time.Time) map[string]types.AttributeValue {
+	if t.IsZero() {
+		return nil
+	}
+	return map[string]types.AttributeValue{AttrTTL: num(t.Unix())}
+}
+
+// CreateEvents implements store.Store.
+func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
+	for _, e := range es {
+		it, err := item(e.ID, e, ttl(e.ExpiresAt))
+		if err != nil {
+			return err
+		}
+		it[AttrSK] = str(eventSK)
+		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it,
+			ConditionExpression: aws.String("attribute_not_exists(pk)")})
+		if err != nil && !isConditionFailed(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	eventSK    = "EVENT"
+	deliverySK = "DELIVERY#"
+)
+
+// GetEvent implements store.Store.
+func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
+	var e store.Event
+	_, err := s.get(ctx, store.TableEventDeliveryStatus, key2(id, eventSK), &e)
+	return e, err
+}
+
+// updatedKey orders history newest first when queried backwards: the
+// update time, fixed width, then the ids for uniqueness.
+func updatedKey(d store.Delivery) string {
+	return d.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + d.EventID + "#" + d.ID
+}
+
+func deliveryItem(d store.Delivery) (map[string]types.AttributeValue, error) {
+	extra := map[string]types.AttributeValue{AttrSK: str(deliverySK + d.ID), "partner_id": str(d.PartnerID),
+		"schema_id": str(d.SchemaID), "updated_key": str(updatedKey(d))}
+	for k, v := range ttl(d.ExpiresAt) {
+		extra[k] = v
+	}
+	return item(d.EventID, d, extra)
+}
+
+// CreateDeliveries implements store.Store: each only if absent.
+func (s *Store) CreateDeliveries(ctx context.Context, ds []store.Delivery) error {
+	for _, d := range ds {
+		it, err := deliveryItem(d)
+		if err != nil {
+			return err
+		}
+		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it,
+			ConditionExpression: aws.String("attribute_not_exists(pk)")})
+		if err != nil && !isConditionFailed(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutDeliveries implements store.Store in batches of 25, retrying what
+// DynamoDB leaves unprocessed.
+func (s *Store) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	// One batch may not hold the same key twice: the last write wins.
+	last := map[string]int{}
+	for i, d := range ds {
+		last[d.EventID+"\x00"+d.ID] = i
+	}
+	var reqs []types.WriteRequest
+	for i, d := range ds {
+		if last[d.EventID+"\x00"+d.ID] != i {
+			continue
+		}
+		it, err := deliveryItem(d)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
+	}
+	table := store.TableName(s.env, store.TableEventDeliveryStatus)
+	for start := 0; start < len(reqs); start += 25 {
+		pending := map[string][]types.WriteRequest{table: reqs[start:min(start+25, len(reqs))]}
+		for attempt := 0; len(pending) > 0; attempt++ {
+			if attempt > 8 {
+				return fmt.Errorf("put deliveries: %d items left unprocessed", len(pending[table]))
+			}
+			if attempt > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+				}
+			}
+			out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+			if err != nil {
+				return err
+			}
+			pending = out.UnprocessedItems
+		}
+	}
+	return nil
+}
+
+// GetDelivery implements store.Store.
+func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error) {
+	var d store.Delivery
+	_, err := s.get(ctx, store.TableEventDeliveryStatus, key2(eventID, deliverySK+id), &d)
+	return d, err
+}
+
+// Deliveries implements store.Store.
+func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error) {
+	var out []store.Delivery
+	err := s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TableEventDeliveryStatus), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("pk = :p AND begins_with(sk, :d)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(eventID), ":d": str(deliverySK)}}, func(it map[string]types.AttributeValue) error {
+		out = append(out, store.Delivery{})
+		return decodeDoc(it, &out[len(out)-1])
+	})
+	return out, err
+}
+
+// DeliveriesByPartner implements store.Store.
+func (s *Store) DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error) {
+	return s.history(ctx, "partner-index", "partner_id", partnerID, p)
+}
+
+// DeliveriesBySchema implements store.Store.
+func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error) {
+	return s.history(ctx, "schema-index", "schema_id", schemaID, p)
+}
+
+func (s *Store) history(ctx context.Context, index, attr, value string, p store.Page) (store.DeliveryPage, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	in := &dynamodb.QueryInput{TableName: s.table(store.TableEventDeliveryStatus), IndexName: aws.String(index),
+		KeyConditionExpression: aws.String("#a = :v"), ExpressionAttributeNames: map[string]string{"#a": attr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": str(value)},
+		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(int32(limit))}
+	if p.Cursor != "" {
+		start, err := decodeCursor(p.Cursor, attr)
+		if err != nil {
+			return store.DeliveryPage{}, fmt.Errorf("history of %s: invalid cursor", value)
+		}
+		in.ExclusiveStartKey = start
+	}
+	out, err := s.db.Query(ctx, in)
+	if err != nil {
+		return store.DeliveryPage{}, err
+	}
+	var page store.DeliveryPage
+	for _, it := range out.Items {
+		page.Deliveries = append(page.Deliveries, store.Delivery{})
+		if err := decodeDoc(it, &page.Deliveries[len(page.Deliveries)-1]); err != nil {
+			return page, err
+		}
+	}
+	if len(out.LastEvaluatedKey) > 0 && len(out.Items) == limit {
+		page.Next = encodeCursor(out.LastEvaluatedKey)
+	}
+	return page, nil
+}
+
+func encodeCursor(k map[string]types.AttributeValue) string {
+	m := map[string]string{}
+	for name, v := range k {
+		if s, ok := v.(*types.AttributeValueMemberS); ok {
+			m[name] = s.Value
+		}
+	}
+	b, _ := json.Marshal(m)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(c, attr string) (map[string]types.AttributeValue, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{AttrPK, AttrSK, attr, "updated_key"} {
+		if _, ok := m[k]; !ok {
+			return nil, errors.New("cursor lacks " + k)
+		}
+	}
+	out := map[string]types.AttributeValue{}
+	for k, v := range m {
+		out[k] = str(v)
+	}
+	return out, nil
+}
+
+// CreateIdempotency implements store.Store.
+func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+	it, err := item(rec.Key, rec, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano())})
+	if err != nil {
+		return store.Idempotency{}, err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableIdempotencyLedger), Item: it,
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR expires_at_ns <= :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(s.now().UnixNano())}})
+	if isConditionFailed(err) {
+		existing, gerr := s.GetIdempotency(ctx, rec.Key)
+		if gerr != nil {
+			return store.Idempotency{}, store.ErrConflict
+		}
+		return existing, store.ErrConflict
+	}
+	return store.Idempotency{}, err
+}
+
+// GetIdempotency implements store.Store; expired items are absent (TTL
+// deletion in DynamoDB lags by up to days).
+func (s *Store) GetIdempotency(ctx context.Context, k string) (store.Idempotency, error) {
+	var rec store.Idempotency
+	if _, err := s.get(ctx, store.TableIdempotencyLedger, key(k), &rec); err != nil {
+		return store.Idempotency{}, err
+	}
+	if !rec.ExpiresAt.After(s.now()) {
+		return store.Idempotency{}, store.ErrNotFound
+	}
+	return rec, nil
+}
+
+// PutIdempotency implements store.Store.
+func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
+	it, err := item(rec.Key, rec, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano()), "rev": num(rec.Rev)})
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableIdempotencyLedger), Item: it})
+	return err
+}
+
+// PutIdempotencyIf implements store.Store.
+func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+	stored := rec
+	stored.Rev++
+	it, err := item(rec.Key, stored, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano()), "rev": num(stored.Rev)})
+	if err != nil {
+		return store.Idempotency{}, err
+	}
+	in := &dynamodb.PutItemInput{TableName: s.table(store.TableIdempotencyLedger), Item: it,
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(s.now().UnixNano())}}
+	if rec.Rev == 0 {
+		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR expires_at_ns <= :now")
+	} else {
+		in.ConditionExpression = aws.String("rev = :rev AND expires_at_ns > :now")
+		in.ExpressionAttributeValues[":rev"] = num(rec.Rev)
+	}
+	if _, err := s.db.PutItem(ctx, in); err != nil {
+		if isConditionFailed(err) {
+			return store.Idempotency{}, store.ErrConflict
+		}
+		return store.Idempotency{}, err
+	}
+	return stored, nil
+}
+
+// DeleteIdempotency implements store.Store.
+func (s *Store) DeleteIdempotency(ctx context.Context, k string) error {
+	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table(store.TableIdempotencyLedger), Key: key(k)})
+	return err
+}
