@@ -35,6 +35,7 @@ Usage:
   whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
   whp dlq list|redrive [--url http://127.0.0.1:8080] [--subscription S | --partner P | --delivery-id IDS] [--from T] [--to T]
   whp replay --subscription S --from T [--to T] [--rate N] [--url http://127.0.0.1:8080]
+  whp ingest | processor | dispatcher [--store dynamodb --dynamodb-endpoint URL --env E] --ingress-brokers B --egress-brokers B [--secrets FILE|aws]
   whp tables create [--env dev] [--endpoint URL]
   whp version
 
@@ -59,6 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, stderr)
+	case "ingest":
+		err = runIngest(ctx, args[1:], stderr)
+	case "processor":
+		err = runProcessor(ctx, args[1:], stderr)
+	case "dispatcher":
+		err = runDispatcher(ctx, args[1:], stderr)
 	case "tables":
 		err = runTables(ctx, args[1:], stdout, stderr)
 	case "replay":

@@ -22,16 +22,16 @@ import (
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/embedkafka"
-	"github.com/whp-dev/whp/store/embedded"
 )
 
 // reconcileFlags are the flags of `whp reconcile`.
 type reconcileFlags struct {
 	catalogDir, repo, branch, tag, commit, path        string
 	gitUser, gitPasswordFile, gitTokenFile, sshKeyFile string
-	knownHostsFile, webhookSecretFile, addr, dataDir   string
+	knownHostsFile, webhookSecretFile, addr            string
 	gitCAFile, statusAt                                string
-	ingress, egress, artifacts, artifactsURL           string
+	artifacts, artifactsURL                            string
+	b                                                  backend
 	once, dryRun, pruneTopics                          bool
 	interval                                           time.Duration
 }
@@ -54,9 +54,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.sshKeyFile, "ssh-key-file", "", "PEM private key for an ssh:// repository")
 	fs.StringVar(&f.knownHostsFile, "known-hosts-file", "", "known_hosts for an ssh:// repository")
 	fs.StringVar(&f.gitCAFile, "git-ca-file", "", "PEM CA bundle for an HTTPS repository with a private CA")
-	fs.StringVar(&f.dataDir, "data-dir", ".whp", "data dir of the embedded store (and embedded Kafka unless brokers are given)")
-	fs.StringVar(&f.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated (default: the data dir's embedded cluster)")
-	fs.StringVar(&f.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
+	f.b.register(fs) // --store, --data-dir (and its embedded Kafka unless brokers are given), --ingress-brokers, --egress-brokers…
 	fs.StringVar(&f.artifacts, "artifacts", "", "where to publish each schema version's JSON Schema: a directory, or s3://bucket/prefix (credentials from the AWS default chain)")
 	fs.StringVar(&f.artifactsURL, "artifacts-url", "", "base URL partners read the artifacts at (the $id of each schema)")
 	fs.StringVar(&f.statusAt, "status", "", "where to keep the status: s3://bucket/key.json (default: reconciler-status.json in the data dir)")
@@ -69,7 +67,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if (f.ingress == "") != (f.egress == "") {
+	if (f.b.ingress == "") != (f.b.egress == "") {
 		return usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
 	}
 	src, err := f.source()
@@ -78,16 +76,16 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	// The store first: its lock keeps a second process (a running whp dev)
-	// away from the data dir and its embedded Kafka.
-	st, err := embedded.Open(filepath.Join(f.dataDir, "store"))
+	// The store first: the embedded store's lock keeps a second process (a
+	// running whp dev) away from the data dir and its embedded Kafka.
+	st, err := f.b.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ingress, egress := splitList(f.ingress), splitList(f.egress)
+	ingress, egress := splitList(f.b.ingress), splitList(f.b.egress)
 	if len(ingress) == 0 {
-		clusters, err := embedkafka.Start(filepath.Join(f.dataDir, "kafka"))
+		clusters, err := embedkafka.Start(filepath.Join(f.b.dataDir, "kafka"))
 		if err != nil {
 			return err
 		}
@@ -109,7 +107,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.dryRun {
 		return dryRun(ctx, src, applier, stdout, stderr)
 	}
-	status, err := statusStore(ctx, f.statusAt, f.dataDir)
+	status, err := statusStore(ctx, f.statusAt, f.b.dataDir)
 	if err != nil {
 		return err
 	}

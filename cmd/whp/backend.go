@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/whp-dev/whp/runtime/secret"
+	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/dynamo"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// backend is how a role reaches its state and the two Kafka clusters:
+// the flags every role shares.
+type backend struct {
+	storeKind, dataDir, endpoint, env, region string
+	ingress, egress                           string
+	secrets                                   string
+}
+
+func (b *backend) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.storeKind, "store", "embedded", "state store: embedded (in --data-dir, one process only) or dynamodb")
+	fs.StringVar(&b.dataDir, "data-dir", ".whp", "data dir of the embedded store")
+	fs.StringVar(&b.endpoint, "dynamodb-endpoint", "", "DynamoDB endpoint override, e.g. dynalite's (default: AWS)")
+	fs.StringVar(&b.env, "env", "dev", "environment: DynamoDB tables are webhooks-{env}-{table}")
+	fs.StringVar(&b.region, "region", "us-east-1", "AWS region")
+	fs.StringVar(&b.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated")
+	fs.StringVar(&b.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
+	fs.StringVar(&b.secrets, "secrets", "", "secrets provider: a JSON file path, or aws for AWS Secrets Manager")
+}
+
+func (b *backend) awsConfig(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(b.region))
+	if err != nil {
+		return cfg, fmt.Errorf("AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// openStore opens the configured store.
+func (b *backend) openStore(ctx context.Context) (store.Store, error) {
+	switch b.storeKind {
+	case "embedded":
+		return embedded.Open(filepath.Join(b.dataDir, "store"))
+	case "dynamodb":
+		cfg, err := b.awsConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+			if b.endpoint != "" {
+				o.BaseEndpoint = aws.String(b.endpoint)
+			}
+		})
+		return dynamo.New(db, b.env), nil
+	}
+	return nil, usageError{fmt.Sprintf("--store %q: want embedded or dynamodb", b.storeKind)}
+}
+
+// brokers returns the seed brokers of the clusters a role needs.
+func (b *backend) brokers(needIngress, needEgress bool) (in, eg []string, err error) {
+	in, eg = splitList(b.ingress), splitList(b.egress)
+	if needIngress && len(in) == 0 {
+		err = errors.Join(err, usageError{"--ingress-brokers is required"})
+	}
+	if needEgress && len(eg) == 0 {
+		err = errors.Join(err, usageError{"--egress-brokers is required"})
+	}
+	return in, eg, err
+}
+
+// secretsProvider returns the configured secrets provider.
+func (b *backend) secretsProvider(ctx context.Context) (interface {
+	Secrets(ctx context.Context, ref string) ([]string, error)
+}, error) {
+	switch b.secrets {
+	case "":
+		return nil, usageError{"--secrets is required: a JSON file, or aws"}
+	case "aws":
+		cfg, err := b.awsConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &secret.AWS{Client: secretsmanager.NewFromConfig(cfg)}, nil
+	default:
+		return secret.OpenFile(b.secrets), nil
+	}
+}

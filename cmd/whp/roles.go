@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/ingest"
+	"github.com/whp-dev/whp/runtime/processor"
+	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/retry"
+	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/store"
+)
+
+// role is what the three roles share: flags, logging, a store, and an
+// HTTP server for probes (and, for ingest, the API).
+type role struct {
+	name     string
+	b        backend
+	addr     string
+	logLevel string
+	log      *slog.Logger
+	st       store.Store
+}
+
+func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name, value, usage string) *string)) error {
+	fs := newFlags(r.name, stderr)
+	r.b.register(fs)
+	fs.StringVar(&r.addr, "addr", "127.0.0.1:8080", "address of the HTTP server (probes /healthz /readyz, and the API of ingest)")
+	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
+	if extra != nil {
+		extra(fs.String)
+	}
+	return parse(fs, args)
+}
+
+func (r *role) start(ctx context.Context, stderr io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(r.logLevel)); err != nil {
+		return usageError{fmt.Sprintf("whp %s: --log-level %q: want debug, info, warn or error", r.name, r.logLevel)}
+	}
+	// Production roles log JSON; one line per event on the data path.
+	r.log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", r.name)
+	st, err := r.b.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	r.st = st
+	return nil
+}
+
+// serve runs the HTTP server and the workers until ctx ends, then stops
+// the server and waits for the workers to finish their batch.
+func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(context.Context) error) error {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
+	srv := &http.Server{Addr: r.addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range workers {
+		g.Go(func() error { return w(gctx) })
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+	r.log.Info("started", "addr", r.addr, "store", r.b.storeKind)
+	select {
+	case <-gctx.Done():
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	err := g.Wait()
+	r.st.Close()
+	r.log.Info("stopped")
+	return err
+}
+
+func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
+	r := &role{name: "ingest"}
+	if err := r.flags(args, stderr, nil); err != nil {
+		return err
+	}
+	in, _, err := r.b.brokers(true, false)
+	if err != nil {
+		return err
+	}
+	if err := r.start(ctx, stderr); err != nil {
+		return err
+	}
+	reg := registry.New(r.st, r.log)
+	if err := reg.Refresh(ctx); err != nil {
+		return err
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	mux := http.NewServeMux()
+	ingest.New(ingest.Config{}, reg, prod, r.st, r.log).Register(mux)
+	return r.serve(ctx, mux, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
+}
+
+func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
+	r := &role{name: "processor"}
+	if err := r.flags(args, stderr, nil); err != nil {
+		return err
+	}
+	in, eg, err := r.b.brokers(true, true)
+	if err != nil {
+		return err
+	}
+	if err := r.start(ctx, stderr); err != nil {
+		return err
+	}
+	reg := registry.New(r.st, r.log)
+	if err := reg.Refresh(ctx); err != nil {
+		return err
+	}
+	proc, err := processor.New(processor.Config{}, in, eg, r.st, reg, r.log)
+	if err != nil {
+		return err
+	}
+	return r.serve(ctx, http.NewServeMux(), proc.Run, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
+}
+
+func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
+	r := &role{name: "dispatcher"}
+	var devDelivery *string
+	if err := r.flags(args, stderr, func(add func(string, string, string) *string) {
+		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
+	}); err != nil {
+		return err
+	}
+	_, eg, err := r.b.brokers(false, true)
+	if err != nil {
+		return err
+	}
+	if err := r.start(ctx, stderr); err != nil {
+		return err
+	}
+	secrets, err := r.b.secretsProvider(ctx)
+	if err != nil {
+		return err
+	}
+	var cfg dispatch.Config
+	switch *devDelivery {
+	case "":
+	case "loopback":
+		cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+		r.log.Warn("deliveries may reach loopback over http (--dev-delivery loopback): not for production")
+	default:
+		return usageError{`whp dispatcher: --dev-delivery takes only "loopback"`}
+	}
+	retryProd, err := retry.NewProducer(eg)
+	if err != nil {
+		return err
+	}
+	defer retryProd.Close()
+	d, err := dispatch.New(cfg, eg, r.st, secrets, retryProd, r.log)
+	if err != nil {
+		return err
+	}
+	sched, err := retry.NewScheduler(eg, retryProd, d, r.log)
+	if err != nil {
+		return err
+	}
+	return r.serve(ctx, http.NewServeMux(), d.Run, sched.Run)
+}
