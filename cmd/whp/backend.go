@@ -12,6 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/kafkaconn"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/dynamo"
@@ -24,6 +27,7 @@ type backend struct {
 	storeKind, dataDir, endpoint, env, region string
 	ingress, egress                           string
 	secrets                                   string
+	kafka                                     kafkaconn.Config
 }
 
 func (b *backend) register(fs *flag.FlagSet) {
@@ -35,6 +39,16 @@ func (b *backend) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.ingress, "ingress-brokers", "", "ingress cluster seed brokers, comma-separated")
 	fs.StringVar(&b.egress, "egress-brokers", "", "egress cluster seed brokers, comma-separated")
 	fs.StringVar(&b.secrets, "secrets", "", "secrets provider: a JSON file path, or aws for AWS Secrets Manager")
+	fs.BoolVar(&b.kafka.TLS, "kafka-tls", false, "connect to Kafka over TLS (MSK)")
+	fs.StringVar(&b.kafka.MinTLSVersion, "kafka-tls-min-version", "1.2", "lowest TLS version: 1.2 or 1.3")
+	fs.StringVar(&b.kafka.CAFile, "kafka-ca-file", "", "PEM CA bundle for Kafka instead of the system's")
+	fs.StringVar(&b.kafka.SASL, "kafka-sasl", "", "SASL mechanism: aws-msk-iam (credentials from the AWS default chain), or none")
+	fs.StringVar(&b.kafka.Compression, "kafka-compression", "snappy", "produced batch compression: snappy, lz4, zstd, gzip or none")
+}
+
+// kafkaOpts are the client options every Kafka client of the role uses.
+func (b *backend) kafkaOpts(ctx context.Context) ([]kgo.Opt, error) {
+	return kafkaconn.Opts(ctx, b.kafka)
 }
 
 func (b *backend) awsConfig(ctx context.Context) (aws.Config, error) {

@@ -92,12 +92,16 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		defer clusters.Close()
 		ingress, egress = clusters.Ingress.ListenAddrs(), clusters.Egress.ListenAddrs()
 	}
-	in, err := kgo.NewClient(kgo.SeedBrokers(ingress...))
+	kopts, err := f.b.kafkaOpts(ctx)
+	if err != nil {
+		return err
+	}
+	in, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingress...)}, kopts...)...)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	eg, err := kgo.NewClient(kgo.SeedBrokers(egress...))
+	eg, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(egress...)}, kopts...)...)
 	if err != nil {
 		return err
 	}

@@ -99,11 +99,15 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.start(ctx, stderr); err != nil {
 		return err
 	}
+	kopts, err := r.b.kafkaOpts(ctx)
+	if err != nil {
+		return err
+	}
 	reg := registry.New(r.st, r.log)
 	if err := reg.Refresh(ctx); err != nil {
 		return err
 	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, kopts...)...)
 	if err != nil {
 		return err
 	}
@@ -125,11 +129,15 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.start(ctx, stderr); err != nil {
 		return err
 	}
+	kopts, err := r.b.kafkaOpts(ctx)
+	if err != nil {
+		return err
+	}
 	reg := registry.New(r.st, r.log)
 	if err := reg.Refresh(ctx); err != nil {
 		return err
 	}
-	proc, err := processor.New(processor.Config{}, in, eg, r.st, reg, r.log)
+	proc, err := processor.New(processor.Config{}, in, eg, r.st, reg, r.log, kopts...)
 	if err != nil {
 		return err
 	}
@@ -151,6 +159,10 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.start(ctx, stderr); err != nil {
 		return err
 	}
+	kopts, err := r.b.kafkaOpts(ctx)
+	if err != nil {
+		return err
+	}
 	secrets, err := r.b.secretsProvider(ctx)
 	if err != nil {
 		return err
@@ -164,16 +176,16 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return usageError{`whp dispatcher: --dev-delivery takes only "loopback"`}
 	}
-	retryProd, err := retry.NewProducer(eg)
+	retryProd, err := retry.NewProducer(eg, kopts...)
 	if err != nil {
 		return err
 	}
 	defer retryProd.Close()
-	d, err := dispatch.New(cfg, eg, r.st, secrets, retryProd, r.log)
+	d, err := dispatch.New(cfg, eg, r.st, secrets, retryProd, r.log, kopts...)
 	if err != nil {
 		return err
 	}
-	sched, err := retry.NewScheduler(eg, retryProd, d, r.log)
+	sched, err := retry.NewScheduler(eg, retryProd, d, r.log, kopts...)
 	if err != nil {
 		return err
 	}
