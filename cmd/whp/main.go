@@ -80,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else {
 			err = runValidate(args[2:], stdout, stderr)
 		}
+	case "config-docs":
+		err = configDocs(ctx, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "whp", version())
 	case "help", "-h", "--help":
@@ -111,9 +113,15 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // newFlags returns a flag set whose flags default to WHP_* variables.
+// When stderr is a flagCollector (whp config-docs), the set is handed to
+// it, so the documentation is made from the very flags the commands parse.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if c, ok := stderr.(*flagCollector); ok {
+		c.sets = append(c.sets, fs)
+		fs.SetOutput(io.Discard)
+	}
 	return fs
 }
 
