@@ -203,6 +203,10 @@ func follow(ctx context.Context, r *reconciler.Reconciler, f reconcileFlags, std
 	mux := http.NewServeMux()
 	r.Register(mux, secret)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	// Ready as soon as it serves: a failing revision is reported in the
+	// status (and the last good one keeps serving), not by taking the pod
+	// out of rotation, which would hide the status endpoint too.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
 	srv := &http.Server{Addr: f.addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
