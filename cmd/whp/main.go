@@ -45,6 +45,13 @@ Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if onLambda() {
+		if err := runLambda(ctx, os.Getenv("WHP_ROLE"), os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "whp:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

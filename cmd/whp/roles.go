@@ -92,29 +92,39 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.flags(args, stderr, nil); err != nil {
 		return err
 	}
-	in, _, err := r.b.brokers(true, false)
+	mux, reg, closeProd, err := r.ingestAPI(ctx, stderr)
 	if err != nil {
 		return err
 	}
+	defer closeProd()
+	return r.serve(ctx, mux, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
+}
+
+// ingestAPI starts the role and builds the producers' API: the handler
+// whp ingest serves on EKS and the ingest Lambda serves behind API Gateway.
+func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux, *registry.Registry, func(), error) {
+	in, _, err := r.b.brokers(true, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if err := r.start(ctx, stderr); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	kopts, err := r.b.kafkaOpts(ctx)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	reg := registry.New(r.st, r.log)
 	if err := reg.Refresh(ctx); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, kopts...)...)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer prod.Close()
 	mux := http.NewServeMux()
 	ingest.New(ingest.Config{}, reg, prod, r.st, r.log).Register(mux)
-	return r.serve(ctx, mux, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
+	return mux, reg, prod.Close, nil
 }
 
 func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
