@@ -26,38 +26,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whp-dev/whp/internal/proctest"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "whp-chaos-")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "whp")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/whp")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build whp:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func TestMain(m *testing.M) { proctest.Main(m, &bin) }
 
 // platform is whp dev as a child process, on a fixed address across restarts.
 type platform struct {
@@ -80,7 +56,7 @@ subscriptions: "demo.created": {partner: "demo", domain: "shop", event: "order.c
 	if err := os.WriteFile(filepath.Join(cat, "c.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p := &platform{t: t, data: t.TempDir(), cat: cat, addr: addr, url: "http://" + addr, args: args}
 	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
 	p.start()
@@ -102,20 +78,7 @@ func (p *platform) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if resp, err := http.Get(p.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(p.data + "-log")
-			p.t.Fatalf("whp dev not healthy in 60 s:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proctest.WaitOK(p.t, p.url+"/healthz", p.data+"-log")
 }
 
 func (p *platform) stop(sig syscall.Signal) {
@@ -145,7 +108,7 @@ type partner struct {
 }
 
 func newPartner(t *testing.T) *partner {
-	p := &partner{t: t, addr: freeAddr(t), byID: map[string]int{}, byOrder: map[string]map[string]bool{}, hang: 3 * time.Second}
+	p := &partner{t: t, addr: proctest.FreeAddr(t), byID: map[string]int{}, byOrder: map[string]map[string]bool{}, hang: 3 * time.Second}
 	p.mode.Store("ok")
 	p.up()
 	t.Cleanup(p.down)

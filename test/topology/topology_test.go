@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/internal/dynalitetest"
+	"github.com/whp-dev/whp/internal/proctest"
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/signature"
@@ -34,31 +34,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "whp-topology-")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "whp")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/whp")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build whp:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func TestMain(m *testing.M) { proctest.Main(m, &bin) }
 
 // proc is one role process.
 type proc struct {
@@ -79,18 +55,7 @@ func (p *proc) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + p.addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(p.log.Name())
-			p.t.Fatalf("%s not ready:\n%s", p.name, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proctest.WaitOK(p.t, "http://"+p.addr+"/readyz", p.log.Name())
 }
 
 func (p *proc) kill() {
@@ -172,7 +137,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		if name == "dispatcher" {
 			args = append(args, "--secrets", secrets, "--dev-delivery", "loopback")
 		}
-		roles[name] = &proc{t: t, name: name, args: args, addr: freeAddr(t), log: logf(name)}
+		roles[name] = &proc{t: t, name: name, args: args, addr: proctest.FreeAddr(t), log: logf(name)}
 		roles[name].start()
 		defer roles[name].kill()
 	}
