@@ -58,6 +58,32 @@ func (r *role) start(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
+// connect checks the broker flags the role needs, starts the role (logging,
+// store) and returns the seed brokers with the Kafka client options (TLS,
+// SASL, compression) every client of the role shares.
+func (r *role) connect(ctx context.Context, stderr io.Writer, ingress, egress bool) (in, eg []string, kopts []kgo.Opt, err error) {
+	if in, eg, err = r.b.brokers(ingress, egress); err != nil {
+		return nil, nil, nil, err
+	}
+	if err = r.start(ctx, stderr); err != nil {
+		return nil, nil, nil, err
+	}
+	if kopts, err = r.b.kafkaOpts(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	return in, eg, kopts, nil
+}
+
+// registry loads the schemas from the store; the caller keeps it fresh
+// with its Run.
+func (r *role) registry(ctx context.Context) (*registry.Registry, error) {
+	reg := registry.New(r.st, r.log)
+	if err := reg.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
 // serve runs the HTTP server and the workers until ctx ends, then stops
 // the server and waits for the workers to finish their batch.
 func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(context.Context) error) error {
@@ -103,19 +129,12 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 // ingestAPI starts the role and builds the producers' API: the handler
 // whp ingest serves on EKS and the ingest Lambda serves behind API Gateway.
 func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux, *registry.Registry, func(), error) {
-	in, _, err := r.b.brokers(true, false)
+	in, _, kopts, err := r.connect(ctx, stderr, true, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := r.start(ctx, stderr); err != nil {
-		return nil, nil, nil, err
-	}
-	kopts, err := r.b.kafkaOpts(ctx)
+	reg, err := r.registry(ctx)
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	reg := registry.New(r.st, r.log)
-	if err := reg.Refresh(ctx); err != nil {
 		return nil, nil, nil, err
 	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, kopts...)...)
@@ -132,19 +151,12 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.flags(args, stderr, nil); err != nil {
 		return err
 	}
-	in, eg, err := r.b.brokers(true, true)
+	in, eg, kopts, err := r.connect(ctx, stderr, true, true)
 	if err != nil {
 		return err
 	}
-	if err := r.start(ctx, stderr); err != nil {
-		return err
-	}
-	kopts, err := r.b.kafkaOpts(ctx)
+	reg, err := r.registry(ctx)
 	if err != nil {
-		return err
-	}
-	reg := registry.New(r.st, r.log)
-	if err := reg.Refresh(ctx); err != nil {
 		return err
 	}
 	proc, err := processor.New(processor.Config{}, in, eg, r.st, reg, r.log, kopts...)
@@ -162,14 +174,7 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	_, eg, err := r.b.brokers(false, true)
-	if err != nil {
-		return err
-	}
-	if err := r.start(ctx, stderr); err != nil {
-		return err
-	}
-	kopts, err := r.b.kafkaOpts(ctx)
+	_, eg, kopts, err := r.connect(ctx, stderr, false, true)
 	if err != nil {
 		return err
 	}
