@@ -89,28 +89,28 @@ func (s *Store) get(ctx context.Context, table string, k map[string]types.Attrib
 // scanAll reads a whole table (small tables: schemas, subscriptions).
 func (s *Store) scanAll(ctx context.Context, table string, fn func(map[string]types.AttributeValue) error) error {
 	p := dynamodb.NewScanPaginator(s.db, &dynamodb.ScanInput{TableName: s.table(table), ConsistentRead: aws.Bool(true)})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return err
-		}
-		for _, it := range out.Items {
-			if err := fn(it); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return eachItem(ctx, p, func(o *dynamodb.ScanOutput) []map[string]types.AttributeValue { return o.Items }, fn)
 }
 
 func (s *Store) queryAll(ctx context.Context, in *dynamodb.QueryInput, fn func(map[string]types.AttributeValue) error) error {
 	p := dynamodb.NewQueryPaginator(s.db, in)
+	return eachItem(ctx, p, func(o *dynamodb.QueryOutput) []map[string]types.AttributeValue { return o.Items }, fn)
+}
+
+// pager is what the SDK's Scan and Query paginators have in common.
+type pager[O any] interface {
+	HasMorePages() bool
+	NextPage(context.Context, ...func(*dynamodb.Options)) (O, error)
+}
+
+// eachItem calls fn on every item of every page, stopping at the first error.
+func eachItem[O any](ctx context.Context, p pager[O], items func(O) []map[string]types.AttributeValue, fn func(map[string]types.AttributeValue) error) error {
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
 			return err
 		}
-		for _, it := range out.Items {
+		for _, it := range items(out) {
 			if err := fn(it); err != nil {
 				return err
 			}

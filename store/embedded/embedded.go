@@ -20,6 +20,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -116,16 +117,7 @@ func unindex(tx *bolt.Tx, bucket string, parts ...string) error {
 	return tx.Bucket([]byte(bucket)).Delete([]byte(join(parts...)))
 }
 
-func join(parts ...string) string {
-	var b bytes.Buffer
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteString(sep)
-		}
-		b.WriteString(p)
-	}
-	return b.String()
-}
+func join(parts ...string) string { return strings.Join(parts, sep) }
 
 // scanIndex calls fn with the last part of every index key under prefix.
 func scanIndex(tx *bolt.Tx, bucket, prefix string, fn func(rest string) error) error {
@@ -137,6 +129,34 @@ func scanIndex(tx *bolt.Tx, bucket, prefix string, fn func(rest string) error) e
 		}
 	}
 	return nil
+}
+
+// all decodes every value in bucket.
+func all[T any](tx *bolt.Tx, bucket string) ([]T, error) {
+	var out []T
+	err := tx.Bucket([]byte(bucket)).ForEach(func(_, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+// indexed decodes the values of bucket whose ids the index idx holds under key.
+func indexed[T any](tx *bolt.Tx, idx, key, bucket string) ([]T, error) {
+	var out []T
+	err := scanIndex(tx, idx, key, func(id string) error {
+		var x T
+		if err := get(tx, bucket, id, &x); err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
 }
 
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
@@ -188,15 +208,9 @@ func (s *Store) GetSchema(ctx context.Context, id string) (store.Schema, error) 
 // ListSchemas implements store.Store.
 func (s *Store) ListSchemas(ctx context.Context) ([]store.Schema, error) {
 	var out []store.Schema
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bSchemas)).ForEach(func(_, v []byte) error {
-			var sc store.Schema
-			if err := json.Unmarshal(v, &sc); err != nil {
-				return err
-			}
-			out = append(out, sc)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = all[store.Schema](tx, bSchemas)
+		return err
 	})
 	return out, err
 }
@@ -204,15 +218,9 @@ func (s *Store) ListSchemas(ctx context.Context) ([]store.Schema, error) {
 // SchemasByStatus implements store.Store.
 func (s *Store) SchemasByStatus(ctx context.Context, status string) ([]store.Schema, error) {
 	var out []store.Schema
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return scanIndex(tx, bSchemaStatus, status, func(id string) error {
-			var sc store.Schema
-			if err := get(tx, bSchemas, id, &sc); err != nil {
-				return err
-			}
-			out = append(out, sc)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = indexed[store.Schema](tx, bSchemaStatus, status, bSchemas)
+		return err
 	})
 	return out, err
 }
@@ -260,15 +268,9 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (store.Subscript
 // ListSubscriptions implements store.Store.
 func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
 	var out []store.Subscription
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bSubs)).ForEach(func(_, v []byte) error {
-			var sub store.Subscription
-			if err := json.Unmarshal(v, &sub); err != nil {
-				return err
-			}
-			out = append(out, sub)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = all[store.Subscription](tx, bSubs)
+		return err
 	})
 	return out, err
 }
@@ -276,15 +278,9 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, er
 // SubscriptionsForSchema implements store.Store.
 func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
 	var out []store.Subscription
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return scanIndex(tx, bSubsSchema, schemaID, func(id string) error {
-			var sub store.Subscription
-			if err := get(tx, bSubs, id, &sub); err != nil {
-				return err
-			}
-			out = append(out, sub)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = indexed[store.Subscription](tx, bSubsSchema, schemaID, bSubs)
+		return err
 	})
 	return out, err
 }
