@@ -96,6 +96,12 @@ type StatusFile struct {
 	Path string
 }
 
+// StatusFileIn is where a data dir keeps the status: whp dev and whp
+// reconcile write it there, and whp reconcile status --data-dir reads it.
+func StatusFileIn(dataDir string) StatusFile {
+	return StatusFile{Path: filepath.Join(dataDir, "reconciler-status.json")}
+}
+
 // Load reads the status; a missing file is an empty status.
 func (f StatusFile) Load(context.Context) (Status, error) {
 	b, err := os.ReadFile(f.Path)
@@ -105,16 +111,12 @@ func (f StatusFile) Load(context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("read reconciler status: %w", err)
 	}
-	var s Status
-	if err := json.Unmarshal(b, &s); err != nil {
-		return Status{}, fmt.Errorf("reconciler status %s: %w", f.Path, err)
-	}
-	return s, nil
+	return decodeStatus(b, f.Path)
 }
 
 // Save writes the status atomically.
 func (f StatusFile) Save(_ context.Context, s Status) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := encodeStatus(s)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func (f StatusFile) Save(_ context.Context, s Status) error {
 		return err
 	}
 	tmp := f.Path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("write reconciler status: %w", err)
 	}
 	return os.Rename(tmp, f.Path)
@@ -153,18 +155,29 @@ func (o StatusObject) Load(ctx context.Context) (Status, error) {
 		}
 		return Status{}, fmt.Errorf("read reconciler status %s: %w", o.Key, err)
 	}
-	var s Status
-	if err := json.Unmarshal(b, &s); err != nil {
-		return Status{}, fmt.Errorf("reconciler status %s: %w", o.Key, err)
-	}
-	return s, nil
+	return decodeStatus(b, o.Key)
 }
 
 // Save writes the status.
 func (o StatusObject) Save(ctx context.Context, s Status) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := encodeStatus(s)
 	if err != nil {
 		return err
 	}
-	return o.Store.Put(ctx, o.Key, append(b, '\n'))
+	return o.Store.Put(ctx, o.Key, b)
+}
+
+// encodeStatus and decodeStatus are the one stored form of the status,
+// whichever StatusStore keeps it: indented JSON, for people reading it.
+func encodeStatus(s Status) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	return append(b, '\n'), err
+}
+
+func decodeStatus(b []byte, where string) (Status, error) {
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("reconciler status %s: %w", where, err)
+	}
+	return s, nil
 }

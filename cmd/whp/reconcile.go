@@ -131,10 +131,6 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return follow(ctx, r, f, stdout, log)
 }
 
-func statusFile(dataDir string) reconciler.StatusFile {
-	return reconciler.StatusFile{Path: filepath.Join(dataDir, "reconciler-status.json")}
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -263,7 +259,7 @@ func runReconcileStatus(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 	} else {
 		var err error
-		if st, err = statusFile(*dataDir).Load(ctx); err != nil {
+		if st, err = reconciler.StatusFileIn(*dataDir).Load(ctx); err != nil {
 			return err
 		}
 	}
@@ -306,7 +302,7 @@ func s3Store(ctx context.Context, flag, where string) (artifact.S3, string, erro
 // statusStore opens --status: a JSON object in S3, or the data dir's file.
 func statusStore(ctx context.Context, where, dataDir string) (reconciler.StatusStore, error) {
 	if where == "" {
-		return statusFile(dataDir), nil
+		return reconciler.StatusFileIn(dataDir), nil
 	}
 	if !strings.HasPrefix(where, "s3://") {
 		return reconciler.StatusFile{Path: where}, nil

@@ -326,7 +326,7 @@ func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, se
 	return &reconciler.Reconciler{
 		Source:      source.Dir{Path: cfg.CatalogDir},
 		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: log, Now: time.Now},
-		Status:      reconciler.StatusFile{Path: filepath.Join(cfg.DataDir, "reconciler-status.json")},
+		Status:      reconciler.StatusFileIn(cfg.DataDir),
 		Interval:    cfg.ReconcileInterval,
 		LoadOptions: []catalog.Option{catalog.WithDemoBase(p.URL)},
 		Artifacts:   artifact.Dir{Path: filepath.Join(cfg.DataDir, "artifacts")},
