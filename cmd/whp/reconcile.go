@@ -40,6 +40,33 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(args) > 0 && args[0] == "status" {
 		return runReconcileStatus(ctx, args[1:], stdout, stderr)
 	}
+	f, err := parseReconcileFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r, closeAll, err := f.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	if f.dryRun {
+		return dryRun(ctx, r.Source, r.Applier, stdout, stderr)
+	}
+	if f.once {
+		s, err := r.ReconcileOnce(ctx)
+		s.Render(stdout)
+		if err != nil {
+			return exitError{1}
+		}
+		return nil
+	}
+	return follow(ctx, r, *f, stdout, log)
+}
+
+// parseReconcileFlags reads the flags of `whp reconcile` from args and
+// WHP_* variables.
+func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileFlags, error) {
 	fs := newFlags("reconcile", stderr)
 	var f reconcileFlags
 	fs.StringVar(&f.catalogDir, "catalog", "./catalog", "catalog directory to follow (ignored with --repo)")
@@ -65,70 +92,74 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8081", "address of the status and trigger endpoints when following")
 	fs.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the push webhook's HMAC secret (enables POST /v1/reconcile/trigger)")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if (f.b.ingress == "") != (f.b.egress == "") {
-		return usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
+		return nil, usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
 	}
+	return &f, nil
+}
+
+// open builds the reconciler the flags describe: its source, store, Kafka
+// clients (or the data dir's embedded Kafka), status and artifact stores.
+// The returned func closes what it opened.
+func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconciler.Reconciler, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	src, err := f.source()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
 	// The store first: the embedded store's lock keeps a second process (a
 	// running whp dev) away from the data dir and its embedded Kafka.
 	st, err := f.b.openStore(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer st.Close()
+	closers = append(closers, func() { st.Close() })
 	ingress, egress := splitList(f.b.ingress), splitList(f.b.egress)
 	if len(ingress) == 0 {
 		clusters, err := embedkafka.Start(filepath.Join(f.b.dataDir, "kafka"))
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer clusters.Close()
+		closers = append(closers, clusters.Close)
 		ingress, egress = clusters.Ingress.ListenAddrs(), clusters.Egress.ListenAddrs()
 	}
 	kopts, err := f.b.kafkaOpts(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	in, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingress...)}, kopts...)...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer in.Close()
+	closers = append(closers, in.Close)
 	eg, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(egress...)}, kopts...)...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer eg.Close()
+	closers = append(closers, eg.Close)
 	applier := &reconciler.Applier{Store: st, Ingress: in, Egress: eg, PruneTopics: f.pruneTopics, Log: log, Now: time.Now}
-
-	if f.dryRun {
-		return dryRun(ctx, src, applier, stdout, stderr)
-	}
 	status, err := statusStore(ctx, f.statusAt, f.b.dataDir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	r := &reconciler.Reconciler{Source: src, Applier: applier, Status: status, Interval: f.interval, Log: log, Now: time.Now,
+	r = &reconciler.Reconciler{Source: src, Applier: applier, Status: status, Interval: f.interval, Log: log, Now: time.Now,
 		ArtifactBaseURL: f.artifactsURL}
 	if r.Artifacts, err = artifactStore(ctx, f.artifacts); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if f.once {
-		s, err := r.ReconcileOnce(ctx)
-		s.Render(stdout)
-		if err != nil {
-			return exitError{1}
-		}
-		return nil
-	}
-	return follow(ctx, r, f, stdout, log)
+	return r, closeAll, nil
 }
 
 func splitList(s string) []string {

@@ -167,42 +167,72 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
-	r := &role{name: "dispatcher"}
-	var devDelivery *string
-	if err := r.flags(args, stderr, func(add func(string, string, string) *string) {
+	dr, err := newDispatcherRole(ctx, args, stderr, false)
+	if err != nil {
+		return err
+	}
+	defer dr.retryProd.Close()
+	sched, err := retry.NewScheduler(dr.eg, dr.retryProd, dr.d, dr.log, dr.kopts...)
+	if err != nil {
+		return err
+	}
+	return dr.serve(ctx, http.NewServeMux(), dr.d.Run, sched.Run)
+}
+
+// dispatcherRole is the dispatcher as both runtimes build it: on EKS it
+// consumes the egress topics and runs the retry scheduler; on Lambda it is
+// handed batches and drains the retry tiers on a schedule.
+type dispatcherRole struct {
+	role
+	cfg         dispatch.Config
+	eg          []string
+	kopts       []kgo.Opt
+	retryProd   *kgo.Client
+	d           *dispatch.Dispatcher
+	retryWindow time.Duration // Lambda: how long a scheduled invocation drains the retry tiers
+}
+
+func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool) (*dispatcherRole, error) {
+	dr := &dispatcherRole{role: role{name: "dispatcher"}}
+	var devDelivery, retryWindow *string
+	if err := dr.flags(args, stderr, func(add func(string, string, string) *string) {
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
+		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	_, eg, kopts, err := r.connect(ctx, stderr, false, true)
+	w, err := time.ParseDuration(*retryWindow)
+	if err != nil || w < time.Second {
+		return nil, usageError{fmt.Sprintf("whp dispatcher: --retry-window %q: want a duration of 1s or more, e.g. 50s", *retryWindow)}
+	}
+	dr.retryWindow = w
+	_, eg, kopts, err := dr.connect(ctx, stderr, false, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	secrets, err := r.b.secretsProvider(ctx)
+	dr.eg, dr.kopts = eg, kopts
+	secrets, err := dr.b.secretsProvider(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var cfg dispatch.Config
 	switch *devDelivery {
 	case "":
 	case "loopback":
-		cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
-		r.log.Warn("deliveries may reach loopback over http (--dev-delivery loopback): not for production")
+		dr.cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+		dr.log.Warn("deliveries may reach loopback over http (--dev-delivery loopback): not for production")
 	default:
-		return usageError{`whp dispatcher: --dev-delivery takes only "loopback"`}
+		return nil, usageError{`whp dispatcher: --dev-delivery takes only "loopback"`}
 	}
-	retryProd, err := retry.NewProducer(eg, kopts...)
-	if err != nil {
-		return err
+	if dr.retryProd, err = retry.NewProducer(eg, kopts...); err != nil {
+		return nil, err
 	}
-	defer retryProd.Close()
-	d, err := dispatch.New(cfg, eg, r.st, secrets, retryProd, r.log, kopts...)
-	if err != nil {
-		return err
+	newD := dispatch.New
+	if batch {
+		newD = dispatch.NewBatch
 	}
-	sched, err := retry.NewScheduler(eg, retryProd, d, r.log, kopts...)
-	if err != nil {
-		return err
+	if dr.d, err = newD(dr.cfg, eg, dr.st, secrets, dr.retryProd, dr.log, kopts...); err != nil {
+		dr.retryProd.Close()
+		return nil, err
 	}
-	return r.serve(ctx, http.NewServeMux(), d.Run, sched.Run)
+	return dr, nil
 }

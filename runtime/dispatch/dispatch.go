@@ -134,7 +134,8 @@ func (c *Config) defaults() {
 // Dispatcher is the dispatcher role.
 type Dispatcher struct {
 	cfg       Config
-	cl        *kgo.Client // egress consumer, and producer of dead letters
+	cl        *kgo.Client // egress consumer (unless built by NewBatch), and producer of dead letters
+	consuming bool
 	retryProd *kgo.Client // retry.NewProducer
 	http      *http.Client
 	st        Store
@@ -154,8 +155,21 @@ type Dispatcher struct {
 // Extra kgo options (TLS, SASL) are applied to the consumer.
 func New(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.Client, log *slog.Logger, opts ...kgo.Opt) (*Dispatcher, error) {
 	cfg.defaults()
-	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableAutoCommit()},
-		consume.GroupOptions(cfg.Group, topic.EgressPrefix)...)
+	return newDispatcher(cfg, append(consume.GroupOptions(cfg.Group, topic.EgressPrefix), kgo.DisableAutoCommit()), egress, st, secrets, retryProd, log, opts)
+}
+
+// NewBatch creates a dispatcher that consumes nothing itself: its caller
+// hands it batches through Deliver (the Lambda handler, fed by an MSK
+// event source mapping). Its client only produces dead letters. While a
+// partner's breaker is open its deliveries are held in the retry tiers,
+// since there is no fetch to pause.
+func NewBatch(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.Client, log *slog.Logger, opts ...kgo.Opt) (*Dispatcher, error) {
+	cfg.defaults()
+	return newDispatcher(cfg, nil, egress, st, secrets, retryProd, log, opts)
+}
+
+func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, secrets Secrets, retryProd *kgo.Client, log *slog.Logger, opts []kgo.Opt) (*Dispatcher, error) {
+	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())}, consumer...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher egress client: %w", err)
@@ -181,12 +195,20 @@ func New(cfg Config, egress []string, st Store, secrets Secrets, retryProd *kgo.
 		// Redirects are not followed: a 3xx is the partner's answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	d := &Dispatcher{cfg: cfg, cl: cl, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
+	d := &Dispatcher{cfg: cfg, cl: cl, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
 		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}}
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
 	return d, nil
 }
+
+// AttemptTimeout bounds one delivery attempt: work that must finish
+// before a deadline leaves at least this much room for what is in flight.
+func (d *Dispatcher) AttemptTimeout() time.Duration { return d.cfg.Timeout }
+
+// Close closes the client of a dispatcher that is not Run (Run closes its
+// own when it returns).
+func (d *Dispatcher) Close() { d.cl.Close() }
 
 // Breakers reports every partner's circuit breaker.
 func (d *Dispatcher) Breakers() []breaker.Snapshot { return d.breaker.Snapshots() }
@@ -207,6 +229,9 @@ func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
 // pause stops fetching a partner's egress topic until retryAt: its
 // records stay in Kafka (backpressure) instead of being held one by one.
 func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
+	if !d.consuming {
+		return
+	}
 	d.pauseMu.Lock()
 	defer d.pauseMu.Unlock()
 	if d.paused[partner] == nil {
@@ -253,7 +278,11 @@ func (d *Dispatcher) partnerFailingLong(partner string, since time.Time) {
 // Refresh makes the dispatcher look for new egress topics now, rather
 // than at its next metadata refresh (up to 10 s): the reconciler calls it
 // after creating topics so a new subscription delivers at once.
-func (d *Dispatcher) Refresh() { d.cl.ForceMetadataRefresh() }
+func (d *Dispatcher) Refresh() {
+	if d.consuming {
+		d.cl.ForceMetadataRefresh()
+	}
+}
 
 // Run consumes until ctx ends. Offsets of a batch are committed once every
 // delivery in it has been attempted and its status written.
@@ -269,7 +298,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.log.Warn("egress fetch error", "topic", t, "partition", p, "error", err)
 		})
 		if recs := fetches.Records(); len(recs) > 0 {
-			switch complete := d.batch(ctx, recs); {
+			switch complete := len(d.batch(ctx, recs)) == 0; {
 			case ctx.Err() != nil:
 				// Not committed: what was not finished is delivered after
 				// the restart, what was is dropped by the ledger.
@@ -291,16 +320,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// Deliver makes the first attempt of each delivery in recs (egress
+// records) and writes their statuses in one batch. It returns the records
+// that were not handled and must be handed to it again (state was
+// unavailable, or ctx ended first); handing it any record again is
+// harmless, since the ledger drops what was delivered. Retryable failures
+// are not among them: they wait in the retry tiers.
+func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []*kgo.Record) {
+	return d.batch(ctx, recs)
+}
+
 // batch delivers recs concurrently and writes their statuses in one batch.
-// It reports whether every record was handled, so that the batch may be
-// committed.
-func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
+// It returns the records not handled; the batch may be committed only when
+// there are none.
+func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Record {
 	var (
-		mu         sync.Mutex
-		statuses   []store.Delivery
-		incomplete bool
-		wg         sync.WaitGroup
-		sem        = make(chan struct{}, d.cfg.Concurrency)
+		mu       sync.Mutex
+		statuses []store.Delivery
+		failed   []*kgo.Record
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, d.cfg.Concurrency)
 	)
 	for _, group := range byKey(recs) {
 		sem <- struct{}{}
@@ -308,7 +347,10 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 			// Shutting down: start nothing new; the rest of the batch is
 			// not committed and is delivered after the restart.
 			<-sem
-			break
+			mu.Lock()
+			failed = append(failed, group...)
+			mu.Unlock()
+			continue
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -326,7 +368,7 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 				case write:
 					statuses = append(statuses, st)
 				case retryBatch:
-					incomplete = true
+					failed = append(failed, r)
 				}
 				mu.Unlock()
 			}
@@ -336,10 +378,10 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) bool {
 	if len(statuses) > 0 {
 		if err := d.st.PutDeliveries(context.WithoutCancel(ctx), statuses); err != nil {
 			d.log.Error("writing delivery statuses failed", "deliveries", len(statuses), "error", err)
-			incomplete = true
+			return recs
 		}
 	}
-	return !incomplete
+	return failed
 }
 
 // byKey groups records by topic and key, keeping their order, groups in

@@ -86,6 +86,22 @@ type compiledFilter struct {
 // on the ingress cluster and a producer on the egress cluster. Extra kgo
 // options (TLS, SASL) are applied to both.
 func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *slog.Logger, opts ...kgo.Opt) (*Processor, error) {
+	p, err := NewBatch(cfg, egress, st, schemas, log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit()}, consume.GroupOptions(p.cfg.Group, topic.IngressPrefix)...)
+	if p.in, err = kgo.NewClient(append(inOpts, opts...)...); err != nil {
+		p.out.Close()
+		return nil, fmt.Errorf("processor ingress client: %w", err)
+	}
+	return p, nil
+}
+
+// NewBatch creates a processor that consumes nothing itself: its caller
+// hands it batches through Process (the Lambda handler, fed by an MSK
+// event source mapping). It produces to the egress cluster.
+func NewBatch(cfg Config, egress []string, st Store, schemas Schemas, log *slog.Logger, opts ...kgo.Opt) (*Processor, error) {
 	if cfg.Group == "" {
 		cfg.Group = "whp-processor"
 	}
@@ -98,27 +114,29 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	if cfg.Flags == nil {
 		cfg.Flags = flags.Static{}
 	}
-	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit()}, consume.GroupOptions(cfg.Group, topic.IngressPrefix)...)
-	in, err := kgo.NewClient(append(inOpts, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("processor ingress client: %w", err)
-	}
 	out, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(egress...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 	}, opts...)...)
 	if err != nil {
-		in.Close()
 		return nil, fmt.Errorf("processor egress client: %w", err)
 	}
-	return &Processor{cfg: cfg, in: in, out: out, st: st, schemas: schemas, log: log, now: time.Now,
+	return &Processor{cfg: cfg, out: out, st: st, schemas: schemas, log: log, now: time.Now,
 		filters: map[string]compiledFilter{}, transforms: map[string]compiledTransform{}}, nil
 }
 
+// Close closes the clients of a processor that is not Run (Run closes
+// its own when it returns).
+func (p *Processor) Close() { p.close() }
+
 // Refresh makes the processor look for new ingress topics now, rather
 // than at its next metadata refresh (up to 10 s).
-func (p *Processor) Refresh() { p.in.ForceMetadataRefresh() }
+func (p *Processor) Refresh() {
+	if p.in != nil {
+		p.in.ForceMetadataRefresh()
+	}
+}
 
 // Run consumes until ctx ends, then commits what it finished and leaves
 // the group.
@@ -155,8 +173,19 @@ func (p *Processor) Run(ctx context.Context) error {
 }
 
 func (p *Processor) close() {
-	p.in.Close()
+	if p.in != nil {
+		p.in.Close()
+	}
 	p.out.Close()
+}
+
+// Process handles one batch of ingress records: it records every event,
+// publishes its deliveries and records them as pending. An error means
+// the batch must be processed again, whole; doing so is harmless (the
+// same delivery IDs are published, and the dispatcher's ledger delivers
+// each once). Batches of one Processor must not run concurrently.
+func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
+	return p.process(ctx, recs)
 }
 
 // process handles one batch: records every event, publishes its
