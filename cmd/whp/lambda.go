@@ -60,14 +60,14 @@ func lambdaHandler(ctx context.Context, roleName string, stderr io.Writer) (any,
 		if err := r.flags(nil, stderr, nil); err != nil {
 			return nil, nil, err
 		}
-		mux, reg, closeProd, err := r.ingestAPI(ctx, stderr)
+		mux, reg, prod, err := r.ingestAPI(ctx, stderr)
 		if err != nil {
 			return nil, nil, err
 		}
 		// Between invocations the sandbox is frozen and this goroutine
 		// with it; it refreshes the schemas whenever the function runs.
 		go reg.Run(ctx, 5*time.Second)
-		return lambdahttp.Handler(mux), func() { closeProd(); r.st.Close() }, nil
+		return lambdahttp.Handler(mux), func() { prod.Close(); r.st.Close() }, nil
 	case "processor":
 		return processorLambda(ctx, stderr)
 	case "dispatcher":

@@ -30,6 +30,8 @@ type role struct {
 	logLevel string
 	log      *slog.Logger
 	st       store.Store
+	// ready are the dependencies /readyz checks besides the store.
+	ready []check
 }
 
 func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name, value, usage string) *string)) error {
@@ -88,7 +90,7 @@ func (r *role) registry(ctx context.Context) (*registry.Registry, error) {
 // the server and waits for the workers to finish their batch.
 func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(context.Context) error) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
+	mux.Handle("GET /readyz", readiness(append([]check{{"store", r.pingStore}}, r.ready...), readinessTTL))
 	srv := &http.Server{Addr: r.addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range workers {
@@ -113,22 +115,32 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	return err
 }
 
+// pingStore reaches the store with the cheapest read there is: a lookup
+// of a subscription that does not exist.
+func (r *role) pingStore(ctx context.Context) error {
+	if _, err := r.st.GetSubscription(ctx, "whp-readiness-probe"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	r := &role{name: "ingest"}
 	if err := r.flags(args, stderr, nil); err != nil {
 		return err
 	}
-	mux, reg, closeProd, err := r.ingestAPI(ctx, stderr)
+	mux, reg, prod, err := r.ingestAPI(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeProd()
+	defer prod.Close()
+	r.ready = append(r.ready, check{"ingress kafka", prod.Ping})
 	return r.serve(ctx, mux, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
 }
 
 // ingestAPI starts the role and builds the producers' API: the handler
 // whp ingest serves on EKS and the ingest Lambda serves behind API Gateway.
-func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux, *registry.Registry, func(), error) {
+func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux, *registry.Registry, *kgo.Client, error) {
 	in, _, kopts, err := r.connect(ctx, stderr, true, false)
 	if err != nil {
 		return nil, nil, nil, err
@@ -143,7 +155,7 @@ func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux,
 	}
 	mux := http.NewServeMux()
 	ingest.New(ingest.Config{}, reg, prod, r.st, r.log).Register(mux)
-	return mux, reg, prod.Close, nil
+	return mux, reg, prod, nil
 }
 
 func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
@@ -163,6 +175,7 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	r.ready = append(r.ready, check{"kafka", proc.Ping})
 	return r.serve(ctx, http.NewServeMux(), proc.Run, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
 }
 
@@ -176,6 +189,7 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dr.ready = append(dr.ready, check{"egress kafka", dr.d.Ping})
 	return dr.serve(ctx, http.NewServeMux(), dr.d.Run, sched.Run)
 }
 

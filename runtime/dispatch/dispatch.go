@@ -206,6 +206,9 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 // before a deadline leaves at least this much room for what is in flight.
 func (d *Dispatcher) AttemptTimeout() time.Duration { return d.cfg.Timeout }
 
+// Ping reports whether the egress cluster answers (any broker of it).
+func (d *Dispatcher) Ping(ctx context.Context) error { return d.cl.Ping(ctx) }
+
 // Close closes the client of a dispatcher that is not Run (Run closes its
 // own when it returns).
 func (d *Dispatcher) Close() { d.cl.Close() }

@@ -126,6 +126,19 @@ func NewBatch(cfg Config, egress []string, st Store, schemas Schemas, log *slog.
 		filters: map[string]compiledFilter{}, transforms: map[string]compiledTransform{}}, nil
 }
 
+// Ping reports whether both clusters answer (a broker of each).
+func (p *Processor) Ping(ctx context.Context) error {
+	if p.in != nil {
+		if err := p.in.Ping(ctx); err != nil {
+			return fmt.Errorf("ingress: %w", err)
+		}
+	}
+	if err := p.out.Ping(ctx); err != nil {
+		return fmt.Errorf("egress: %w", err)
+	}
+	return nil
+}
+
 // Close closes the clients of a processor that is not Run (Run closes
 // its own when it returns).
 func (p *Processor) Close() { p.close() }
