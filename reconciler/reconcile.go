@@ -13,6 +13,7 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
+	"github.com/whp-dev/whp/runtime/telemetry"
 )
 
 // Source yields the catalog's current revision.
@@ -54,6 +55,8 @@ type Reconciler struct {
 	OnApplied func(ctx context.Context, c *catalog.Catalog) error
 	Log       *slog.Logger
 	Now       func() time.Time
+	// Metrics counts runs by result (nil: none).
+	Metrics *telemetry.Metrics
 
 	trigger  chan struct{}
 	initOnce sync.Once
@@ -118,6 +121,14 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (st Status, err error) {
 	st.ObservedAt = now
 	st.set(ConditionReconciling, "True", ReasonProgressing, "fetching the catalog", now)
 	defer func() {
+		result := "applied"
+		switch {
+		case errors.Is(err, ErrStalled):
+			result = "invalid"
+		case err != nil:
+			result = "failed"
+		}
+		r.Metrics.Reconcile(ctx, result)
 		st.remove(ConditionReconciling)
 		if serr := r.Status.Save(context.WithoutCancel(ctx), st); serr != nil {
 			r.Log.Error("saving reconciler status failed", "error", serr)

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -45,6 +46,8 @@ import (
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -93,6 +96,7 @@ type Platform struct {
 	log       *slog.Logger
 	srv       *http.Server
 	kafka     *embedkafka.Clusters
+	tel       *telemetry.Telemetry
 	st        *embedded.Store
 	producer  *kgo.Client
 	retryProd *kgo.Client
@@ -149,6 +153,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		log.Warn("flags unreadable; starting without them", "error", err)
 	}
 	cfg.Ingest.Flags, cfg.Dispatch.Flags = cfg.Flags, cfg.Flags
+	if p.tel, err = telemetry.New(telemetry.Options{Service: "whp-dev"}); err != nil {
+		return nil, err
+	}
+	cfg.Ingest.Metrics, cfg.Dispatch.Metrics = p.tel.Metrics, p.tel.Metrics
 	reg := registry.New(p.st, log)
 	var workers []interface{ Refresh() } // set below, before the reconciler runs again
 	rec, err := p.reconciler(cfg, ingressAddrs, egressAddrs, secrets, reg, func() {
@@ -226,9 +234,22 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"breakers": disp.Breakers()})
 	}))
+	if err := p.tel.Metrics.ObserveBreakers(disp.BreakerStates); err != nil {
+		return nil, err
+	}
+	if err := p.tel.Metrics.ObserveKafka(kadm.NewClient(dlqClient), []string{"whp-dispatcher", "whp-retry"}, topic.DLQPrefix, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if err := p.tel.Metrics.ObserveKafka(kadm.NewClient(replayIn), []string{"whp-processor"}, "", 2*time.Second); err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /metrics", p.tel.Handler())
+	mux.HandleFunc("GET /v1/status", adminauth.Require(cfg.AdminToken, func(w http.ResponseWriter, r *http.Request) {
+		p.status(w, r, disp, rec)
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
-	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	p.srv = &http.Server{Handler: p.tel.Metrics.Instrument(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
@@ -327,6 +348,7 @@ func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, se
 		Source:      source.Dir{Path: cfg.CatalogDir},
 		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: log, Now: time.Now},
 		Status:      reconciler.StatusFileIn(cfg.DataDir),
+		Metrics:     p.tel.Metrics,
 		Interval:    cfg.ReconcileInterval,
 		LoadOptions: []catalog.Option{catalog.WithDemoBase(p.URL)},
 		Artifacts:   artifact.Dir{Path: filepath.Join(cfg.DataDir, "artifacts")},
@@ -412,6 +434,9 @@ func (p *Platform) Stop() error {
 }
 
 func (p *Platform) closeResources() {
+	if p.tel != nil {
+		p.tel.Shutdown(context.Background())
+	}
 	if p.producer != nil {
 		p.producer.Close()
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -93,6 +94,8 @@ type Config struct {
 	ExcerptBytes int
 	// UserAgent is sent with every delivery.
 	UserAgent string
+	// Metrics records attempts and what became of deliveries (nil: none).
+	Metrics *telemetry.Metrics
 }
 
 func (c *Config) defaults() {
@@ -215,6 +218,16 @@ func (d *Dispatcher) Close() { d.cl.Close() }
 
 // Breakers reports every partner's circuit breaker.
 func (d *Dispatcher) Breakers() []breaker.Snapshot { return d.breaker.Snapshots() }
+
+// BreakerStates reports every partner's breaker state, for the
+// whp.breaker.state gauge.
+func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
+	var out []telemetry.BreakerState
+	for _, s := range d.breaker.Snapshots() {
+		out = append(out, telemetry.BreakerState{Partner: s.Partner, State: string(s.State)})
+	}
+	return out
+}
 
 // breakerChanged logs the transition (an operational event) and, when the
 // breaker stops refusing, resumes the partner's paused egress topics.
@@ -366,6 +379,7 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Recor
 					continue
 				}
 				st, res := d.run(ctx, msg, 1, r)
+				d.record(ctx, msg, st, res)
 				mu.Lock()
 				switch res {
 				case write:
@@ -423,6 +437,7 @@ func (d *Dispatcher) DeliverRetry(ctx context.Context, value []byte, attempt int
 		return nil
 	}
 	st, res := d.run(ctx, msg, attempt, nil)
+	d.record(ctx, msg, st, res)
 	switch res {
 	case retryBatch:
 		return errNotAttempted
@@ -432,6 +447,30 @@ func (d *Dispatcher) DeliverRetry(ctx context.Context, value []byte, attempt int
 		}
 	}
 	return nil
+}
+
+// record counts what a pass made of a delivery.
+func (d *Dispatcher) record(ctx context.Context, msg envelope.Delivery, st store.Delivery, res result) {
+	var outcome string
+	switch {
+	case res == retryBatch:
+		return // not attempted: counted when it is
+	case st.Status == store.DeliveryDelivered:
+		outcome = telemetry.OutcomeDelivered
+	case st.Status == store.DeliveryDeadLettered:
+		outcome = telemetry.OutcomeDeadLettered
+	case st.Status == store.DeliveryCancelled:
+		outcome = telemetry.OutcomeCancelled
+	case st.Status == store.DeliveryRetrying:
+		outcome = telemetry.OutcomeRetryScheduled
+	case st.Status == store.DeliveryHeld:
+		outcome = telemetry.OutcomeHeld
+	case st.Status == "":
+		outcome = telemetry.OutcomeDuplicate
+	default:
+		return
+	}
+	d.cfg.Metrics.Delivery(ctx, msg.PartnerID, outcome, msg.AcceptedAt, d.now())
 }
 
 // result says what run leaves to its caller.
@@ -587,6 +626,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 
 	a, out, retryAfter := d.attempt(ctx, req, msg, n)
 	st.Attempts = append(st.Attempts, a)
+	d.cfg.Metrics.Attempt(ctx, sub.PartnerID, [...]string{success: telemetry.AttemptSuccess, retryable: telemetry.AttemptRetryable, final: telemetry.AttemptFinal}[out], time.Duration(a.Latency))
 	// Only outcomes that speak of the partner's health count: success,
 	// and failures worth retrying (5xx, 408, 429, timeouts, refusals).
 	switch out {

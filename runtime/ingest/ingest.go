@@ -24,6 +24,7 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/store"
 )
@@ -68,6 +69,8 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// Flags can pause a schema's ingest. Default: none.
 	Flags flags.Source
+	// Metrics records validation results (nil: none).
+	Metrics *telemetry.Metrics
 }
 
 // API serves /v1/events.
@@ -102,6 +105,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/events", a.post)
 	mux.HandleFunc("GET /v1/events/{id}", a.get)
 }
+
+// unknownSchema labels validation results of requests that name no
+// registered schema: producers choose those names, so they never become
+// label values.
+const unknownSchema = "unknown"
 
 // request is the envelope a producer posts.
 type request struct {
@@ -143,17 +151,20 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	}
 	req, vs := decodeRequest(body)
 	if len(vs) > 0 {
+		a.cfg.Metrics.Validation(r.Context(), unknownSchema, false)
 		writeProblem(w, http.StatusBadRequest, "invalid_request", "the request is not a valid event envelope", vs...)
 		return
 	}
 	schemaID := catalog.SchemaID(*req.Domain, *req.Event, *req.Version)
 	entry, ok := a.schemas.Lookup(schemaID)
 	if !ok {
+		a.cfg.Metrics.Validation(r.Context(), unknownSchema, false)
 		writeProblem(w, http.StatusNotFound, "unknown_schema",
 			fmt.Sprintf("no schema %s/%s version %s is registered", *req.Domain, *req.Event, *req.Version))
 		return
 	}
 	if !entry.Active() {
+		a.cfg.Metrics.Validation(r.Context(), schemaID, false)
 		writeProblem(w, http.StatusNotFound, "inactive_schema",
 			fmt.Sprintf("schema %s/%s version %s is INACTIVE and accepts no events", *req.Domain, *req.Event, *req.Version))
 		return
@@ -168,6 +179,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	violations, err := entry.Validator.Validate(req.Data)
+	a.cfg.Metrics.Validation(r.Context(), schemaID, err == nil && len(violations) == 0)
 	if err != nil {
 		writeProblem(w, http.StatusBadRequest, "invalid_request", "data is not valid JSON", catalog.Violation{Pointer: "/data", Message: err.Error()})
 		return

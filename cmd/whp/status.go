@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/telemetry"
+)
+
+// runStatus is `whp status`: the SLOs, breakers and reconcile status of a
+// running whp.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
+	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	window := fs.String("window", "1h", "the window the SLOs are computed over, from 1m to 24h")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tok, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
+	var st dev.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status?window="+url.QueryEscape(*window), nil, &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	renderSLO(stdout, st.SLO)
+	fmt.Fprintln(stdout)
+	if len(st.Breakers) == 0 {
+		fmt.Fprintln(stdout, "Circuit breakers: none has seen a delivery yet")
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE")
+		for _, b := range st.Breakers {
+			since := "-"
+			if !b.FailingSince.IsZero() {
+				since = b.FailingSince.Format("2006-01-02T15:04:05Z07:00")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", b.Partner, b.State, b.Successes, b.Failures, since)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(stdout)
+	st.Reconcile.Render(stdout)
+	return nil
+}
+
+// renderSLO prints each indicator against its objective.
+func renderSLO(w io.Writer, r telemetry.Report) {
+	fmt.Fprintf(w, "SLOs over the last %s\n", r.Window)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDICATOR\tVALUE\tOBJECTIVE\tOVER")
+	pct := func(v *float64) string {
+		if v == nil {
+			return "no data"
+		}
+		return fmt.Sprintf("%.2f%%", *v)
+	}
+	ms := "no data"
+	if r.P95EndToEndMS != nil {
+		ms = fmt.Sprintf("%.1f ms", *r.P95EndToEndMS)
+	}
+	fmt.Fprintf(tw, "validation success\t%s\t≥ %.2f%%\t%d events\n", pct(r.ValidationSuccess), r.ValidationTarget, r.Validated)
+	fmt.Fprintf(tw, "delivery success\t%s\t≥ %.2f%%\t%d finished deliveries\n", pct(r.DeliverySuccess), r.DeliveryTarget, r.Finished)
+	fmt.Fprintf(tw, "p95 end to end\t%s\t≤ %.0f ms\taccepted → partner 2xx\n", ms, r.P95TargetMS)
+	tw.Flush()
+	if len(r.Breaches) > 0 {
+		fmt.Fprintf(w, "BREACHED: %s\n", strings.Join(r.Breaches, ", "))
+	}
+}

@@ -1,0 +1,39 @@
+package dev
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/runtime/breaker"
+	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/telemetry"
+)
+
+// Status is what GET /v1/status answers and `whp status` prints: the SLOs
+// over a window, every partner's circuit breaker, and the reconciler's
+// status.
+type Status struct {
+	SLO       telemetry.Report   `json:"slo"`
+	Breakers  []breaker.Snapshot `json:"breakers"`
+	Reconcile reconciler.Status  `json:"reconcile"`
+}
+
+func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch.Dispatcher, rec *reconciler.Reconciler) {
+	window := time.Hour
+	if v := r.URL.Query().Get("window"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > telemetry.MaxWindow {
+			http.Error(w, "window: want a duration from 1m to 24h, e.g. 1h", http.StatusBadRequest)
+			return
+		}
+		window = d
+	}
+	rs, err := rec.Status.Load(r.Context())
+	if err != nil {
+		p.log.Warn("reading the reconciler status failed", "error", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), Reconcile: rs})
+}

@@ -1,0 +1,249 @@
+package telemetry
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metrics records what the data path does. Names follow OpenTelemetry's
+// conventions (dotted, unit in the instrument); the Prometheus exporter
+// turns them into whp_deliveries_total, whp_delivery_attempt_duration_seconds
+// and so on. Labels are bounded: schema IDs the catalog knows (else
+// "unknown"), partner IDs from the catalog, outcomes from a fixed set;
+// never event or delivery IDs.
+//
+// A nil *Metrics records nothing, so a component built without telemetry
+// (most unit tests) needs no setup.
+type Metrics struct {
+	meter metric.Meter
+	slo   *SLO
+
+	httpDuration    metric.Float64Histogram
+	validations     metric.Int64Counter
+	deliveries      metric.Int64Counter
+	attemptDuration metric.Float64Histogram
+	retries         metric.Int64Counter
+	endToEnd        metric.Float64Histogram
+	reconciles      metric.Int64Counter
+}
+
+// Delivery outcomes (label "outcome" of whp.deliveries).
+const (
+	OutcomeDelivered      = "delivered"
+	OutcomeDeadLettered   = "dead_lettered"
+	OutcomeCancelled      = "cancelled"
+	OutcomeRetryScheduled = "retry_scheduled"
+	OutcomeHeld           = "held"
+	OutcomeDuplicate      = "duplicate_dropped"
+)
+
+// Attempt outcomes (label "outcome" of whp.delivery.attempt.duration).
+const (
+	AttemptSuccess   = "success"
+	AttemptRetryable = "retryable"
+	AttemptFinal     = "final"
+)
+
+// secondsBuckets suit latencies from a millisecond to the 15 s attempt
+// timeout (and end-to-end latencies of retried deliveries, up to hours).
+var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 300, 1800, 3600, 21600, 86400}
+
+func newMetrics(meter metric.Meter, slo *SLO) (*Metrics, error) {
+	m := &Metrics{meter: meter, slo: slo}
+	var err error
+	if m.httpDuration, err = meter.Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP requests served."), metric.WithExplicitBucketBoundaries(secondsBuckets...)); err != nil {
+		return nil, err
+	}
+	if m.validations, err = meter.Int64Counter("whp.ingest.validations", metric.WithUnit("{event}"),
+		metric.WithDescription("Events checked against their schema, by schema and result (valid, invalid).")); err != nil {
+		return nil, err
+	}
+	if m.deliveries, err = meter.Int64Counter("whp.deliveries", metric.WithUnit("{delivery}"),
+		metric.WithDescription("What became of deliveries, by partner and outcome.")); err != nil {
+		return nil, err
+	}
+	if m.attemptDuration, err = meter.Float64Histogram("whp.delivery.attempt.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of delivery attempts, by partner and outcome (success, retryable, final)."),
+		metric.WithExplicitBucketBoundaries(secondsBuckets...)); err != nil {
+		return nil, err
+	}
+	if m.retries, err = meter.Int64Counter("whp.delivery.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Retries scheduled, by partner.")); err != nil {
+		return nil, err
+	}
+	if m.endToEnd, err = meter.Float64Histogram("whp.delivery.end_to_end.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from ingest accepting an event to the partner's 2xx, by partner."),
+		metric.WithExplicitBucketBoundaries(secondsBuckets...)); err != nil {
+		return nil, err
+	}
+	if m.reconciles, err = meter.Int64Counter("whp.reconcile.runs", metric.WithUnit("{run}"),
+		metric.WithDescription("Reconcile runs, by result (applied, invalid, failed).")); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// HTTP records one request served on route (the mux pattern, never the
+// raw path).
+func (m *Metrics) HTTP(ctx context.Context, route, method string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("http.route", route),
+		attribute.String("http.request.method", method), attribute.Int("http.response.status_code", code)))
+}
+
+// Validation records an event checked against a known schema; schemaID
+// must be one the catalog declares (the caller passes "unknown" else).
+func (m *Metrics) Validation(ctx context.Context, schemaID string, ok bool) {
+	if m == nil {
+		return
+	}
+	result := "valid"
+	if !ok {
+		result = "invalid"
+	}
+	m.validations.Add(ctx, 1, metric.WithAttributes(attribute.String("schema", schemaID), attribute.String("result", result)))
+	m.slo.Validated(ok)
+}
+
+// Attempt records one delivery attempt.
+func (m *Metrics) Attempt(ctx context.Context, partner, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.attemptDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("partner", partner), attribute.String("outcome", outcome)))
+}
+
+// Delivery records what became of a delivery after a pass (an Outcome*).
+// A delivered one also records its end-to-end latency from acceptedAt.
+func (m *Metrics) Delivery(ctx context.Context, partner, outcome string, acceptedAt, now time.Time) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String("partner", partner), attribute.String("outcome", outcome))
+	m.deliveries.Add(ctx, 1, attrs)
+	switch outcome {
+	case OutcomeRetryScheduled:
+		m.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("partner", partner)))
+	case OutcomeDelivered:
+		e2e := max(now.Sub(acceptedAt), 0)
+		m.endToEnd.Record(ctx, e2e.Seconds(), metric.WithAttributes(attribute.String("partner", partner)))
+		m.slo.Finished(true, e2e)
+	case OutcomeDeadLettered:
+		m.slo.Finished(false, 0)
+	}
+}
+
+// Reconcile records a reconcile run's result.
+func (m *Metrics) Reconcile(ctx context.Context, result string) {
+	if m == nil {
+		return
+	}
+	m.reconciles.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// BreakerState is one partner's circuit breaker for whp.breaker.state.
+type BreakerState struct {
+	Partner string
+	State   string // closed, half-open or open
+}
+
+// breakerValue maps a breaker state to the gauge's value.
+func breakerValue(state string) int64 {
+	switch state {
+	case "open":
+		return 2
+	case "half-open":
+		return 1
+	}
+	return 0
+}
+
+// ObserveBreakers reports each partner's breaker (0 closed, 1 half-open,
+// 2 open) from states, read at each collection.
+func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
+	if m == nil {
+		return nil
+	}
+	_, err := m.meter.Int64ObservableGauge("whp.breaker.state", metric.WithUnit("{state}"),
+		metric.WithDescription("Circuit breaker per partner: 0 closed, 1 half-open, 2 open."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for _, s := range states() {
+				o.Observe(breakerValue(s.State), metric.WithAttributes(attribute.String("partner", s.Partner)))
+			}
+			return nil
+		}))
+	return err
+}
+
+// ObserveKafka reports, at each collection, the consumer lag of groups
+// per topic and partition (whp.consumer.lag) and the dead letters kept in
+// the topics named dlqPrefix* of the cluster adm reaches (whp.dlq.records;
+// none when dlqPrefix is empty).
+// Either is skipped for a collection when the cluster does not answer
+// within timeout.
+func (m *Metrics) ObserveKafka(adm *kadm.Client, groups []string, dlqPrefix string, timeout time.Duration) error {
+	if m == nil {
+		return nil
+	}
+	lag, err := m.meter.Int64ObservableGauge("whp.consumer.lag", metric.WithUnit("{record}"),
+		metric.WithDescription("Records not yet consumed, by consumer group, topic and partition."))
+	if err != nil {
+		return err
+	}
+	dlq, err := m.meter.Int64ObservableGauge("whp.dlq.records", metric.WithUnit("{record}"),
+		metric.WithDescription("Dead letters kept in wh.dlq.{event}, redriven or not (alert on growth), by topic."))
+	if err != nil {
+		return err
+	}
+	_, err = m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if lags, err := adm.Lag(ctx, groups...); err == nil {
+			lags.Each(func(l kadm.DescribedGroupLag) {
+				for t, ps := range l.Lag {
+					for p, ml := range ps {
+						if ml.Err != nil {
+							continue
+						}
+						o.ObserveInt64(lag, ml.Lag, metric.WithAttributes(attribute.String("group", l.Group),
+							attribute.String("topic", t), attribute.String("partition", strconv.Itoa(int(p)))))
+					}
+				}
+			})
+		}
+		if dlqPrefix == "" {
+			return nil
+		}
+		ends, err := adm.ListEndOffsets(ctx)
+		if err != nil {
+			return nil
+		}
+		starts, err := adm.ListStartOffsets(ctx)
+		if err != nil {
+			return nil
+		}
+		depth := map[string]int64{}
+		ends.Each(func(e kadm.ListedOffset) {
+			if !strings.HasPrefix(e.Topic, dlqPrefix) || e.Err != nil {
+				return
+			}
+			if s, ok := starts.Lookup(e.Topic, e.Partition); ok && s.Err == nil {
+				depth[e.Topic] += e.Offset - s.Offset
+			}
+		})
+		for t, n := range depth {
+			o.ObserveInt64(dlq, n, metric.WithAttributes(attribute.String("topic", t)))
+		}
+		return nil
+	}, lag, dlq)
+	return err
+}
