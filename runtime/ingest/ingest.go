@@ -24,8 +24,8 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
-	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
 
