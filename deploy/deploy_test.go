@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -25,11 +26,15 @@ type probe struct {
 }
 
 type container struct {
-	Name            string   `json:"name"`
-	Image           string   `json:"image"`
-	Args            []string `json:"args"`
-	LivenessProbe   *probe   `json:"livenessProbe"`
-	ReadinessProbe  *probe   `json:"readinessProbe"`
+	Name  string   `json:"name"`
+	Image string   `json:"image"`
+	Args  []string `json:"args"`
+	Ports []struct {
+		Name          string `json:"name"`
+		ContainerPort int    `json:"containerPort"`
+	} `json:"ports"`
+	LivenessProbe   *probe `json:"livenessProbe"`
+	ReadinessProbe  *probe `json:"readinessProbe"`
 	SecurityContext *struct {
 		AllowPrivilegeEscalation *bool `json:"allowPrivilegeEscalation"`
 		ReadOnlyRootFilesystem   *bool `json:"readOnlyRootFilesystem"`
@@ -71,7 +76,8 @@ type object struct {
 		Egress         []egressRule `json:"egress"`
 		Template       struct {
 			Metadata struct {
-				Labels map[string]string `json:"labels"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
 			} `json:"metadata"`
 			Spec struct {
 				ServiceAccountName            string `json:"serviceAccountName"`
@@ -143,6 +149,21 @@ func TestManifests(t *testing.T) {
 					t.Errorf("%s: no PodDisruptionBudget", name)
 				} else if !selects(pdb.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels) {
 					t.Errorf("%s: the PDB's selector %v does not select the pods %v", name, pdb.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels)
+				}
+				if role != "reconciler" {
+					// Prometheus finds the metrics port, which the config
+					// map makes the roles listen on, apart from the API's.
+					a := d.Spec.Template.Metadata.Annotations
+					port := ""
+					for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+						if p.Name == "metrics" {
+							port = strconv.Itoa(p.ContainerPort)
+						}
+					}
+					if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || port == "" ||
+						objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"] != ":"+port {
+						t.Errorf("%s: metrics port %q, annotations %v, WHP_METRICS_ADDR %q disagree", name, port, a, objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"])
+					}
 				}
 				if role == "reconciler" {
 					// One writer of the catalog's state; no autoscaling.

@@ -106,4 +106,18 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 	if code, out := cmd("replay", "--subscription", "alpha#shop#order.created#1"); code != 2 || !strings.Contains(out, "--from are required") {
 		t.Errorf("replay without --from: exit %d\n%s", code, out)
 	}
+
+	// whp status: of the three finished deliveries (the dead letter, its
+	// redrive, the replay) two reached the partner; the one valid event
+	// is 100 % validation; alpha's breaker is closed.
+	code, out = cmd("status", "--window", "1h")
+	for _, want := range []string{"SLOs over the last 1h0m0s", "validation success  100.00%", "1 events",
+		"delivery success    66.67%", "3 finished deliveries", "BREACHED: delivery_success", "alpha    closed", "Ready"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("status: exit %d, no %q in\n%s", code, want, out)
+		}
+	}
+	if code, out := cmd("status", "--window", "2d"); code == 0 || !strings.Contains(out, "window") {
+		t.Errorf("status --window 2d: exit %d\n%s", code, out)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -32,6 +35,10 @@ type role struct {
 	st       store.Store
 	// ready are the dependencies /readyz checks besides the store.
 	ready []check
+	// metricsAddr serves /metrics and /v1/slo, apart from the API.
+	metricsAddr string
+	tel         *telemetry.Telemetry
+	admins      []*kgo.Client // clients of the lag and DLQ gauges
 }
 
 func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name, value, usage string) *string)) error {
@@ -39,6 +46,7 @@ func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name
 	r.b.register(fs)
 	fs.StringVar(&r.addr, "addr", "127.0.0.1:8080", "address of the HTTP server (probes /healthz /readyz, and the API of ingest)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&r.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address serving Prometheus /metrics and the SLOs at /v1/slo (kept off the API's address)")
 	if extra != nil {
 		extra(fs.String)
 	}
@@ -57,6 +65,9 @@ func (r *role) start(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	r.st = st
+	if r.tel, err = telemetry.New(telemetry.Options{Service: "whp-" + r.name}); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -96,9 +107,12 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	for _, w := range workers {
 		g.Go(func() error { return w(gctx) })
 	}
-	served := make(chan error, 1)
+	srv.Handler = r.tel.Metrics.Instrument(mux)
+	msrv := &http.Server{Addr: r.metricsAddr, Handler: r.tel.Mux(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 2)
 	go func() { served <- srv.ListenAndServe() }()
-	r.log.Info("started", "addr", r.addr, "store", r.b.storeKind)
+	go func() { served <- msrv.ListenAndServe() }()
+	r.log.Info("started", "addr", r.addr, "metrics_addr", r.metricsAddr, "store", r.b.storeKind)
 	select {
 	case <-gctx.Done():
 	case err := <-served:
@@ -109,10 +123,33 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+	msrv.Shutdown(sctx)
 	err := g.Wait()
-	r.st.Close()
+	r.close()
 	r.log.Info("stopped")
 	return err
+}
+
+// close releases what start and observeKafka opened.
+func (r *role) close() {
+	for _, cl := range r.admins {
+		cl.Close()
+	}
+	if r.tel != nil {
+		r.tel.Shutdown(context.Background())
+	}
+	r.st.Close()
+}
+
+// observeKafka reports the lag of groups on a cluster (and the dead
+// letters kept there, if dlqPrefix is set) in the role's metrics.
+func (r *role) observeKafka(brokers []string, kopts []kgo.Opt, groups []string, dlqPrefix string) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kopts...)...)
+	if err != nil {
+		return err
+	}
+	r.admins = append(r.admins, cl)
+	return r.tel.Metrics.ObserveKafka(kadm.NewClient(cl), groups, dlqPrefix, 2*time.Second)
 }
 
 // pingStore reaches the store with the cheapest read there is: a lookup
@@ -154,7 +191,7 @@ func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux,
 		return nil, nil, nil, err
 	}
 	mux := http.NewServeMux()
-	ingest.New(ingest.Config{}, reg, prod, r.st, r.log).Register(mux)
+	ingest.New(ingest.Config{Metrics: r.tel.Metrics}, reg, prod, r.st, r.log).Register(mux)
 	return mux, reg, prod, nil
 }
 
@@ -176,6 +213,9 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	r.ready = append(r.ready, check{"kafka", proc.Ping})
+	if err := r.observeKafka(in, kopts, []string{"whp-processor"}, ""); err != nil {
+		return err
+	}
 	return r.serve(ctx, http.NewServeMux(), proc.Run, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
 }
 
@@ -190,6 +230,9 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	dr.ready = append(dr.ready, check{"egress kafka", dr.d.Ping})
+	if err := dr.observeKafka(dr.eg, dr.kopts, []string{"whp-dispatcher", "whp-retry"}, topic.DLQPrefix); err != nil {
+		return err
+	}
 	return dr.serve(ctx, http.NewServeMux(), dr.d.Run, sched.Run)
 }
 
@@ -244,8 +287,12 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 	if batch {
 		newD = dispatch.NewBatch
 	}
+	dr.cfg.Metrics = dr.tel.Metrics
 	if dr.d, err = newD(dr.cfg, eg, dr.st, secrets, dr.retryProd, dr.log, kopts...); err != nil {
 		dr.retryProd.Close()
+		return nil, err
+	}
+	if err := dr.tel.Metrics.ObserveBreakers(dr.d.BreakerStates); err != nil {
 		return nil, err
 	}
 	return dr, nil

@@ -3,7 +3,6 @@ package dev
 import (
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
@@ -21,14 +20,10 @@ type Status struct {
 }
 
 func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch.Dispatcher, rec *reconciler.Reconciler) {
-	window := time.Hour
-	if v := r.URL.Query().Get("window"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Minute || d > telemetry.MaxWindow {
-			http.Error(w, "window: want a duration from 1m to 24h, e.g. 1h", http.StatusBadRequest)
-			return
-		}
-		window = d
+	window, err := telemetry.ParseWindow(r.URL.Query().Get("window"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
 	rs, err := rec.Status.Load(r.Context())
 	if err != nil {

@@ -9,6 +9,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -66,6 +67,36 @@ func New(opts Options) (*Telemetry, error) {
 // Handler serves the Prometheus exposition (GET /metrics).
 func (t *Telemetry) Handler() http.Handler {
 	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+}
+
+// Mux serves GET /metrics and GET /v1/slo?window=1h (the SLO report as
+// JSON), for a role's metrics address.
+func (t *Telemetry) Mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", t.Handler())
+	mux.HandleFunc("GET /v1/slo", func(w http.ResponseWriter, r *http.Request) {
+		window, err := ParseWindow(r.URL.Query().Get("window"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(t.SLO.Report(window))
+	})
+	return mux
+}
+
+// ParseWindow reads an SLO window: a duration from 1m to MaxWindow; empty
+// is 1h.
+func ParseWindow(v string) (time.Duration, error) {
+	if v == "" {
+		return time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Minute || d > MaxWindow {
+		return 0, fmt.Errorf("window %q: want a duration from 1m to %s, e.g. 1h", v, MaxWindow)
+	}
+	return d, nil
 }
 
 // Shutdown stops the meter provider.

@@ -39,16 +39,17 @@ func TestMain(m *testing.M) { proctest.Main(m, &bin) }
 // proc is one role process.
 type proc struct {
 	t    *testing.T
-	name string
-	args []string
-	addr string
+	name    string
+	args    []string
+	addr    string
+	metrics string // --metrics-addr
 	cmd  *exec.Cmd
 	log  *os.File
 }
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(bin, append([]string{p.name, "--addr", p.addr}, p.args...)...)
+	p.cmd = exec.Command(bin, append([]string{p.name, "--addr", p.addr, "--metrics-addr", p.metrics}, p.args...)...)
 	// dynalite checks a signature's form only: these are no one's keys.
 	p.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=dynalite", "AWS_SECRET_ACCESS_KEY=dynalite", "AWS_REGION=us-east-1")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -137,7 +138,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		if name == "dispatcher" {
 			args = append(args, "--secrets", secrets, "--dev-delivery", "loopback")
 		}
-		roles[name] = &proc{t: t, name: name, args: args, addr: proctest.FreeAddr(t), log: logf(name)}
+		roles[name] = &proc{t: t, name: name, args: args, addr: proctest.FreeAddr(t), metrics: proctest.FreeAddr(t), log: logf(name)}
 		roles[name].start()
 		defer roles[name].kill()
 	}
@@ -192,6 +193,35 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 	if dups > 64 {
 		t.Errorf("%d duplicates: more than the delivery window allows for one dispatcher kill", dups)
 	}
+
+	// Each role serves its own metrics on its metrics address, apart from
+	// the API: ingest counted every event valid (it was never restarted),
+	// the restarted dispatcher counts what it delivered since, the
+	// processor reports its group's lag.
+	for role, want := range map[string]string{
+		"ingest":     fmt.Sprintf(`whp_ingest_validations_total{result="valid",schema="shop#order.created#1"} %d`, n),
+		"dispatcher": `whp_deliveries_total{outcome="delivered",partner="alpha"}`,
+		"processor":  `whp_consumer_lag{group="whp-processor"`,
+	} {
+		body := get(t, "http://"+roles[role].metrics+"/metrics")
+		if !strings.Contains(body, want) {
+			t.Errorf("%s /metrics has no %s", role, want)
+		}
+	}
+	if body := get(t, "http://"+roles["ingest"].addr+"/metrics"); !strings.Contains(body, "404") {
+		t.Errorf("ingest serves /metrics on its API address")
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.Status + "\n" + string(b)
 }
 
 func tail(b []byte) string {
