@@ -156,6 +156,9 @@ type Event struct {
 	Topic          string    `json:"topic"`
 	Partition      int32     `json:"partition"`
 	Offset         int64     `json:"offset"`
+	// TraceID is the event's trace, from the producer's POST to the
+	// partners' answers.
+	TraceID string `json:"trace_id,omitempty"`
 	// Data is the event's data; nil when its schema contains_sensitive.
 	Data []byte `json:"data,omitempty"`
 	// Routing is the decision for each subscription of the schema.

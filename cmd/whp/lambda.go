@@ -95,7 +95,7 @@ func processorLambda(ctx context.Context, stderr io.Writer) (any, func(), error)
 		return nil, nil, err
 	}
 	go reg.Run(ctx, 5*time.Second)
-	p, err := processor.NewBatch(processor.Config{}, eg, r.st, reg, r.log, kopts...)
+	p, err := processor.NewBatch(processor.Config{Tracing: r.tel.Tracing}, eg, r.st, reg, r.log, kopts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -151,6 +151,7 @@ func (dr *dispatcherRole) drainRetries(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sched.Tracing = dr.tel.Tracing
 	wctx, cancel := context.WithTimeout(ctx, w)
 	defer cancel()
 	dr.log.Info("draining the retry tiers", "window", w.String())

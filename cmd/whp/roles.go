@@ -37,6 +37,8 @@ type role struct {
 	ready []check
 	// metricsAddr serves /metrics and /v1/slo, apart from the API.
 	metricsAddr string
+	traces      string
+	sampleRatio float64
 	tel         *telemetry.Telemetry
 	admins      []*kgo.Client // clients of the lag and DLQ gauges
 }
@@ -47,10 +49,21 @@ func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name
 	fs.StringVar(&r.addr, "addr", "127.0.0.1:8080", "address of the HTTP server (probes /healthz /readyz, and the API of ingest)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&r.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address serving Prometheus /metrics and the SLOs at /v1/slo (kept off the API's address)")
+	fs.StringVar(&r.traces, "traces", "none", "trace exporter: none, or otlp (OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318)")
+	fs.Float64Var(&r.sampleRatio, "trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
 	if extra != nil {
 		extra(fs.String)
 	}
-	return parse(fs, args)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if r.traces != telemetry.TracesNone && r.traces != telemetry.TracesOTLP {
+		return usageError{fmt.Sprintf("whp %s: --traces %q: want none or otlp", r.name, r.traces)}
+	}
+	if r.sampleRatio <= 0 || r.sampleRatio > 1 {
+		return usageError{fmt.Sprintf("whp %s: --trace-sample-ratio %v: want more than 0 and at most 1", r.name, r.sampleRatio)}
+	}
+	return nil
 }
 
 func (r *role) start(ctx context.Context, stderr io.Writer) error {
@@ -65,7 +78,7 @@ func (r *role) start(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	r.st = st
-	if r.tel, err = telemetry.New(telemetry.Options{Service: "whp-" + r.name}); err != nil {
+	if r.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-" + r.name, Traces: r.traces, TraceSampleRatio: r.sampleRatio}); err != nil {
 		return err
 	}
 	return nil
@@ -84,7 +97,7 @@ func (r *role) connect(ctx context.Context, stderr io.Writer, ingress, egress bo
 	if kopts, err = r.b.kafkaOpts(ctx); err != nil {
 		return nil, nil, nil, err
 	}
-	return in, eg, kopts, nil
+	return in, eg, append(kopts, r.tel.Tracing.KafkaOpts()...), nil
 }
 
 // registry loads the schemas from the store; the caller keeps it fresh
@@ -107,7 +120,7 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	for _, w := range workers {
 		g.Go(func() error { return w(gctx) })
 	}
-	srv.Handler = r.tel.Metrics.Instrument(mux)
+	srv.Handler = r.tel.Instrument(mux)
 	msrv := &http.Server{Addr: r.metricsAddr, Handler: r.tel.Mux(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 2)
 	go func() { served <- srv.ListenAndServe() }()
@@ -208,7 +221,7 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	proc, err := processor.New(processor.Config{}, in, eg, r.st, reg, r.log, kopts...)
+	proc, err := processor.New(processor.Config{Tracing: r.tel.Tracing}, in, eg, r.st, reg, r.log, kopts...)
 	if err != nil {
 		return err
 	}
@@ -229,6 +242,7 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sched.Tracing = dr.tel.Tracing
 	dr.ready = append(dr.ready, check{"egress kafka", dr.d.Ping})
 	if err := dr.observeKafka(dr.eg, dr.kopts, []string{"whp-dispatcher", "whp-retry"}, topic.DLQPrefix); err != nil {
 		return err
@@ -287,7 +301,7 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 	if batch {
 		newD = dispatch.NewBatch
 	}
-	dr.cfg.Metrics = dr.tel.Metrics
+	dr.cfg.Metrics, dr.cfg.Tracing = dr.tel.Metrics, dr.tel.Tracing
 	if dr.d, err = newD(dr.cfg, eg, dr.st, secrets, dr.retryProd, dr.log, kopts...); err != nil {
 		dr.retryProd.Close()
 		return nil, err

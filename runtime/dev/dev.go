@@ -153,10 +153,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		log.Warn("flags unreadable; starting without them", "error", err)
 	}
 	cfg.Ingest.Flags, cfg.Dispatch.Flags = cfg.Flags, cfg.Flags
-	if p.tel, err = telemetry.New(telemetry.Options{Service: "whp-dev"}); err != nil {
+	// Dev keeps traces in memory: GET /v1/events/{id}/trace shows an
+	// event's, from the POST to each partner's answer.
+	if p.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-dev", Traces: telemetry.TracesMemory}); err != nil {
 		return nil, err
 	}
-	cfg.Ingest.Metrics, cfg.Dispatch.Metrics = p.tel.Metrics, p.tel.Metrics
+	cfg.Ingest.Metrics, cfg.Dispatch.Metrics, cfg.Dispatch.Tracing = p.tel.Metrics, p.tel.Metrics, p.tel.Tracing
+	traced := p.tel.Tracing.KafkaOpts()
 	reg := registry.New(p.st, log)
 	var workers []interface{ Refresh() } // set below, before the reconciler runs again
 	rec, err := p.reconciler(cfg, ingressAddrs, egressAddrs, secrets, reg, func() {
@@ -181,10 +184,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("apply catalog %s: %w", cfg.CatalogDir, err)
 	}
-	if p.producer, err = kgo.NewClient(kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)); err != nil {
+	if p.producer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, traced...)...); err != nil {
 		return nil, fmt.Errorf("ingest producer: %w", err)
 	}
-	proc, err := processor.New(processor.Config{Flags: cfg.Flags}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"))
+	proc, err := processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,17 +196,18 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		// networks and metadata endpoints stay refused.
 		cfg.Dispatch.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
 	}
-	if p.retryProd, err = retry.NewProducer(egressAddrs); err != nil {
+	if p.retryProd, err = retry.NewProducer(egressAddrs, traced...); err != nil {
 		return nil, fmt.Errorf("retry producer: %w", err)
 	}
-	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, p.retryProd, log.With("role", "dispatcher"))
+	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, p.retryProd, log.With("role", "dispatcher"), traced...)
 	if err != nil {
 		return nil, err
 	}
-	sched, err := retry.NewScheduler(egressAddrs, p.retryProd, disp, log.With("role", "retry-scheduler"))
+	sched, err := retry.NewScheduler(egressAddrs, p.retryProd, disp, log.With("role", "retry-scheduler"), traced...)
 	if err != nil {
 		return nil, err
 	}
+	sched.Tracing = p.tel.Tracing
 	workers = []interface{ Refresh() }{proc, disp, sched}
 	p.Demo = demo.New(secrets, demoSigningRef, log.With("role", "demo-partner"))
 
@@ -249,7 +253,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", p.readyz)
-	p.srv = &http.Server{Handler: p.tel.Metrics.Instrument(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	mux.HandleFunc("GET /v1/events/{id}/trace", p.trace)
+	p.srv = &http.Server{Handler: p.tel.Instrument(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel

@@ -47,6 +47,11 @@ func TestRetrySurvivesRestart(t *testing.T) {
 	}
 	p := startPlatform(t, data, cat, slowRetry)
 	alpha.answer(503)
+	// The first retry's wait is jittered over [0, 1.5 s]; Retry-After
+	// holds it for 2 s at least, so it cannot be made before the stop.
+	alpha.mu.Lock()
+	alpha.retryAfter = "2"
+	alpha.mu.Unlock()
 	id := accept(t, p, orderEvent(50))
 	eventually(t, "the first attempt to fail and a retry to be scheduled", func() bool {
 		d := deliveryOf(t, p, id, "alpha")

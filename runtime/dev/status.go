@@ -32,3 +32,15 @@ func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), Reconcile: rs})
 }
+
+// trace answers GET /v1/events/{id}/trace: the spans of the event's trace
+// still in memory, by start time.
+func (p *Platform) trace(w http.ResponseWriter, r *http.Request) {
+	ev, err := p.st.GetEvent(r.Context(), r.PathValue("id"))
+	if err != nil || ev.TraceID == "" {
+		http.Error(w, "no trace for this event (yet): it is recorded once the processor has seen the event", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"trace_id": ev.TraceID, "spans": p.tel.Tracing.Spans.Trace(ev.TraceID)})
+}

@@ -12,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/whp-dev/whp/runtime/telemetry"
 )
 
 // scrape reads /metrics as Prometheus would.
@@ -199,5 +201,98 @@ func TestTelemetry(t *testing.T) {
 	}
 	if resp, err := http.Get(p.URL + "/v1/status"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /v1/status without the token: %v %v", resp.StatusCode, err)
+	}
+}
+
+// TestTrace follows one event: a producer sends a traceparent, and one
+// trace — the producer's — spans ingest's request, the ingress produce and
+// fetch, processing, the egress produce and fetch, delivery processing,
+// the refused attempt, the retry through the retry tiers and the attempt
+// that succeeds; every span's parent is in the trace, and the event
+// records the trace id.
+func TestTrace(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	beta.answer(http.StatusServiceUnavailable)
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL))
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	id := accept(t, p, orderEvent(1), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	mustDelivered(t, p, id, 2)
+
+	type trace struct {
+		TraceID string           `json:"trace_id"`
+		Spans   []telemetry.Span `json:"spans"`
+	}
+	var tr trace
+	eventually(t, "the second attempt's span", func() bool {
+		resp, err := http.Get(p.URL + "/v1/events/" + id + "/trace")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		tr = trace{}
+		json.NewDecoder(resp.Body).Decode(&tr)
+		n := 0
+		for _, s := range tr.Spans {
+			if s.Name == "POST" {
+				n++
+			}
+		}
+		return n == 3 // alpha once, beta twice
+	})
+	if tr.TraceID != traceID {
+		t.Fatalf("trace %q, want the producer's %s", tr.TraceID, traceID)
+	}
+	spans := map[string]telemetry.Span{}
+	count := map[string]int{}
+	for _, s := range tr.Spans {
+		spans[s.SpanID] = s
+		count[s.Name]++
+	}
+	for name, min := range map[string]int{
+		"POST /v1/events":                       1,
+		"wh.ingress.shop.order.created publish": 1,
+		"wh.ingress.shop.order.created process": 1,
+		"wh.egress.alpha.order.created publish": 1,
+		"wh.egress.beta.order.created process":  1,
+		"wh.retry.order.created publish":        1,
+		"wh.retry.order.created process":        1,
+		"POST":                                  3,
+	} {
+		if count[name] < min {
+			t.Errorf("%d spans %q, want at least %d; spans: %v", count[name], name, min, count)
+		}
+	}
+	for _, s := range tr.Spans {
+		if s.ParentID == "00f067aa0ba902b7" {
+			continue // the producer's span
+		}
+		if _, ok := spans[s.ParentID]; !ok {
+			t.Errorf("span %q has parent %s, not in the trace", s.Name, s.ParentID)
+		}
+	}
+	var failed, ok int
+	for _, s := range tr.Spans {
+		if s.Name == "POST" && s.Attributes["whp.partner_id"] == "beta" {
+			if s.Attributes["http.response.status_code"] == "503" && strings.HasPrefix(s.Status, "error") {
+				failed++
+			} else if s.Attributes["http.response.status_code"] == "204" {
+				ok++
+			}
+		}
+		for k, v := range s.Attributes {
+			if strings.Contains(v, "127.0.0.1:") && k != "server.address" {
+				t.Errorf("span %q attribute %s = %q: a partner URL in a span", s.Name, k, v)
+			}
+		}
+	}
+	if failed != 1 || ok != 1 {
+		t.Errorf("beta's attempts: %d failed, %d ok; want 1 and 1", failed, ok)
+	}
+	if ev, _ := getEvent(t, p, id); ev.ID != id {
+		t.Fatalf("event %s not found", id)
+	}
+	if ev, err := p.Store().GetEvent(t.Context(), id); err != nil || ev.TraceID != traceID {
+		t.Errorf("stored event trace id %q, %v", ev.TraceID, err)
 	}
 }

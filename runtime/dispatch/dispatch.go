@@ -30,6 +30,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
 	"github.com/whp-dev/whp/runtime/breaker"
@@ -96,6 +99,10 @@ type Config struct {
 	UserAgent string
 	// Metrics records attempts and what became of deliveries (nil: none).
 	Metrics *telemetry.Metrics
+	// Tracing continues each delivery's trace through its attempts and
+	// retries (nil: none). Its KafkaOpts belong on the clients, among the
+	// options New takes.
+	Tracing *telemetry.Tracing
 }
 
 func (c *Config) defaults() {
@@ -378,8 +385,12 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Recor
 					d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
 					continue
 				}
-				st, res := d.run(ctx, msg, 1, r)
-				d.record(ctx, msg, st, res)
+				rctx, span := d.cfg.Tracing.Process(ctx, r)
+				span.SetAttributes(attribute.String("whp.event_id", msg.EventID), attribute.String("whp.delivery_id", msg.ID),
+					attribute.String("whp.partner_id", msg.PartnerID))
+				st, res := d.run(rctx, msg, 1, r)
+				d.record(rctx, msg, st, res)
+				span.End()
 				mu.Lock()
 				switch res {
 				case write:
@@ -509,7 +520,7 @@ func classify(code int) outcome {
 // run makes attempt number n of a delivery and decides what follows. from
 // is the egress record on a first attempt, nil on a retry.
 func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from *kgo.Record) (ret store.Delivery, res result) {
-	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n)
+	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n, "trace_id", telemetry.TraceID(ctx))
 	// Before the attempt, any failure to read state (shutdown included)
 	// leaves the delivery for a later pass.
 	ledgerKey := "delivered#" + msg.ID
@@ -681,7 +692,9 @@ func (d *Dispatcher) schedule(ctx context.Context, log *slog.Logger, msg envelop
 	}
 	value, err := json.Marshal(msg)
 	if err == nil {
-		err = d.retryProd.ProduceSync(bg, retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n, d.now())).FirstErr()
+		rec := retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n, d.now())
+		rec.Context = ctx // the retry carries the delivery's trace
+		err = d.retryProd.ProduceSync(bg, rec).FirstErr()
 	}
 	if err != nil {
 		// Not scheduled: the record is attempted again from where it came.
@@ -806,10 +819,16 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	if req.client != nil {
 		client = req.client
 	}
+	// The partner's URL is not an attribute: its query may hold a token.
+	_, span := d.cfg.Tracing.Start(ctx, "POST", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("http.request.method", http.MethodPost), attribute.String("server.address", hr.URL.Hostname()),
+		attribute.String("whp.partner_id", msg.PartnerID), attribute.String("whp.delivery_id", msg.ID), attribute.Int("whp.attempt", n)))
+	defer span.End()
 	resp, err := client.Do(hr)
 	a.Latency = store.Duration(d.now().Sub(start))
 	if err != nil {
 		a.Error = describe(err)
+		span.SetStatus(codes.Error, a.Error)
 		if errors.Is(err, ssrf.ErrRefused) {
 			return a, final, 0
 		}
@@ -819,6 +838,10 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.ExcerptBytes)))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	a.StatusCode = resp.StatusCode
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if classify(resp.StatusCode) != success {
+		span.SetStatus(codes.Error, resp.Status)
+	}
 	a.ResponseExcerpt = strings.ToValidUTF8(string(excerpt), "�")
 	return a, classify(resp.StatusCode), retry.ParseRetryAfter(resp.Header.Get("Retry-After"), d.now())
 }
@@ -865,7 +888,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envel
 	}
 	value, err := json.Marshal(rec)
 	if err == nil {
-		err = d.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value}).FirstErr()
+		err = d.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value, Context: ctx}).FirstErr()
 	}
 	if err != nil {
 		log.Error("dead-letter write failed", "error", err)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/envelope"
@@ -226,26 +228,30 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	if key == "" {
 		key = id
 	}
-	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value}
+	// The record carries the request's trace (the produce span and the
+	// traceparent header are added by the client's hooks).
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("whp.event_id", id), attribute.String("whp.schema_id", schemaID))
+	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value, Context: r.Context()}
 	// The produce outlives a client that hangs up: once started, the
 	// event may be accepted, and the idempotency record must say so.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.ProduceTimeout)
 	defer cancel()
 	if err := a.prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		a.log.Error("ingress produce failed", "schema_id", schemaID, "topic", entry.Topic, "error", err)
+		a.log.Error("ingress produce failed", "event_id", id, "schema_id", schemaID, "topic", entry.Topic, "trace_id", telemetry.TraceID(r.Context()), "error", err)
 		if ledgerKey != "" {
 			a.st.DeleteIdempotency(ctx, ledgerKey)
 		}
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the event was not accepted: the event log is unavailable; retry with the same Idempotency-Key")
 		return
 	}
+	a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
 	if ledgerKey != "" {
 		st, _ := json.Marshal(idempotencyState{Done: true, Fingerprint: fingerprint(body), ID: id})
 		now := a.now()
 		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: st, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
 			// The event is durable; only a retry with this key could now
 			// publish it twice. Say so in the log, answer the truth.
-			a.log.Error("idempotency record not updated after accept", "event_id", id, "error", err)
+			a.log.Error("idempotency record not updated after accept", "event_id", id, "trace_id", telemetry.TraceID(r.Context()), "error", err)
 		}
 	}
 	w.Header().Set("Location", "/v1/events/"+id)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/catalog/filter"
@@ -27,6 +29,7 @@ import (
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/registry"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -54,6 +57,10 @@ type Config struct {
 	MaxPollRecords int
 	// Flags can switch a partner's transforms off. Default: none.
 	Flags flags.Source
+	// Tracing continues each event's trace through processing into its
+	// deliveries' records (nil: none). Its KafkaOpts belong on the
+	// clients, among the options New takes.
+	Tracing *telemetry.Tracing
 }
 
 // Processor is the processor role.
@@ -203,8 +210,17 @@ func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
 
 // process handles one batch: records every event, publishes its
 // deliveries and records them as pending.
-func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
+func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error) {
 	now := p.now().UTC()
+	var spans []trace.Span
+	defer func() {
+		for _, s := range spans {
+			if err != nil {
+				telemetry.Fail(s, err)
+			}
+			s.End()
+		}
+	}()
 	subsBySchema := map[string][]store.Subscription{}
 	filtered := map[string]int64{}
 	var events []store.Event
@@ -219,6 +235,9 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 			continue
 		}
 		schemaID := catalog.SchemaID(ev.Domain, ev.Event, ev.Version)
+		rctx, span := p.cfg.Tracing.Process(ctx, r)
+		span.SetAttributes(attribute.String("whp.event_id", ev.ID), attribute.String("whp.schema_id", schemaID))
+		spans = append(spans, span)
 		all, ok := subsBySchema[schemaID]
 		if !ok {
 			var err error
@@ -234,7 +253,7 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 			}
 		}
 		stored := store.Event{ID: ev.ID, SchemaID: schemaID, Key: ev.Key, IdempotencyKey: ev.IdempotencyKey,
-			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, TraceID: telemetry.TraceID(rctx),
 			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL), Routing: routes(routing)}
 		entry, known := p.schemas.Lookup(schemaID)
 		if !known || entry.Schema.ContainsSensitive {
@@ -261,7 +280,7 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) error {
 			if err != nil {
 				return fmt.Errorf("encode delivery %s: %w", d.ID, err)
 			}
-			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value,
+			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value, Context: rctx,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}}})
 			deliveries = append(deliveries, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(p.cfg.StatusTTL)})

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/runtime/consume"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 )
 
@@ -30,6 +31,10 @@ type tp struct {
 
 // Scheduler consumes the retry topics of the egress cluster.
 type Scheduler struct {
+	// Tracing continues each delivery's trace through its retries (nil:
+	// none); records moved between tiers keep it.
+	Tracing *telemetry.Tracing
+
 	cl          *kgo.Client // consumer, in the retry group
 	prod        *kgo.Client // producer with manual partitioning (tiers)
 	d           Deliverer
@@ -153,7 +158,9 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 			if r.Partition == 0 || !dueAt.After(now) {
 				due = append(due, r)
 			} else {
-				moves = append(moves, NewRecord(r.Topic, r.Key, r.Value, dueAt, attempt, now))
+				m := NewRecord(r.Topic, r.Key, r.Value, dueAt, attempt, now)
+				m.Context = r.Context
+				moves = append(moves, m)
 				handled = append(handled, r)
 			}
 		}
@@ -225,10 +232,14 @@ func (s *Scheduler) deliver(ctx context.Context, due []*kgo.Record) bool {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			_, attempt, _ := Parse(r)
-			if err := s.d.DeliverRetry(ctx, r.Value, attempt); err != nil {
-				s.log.Warn("retry attempt could not be made; deferred", "error", err)
+			rctx, span := s.Tracing.Process(ctx, r)
+			defer span.End()
+			if err := s.d.DeliverRetry(rctx, r.Value, attempt); err != nil {
+				s.log.Warn("retry attempt could not be made; deferred", "error", err, "trace_id", telemetry.TraceID(rctx))
+				d := NewRecord(r.Topic, r.Key, r.Value, s.now().Add(TransientDelay), attempt, s.now())
+				d.Context = rctx
 				mu.Lock()
-				deferred = append(deferred, NewRecord(r.Topic, r.Key, r.Value, s.now().Add(TransientDelay), attempt, s.now()))
+				deferred = append(deferred, d)
 				mu.Unlock()
 			}
 		})

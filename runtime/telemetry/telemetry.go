@@ -10,6 +10,7 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -17,16 +18,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Telemetry is a process's metrics pipeline.
 type Telemetry struct {
 	Metrics  *Metrics
 	SLO      *SLO
+	Tracing  *Tracing
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider
 }
@@ -38,12 +44,18 @@ type Options struct {
 	// Objectives the SLO report holds the indicators to. Default
 	// DefaultObjectives.
 	Objectives *Objectives
+	// Traces selects the span exporter: TracesNone (default),
+	// TracesMemory or TracesOTLP.
+	Traces string
+	// TraceSampleRatio is the share of new traces recorded (a trace a
+	// producer started keeps its own decision). Default 1.
+	TraceSampleRatio float64
 }
 
 // New builds the pipeline: an OpenTelemetry meter provider whose readings
 // Prometheus scrapes from Handler, with the Go runtime's and the process's
 // collectors beside them.
-func New(opts Options) (*Telemetry, error) {
+func New(ctx context.Context, opts Options) (*Telemetry, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
@@ -61,7 +73,14 @@ func New(opts Options) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: instruments: %w", err)
 	}
-	return &Telemetry{Metrics: m, SLO: slo, registry: reg, provider: mp}, nil
+	if opts.TraceSampleRatio <= 0 {
+		opts.TraceSampleRatio = 1
+	}
+	tr, err := newTracing(ctx, opts.Traces, opts.TraceSampleRatio, res)
+	if err != nil {
+		return nil, err
+	}
+	return &Telemetry{Metrics: m, SLO: slo, Tracing: tr, registry: reg, provider: mp}, nil
 }
 
 // Handler serves the Prometheus exposition (GET /metrics).
@@ -99,24 +118,33 @@ func ParseWindow(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// Shutdown stops the meter provider.
-func (t *Telemetry) Shutdown(ctx context.Context) error { return t.provider.Shutdown(ctx) }
+// Shutdown flushes and stops the meter and tracer providers.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	return errors.Join(t.Tracing.shutdown(ctx), t.provider.Shutdown(ctx))
+}
 
-// Instrument wraps h so that every request is recorded under the route
+// Instrument wraps h so that every request has a server span (continuing
+// the caller's traceparent, if it sent one) and is counted under the route
 // the mux matched (r.Pattern), never the raw path: bounded labels.
-func (m *Metrics) Instrument(h http.Handler) http.Handler {
-	if m == nil {
-		return h
-	}
+func (t *Telemetry) Instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		ctx := t.Tracing.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := t.Tracing.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		r = r.WithContext(ctx)
 		h.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		m.HTTP(r.Context(), route, r.Method, sw.code, time.Since(start))
+		span.SetName(route)
+		span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", sw.code))
+		if sw.code >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.code))
+		}
+		t.Metrics.HTTP(ctx, route, r.Method, sw.code, time.Since(start))
 	})
 }
 

@@ -1,0 +1,221 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Trace exporters (Options.Traces).
+const (
+	TracesNone   = "none"   // no spans are recorded
+	TracesMemory = "memory" // kept in the process, shown per event (whp dev)
+	TracesOTLP   = "otlp"   // OTLP over HTTP, configured by OTEL_EXPORTER_OTLP_* variables
+)
+
+// Tracing follows an event across the Kafka hops: spans for ingest's
+// request, each produce and fetch (franz-go's kotel hooks, which carry the
+// W3C traceparent in record headers), the processing of each record, and
+// each delivery attempt — one trace from the producer's POST to the
+// partner's answer. A nil *Tracing records nothing.
+type Tracing struct {
+	tracer   trace.Tracer
+	kotel    *kotel.Tracer
+	prop     propagation.TextMapPropagator
+	provider *sdktrace.TracerProvider // nil when none
+	// Spans holds finished spans when the exporter is TracesMemory.
+	Spans *SpanStore
+}
+
+func newTracing(ctx context.Context, exporter string, sampleRatio float64, res *resource.Resource) (*Tracing, error) {
+	prop := propagation.TraceContext{}
+	var tp trace.TracerProvider = noop.NewTracerProvider()
+	t := &Tracing{prop: prop}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(sampleRatio)))}
+	switch exporter {
+	case "", TracesNone:
+	case TracesMemory:
+		t.Spans = NewSpanStore(2000)
+		// Synchronous: a span is findable the moment it ends.
+		t.provider = sdktrace.NewTracerProvider(append(opts, sdktrace.WithSyncer(t.Spans))...)
+	case TracesOTLP:
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
+		}
+		t.provider = sdktrace.NewTracerProvider(append(opts, sdktrace.WithBatcher(exp))...)
+	default:
+		return nil, fmt.Errorf("telemetry: traces %q: want none, memory or otlp", exporter)
+	}
+	if t.provider != nil {
+		tp = t.provider
+	}
+	t.tracer = tp.Tracer("github.com/whp-dev/whp")
+	t.kotel = kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(prop))
+	return t, nil
+}
+
+// KafkaOpts are the client options that trace a Kafka client's produces
+// and fetches and carry the trace in record headers.
+func (t *Tracing) KafkaOpts() []kgo.Opt {
+	if t == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(t.kotel)).Hooks()...)}
+}
+
+// Process starts the span of processing record r, a child of the trace the
+// record carries (its fetch span, or its headers when it was not fetched by
+// a traced client, as on Lambda), in ctx so that cancellation still
+// follows the caller. Records produced with the returned context carry the
+// trace on.
+func (t *Tracing) Process(ctx context.Context, r *kgo.Record) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, trace.SpanFromContext(nil)
+	}
+	parent := r.Context
+	if parent == nil || !trace.SpanContextFromContext(parent).IsValid() {
+		parent = t.prop.Extract(context.Background(), kotel.NewRecordCarrier(r))
+	}
+	_, span := t.tracer.Start(parent, r.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", r.Topic),
+			attribute.Int("messaging.destination.partition.id", int(r.Partition)), attribute.Int64("messaging.kafka.offset", r.Offset)))
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// Start starts a span in ctx (nil-safe).
+func (t *Tracing) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, trace.SpanFromContext(nil)
+	}
+	return t.tracer.Start(ctx, name, opts...)
+}
+
+// Extract reads a traceparent from carrier (an incoming request's
+// headers), so a producer's trace continues into whp.
+func (t *Tracing) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	if t == nil {
+		return ctx
+	}
+	return t.prop.Extract(ctx, carrier)
+}
+
+// Flush exports what is buffered (on Lambda, before the sandbox freezes).
+func (t *Tracing) Flush(ctx context.Context) error {
+	if t == nil || t.provider == nil {
+		return nil
+	}
+	return t.provider.ForceFlush(ctx)
+}
+
+func (t *Tracing) shutdown(ctx context.Context) error {
+	if t == nil || t.provider == nil {
+		return nil
+	}
+	return t.provider.Shutdown(ctx)
+}
+
+// TraceID is the trace ctx belongs to, "" if none.
+func TraceID(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// Fail marks span failed with err's text.
+func Fail(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
+
+// Span is a finished span as whp shows it.
+type Span struct {
+	TraceID    string            `json:"trace_id"`
+	SpanID     string            `json:"span_id"`
+	ParentID   string            `json:"parent_span_id,omitempty"`
+	Name       string            `json:"name"`
+	Kind       string            `json:"kind"`
+	Start      time.Time         `json:"start"`
+	DurationMS float64           `json:"duration_ms"`
+	Status     string            `json:"status,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// SpanStore keeps the spans of the most recent traces in memory, up to a
+// bound on spans, forgetting whole traces oldest first. It is the dev
+// exporter: the console and GET /v1/events/{id}/trace read it.
+type SpanStore struct {
+	mu     sync.Mutex
+	max    int
+	n      int
+	order  []string // trace ids, oldest first
+	traces map[string][]Span
+}
+
+// NewSpanStore keeps up to max spans.
+func NewSpanStore(max int) *SpanStore {
+	return &SpanStore{max: max, traces: map[string][]Span{}}
+}
+
+// ExportSpans implements sdktrace.SpanExporter.
+func (s *SpanStore) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range spans {
+		sc := sp.SpanContext()
+		id := sc.TraceID().String()
+		out := Span{TraceID: id, SpanID: sc.SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
+			Start: sp.StartTime(), DurationMS: float64(sp.EndTime().Sub(sp.StartTime())) / float64(time.Millisecond)}
+		if p := sp.Parent(); p.IsValid() {
+			out.ParentID = p.SpanID().String()
+		}
+		if st := sp.Status(); st.Code == codes.Error {
+			out.Status = "error: " + st.Description
+		}
+		if attrs := sp.Attributes(); len(attrs) > 0 {
+			out.Attributes = map[string]string{}
+			for _, a := range attrs {
+				out.Attributes[string(a.Key)] = a.Value.Emit()
+			}
+		}
+		if _, ok := s.traces[id]; !ok {
+			s.order = append(s.order, id)
+		}
+		s.traces[id] = append(s.traces[id], out)
+		s.n++
+	}
+	for s.n > s.max && len(s.order) > 1 {
+		old := s.order[0]
+		s.order = s.order[1:]
+		s.n -= len(s.traces[old])
+		delete(s.traces, old)
+	}
+	return nil
+}
+
+// Shutdown implements sdktrace.SpanExporter.
+func (s *SpanStore) Shutdown(context.Context) error { return nil }
+
+// Trace returns a trace's spans, by start time.
+func (s *SpanStore) Trace(traceID string) []Span {
+	s.mu.Lock()
+	out := slices.Clone(s.traces[traceID])
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Span) int { return a.Start.Compare(b.Start) })
+	return out
+}
