@@ -13,6 +13,7 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
+	"github.com/whp-dev/whp/runtime/opevents"
 	"github.com/whp-dev/whp/runtime/telemetry"
 )
 
@@ -57,12 +58,17 @@ type Reconciler struct {
 	Now       func() time.Time
 	// Metrics counts runs by result (nil: none).
 	Metrics *telemetry.Metrics
+	// Ops announces a stalled revision, once per revision (nil: the
+	// status and the log only).
+	Ops *opevents.Publisher
 
 	trigger  chan struct{}
 	initOnce sync.Once
 	mu       sync.Mutex
 	lastGood *catalog.Catalog
 	goodRev  string
+	// stalledRev is the invalid revision last announced.
+	stalledRev string
 }
 
 func (r *Reconciler) init() {
@@ -108,6 +114,29 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
+// announce publishes reconcile.stalled the first time a revision is found
+// invalid.
+func (r *Reconciler) announce(st Status, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if result != "invalid" {
+		if result == "applied" {
+			r.stalledRev = ""
+		}
+		return
+	}
+	if st.LastAttemptedRevision == r.stalledRev {
+		return
+	}
+	r.stalledRev = st.LastAttemptedRevision
+	problems := st.Problems
+	if len(problems) > 5 {
+		problems = append(problems[:5:5], fmt.Sprintf("… and %d more", len(st.Problems)-5))
+	}
+	r.Ops.Publish(opevents.ReconcileStalled, map[string]any{"revision": st.LastAttemptedRevision,
+		"serving": st.LastAppliedRevision, "problems": problems})
+}
+
 // ReconcileOnce fetches, validates, plans and applies one revision. The
 // status is written on every path. An invalid revision returns
 // ErrStalled after repairing drift from the last good revision.
@@ -129,6 +158,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (st Status, err error) {
 			result = "failed"
 		}
 		r.Metrics.Reconcile(ctx, result)
+		r.announce(st, result)
 		st.remove(ConditionReconciling)
 		if serr := r.Status.Save(context.WithoutCancel(ctx), st); serr != nil {
 			r.Log.Error("saving reconciler status failed", "error", serr)

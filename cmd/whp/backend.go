@@ -5,7 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -15,7 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/runtime/kafkaconn"
+	"github.com/whp-dev/whp/runtime/opevents"
 	"github.com/whp-dev/whp/runtime/secret"
+	"github.com/whp-dev/whp/runtime/signature"
+	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/dynamo"
 	"github.com/whp-dev/whp/store/embedded"
@@ -107,4 +114,43 @@ func (b *backend) secretsProvider(ctx context.Context) (interface {
 	default:
 		return secret.OpenFile(b.secrets), nil
 	}
+}
+
+// opsFlags are the flags of the operational events webhook.
+type opsFlags struct {
+	url, secretRef string
+	bind           func()
+}
+
+func (o *opsFlags) register(add func(name, value, usage string) *string) {
+	url := add("ops-webhook-url", "", "URL that receives operational events (attempts failing or exhausted, subscriptions disabled, breakers, stalled reconciles); empty: the log only")
+	ref := add("ops-webhook-secret", "ops/webhook/signing", "secret reference (in --secrets) of the whsec_ key that signs the operational events")
+	o.bind = func() { o.url, o.secretRef = *url, *ref }
+}
+
+// publisher builds the operational events publisher: to the log, and to
+// the webhook through guard (https, public addresses) if a URL is set.
+func (o *opsFlags) publisher(ctx context.Context, b *backend, guard *ssrf.Guard, log *slog.Logger) (*opevents.Publisher, error) {
+	o.bind()
+	if o.url == "" {
+		return opevents.New(opevents.Config{}, log), nil
+	}
+	if err := guard.CheckURL(o.url); err != nil {
+		return nil, usageError{fmt.Sprintf("--ops-webhook-url: %v", err)}
+	}
+	secrets, err := b.secretsProvider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := secrets.Secrets(ctx, o.secretRef)
+	if err != nil {
+		return nil, fmt.Errorf("--ops-webhook-secret %s: %w", o.secretRef, err)
+	}
+	signer, err := signature.NewSigner(vals...)
+	if err != nil {
+		return nil, fmt.Errorf("--ops-webhook-secret %s: %w", o.secretRef, err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil,
+		DialContext: guard.DialContext(&net.Dialer{Timeout: 5 * time.Second})}}
+	return opevents.New(opevents.Config{URL: o.url, Signer: signer, Client: client}, log), nil
 }

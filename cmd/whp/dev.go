@@ -32,6 +32,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "how long a partner's open circuit breaker waits before probing")
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
+	opsURL := fs.String("ops-webhook-url", "", "URL that receives operational events (attempts failing, breakers, stalled reconciles), signed with the dev secret ops/webhook/signing")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{"whp dev: --max-attempts, --connect-timeout, --delivery-timeout and --max-age must be positive"}
 	}
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
-	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval}
+	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
 	switch {

@@ -121,6 +121,7 @@ func dispatcherLambda(ctx context.Context, stderr io.Writer) (any, func(), error
 		return nil, nil, err
 	}
 	h := func(ctx context.Context, raw json.RawMessage) (any, error) {
+		defer dr.cfg.Ops.Flush(ctx) // before the sandbox freezes
 		switch lambdakafka.KindOf(raw) {
 		case lambdakafka.Kafka:
 			var ev events.KafkaEvent
@@ -190,6 +191,7 @@ func reconcileLambda(ctx context.Context, stderr io.Writer) (any, func(), error)
 		if lambdakafka.KindOf(raw) != lambdakafka.Scheduled {
 			return nil, errors.New("unrecognised event: the reconciler takes scheduled events")
 		}
+		defer r.Ops.Flush(ctx)
 		// On a bad revision the last good one keeps serving; the error
 		// fails the invocation, so it shows in the function's error metric.
 		return r.ReconcileOnce(ctx)

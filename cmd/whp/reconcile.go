@@ -22,6 +22,7 @@ import (
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/embedkafka"
+	"github.com/whp-dev/whp/runtime/ssrf"
 )
 
 // reconcileFlags are the flags of `whp reconcile`.
@@ -33,6 +34,7 @@ type reconcileFlags struct {
 	artifacts, artifactsURL                            string
 	b                                                  backend
 	once, dryRun, pruneTopics                          bool
+	ops                                                opsFlags
 	interval                                           time.Duration
 }
 
@@ -55,12 +57,14 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if f.once {
 		s, err := r.ReconcileOnce(ctx)
+		r.Ops.Flush(ctx)
 		s.Render(stdout)
 		if err != nil {
 			return exitError{1}
 		}
 		return nil
 	}
+	go r.Ops.Run(ctx)
 	return follow(ctx, r, *f, stdout, log)
 }
 
@@ -90,6 +94,7 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileFlags, erro
 	fs.BoolVar(&f.pruneTopics, "prune-topics", false, "delete wh.* topics no longer in the catalog (deletes their records)")
 	fs.DurationVar(&f.interval, "interval", time.Minute, "how often to look for a new revision and repair drift")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8081", "address of the status and trigger endpoints when following")
+	f.ops.register(fs.String)
 	fs.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the push webhook's HMAC secret (enables POST /v1/reconcile/trigger)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
@@ -157,6 +162,9 @@ func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconci
 	r = &reconciler.Reconciler{Source: src, Applier: applier, Status: status, Interval: f.interval, Log: log, Now: time.Now,
 		ArtifactBaseURL: f.artifactsURL}
 	if r.Artifacts, err = artifactStore(ctx, f.artifacts); err != nil {
+		return nil, nil, err
+	}
+	if r.Ops, err = f.ops.publisher(ctx, &f.b, &ssrf.Guard{}, log); err != nil {
 		return nil, nil, err
 	}
 	return r, closeAll, nil

@@ -247,7 +247,7 @@ func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := dr.observeKafka(dr.eg, dr.kopts, []string{"whp-dispatcher", "whp-retry"}, topic.DLQPrefix); err != nil {
 		return err
 	}
-	return dr.serve(ctx, http.NewServeMux(), dr.d.Run, sched.Run)
+	return dr.serve(ctx, http.NewServeMux(), dr.d.Run, sched.Run, dr.cfg.Ops.Run)
 }
 
 // dispatcherRole is the dispatcher as both runtimes build it: on EKS it
@@ -261,6 +261,7 @@ type dispatcherRole struct {
 	retryProd   *kgo.Client
 	d           *dispatch.Dispatcher
 	retryWindow time.Duration // Lambda: how long a scheduled invocation drains the retry tiers
+	ops         opsFlags
 }
 
 func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool) (*dispatcherRole, error) {
@@ -268,6 +269,7 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 	var devDelivery, retryWindow *string
 	if err := dr.flags(args, stderr, func(add func(string, string, string) *string) {
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
+		dr.ops.register(add)
 		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
 	}); err != nil {
 		return nil, err
@@ -293,6 +295,13 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 		dr.log.Warn("deliveries may reach loopback over http (--dev-delivery loopback): not for production")
 	default:
 		return nil, usageError{`whp dispatcher: --dev-delivery takes only "loopback"`}
+	}
+	guard := dr.cfg.Guard
+	if guard == nil {
+		guard = &ssrf.Guard{}
+	}
+	if dr.cfg.Ops, err = dr.ops.publisher(ctx, &dr.b, guard, dr.log); err != nil {
+		return nil, err
 	}
 	if dr.retryProd, err = retry.NewProducer(eg, kopts...); err != nil {
 		return nil, err

@@ -40,11 +40,13 @@ import (
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/ingest"
+	"github.com/whp-dev/whp/runtime/opevents"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/registry"
 	"github.com/whp-dev/whp/runtime/replay"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
+	"github.com/whp-dev/whp/runtime/signature"
 	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
@@ -81,6 +83,9 @@ type Config struct {
 	// AdminToken guards the approvals API (/v1/subscriptions). Default:
 	// read from DataDir/admin-token, created (0600) on first start.
 	AdminToken string
+	// OpsWebhookURL receives the operational events (opevents), signed
+	// with the dev secret OpsSigningRef; empty: they are only logged.
+	OpsWebhookURL string
 	// Ingest and Dispatch tune those roles (zero values: their defaults).
 	Ingest   ingest.Config
 	Dispatch dispatch.Config
@@ -160,6 +165,16 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	cfg.Ingest.Metrics, cfg.Dispatch.Metrics, cfg.Dispatch.Tracing = p.tel.Metrics, p.tel.Metrics, p.tel.Tracing
 	traced := p.tel.Tracing.KafkaOpts()
+	if cfg.Dispatch.Guard == nil {
+		// Dev delivers to the demo partner on loopback over http; private
+		// networks and metadata endpoints stay refused.
+		cfg.Dispatch.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+	}
+	ops, err := opsPublisher(cfg, secrets, log.With("role", "ops"))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dispatch.Ops = ops
 	reg := registry.New(p.st, log)
 	var workers []interface{ Refresh() } // set below, before the reconciler runs again
 	rec, err := p.reconciler(cfg, ingressAddrs, egressAddrs, secrets, reg, func() {
@@ -190,11 +205,6 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	proc, err := processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Dispatch.Guard == nil {
-		// Dev delivers to the demo partner on loopback over http; private
-		// networks and metadata endpoints stay refused.
-		cfg.Dispatch.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
 	}
 	if p.retryProd, err = retry.NewProducer(egressAddrs, traced...); err != nil {
 		return nil, fmt.Errorf("retry producer: %w", err)
@@ -267,6 +277,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return cfg.Flags.Run(gctx) })
 	g.Go(func() error { return p.sweep(gctx) })
+	g.Go(func() error { return ops.Run(gctx) })
 	go func() { p.served <- p.srv.Serve(ln) }()
 	p.ready.Store(true)
 	return p, nil
@@ -284,6 +295,36 @@ func (p *Platform) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	io.WriteString(w, "ready\n")
+}
+
+// OpsSigningRef names the dev secret the operational events webhook is
+// signed with; whp dev creates it.
+const OpsSigningRef = "ops/webhook/signing"
+
+// opsPublisher is the operational events publisher of cfg: to the log,
+// and to cfg.OpsWebhookURL if set, through the same SSRF guard as
+// deliveries.
+func opsPublisher(cfg Config, secrets *secret.File, log *slog.Logger) (*opevents.Publisher, error) {
+	if cfg.OpsWebhookURL == "" {
+		return opevents.New(opevents.Config{}, log), nil
+	}
+	if err := cfg.Dispatch.Guard.CheckURL(cfg.OpsWebhookURL); err != nil {
+		return nil, fmt.Errorf("operational events webhook: %w", err)
+	}
+	if _, err := secrets.EnsureSigningSecrets([]string{OpsSigningRef}); err != nil {
+		return nil, fmt.Errorf("operational events webhook: %w", err)
+	}
+	vals, err := secrets.Secrets(context.Background(), OpsSigningRef)
+	if err != nil {
+		return nil, fmt.Errorf("operational events webhook: %w", err)
+	}
+	signer, err := signature.NewSigner(vals...)
+	if err != nil {
+		return nil, fmt.Errorf("operational events webhook: %w", err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil,
+		DialContext: cfg.Dispatch.Guard.DialContext(&net.Dialer{Timeout: 5 * time.Second})}}
+	return opevents.New(opevents.Config{URL: cfg.OpsWebhookURL, Signer: signer, Client: client}, log), nil
 }
 
 // ensureSecrets creates missing signing secrets in the dev secrets file so
@@ -354,6 +395,7 @@ func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, se
 		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: log, Now: time.Now},
 		Status:      reconciler.StatusFileIn(cfg.DataDir),
 		Metrics:     p.tel.Metrics,
+		Ops:         cfg.Dispatch.Ops,
 		Interval:    cfg.ReconcileInterval,
 		LoadOptions: []catalog.Option{catalog.WithDemoBase(p.URL)},
 		Artifacts:   artifact.Dir{Path: filepath.Join(cfg.DataDir, "artifacts")},

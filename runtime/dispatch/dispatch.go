@@ -39,6 +39,7 @@ import (
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
+	"github.com/whp-dev/whp/runtime/opevents"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
@@ -99,6 +100,13 @@ type Config struct {
 	UserAgent string
 	// Metrics records attempts and what became of deliveries (nil: none).
 	Metrics *telemetry.Metrics
+	// Ops publishes operational events (attempts failing or exhausted,
+	// subscriptions disabled, breakers opened and closed). Default: to
+	// the log only.
+	Ops *opevents.Publisher
+	// FailingAfter is the failed attempt in a row at which a delivery is
+	// announced as failing (once). Default 3.
+	FailingAfter int
 	// Tracing continues each delivery's trace through its attempts and
 	// retries (nil: none). Its KafkaOpts belong on the clients, among the
 	// options New takes.
@@ -138,6 +146,9 @@ func (c *Config) defaults() {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "whp-webhooks/1"
+	}
+	if c.FailingAfter <= 0 {
+		c.FailingAfter = 3
 	}
 }
 
@@ -205,6 +216,9 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 		// Redirects are not followed: a 3xx is the partner's answer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	if cfg.Ops == nil {
+		cfg.Ops = opevents.New(opevents.Config{}, log)
+	}
 	d := &Dispatcher{cfg: cfg, cl: cl, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
 		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}}
 	d.breaker.OnChange = d.breakerChanged
@@ -236,14 +250,18 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 	return out
 }
 
-// breakerChanged logs the transition (an operational event) and, when the
-// breaker stops refusing, resumes the partner's paused egress topics.
+// breakerChanged announces the breaker opening or closing (an operational
+// event; half-open is only logged) and, when the breaker stops refusing,
+// resumes the partner's paused egress topics.
 func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
-	level := slog.LevelInfo
-	if to == breaker.Open {
-		level = slog.LevelWarn
+	switch to {
+	case breaker.Open:
+		d.cfg.Ops.Publish(opevents.BreakerOpened, map[string]any{"partner_id": partner, "from": string(from)})
+	case breaker.Closed:
+		d.cfg.Ops.Publish(opevents.BreakerClosed, map[string]any{"partner_id": partner, "from": string(from)})
+	default:
+		d.log.Info("circuit breaker half-open: probing", "partner_id", partner)
 	}
-	d.log.Log(context.Background(), level, "operational event: circuit breaker "+string(to), "event_type", "breaker."+string(to), "partner_id", partner, "from", string(from))
 	if to != breaker.Open {
 		d.resume(partner)
 	}
@@ -285,7 +303,7 @@ func (d *Dispatcher) resume(partner string) {
 // been failing for the breaker's DisableAfter.
 func (d *Dispatcher) partnerFailingLong(partner string, since time.Time) {
 	ctx := context.Background()
-	d.log.Error("operational event: partner failing for too long; its subscriptions are disabled", "event_type", "partner.disabled", "partner_id", partner, "failing_since", since)
+	d.log.Error("partner failing for too long; its subscriptions are disabled", "partner_id", partner, "failing_since", since)
 	subs, err := d.st.ListSubscriptions(ctx)
 	if err != nil {
 		d.log.Error("listing the partner's subscriptions failed", "partner_id", partner, "error", err)
@@ -671,8 +689,13 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	wait, ok := policy.Next(n+1, msg.AcceptedAt, d.now(), retryAfter)
 	if !ok {
-		d.deadLetter(bg, log, msg, st, fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a)))
+		reason := fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a))
+		d.deadLetter(bg, log, msg, st, reason)
+		d.cfg.Ops.Publish(opevents.AttemptExhausted, opData(msg, reason, n))
 		return done(store.DeliveryDeadLettered)
+	}
+	if n == d.cfg.FailingAfter {
+		d.cfg.Ops.Publish(opevents.AttemptFailing, opData(msg, describeAttempt(a), n))
 	}
 	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
 	return later(n+1, wait, store.DeliveryRetrying)
@@ -704,6 +727,13 @@ func (d *Dispatcher) schedule(ctx context.Context, log *slog.Logger, msg envelop
 	return st, skip
 }
 
+// opData is what an operational event says of a delivery: ids and the
+// last outcome, never its body or headers.
+func opData(msg envelope.Delivery, last string, attempts int) map[string]any {
+	return map[string]any{"event_id": msg.EventID, "delivery_id": msg.ID, "subscription_id": msg.SubscriptionID,
+		"partner_id": msg.PartnerID, "attempts": attempts, "last": last}
+}
+
 func describeAttempt(a store.Attempt) string {
 	if a.StatusCode != 0 {
 		return fmt.Sprintf("HTTP %d", a.StatusCode)
@@ -721,7 +751,7 @@ func (d *Dispatcher) disable(ctx context.Context, log *slog.Logger, id, reason s
 		now := d.now().UTC()
 		sub.Status, sub.Reason, sub.DecidedBy, sub.DecidedAt, sub.UpdatedAt = store.SubscriptionDisabled, reason, "whp dispatcher", now, now
 		if _, err := d.st.PutSubscription(ctx, sub); err == nil {
-			log.Warn("subscription disabled", "subscription_id", id, "reason", reason)
+			d.cfg.Ops.Publish(opevents.SubscriptionDisabled, map[string]any{"subscription_id": id, "partner_id": sub.PartnerID, "reason": reason})
 			return
 		} else if !errors.Is(err, store.ErrConflict) {
 			log.Error("disabling the subscription failed", "subscription_id", id, "error", err)

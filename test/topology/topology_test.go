@@ -38,13 +38,13 @@ func TestMain(m *testing.M) { proctest.Main(m, &bin) }
 
 // proc is one role process.
 type proc struct {
-	t    *testing.T
+	t       *testing.T
 	name    string
 	args    []string
 	addr    string
 	metrics string // --metrics-addr
-	cmd  *exec.Cmd
-	log  *os.File
+	cmd     *exec.Cmd
+	log     *os.File
 }
 
 func (p *proc) start() {
