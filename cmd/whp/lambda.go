@@ -30,7 +30,7 @@ func onLambda() bool { return os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" }
 // configuration is the role's own, from WHP_* environment variables
 // (docs/configuration.md); deploy/README.md says how each is wired.
 func runLambda(ctx context.Context, roleName string, stderr io.Writer) error {
-	h, closeAll, err := lambdaHandler(ctx, roleName, stderr)
+	h, closeAll, err := lambdaHandler(ctx, roleName, os.Stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -53,10 +53,14 @@ const lambdaRoles = "ingest, processor, dispatcher or reconcile"
 //     tiers for --retry-window.
 //   - reconcile: scheduled events; each applies the catalog's current
 //     revision once.
-func lambdaHandler(ctx context.Context, roleName string, stderr io.Writer) (any, func(), error) {
+//
+// Each writes its metrics to stdout in CloudWatch embedded metric format
+// at the end of every invocation (and exports its spans, with --traces
+// otlp).
+func lambdaHandler(ctx context.Context, roleName string, stdout, stderr io.Writer) (any, func(), error) {
 	switch roleName {
 	case "ingest":
-		r := &role{name: "ingest"}
+		r := &role{name: "ingest", emf: stdout}
 		if err := r.flags(nil, stderr, nil); err != nil {
 			return nil, nil, err
 		}
@@ -67,13 +71,18 @@ func lambdaHandler(ctx context.Context, roleName string, stderr io.Writer) (any,
 		// Between invocations the sandbox is frozen and this goroutine
 		// with it; it refreshes the schemas whenever the function runs.
 		go reg.Run(ctx, 5*time.Second)
-		return lambdahttp.Handler(mux), func() { prod.Close(); r.st.Close() }, nil
+		serve := lambdahttp.Handler(r.tel.Instrument(mux))
+		h := func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			defer r.tel.Flush(ctx)
+			return serve(ctx, ev)
+		}
+		return h, func() { prod.Close(); r.close() }, nil
 	case "processor":
-		return processorLambda(ctx, stderr)
+		return processorLambda(ctx, stdout, stderr)
 	case "dispatcher":
-		return dispatcherLambda(ctx, stderr)
+		return dispatcherLambda(ctx, stdout, stderr)
 	case "reconcile", "reconciler":
-		return reconcileLambda(ctx, stderr)
+		return reconcileLambda(ctx, stdout, stderr)
 	case "":
 		return nil, nil, fmt.Errorf("on Lambda, WHP_ROLE must name the role to run: %s", lambdaRoles)
 	default:
@@ -81,8 +90,8 @@ func lambdaHandler(ctx context.Context, roleName string, stderr io.Writer) (any,
 	}
 }
 
-func processorLambda(ctx context.Context, stderr io.Writer) (any, func(), error) {
-	r := &role{name: "processor"}
+func processorLambda(ctx context.Context, stdout, stderr io.Writer) (any, func(), error) {
+	r := &role{name: "processor", emf: stdout}
 	if err := r.flags(nil, stderr, nil); err != nil {
 		return nil, nil, err
 	}
@@ -110,17 +119,19 @@ func processorLambda(ctx context.Context, stderr io.Writer) (any, func(), error)
 		return nil
 	}
 	h := func(ctx context.Context, ev events.KafkaEvent) (lambdakafka.Response, error) {
+		defer r.tel.Flush(ctx)
 		return lambdakafka.Handle(ctx, ev, batch, r.log), nil
 	}
-	return h, func() { p.Close(); r.st.Close() }, nil
+	return h, func() { p.Close(); r.close() }, nil
 }
 
-func dispatcherLambda(ctx context.Context, stderr io.Writer) (any, func(), error) {
-	dr, err := newDispatcherRole(ctx, nil, stderr, true)
+func dispatcherLambda(ctx context.Context, stdout, stderr io.Writer) (any, func(), error) {
+	dr, err := newDispatcherRole(ctx, nil, stderr, true, stdout)
 	if err != nil {
 		return nil, nil, err
 	}
 	h := func(ctx context.Context, raw json.RawMessage) (any, error) {
+		defer dr.tel.Flush(ctx)
 		defer dr.cfg.Ops.Flush(ctx) // before the sandbox freezes
 		switch lambdakafka.KindOf(raw) {
 		case lambdakafka.Kafka:
@@ -134,7 +145,7 @@ func dispatcherLambda(ctx context.Context, stderr io.Writer) (any, func(), error
 		}
 		return nil, errors.New("unrecognised event: the dispatcher takes MSK event source mapping events and scheduled events")
 	}
-	return h, func() { dr.d.Close(); dr.retryProd.Close(); dr.st.Close() }, nil
+	return h, func() { dr.d.Close(); dr.retryProd.Close(); dr.close() }, nil
 }
 
 // drainRetries runs the retry scheduler for the retry window: due retries
@@ -159,11 +170,12 @@ func (dr *dispatcherRole) drainRetries(ctx context.Context) error {
 	return sched.Run(wctx) // commits what it finished and leaves the group
 }
 
-func reconcileLambda(ctx context.Context, stderr io.Writer) (any, func(), error) {
+func reconcileLambda(ctx context.Context, stdout, stderr io.Writer) (any, func(), error) {
 	f, err := parseReconcileFlags(nil, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
+	f.emf = stdout
 	// A function's disk does not outlive its sandbox, and it cannot host
 	// Kafka: everything the reconciler keeps must live elsewhere.
 	var problems []error
@@ -191,6 +203,7 @@ func reconcileLambda(ctx context.Context, stderr io.Writer) (any, func(), error)
 		if lambdakafka.KindOf(raw) != lambdakafka.Scheduled {
 			return nil, errors.New("unrecognised event: the reconciler takes scheduled events")
 		}
+		defer f.tel.Flush(ctx)
 		defer r.Ops.Flush(ctx)
 		// On a bad revision the last good one keeps serving; the error
 		// fails the invocation, so it shows in the function's error metric.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -39,7 +40,7 @@ func TestLambdaRoleSelection(t *testing.T) {
 		"console":   {`WHP_ROLE="console"`, "serves ingest, processor, dispatcher or reconcile"},
 		"reconcile": {"WHP_INGRESS_BROKERS", "WHP_STORE must be dynamodb", "WHP_STATUS must be s3://", "WHP_REPO"},
 	} {
-		_, _, err := lambdaHandler(context.Background(), role, io.Discard)
+		_, _, err := lambdaHandler(context.Background(), role, io.Discard, io.Discard)
 		for _, w := range want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("WHP_ROLE=%q: %v, want an error with %q", role, err, w)
@@ -140,10 +141,11 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		t.Setenv(k, v)
 	}
 	scheduled := readFile(t, "testdata/lambda/scheduled-event.json")
+	var emf bytes.Buffer // stdout: the functions' metrics, as CloudWatch embedded metric format
 
 	// The reconciler, on its schedule, applies the catalog: tables, topics,
 	// and its status in S3.
-	recH, closeRec, err := lambdaHandler(ctx, "reconcile", io.Discard)
+	recH, closeRec, err := lambdaHandler(ctx, "reconcile", &emf, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +167,13 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		t.Fatal(err)
 	}
 
-	procH, closeProc, err := lambdaHandler(ctx, "processor", io.Discard)
+	procH, closeProc, err := lambdaHandler(ctx, "processor", &emf, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeProc()
 	process := procH.(func(context.Context, events.KafkaEvent) (lambdakafka.Response, error))
-	dispH, closeDisp, err := lambdaHandler(ctx, "dispatcher", io.Discard)
+	dispH, closeDisp, err := lambdaHandler(ctx, "dispatcher", &emf, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +262,54 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 	}
 	if _, err := dispatch(ctx, json.RawMessage(`{"Records":[{"eventSource":"aws:sqs"}]}`)); err == nil {
 		t.Error("an SQS event was taken by the dispatcher")
+	}
+
+	// Each invocation wrote what it did since the last as EMF: two
+	// deliveries to alpha delivered in all (none counted twice), one
+	// retry, the attempts' latency as a distribution, one reconcile.
+	sums := map[string]float64{}
+	var sawDistribution bool
+	for _, line := range strings.Split(strings.TrimSpace(emf.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("stdout line is not EMF JSON: %s", line)
+		}
+		aws, _ := l["_aws"].(map[string]any)
+		cwm, _ := aws["CloudWatchMetrics"].([]any)
+		if len(cwm) != 1 || cwm[0].(map[string]any)["Namespace"] != "whp" {
+			t.Fatalf("no EMF directive in %s", line)
+		}
+		name := cwm[0].(map[string]any)["Metrics"].([]any)[0].(map[string]any)["Name"].(string)
+		switch v := l[name].(type) {
+		case float64:
+			key := name
+			for _, dim := range []string{"partner", "outcome", "result"} {
+				if s, ok := l[dim].(string); ok {
+					key += " " + dim + "=" + s
+				}
+			}
+			sums[key] += v
+		case map[string]any:
+			if name == "whp.delivery.attempt.duration" && len(v["Values"].([]any)) > 0 && len(v["Counts"].([]any)) == len(v["Values"].([]any)) {
+				sawDistribution = true
+			}
+		}
+	}
+	for key, want := range map[string]float64{
+		"whp.deliveries partner=alpha outcome=delivered":       2,
+		"whp.deliveries partner=alpha outcome=retry_scheduled": 1,
+		// The batch of the two records of one delivery, handed twice:
+		// one delivered, three dropped by the ledger.
+		"whp.deliveries partner=alpha outcome=duplicate_dropped": 3,
+		"whp.delivery.retries partner=alpha":                     1,
+		"whp.reconcile.runs result=applied":                      1,
+	} {
+		if sums[key] != want {
+			t.Errorf("EMF %s = %v, want %v (all: %v)", key, sums[key], want, sums)
+		}
+	}
+	if !sawDistribution {
+		t.Error("no attempt latency distribution in the EMF output")
 	}
 }
 

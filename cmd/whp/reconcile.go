@@ -23,6 +23,7 @@ import (
 	"github.com/whp-dev/whp/reconciler/source"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
 )
 
 // reconcileFlags are the flags of `whp reconcile`.
@@ -35,6 +36,8 @@ type reconcileFlags struct {
 	b                                                  backend
 	once, dryRun, pruneTopics                          bool
 	ops                                                opsFlags
+	emf                                                io.Writer // Lambda: metrics as CloudWatch EMF
+	tel                                                *telemetry.Telemetry
 	interval                                           time.Duration
 }
 
@@ -167,6 +170,11 @@ func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconci
 	if r.Ops, err = f.ops.publisher(ctx, &f.b, &ssrf.Guard{}, log); err != nil {
 		return nil, nil, err
 	}
+	if f.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-reconcile", EMF: f.emf}); err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, func() { f.tel.Shutdown(context.Background()) })
+	r.Metrics = f.tel.Metrics
 	return r, closeAll, nil
 }
 
@@ -237,6 +245,7 @@ func follow(ctx context.Context, r *reconciler.Reconciler, f reconcileFlags, std
 	}
 	mux := http.NewServeMux()
 	r.Register(mux, secret)
+	mux.Handle("GET /metrics", f.tel.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	// Ready as soon as it serves: a failing revision is reported in the
 	// status (and the last good one keeps serving), not by taking the pod

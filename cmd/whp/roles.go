@@ -40,6 +40,7 @@ type role struct {
 	traces      string
 	sampleRatio float64
 	tel         *telemetry.Telemetry
+	emf         io.Writer     // Lambda: metrics in CloudWatch embedded metric format
 	admins      []*kgo.Client // clients of the lag and DLQ gauges
 }
 
@@ -78,7 +79,7 @@ func (r *role) start(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	r.st = st
-	if r.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-" + r.name, Traces: r.traces, TraceSampleRatio: r.sampleRatio}); err != nil {
+	if r.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-" + r.name, Traces: r.traces, TraceSampleRatio: r.sampleRatio, EMF: r.emf}); err != nil {
 		return err
 	}
 	return nil
@@ -233,7 +234,7 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runDispatcher(ctx context.Context, args []string, stderr io.Writer) error {
-	dr, err := newDispatcherRole(ctx, args, stderr, false)
+	dr, err := newDispatcherRole(ctx, args, stderr, false, nil)
 	if err != nil {
 		return err
 	}
@@ -264,8 +265,10 @@ type dispatcherRole struct {
 	ops         opsFlags
 }
 
-func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool) (*dispatcherRole, error) {
-	dr := &dispatcherRole{role: role{name: "dispatcher"}}
+// newDispatcherRole builds the dispatcher; batch (Lambda) makes it take
+// batches instead of consuming, and emf, if set, receives its metrics.
+func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool, emf io.Writer) (*dispatcherRole, error) {
+	dr := &dispatcherRole{role: role{name: "dispatcher", emf: emf}}
 	var devDelivery, retryWindow *string
 	if err := dr.flags(args, stderr, func(add func(string, string, string) *string) {
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)

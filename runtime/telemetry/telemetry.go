@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -35,6 +36,7 @@ type Telemetry struct {
 	Tracing  *Tracing
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider
+	emf      *emf
 }
 
 // Options configure New.
@@ -50,6 +52,9 @@ type Options struct {
 	// TraceSampleRatio is the share of new traces recorded (a trace a
 	// producer started keeps its own decision). Default 1.
 	TraceSampleRatio float64
+	// EMF, when set, also receives the metrics in CloudWatch embedded
+	// metric format at each Flush (Lambda: os.Stdout).
+	EMF io.Writer
 }
 
 // New builds the pipeline: an OpenTelemetry meter provider whose readings
@@ -63,7 +68,13 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName(opts.Service))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+	mopts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithResource(res)}
+	var em *emf
+	if opts.EMF != nil {
+		em = newEMF(opts.EMF)
+		mopts = append(mopts, sdkmetric.WithReader(em.reader))
+	}
+	mp := sdkmetric.NewMeterProvider(mopts...)
 	obj := DefaultObjectives
 	if opts.Objectives != nil {
 		obj = *opts.Objectives
@@ -80,7 +91,7 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Telemetry{Metrics: m, SLO: slo, Tracing: tr, registry: reg, provider: mp}, nil
+	return &Telemetry{Metrics: m, SLO: slo, Tracing: tr, registry: reg, provider: mp, emf: em}, nil
 }
 
 // Handler serves the Prometheus exposition (GET /metrics).
@@ -116,6 +127,17 @@ func ParseWindow(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("window %q: want a duration from 1m to %s, e.g. 1h", v, MaxWindow)
 	}
 	return d, nil
+}
+
+// Flush writes the metrics since the last Flush as EMF (if configured) and
+// exports buffered spans: a Lambda function calls it at the end of each
+// invocation, before its sandbox may freeze.
+func (t *Telemetry) Flush(ctx context.Context) error {
+	var err error
+	if t.emf != nil {
+		err = t.emf.flush(ctx)
+	}
+	return errors.Join(err, t.Tracing.Flush(ctx))
 }
 
 // Shutdown flushes and stops the meter and tracer providers.
