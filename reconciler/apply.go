@@ -175,6 +175,7 @@ var (
 type SubscriptionStore interface {
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
+	AppendDecision(ctx context.Context, d store.Decision) error
 }
 
 // Decision is an approver's verdict on a subscription.
@@ -189,7 +190,11 @@ type Decision struct {
 }
 
 // Decide records a decision, conditional on the subscription not changing
-// between the read and the write (store.ErrConflict otherwise).
+// between the read and the write (store.ErrConflict otherwise), and adds
+// it to the audit log. The subscription is written first: a decision in
+// the log is one that took effect. Should the log write fail after it, the
+// subscription still names who decided, when and why, and the error says
+// the log missed it.
 func Decide(ctx context.Context, st SubscriptionStore, d Decision) (store.Subscription, error) {
 	if d.Status != store.SubscriptionApproved && d.Status != store.SubscriptionRejected {
 		return store.Subscription{}, fmt.Errorf("decide %s: status %q is not Approved or Rejected", d.SubscriptionID, d.Status)
@@ -206,5 +211,13 @@ func Decide(ctx context.Context, st SubscriptionStore, d Decision) (store.Subscr
 	}
 	at := d.At.UTC()
 	sub.Status, sub.DecidedBy, sub.DecidedAt, sub.Reason, sub.UpdatedAt = d.Status, d.By, at, d.Reason, at
-	return st.PutSubscription(ctx, sub)
+	saved, err := st.PutSubscription(ctx, sub)
+	if err != nil {
+		return store.Subscription{}, err
+	}
+	if err := st.AppendDecision(ctx, store.Decision{SubscriptionID: sub.ID, PartnerID: sub.PartnerID, Status: d.Status,
+		By: d.By, Reason: d.Reason, ConfigHash: sub.ConfigHash, At: at}); err != nil {
+		return saved, fmt.Errorf("decision on %s took effect, but the audit log missed it: %w", sub.ID, err)
+	}
+	return saved, nil
 }

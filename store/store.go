@@ -244,6 +244,18 @@ type Idempotency struct {
 	Rev int64 `json:"rev"`
 }
 
+// Decision is one entry of the approvals audit log: who approved or
+// rejected which subscription, when, why, and what they reviewed.
+type Decision struct {
+	SubscriptionID string    `json:"subscription_id"`
+	PartnerID      string    `json:"partner_id"`
+	Status         string    `json:"status"` // Approved or Rejected
+	By             string    `json:"by"`
+	Reason         string    `json:"reason,omitempty"`
+	ConfigHash     string    `json:"config_hash,omitempty"`
+	At             time.Time `json:"at"`
+}
+
 // Page asks for one page of a query, newest first.
 type Page struct {
 	Limit  int    // at most this many items; 0 means 50
@@ -312,6 +324,13 @@ type Store interface {
 	// with its new Rev. The ordering gates of ordered subscriptions use it.
 	PutIdempotencyIf(ctx context.Context, rec Idempotency) (Idempotency, error)
 	DeleteIdempotency(ctx context.Context, key string) error
+
+	// AppendDecision adds to the approvals audit log; entries are never
+	// changed or expired.
+	AppendDecision(ctx context.Context, d Decision) error
+	// Decisions returns the audit log, newest first, at most limit
+	// entries (0: 100).
+	Decisions(ctx context.Context, limit int) ([]Decision, error)
 
 	Close() error
 }

@@ -29,6 +29,7 @@ type Store interface {
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
+	AppendDecision(ctx context.Context, d store.Decision) error
 }
 
 var _ reconciler.SubscriptionStore = Store(nil)

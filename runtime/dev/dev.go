@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/console"
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/reconciler/artifact"
 	"github.com/whp-dev/whp/reconciler/source"
@@ -240,10 +241,20 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	p.admins = append(p.admins, dlqClient, replayIn)
-	replays := replay.NewAPI(replay.New(replayIn, dlqClient, p.st), cfg.AdminToken, log.With("role", "replay"))
+	replayer := replay.New(replayIn, dlqClient, p.st)
+	replays := replay.NewAPI(replayer, cfg.AdminToken, log.With("role", "replay"))
 	replays.Register(mux)
 	approval.New(p.st, cfg.AdminToken, log.With("role", "approvals")).WithBackfill(replays).Register(mux)
-	dlq.NewAPI(dlq.New(dlqClient, p.st), cfg.AdminToken, log.With("role", "dlq")).Register(mux)
+	queue := dlq.New(dlqClient, p.st)
+	dlq.NewAPI(queue, cfg.AdminToken, log.With("role", "dlq")).Register(mux)
+	users, err := consoleUsers(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	con := console.New(console.Config{Store: p.st, DLQ: queue, Resend: resender{replayer, p.st}, Breakers: disp.Breakers,
+		SLO: p.tel.SLO, Spans: p.tel.Tracing.Spans, ReconcileStatus: rec.Status.Load, Users: users, Dev: true,
+		Log: log.With("role", "console")})
+	mux.Handle("/console/", con.Handler())
 	mux.HandleFunc("GET /v1/breakers", adminauth.Require(cfg.AdminToken, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"breakers": disp.Breakers()})
@@ -508,6 +519,7 @@ func (p *Platform) Banner(cfg Config) string {
 		"  ingest API      " + p.URL + "/v1/events   (POST an event; GET /v1/events/{id} for its deliveries)",
 		"  demo partner    " + p.URL + "/demo/       (what the demo partner received and verified)",
 		"  JSON Schemas    " + p.URL + "/schemas/index.json   (what partners receive, per version)",
+		"  console         " + p.URL + "/console/   (sign in as admin, approver, viewer or demo with the password in " + filepath.Join(cfg.DataDir, ConsolePasswordFile) + ")",
 		"  health          " + p.URL + "/healthz  " + p.URL + "/readyz",
 		"  approvals API   " + p.URL + "/v1/subscriptions   (Authorization: Bearer $(cat " + filepath.Join(cfg.DataDir, AdminTokenFile) + "))",
 		"  dead letters    " + p.URL + "/v1/dlq             (same token; whp dlq list | redrive)",

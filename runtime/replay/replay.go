@@ -192,24 +192,13 @@ func (r *Replayer) Run(ctx context.Context, replayID string, req Request, progre
 					return
 				}
 			}
-			var decoded any
-			body, err := processor.Body(ev, sub, tr, schema.SensitivePaths, &decoded)
+			rec, d, err := build(ev, rec.Key, sub, tr, schema, replayID, r.now().UTC())
 			if err != nil {
 				perr = err
 				return
 			}
-			now := r.now().UTC()
-			d := envelope.Delivery{ID: ID(ev.ID, sub.ID, replayID), EventID: ev.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID,
-				SchemaID: sub.SchemaID, Event: ev.Event, Key: string(rec.Key), Replay: replayID, AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
-			value, err := json.Marshal(d)
-			if err != nil {
-				perr = err
-				return
-			}
-			recs = append(recs, &kgo.Record{Topic: topic.Egress(sub.PartnerID, ev.Event), Key: rec.Key, Value: value,
-				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}, {Key: "whp-replay", Value: []byte(replayID)}}})
-			ds = append(ds, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID, SchemaID: sub.SchemaID,
-				Status: store.DeliveryPending, Replay: replayID, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)})
+			recs = append(recs, rec)
+			ds = append(ds, d)
 		})
 		if perr != nil {
 			return p, perr
@@ -232,4 +221,24 @@ func (r *Replayer) Run(ctx context.Context, replayID string, req Request, progre
 		progress(p)
 	}
 	return p, nil
+}
+
+// build makes the egress record and pending status of an event's delivery
+// to sub under replayID, with the body a live delivery would have.
+func build(ev envelope.Event, key []byte, sub store.Subscription, tr *transform.Transform, schema store.Schema, replayID string, now time.Time) (*kgo.Record, store.Delivery, error) {
+	var decoded any
+	body, err := processor.Body(ev, sub, tr, schema.SensitivePaths, &decoded)
+	if err != nil {
+		return nil, store.Delivery{}, err
+	}
+	d := envelope.Delivery{ID: ID(ev.ID, sub.ID, replayID), EventID: ev.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID,
+		SchemaID: sub.SchemaID, Event: ev.Event, Key: string(key), Replay: replayID, AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
+	value, err := json.Marshal(d)
+	if err != nil {
+		return nil, store.Delivery{}, err
+	}
+	rec := &kgo.Record{Topic: topic.Egress(sub.PartnerID, ev.Event), Key: key, Value: value,
+		Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}, {Key: "whp-replay", Value: []byte(replayID)}}}
+	return rec, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID, SchemaID: sub.SchemaID,
+		Status: store.DeliveryPending, Replay: replayID, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}, nil
 }

@@ -186,3 +186,36 @@ func quantile(buckets []int64, total int64, q float64) float64 {
 	}
 	return latencyBounds[len(latencyBounds)-1]
 }
+
+// Point is one minute of the indicators, for charts.
+type Point struct {
+	At        time.Time
+	Accepted  int64    // events that passed validation
+	Delivered int64    // deliveries that reached the partner
+	Failed    int64    // deliveries dead-lettered
+	P95MS     *float64 // nil when nothing was delivered that minute
+}
+
+// Series returns one point per minute over the last window, oldest first,
+// minutes with nothing in them included (as zeros).
+func (s *SLO) Series(window time.Duration) []Point {
+	window = min(max(window, time.Minute), MaxWindow)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now().Unix() / 60
+	n := int64(window / time.Minute)
+	out := make([]Point, 0, n)
+	for m := now - n + 1; m <= now; m++ {
+		p := Point{At: time.Unix(m*60, 0).UTC()}
+		sl := &s.slots[m%int64(len(s.slots))]
+		if sl.at == m {
+			p.Accepted, p.Delivered, p.Failed = sl.valid, sl.delivered, sl.failed
+			if sl.latencyCount > 0 {
+				v := quantile(sl.latency[:], sl.latencyCount, 0.95)
+				p.P95MS = &v
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}

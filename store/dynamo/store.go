@@ -542,3 +542,40 @@ func (s *Store) DeleteIdempotency(ctx context.Context, k string) error {
 	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table(store.TableIdempotencyLedger), Key: key(k)})
 	return err
 }
+
+// auditPK is the partition of the approvals audit log in
+// event_delivery_status: decisions are rare (people make them), so one
+// partition holds them all and reads back newest first.
+const auditPK = "AUDIT"
+
+// AppendDecision implements store.Store.
+func (s *Store) AppendDecision(ctx context.Context, d store.Decision) error {
+	it, err := item(auditPK, d, map[string]types.AttributeValue{
+		AttrSK: str(d.At.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + d.SubscriptionID + "#" + d.Status)})
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it})
+	return err
+}
+
+// Decisions implements store.Store.
+func (s *Store) Decisions(ctx context.Context, limit int) ([]store.Decision, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	out, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: s.table(store.TableEventDeliveryStatus),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(auditPK)},
+		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(int32(limit))})
+	if err != nil {
+		return nil, err
+	}
+	ds := make([]store.Decision, len(out.Items))
+	for i, it := range out.Items {
+		if err := decodeDoc(it, &ds[i]); err != nil {
+			return nil, err
+		}
+	}
+	return ds, nil
+}

@@ -51,7 +51,10 @@ const (
 	sweepBatchMaximum = 10000
 )
 
-var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger}
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit}
+
+// bAudit holds the approvals audit log, keyed newest first.
+const bAudit = "audit"
 
 // Store is the embedded store. Create it with Open.
 type Store struct {
@@ -572,4 +575,31 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// AppendDecision implements store.Store.
+func (s *Store) AppendDecision(ctx context.Context, d store.Decision) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return put(tx, bAudit, join(newestFirst(d.At), d.SubscriptionID, d.Status), d)
+	})
+}
+
+// Decisions implements store.Store.
+func (s *Store) Decisions(ctx context.Context, limit int) ([]store.Decision, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []store.Decision
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bAudit)).Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var d store.Decision
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
 }

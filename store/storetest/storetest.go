@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"Idempotency", testIdempotency},
 		{"IdempotencyRev", testIdempotencyRev},
 		{"Persistence", testPersistence},
+		{"Decisions", testDecisions},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -439,5 +440,33 @@ func testIdempotencyRev(t *testing.T, open Opener) {
 	}
 	if _, err := s.PutIdempotencyIf(ctx, store.Idempotency{Key: old.Key, Value: []byte("y"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Errorf("create over an expired item: %v", err)
+	}
+}
+
+// The audit log reads back newest first, whole, limited, and keeps two
+// decisions on one subscription in the same instant apart by status.
+func testDecisions(t *testing.T, open Opener) {
+	ctx := context.Background()
+	st := open(t, t.TempDir())
+	defer st.Close()
+	if ds, err := st.Decisions(ctx, 0); err != nil || len(ds) != 0 {
+		t.Fatalf("empty log: %v, %v", ds, err)
+	}
+	for i, d := range []store.Decision{
+		{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Status: store.SubscriptionApproved, By: "ann", Reason: "reviewed", ConfigHash: "h1", At: at},
+		{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Status: store.SubscriptionRejected, By: "bob", Reason: "URL changed", At: at.Add(time.Minute)},
+		{SubscriptionID: "beta#orders#order.created#1", PartnerID: "beta", Status: store.SubscriptionApproved, By: "ann", At: at.Add(2 * time.Minute)},
+	} {
+		if err := st.AppendDecision(ctx, d); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	ds, err := st.Decisions(ctx, 0)
+	must(t, err)
+	if len(ds) != 3 || ds[0].PartnerID != "beta" || ds[1].By != "bob" || ds[2].Reason != "reviewed" || ds[2].ConfigHash != "h1" || !ds[2].At.Equal(at) {
+		t.Fatalf("decisions = %+v, want beta, bob, ann newest first", ds)
+	}
+	if ds, _ := st.Decisions(ctx, 2); len(ds) != 2 || ds[1].By != "bob" {
+		t.Errorf("limit 2: %+v", ds)
 	}
 }

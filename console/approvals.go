@@ -1,0 +1,71 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/store"
+)
+
+// approvalsModel is the approvals page: the queue, and the audit log.
+type approvalsModel struct {
+	Pending  []store.Subscription
+	Log      []store.Decision
+	CanDecide bool
+	Notice   string
+	Problem  string
+}
+
+func (s *Server) approvals(w http.ResponseWriter, r *http.Request, ss session) {
+	s.renderApprovals(w, r, ss, http.StatusOK, r.URL.Query().Get("done"), "")
+}
+
+func (s *Server) renderApprovals(w http.ResponseWriter, r *http.Request, ss session, status int, notice, problem string) {
+	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
+	if err != nil {
+		s.unavailable(w, r, "the approval queue", err)
+		return
+	}
+	m := approvalsModel{CanDecide: approvers.allows(ss.Role), Notice: notice, Problem: problem}
+	for _, sub := range subs {
+		if sub.Status == store.SubscriptionPending {
+			m.Pending = append(m.Pending, sub)
+		}
+	}
+	if m.Log, err = s.cfg.Store.Decisions(r.Context(), 200); err != nil {
+		s.unavailable(w, r, "the audit log", err)
+		return
+	}
+	s.render(w, r, status, approvalsPage(s.page(ss, "approvals"), m))
+}
+
+// decide approves or rejects a Pending subscription, recording the signed
+// in user as the approver. The form carries the config hash the approver
+// reviewed: if the subscription changed since, nothing is decided.
+func (s *Server) decide(status string) func(http.ResponseWriter, *http.Request, session) {
+	return func(w http.ResponseWriter, r *http.Request, ss session) {
+		id := r.PathValue("id")
+		reason := strings.TrimSpace(r.PostFormValue("reason"))
+		if reason == "" {
+			s.renderApprovals(w, r, ss, http.StatusBadRequest, "", "Give a reason: it goes into the audit log.")
+			return
+		}
+		_, err := reconciler.Decide(r.Context(), s.cfg.Store, reconciler.Decision{SubscriptionID: id, Status: status,
+			By: ss.User, Reason: reason, ConfigHash: r.PostFormValue("config_hash"), At: s.now()})
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			s.renderApprovals(w, r, ss, http.StatusNotFound, "", "No subscription "+id+".")
+			return
+		case errors.Is(err, reconciler.ErrCancelled), errors.Is(err, reconciler.ErrChangedSinceReview), errors.Is(err, store.ErrConflict):
+			s.renderApprovals(w, r, ss, http.StatusConflict, "", "The subscription changed while you were reviewing it; review it again.")
+			return
+		case err != nil:
+			s.unavailable(w, r, "recording the decision", err)
+			return
+		}
+		s.cfg.Log.Info("subscription decided in the console", "subscription_id", id, "status", status, "by", ss.User)
+		http.Redirect(w, r, "/console/approvals?done="+urlQueryEscape(id+" "+strings.ToLower(status)), http.StatusSeeOther)
+	}
+}

@@ -1,0 +1,269 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/store"
+)
+
+// searchForm is the events search; every field optional.
+type searchForm struct {
+	EventID, IdempotencyKey, Partner, Schema, Status, From, To, Cursor string
+}
+
+func readSearch(q url.Values) searchForm {
+	return searchForm{EventID: q.Get("event_id"), IdempotencyKey: q.Get("idempotency_key"), Partner: q.Get("partner"),
+		Schema: q.Get("schema"), Status: q.Get("status"), From: q.Get("from"), To: q.Get("to"), Cursor: q.Get("cursor")}
+}
+
+// query is the form as a query string, with a cursor.
+func (f searchForm) query(cursor string) string {
+	q := url.Values{}
+	for k, v := range map[string]string{"partner": f.Partner, "schema": f.Schema, "status": f.Status, "from": f.From, "to": f.To, "cursor": cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q.Encode()
+}
+
+// eventsModel is the events page.
+type eventsModel struct {
+	Form       searchForm
+	Partners   []string
+	Schemas    []string
+	Statuses   []string
+	Deliveries []store.Delivery
+	Next       string
+	Problem    string
+	Searched   bool
+}
+
+var deliveryStatuses = []string{store.DeliveryPending, store.DeliveryRetrying, store.DeliveryHeld, store.DeliveryDelivered,
+	store.DeliveryDeadLettered, store.DeliveryCancelled}
+
+// historyPage is how many deliveries a page of history shows.
+const historyPage = 50
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
+	f := readSearch(r.URL.Query())
+	m := eventsModel{Form: f, Statuses: deliveryStatuses}
+	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
+	if err != nil {
+		s.unavailable(w, r, "the subscription list", err)
+		return
+	}
+	for _, sub := range subs {
+		if !slices.Contains(m.Partners, sub.PartnerID) {
+			m.Partners = append(m.Partners, sub.PartnerID)
+		}
+		if !slices.Contains(m.Schemas, sub.SchemaID) {
+			m.Schemas = append(m.Schemas, sub.SchemaID)
+		}
+	}
+	slices.Sort(m.Partners)
+	slices.Sort(m.Schemas)
+	// An event id or idempotency key names one event: go to it.
+	if f.EventID != "" {
+		http.Redirect(w, r, "/console/events/"+url.PathEscape(f.EventID), http.StatusSeeOther)
+		return
+	}
+	if f.IdempotencyKey != "" {
+		id, err := s.eventByIdempotencyKey(r, f.IdempotencyKey)
+		if err == nil {
+			http.Redirect(w, r, "/console/events/"+url.PathEscape(id), http.StatusSeeOther)
+			return
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			s.unavailable(w, r, "the idempotency ledger", err)
+			return
+		}
+		m.Problem = "No event was accepted with that Idempotency-Key (keys are kept 24 hours)."
+		s.render(w, r, http.StatusNotFound, eventsPage(s.page(ss, "events"), m))
+		return
+	}
+	if f.Partner == "" && f.Schema == "" {
+		if len(m.Partners) > 0 {
+			f.Partner, m.Form.Partner = m.Partners[0], m.Partners[0]
+		} else {
+			s.render(w, r, http.StatusOK, eventsPage(s.page(ss, "events"), m))
+			return
+		}
+	}
+	from, to, problem := timeRange(f.From, f.To)
+	if problem != "" {
+		m.Problem = problem
+		s.render(w, r, http.StatusBadRequest, eventsPage(s.page(ss, "events"), m))
+		return
+	}
+	m.Searched = true
+	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, f.Cursor, func(d store.Delivery) bool {
+		return (f.Status == "" || d.Status == f.Status) && (f.Schema == "" || d.SchemaID == f.Schema) &&
+			(from.IsZero() || !d.CreatedAt.Before(from)) && (to.IsZero() || d.CreatedAt.Before(to))
+	})
+	if err != nil {
+		s.unavailable(w, r, "delivery history", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, eventsPage(s.page(ss, "events"), m))
+}
+
+// history reads pages of a partner's (or else a schema's) history, newest
+// first, until a page's worth of deliveries pass keep or the history ends.
+func (s *Server) history(r *http.Request, partner, schema, cursor string, keep func(store.Delivery) bool) ([]store.Delivery, string, error) {
+	var out []store.Delivery
+	for range 20 { // bounds the scan behind a selective filter
+		var p store.DeliveryPage
+		var err error
+		if partner != "" {
+			p, err = s.cfg.Store.DeliveriesByPartner(r.Context(), partner, store.Page{Limit: historyPage, Cursor: cursor})
+		} else {
+			p, err = s.cfg.Store.DeliveriesBySchema(r.Context(), schema, store.Page{Limit: historyPage, Cursor: cursor})
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		for _, d := range p.Deliveries {
+			if keep(d) {
+				out = append(out, d)
+			}
+		}
+		cursor = p.Next
+		if cursor == "" || len(out) >= historyPage {
+			break
+		}
+	}
+	return out, cursor, nil
+}
+
+func (s *Server) eventByIdempotencyKey(r *http.Request, key string) (string, error) {
+	rec, err := s.cfg.Store.GetIdempotency(r.Context(), "ingest#"+key)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(rec.Value, &st) != nil || st.ID == "" {
+		return "", store.ErrNotFound
+	}
+	return st.ID, nil
+}
+
+// timeRange reads the optional RFC 3339 bounds of a search.
+func timeRange(from, to string) (f, t time.Time, problem string) {
+	var err error
+	if from != "" {
+		if f, err = time.Parse(time.RFC3339, from); err != nil {
+			return f, t, "From: use a time like 2026-11-29T10:00:00Z."
+		}
+	}
+	if to != "" {
+		if t, err = time.Parse(time.RFC3339, to); err != nil {
+			return f, t, "To: use a time like 2026-11-29T10:00:00Z."
+		}
+	}
+	return f, t, ""
+}
+
+// eventModel is an event's page.
+type eventModel struct {
+	Event      store.Event
+	Deliveries []store.Delivery
+	Spans      []telemetry.Span
+	CanResend  bool
+	Resent     string
+	PortalBase string // the portal's routes for a partner user
+}
+
+func (s *Server) event(w http.ResponseWriter, r *http.Request, ss session) {
+	m, ok := s.loadEvent(w, r, ss, "")
+	if !ok {
+		return
+	}
+	m.CanResend = s.cfg.Resend != nil && ss.Role == RoleAdmin
+	m.Resent = r.URL.Query().Get("resent")
+	s.render(w, r, http.StatusOK, eventPage(s.page(ss, "events"), m))
+}
+
+// loadEvent reads an event and its deliveries; partner, if set, keeps the
+// deliveries of that partner only, and answers 404 if there are none (a
+// partner user must not learn that another partner's event exists).
+func (s *Server) loadEvent(w http.ResponseWriter, r *http.Request, ss session, partner string) (eventModel, bool) {
+	id := r.PathValue("id")
+	ev, err := s.cfg.Store.GetEvent(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "no such event (history is kept 30 days)")
+		return eventModel{}, false
+	}
+	if err != nil {
+		s.unavailable(w, r, "the event", err)
+		return eventModel{}, false
+	}
+	ds, err := s.cfg.Store.Deliveries(r.Context(), id)
+	if err != nil {
+		s.unavailable(w, r, "the event's deliveries", err)
+		return eventModel{}, false
+	}
+	if partner != "" {
+		ds = slices.DeleteFunc(ds, func(d store.Delivery) bool { return d.PartnerID != partner })
+		if len(ds) == 0 {
+			s.fail(w, r, http.StatusNotFound, "no such event (history is kept 30 days)")
+			return eventModel{}, false
+		}
+		// A partner sees its own deliveries, not whom else the event went to.
+		ev.Routing = nil
+		ev.Data = nil
+	}
+	m := eventModel{Event: ev, Deliveries: ds}
+	if s.cfg.Spans != nil && ev.TraceID != "" && partner == "" {
+		m.Spans = s.cfg.Spans.Trace(ev.TraceID)
+	}
+	return m, true
+}
+
+// resend makes a new delivery of an event to a subscription.
+func (s *Server) resend(w http.ResponseWriter, r *http.Request, ss session) {
+	s.doResend(w, r, ss, "", "/console/events/")
+}
+
+func (s *Server) doResend(w http.ResponseWriter, r *http.Request, ss session, partner, back string) {
+	if s.cfg.Resend == nil {
+		s.fail(w, r, http.StatusNotFound, "resending is not available here")
+		return
+	}
+	eventID, subID := r.PathValue("event"), r.PathValue("subscription")
+	if partner != "" {
+		sub, err := s.cfg.Store.GetSubscription(r.Context(), subID)
+		if err != nil || sub.PartnerID != partner {
+			s.fail(w, r, http.StatusNotFound, "no such delivery")
+			return
+		}
+	}
+	id, err := s.cfg.Resend.Resend(r.Context(), eventID, subID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "no such event or subscription")
+		return
+	}
+	if err != nil {
+		s.unavailable(w, r, "resending", err)
+		return
+	}
+	s.cfg.Log.Info("console resend", "user", ss.User, "event_id", eventID, "subscription_id", subID, "delivery_id", id)
+	http.Redirect(w, r, back+url.PathEscape(eventID)+"?resent="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,174 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/whp-dev/whp/reconciler"
+	"github.com/whp-dev/whp/runtime/breaker"
+	"github.com/whp-dev/whp/runtime/dlq"
+	"github.com/whp-dev/whp/runtime/telemetry"
+)
+
+// overviewModel is the overview page.
+type overviewModel struct {
+	Window    string
+	SLO       *telemetry.Report
+	Series    []telemetry.Point
+	DLQDepth  int
+	DLQKnown  bool
+	Open      []breaker.Snapshot
+	Breakers  int
+	Reconcile *reconciler.Status
+}
+
+var windows = []string{"15m", "1h", "6h", "24h"}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss session) {
+	window, err := telemetry.ParseWindow(r.URL.Query().Get("window"))
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, "window: choose 15m, 1h, 6h or 24h")
+		return
+	}
+	m := overviewModel{Window: shortDuration(window)}
+	if s.cfg.SLO != nil {
+		rep := s.cfg.SLO.Report(window)
+		m.SLO = &rep
+		m.Series = s.cfg.SLO.Series(min(window, time.Hour))
+	}
+	if s.cfg.DLQ != nil {
+		if entries, err := s.cfg.DLQ.List(r.Context(), dlq.Filter{}); err == nil {
+			m.DLQDepth, m.DLQKnown = len(entries), true
+		} else {
+			s.cfg.Log.Warn("console: DLQ depth unavailable", "error", err)
+		}
+	}
+	if s.cfg.Breakers != nil {
+		all := s.cfg.Breakers()
+		m.Breakers = len(all)
+		for _, b := range all {
+			if b.State != breaker.Closed {
+				m.Open = append(m.Open, b)
+			}
+		}
+	}
+	if s.cfg.ReconcileStatus != nil {
+		if st, err := s.cfg.ReconcileStatus(r.Context()); err == nil {
+			m.Reconcile = &st
+		}
+	}
+	s.render(w, r, http.StatusOK, overviewPage(s.page(ss, "overview"), m))
+}
+
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	return strings.TrimSuffix(s, "0m")
+}
+
+func pct(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f%%", *v)
+}
+
+func ms(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f ms", *v)
+}
+
+// chart is a server-rendered line chart: an SVG polyline per series.
+type chart struct {
+	Title  string
+	Max    float64
+	Unit   string
+	Lines  []chartLine
+	Labels [2]string // first and last x labels
+}
+
+type chartLine struct {
+	Name   string
+	Class  string
+	Points string // "x,y x,y …" in a 600×150 box
+}
+
+const chartW, chartH = 600.0, 150.0
+
+func lineChart(title, unit string, points []telemetry.Point, series ...func(telemetry.Point) (float64, bool)) chart {
+	c := chart{Title: title, Unit: unit}
+	for _, p := range points {
+		for _, f := range series {
+			if v, ok := f(p); ok && v > c.Max {
+				c.Max = v
+			}
+		}
+	}
+	if c.Max == 0 {
+		c.Max = 1
+	}
+	names := []string{"accepted", "delivered", "failed"}
+	if unit == "ms" {
+		names = []string{"p95"}
+	}
+	for i, f := range series {
+		var b strings.Builder
+		for j, p := range points {
+			v, ok := f(p)
+			if !ok {
+				continue
+			}
+			x := chartW * float64(j) / float64(max(len(points)-1, 1))
+			y := chartH - chartH*v/c.Max
+			fmt.Fprintf(&b, "%.1f,%.1f ", x, y)
+		}
+		c.Lines = append(c.Lines, chartLine{Name: names[i%len(names)], Class: "s" + fmt.Sprint(i), Points: strings.TrimSpace(b.String())})
+	}
+	if len(points) > 0 {
+		c.Labels = [2]string{points[0].At.Format("15:04"), points[len(points)-1].At.Format("15:04 UTC")}
+	}
+	return c
+}
+
+func throughputChart(points []telemetry.Point) chart {
+	return lineChart("Events and deliveries per minute", "/min", points,
+		func(p telemetry.Point) (float64, bool) { return float64(p.Accepted), true },
+		func(p telemetry.Point) (float64, bool) { return float64(p.Delivered), true },
+		func(p telemetry.Point) (float64, bool) { return float64(p.Failed), true })
+}
+
+func latencyChart(points []telemetry.Point) chart {
+	return lineChart("p95 end to end per minute", "ms", points,
+		func(p telemetry.Point) (float64, bool) {
+			if p.P95MS == nil {
+				return 0, false
+			}
+			return *p.P95MS, true
+		})
+}
+
+func breached(list []string, name string) bool {
+	for _, b := range list {
+		if b == name {
+			return true
+		}
+	}
+	return false
+}
+
+// readyText summarises the reconciler's Ready condition.
+func readyText(st reconciler.Status) string {
+	for _, c := range st.Conditions {
+		if c.Type == "Ready" {
+			if c.Status == "True" {
+				return "Ready: " + c.Message
+			}
+			return "Not ready (" + c.Reason + "): " + c.Message
+		}
+	}
+	return "not reconciled yet"
+}

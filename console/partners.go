@@ -1,0 +1,112 @@
+package console
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/whp-dev/whp/runtime/breaker"
+	"github.com/whp-dev/whp/store"
+)
+
+// partnerRow is a partner's health at a glance.
+type partnerRow struct {
+	ID            string
+	Subscriptions []store.Subscription
+	Breaker       string
+	Delivered     int64
+	Failed        int64
+}
+
+// SuccessRate is delivered over delivered and failed, in percent; nil
+// when nothing finished yet.
+func (p partnerRow) SuccessRate() *float64 {
+	if p.Delivered+p.Failed == 0 {
+		return nil
+	}
+	v := 100 * float64(p.Delivered) / float64(p.Delivered+p.Failed)
+	return &v
+}
+
+// partnerRows groups the subscriptions by partner, with their counters and
+// breakers.
+func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
+	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	states := map[string]string{}
+	if s.cfg.Breakers != nil {
+		for _, b := range s.cfg.Breakers() {
+			states[b.Partner] = string(b.State)
+		}
+	}
+	index := map[string]int{}
+	var rows []partnerRow
+	for _, sub := range subs {
+		i, ok := index[sub.PartnerID]
+		if !ok {
+			i = len(rows)
+			index[sub.PartnerID] = i
+			state := states[sub.PartnerID]
+			if state == "" {
+				state = string(breaker.Closed)
+			}
+			rows = append(rows, partnerRow{ID: sub.PartnerID, Breaker: state})
+		}
+		rows[i].Subscriptions = append(rows[i].Subscriptions, sub)
+		if k, err := s.cfg.Store.GetSubscriptionKafka(r.Context(), sub.ID); err == nil {
+			rows[i].Delivered += k.Delivered
+			rows[i].Failed += k.Failed
+		}
+	}
+	slices.SortFunc(rows, func(a, b partnerRow) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return rows, nil
+}
+
+func (s *Server) partners(w http.ResponseWriter, r *http.Request, ss session) {
+	rows, err := s.partnerRows(r)
+	if err != nil {
+		s.unavailable(w, r, "the partner list", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), rows))
+}
+
+// partnerModel is a partner's page.
+type partnerModel struct {
+	Row      partnerRow
+	Failures []store.Delivery
+	Recent   []store.Delivery
+}
+
+func (s *Server) partner(w http.ResponseWriter, r *http.Request, ss session) {
+	rows, err := s.partnerRows(r)
+	if err != nil {
+		s.unavailable(w, r, "the partner", err)
+		return
+	}
+	id := r.PathValue("id")
+	i := slices.IndexFunc(rows, func(p partnerRow) bool { return p.ID == id })
+	if i < 0 {
+		s.fail(w, r, http.StatusNotFound, "no partner "+id+" in the catalog")
+		return
+	}
+	m := partnerModel{Row: rows[i]}
+	p, err := s.cfg.Store.DeliveriesByPartner(r.Context(), id, store.Page{Limit: historyPage})
+	if err != nil {
+		s.unavailable(w, r, "the partner's history", err)
+		return
+	}
+	m.Recent = p.Deliveries
+	for _, d := range p.Deliveries {
+		if d.Status == store.DeliveryDeadLettered || d.Status == store.DeliveryRetrying {
+			m.Failures = append(m.Failures, d)
+		}
+	}
+	s.render(w, r, http.StatusOK, partnerPage(s.page(ss, "partners"), m))
+}

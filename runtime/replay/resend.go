@@ -1,0 +1,111 @@
+package replay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/catalog/transform"
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/store"
+)
+
+// EventStore is what Resend needs beside Store: where the event's ingress
+// record is.
+type EventStore interface {
+	Store
+	GetEvent(ctx context.Context, id string) (store.Event, error)
+}
+
+// Resend delivers one event to one subscription again, as a new delivery
+// with its own id (so the ledger, which remembers the first, does not drop
+// it), built from the event's ingress record exactly as the live delivery
+// was. It works for events whose data is not kept in the store (schemas
+// that contain sensitive data) because it reads Kafka, and it needs the
+// record still in the ingress topic (retention). The subscription must be
+// Approved.
+func (r *Replayer) Resend(ctx context.Context, st EventStore, eventID, subscriptionID string) (string, error) {
+	sub, err := st.GetSubscription(ctx, subscriptionID)
+	if err != nil {
+		return "", err
+	}
+	if sub.Status != store.SubscriptionApproved {
+		return "", fmt.Errorf("%w: subscription %s is %s, not Approved", ErrInvalid, sub.ID, sub.Status)
+	}
+	stored, err := st.GetEvent(ctx, eventID)
+	if err != nil {
+		return "", err
+	}
+	if stored.SchemaID != sub.SchemaID {
+		return "", fmt.Errorf("%w: event %s is %s; subscription %s takes %s", ErrInvalid, eventID, stored.SchemaID, sub.ID, sub.SchemaID)
+	}
+	schema, err := st.GetSchema(ctx, sub.SchemaID)
+	if err != nil {
+		return "", fmt.Errorf("schema %s: %w", sub.SchemaID, err)
+	}
+	tr, err := transform.Compile(sub.Transform)
+	if err != nil {
+		return "", fmt.Errorf("transform of %s: %w", sub.ID, err)
+	}
+	rec, err := r.readRecord(ctx, stored)
+	if err != nil {
+		return "", err
+	}
+	var ev envelope.Event
+	if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.ID != eventID {
+		return "", fmt.Errorf("the ingress record at %s/%d@%d is not event %s", stored.Topic, stored.Partition, stored.Offset, eventID)
+	}
+	raw := make([]byte, 6)
+	rand.Read(raw)
+	out, d, err := build(ev, rec.Key, sub, tr, schema, "resend-"+hex.EncodeToString(raw), r.now().UTC())
+	if err != nil {
+		return "", err
+	}
+	if err := st.CreateDeliveries(ctx, []store.Delivery{d}); err != nil {
+		return "", err
+	}
+	if err := r.out.ProduceSync(ctx, out).FirstErr(); err != nil {
+		return "", fmt.Errorf("produce resend: %w", err)
+	}
+	return d.ID, nil
+}
+
+// readRecord reads the one ingress record of an event.
+func (r *Replayer) readRecord(ctx context.Context, ev store.Event) (*kgo.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	reader, err := kgo.NewClient(kgo.SeedBrokers(r.in.OptValue(kgo.SeedBrokers).([]string)...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{ev.Topic: {ev.Partition: kgo.NewOffset().At(ev.Offset)}}))
+	if err != nil {
+		return nil, err
+	}
+	defer reader.Close()
+	for {
+		fetches := reader.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s/%d@%d: %w", ev.Topic, ev.Partition, ev.Offset, err)
+		}
+		var found *kgo.Record
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("read %s/%d@%d: %w", ev.Topic, ev.Partition, ev.Offset, ferr)
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if found == nil && rec.Offset >= ev.Offset {
+				found = rec
+			}
+		})
+		if found != nil {
+			if found.Offset != ev.Offset {
+				return nil, fmt.Errorf("event %s is no longer in %s (retention)", ev.ID, ev.Topic)
+			}
+			return found, nil
+		}
+	}
+}
