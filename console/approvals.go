@@ -11,11 +11,11 @@ import (
 
 // approvalsModel is the approvals page: the queue, and the audit log.
 type approvalsModel struct {
-	Pending  []store.Subscription
-	Log      []store.Decision
+	Pending   []store.Subscription
+	Log       []store.Decision
 	CanDecide bool
-	Notice   string
-	Problem  string
+	Notice    string
+	Problem   string
 }
 
 func (s *Server) approvals(w http.ResponseWriter, r *http.Request, ss session) {
