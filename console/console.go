@@ -189,6 +189,16 @@ func (s *Server) routes() []route {
 	}
 }
 
+// RoutePatterns lists every route of the console, for tests that must
+// cover them all.
+func RoutePatterns() []string {
+	var out []string
+	for _, rt := range (*Server)(nil).routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
 // guard checks the session, the role and, on POST, the CSRF token before
 // the handler runs.
 func (s *Server) guard(rt route) http.Handler {
