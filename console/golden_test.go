@@ -46,7 +46,7 @@ func pages() map[string]templ.Component {
 		DeliverySuccess: fptr(97.22), DeliveryTarget: 99.5, P95EndToEndMS: fptr(7.5), P95TargetMS: 1000, Breaches: []string{"delivery_success"}}
 	status := reconciler.Status{LastAppliedRevision: "main@sha1:abc", LastAttemptedRevision: "main@sha1:def", LastAppliedAt: t0,
 		Conditions: []reconciler.Condition{{Type: "Ready", Status: "False", Reason: "ValidationFailed", Message: "revision def is invalid", LastTransitionTime: t0}},
-		Problems: []string{"catalog/x.cue:1:1: unknown field"}}
+		Problems:   []string{"catalog/x.cue:1:1: unknown field"}}
 	pending := store.Subscription{ID: "acme#orders#order.created#1", Name: "acme.created", PartnerID: "acme", SchemaID: "orders#order.created#1",
 		URL: "https://acme.example/hooks", AuthKind: "oauth2", Revision: "main@sha1:abc", ConfigHash: "h1", Status: store.SubscriptionPending,
 		AllowSensitive: true, Filter: json.RawMessage(`{"all":[{"path":"data.amount","gt":10}]}`)}
