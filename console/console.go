@@ -93,6 +93,7 @@ type Server struct {
 	cfg      Config
 	sessions *sessions
 	redrives *redriveJobs
+	oidc     *oidcLogin // set by UseOIDC
 	mux      *http.ServeMux
 	now      func() time.Time
 }
@@ -168,6 +169,8 @@ func (s *Server) routes() []route {
 		{"GET /console/login", public, s.loginPage},
 		{"POST /console/login", public, s.login},
 		{"POST /console/logout", anyone, s.logout},
+		{"GET /console/oidc/start", public, s.oidcStart},
+		{"GET /console/oidc/callback", public, s.oidcCallback},
 		{"GET /console/{$}", anyone, s.home},
 		{"GET /console/overview", operators, s.overview},
 		{"GET /console/events", operators, s.events},

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/replay"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
@@ -251,6 +253,10 @@ func (s *Server) doResend(w http.ResponseWriter, r *http.Request, ss session, pa
 		s.fail(w, r, http.StatusNotFound, "no such event or subscription")
 		return
 	}
+	if errors.Is(err, replay.ErrInvalid) {
+		s.fail(w, r, http.StatusConflict, "this delivery cannot be resent: its subscription is not Approved")
+		return
+	}
 	if err != nil {
 		s.unavailable(w, r, "resending", err)
 		return
@@ -266,4 +272,16 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ReplayResender resends through a replayer, reading events from the
+// store: what whp dev and whp console plug into Config.Resend.
+type ReplayResender struct {
+	Replayer *replay.Replayer
+	Store    replay.EventStore
+}
+
+// Resend implements Resender.
+func (x ReplayResender) Resend(ctx context.Context, eventID, subscriptionID string) (string, error) {
+	return x.Replayer.Resend(ctx, x.Store, eventID, subscriptionID)
 }

@@ -51,7 +51,7 @@ func pages() map[string]templ.Component {
 		URL: "https://acme.example/hooks", AuthKind: "oauth2", Revision: "main@sha1:abc", ConfigHash: "h1", Status: store.SubscriptionPending,
 		AllowSensitive: true, Filter: json.RawMessage(`{"all":[{"path":"data.amount","gt":10}]}`)}
 	return map[string]templ.Component{
-		"login":    loginPage("/console/events", "Unknown user or wrong password."),
+		"login":    loginPage("/console/events", "Unknown user or wrong password.", true, true),
 		"error":    errorPage(admin, 403, "your role does not allow this page"),
 		"overview": overviewPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "overview"}, overviewModel{Window: "1h", SLO: &rep, Series: series, DLQDepth: 3, DLQKnown: true, Breakers: 2, Open: []breaker.Snapshot{{Partner: "acme", State: breaker.Open}}, Reconcile: &status}),
 		"events": eventsPage(admin, eventsModel{Form: searchForm{Partner: "acme", Status: "delivered"}, Partners: []string{"acme", "demo"},

@@ -7,7 +7,7 @@ import (
 func statusText(code int) string { return http.StatusText(code) }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, _ session) {
-	s.render(w, r, http.StatusOK, loginPage(safeNext(r.URL.Query().Get("next")), ""))
+	s.render(w, r, http.StatusOK, loginPage(safeNext(r.URL.Query().Get("next")), "", s.oidc != nil, len(s.cfg.Users.Users) > 0))
 }
 
 // login checks the local user's password. The login form carries no CSRF
@@ -19,7 +19,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ session) {
 	if err != nil {
 		// The name typed is not logged: people type passwords there.
 		s.cfg.Log.Warn("console sign-in refused")
-		s.render(w, r, http.StatusUnauthorized, loginPage(next, "Unknown user or wrong password."))
+		s.render(w, r, http.StatusUnauthorized, loginPage(next, "Unknown user or wrong password.", s.oidc != nil, len(s.cfg.Users.Users) > 0))
 		return
 	}
 	s.sessions.issue(w, u.Name, u.Role)

@@ -34,6 +34,7 @@ Usage:
   whp reconcile [--once] [--dry-run] [--catalog DIR | --repo URL [--branch B | --tag T | --commit C] [--path P]]
   whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
   whp dlq list|redrive [--url http://127.0.0.1:8080] [--subscription S | --partner P | --delivery-id IDS] [--from T] [--to T]
+  whp console --users-file F | --oidc-issuer URL … [--store dynamodb …] --ingress-brokers B --egress-brokers B
   whp status [--url http://127.0.0.1:8080] [--window 1h] [--json]
   whp replay --subscription S --from T [--to T] [--rate N] [--url http://127.0.0.1:8080]
   whp ingest | processor | dispatcher [--store dynamodb --dynamodb-endpoint URL --env E] --ingress-brokers B --egress-brokers B [--secrets FILE|aws]
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runTables(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, args[1:], stdout, stderr)
+	case "console":
+		err = runConsole(ctx, args[1:], stderr)
 	case "status":
 		err = runStatus(ctx, args[1:], stdout, stderr)
 	case "dlq":

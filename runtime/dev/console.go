@@ -1,7 +1,6 @@
 package dev
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,8 +11,6 @@ import (
 	"strings"
 
 	"github.com/whp-dev/whp/console"
-	"github.com/whp-dev/whp/runtime/replay"
-	"github.com/whp-dev/whp/store"
 )
 
 // Files under the data dir that hold the dev console's users.
@@ -59,14 +56,4 @@ func consoleUsers(dataDir string) (console.Users, error) {
 func ConsolePassword(dataDir string) string {
 	b, _ := os.ReadFile(filepath.Join(dataDir, ConsolePasswordFile))
 	return strings.TrimSpace(string(b))
-}
-
-// resender resends through the replayer, reading events from the store.
-type resender struct {
-	r  *replay.Replayer
-	st store.Store
-}
-
-func (x resender) Resend(ctx context.Context, eventID, subscriptionID string) (string, error) {
-	return x.r.Resend(ctx, x.st, eventID, subscriptionID)
 }

@@ -147,6 +147,7 @@ func TestConsoleAuthorization(t *testing.T) {
 	allowed := map[string][]string{ // route → users admitted; "" is anonymous
 		"GET /console/login": {"", "ann", "april", "vic", "pat"}, "POST /console/login": {"", "ann", "april", "vic", "pat"},
 		"POST /console/logout": {"ann", "april", "vic", "pat"}, "GET /console/{$}": {"ann", "april", "vic", "pat"},
+		"GET /console/oidc/start": {"", "ann", "april", "vic", "pat"}, "GET /console/oidc/callback": {"", "ann", "april", "vic", "pat"},
 		"GET /console/overview": {"ann", "april", "vic"}, "GET /console/events": {"ann", "april", "vic"},
 		"GET /console/events/{id}": {"ann", "april", "vic"}, "GET /console/partners": {"ann", "april", "vic"},
 		"GET /console/partners/{id}": {"ann", "april", "vic"}, "POST /console/deliveries/{event}/{subscription}/resend": {"ann"},
