@@ -12,6 +12,7 @@ import (
 // approvalsModel is the approvals page: the queue, and the audit log.
 type approvalsModel struct {
 	Pending   []store.Subscription
+	Changes   map[string][]string // by subscription: what differs from its last approval
 	Log       []store.Decision
 	CanDecide bool
 	Notice    string
@@ -34,9 +35,16 @@ func (s *Server) renderApprovals(w http.ResponseWriter, r *http.Request, ss sess
 			m.Pending = append(m.Pending, sub)
 		}
 	}
-	if m.Log, err = s.cfg.Store.Decisions(r.Context(), 200); err != nil {
+	if m.Log, err = s.cfg.Store.Decisions(r.Context(), 1000); err != nil {
 		s.unavailable(w, r, "the audit log", err)
 		return
+	}
+	m.Changes = map[string][]string{}
+	for _, sub := range m.Pending {
+		m.Changes[sub.ID] = changes(sub, m.Log)
+	}
+	if len(m.Log) > 200 {
+		m.Log = m.Log[:200]
 	}
 	s.render(w, r, status, approvalsPage(s.page(ss, "approvals"), m))
 }
@@ -68,4 +76,37 @@ func (s *Server) decide(status string) func(http.ResponseWriter, *http.Request, 
 		s.cfg.Log.Info("subscription decided in the console", "subscription_id", id, "status", status, "by", ss.User)
 		http.Redirect(w, r, "/console/approvals?done="+urlQueryEscape(id+" "+strings.ToLower(status)), http.StatusSeeOther)
 	}
+}
+
+// changes says what a pending subscription's review is about: what differs
+// from the settings last approved (the audit log keeps them), or that it
+// was never approved.
+func changes(sub store.Subscription, log []store.Decision) []string {
+	for _, d := range log { // newest first
+		if d.SubscriptionID != sub.ID || d.Status != store.SubscriptionApproved {
+			continue
+		}
+		var out []string
+		if d.URL != sub.URL {
+			out = append(out, "URL: "+d.URL+" → "+sub.URL)
+		}
+		if d.AuthKind != sub.AuthKind {
+			out = append(out, "auth: "+orNone(d.AuthKind)+" → "+orNone(sub.AuthKind))
+		}
+		if len(out) == 0 && d.ConfigHash != sub.ConfigHash {
+			out = append(out, "the delivery settings (filter, transform, sensitive fields or credentials) changed since "+d.By+" approved them")
+		}
+		if len(out) == 0 {
+			out = append(out, "approved before by "+d.By+"; nothing under review changed since")
+		}
+		return out
+	}
+	return []string{"new: never approved"}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

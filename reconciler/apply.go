@@ -216,7 +216,7 @@ func Decide(ctx context.Context, st SubscriptionStore, d Decision) (store.Subscr
 		return store.Subscription{}, err
 	}
 	if err := st.AppendDecision(ctx, store.Decision{SubscriptionID: sub.ID, PartnerID: sub.PartnerID, Status: d.Status,
-		By: d.By, Reason: d.Reason, ConfigHash: sub.ConfigHash, At: at}); err != nil {
+		By: d.By, Reason: d.Reason, ConfigHash: sub.ConfigHash, URL: sub.URL, AuthKind: sub.AuthKind, At: at}); err != nil {
 		return saved, fmt.Errorf("decision on %s took effect, but the audit log missed it: %w", sub.ID, err)
 	}
 	return saved, nil

@@ -247,13 +247,17 @@ type Idempotency struct {
 // Decision is one entry of the approvals audit log: who approved or
 // rejected which subscription, when, why, and what they reviewed.
 type Decision struct {
-	SubscriptionID string    `json:"subscription_id"`
-	PartnerID      string    `json:"partner_id"`
-	Status         string    `json:"status"` // Approved or Rejected
-	By             string    `json:"by"`
-	Reason         string    `json:"reason,omitempty"`
-	ConfigHash     string    `json:"config_hash,omitempty"`
-	At             time.Time `json:"at"`
+	SubscriptionID string `json:"subscription_id"`
+	PartnerID      string `json:"partner_id"`
+	Status         string `json:"status"` // Approved or Rejected
+	By             string `json:"by"`
+	Reason         string `json:"reason,omitempty"`
+	ConfigHash     string `json:"config_hash,omitempty"`
+	// URL and AuthKind are the delivery settings decided on, so a later
+	// review can show what changed since.
+	URL      string    `json:"url,omitempty"`
+	AuthKind string    `json:"auth_kind,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // Page asks for one page of a query, newest first.
