@@ -46,6 +46,9 @@ type container struct {
 		Requests map[string]string `json:"requests"`
 		Limits   map[string]string `json:"limits"`
 	} `json:"resources"`
+	VolumeMounts []struct {
+		MountPath string `json:"mountPath"`
+	} `json:"volumeMounts"`
 	EnvFrom []struct {
 		ConfigMapRef struct {
 			Name string `json:"name"`
@@ -127,7 +130,7 @@ func render(t *testing.T, dir string) map[string]map[string]object {
 	return byKind
 }
 
-var roles = []string{"ingest", "processor", "dispatcher", "reconciler"}
+var roles = []string{"ingest", "processor", "dispatcher", "reconciler", "console"}
 
 func TestManifests(t *testing.T) {
 	for _, dir := range []string{"base", "overlays/prod"} {
@@ -163,6 +166,21 @@ func TestManifests(t *testing.T) {
 					if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || port == "" ||
 						objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"] != ":"+port {
 						t.Errorf("%s: metrics port %q, annotations %v, WHP_METRICS_ADDR %q disagree", name, port, a, objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"])
+					}
+				}
+				if role == "console" {
+					// Its own settings and the secret files they name.
+					c := d.Spec.Template.Spec.Containers[0]
+					if len(c.EnvFrom) != 2 || c.EnvFrom[1].ConfigMapRef.Name != "whp-console" {
+						t.Errorf("console: envFrom %+v, want whp then whp-console", c.EnvFrom)
+					}
+					cm := objs["ConfigMap"]["whp-console"].Data
+					mounted := false
+					for _, m := range c.VolumeMounts {
+						mounted = mounted || (m.MountPath == "/var/run/whp-console" && strings.HasPrefix(cm["WHP_SESSION_KEY_FILE"], m.MountPath+"/"))
+					}
+					if !mounted || !strings.HasPrefix(cm["WHP_OIDC_REDIRECT_URL"], "https://") {
+						t.Errorf("console: secrets not mounted where its config reads them (%+v, %v)", c.VolumeMounts, cm)
 					}
 				}
 				if role == "reconciler" {
@@ -226,7 +244,7 @@ func checkPod(t *testing.T, d object, role string) {
 		t.Fatalf("%s: %d containers", name, len(ps.Containers))
 	}
 	c := ps.Containers[0]
-	command := map[string]string{"ingest": "ingest", "processor": "processor", "dispatcher": "dispatcher", "reconciler": "reconcile"}[role]
+	command := map[string]string{"ingest": "ingest", "processor": "processor", "dispatcher": "dispatcher", "reconciler": "reconcile", "console": "console"}[role]
 	if len(c.Args) == 0 || c.Args[0] != command {
 		t.Errorf("%s: args %v do not run the %s role", name, c.Args, role)
 	}
