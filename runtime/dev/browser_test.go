@@ -63,7 +63,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		switch ev := ev.(type) {
 		case *cdplog.EventEntryAdded:
 			if ev.Entry.Level == cdplog.EntryLevelError {
-				browserErrors = append(browserErrors, ev.Entry.Text)
+				browserErrors = append(browserErrors, ev.Entry.Text+" "+ev.Entry.URL)
 			}
 		case *cdpruntime.EventExceptionThrown:
 			browserErrors = append(browserErrors, ev.ExceptionDetails.Text)
@@ -146,6 +146,9 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Post an event and watch its deliveries appear.
 	id := accept(t, p, orderEvent(7))
+	// Its page exists once the processor has recorded it (a 404 before
+	// would be a browser error, rightly).
+	eventually(t, "the event to be recorded", func() bool { _, err := p.Store().GetEvent(ctx, id); return err == nil })
 	waitText("/console/events/"+id, "main", "gamma · delivered")
 	do("event page", shot("4-event"))
 	if page := text("main"); !strings.Contains(page, "alpha · delivered") || !strings.Contains(page, "HTTP 400") {
