@@ -66,11 +66,20 @@ func (e *emf) flush(ctx context.Context) error {
 					line[string(kv.Key)] = kv.Value.Emit()
 				}
 				slices.Sort(dims)
-				if dims == nil {
-					dims = []string{}
+				// Rolled up too: by each label alone, and over all, so an
+				// alarm on {outcome=dead_lettered} or on the total finds it.
+				sets := [][]string{}
+				if len(dims) > 0 {
+					sets = append(sets, dims)
 				}
+				if len(dims) > 1 {
+					for _, d := range dims {
+						sets = append(sets, []string{d})
+					}
+				}
+				sets = append(sets, []string{})
 				line["_aws"] = map[string]any{"Timestamp": ts, "CloudWatchMetrics": []any{map[string]any{
-					"Namespace": EMFNamespace, "Dimensions": [][]string{dims},
+					"Namespace": EMFNamespace, "Dimensions": sets,
 					"Metrics": []any{map[string]string{"Name": m.Name, "Unit": unit}}}}}
 				line[m.Name] = value
 				return enc.Encode(line)
