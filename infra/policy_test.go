@@ -494,3 +494,44 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// Every alarm names a section of docs/runbook.md that exists.
+func TestRunbookCoversAlarms(t *testing.T) {
+	runbook := string(readFile(t, "../docs/runbook.md"))
+	src := string(readFile(t, "modules/observability/main.tf"))
+	anchors := regexp.MustCompile(`docs/runbook\.md#([a-z0-9-]+)`).FindAllStringSubmatch(src, -1)
+	if len(anchors) < 7 {
+		t.Fatalf("%d alarms name a runbook section, want every one", len(anchors))
+	}
+	for _, a := range anchors {
+		if !strings.Contains(runbook, "\n## "+a[1]+"\n") {
+			t.Errorf("the runbook has no section %s", a[1])
+		}
+	}
+}
+
+// Every test the threat model cites exists.
+func TestThreatModelTests(t *testing.T) {
+	tm := string(readFile(t, "../docs/threat-model.md"))
+	var all strings.Builder
+	filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, "_test.go") && !strings.Contains(path, "node_modules") {
+			b, _ := os.ReadFile(path)
+			all.Write(b)
+		}
+		return nil
+	})
+	tests := all.String()
+	cited := regexp.MustCompile(`\bTest[A-Z][A-Za-z0-9]*|\bConformance\b`).FindAllString(tm, -1)
+	if len(cited) < 19 {
+		t.Fatalf("the threat model cites %d tests", len(cited))
+	}
+	for _, name := range cited {
+		if name == "Conformance" {
+			name = "TestConformance"
+		}
+		if !strings.Contains(tests, "func "+name+"(") {
+			t.Errorf("the threat model cites %s, which does not exist", name)
+		}
+	}
+}
