@@ -38,6 +38,7 @@ Usage:
   whp status [--url http://127.0.0.1:8080] [--window 1h] [--json]
   whp replay --subscription S --from T [--to T] [--rate N] [--url http://127.0.0.1:8080]
   whp ingest | processor | dispatcher [--store dynamodb --dynamodb-endpoint URL --env E] --ingress-brokers B --egress-brokers B [--secrets FILE|aws]
+  whp bench [--duration 10s] [--connections 64] [--rate 200] [--payload 1024] [--fanout 1] [--json] [--sweep-payloads L --sweep-fanouts L --plot F]
   whp tables create [--env dev] [--endpoint URL]
   whp version
 
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runTables(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "console":
 		err = runConsole(ctx, args[1:], stderr)
 	case "status":

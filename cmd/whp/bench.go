@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/bench"
+)
+
+// runBench is `whp bench`: the platform measured against a bare handler in
+// the same run (runtime/bench).
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	conns := fs.Int("connections", 64, "keep-alive connections of the load generator")
+	duration := fs.Duration("duration", 10*time.Second, "length of each throughput phase")
+	rate := fs.Int("rate", 200, "events per second of the latency phase")
+	latencyFor := fs.Duration("latency-duration", 10*time.Second, "length of the latency phase")
+	payload := fs.Int("payload", 1024, "event size in bytes")
+	fanout := fs.Int("fanout", 1, "subscriptions each event is delivered to")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
+	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
+	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, --payload ≥ 100, durations ≥ 1s"}
+	}
+	base := bench.Config{Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout,
+		Progress: progressBar(stderr)}
+	runs := []bench.Config{base}
+	payloads, err := intList(*sweepPayloads)
+	if err != nil {
+		return usageError{"whp bench: --sweep-payloads: " + err.Error()}
+	}
+	fanouts, err := intList(*sweepFanouts)
+	if err != nil {
+		return usageError{"whp bench: --sweep-fanouts: " + err.Error()}
+	}
+	if len(payloads)+len(fanouts) > 0 {
+		runs = nil
+		for _, p := range payloads {
+			c := base
+			c.PayloadBytes = p
+			runs = append(runs, c)
+		}
+		for _, f := range fanouts {
+			c := base
+			c.Fanout = f
+			runs = append(runs, c)
+		}
+	}
+	var results []bench.Result
+	for _, c := range runs {
+		r, err := bench.Run(ctx, c)
+		fmt.Fprint(stderr, "\r\033[K")
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if *plot != "" {
+		if err := os.WriteFile(*plot, []byte(bench.Plot(results)), 0o644); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if len(results) == 1 {
+			return enc.Encode(results[0])
+		}
+		return enc.Encode(results)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\tCPU s\tPEAK RSS\tLOST\tDUP")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.0f MiB\t%d\t%d\n",
+			r.PayloadBytes, r.Fanout, r.BaselinePerSec, r.AcceptedPerSec, r.AcceptedRatio, r.DeliveredPerSec, r.DeliveredRatio,
+			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.CPUSeconds, r.PeakRSSMiB, r.Lost, r.Duplicates)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d connections; latency at %d events/s, ingest accepted → receiver got it\n", base.Connections, base.Rate)
+	return nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, p := range splitList(s) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// progressBar draws the phase and a bar on one line of w.
+func progressBar(w io.Writer) func(string, float64) {
+	var mu sync.Mutex
+	return func(phase string, done float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := int(min(max(done, 0), 1) * 30)
+		fmt.Fprintf(w, "\r\033[K%-10s [%s%s] %3.0f%%", phase, strings.Repeat("#", n), strings.Repeat(" ", 30-n), done*100)
+	}
+}

@@ -1,0 +1,441 @@
+// Package bench measures the platform the way its users feel it: events
+// accepted per second at ingest, deliveries per second reaching a partner,
+// and the latency from ingest accepting an event to the partner receiving
+// it — against a baseline measured in the same run with the same client
+// and payload (a bare net/http handler answering 202), so every figure is
+// also a ratio that the machine's speed and noise cancel out of.
+//
+// The platform is whp dev's (runtime/dev) doing all of its real work:
+// schema validation, durable writes to both Kafka clusters, signing,
+// statuses recorded. The receiver and the load generator run in the same
+// process, on 127.0.0.1, so CPU and memory figures are the process's.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/retry"
+)
+
+// Config is one run.
+type Config struct {
+	// Connections is the number of keep-alive connections of the load
+	// generator. Default 64.
+	Connections int
+	// Duration of each throughput phase. Default 10 s.
+	Duration time.Duration
+	// Rate is the fixed event rate of the latency phase, per second.
+	// Default 200.
+	Rate int
+	// LatencyDuration is how long the latency phase lasts. Default 10 s.
+	LatencyDuration time.Duration
+	// PayloadBytes is the size of each event's body. Default 1024.
+	PayloadBytes int
+	// Fanout is the number of subscriptions each event is delivered to.
+	// Default 1.
+	Fanout int
+	// DataDir holds the platform's data; empty: a temporary directory.
+	DataDir string
+	// Progress, if set, is told what the run is doing (0..1 per phase).
+	Progress func(phase string, done float64)
+}
+
+func (c *Config) defaults() {
+	if c.Connections <= 0 {
+		c.Connections = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Rate <= 0 {
+		c.Rate = 200
+	}
+	if c.LatencyDuration <= 0 {
+		c.LatencyDuration = 10 * time.Second
+	}
+	if c.PayloadBytes <= 0 {
+		c.PayloadBytes = 1024
+	}
+	if c.Fanout <= 0 {
+		c.Fanout = 1
+	}
+	if c.Progress == nil {
+		c.Progress = func(string, float64) {}
+	}
+}
+
+// Result is what a run measured.
+type Result struct {
+	Connections  int `json:"connections"`
+	PayloadBytes int `json:"payload_bytes"`
+	Fanout       int `json:"fanout"`
+
+	BaselinePerSec  float64 `json:"baseline_per_sec"`
+	AcceptedPerSec  float64 `json:"accepted_per_sec"`
+	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	// Ratios to the baseline.
+	AcceptedRatio  float64 `json:"accepted_ratio"`
+	DeliveredRatio float64 `json:"delivered_ratio"`
+	// Rejected counts answers other than 202 during the throughput phase.
+	Rejected int64 `json:"rejected"`
+	// Latency at the fixed rate, ingest accepted → receiver got it.
+	Rate         int     `json:"rate_per_sec"`
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP95MS float64 `json:"latency_p95_ms"`
+	LatencyP99MS float64 `json:"latency_p99_ms"`
+	// The process's (platform, receiver and load generator together).
+	CPUSeconds float64 `json:"cpu_seconds"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// Lost counts deliveries that never arrived within the drain time;
+	// Duplicates, deliveries that arrived twice.
+	Lost       int64 `json:"lost"`
+	Duplicates int64 `json:"duplicates"`
+}
+
+// Run measures the baseline, then starts the platform and measures it.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg.defaults()
+	res := Result{Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Rate: cfg.Rate}
+	body := eventBody(cfg.PayloadBytes, "baseline")
+
+	// The baseline: the same client and payload against a handler that
+	// reads the body and answers 202.
+	base, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte(`{"id":"x"}`))
+	}))
+	if err != nil {
+		return res, err
+	}
+	n, _, err := closedLoop(ctx, base.URL+"/v1/events", cfg, func(int64) []byte { return body }, "baseline")
+	base.Close()
+	if err != nil {
+		return res, err
+	}
+	res.BaselinePerSec = float64(n) / cfg.Duration.Seconds()
+
+	dir := cfg.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	recv := newReceiver()
+	rs, err := serve(recv)
+	if err != nil {
+		return res, err
+	}
+	defer rs.Close()
+	catalogDir := filepath.Join(dir, "catalog")
+	if err := writeCatalog(catalogDir, rs.URL, cfg.Fanout); err != nil {
+		return res, err
+	}
+	partners := make([]string, cfg.Fanout)
+	for i := range partners {
+		partners[i] = fmt.Sprintf("p%d", i)
+	}
+	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// A bench partner never fails; retries would only blur the figures.
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}
+	p, err := dev.Start(ctx, dcfg)
+	if err != nil {
+		return res, err
+	}
+	defer p.Stop()
+	cpu0 := cpuSeconds()
+
+	// Throughput: as fast as the connections go.
+	accepted, rejected, err := closedLoop(ctx, p.URL+"/v1/events", cfg, func(i int64) []byte {
+		return eventBody(cfg.PayloadBytes, fmt.Sprintf("t%d", i))
+	}, "throughput")
+	if err != nil {
+		return res, err
+	}
+	res.AcceptedPerSec, res.Rejected = float64(accepted)/cfg.Duration.Seconds(), rejected
+	// Delivered per second: from the first delivery to the last, once
+	// every accepted event has reached every subscription (or the drain
+	// timed out).
+	// The drain ends when everything arrived, or when nothing more has
+	// arrived for 15 s (what is missing then is lost).
+	want := accepted * int64(cfg.Fanout)
+	lastCount, lastMove := int64(-1), time.Now()
+	for n := recv.count(); n < want && time.Since(lastMove) < 15*time.Second && ctx.Err() == nil; n = recv.count() {
+		if n != lastCount {
+			lastCount, lastMove = n, time.Now()
+		}
+		cfg.Progress("draining", float64(n)/float64(max(want, 1)))
+		time.Sleep(50 * time.Millisecond)
+	}
+	first, last, got, dups := recv.window()
+	if got > 0 && last.After(first) {
+		res.DeliveredPerSec = float64(got) / last.Sub(first).Seconds()
+	}
+	res.Lost, res.Duplicates = max(want-got, 0), dups
+
+	// Latency at a fixed rate.
+	recv.reset()
+	sent, err := openLoop(ctx, p.URL+"/v1/events", cfg)
+	if err != nil {
+		return res, err
+	}
+	wait := time.Now().Add(30 * time.Second)
+	for recv.count() < sent*int64(cfg.Fanout) && time.Now().Before(wait) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	lat := recv.latencies()
+	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	res.CPUSeconds = cpuSeconds() - cpu0
+	res.PeakRSSMiB = peakRSSMiB()
+	if res.BaselinePerSec > 0 {
+		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
+		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
+	}
+	return res, nil
+}
+
+// eventBody is an event of about size bytes.
+func eventBody(size int, id string) []byte {
+	const frame = `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"","pad":""}}`
+	pad := max(size-len(frame)-len(id), 0)
+	return []byte(`{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"` + id + `","pad":"` + strings.Repeat("x", pad) + `"}}`)
+}
+
+func writeCatalog(dir, url string, fanout int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, pad: string}}\n")
+	for i := range fanout {
+		fmt.Fprintf(&b, "partners: p%d: {name: \"P%d\", url: %q, signing_secret: \"partners/p%d/signing\", contact: \"bench\"}\n", i, i, fmt.Sprintf("%s/p%d", url, i), i)
+		fmt.Fprintf(&b, "subscriptions: \"p%d.things\": {partner: \"p%d\", domain: \"bench\", event: \"thing.happened\", version: \"1\"}\n", i, i)
+	}
+	return os.WriteFile(filepath.Join(dir, "bench.cue"), []byte(b.String()), 0o644)
+}
+
+// server is an HTTP server on 127.0.0.1.
+type server struct {
+	URL string
+	srv *http.Server
+}
+
+func serve(h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *server) Close() { s.srv.Close() }
+
+// client is the load generator's: conns keep-alive connections.
+func client(conns int) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute, DisableCompression: true}}
+}
+
+// closedLoop posts from every connection back to back for the duration and
+// returns the 202s and the other answers.
+func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []byte, phase string) (ok, other int64, err error) {
+	c := client(cfg.Connections)
+	defer c.CloseIdleConnections()
+	var seq, okN, otherN atomic.Int64
+	var firstErr atomic.Value
+	end := time.Now().Add(cfg.Duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.Connections {
+		wg.Go(func() {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				resp, err := c.Post(url, "application/json", bytes.NewReader(body(seq.Add(1))))
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					otherN.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					okN.Add(1)
+				} else {
+					otherN.Add(1)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				cfg.Progress(phase, min(time.Since(start).Seconds()/cfg.Duration.Seconds(), 1))
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	if okN.Load() == 0 {
+		if e, _ := firstErr.Load().(error); e != nil {
+			return 0, otherN.Load(), fmt.Errorf("%s: no request succeeded: %w", phase, e)
+		}
+		return 0, otherN.Load(), fmt.Errorf("%s: no request was accepted", phase)
+	}
+	return okN.Load(), otherN.Load(), ctx.Err()
+}
+
+// openLoop sends events at the fixed rate, whatever the answers take, and
+// returns how many were accepted.
+func openLoop(ctx context.Context, url string, cfg Config) (int64, error) {
+	c := client(cfg.Connections)
+	defer c.CloseIdleConnections()
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(cfg.Rate)
+	total := int(cfg.LatencyDuration / interval)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for i := range total {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return accepted.Load(), ctx.Err()
+		case <-t.C:
+		}
+		wg.Go(func() {
+			resp, err := c.Post(url, "application/json", bytes.NewReader(eventBody(cfg.PayloadBytes, fmt.Sprintf("l%d", i))))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusAccepted {
+				accepted.Add(1)
+			}
+		})
+		if i%50 == 0 {
+			cfg.Progress("latency", float64(i)/float64(total))
+		}
+	}
+	wg.Wait()
+	return accepted.Load(), nil
+}
+
+// receiver is the partner: it counts deliveries by webhook-id and the
+// time from the event's acceptance (its timestamp) to arrival.
+type receiver struct {
+	mu       sync.Mutex
+	seen     map[string]bool
+	dups     int64
+	first    time.Time
+	last     time.Time
+	lat      []float64
+	received atomic.Int64
+}
+
+func newReceiver() *receiver { return &receiver{seen: map[string]bool{}} }
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	now := time.Now()
+	var p struct {
+		Timestamp time.Time `json:"timestamp"`
+	}
+	body, _ := io.ReadAll(req.Body)
+	json.Unmarshal(body, &p)
+	id := req.Header.Get("webhook-id")
+	r.mu.Lock()
+	if r.seen[id] {
+		r.dups++
+	} else {
+		r.seen[id] = true
+		r.received.Add(1)
+		if r.first.IsZero() {
+			r.first = now
+		}
+		r.last = now
+		if !p.Timestamp.IsZero() {
+			r.lat = append(r.lat, float64(now.Sub(p.Timestamp))/float64(time.Millisecond))
+		}
+	}
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) count() int64 { return r.received.Load() }
+
+func (r *receiver) window() (first, last time.Time, n, dups int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first, r.last, r.received.Load(), r.dups
+}
+
+func (r *receiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.first, r.last, r.lat = time.Time{}, time.Time{}, nil
+	r.received.Store(0)
+}
+
+func (r *receiver) latencies() []float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lat)
+}
+
+// percentile is the nearest-rank percentile of xs (0 if empty).
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// peakRSSMiB is the process's peak resident set (Linux: kilobytes).
+func peakRSSMiB() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	if runtime.GOOS == "darwin" {
+		return float64(ru.Maxrss) / (1 << 20)
+	}
+	return float64(ru.Maxrss) / 1024
+}

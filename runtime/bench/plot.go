@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Plot draws, as an SVG, how throughput (as a ratio to the baseline) and
+// p95 latency move with payload size and with fan-out across results of
+// one sweep: a panel per varied dimension.
+func Plot(results []Result) string {
+	var bySize, byFanout []Result
+	for _, r := range results {
+		if r.Fanout == 1 {
+			bySize = append(bySize, r)
+		}
+		if r.PayloadBytes == results[0].PayloadBytes {
+			byFanout = append(byFanout, r)
+		}
+	}
+	const w, h, pad = 360.0, 220.0, 40.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, 2*w+20, h+30)
+	panel := func(x0 float64, title, xlabel string, rs []Result, x func(Result) float64) {
+		fmt.Fprintf(&b, `<g transform="translate(%.0f,10)"><text x="%.0f" y="10" font-weight="bold">%s</text>`, x0, pad, title)
+		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, pad, h-pad, w-10, h-pad)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">%s</text>`, w/2, h-8, xlabel)
+		if len(rs) == 0 {
+			b.WriteString(`</g>`)
+			return
+		}
+		maxX, maxR, maxL := 0.0, 0.0, 0.0
+		for _, r := range rs {
+			maxX = max(maxX, x(r))
+			maxR = max(maxR, r.AcceptedRatio, r.DeliveredRatio)
+			maxL = max(maxL, r.LatencyP95MS)
+		}
+		px := func(v float64) float64 { return pad + (w-10-pad)*v/max(maxX, 1) }
+		py := func(v, m float64) float64 { return h - pad - (h-2*pad)*v/max(m, 1e-9) }
+		line := func(color string, v func(Result) float64, m float64) {
+			var pts []string
+			for _, r := range rs {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(x(r)), py(v(r), m)))
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>`, px(x(r)), py(v(r), m), color)
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`, strings.Join(pts, " "), color)
+		}
+		line("#2458c6", func(r Result) float64 { return r.AcceptedRatio }, maxR)
+		line("#067647", func(r Result) float64 { return r.DeliveredRatio }, maxR)
+		line("#b42318", func(r Result) float64 { return r.LatencyP95MS }, maxL)
+		for _, r := range rs {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%.0f</text>`, px(x(r)), h-pad+14, x(r))
+		}
+		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#2458c6">accepted ×base (max %.2f)</text>`, pad, maxR)
+		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#067647">delivered ×base</text>`, pad)
+		fmt.Fprintf(&b, `<text x="%.0f" y="56" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
+		b.WriteString(`</g>`)
+	}
+	panel(0, "by payload size", "payload bytes", bySize, func(r Result) float64 { return float64(r.PayloadBytes) })
+	panel(w+20, "by fan-out", "subscriptions per event", byFanout, func(r Result) float64 { return float64(r.Fanout) })
+	b.WriteString(`</svg>`)
+	return b.String()
+}
