@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -286,38 +287,52 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 				SchemaID: schemaID, Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(p.cfg.StatusTTL)})
 		}
 	}
-	if len(events) > 0 {
-		if err := p.st.CreateEvents(ctx, events); err != nil {
-			return fmt.Errorf("record events: %w", err)
+	// The deliveries go out first: the store writes below are history, and
+	// kept off the path from acceptance to the partner. A batch that fails
+	// after producing is processed again, which publishes the same
+	// delivery IDs (the ledger drops the second) and writes history then.
+	if len(out) > 0 {
+		results := p.out.ProduceSync(ctx, out...)
+		if err := results.FirstErr(); err != nil {
+			return fmt.Errorf("produce deliveries: %w", err)
 		}
+		// Results may come back in another order than the records went out.
+		index := make(map[*kgo.Record]int, len(out))
+		for i, r := range out {
+			index[r] = i
+		}
+		for _, res := range results {
+			d := &deliveries[index[res.Record]]
+			d.Topic, d.Partition, d.Offset = res.Record.Topic, res.Record.Partition, res.Record.Offset
+		}
+	}
+	// Events and pending deliveries in parallel: the store commits
+	// concurrent writes together.
+	var wg sync.WaitGroup
+	var eventsErr error
+	if len(events) > 0 {
+		wg.Go(func() { eventsErr = p.st.CreateEvents(ctx, events) })
+	}
+	if len(deliveries) > 0 {
+		wg.Go(func() {
+			if err := p.st.CreateDeliveries(ctx, deliveries); err != nil && !errors.Is(err, context.Canceled) {
+				// The dispatcher writes their status in full; a missing
+				// pending row only delays what GET shows.
+				p.log.Warn("recording pending deliveries failed", "deliveries", len(deliveries), "error", err)
+			}
+		})
 	}
 	for id, n := range filtered {
 		// A replayed batch counts again: the counter is a rate, not a ledger.
-		if err := p.st.AddCounts(ctx, id, store.Counts{Filtered: n}); err != nil {
-			p.log.Warn("counting filtered events failed", "subscription_id", id, "error", err)
-		}
+		wg.Go(func() {
+			if err := p.st.AddCounts(ctx, id, store.Counts{Filtered: n}); err != nil {
+				p.log.Warn("counting filtered events failed", "subscription_id", id, "error", err)
+			}
+		})
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	results := p.out.ProduceSync(ctx, out...)
-	if err := results.FirstErr(); err != nil {
-		return fmt.Errorf("produce deliveries: %w", err)
-	}
-	// Results may come back in another order than the records went out.
-	index := make(map[*kgo.Record]int, len(out))
-	for i, r := range out {
-		index[r] = i
-	}
-	for _, res := range results {
-		d := &deliveries[index[res.Record]]
-		d.Topic, d.Partition, d.Offset = res.Record.Topic, res.Record.Partition, res.Record.Offset
-	}
-	if err := p.st.CreateDeliveries(ctx, deliveries); err != nil && !errors.Is(err, context.Canceled) {
-		// The deliveries are durable in Kafka; the dispatcher writes
-		// their status in full, so a missing pending row only delays
-		// what GET shows.
-		p.log.Warn("recording pending deliveries failed", "deliveries", len(deliveries), "error", err)
+	wg.Wait()
+	if eventsErr != nil {
+		return fmt.Errorf("record events: %w", eventsErr)
 	}
 	p.log.Debug("processed batch", "events", len(events), "deliveries", len(deliveries))
 	return nil

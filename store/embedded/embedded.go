@@ -90,6 +90,10 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// Concurrent writers share one transaction (db.Batch); a lone writer
+	// waits at most this long for company before committing alone. bbolt's
+	// default (10 ms) put that wait on every delivery's path.
+	db.MaxBatchDelay = time.Millisecond
 	return &Store{db: db, now: time.Now}, nil
 }
 
