@@ -54,7 +54,8 @@ type Config struct {
 	Fanout int
 	// DataDir holds the platform's data; empty: a temporary directory.
 	DataDir string
-	// Progress, if set, is told what the run is doing (0..1 per phase).
+	// Progress, if set, is told what the run is doing (0..1 per phase),
+	// from one goroutine at a time.
 	Progress func(phase string, done float64)
 }
 
@@ -287,8 +288,9 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 			}
 		})
 	}
-	done := make(chan struct{})
+	done, ticked := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(ticked)
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -302,6 +304,7 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 	}()
 	wg.Wait()
 	close(done)
+	<-ticked // Progress is called by one goroutine at a time
 	if okN.Load() == 0 {
 		if e, _ := firstErr.Load().(error); e != nil {
 			return 0, otherN.Load(), fmt.Errorf("%s: no request succeeded: %w", phase, e)
