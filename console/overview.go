@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,11 +100,18 @@ type chartLine struct {
 
 const chartW, chartH = 600.0, 150.0
 
-func lineChart(title, unit string, points []telemetry.Point, series ...func(telemetry.Point) (float64, bool)) chart {
+// series is one line of a chart: its name and its value at a point
+// (false: no value there).
+type series struct {
+	name  string
+	value func(telemetry.Point) (float64, bool)
+}
+
+func lineChart(title, unit string, points []telemetry.Point, lines ...series) chart {
 	c := chart{Title: title, Unit: unit}
 	for _, p := range points {
-		for _, f := range series {
-			if v, ok := f(p); ok && v > c.Max {
+		for _, l := range lines {
+			if v, ok := l.value(p); ok && v > c.Max {
 				c.Max = v
 			}
 		}
@@ -111,14 +119,10 @@ func lineChart(title, unit string, points []telemetry.Point, series ...func(tele
 	if c.Max == 0 {
 		c.Max = 1
 	}
-	names := []string{"accepted", "delivered", "failed"}
-	if unit == "ms" {
-		names = []string{"p95"}
-	}
-	for i, f := range series {
+	for i, l := range lines {
 		var b strings.Builder
 		for j, p := range points {
-			v, ok := f(p)
+			v, ok := l.value(p)
 			if !ok {
 				continue
 			}
@@ -126,7 +130,7 @@ func lineChart(title, unit string, points []telemetry.Point, series ...func(tele
 			y := chartH - chartH*v/c.Max
 			fmt.Fprintf(&b, "%.1f,%.1f ", x, y)
 		}
-		c.Lines = append(c.Lines, chartLine{Name: names[i%len(names)], Class: "s" + fmt.Sprint(i), Points: strings.TrimSpace(b.String())})
+		c.Lines = append(c.Lines, chartLine{Name: l.name, Class: "s" + fmt.Sprint(i), Points: strings.TrimSpace(b.String())})
 	}
 	if len(points) > 0 {
 		c.Labels = [2]string{points[0].At.Format("15:04"), points[len(points)-1].At.Format("15:04 UTC")}
@@ -136,29 +140,21 @@ func lineChart(title, unit string, points []telemetry.Point, series ...func(tele
 
 func throughputChart(points []telemetry.Point) chart {
 	return lineChart("Events and deliveries per minute", "/min", points,
-		func(p telemetry.Point) (float64, bool) { return float64(p.Accepted), true },
-		func(p telemetry.Point) (float64, bool) { return float64(p.Delivered), true },
-		func(p telemetry.Point) (float64, bool) { return float64(p.Failed), true })
+		series{"accepted", func(p telemetry.Point) (float64, bool) { return float64(p.Accepted), true }},
+		series{"delivered", func(p telemetry.Point) (float64, bool) { return float64(p.Delivered), true }},
+		series{"failed", func(p telemetry.Point) (float64, bool) { return float64(p.Failed), true }})
 }
 
 func latencyChart(points []telemetry.Point) chart {
-	return lineChart("p95 end to end per minute", "ms", points,
-		func(p telemetry.Point) (float64, bool) {
-			if p.P95MS == nil {
-				return 0, false
-			}
-			return *p.P95MS, true
-		})
+	return lineChart("p95 end to end per minute", "ms", points, series{"p95", func(p telemetry.Point) (float64, bool) {
+		if p.P95MS == nil {
+			return 0, false
+		}
+		return *p.P95MS, true
+	}})
 }
 
-func breached(list []string, name string) bool {
-	for _, b := range list {
-		if b == name {
-			return true
-		}
-	}
-	return false
-}
+func breached(list []string, name string) bool { return slices.Contains(list, name) }
 
 // readyText summarises the reconciler's Ready condition.
 func readyText(st reconciler.Status) string {
