@@ -31,13 +31,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
 	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
+	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
+	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *conns < 1 || *rate < 1 || *payload < 100 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second {
 		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, --payload ≥ 100, durations ≥ 1s"}
 	}
-	base := bench.Config{Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout,
+	if *printCatalog {
+		if *receiverAddr == "" {
+			return usageError{"whp bench: --print-catalog needs --receiver-addr, the address the receiver will listen on"}
+		}
+		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout))
+		return nil
+	}
+	if *target != "" && *receiverAddr == "" {
+		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
+	}
+	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout,
 		Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)

@@ -54,6 +54,15 @@ type Config struct {
 	Fanout int
 	// DataDir holds the platform's data; empty: a temporary directory.
 	DataDir string
+	// Target, if set, is the base URL of a running platform to measure
+	// instead of starting one. Its catalog must route the bench schema to
+	// the receiver (Catalog prints what to add), with Fanout
+	// subscriptions. CPU and memory are then not the platform's and are
+	// not reported.
+	Target string
+	// ReceiverAddr is where the receiver listens. Default 127.0.0.1:0 (any
+	// port); with Target, the address the target's catalog names.
+	ReceiverAddr string
 	// Progress, if set, is told what the run is doing (0..1 per phase),
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
@@ -85,7 +94,8 @@ func (c *Config) defaults() {
 
 // Result is what a run measured.
 type Result struct {
-	Connections  int `json:"connections"`
+	Target       string `json:"target,omitempty"` // a running platform, or "" for the embedded one
+	Connections  int    `json:"connections"`
 	PayloadBytes int `json:"payload_bytes"`
 	Fanout       int `json:"fanout"`
 
@@ -114,7 +124,7 @@ type Result struct {
 // Run measures the baseline, then starts the platform and measures it.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
-	res := Result{Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Rate: cfg.Rate}
+	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Rate: cfg.Rate}
 	body := eventBody(cfg.PayloadBytes, "baseline")
 
 	// The baseline: the same client and payload against a handler that
@@ -134,40 +144,26 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.BaselinePerSec = float64(n) / cfg.Duration.Seconds()
 
-	dir := cfg.DataDir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(dir)
-	}
 	recv := newReceiver()
-	rs, err := serve(recv)
+	rs, err := serveAt(cfg.ReceiverAddr, recv)
 	if err != nil {
 		return res, err
 	}
 	defer rs.Close()
-	catalogDir := filepath.Join(dir, "catalog")
-	if err := writeCatalog(catalogDir, rs.URL, cfg.Fanout); err != nil {
-		return res, err
+	target := cfg.Target
+	if target == "" {
+		p, cleanup, err := startPlatform(ctx, cfg, rs.URL)
+		if err != nil {
+			return res, err
+		}
+		defer cleanup()
+		target = p.URL
 	}
-	partners := make([]string, cfg.Fanout)
-	for i := range partners {
-		partners[i] = fmt.Sprintf("p%d", i)
-	}
-	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	// A bench partner never fails; retries would only blur the figures.
-	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}
-	p, err := dev.Start(ctx, dcfg)
-	if err != nil {
-		return res, err
-	}
-	defer p.Stop()
+	target = strings.TrimRight(target, "/")
 	cpu0 := cpuSeconds()
 
 	// Throughput: as fast as the connections go.
-	accepted, rejected, err := closedLoop(ctx, p.URL+"/v1/events", cfg, func(i int64) []byte {
+	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, func(i int64) []byte {
 		return eventBody(cfg.PayloadBytes, fmt.Sprintf("t%d", i))
 	}, "throughput")
 	if err != nil {
@@ -196,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Latency at a fixed rate.
 	recv.reset()
-	sent, err := openLoop(ctx, p.URL+"/v1/events", cfg)
+	sent, err := openLoop(ctx, target+"/v1/events", cfg)
 	if err != nil {
 		return res, err
 	}
@@ -206,8 +202,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	lat := recv.latencies()
 	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
-	res.CPUSeconds = cpuSeconds() - cpu0
-	res.PeakRSSMiB = peakRSSMiB()
+	if cfg.Target == "" {
+		res.CPUSeconds = cpuSeconds() - cpu0
+		res.PeakRSSMiB = peakRSSMiB()
+	}
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
@@ -222,17 +220,54 @@ func eventBody(size int, id string) []byte {
 	return []byte(`{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"` + id + `","pad":"` + strings.Repeat("x", pad) + `"}}`)
 }
 
-func writeCatalog(dir, url string, fanout int) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// startPlatform starts whp dev's platform in a temporary (or the
+// configured) data dir, its catalog routing the bench schema to the
+// receiver at receiverURL with cfg.Fanout subscriptions.
+func startPlatform(ctx context.Context, cfg Config, receiverURL string) (*dev.Platform, func(), error) {
+	dir, cleanup := cfg.DataDir, func() {}
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
+			return nil, nil, err
+		}
+		cleanup = func() { os.RemoveAll(dir) }
 	}
+	catalogDir := filepath.Join(dir, "catalog")
+	if err := os.MkdirAll(catalogDir, 0o755); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(receiverURL, cfg.Fanout)), 0o644); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	partners := make([]string, cfg.Fanout)
+	for i := range partners {
+		partners[i] = fmt.Sprintf("p%d", i)
+	}
+	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// A bench partner never fails; retries would only blur the figures.
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}
+	p, err := dev.Start(ctx, dcfg)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return p, func() { p.Stop(); cleanup() }, nil
+}
+
+// Catalog is the catalog the bench needs: the schema bench/thing.happened
+// v1 and fanout partners p0… delivering to the receiver at receiverURL
+// (paths /p0, /p1…). Add it to a running platform's catalog to target it.
+func Catalog(receiverURL string, fanout int) string {
 	var b strings.Builder
 	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, pad: string}}\n")
 	for i := range fanout {
-		fmt.Fprintf(&b, "partners: p%d: {name: \"P%d\", url: %q, signing_secret: \"partners/p%d/signing\", contact: \"bench\"}\n", i, i, fmt.Sprintf("%s/p%d", url, i), i)
+		fmt.Fprintf(&b, "partners: p%d: {name: \"P%d\", url: %q, signing_secret: \"partners/p%d/signing\", contact: \"bench\"}\n", i, i, fmt.Sprintf("%s/p%d", receiverURL, i), i)
 		fmt.Fprintf(&b, "subscriptions: \"p%d.things\": {partner: \"p%d\", domain: \"bench\", event: \"thing.happened\", version: \"1\"}\n", i, i)
 	}
-	return os.WriteFile(filepath.Join(dir, "bench.cue"), []byte(b.String()), 0o644)
+	return b.String()
 }
 
 // server is an HTTP server on 127.0.0.1.
@@ -241,8 +276,14 @@ type server struct {
 	srv *http.Server
 }
 
-func serve(h http.Handler) (*server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func serve(h http.Handler) (*server, error) { return serveAt("", h) }
+
+// serveAt serves h on addr (default 127.0.0.1:0).
+func serveAt(addr string, h http.Handler) (*server, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,16 @@ package bench
 import (
 	"context"
 	"encoding/xml"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whp-dev/whp/runtime/dev"
 )
 
 // A short run measures every figure (it asserts what was measured, not
@@ -67,5 +74,35 @@ func TestEventBody(t *testing.T) {
 		if b := eventBody(n, "t1"); len(b) != n {
 			t.Errorf("size %d: got %d", n, len(b))
 		}
+	}
+}
+
+// Against a running platform: its catalog routes the bench schema to the
+// receiver's fixed address; the bench measures throughput and latency and
+// leaves the platform's resources unreported (they are another process's
+// in general).
+func TestRunTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
+	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1)), 0o644)
+	p, err := dev.Start(context.Background(), dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: filepath.Join(dir, "catalog"),
+		Addr: "127.0.0.1:0", AutoApprove: []string{"p0"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	r, err := Run(context.Background(), Config{Target: p.URL, ReceiverAddr: addr, Connections: 2, Duration: time.Second,
+		Rate: 20, LatencyDuration: time.Second, PayloadBytes: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Target != p.URL || r.AcceptedPerSec <= 0 || r.DeliveredPerSec <= 0 || r.Lost != 0 || r.LatencyP95MS <= 0 || r.CPUSeconds != 0 {
+		t.Errorf("result %+v", r)
 	}
 }
