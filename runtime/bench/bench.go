@@ -96,8 +96,8 @@ func (c *Config) defaults() {
 type Result struct {
 	Target       string `json:"target,omitempty"` // a running platform, or "" for the embedded one
 	Connections  int    `json:"connections"`
-	PayloadBytes int `json:"payload_bytes"`
-	Fanout       int `json:"fanout"`
+	PayloadBytes int    `json:"payload_bytes"`
+	Fanout       int    `json:"fanout"`
 
 	BaselinePerSec  float64 `json:"baseline_per_sec"`
 	AcceptedPerSec  float64 `json:"accepted_per_sec"`
