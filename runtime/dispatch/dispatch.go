@@ -375,6 +375,9 @@ func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []
 // It returns the records not handled; the batch may be committed only when
 // there are none.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Record {
+	counts := &tally{by: map[string]store.Counts{}}
+	ctx = context.WithValue(ctx, tallyKey{}, counts)
+	defer d.flush(context.WithoutCancel(ctx), counts)
 	var (
 		mu       sync.Mutex
 		statuses []store.Delivery
@@ -428,6 +431,46 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Recor
 		}
 	}
 	return failed
+}
+
+// tally sums a batch's counter updates per subscription, written once per
+// subscription when the batch ends instead of once per delivery (the
+// counters are rates, not a ledger: a batch handled again counts again).
+type tally struct {
+	mu sync.Mutex
+	by map[string]store.Counts
+}
+
+type tallyKey struct{}
+
+// count adds to a subscription's counters: to the batch's tally when ctx
+// carries one, else to the store at once.
+func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID string, c store.Counts) {
+	if t, ok := ctx.Value(tallyKey{}).(*tally); ok {
+		t.mu.Lock()
+		sum := t.by[subscriptionID]
+		sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
+		t.by[subscriptionID] = sum
+		t.mu.Unlock()
+		return
+	}
+	if err := d.st.AddCounts(ctx, subscriptionID, c); err != nil {
+		log.Warn("counter update failed", "subscription_id", subscriptionID, "error", err)
+	}
+}
+
+// flush writes a batch's tally, the subscriptions' updates at once (the
+// store commits them together).
+func (d *Dispatcher) flush(ctx context.Context, t *tally) {
+	var wg sync.WaitGroup
+	for id, c := range t.by {
+		wg.Go(func() {
+			if err := d.st.AddCounts(ctx, id, c); err != nil {
+				d.log.Warn("counter update failed", "subscription_id", id, "error", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // byKey groups records by topic and key, keeping their order, groups in
@@ -672,9 +715,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
 			log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
 		}
-		if err := d.st.AddCounts(bg, msg.SubscriptionID, store.Counts{Delivered: 1}); err != nil {
-			log.Warn("counter update failed", "error", err)
-		}
+		d.count(bg, log, msg.SubscriptionID, store.Counts{Delivered: 1})
 		log.Info("delivered", "status_code", a.StatusCode, "latency_ms", time.Duration(a.Latency).Milliseconds())
 		return done(store.DeliveryDelivered)
 	case final:
@@ -923,8 +964,6 @@ func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envel
 	if err != nil {
 		log.Error("dead-letter write failed", "error", err)
 	}
-	if err := d.st.AddCounts(ctx, msg.SubscriptionID, store.Counts{Failed: 1}); err != nil {
-		log.Warn("counter update failed", "error", err)
-	}
+	d.count(ctx, log, msg.SubscriptionID, store.Counts{Failed: 1})
 	log.Warn("dead-lettered", "reason", reason, "attempts", len(st.Attempts))
 }
