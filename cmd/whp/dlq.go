@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,8 +27,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	sub := args[0]
 	fs := newFlags("dlq "+sub, stderr)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
-	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	client := apiFlags(fs)
 	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
 	partner := fs.String("partner", "", "only this partner")
 	ids := fs.String("delivery-id", "", "only these deliveries, comma-separated")
@@ -38,11 +38,10 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	c, err := client()
 	if err != nil {
-		return fmt.Errorf("admin token: %w", err)
+		return err
 	}
-	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
 	q := url.Values{}
 	for k, v := range map[string]string{"subscription": *subscription, "partner": *partner, "delivery_id": *ids, "from": *from, "to": *to} {
 		if v != "" {
@@ -137,6 +136,21 @@ func bar(done, total int) string {
 
 type apiClient struct {
 	base, token string
+}
+
+// apiFlags registers the flags that reach a running whp's admin API
+// (--url, --token-file) and returns what builds the client once they are
+// parsed.
+func apiFlags(fs *flag.FlagSet) func() (apiClient, error) {
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
+	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	return func() (apiClient, error) {
+		tok, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return apiClient{}, fmt.Errorf("admin token: %w", err)
+		}
+		return apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}, nil
+	}
 }
 
 func (c apiClient) do(ctx context.Context, method, path string, body []byte, into any) error {

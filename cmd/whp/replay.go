@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/replay"
 )
 
@@ -19,8 +15,7 @@ import (
 // its progress until it ends.
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
-	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	client := apiFlags(fs)
 	sub := fs.String("subscription", "", "the subscription to replay to (partner#domain#event#version)")
 	from := fs.String("from", "", "replay events accepted at or after this time (RFC 3339)")
 	to := fs.String("to", "", "and before this time (RFC 3339; default: now)")
@@ -41,11 +36,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageError{"whp replay: --to must be an RFC 3339 time"}
 		}
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	c, err := client()
 	if err != nil {
-		return fmt.Errorf("admin token: %w", err)
+		return err
 	}
-	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
 	body, _ := json.Marshal(req)
 	var job replay.Job
 	if err := c.do(ctx, http.MethodPost, "/v1/replays", body, &job); err != nil {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -20,18 +18,16 @@ import (
 // running whp.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the running whp")
-	tokenFile := fs.String("token-file", filepath.Join(".whp", dev.AdminTokenFile), "file holding the admin token")
+	client := apiFlags(fs)
 	window := fs.String("window", "1h", "the window the SLOs are computed over, from 1m to 24h")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	c, err := client()
 	if err != nil {
-		return fmt.Errorf("admin token: %w", err)
+		return err
 	}
-	c := apiClient{base: strings.TrimRight(*base, "/"), token: strings.TrimSpace(string(tok))}
 	var st dev.Status
 	if err := c.do(ctx, http.MethodGet, "/v1/status?window="+url.QueryEscape(*window), nil, &st); err != nil {
 		return err
