@@ -2,13 +2,13 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/replay"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
@@ -77,7 +77,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	if f.IdempotencyKey != "" {
-		id, err := s.eventByIdempotencyKey(r, f.IdempotencyKey)
+		id, err := ingest.AcceptedEventID(r.Context(), s.cfg.Store, f.IdempotencyKey)
 		if err == nil {
 			http.Redirect(w, r, "/console/events/"+url.PathEscape(id), http.StatusSeeOther)
 			return
@@ -142,20 +142,6 @@ func (s *Server) history(r *http.Request, partner, schema, cursor string, keep f
 		}
 	}
 	return out, cursor, nil
-}
-
-func (s *Server) eventByIdempotencyKey(r *http.Request, key string) (string, error) {
-	rec, err := s.cfg.Store.GetIdempotency(r.Context(), "ingest#"+key)
-	if err != nil {
-		return "", err
-	}
-	var st struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(rec.Value, &st) != nil || st.ID == "" {
-		return "", store.ErrNotFound
-	}
-	return st.ID, nil
 }
 
 // timeRange reads the optional RFC 3339 bounds of a search.

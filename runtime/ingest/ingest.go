@@ -126,6 +126,26 @@ type accepted struct {
 	ID string `json:"id"`
 }
 
+// ledgerKeyOf is where the ledger keeps a producer's Idempotency-Key.
+func ledgerKeyOf(idempotencyKey string) string { return "ingest#" + idempotencyKey }
+
+// AcceptedEventID returns the event accepted under a producer's
+// Idempotency-Key while the ledger remembers it; store.ErrNotFound if none
+// was (or its request is still in flight).
+func AcceptedEventID(ctx context.Context, st interface {
+	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
+}, idempotencyKey string) (string, error) {
+	rec, err := st.GetIdempotency(ctx, ledgerKeyOf(idempotencyKey))
+	if err != nil {
+		return "", err
+	}
+	var state idempotencyState
+	if json.Unmarshal(rec.Value, &state) != nil || !state.Done || state.ID == "" {
+		return "", store.ErrNotFound
+	}
+	return state.ID, nil
+}
+
 // idempotencyState is what the ledger keeps for an Idempotency-Key.
 type idempotencyState struct {
 	Done        bool   `json:"done"`
@@ -203,7 +223,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 				fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKeyLen))
 			return
 		}
-		ledgerKey = "ingest#" + idemKey
+		ledgerKey = ledgerKeyOf(idemKey)
 		if done := a.claim(w, r.Context(), ledgerKey, fingerprint(body)); done {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,6 +70,9 @@ func TestIdempotencyLease(t *testing.T) {
 		return rec
 	}
 	claim(100 * time.Millisecond)
+	if _, err := AcceptedEventID(ctx, st, "k1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a key still in flight names an event: %v", err)
+	}
 	if rec := post(); rec.Code != http.StatusConflict {
 		t.Fatalf("fresh unfinished claim: %d %s, want 409", rec.Code, rec.Body)
 	}
@@ -80,5 +84,11 @@ func TestIdempotencyLease(t *testing.T) {
 	// And the key now answers as usual.
 	if again := post(); again.Code != http.StatusAccepted || again.Header().Get("Idempotent-Replayed") != "true" || again.Body.String() != rec.Body.String() {
 		t.Errorf("replay after takeover: %d %s", again.Code, again.Body)
+	}
+	// The console finds the event by the key.
+	var accepted struct{ ID string }
+	json.Unmarshal(rec.Body.Bytes(), &accepted)
+	if id, err := AcceptedEventID(ctx, st, "k1"); err != nil || id != accepted.ID {
+		t.Errorf("AcceptedEventID = %q, %v; want %q", id, err, accepted.ID)
 	}
 }
