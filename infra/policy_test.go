@@ -85,21 +85,36 @@ func TestModuleLayout(t *testing.T) {
 }
 
 // Each environment is one stack in its own account (us-east-1, with a
-// backup region), state in S3 with locking, every module instantiated,
-// everything named webhooks-{env}.
+// backup region), state in S3 with locking; the stack instantiates every
+// module and names everything webhooks-{env}.
 func TestEnvironments(t *testing.T) {
+	st := load(t, "stack")
+	for _, m := range modules {
+		found := false
+		for _, b := range st.blocks("module") {
+			if e, ok := b.Body.Attributes["source"]; ok && constant(t, e.Expr).AsString() == "../modules/"+m {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the stack does not instantiate module %s", m)
+		}
+	}
+	if got := st.source(st.local(t, "name")); got != `"webhooks-${local.env}"` {
+		t.Errorf("stack: local name = %s, want webhooks-${local.env}", got)
+	}
+	if got := st.source(st.local(t, "env")); got != "var.env" {
+		t.Errorf("stack: local env = %s, want var.env", got)
+	}
 	for _, env := range envs {
 		s := load(t, filepath.Join("envs", env))
-		for _, m := range modules {
-			found := false
-			for _, b := range s.blocks("module") {
-				if e, ok := b.Body.Attributes["source"]; ok && constant(t, e.Expr).AsString() == "../../modules/"+m {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("env %s does not instantiate module %s", env, m)
-			}
+		stacks := s.blocks("module", "stack")
+		if len(stacks) != 1 || constant(t, stacks[0].Body.Attributes["source"].Expr).AsString() != "../../stack" {
+			t.Fatalf("env %s does not instantiate the stack", env)
+		}
+		stack := stacks[0]
+		if e, ok := attr(stack, "env"); !ok || s.source(e) != "local.env" {
+			t.Errorf("env %s: the stack's env is not local.env", env)
 		}
 		var backend *hclsyntax.Block
 		for _, tb := range s.blocks("terraform") {
@@ -118,9 +133,6 @@ func TestEnvironments(t *testing.T) {
 		if got := constant(t, s.local(t, "env")).AsString(); got != env {
 			t.Errorf("env %s: local env = %q", env, got)
 		}
-		if got := s.source(s.local(t, "name")); got != `"webhooks-${local.env}"` {
-			t.Errorf("env %s: local name = %s, want webhooks-${local.env}", env, got)
-		}
 		if r := s.variableDefault(t, "region").AsString(); r != "us-east-1" {
 			t.Errorf("env %s: region %s", env, r)
 		}
@@ -135,14 +147,22 @@ func TestEnvironments(t *testing.T) {
 				t.Errorf("env %s: a provider without allowed_account_ids could apply to another account", env)
 			}
 		}
-		// Retention passed to modules stays within 30–90 days.
-		for _, b := range s.blocks("module") {
-			if e, ok := b.Body.Attributes["log_retention_days"]; ok {
-				if d, _ := constant(t, e.Expr).AsBigFloat().Int64(); d < 30 || d > 90 {
-					t.Errorf("env %s, module %s: log retention %d days", env, b.Labels[0], d)
-				}
-			}
+		// The retention the env gives its stack stays within 30–90 days.
+		e, ok := attr(stack, "log_retention_days")
+		if !ok {
+			t.Errorf("env %s: no log retention for the stack", env)
+		} else if d, _ := constant(t, e).AsBigFloat().Int64(); d < 30 || d > 90 {
+			t.Errorf("env %s: log retention %d days", env, d)
 		}
+	}
+	// The stack hands that retention to every module that keeps logs.
+	for _, b := range st.blocks("module") {
+		if e, ok := b.Body.Attributes["log_retention_days"]; ok && st.source(e.Expr) != "var.log_retention_days" {
+			t.Errorf("stack, module %s: log retention %s, want var.log_retention_days", b.Labels[0], st.source(e.Expr))
+		}
+	}
+	if len(st.blocks("variable", "log_retention_days")[0].Body.Blocks) == 0 {
+		t.Error("stack: log_retention_days has no 30–90 validation")
 	}
 }
 
