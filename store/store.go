@@ -323,6 +323,9 @@ type Store interface {
 	// GetIdempotency returns a live item or ErrNotFound.
 	GetIdempotency(ctx context.Context, key string) (Idempotency, error)
 	PutIdempotency(ctx context.Context, rec Idempotency) error
+	// PutLedger creates or replaces each record, in one batch (the
+	// dispatcher's delivered-ledger entries of a finished batch).
+	PutLedger(ctx context.Context, recs []Idempotency) error
 	// PutIdempotencyIf writes rec if the stored item's Rev equals rec.Rev
 	// (0: no live item), else ErrConflict; it returns the item as stored,
 	// with its new Rev. The ordering gates of ordered subscriptions use it.

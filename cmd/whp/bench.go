@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
 	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
@@ -74,19 +73,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			runs = append(runs, c)
 		}
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	var results []bench.Result
-	for _, c := range runs {
+	for i, c := range runs {
+		if *cpuProfile != "" {
+			// One profile per run: the first run's in the named file,
+			// later runs' beside it with their index.
+			name := *cpuProfile
+			if i > 0 {
+				name = fmt.Sprintf("%s.%d", *cpuProfile, i)
+			}
+			f, err := os.Create(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			c.CPUProfile = f
+		}
 		r, err := bench.Run(ctx, c)
 		fmt.Fprint(stderr, "\r\033[K")
 		if err != nil {

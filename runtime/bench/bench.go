@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,10 @@ type Config struct {
 	// Progress, if set, is told what the run is doing (0..1 per phase),
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
+	// CPUProfile, if set, receives a pprof CPU profile of the platform's
+	// phases (throughput, drain, latency) — not of the baseline, which
+	// would only dilute it.
+	CPUProfile io.Writer
 }
 
 func (c *Config) defaults() {
@@ -160,6 +165,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		target = p.URL
 	}
 	target = strings.TrimRight(target, "/")
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return res, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuSeconds()
 
 	// Throughput: as fast as the connections go.

@@ -8,9 +8,14 @@
 // final failures go to wh.dlq.{event} with the last response.
 //
 // A delivery is skipped when the idempotency ledger says it was already
-// delivered, so a replay after a crash does not deliver twice. The one
-// window left: the partner accepted the POST and the process died before
-// the ledger write; the delivery is then made again. Partners dedupe on
+// delivered, so a replay after a crash does not deliver twice. A consumed
+// batch's ledger entries and statuses are written together in the
+// background (consume.Pipeline) while the next batch is delivered, and its
+// offsets committed after them; until its entry is written, a delivery is
+// remembered in memory so a second record of it is dropped as well. The
+// one window left: the partner accepted the POST and the process died
+// before the ledger write (the batch's end plus one store write, a few
+// milliseconds); the delivery is then made again. Partners dedupe on
 // webhook-id, which is the delivery id and is the same on every attempt.
 package dispatch
 
@@ -59,6 +64,7 @@ type Store interface {
 	AddCounts(ctx context.Context, subscriptionID string, c store.Counts) error
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	PutIdempotency(ctx context.Context, rec store.Idempotency) error
+	PutLedger(ctx context.Context, recs []store.Idempotency) error
 	PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
 }
 
@@ -169,6 +175,13 @@ type Dispatcher struct {
 
 	pauseMu sync.Mutex
 	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
+
+	// pipe writes consumed batches' statuses and ledger entries, then
+	// commits their offsets (nil when built by NewBatch).
+	pipe *consume.Pipeline[batchWrites]
+	// unwritten holds the ids of deliveries made whose ledger entry is
+	// still on its way to the store.
+	unwritten sync.Map
 }
 
 // New creates the dispatcher's client on the egress cluster; retryProd
@@ -190,11 +203,6 @@ func NewBatch(cfg Config, egress []string, st Store, secrets Secrets, retryProd 
 }
 
 func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, secrets Secrets, retryProd *kgo.Client, log *slog.Logger, opts []kgo.Opt) (*Dispatcher, error) {
-	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())}, consumer...)
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("dispatcher egress client: %w", err)
-	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:                 nil, // partners are reached directly, never through an ambient proxy
@@ -219,10 +227,26 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 	if cfg.Ops == nil {
 		cfg.Ops = opevents.New(opevents.Config{}, log)
 	}
-	d := &Dispatcher{cfg: cfg, cl: cl, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
+	d := &Dispatcher{cfg: cfg, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
 		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}}
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
+	if d.consuming {
+		d.pipe = consume.NewPipeline(d.writeBatches, func(ctx context.Context, recs []*kgo.Record) error {
+			return d.cl.CommitRecords(ctx, recs...)
+		}, log.With("stage", "statuses"))
+		// Partitions that move to another dispatcher have their ledger
+		// entries written first, so the new owner skips what was delivered.
+		drain := func(ctx context.Context, _ *kgo.Client, _ map[string][]int32) { d.pipe.Drain(ctx) }
+		consumer = append(consumer, kgo.OnPartitionsRevoked(drain), kgo.OnPartitionsLost(drain))
+	}
+	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())}, consumer...)
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		d.closePipe()
+		return nil, fmt.Errorf("dispatcher egress client: %w", err)
+	}
+	d.cl = cl
 	return d, nil
 }
 
@@ -235,7 +259,22 @@ func (d *Dispatcher) Ping(ctx context.Context) error { return d.cl.Ping(ctx) }
 
 // Close closes the client of a dispatcher that is not Run (Run closes its
 // own when it returns).
-func (d *Dispatcher) Close() { d.cl.Close() }
+func (d *Dispatcher) Close() {
+	d.closePipe()
+	d.cl.Close()
+}
+
+// closeTimeout bounds how long a stopping dispatcher keeps writing the
+// statuses of what it delivered (within the pods' 45 s grace).
+const closeTimeout = 15 * time.Second
+
+func (d *Dispatcher) closePipe() {
+	if d.pipe != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		d.pipe.Close(ctx)
+		cancel()
+	}
+}
 
 // Breakers reports every partner's circuit breaker.
 func (d *Dispatcher) Breakers() []breaker.Snapshot { return d.breaker.Snapshots() }
@@ -326,9 +365,10 @@ func (d *Dispatcher) Refresh() {
 }
 
 // Run consumes until ctx ends. Offsets of a batch are committed once every
-// delivery in it has been attempted and its status written.
+// delivery in it has been attempted and its status and ledger entry
+// written (in the background, while the next batch is delivered).
 func (d *Dispatcher) Run(ctx context.Context) error {
-	defer d.cl.Close()
+	defer d.Close()
 	for {
 		fetches := d.cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
@@ -339,15 +379,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.log.Warn("egress fetch error", "topic", t, "partition", p, "error", err)
 		})
 		if recs := fetches.Records(); len(recs) > 0 {
-			switch complete := len(d.batch(ctx, recs)) == 0; {
+			failed, w := d.batch(ctx, recs)
+			switch {
 			case ctx.Err() != nil:
-				// Not committed: what was not finished is delivered after
-				// the restart, what was is dropped by the ledger.
-			case complete:
-				if err := d.cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
-					d.log.Warn("commit egress offsets failed; deliveries may be attempted again", "error", err)
-				}
+				// Written but not committed: what was not finished is
+				// delivered after the restart, what was is dropped by the
+				// ledger.
+				d.pipe.Submit(w, nil)
+			case len(failed) == 0:
+				d.pipe.Submit(w, recs)
 			default:
+				d.pipe.Submit(w, nil)
 				d.log.Warn("batch incomplete after a transient failure; retrying it", "records", len(recs))
 				consume.Rewind(d.cl, recs)
 				d.cl.AllowRebalance()
@@ -368,16 +410,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // harmless, since the ledger drops what was delivered. Retryable failures
 // are not among them: they wait in the retry tiers.
 func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []*kgo.Record) {
-	return d.batch(ctx, recs)
+	failed, w := d.batch(ctx, recs)
+	if err := d.writeBatches(context.WithoutCancel(ctx), []batchWrites{w}); err != nil {
+		d.log.Error("writing delivery statuses failed", "deliveries", len(w.statuses), "error", err)
+		return recs
+	}
+	return failed
 }
 
-// batch delivers recs concurrently and writes their statuses in one batch.
-// It returns the records not handled; the batch may be committed only when
-// there are none.
-func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Record {
-	counts := &tally{by: map[string]store.Counts{}}
-	ctx = context.WithValue(ctx, tallyKey{}, counts)
-	defer d.flush(context.WithoutCancel(ctx), counts)
+// batch delivers recs concurrently. It returns the records not handled
+// (the batch may be committed only when there are none) and what the
+// batch leaves to write.
+func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, batchWrites) {
+	ps := &pass{counts: map[string]store.Counts{}}
+	ctx = context.WithValue(ctx, passKey{}, ps)
 	var (
 		mu       sync.Mutex
 		statuses []store.Delivery
@@ -424,34 +470,37 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) []*kgo.Recor
 		})
 	}
 	wg.Wait()
-	if len(statuses) > 0 {
-		if err := d.st.PutDeliveries(context.WithoutCancel(ctx), statuses); err != nil {
-			d.log.Error("writing delivery statuses failed", "deliveries", len(statuses), "error", err)
-			return recs
-		}
-	}
-	return failed
+	return failed, batchWrites{statuses: statuses, ledger: ps.ledger, counts: ps.counts}
 }
 
-// tally sums a batch's counter updates per subscription, written once per
-// subscription when the batch ends instead of once per delivery (the
-// counters are rates, not a ledger: a batch handled again counts again).
-type tally struct {
-	mu sync.Mutex
-	by map[string]store.Counts
+// pass collects what one batch leaves to write besides statuses: counter
+// updates summed per subscription (written once per subscription instead
+// of once per delivery; the counters are rates, not a ledger, so a batch
+// handled again counts again) and the ledger entries of what it delivered.
+type pass struct {
+	mu     sync.Mutex
+	counts map[string]store.Counts
+	ledger []store.Idempotency
 }
 
-type tallyKey struct{}
+type passKey struct{}
 
-// count adds to a subscription's counters: to the batch's tally when ctx
+// batchWrites is what a batch leaves to write.
+type batchWrites struct {
+	statuses []store.Delivery
+	ledger   []store.Idempotency
+	counts   map[string]store.Counts
+}
+
+// count adds to a subscription's counters: to the batch's pass when ctx
 // carries one, else to the store at once.
 func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID string, c store.Counts) {
-	if t, ok := ctx.Value(tallyKey{}).(*tally); ok {
-		t.mu.Lock()
-		sum := t.by[subscriptionID]
+	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+		p.mu.Lock()
+		sum := p.counts[subscriptionID]
 		sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
-		t.by[subscriptionID] = sum
-		t.mu.Unlock()
+		p.counts[subscriptionID] = sum
+		p.mu.Unlock()
 		return
 	}
 	if err := d.st.AddCounts(ctx, subscriptionID, c); err != nil {
@@ -459,11 +508,59 @@ func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID
 	}
 }
 
-// flush writes a batch's tally, the subscriptions' updates at once (the
-// store commits them together).
-func (d *Dispatcher) flush(ctx context.Context, t *tally) {
+// delivered records in the ledger that msg was delivered: with the batch's
+// writes when ctx carries a pass (remembered in memory until written),
+// else at once.
+func (d *Dispatcher) delivered(ctx context.Context, log *slog.Logger, msg envelope.Delivery) {
+	now := d.now()
+	rec := store.Idempotency{Key: ledgerKey(msg.ID), Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}
+	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+		d.unwritten.Store(msg.ID, struct{}{})
+		p.mu.Lock()
+		p.ledger = append(p.ledger, rec)
+		p.mu.Unlock()
+		return
+	}
+	if err := d.st.PutIdempotency(ctx, rec); err != nil {
+		log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
+	}
+}
+
+func ledgerKey(deliveryID string) string { return "delivered#" + deliveryID }
+
+// writeBatches writes what batches left: ledger entries and statuses at
+// once (the store commits concurrent writes together), then the counters.
+// An error means it must be written again, which is harmless (both
+// writes replace).
+func (d *Dispatcher) writeBatches(ctx context.Context, ws []batchWrites) error {
+	var statuses []store.Delivery
+	var ledger []store.Idempotency
+	counts := map[string]store.Counts{}
+	for _, w := range ws {
+		statuses = append(statuses, w.statuses...)
+		ledger = append(ledger, w.ledger...)
+		for id, c := range w.counts {
+			sum := counts[id]
+			sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
+			counts[id] = sum
+		}
+	}
 	var wg sync.WaitGroup
-	for id, c := range t.by {
+	var ledgerErr, statusErr error
+	if len(ledger) > 0 {
+		wg.Go(func() { ledgerErr = d.st.PutLedger(ctx, ledger) })
+	}
+	if len(statuses) > 0 {
+		wg.Go(func() { statusErr = d.st.PutDeliveries(ctx, statuses) })
+	}
+	wg.Wait()
+	if err := errors.Join(ledgerErr, statusErr); err != nil {
+		return err
+	}
+	for _, rec := range ledger {
+		d.unwritten.Delete(strings.TrimPrefix(rec.Key, ledgerKey("")))
+	}
+	for id, c := range counts {
 		wg.Go(func() {
 			if err := d.st.AddCounts(ctx, id, c); err != nil {
 				d.log.Warn("counter update failed", "subscription_id", id, "error", err)
@@ -471,6 +568,7 @@ func (d *Dispatcher) flush(ctx context.Context, t *tally) {
 		})
 	}
 	wg.Wait()
+	return nil
 }
 
 // byKey groups records by topic and key, keeping their order, groups in
@@ -584,8 +682,11 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n, "trace_id", telemetry.TraceID(ctx))
 	// Before the attempt, any failure to read state (shutdown included)
 	// leaves the delivery for a later pass.
-	ledgerKey := "delivered#" + msg.ID
-	switch _, err := d.st.GetIdempotency(ctx, ledgerKey); {
+	if _, ok := d.unwritten.Load(msg.ID); ok {
+		log.Info("duplicate delivery dropped: already delivered")
+		return store.Delivery{}, skip
+	}
+	switch _, err := d.st.GetIdempotency(ctx, ledgerKey(msg.ID)); {
 	case err == nil:
 		log.Info("duplicate delivery dropped: already delivered")
 		return store.Delivery{}, skip
@@ -711,10 +812,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	switch out {
 	case success:
-		now := d.now()
-		if err := d.st.PutIdempotency(bg, store.Idempotency{Key: ledgerKey, Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}); err != nil {
-			log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
-		}
+		d.delivered(bg, log, msg)
 		d.count(bg, log, msg.SubscriptionID, store.Counts{Delivered: 1})
 		log.Info("delivered", "status_code", a.StatusCode, "latency_ms", time.Duration(a.Latency).Milliseconds())
 		return done(store.DeliveryDelivered)

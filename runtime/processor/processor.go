@@ -5,8 +5,11 @@
 // derived from (event ID, subscription ID).
 //
 // Offsets are committed only after the egress cluster acknowledged every
-// delivery of the batch (at-least-once); a crash before that re-publishes
-// the same delivery IDs, which the dispatcher's ledger drops.
+// delivery of the batch and the batch's history (events, pending
+// deliveries) is written (at-least-once); a crash before that re-publishes
+// the same delivery IDs, which the dispatcher's ledger drops. The history
+// is written in the background (consume.Pipeline) while the next batch is
+// fetched and published: it is not on the path to the partner.
 package processor
 
 import (
@@ -75,6 +78,15 @@ type Processor struct {
 	now        func() time.Time
 	filters    map[string]compiledFilter // by subscription id; used by the Run goroutine only
 	transforms map[string]compiledTransform
+	pipe       *consume.Pipeline[history] // Run's history writes and commits
+}
+
+// history is what a published batch leaves to record: its events, its
+// pending deliveries and the filtered counts.
+type history struct {
+	events     []store.Event
+	deliveries []store.Delivery
+	filtered   map[string]int64
 }
 
 type compiledTransform struct {
@@ -98,9 +110,17 @@ func New(cfg Config, ingress, egress []string, st Store, schemas Schemas, log *s
 	if err != nil {
 		return nil, err
 	}
-	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit()}, consume.GroupOptions(p.cfg.Group, topic.IngressPrefix)...)
+	// Partitions that move to another processor have their history
+	// written first; the commit may then fail, which only means the new
+	// owner publishes the same delivery IDs again.
+	p.pipe = consume.NewPipeline(p.record, func(ctx context.Context, recs []*kgo.Record) error {
+		return p.in.CommitRecords(ctx, recs...)
+	}, log.With("stage", "history"))
+	drain := func(ctx context.Context, _ *kgo.Client, _ map[string][]int32) { p.pipe.Drain(ctx) }
+	inOpts := append([]kgo.Opt{kgo.SeedBrokers(ingress...), kgo.DisableAutoCommit(),
+		kgo.OnPartitionsRevoked(drain), kgo.OnPartitionsLost(drain)}, consume.GroupOptions(p.cfg.Group, topic.IngressPrefix)...)
 	if p.in, err = kgo.NewClient(append(inOpts, opts...)...); err != nil {
-		p.out.Close()
+		p.close()
 		return nil, fmt.Errorf("processor ingress client: %w", err)
 	}
 	return p, nil
@@ -159,8 +179,8 @@ func (p *Processor) Refresh() {
 	}
 }
 
-// Run consumes until ctx ends, then commits what it finished and leaves
-// the group.
+// Run consumes until ctx ends, then writes and commits what it finished
+// (for up to closeTimeout) and leaves the group.
 func (p *Processor) Run(ctx context.Context) error {
 	defer p.close()
 	for {
@@ -174,7 +194,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		})
 		recs := fetches.Records()
 		if len(recs) > 0 {
-			if err := p.process(ctx, recs); err != nil {
+			h, err := p.publish(ctx, recs)
+			if err != nil {
 				// Nothing is committed: the batch is processed again after
 				// a pause (delivery IDs make that harmless).
 				p.log.Error("processing batch failed; will retry", "records", len(recs), "error", err)
@@ -185,33 +206,45 @@ func (p *Processor) Run(ctx context.Context) error {
 				consume.Rewind(p.in, recs)
 				continue
 			}
-			if err := p.in.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil {
-				p.log.Warn("commit ingress offsets failed; records may be processed again", "error", err)
-			}
+			p.pipe.Submit(h, recs)
 		}
 		p.in.AllowRebalance()
 	}
 }
 
+// closeTimeout bounds how long a stopping processor keeps writing the
+// history of what it published (within the pods' 45 s grace).
+const closeTimeout = 15 * time.Second
+
 func (p *Processor) close() {
+	if p.pipe != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		p.pipe.Close(ctx)
+		cancel()
+	}
 	if p.in != nil {
 		p.in.Close()
 	}
 	p.out.Close()
 }
 
-// Process handles one batch of ingress records: it records every event,
-// publishes its deliveries and records them as pending. An error means
-// the batch must be processed again, whole; doing so is harmless (the
-// same delivery IDs are published, and the dispatcher's ledger delivers
-// each once). Batches of one Processor must not run concurrently.
+// Process handles one batch of ingress records: it publishes its
+// deliveries, then records every event and the deliveries as pending. An
+// error means the batch must be processed again, whole; doing so is
+// harmless (the same delivery IDs are published, and the dispatcher's
+// ledger delivers each once). Batches of one Processor must not run
+// concurrently.
 func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
-	return p.process(ctx, recs)
+	h, err := p.publish(ctx, recs)
+	if err != nil {
+		return err
+	}
+	return p.record(ctx, []history{h})
 }
 
-// process handles one batch: records every event, publishes its
-// deliveries and records them as pending.
-func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error) {
+// publish routes a batch and publishes its deliveries; what is left to
+// record is returned.
+func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history, err error) {
 	now := p.now().UTC()
 	var spans []trace.Span
 	defer func() {
@@ -243,7 +276,7 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 		if !ok {
 			var err error
 			if all, err = p.st.SubscriptionsForSchema(ctx, schemaID); err != nil {
-				return fmt.Errorf("subscriptions of %s: %w", schemaID, err)
+				return history{}, fmt.Errorf("subscriptions of %s: %w", schemaID, err)
 			}
 			subsBySchema[schemaID] = all
 		}
@@ -273,13 +306,13 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 		for _, s := range subs {
 			body, err := p.body(ev, s, sensitive, &decoded)
 			if err != nil {
-				return fmt.Errorf("payload of %s for %s: %w", ev.ID, s.ID, err)
+				return history{}, fmt.Errorf("payload of %s for %s: %w", ev.ID, s.ID, err)
 			}
 			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Event: ev.Event, Key: string(key), AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
 			value, err := json.Marshal(d)
 			if err != nil {
-				return fmt.Errorf("encode delivery %s: %w", d.ID, err)
+				return history{}, fmt.Errorf("encode delivery %s: %w", d.ID, err)
 			}
 			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value, Context: rctx,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}}})
@@ -294,7 +327,7 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 	if len(out) > 0 {
 		results := p.out.ProduceSync(ctx, out...)
 		if err := results.FirstErr(); err != nil {
-			return fmt.Errorf("produce deliveries: %w", err)
+			return history{}, fmt.Errorf("produce deliveries: %w", err)
 		}
 		// Results may come back in another order than the records went out.
 		index := make(map[*kgo.Record]int, len(out))
@@ -306,8 +339,25 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 			d.Topic, d.Partition, d.Offset = res.Record.Topic, res.Record.Partition, res.Record.Offset
 		}
 	}
-	// Events and pending deliveries in parallel: the store commits
-	// concurrent writes together.
+	p.log.Debug("published batch", "events", len(events), "deliveries", len(deliveries))
+	return history{events: events, deliveries: deliveries, filtered: filtered}, nil
+}
+
+// record writes the history of one or more published batches: events and
+// pending deliveries at once (the store commits concurrent writes
+// together), then the filtered counts. An error means it must be written
+// again; writing it twice is harmless (both are create-if-absent).
+func (p *Processor) record(ctx context.Context, hs []history) error {
+	var events []store.Event
+	var deliveries []store.Delivery
+	filtered := map[string]int64{}
+	for _, h := range hs {
+		events = append(events, h.events...)
+		deliveries = append(deliveries, h.deliveries...)
+		for id, n := range h.filtered {
+			filtered[id] += n
+		}
+	}
 	var wg sync.WaitGroup
 	var eventsErr error
 	if len(events) > 0 {
@@ -322,8 +372,14 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 			}
 		})
 	}
+	wg.Wait()
+	if eventsErr != nil {
+		return fmt.Errorf("record events: %w", eventsErr)
+	}
 	for id, n := range filtered {
-		// A replayed batch counts again: the counter is a rate, not a ledger.
+		// Counted once the events are written, so a retried write does
+		// not count twice; a replayed batch does (the counter is a rate,
+		// not a ledger).
 		wg.Go(func() {
 			if err := p.st.AddCounts(ctx, id, store.Counts{Filtered: n}); err != nil {
 				p.log.Warn("counting filtered events failed", "subscription_id", id, "error", err)
@@ -331,10 +387,6 @@ func (p *Processor) process(ctx context.Context, recs []*kgo.Record) (err error)
 		})
 	}
 	wg.Wait()
-	if eventsErr != nil {
-		return fmt.Errorf("record events: %w", eventsErr)
-	}
-	p.log.Debug("processed batch", "events", len(events), "deliveries", len(deliveries))
 	return nil
 }
 

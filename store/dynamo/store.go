@@ -351,12 +351,18 @@ func (s *Store) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
 		}
 		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
 	}
-	table := store.TableName(s.env, store.TableEventDeliveryStatus)
+	return s.batchWrite(ctx, store.TableEventDeliveryStatus, reqs)
+}
+
+// batchWrite writes reqs to table with BatchWriteItem, 25 at a time,
+// writing again what comes back unprocessed (with backoff).
+func (s *Store) batchWrite(ctx context.Context, tableKind string, reqs []types.WriteRequest) error {
+	table := store.TableName(s.env, tableKind)
 	for start := 0; start < len(reqs); start += 25 {
 		pending := map[string][]types.WriteRequest{table: reqs[start:min(start+25, len(reqs))]}
 		for attempt := 0; len(pending) > 0; attempt++ {
 			if attempt > 8 {
-				return fmt.Errorf("put deliveries: %d items left unprocessed", len(pending[table]))
+				return fmt.Errorf("batch write %s: %d items left unprocessed", table, len(pending[table]))
 			}
 			if attempt > 0 {
 				select {
@@ -504,12 +510,37 @@ func (s *Store) GetIdempotency(ctx context.Context, k string) (store.Idempotency
 
 // PutIdempotency implements store.Store.
 func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
-	it, err := item(rec.Key, rec, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano()), "rev": num(rec.Rev)})
+	it, err := ledgerItem(rec)
 	if err != nil {
 		return err
 	}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableIdempotencyLedger), Item: it})
 	return err
+}
+
+// PutLedger implements store.Store.
+func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	// One batch may not hold the same key twice: the last write wins.
+	last := map[string]int{}
+	for i, rec := range recs {
+		last[rec.Key] = i
+	}
+	var reqs []types.WriteRequest
+	for i, rec := range recs {
+		if last[rec.Key] != i {
+			continue
+		}
+		it, err := ledgerItem(rec)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
+	}
+	return s.batchWrite(ctx, store.TableIdempotencyLedger, reqs)
+}
+
+func ledgerItem(rec store.Idempotency) (map[string]types.AttributeValue, error) {
+	return item(rec.Key, rec, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano()), "rev": num(rec.Rev)})
 }
 
 // PutIdempotencyIf implements store.Store.

@@ -516,6 +516,18 @@ func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error
 	return s.update(ctx, func(tx *bolt.Tx) error { return put(tx, bLedger, rec.Key, rec) })
 }
 
+// PutLedger implements store.Store.
+func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, rec := range recs {
+			if err := put(tx, bLedger, rec.Key, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // PutIdempotencyIf implements store.Store.
 func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) error {

@@ -371,6 +371,27 @@ func testIdempotency(t *testing.T, open Opener) {
 	if _, err := s.GetIdempotency(ctx, rec.Key); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetIdempotency(deleted) error = %v, want ErrNotFound", err)
 	}
+
+	// PutLedger: a batch larger than one DynamoDB request (25), holding a
+	// key twice (the last wins) and replacing an existing item.
+	must(t, s.PutIdempotency(ctx, store.Idempotency{Key: "delivered#d0", Value: []byte("old"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	var batch []store.Idempotency
+	for i := range 30 {
+		batch = append(batch, store.Idempotency{Key: fmt.Sprintf("delivered#d%d", i), Value: []byte(fmt.Sprint("e", i)), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	batch = append(batch, store.Idempotency{Key: "delivered#d7", Value: []byte("last"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	must(t, s.PutLedger(ctx, batch))
+	for i := range 30 {
+		want := fmt.Sprint("e", i)
+		if i == 7 {
+			want = "last"
+		}
+		got, err := s.GetIdempotency(ctx, fmt.Sprintf("delivered#d%d", i))
+		if err != nil || string(got.Value) != want {
+			t.Errorf("after PutLedger, d%d = %q, %v; want %q", i, got.Value, err, want)
+		}
+	}
+	must(t, s.PutLedger(ctx, nil))
 }
 
 func testPersistence(t *testing.T, open Opener) {

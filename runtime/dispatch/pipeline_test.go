@@ -1,0 +1,185 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/retry"
+	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// heldLedger is the embedded store with its batch ledger writes held
+// until release is closed.
+type heldLedger struct {
+	*embedded.Store
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (h *heldLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	h.calls.Add(1)
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.Store.PutLedger(ctx, recs)
+}
+
+type staticSecrets struct{}
+
+func (staticSecrets) Secrets(context.Context, string) ([]string, error) {
+	return []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, nil
+}
+
+// TestDuplicateWhileLedgerUnwritten: a consumed batch's ledger entries are
+// written in the background; a second record of a delivery that arrives
+// before its entry is written is still dropped (the dispatcher remembers
+// it), and the batch's offsets are committed only once the entry is
+// written.
+func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.egress.p1.thing.happened"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	emb, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	st := &heldLedger{Store: emb, release: make(chan struct{})}
+
+	var got atomic.Int32
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer partner.Close()
+	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "s1", PartnerID: "p1", SchemaID: "bench/thing.happened/1", URL: partner.URL,
+		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	addrs := cluster.ListenAddrs()
+	retryProd, err := retry.NewProducer(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer retryProd.Close()
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}}, addrs, st, staticSecrets{}, retryProd, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	msg := envelope.Delivery{ID: "d1", EventID: "e1", SubscriptionID: "s1", PartnerID: "p1", SchemaID: "bench/thing.happened/1",
+		Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{"id":"e1"}`)}
+	value, _ := json.Marshal(msg)
+	send := func() {
+		t.Helper()
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress.p1.thing.happened", Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	waitUntil(t, "the first delivery and its held ledger write", func() bool { return got.Load() == 1 && st.calls.Load() >= 1 })
+	send() // the same delivery again, while its ledger entry is unwritten
+	waitUntil(t, "the second record to be dropped", func() bool { return strings.Contains(logs.String(), "duplicate delivery dropped") })
+	if n := got.Load(); n != 1 {
+		t.Fatalf("partner got %d requests before the ledger was written, want 1", n)
+	}
+	if _, err := st.GetIdempotency(ctx, ledgerKey("d1")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ledger entry present before its write was released: %v", err)
+	}
+	if off := consumedUpTo(t, addrs); off != 0 {
+		t.Fatalf("committed offset %d before the ledger entry was written", off)
+	}
+	close(st.release)
+	waitUntil(t, "the batches to be written and committed", func() bool { return consumedUpTo(t, addrs) == 2 })
+	if _, err := st.GetIdempotency(ctx, ledgerKey("d1")); err != nil {
+		t.Errorf("ledger entry after the write: %v", err)
+	}
+	if dl, err := st.GetDelivery(ctx, "e1", "d1"); err != nil || dl.Status != store.DeliveryDelivered {
+		t.Errorf("delivery status = %q, %v; want delivered", dl.Status, err)
+	}
+	cancel()
+	wg.Wait()
+	if n := got.Load(); n != 1 {
+		t.Errorf("partner got %d requests, want 1", n)
+	}
+}
+
+// consumedUpTo is the dispatcher group's committed offset on partition 0
+// (0 when none is committed).
+func consumedUpTo(t *testing.T, addrs []string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "whp-dispatcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offsets.Lookup("wh.egress.p1.thing.happened", 0); ok && o.At > 0 {
+		return o.At
+	}
+	return 0
+}
+
+// logBuffer is a log sink tests can read while the dispatcher writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
