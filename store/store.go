@@ -176,6 +176,15 @@ const (
 	DeliveryCancelled    = "cancelled"
 )
 
+// DeliveryState is what GetDeliveryState reads.
+type DeliveryState struct {
+	// Delivered: the ledger holds a live entry under the key asked for.
+	Delivered bool
+	// Status is the delivery's item; Found is false when there is none.
+	Status Delivery
+	Found  bool
+}
+
 // Delivery is a delivery item of event_delivery_status (partition key
 // WEBHOOK_EVENT_UUID, sort key DELIVERY#id): one event to one subscription,
 // with every attempt. GSIs give history by partner and by schema.
@@ -310,6 +319,10 @@ type Store interface {
 	// PutDeliveries creates or replaces each delivery, in one batch.
 	PutDeliveries(ctx context.Context, ds []Delivery) error
 	GetDelivery(ctx context.Context, eventID, deliveryID string) (Delivery, error)
+	// GetDeliveryState reads what a dispatcher needs before an attempt in
+	// one round trip: whether the ledger holds a live ledgerKey, and the
+	// delivery's status item.
+	GetDeliveryState(ctx context.Context, ledgerKey, eventID, deliveryID string) (DeliveryState, error)
 	// Deliveries returns an event's deliveries, sorted by ID.
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	// DeliveriesByPartner and DeliveriesBySchema page through history,

@@ -60,6 +60,7 @@ type Store interface {
 	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
 	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
+	GetDeliveryState(ctx context.Context, ledgerKey, eventID, deliveryID string) (store.DeliveryState, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
 	AddCounts(ctx context.Context, subscriptionID string, c store.Counts) error
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
@@ -422,7 +423,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []
 // (the batch may be committed only when there are none) and what the
 // batch leaves to write.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, batchWrites) {
-	ps := &pass{counts: map[string]store.Counts{}}
+	ps := &pass{counts: map[string]store.Counts{}, subs: map[string]*subRead{}}
 	ctx = context.WithValue(ctx, passKey{}, ps)
 	var (
 		mu       sync.Mutex
@@ -481,6 +482,33 @@ type pass struct {
 	mu     sync.Mutex
 	counts map[string]store.Counts
 	ledger []store.Idempotency
+	subs   map[string]*subRead // subscriptions read by the batch
+}
+
+// subRead is one subscription read, shared by a batch's deliveries.
+type subRead struct {
+	once sync.Once
+	sub  store.Subscription
+	err  error
+}
+
+// subscription reads a subscription once per batch (when ctx carries a
+// pass) instead of once per delivery: a batch is one moment, and a
+// subscription changed meanwhile is read by the next batch.
+func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscription, error) {
+	p, ok := ctx.Value(passKey{}).(*pass)
+	if !ok {
+		return d.st.GetSubscription(ctx, id)
+	}
+	p.mu.Lock()
+	r := p.subs[id]
+	if r == nil {
+		r = &subRead{}
+		p.subs[id] = r
+	}
+	p.mu.Unlock()
+	r.once.Do(func() { r.sub, r.err = d.st.GetSubscription(ctx, id) })
+	return r.sub, r.err
 }
 
 type passKey struct{}
@@ -686,22 +714,20 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		log.Info("duplicate delivery dropped: already delivered")
 		return store.Delivery{}, skip
 	}
-	switch _, err := d.st.GetIdempotency(ctx, ledgerKey(msg.ID)); {
-	case err == nil:
+	// The ledger and the status in one read.
+	state, err := d.st.GetDeliveryState(ctx, ledgerKey(msg.ID), msg.EventID, msg.ID)
+	switch {
+	case err != nil:
+		log.Warn("ledger or status store unavailable; delivery postponed", "error", err)
+		return store.Delivery{}, retryBatch
+	case state.Delivered:
 		log.Info("duplicate delivery dropped: already delivered")
 		return store.Delivery{}, skip
-	case !errors.Is(err, store.ErrNotFound):
-		log.Warn("ledger unavailable; delivery postponed", "error", err)
-		return store.Delivery{}, retryBatch
 	}
-	st, err := d.st.GetDelivery(ctx, msg.EventID, msg.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	st := state.Status
+	if !state.Found {
 		st = store.Delivery{EventID: msg.EventID, ID: msg.ID, SubscriptionID: msg.SubscriptionID, PartnerID: msg.PartnerID,
 			SchemaID: msg.SchemaID, CreatedAt: msg.CreatedAt}
-	case err != nil:
-		log.Warn("status store unavailable; delivery postponed", "error", err)
-		return store.Delivery{}, retryBatch
 	}
 	if from != nil {
 		st.Topic, st.Partition, st.Offset = from.Topic, from.Partition, from.Offset
@@ -713,7 +739,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	bg := context.WithoutCancel(ctx) // what an attempt did is recorded even during shutdown
 
-	sub, err := d.st.GetSubscription(ctx, msg.SubscriptionID)
+	sub, err := d.subscription(ctx, msg.SubscriptionID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		log.Info("delivery cancelled: the subscription no longer exists", "subscription_id", msg.SubscriptionID)
@@ -882,6 +908,15 @@ func describeAttempt(a store.Attempt) string {
 
 // disable marks a subscription Disabled, saying why.
 func (d *Dispatcher) disable(ctx context.Context, log *slog.Logger, id, reason string) {
+	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+		// Once written, the rest of the batch reads it again and sees it
+		// disabled.
+		defer func() {
+			p.mu.Lock()
+			delete(p.subs, id)
+			p.mu.Unlock()
+		}()
+	}
 	for range 3 {
 		sub, err := d.st.GetSubscription(ctx, id)
 		if err != nil || sub.Status == store.SubscriptionDisabled {

@@ -388,6 +388,48 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 	return d, err
 }
 
+// GetDeliveryState implements store.Store: one BatchGetItem over the
+// ledger and status tables, consistent reads, unprocessed keys read again.
+func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id string) (store.DeliveryState, error) {
+	ledger, status := store.TableName(s.env, store.TableIdempotencyLedger), store.TableName(s.env, store.TableEventDeliveryStatus)
+	pending := map[string]types.KeysAndAttributes{
+		ledger: {Keys: []map[string]types.AttributeValue{key(ledgerKey)}, ConsistentRead: aws.Bool(true)},
+		status: {Keys: []map[string]types.AttributeValue{key2(eventID, deliverySK+id)}, ConsistentRead: aws.Bool(true)},
+	}
+	var out store.DeliveryState
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > 8 {
+			return store.DeliveryState{}, fmt.Errorf("get delivery state: keys left unprocessed")
+		}
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return store.DeliveryState{}, ctx.Err()
+			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+			}
+		}
+		res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+		if err != nil {
+			return store.DeliveryState{}, err
+		}
+		for _, it := range res.Responses[ledger] {
+			var rec store.Idempotency
+			if err := decodeDoc(it, &rec); err != nil {
+				return store.DeliveryState{}, err
+			}
+			out.Delivered = rec.ExpiresAt.After(s.now())
+		}
+		for _, it := range res.Responses[status] {
+			if err := decodeDoc(it, &out.Status); err != nil {
+				return store.DeliveryState{}, err
+			}
+			out.Found = true
+		}
+		pending = res.UnprocessedKeys
+	}
+	return out, nil
+}
+
 // Deliveries implements store.Store.
 func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error) {
 	var out []store.Delivery

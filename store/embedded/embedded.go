@@ -414,6 +414,28 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 	return d, err
 }
 
+// GetDeliveryState implements store.Store: both reads in one transaction.
+func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id string) (store.DeliveryState, error) {
+	var out store.DeliveryState
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var rec store.Idempotency
+		switch err := get(tx, bLedger, ledgerKey, &rec); {
+		case err == nil:
+			out.Delivered = rec.ExpiresAt.After(s.now())
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		switch err := get(tx, bStatus, join(eventID, deliverySortKey+id), &out.Status); {
+		case err == nil:
+			out.Found = true
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Deliveries implements store.Store.
 func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error) {
 	var out []store.Delivery

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"Deliveries", testDeliveries},
 		{"HistoryPaging", testHistoryPaging},
 		{"Idempotency", testIdempotency},
+		{"DeliveryState", testDeliveryState},
 		{"IdempotencyRev", testIdempotencyRev},
 		{"Persistence", testPersistence},
 		{"Decisions", testDecisions},
@@ -489,5 +490,42 @@ func testDecisions(t *testing.T, open Opener) {
 	}
 	if ds, _ := st.Decisions(ctx, 2); len(ds) != 2 || ds[1].By != "bob" {
 		t.Errorf("limit 2: %+v", ds)
+	}
+}
+
+// testDeliveryState: the dispatcher's one read before an attempt sees the
+// ledger entry (live ones only) and the status item, each or both.
+func testDeliveryState(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	state := func(ledgerKey, eventID, id string) store.DeliveryState {
+		t.Helper()
+		st, err := s.GetDeliveryState(ctx, ledgerKey, eventID, id)
+		if err != nil {
+			t.Fatalf("GetDeliveryState(%s, %s, %s): %v", ledgerKey, eventID, id, err)
+		}
+		return st
+	}
+	if st := state("delivered#d1", "e1", "d1"); st.Delivered || st.Found {
+		t.Errorf("nothing stored: state = %+v, want neither delivered nor found", st)
+	}
+	d := store.Delivery{EventID: "e1", ID: "d1", SubscriptionID: "s1", PartnerID: "p1", SchemaID: "x/y/1", Status: store.DeliveryPending,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	must(t, s.CreateDeliveries(ctx, []store.Delivery{d}))
+	if st := state("delivered#d1", "e1", "d1"); st.Delivered || !st.Found || st.Status.Status != store.DeliveryPending || st.Status.SubscriptionID != "s1" {
+		t.Errorf("status only: state = %+v, want found pending for s1, not delivered", st)
+	}
+	must(t, s.PutLedger(ctx, []store.Idempotency{{Key: "delivered#d1", Value: []byte("e1"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}))
+	if st := state("delivered#d1", "e1", "d1"); !st.Delivered || !st.Found {
+		t.Errorf("both: state = %+v, want delivered and found", st)
+	}
+	must(t, s.PutIdempotency(ctx, store.Idempotency{Key: "delivered#d2", Value: []byte("e1"), CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}))
+	if st := state("delivered#d2", "e1", "d2"); st.Delivered || st.Found {
+		t.Errorf("expired ledger entry: state = %+v, want neither delivered nor found", st)
+	}
+	must(t, s.PutLedger(ctx, []store.Idempotency{{Key: "delivered#d3", Value: []byte("e9"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}))
+	if st := state("delivered#d3", "e9", "d3"); !st.Delivered || st.Found {
+		t.Errorf("ledger only: state = %+v, want delivered, not found", st)
 	}
 }
