@@ -29,6 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
 	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
+	heapProfile := fs.String("memprofile", "", "write a heap profile taken at the end of the throughput phase (the largest backlog) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
@@ -75,19 +76,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []bench.Result
 	for i, c := range runs {
-		if *cpuProfile != "" {
-			// One profile per run: the first run's in the named file,
-			// later runs' beside it with their index.
-			name := *cpuProfile
+		// One profile per run: the first run's in the named file, later
+		// runs' beside it with their index.
+		for _, prof := range []struct {
+			name string
+			into *io.Writer
+		}{{*cpuProfile, &c.CPUProfile}, {*heapProfile, &c.HeapProfile}} {
+			if prof.name == "" {
+				continue
+			}
+			name := prof.name
 			if i > 0 {
-				name = fmt.Sprintf("%s.%d", *cpuProfile, i)
+				name = fmt.Sprintf("%s.%d", prof.name, i)
 			}
 			f, err := os.Create(name)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			c.CPUProfile = f
+			*prof.into = f
 		}
 		r, err := bench.Run(ctx, c)
 		fmt.Fprint(stderr, "\r\033[K")
@@ -110,11 +117,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(results)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\tCPU s\tPEAK RSS\tLOST\tDUP")
+	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\tCPU s\tPEAK RSS (ANON)\tLOST\tDUP")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.0f MiB\t%d\t%d\n",
+		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.0f (%.0f) MiB\t%d\t%d\n",
 			r.PayloadBytes, r.Fanout, r.BaselinePerSec, r.AcceptedPerSec, r.AcceptedRatio, r.DeliveredPerSec, r.DeliveredRatio,
-			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.CPUSeconds, r.PeakRSSMiB, r.Lost, r.Duplicates)
+			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.CPUSeconds, r.PeakRSSMiB, r.PeakAnonMiB, r.Lost, r.Duplicates)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d connections; latency at %d events/s, ingest accepted → receiver got it\n", base.Connections, base.Rate)

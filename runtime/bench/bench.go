@@ -71,6 +71,9 @@ type Config struct {
 	// phases (throughput, drain, latency) — not of the baseline, which
 	// would only dilute it.
 	CPUProfile io.Writer
+	// HeapProfile, if set, receives a pprof heap profile taken when the
+	// throughput phase ends — when the backlog, and so memory, is largest.
+	HeapProfile io.Writer
 }
 
 func (c *Config) defaults() {
@@ -119,7 +122,12 @@ type Result struct {
 	LatencyP99MS float64 `json:"latency_p99_ms"`
 	// The process's (platform, receiver and load generator together).
 	CPUSeconds float64 `json:"cpu_seconds"`
-	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// PeakRSSMiB is the largest resident set sampled during this run's
+	// platform phases; PeakAnonMiB its anonymous part (heap, stacks),
+	// without the pages of the embedded store's memory-mapped file, which
+	// the kernel can drop and read again (Linux only; 0 elsewhere).
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
 	// Lost counts deliveries that never arrived within the drain time;
 	// Duplicates, deliveries that arrived twice.
 	Lost       int64 `json:"lost"`
@@ -172,6 +180,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer pprof.StopCPUProfile()
 	}
 	cpu0 := cpuSeconds()
+	mem := sampleMemory()
+	defer mem.stop()
 
 	// Throughput: as fast as the connections go.
 	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, func(i int64) []byte {
@@ -181,6 +191,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	res.AcceptedPerSec, res.Rejected = float64(accepted)/cfg.Duration.Seconds(), rejected
+	if cfg.HeapProfile != nil {
+		if err := pprof.Lookup("heap").WriteTo(cfg.HeapProfile, 0); err != nil {
+			return res, err
+		}
+	}
 	// Delivered per second: from the first delivery to the last, once
 	// every accepted event has reached every subscription (or the drain
 	// timed out).
@@ -215,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 	if cfg.Target == "" {
 		res.CPUSeconds = cpuSeconds() - cpu0
-		res.PeakRSSMiB = peakRSSMiB()
+		res.PeakRSSMiB, res.PeakAnonMiB = mem.stop()
 	}
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
@@ -484,6 +499,77 @@ func cpuSeconds() float64 {
 }
 
 // peakRSSMiB is the process's peak resident set (Linux: kilobytes).
+// memSampler samples the process's resident memory every 50 ms and keeps
+// the peaks: of the whole (VmRSS) and of its anonymous part (RssAnon).
+// Sampling per run, rather than the process's lifetime high-water mark,
+// keeps one run of a sweep from carrying an earlier run's peak.
+type memSampler struct {
+	done      chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+	rss, anon float64
+}
+
+func sampleMemory() *memSampler {
+	m := &memSampler{done: make(chan struct{})}
+	m.wg.Go(func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			m.sample()
+			select {
+			case <-m.done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return m
+}
+
+// stop ends the sampling and returns the peaks in MiB.
+func (m *memSampler) stop() (rss, anon float64) {
+	m.once.Do(func() {
+		close(m.done)
+		m.wg.Wait()
+		m.sample()
+	})
+	return m.rss, m.anon
+}
+
+func (m *memSampler) sample() {
+	rss, anon, ok := procStatus()
+	if !ok {
+		rss = peakRSSMiB() // no /proc: the lifetime high-water mark
+	}
+	m.rss, m.anon = max(m.rss, rss), max(m.anon, anon)
+}
+
+// procStatus reads VmRSS and RssAnon from /proc/self/status, in MiB.
+func procStatus() (rss, anon float64, ok bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		name, value, found := strings.Cut(line, ":")
+		if !found {
+			continue
+		}
+		var kb float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(value), "%f kB", &kb); err != nil {
+			continue
+		}
+		switch name {
+		case "VmRSS":
+			rss, ok = kb/1024, true
+		case "RssAnon":
+			anon = kb / 1024
+		}
+	}
+	return rss, anon, ok
+}
+
 func peakRSSMiB() float64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {

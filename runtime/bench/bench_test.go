@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,9 @@ func TestRun(t *testing.T) {
 	}
 	if r.CPUSeconds <= 0 || r.PeakRSSMiB <= 0 {
 		t.Errorf("resources %v s, %v MiB", r.CPUSeconds, r.PeakRSSMiB)
+	}
+	if runtime.GOOS == "linux" && !(r.PeakAnonMiB > 0 && r.PeakAnonMiB <= r.PeakRSSMiB) {
+		t.Errorf("peak anonymous memory %v MiB, peak RSS %v MiB", r.PeakAnonMiB, r.PeakRSSMiB)
 	}
 	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,throughput") || !strings.Contains(got, "latency") {
 		t.Errorf("progress phases %s", got)

@@ -29,8 +29,15 @@ func GroupOptions(group, prefix string) []kgo.Opt {
 		kgo.SessionTimeout(10 * time.Second),
 		kgo.MetadataMaxAge(10 * time.Second),
 		kgo.FetchMaxWait(250 * time.Millisecond),
+		// A role handles at most a poll's worth of records at a time;
+		// fetching further ahead (kgo's default is 50 MiB a fetch, held
+		// decompressed) only costs memory.
+		kgo.FetchMaxBytes(fetchMaxBytes),
 	}
 }
+
+// fetchMaxBytes bounds one fetch response (per broker).
+const fetchMaxBytes = 4 << 20
 
 // Rewind seeks back to the first record of each partition of recs, so an
 // uncommitted batch is consumed again.

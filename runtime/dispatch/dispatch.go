@@ -485,11 +485,16 @@ type pass struct {
 	subs   map[string]*subRead // subscriptions read by the batch
 }
 
-// subRead is one subscription read, shared by a batch's deliveries.
+// subRead is one subscription read, shared by a batch's deliveries, and
+// the request prepared for it (secrets resolved, signer built).
 type subRead struct {
 	once sync.Once
 	sub  store.Subscription
 	err  error
+
+	prepOnce sync.Once
+	req      request
+	prepErr  error
 }
 
 // subscription reads a subscription once per batch (when ctx carries a
@@ -509,6 +514,23 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscri
 	p.mu.Unlock()
 	r.once.Do(func() { r.sub, r.err = d.st.GetSubscription(ctx, id) })
 	return r.sub, r.err
+}
+
+// prepared is prepare, once per subscription per batch when ctx carries a
+// pass (sub is then the batch's read of it).
+func (d *Dispatcher) prepared(ctx context.Context, sub store.Subscription) (request, error) {
+	p, ok := ctx.Value(passKey{}).(*pass)
+	if !ok {
+		return d.prepare(ctx, sub)
+	}
+	p.mu.Lock()
+	r := p.subs[sub.ID]
+	p.mu.Unlock()
+	if r == nil || r.sub.Rev != sub.Rev {
+		return d.prepare(ctx, sub)
+	}
+	r.prepOnce.Do(func() { r.req, r.prepErr = d.prepare(ctx, sub) })
+	return r.req, r.prepErr
 }
 
 type passKey struct{}
@@ -794,7 +816,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	if err != nil {
 		log.Warn("subscription retry policy unreadable; using the default", "error", err)
 	}
-	req, err := d.prepare(ctx, sub)
+	req, err := d.prepared(ctx, sub)
 	switch {
 	case errors.Is(err, secret.ErrNotFound) || errors.Is(err, errUnsupported) || errors.Is(err, errBadCredential) ||
 		errors.Is(err, signature.ErrBadSecret) || errors.Is(err, ssrf.ErrRefused):

@@ -357,14 +357,24 @@ func newestFirst(t time.Time) string {
 	return string(b[:])
 }
 
+// indexedFields are the fields of a stored delivery its index keys are
+// made of: what replacing it needs to read (not its attempts).
+type indexedFields struct {
+	EventID   string    `json:"event_id"`
+	ID        string    `json:"id"`
+	PartnerID string    `json:"partner_id"`
+	SchemaID  string    `json:"schema_id"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
 func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 	key := join(d.EventID, deliverySortKey+d.ID)
-	var old store.Delivery
+	if onlyNew && tx.Bucket([]byte(bStatus)).Get([]byte(key)) != nil {
+		return nil
+	}
+	var old indexedFields
 	switch err := get(tx, bStatus, key, &old); {
 	case err == nil:
-		if onlyNew {
-			return nil
-		}
 		if err := unindex(tx, bStatusPartner, old.PartnerID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
 			return err
 		}
