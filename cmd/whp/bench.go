@@ -37,8 +37,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, --payload ≥ 100, durations ≥ 1s"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {

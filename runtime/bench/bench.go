@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -239,12 +240,32 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-// eventBody is an event of about size bytes.
+// eventBody is an event of size bytes. Its padding is text — words drawn
+// from a small vocabulary, the same for every event — so it compresses
+// about as well as real events do (≈3×), not like a run of one letter
+// (≈20×), which would flatter Kafka's share of the work and hide how much
+// fetched data the consumers hold.
 func eventBody(size int, id string) []byte {
 	const frame = `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"","pad":""}}`
-	pad := max(size-len(frame)-len(id), 0)
-	return []byte(`{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"` + id + `","pad":"` + strings.Repeat("x", pad) + `"}}`)
+	n := max(size-len(frame)-len(id), 0)
+	return []byte(`{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"` + id + `","pad":"` + string(padding[:min(n, len(padding))]) + `"}}`)
 }
+
+// padding is the text events are padded with, long enough for the
+// largest payload (--payload is bounded by the ingest body limit).
+var padding = func() []byte {
+	words := strings.Fields(`order shipped invoice paid customer account created updated deleted refund
+		warehouse parcel carrier tracking address street city postal region country amount currency
+		total subtotal tax discount coupon item quantity price product variant colour size weight
+		status pending complete failed retry partner webhook event delivery signature timestamp`)
+	rng := rand.New(rand.NewPCG(1, 2)) // the same text every run
+	var b []byte
+	for len(b) < 1<<20 {
+		b = append(b, words[rng.IntN(len(words))]...)
+		b = append(b, ' ')
+	}
+	return b
+}()
 
 // startPlatform starts whp dev's platform in a temporary (or the
 // configured) data dir, its catalog routing the bench schema to the
