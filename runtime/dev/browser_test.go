@@ -149,7 +149,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Its page exists once the processor has recorded it (a 404 before
 	// would be a browser error, rightly).
 	eventually(t, "the event to be recorded", func() bool { _, err := p.Store().GetEvent(ctx, id); return err == nil })
+	// Each delivery's status is written as it ends, so wait for all three.
 	waitText("/console/events/"+id, "main", "gamma · delivered")
+	waitText("/console/events/"+id, "main", "alpha · delivered")
+	waitText("/console/events/"+id, "main", "HTTP 400")
 	do("event page", shot("4-event"))
 	if page := text("main"); !strings.Contains(page, "alpha · delivered") || !strings.Contains(page, "HTTP 400") {
 		t.Errorf("event page: %q", page)

@@ -179,7 +179,8 @@ type Dispatcher struct {
 
 	// pipe writes consumed batches' statuses and ledger entries, then
 	// commits their offsets (nil when built by NewBatch).
-	pipe *consume.Pipeline[batchWrites]
+	pipe   *consume.Pipeline[batchWrites]
+	stream *stream // Run's state (nil when built by NewBatch)
 	// unwritten holds the ids of deliveries made whose ledger entry is
 	// still on its way to the store.
 	unwritten sync.Map
@@ -236,10 +237,11 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 		d.pipe = consume.NewPipeline(d.writeBatches, func(ctx context.Context, recs []*kgo.Record) error {
 			return d.cl.CommitRecords(ctx, recs...)
 		}, log.With("stage", "statuses"))
+		d.stream = newStream(d)
 		// Partitions that move to another dispatcher have their ledger
 		// entries written first, so the new owner skips what was delivered.
-		drain := func(ctx context.Context, _ *kgo.Client, _ map[string][]int32) { d.pipe.Drain(ctx) }
-		consumer = append(consumer, kgo.OnPartitionsRevoked(drain), kgo.OnPartitionsLost(drain))
+		revoke := func(ctx context.Context, _ *kgo.Client, lost map[string][]int32) { d.stream.revoke(ctx, lost) }
+		consumer = append(consumer, kgo.OnPartitionsRevoked(revoke), kgo.OnPartitionsLost(revoke))
 	}
 	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())}, consumer...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
@@ -365,45 +367,6 @@ func (d *Dispatcher) Refresh() {
 	}
 }
 
-// Run consumes until ctx ends. Offsets of a batch are committed once every
-// delivery in it has been attempted and its status and ledger entry
-// written (in the background, while the next batch is delivered).
-func (d *Dispatcher) Run(ctx context.Context) error {
-	defer d.Close()
-	for {
-		fetches := d.cl.PollRecords(ctx, 1000)
-		if ctx.Err() != nil {
-			d.cl.AllowRebalance()
-			return nil
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			d.log.Warn("egress fetch error", "topic", t, "partition", p, "error", err)
-		})
-		if recs := fetches.Records(); len(recs) > 0 {
-			failed, w := d.batch(ctx, recs)
-			switch {
-			case ctx.Err() != nil:
-				// Written but not committed: what was not finished is
-				// delivered after the restart, what was is dropped by the
-				// ledger.
-				d.pipe.Submit(w, nil)
-			case len(failed) == 0:
-				d.pipe.Submit(w, recs)
-			default:
-				d.pipe.Submit(w, nil)
-				d.log.Warn("batch incomplete after a transient failure; retrying it", "records", len(recs))
-				consume.Rewind(d.cl, recs)
-				d.cl.AllowRebalance()
-				if !consume.Pause(ctx, time.Second) {
-					return nil
-				}
-				continue
-			}
-		}
-		d.cl.AllowRebalance()
-	}
-}
-
 // Deliver makes the first attempt of each delivery in recs (egress
 // records) and writes their statuses in one batch. It returns the records
 // that were not handled and must be handed to it again (state was
@@ -423,14 +386,13 @@ func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []
 // (the batch may be committed only when there are none) and what the
 // batch leaves to write.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, batchWrites) {
-	ps := &pass{counts: map[string]store.Counts{}, subs: map[string]*subRead{}}
-	ctx = context.WithValue(ctx, passKey{}, ps)
+	col := newCollector()
+	ctx = withMemo(context.WithValue(ctx, collectorKey{}, col))
 	var (
-		mu       sync.Mutex
-		statuses []store.Delivery
-		failed   []*kgo.Record
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, d.cfg.Concurrency)
+		mu     sync.Mutex
+		failed []*kgo.Record
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, d.cfg.Concurrency)
 	)
 	for _, group := range byKey(recs) {
 		sem <- struct{}{}
@@ -448,41 +410,92 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Reco
 			// One key's records one after the other: what ordered
 			// subscriptions need, and harmless for the others.
 			for _, r := range group {
-				var msg envelope.Delivery
-				if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
-					d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
-					continue
-				}
-				rctx, span := d.cfg.Tracing.Process(ctx, r)
-				span.SetAttributes(attribute.String("whp.event_id", msg.EventID), attribute.String("whp.delivery_id", msg.ID),
-					attribute.String("whp.partner_id", msg.PartnerID))
-				st, res := d.run(rctx, msg, 1, r)
-				d.record(rctx, msg, st, res)
-				span.End()
-				mu.Lock()
-				switch res {
-				case write:
-					statuses = append(statuses, st)
-				case retryBatch:
+				if d.deliverRecord(ctx, r) == retryBatch {
+					mu.Lock()
 					failed = append(failed, r)
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return failed, batchWrites{statuses: statuses, ledger: ps.ledger, counts: ps.counts}
+	return failed, col.take()
 }
 
-// pass collects what one batch leaves to write besides statuses: counter
-// updates summed per subscription (written once per subscription instead
-// of once per delivery; the counters are rates, not a ledger, so a batch
-// handled again counts again) and the ledger entries of what it delivered.
-type pass struct {
-	mu     sync.Mutex
-	counts map[string]store.Counts
-	ledger []store.Idempotency
-	subs   map[string]*subRead // subscriptions read by the batch
+// deliverRecord makes the first attempt of the delivery in an egress
+// record; a status to write goes to ctx's collector.
+func (d *Dispatcher) deliverRecord(ctx context.Context, r *kgo.Record) result {
+	var msg envelope.Delivery
+	if err := json.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
+		d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+		return skip
+	}
+	rctx, span := d.cfg.Tracing.Process(ctx, r)
+	defer span.End()
+	span.SetAttributes(attribute.String("whp.event_id", msg.EventID), attribute.String("whp.delivery_id", msg.ID),
+		attribute.String("whp.partner_id", msg.PartnerID))
+	st, res := d.run(rctx, msg, 1, r)
+	d.record(rctx, msg, st, res)
+	if res == write {
+		collectorOf(ctx).status(st)
+	}
+	return res
+}
+
+// collector gathers what deliveries leave to write: statuses, the ledger
+// entries of what was delivered, and counter updates summed per
+// subscription (written once per subscription instead of once per
+// delivery; the counters are rates, not a ledger, so a delivery handled
+// again counts again).
+type collector struct {
+	mu       sync.Mutex
+	statuses []store.Delivery
+	ledger   []store.Idempotency
+	counts   map[string]store.Counts
+}
+
+type collectorKey struct{}
+
+func newCollector() *collector { return &collector{counts: map[string]store.Counts{}} }
+
+// collectorOf is ctx's collector, or nil.
+func collectorOf(ctx context.Context) *collector {
+	c, _ := ctx.Value(collectorKey{}).(*collector)
+	return c
+}
+
+func (c *collector) status(st store.Delivery) {
+	c.mu.Lock()
+	c.statuses = append(c.statuses, st)
+	c.mu.Unlock()
+}
+
+// take returns what was gathered and starts afresh.
+func (c *collector) take() batchWrites {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := batchWrites{statuses: c.statuses, ledger: c.ledger, counts: c.counts}
+	c.statuses, c.ledger, c.counts = nil, nil, map[string]store.Counts{}
+	return w
+}
+
+func (w batchWrites) empty() bool {
+	return len(w.statuses) == 0 && len(w.ledger) == 0 && len(w.counts) == 0
+}
+
+// memo holds the subscriptions a batch (or, when streaming, one poll's
+// records) read, so each is read once rather than once per delivery: a
+// batch is one moment, and a subscription changed meanwhile is read by
+// the next one.
+type memo struct {
+	mu   sync.Mutex
+	subs map[string]*subRead
+}
+
+type memoKey struct{}
+
+func withMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, &memo{subs: map[string]*subRead{}})
 }
 
 // subRead is one subscription read, shared by a batch's deliveries, and
@@ -497,11 +510,9 @@ type subRead struct {
 	prepErr  error
 }
 
-// subscription reads a subscription once per batch (when ctx carries a
-// pass) instead of once per delivery: a batch is one moment, and a
-// subscription changed meanwhile is read by the next batch.
+// subscription reads a subscription, once per memo when ctx carries one.
 func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscription, error) {
-	p, ok := ctx.Value(passKey{}).(*pass)
+	p, ok := ctx.Value(memoKey{}).(*memo)
 	if !ok {
 		return d.st.GetSubscription(ctx, id)
 	}
@@ -516,10 +527,10 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscri
 	return r.sub, r.err
 }
 
-// prepared is prepare, once per subscription per batch when ctx carries a
-// pass (sub is then the batch's read of it).
+// prepared is prepare, once per subscription per memo when ctx carries
+// one (sub is then the memo's read of it).
 func (d *Dispatcher) prepared(ctx context.Context, sub store.Subscription) (request, error) {
-	p, ok := ctx.Value(passKey{}).(*pass)
+	p, ok := ctx.Value(memoKey{}).(*memo)
 	if !ok {
 		return d.prepare(ctx, sub)
 	}
@@ -533,8 +544,6 @@ func (d *Dispatcher) prepared(ctx context.Context, sub store.Subscription) (requ
 	return r.req, r.prepErr
 }
 
-type passKey struct{}
-
 // batchWrites is what a batch leaves to write.
 type batchWrites struct {
 	statuses []store.Delivery
@@ -542,10 +551,10 @@ type batchWrites struct {
 	counts   map[string]store.Counts
 }
 
-// count adds to a subscription's counters: to the batch's pass when ctx
+// count adds to a subscription's counters: to ctx's collector when it
 // carries one, else to the store at once.
 func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID string, c store.Counts) {
-	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+	if p := collectorOf(ctx); p != nil {
 		p.mu.Lock()
 		sum := p.counts[subscriptionID]
 		sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
@@ -558,13 +567,13 @@ func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID
 	}
 }
 
-// delivered records in the ledger that msg was delivered: with the batch's
-// writes when ctx carries a pass (remembered in memory until written),
+// delivered records in the ledger that msg was delivered: with ctx's
+// collector when it carries one (remembered in memory until written),
 // else at once.
 func (d *Dispatcher) delivered(ctx context.Context, log *slog.Logger, msg envelope.Delivery) {
 	now := d.now()
 	rec := store.Idempotency{Key: ledgerKey(msg.ID), Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}
-	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+	if p := collectorOf(ctx); p != nil {
 		d.unwritten.Store(msg.ID, struct{}{})
 		p.mu.Lock()
 		p.ledger = append(p.ledger, rec)
@@ -930,7 +939,7 @@ func describeAttempt(a store.Attempt) string {
 
 // disable marks a subscription Disabled, saying why.
 func (d *Dispatcher) disable(ctx context.Context, log *slog.Logger, id, reason string) {
-	if p, ok := ctx.Value(passKey{}).(*pass); ok {
+	if p, ok := ctx.Value(memoKey{}).(*memo); ok {
 		// Once written, the rest of the batch reads it again and sees it
 		// disabled.
 		defer func() {

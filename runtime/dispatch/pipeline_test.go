@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -181,5 +182,100 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSlowPartnerHoldsOnlyItself: deliveries are not handled in batches
+// that wait for their slowest member — while partner A's delivery hangs,
+// partner B's deliveries polled with it and after it arrive at once, and
+// A's is recorded when it answers.
+func TestSlowPartnerHoldsOnlyItself(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	topics := []string{"wh.egress.a.thing.happened", "wh.egress.b.thing.happened"}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	release := make(chan struct{})
+	var gotA, gotB atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotA.Add(1)
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer slow.Close()
+	defer close(release)
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotB.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer fast.Close()
+	for _, s := range []store.Subscription{
+		{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"},
+		{ID: "sb", PartnerID: "b", SchemaID: "bench/thing.happened/1", URL: fast.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/b"},
+	} {
+		if _, err := st.PutSubscription(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs := cluster.ListenAddrs()
+	retryProd, err := retry.NewProducer(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer retryProd.Close()
+	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute}, addrs, st, staticSecrets{}, retryProd,
+		slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	send := func(partner, sub, id string) {
+		t.Helper()
+		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: sub, PartnerID: partner, SchemaID: "bench/thing.happened/1",
+			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
+		value, _ := json.Marshal(msg)
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress." + partner + ".thing.happened", Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// In one produce, so likely in one poll: A's then B's.
+	send("a", "sa", "a1")
+	send("b", "sb", "b1")
+	waitUntil(t, "A's delivery to hang and B's first to arrive", func() bool { return gotA.Load() == 1 && gotB.Load() == 1 })
+	for i := 2; i <= 5; i++ {
+		send("b", "sb", fmt.Sprint("b", i))
+	}
+	waitUntil(t, "B's later deliveries to arrive while A's hangs", func() bool { return gotB.Load() == 5 })
+	if dl, err := st.GetDelivery(ctx, "e-b5", "b5"); err != nil || dl.Status != store.DeliveryDelivered {
+		waitUntil(t, "B's statuses to be written while A's hangs", func() bool {
+			dl, err := st.GetDelivery(ctx, "e-b5", "b5")
+			return err == nil && dl.Status == store.DeliveryDelivered
+		})
+	}
+	release <- struct{}{}
+	waitUntil(t, "A's delivery to be recorded once it answers", func() bool {
+		dl, err := st.GetDelivery(ctx, "e-a1", "a1")
+		return err == nil && dl.Status == store.DeliveryDelivered
+	})
+	if n := gotA.Load(); n != 1 {
+		t.Errorf("partner A got %d requests, want 1", n)
 	}
 }

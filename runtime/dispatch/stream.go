@@ -1,0 +1,370 @@
+package dispatch
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Run consumes until ctx ends, with up to Concurrency deliveries in flight
+// at all times: there is no batch to finish before the next poll, so a
+// partner that answers slowly (or not, until the attempt times out) holds
+// its own deliveries only, never those polled with it or after it.
+//
+// Records of one key (and egress topic) are delivered one after the
+// other, in offset order — what ordered subscriptions need. A partition's
+// offsets are committed up to the first record not finished yet, once
+// what every record before it left (status, ledger entry, counters) is
+// written (consume.Pipeline). A record whose state cannot be read is
+// tried again in place, with backoff, holding its key and its
+// partition's commit. Polling pauses while maxTracked records are polled
+// and not yet handed to the pipeline.
+//
+// When partitions move to another dispatcher, their records not yet
+// started are dropped (the new owner consumes them from the last commit),
+// those in flight are finished, and everything they left is written
+// before the move completes, so the new owner's ledger lookups see what
+// was delivered. On shutdown, attempts in flight are finished and
+// recorded; what was not started is consumed again after the restart.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	defer d.Close()
+	s := d.stream
+	s.start(ctx)
+	for {
+		if !s.room(ctx) {
+			break
+		}
+		fetches := d.cl.PollRecords(ctx, pollRecords)
+		if ctx.Err() != nil {
+			break
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			d.log.Warn("egress fetch error", "topic", t, "partition", p, "error", err)
+		})
+		if recs := fetches.Records(); len(recs) > 0 {
+			s.add(ctx, recs)
+		}
+		d.cl.AllowRebalance()
+	}
+	d.cl.AllowRebalance()
+	s.stop()
+	return nil
+}
+
+const (
+	// pollRecords bounds one poll.
+	pollRecords = 1000
+	// maxTracked bounds the records polled and not yet handed over to be
+	// written and committed.
+	maxTracked = 4 * pollRecords
+	// stateBackoff is the first pause before a record whose state could not
+	// be read is tried again; it doubles up to maxStateBackoff.
+	stateBackoff    = time.Second
+	maxStateBackoff = 30 * time.Second
+)
+
+// stream is Run's state: the records in flight, by key chain and by
+// partition, and what finished deliveries left to write.
+type stream struct {
+	d       *Dispatcher
+	col     *collector
+	slots   chan struct{} // one per chain running
+	kick    chan struct{} // wakes the flusher
+	chains  sync.WaitGroup
+	flusher sync.WaitGroup
+	flushMu sync.Mutex // one flush at a time (the flusher, a revocation)
+	done    chan struct{}
+
+	mu      sync.Mutex
+	cond    *sync.Cond // tracked shrank, or a partition's in-flight count fell
+	queues  map[string]*chain
+	parts   map[partition]*partTrack
+	tracked int                       // records polled, not yet handed to the pipeline
+	ready   map[partition]*kgo.Record // commit points not yet handed over
+	nReady  int
+	revoked map[partition]bool
+}
+
+type partition struct {
+	topic string
+	p     int32
+}
+
+// partTrack is one partition's records in poll order, oldest first, until
+// they are committable.
+type partTrack struct {
+	entries  []*entry
+	inflight int // records started and not finished
+}
+
+type entry struct {
+	rec  *kgo.Record
+	done bool
+}
+
+// chain is a key's records waiting behind the one in flight.
+type chain struct {
+	key     string
+	pending []*entry
+}
+
+func newStream(d *Dispatcher) *stream {
+	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
+		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{}}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *stream) start(ctx context.Context) {
+	// Wake waiters when ctx ends.
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	s.flusher.Go(func() {
+		for {
+			select {
+			case <-s.kick:
+				s.flush()
+			case <-s.done:
+				return
+			}
+		}
+	})
+}
+
+// stop waits for the chains, then hands over what they left.
+func (s *stream) stop() {
+	s.chains.Wait()
+	close(s.done)
+	s.flusher.Wait()
+	s.flush()
+}
+
+// room waits until fewer than maxTracked records are tracked; false if
+// ctx ended first.
+func (s *stream) room(ctx context.Context) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.tracked >= maxTracked && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	return ctx.Err() == nil
+}
+
+// add tracks a poll's records and starts a chain for each key that has
+// none running; the records of one poll share a memo.
+func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
+	pctx := withMemo(context.WithValue(ctx, collectorKey{}, s.col))
+	for _, r := range recs {
+		e := &entry{rec: r}
+		k := chainKey(r)
+		s.mu.Lock()
+		pt := s.parts[partition{r.Topic, r.Partition}]
+		if pt == nil {
+			pt = &partTrack{}
+			s.parts[partition{r.Topic, r.Partition}] = pt
+		}
+		pt.entries = append(pt.entries, e)
+		s.tracked++
+		if c := s.queues[k]; c != nil {
+			c.pending = append(c.pending, e)
+			s.mu.Unlock()
+			continue
+		}
+		c := &chain{key: k, pending: []*entry{e}}
+		s.queues[k] = c
+		s.mu.Unlock()
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			// Not started: dropped with its chain, consumed again after
+			// the restart.
+			s.mu.Lock()
+			delete(s.queues, k)
+			s.mu.Unlock()
+			continue
+		}
+		s.chains.Go(func() {
+			defer func() { <-s.slots }()
+			s.runChain(pctx, c)
+		})
+	}
+}
+
+// chainKey is the key whose records are delivered in order: topic and key,
+// or the record's own position when it has no key.
+func chainKey(r *kgo.Record) string {
+	if len(r.Key) == 0 {
+		return r.Topic + "\x00\x00" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+	}
+	return r.Topic + "\x00" + string(r.Key)
+}
+
+// runChain delivers a chain's records one after the other until none is
+// left.
+func (s *stream) runChain(ctx context.Context, c *chain) {
+	for {
+		s.mu.Lock()
+		if len(c.pending) == 0 || ctx.Err() != nil {
+			// Done, or shutting down: what is left is not marked done, so
+			// not committed, and consumed again after the restart.
+			delete(s.queues, c.key)
+			s.mu.Unlock()
+			return
+		}
+		e := c.pending[0]
+		c.pending = c.pending[1:]
+		part := partition{e.rec.Topic, e.rec.Partition}
+		if s.revoked[part] {
+			s.mu.Unlock()
+			continue
+		}
+		pt := s.parts[part]
+		pt.inflight++
+		s.mu.Unlock()
+
+		res := s.d.deliverRecord(ctx, e.rec)
+		for wait := stateBackoff; res == retryBatch; wait = min(wait*2, maxStateBackoff) {
+			if !sleep(ctx, wait) {
+				break
+			}
+			res = s.d.deliverRecord(ctx, e.rec)
+		}
+
+		s.mu.Lock()
+		pt.inflight--
+		if res != retryBatch {
+			e.done = true
+			s.advance(part, pt)
+		}
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		if res != retryBatch {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// advance moves a partition's commit point past its finished records.
+// s.mu is held.
+func (s *stream) advance(part partition, pt *partTrack) {
+	n := 0
+	for n < len(pt.entries) && pt.entries[n].done {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	s.ready[part] = pt.entries[n-1].rec
+	s.nReady += n
+	pt.entries = pt.entries[n:]
+}
+
+// flush hands what finished deliveries left, and the commit points they
+// reached, to the pipeline. A commit point is taken before the writes, so
+// everything before it is among them (or was handed over before).
+func (s *stream) flush() {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	var recs []*kgo.Record
+	for part, r := range s.ready {
+		recs = append(recs, r)
+		delete(s.ready, part)
+	}
+	n := s.nReady
+	s.nReady = 0
+	s.mu.Unlock()
+	w := s.col.take()
+	if len(recs) > 0 || !w.empty() {
+		s.d.pipe.Submit(w, recs)
+	}
+	if n > 0 {
+		s.mu.Lock()
+		s.tracked -= n
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// revoke is the partitions-revoked (and -lost) hook: records of those
+// partitions not started are dropped, those in flight finished, and what
+// they left written before the partitions move.
+func (s *stream) revoke(ctx context.Context, lost map[string][]int32) {
+	s.mu.Lock()
+	var parts []partition
+	for t, ps := range lost {
+		for _, p := range ps {
+			part := partition{t, p}
+			parts = append(parts, part)
+			s.revoked[part] = true
+		}
+	}
+	// Wait for the records in flight (they finish on their own; a
+	// partner that hangs is cut by the attempt timeout).
+	for ctx.Err() == nil {
+		busy := false
+		for _, part := range parts {
+			if pt := s.parts[part]; pt != nil && pt.inflight > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	s.flush()
+	s.d.pipe.Drain(ctx)
+	s.mu.Lock()
+	for _, part := range parts {
+		if pt := s.parts[part]; pt != nil {
+			s.tracked -= len(pt.entries)
+			delete(s.parts, part)
+		}
+		delete(s.revoked, part)
+	}
+	// Records of these partitions still queued behind a key are dropped
+	// now, so a partition assigned back starts clean.
+	for _, c := range s.queues {
+		kept := c.pending[:0]
+		for _, e := range c.pending {
+			if _, gone := lost[e.rec.Topic]; !gone || !containsPartition(lost[e.rec.Topic], e.rec.Partition) {
+				kept = append(kept, e)
+			}
+		}
+		c.pending = kept
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+func containsPartition(ps []int32, p int32) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// sleep waits for d; false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
