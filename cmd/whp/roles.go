@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -269,14 +270,25 @@ type dispatcherRole struct {
 // batches instead of consuming, and emf, if set, receives its metrics.
 func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool, emf io.Writer) (*dispatcherRole, error) {
 	dr := &dispatcherRole{role: role{name: "dispatcher", emf: emf}}
-	var devDelivery, retryWindow *string
+	var devDelivery, retryWindow, concurrency, partnerConcurrency *string
 	if err := dr.flags(args, stderr, func(add func(string, string, string) *string) {
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
 		dr.ops.register(add)
 		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
+		concurrency = add("concurrency", "64", "deliveries in flight at once")
+		partnerConcurrency = add("partner-concurrency", "16", "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency)")
 	}); err != nil {
 		return nil, err
 	}
+	n, err := strconv.Atoi(*concurrency)
+	if err != nil || n < 1 {
+		return nil, usageError{fmt.Sprintf("whp dispatcher: --concurrency %q: want a whole number of 1 or more", *concurrency)}
+	}
+	pn, err := strconv.Atoi(*partnerConcurrency)
+	if err != nil || pn < 1 || pn > n {
+		return nil, usageError{fmt.Sprintf("whp dispatcher: --partner-concurrency %q: want a whole number from 1 to --concurrency (%d)", *partnerConcurrency, n)}
+	}
+	dr.cfg.Concurrency, dr.cfg.PartnerConcurrency = n, pn
 	w, err := time.ParseDuration(*retryWindow)
 	if err != nil || w < time.Second {
 		return nil, usageError{fmt.Sprintf("whp dispatcher: --retry-window %q: want a duration of 1s or more, e.g. 50s", *retryWindow)}

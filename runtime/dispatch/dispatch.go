@@ -97,6 +97,10 @@ type Config struct {
 	Breaker breaker.Config
 	// Concurrency bounds deliveries in flight. Default 64.
 	Concurrency int
+	// PartnerConcurrency bounds one partner's deliveries in flight, so a
+	// partner that hangs cannot take every slot. Default a quarter of
+	// Concurrency (at least 1).
+	PartnerConcurrency int
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
 	LedgerTTL time.Duration
 	// StatusTTL is how long delivery history is kept. Default 30 days.
@@ -141,6 +145,9 @@ func (c *Config) defaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
+	}
+	if c.PartnerConcurrency <= 0 {
+		c.PartnerConcurrency = max(c.Concurrency/4, 1)
 	}
 	if c.LedgerTTL <= 0 {
 		c.LedgerTTL = 72 * time.Hour

@@ -7,12 +7,19 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/topic"
 )
 
 // Run consumes until ctx ends, with up to Concurrency deliveries in flight
 // at all times: there is no batch to finish before the next poll, so a
 // partner that answers slowly (or not, until the attempt times out) holds
 // its own deliveries only, never those polled with it or after it.
+//
+// No partner has more than PartnerConcurrency deliveries in flight, so
+// one that hangs (each attempt waiting for its timeout) leaves the other
+// slots to the others until its breaker opens; its further records wait
+// their turn without holding a slot.
 //
 // Records of one key (and egress topic) are delivered one after the
 // other, in offset order — what ordered subscriptions need. A partition's
@@ -86,6 +93,8 @@ type stream struct {
 	ready   map[partition]*kgo.Record // commit points not yet handed over
 	nReady  int
 	revoked map[partition]bool
+	busy    map[string]int      // partner → chains running
+	waiting map[string][]*chain // partner → chains waiting for its turn
 }
 
 type partition struct {
@@ -107,13 +116,14 @@ type entry struct {
 
 // chain is a key's records waiting behind the one in flight.
 type chain struct {
-	key     string
-	pending []*entry
+	key, partner string
+	pending      []*entry
 }
 
 func newStream(d *Dispatcher) *stream {
 	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{}}
+		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{},
+		busy: map[string]int{}, waiting: map[string][]*chain{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -176,8 +186,15 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 			s.mu.Unlock()
 			continue
 		}
-		c := &chain{key: k, pending: []*entry{e}}
+		partner, _ := topic.EgressPartner(r.Topic)
+		c := &chain{key: k, partner: partner, pending: []*entry{e}}
 		s.queues[k] = c
+		if s.busy[partner] >= s.d.cfg.PartnerConcurrency {
+			s.waiting[partner] = append(s.waiting[partner], c)
+			s.mu.Unlock()
+			continue
+		}
+		s.busy[partner]++
 		s.mu.Unlock()
 		select {
 		case s.slots <- struct{}{}:
@@ -186,6 +203,7 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 			// the restart.
 			s.mu.Lock()
 			delete(s.queues, k)
+			s.busy[partner]--
 			s.mu.Unlock()
 			continue
 		}
@@ -206,7 +224,7 @@ func chainKey(r *kgo.Record) string {
 }
 
 // runChain delivers a chain's records one after the other until none is
-// left.
+// left, then runs the partner's next waiting chain, if any, in its place.
 func (s *stream) runChain(ctx context.Context, c *chain) {
 	for {
 		s.mu.Lock()
@@ -214,6 +232,13 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			// Done, or shutting down: what is left is not marked done, so
 			// not committed, and consumed again after the restart.
 			delete(s.queues, c.key)
+			if w := s.waiting[c.partner]; len(w) > 0 && ctx.Err() == nil {
+				c = w[0]
+				s.waiting[c.partner] = w[1:]
+				s.mu.Unlock()
+				continue
+			}
+			s.busy[c.partner]--
 			s.mu.Unlock()
 			return
 		}

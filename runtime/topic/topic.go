@@ -2,6 +2,8 @@
 // the public contract (DESIGN.md): infra/ and the runtime must agree.
 package topic
 
+import "strings"
+
 // Prefixes of each kind of topic; consumers subscribe by these.
 const (
 	IngressPrefix = "wh.ingress."
@@ -22,3 +24,18 @@ func Retry(event string) string { return RetryPrefix + event }
 
 // DLQ carries deliveries of one event that failed for good: wh.dlq.{event}.
 func DLQ(event string) string { return DLQPrefix + event }
+
+// EgressPartner is the partner of an egress topic name, and whether name
+// is one. Partner ids have no dots (the catalog's #PartnerID), so the
+// partner is what lies between the prefix and the next dot.
+func EgressPartner(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, EgressPrefix)
+	if !ok {
+		return "", false
+	}
+	partner, _, ok := strings.Cut(rest, ".")
+	if !ok || partner == "" {
+		return "", false
+	}
+	return partner, true
+}
