@@ -501,8 +501,10 @@ type memo struct {
 
 type memoKey struct{}
 
+func newMemo() *memo { return &memo{subs: map[string]*subRead{}} }
+
 func withMemo(ctx context.Context) context.Context {
-	return context.WithValue(ctx, memoKey{}, &memo{subs: map[string]*subRead{}})
+	return context.WithValue(ctx, memoKey{}, newMemo())
 }
 
 // subRead is one subscription read, shared by a batch's deliveries, and

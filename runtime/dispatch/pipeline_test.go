@@ -382,3 +382,82 @@ func TestPartnerConcurrency(t *testing.T) {
 		t.Errorf("partner A had %d deliveries in flight at once, want at most 2", m)
 	}
 }
+
+// TestChainReadsEachPollsSubscription: a key's chain that outlives the
+// poll it started in reads the subscription afresh for records of later
+// polls — a subscription disabled meanwhile is not delivered to.
+func TestChainReadsEachPollsSubscription(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.egress.a.thing.happened", "wh.dlq.thing.happened"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	release := make(chan struct{})
+	var got atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer slow.Close()
+	sub, err := st.PutSubscription(ctx, store.Subscription{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL,
+		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := cluster.ListenAddrs()
+	retryProd, err := retry.NewProducer(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer retryProd.Close()
+	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute}, addrs, st, staticSecrets{}, retryProd,
+		slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	send := func(id string) {
+		t.Helper()
+		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1",
+			Event: "thing.happened", Key: "k", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
+		value, _ := json.Marshal(msg)
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress.a.thing.happened", Key: []byte("k"), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("d1")
+	waitUntil(t, "the first delivery to hang", func() bool { return got.Load() == 1 })
+	sub.Status, sub.Reason = store.SubscriptionDisabled, "test"
+	if _, err := st.PutSubscription(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	send("d2") // same key: queued behind d1 in its chain, from a later poll
+	time.Sleep(100 * time.Millisecond)
+	unblock()
+	waitUntil(t, "d2 to be dead-lettered (its subscription is disabled)", func() bool {
+		dl, err := st.GetDelivery(ctx, "e-d2", "d2")
+		return err == nil && dl.Status == store.DeliveryDeadLettered
+	})
+	if n := got.Load(); n != 1 {
+		t.Errorf("partner got %d requests, want 1 (none after its subscription was disabled)", n)
+	}
+}

@@ -111,6 +111,7 @@ type partTrack struct {
 
 type entry struct {
 	rec  *kgo.Record
+	memo *memo // of the poll that brought it
 	done bool
 }
 
@@ -167,11 +168,14 @@ func (s *stream) room(ctx context.Context) bool {
 }
 
 // add tracks a poll's records and starts a chain for each key that has
-// none running; the records of one poll share a memo.
+// none running. The records of one poll share a memo (each subscription
+// read once per poll); a chain that lives across polls reads with each
+// record's own, so it never keeps a subscription longer than a poll.
 func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
-	pctx := withMemo(context.WithValue(ctx, collectorKey{}, s.col))
+	cctx := context.WithValue(ctx, collectorKey{}, s.col)
+	m := newMemo()
 	for _, r := range recs {
-		e := &entry{rec: r}
+		e := &entry{rec: r, memo: m}
 		k := chainKey(r)
 		s.mu.Lock()
 		pt := s.parts[partition{r.Topic, r.Partition}]
@@ -209,7 +213,7 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		}
 		s.chains.Go(func() {
 			defer func() { <-s.slots }()
-			s.runChain(pctx, c)
+			s.runChain(cctx, c)
 		})
 	}
 }
@@ -253,12 +257,14 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 		pt.inflight++
 		s.mu.Unlock()
 
-		res := s.d.deliverRecord(ctx, e.rec)
+		rctx := context.WithValue(ctx, memoKey{}, e.memo)
+		res := s.d.deliverRecord(rctx, e.rec)
 		for wait := stateBackoff; res == retryBatch; wait = min(wait*2, maxStateBackoff) {
 			if !sleep(ctx, wait) {
 				break
 			}
-			res = s.d.deliverRecord(ctx, e.rec)
+			rctx = withMemo(ctx) // read afresh
+			res = s.d.deliverRecord(rctx, e.rec)
 		}
 
 		s.mu.Lock()
