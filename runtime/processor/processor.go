@@ -192,21 +192,22 @@ func (p *Processor) Run(ctx context.Context) error {
 		fetches.EachError(func(t string, part int32, err error) {
 			p.log.Warn("ingress fetch error", "topic", t, "partition", part, "error", err)
 		})
-		recs := fetches.Records()
-		if len(recs) > 0 {
-			h, err := p.publish(ctx, recs)
+		for recs := fetches.Records(); len(recs) > 0; {
+			h, n, err := p.publish(ctx, recs)
 			if err != nil {
-				// Nothing is committed: the batch is processed again after
-				// a pause (delivery IDs make that harmless).
+				// What was not published is not committed: it is
+				// processed again after a pause (delivery IDs make a
+				// second publish harmless).
 				p.log.Error("processing batch failed; will retry", "records", len(recs), "error", err)
 				p.in.AllowRebalance()
 				if !consume.Pause(ctx, time.Second) {
 					return nil
 				}
-				consume.Rewind(p.in, recs)
-				continue
+				consume.Rewind(p.in, recs) // the records not published yet
+				break
 			}
-			p.pipe.Submit(h, recs)
+			p.pipe.Submit(h, recs[:n])
+			recs = recs[n:]
 		}
 		p.in.AllowRebalance()
 	}
@@ -235,16 +236,30 @@ func (p *Processor) close() {
 // ledger delivers each once). Batches of one Processor must not run
 // concurrently.
 func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
-	h, err := p.publish(ctx, recs)
-	if err != nil {
-		return err
+	for len(recs) > 0 {
+		h, n, err := p.publish(ctx, recs)
+		if err != nil {
+			return err
+		}
+		if err := p.record(ctx, []history{h}); err != nil {
+			return err
+		}
+		recs = recs[n:]
 	}
-	return p.record(ctx, []history{h})
+	return nil
 }
+
+// maxDeliveries bounds the deliveries one publish makes: at fan-out 100 a
+// poll of 1,000 events would otherwise be 100,000 records produced and
+// held at once, and one history write of as many items. An event's
+// deliveries are never split.
+const maxDeliveries = 5000
 
 // publish routes a batch and publishes its deliveries; what is left to
 // record is returned.
-func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history, err error) {
+// It publishes the events of recs in order until maxDeliveries are made,
+// and says how many records it took (at least one).
+func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history, taken int, err error) {
 	now := p.now().UTC()
 	var spans []trace.Span
 	defer func() {
@@ -261,6 +276,10 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 	var out []*kgo.Record
 	var deliveries []store.Delivery
 	for _, r := range recs {
+		if len(out) >= maxDeliveries {
+			break
+		}
+		taken++
 		var ev envelope.Event
 		if err := json.Unmarshal(r.Value, &ev); err != nil || ev.ID == "" {
 			// Only ingest writes here, so this is a bug or a foreign
@@ -276,7 +295,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 		if !ok {
 			var err error
 			if all, err = p.st.SubscriptionsForSchema(ctx, schemaID); err != nil {
-				return history{}, fmt.Errorf("subscriptions of %s: %w", schemaID, err)
+				return history{}, 0, fmt.Errorf("subscriptions of %s: %w", schemaID, err)
 			}
 			subsBySchema[schemaID] = all
 		}
@@ -306,13 +325,13 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 		for _, s := range subs {
 			body, err := p.body(ev, s, sensitive, &decoded)
 			if err != nil {
-				return history{}, fmt.Errorf("payload of %s for %s: %w", ev.ID, s.ID, err)
+				return history{}, 0, fmt.Errorf("payload of %s for %s: %w", ev.ID, s.ID, err)
 			}
 			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Event: ev.Event, Key: string(key), AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
 			value, err := json.Marshal(d)
 			if err != nil {
-				return history{}, fmt.Errorf("encode delivery %s: %w", d.ID, err)
+				return history{}, 0, fmt.Errorf("encode delivery %s: %w", d.ID, err)
 			}
 			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value, Context: rctx,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}}})
@@ -327,7 +346,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 	if len(out) > 0 {
 		results := p.out.ProduceSync(ctx, out...)
 		if err := results.FirstErr(); err != nil {
-			return history{}, fmt.Errorf("produce deliveries: %w", err)
+			return history{}, 0, fmt.Errorf("produce deliveries: %w", err)
 		}
 		// Results may come back in another order than the records went out.
 		index := make(map[*kgo.Record]int, len(out))
@@ -340,7 +359,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 		}
 	}
 	p.log.Debug("published batch", "events", len(events), "deliveries", len(deliveries))
-	return history{events: events, deliveries: deliveries, filtered: filtered}, nil
+	return history{events: events, deliveries: deliveries, filtered: filtered}, taken, nil
 }
 
 // record writes the history of one or more published batches: events and
