@@ -59,6 +59,11 @@ type Config struct {
 	StatusTTL time.Duration
 	// MaxPollRecords bounds one batch. Default 1000.
 	MaxPollRecords int
+	// MaxDeliveries bounds the deliveries one publish makes (an event's
+	// are never split): at fan-out 100 a poll of 1,000 events would
+	// otherwise be 100,000 records produced and held at once, and one
+	// history write of as many items. Default 5000.
+	MaxDeliveries int
 	// Flags can switch a partner's transforms off. Default: none.
 	Flags flags.Source
 	// Tracing continues each event's trace through processing into its
@@ -138,6 +143,9 @@ func NewBatch(cfg Config, egress []string, st Store, schemas Schemas, log *slog.
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 1000
+	}
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 5000
 	}
 	if cfg.Flags == nil {
 		cfg.Flags = flags.Static{}
@@ -249,15 +257,9 @@ func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-// maxDeliveries bounds the deliveries one publish makes: at fan-out 100 a
-// poll of 1,000 events would otherwise be 100,000 records produced and
-// held at once, and one history write of as many items. An event's
-// deliveries are never split.
-const maxDeliveries = 5000
-
 // publish routes a batch and publishes its deliveries; what is left to
 // record is returned.
-// It publishes the events of recs in order until maxDeliveries are made,
+// It publishes the events of recs in order until MaxDeliveries are made,
 // and says how many records it took (at least one).
 func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history, taken int, err error) {
 	now := p.now().UTC()
@@ -276,7 +278,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 	var out []*kgo.Record
 	var deliveries []store.Delivery
 	for _, r := range recs {
-		if len(out) >= maxDeliveries {
+		if len(out) >= p.cfg.MaxDeliveries {
 			break
 		}
 		taken++
