@@ -257,10 +257,9 @@ func (p *Processor) Process(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-// publish routes a batch and publishes its deliveries; what is left to
-// record is returned.
-// It publishes the events of recs in order until MaxDeliveries are made,
-// and says how many records it took (at least one).
+// publish routes the events of recs, in order, and publishes their
+// deliveries, stopping once MaxDeliveries are made; it returns what is
+// left to record and how many records it took (at least one).
 func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history, taken int, err error) {
 	now := p.now().UTC()
 	var spans []trace.Span
