@@ -8,15 +8,16 @@
 // final failures go to wh.dlq.{event} with the last response.
 //
 // A delivery is skipped when the idempotency ledger says it was already
-// delivered, so a replay after a crash does not deliver twice. A consumed
-// batch's ledger entries and statuses are written together in the
-// background (consume.Pipeline) while the next batch is delivered, and its
-// offsets committed after them; until its entry is written, a delivery is
-// remembered in memory so a second record of it is dropped as well. The
-// one window left: the partner accepted the POST and the process died
-// before the ledger write (the batch's end plus one store write, a few
-// milliseconds); the delivery is then made again. Partners dedupe on
-// webhook-id, which is the delivery id and is the same on every attempt.
+// delivered, so a replay after a crash does not deliver twice. Ledger
+// entries and statuses are written in the background (consume.Pipeline),
+// those of deliveries that end together in one write, while further
+// deliveries go on, and offsets are committed after them; until its entry
+// is written, a delivery is remembered in memory so a second record of it
+// is dropped as well. The one window left: the partner accepted the POST
+// and the process died before the ledger write (one store write, a few
+// milliseconds under load); the delivery is then made again. Partners
+// dedupe on webhook-id, which is the delivery id and is the same on every
+// attempt.
 package dispatch
 
 import (
