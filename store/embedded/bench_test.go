@@ -9,8 +9,9 @@ import (
 	"github.com/whp-dev/whp/store"
 )
 
-// The store's hot operations on the delivery path: the ledger lookup
-// before each attempt, and the batched status write after a batch.
+// The store's hot operations on the delivery path: the ledger and status
+// read before each attempt (GetDeliveryState, one view; GetIdempotency
+// alone for comparison), and the batched status and ledger writes after.
 func BenchmarkHotPath(b *testing.B) {
 	ctx := context.Background()
 	st, err := Open(b.TempDir())
@@ -20,6 +21,19 @@ func BenchmarkHotPath(b *testing.B) {
 	defer st.Close()
 	now := time.Now()
 	st.PutIdempotency(ctx, store.Idempotency{Key: "delivered#d1", Value: []byte("e"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	pending := store.Delivery{EventID: "e1", ID: "d1", SubscriptionID: "s", PartnerID: "p", SchemaID: "x#y#1", Status: store.DeliveryPending,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.CreateDeliveries(ctx, []store.Delivery{pending}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("GetDeliveryState", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if s, err := st.GetDeliveryState(ctx, "delivered#d1", "e1", "d1"); err != nil || !s.Found || !s.Delivered {
+				b.Fatal(s, err)
+			}
+		}
+	})
 	b.Run("GetIdempotency", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -45,4 +59,18 @@ func BenchmarkHotPath(b *testing.B) {
 			}
 		})
 	}
+	b.Run("PutLedger-100", func(b *testing.B) {
+		b.ReportAllocs()
+		recs := make([]store.Idempotency, 100)
+		i := 0
+		for b.Loop() {
+			for j := range recs {
+				i++
+				recs[j] = store.Idempotency{Key: fmt.Sprintf("delivered#l%d", i), Value: []byte("e"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			}
+			if err := st.PutLedger(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
