@@ -29,7 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
 	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
-	heapProfile := fs.String("memprofile", "", "write a heap profile taken at the end of the throughput phase (the largest backlog) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
+	heapProfile := fs.String("memprofile", "", "write a heap profile taken when memory peaked during the platform's phases to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")

@@ -73,7 +73,8 @@ type Config struct {
 	// would only dilute it.
 	CPUProfile io.Writer
 	// HeapProfile, if set, receives a pprof heap profile taken when the
-	// throughput phase ends — when the backlog, and so memory, is largest.
+	// process's anonymous memory peaked during the platform's phases (the
+	// last of the samples that set a new peak by 10 % or more).
 	HeapProfile io.Writer
 }
 
@@ -181,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer pprof.StopCPUProfile()
 	}
 	cpu0 := cpuSeconds()
-	mem := sampleMemory()
+	mem := sampleMemory(cfg.HeapProfile != nil)
 	defer mem.stop()
 
 	// Throughput: as fast as the connections go.
@@ -192,11 +193,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	res.AcceptedPerSec, res.Rejected = float64(accepted)/cfg.Duration.Seconds(), rejected
-	if cfg.HeapProfile != nil {
-		if err := pprof.Lookup("heap").WriteTo(cfg.HeapProfile, 0); err != nil {
-			return res, err
-		}
-	}
 	// Delivered per second: from the first delivery to the last, once
 	// every accepted event has reached every subscription (or the drain
 	// timed out).
@@ -232,6 +228,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Target == "" {
 		res.CPUSeconds = cpuSeconds() - cpu0
 		res.PeakRSSMiB, res.PeakAnonMiB = mem.stop()
+		if cfg.HeapProfile != nil {
+			if _, err := cfg.HeapProfile.Write(mem.heap); err != nil {
+				return res, err
+			}
+		}
 	}
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
@@ -529,10 +530,15 @@ type memSampler struct {
 	once      sync.Once
 	wg        sync.WaitGroup
 	rss, anon float64
+	// heap, when profiling, is the heap profile taken at the last sample
+	// that raised the anonymous peak by 10 % or more.
+	profile  bool
+	heap     []byte
+	heapAnon float64
 }
 
-func sampleMemory() *memSampler {
-	m := &memSampler{done: make(chan struct{})}
+func sampleMemory(profile bool) *memSampler {
+	m := &memSampler{done: make(chan struct{}), profile: profile}
 	m.wg.Go(func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
@@ -564,6 +570,12 @@ func (m *memSampler) sample() {
 		rss = peakRSSMiB() // no /proc: the lifetime high-water mark
 	}
 	m.rss, m.anon = max(m.rss, rss), max(m.anon, anon)
+	if m.profile && anon >= m.heapAnon*1.1 {
+		var b bytes.Buffer
+		if pprof.Lookup("heap").WriteTo(&b, 0) == nil {
+			m.heap, m.heapAnon = b.Bytes(), anon
+		}
+	}
 }
 
 // procStatus reads VmRSS and RssAnon from /proc/self/status, in MiB.
