@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"io"
@@ -22,8 +23,9 @@ import (
 // subscription once, latencies are ordered, the process's resources read.
 func TestRun(t *testing.T) {
 	var phases []string
+	var cpu, heap bytes.Buffer
 	r, err := Run(context.Background(), Config{Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 512, Fanout: 2, Progress: func(phase string, _ float64) {
+		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Progress: func(phase string, _ float64) {
 			if len(phases) == 0 || phases[len(phases)-1] != phase {
 				phases = append(phases, phase)
 			}
@@ -45,6 +47,12 @@ func TestRun(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && !(r.PeakAnonMiB > 0 && r.PeakAnonMiB <= r.PeakRSSMiB) {
 		t.Errorf("peak anonymous memory %v MiB, peak RSS %v MiB", r.PeakAnonMiB, r.PeakRSSMiB)
+	}
+	// Both profiles are pprof's (gzipped protocol buffers).
+	for name, b := range map[string][]byte{"cpu": cpu.Bytes(), "heap": heap.Bytes()} {
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s profile: %d bytes, not a gzipped pprof profile", name, len(b))
+		}
 	}
 	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,throughput") || !strings.Contains(got, "latency") {
 		t.Errorf("progress phases %s", got)
