@@ -33,24 +33,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
+	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner ≥ 0"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
 			return usageError{"whp bench: --print-catalog needs --receiver-addr, the address the receiver will listen on"}
 		}
-		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout))
+		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *slow > 0))
 		return nil
 	}
 	if *target != "" && *receiverAddr == "" {
 		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
 	}
-	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout,
+	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
 		Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
@@ -125,6 +126,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d connections; latency at %d events/s, ingest accepted → receiver got it\n", base.Connections, base.Rate)
+	if base.SlowPartner > 0 {
+		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
+	}
 	return nil
 }
 

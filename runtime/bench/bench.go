@@ -72,6 +72,11 @@ type Config struct {
 	// phases (throughput, drain, latency) — not of the baseline, which
 	// would only dilute it.
 	CPUProfile io.Writer
+	// SlowPartner, if positive, adds one more partner, "slow", subscribed
+	// to every event, that answers each delivery after this long. Its
+	// deliveries are not counted: the figures are the other partners',
+	// and show what one slow endpoint costs the others.
+	SlowPartner time.Duration
 	// HeapProfile, if set, receives a pprof heap profile taken when the
 	// process's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
@@ -160,6 +165,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.BaselinePerSec = float64(n) / cfg.Duration.Seconds()
 
 	recv := newReceiver()
+	recv.slow = cfg.SlowPartner
 	rs, err := serveAt(cfg.ReceiverAddr, recv)
 	if err != nil {
 		return res, err
@@ -174,6 +180,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer cleanup()
 		target = p.URL
 	}
+	// Before the platform stops (deferred above, so run after this), the
+	// slow partner answers whatever it still holds.
+	defer recv.release()
 	target = strings.TrimRight(target, "/")
 	if cfg.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
@@ -285,13 +294,16 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string) (*dev.Pl
 		cleanup()
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(receiverURL, cfg.Fanout)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(receiverURL, cfg.Fanout, cfg.SlowPartner > 0)), 0o644); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
 	partners := make([]string, cfg.Fanout)
 	for i := range partners {
 		partners[i] = fmt.Sprintf("p%d", i)
+	}
+	if cfg.SlowPartner > 0 {
+		partners = append(partners, "slow")
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -308,12 +320,18 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string) (*dev.Pl
 // Catalog is the catalog the bench needs: the schema bench/thing.happened
 // v1 and fanout partners p0… delivering to the receiver at receiverURL
 // (paths /p0, /p1…). Add it to a running platform's catalog to target it.
-func Catalog(receiverURL string, fanout int) string {
+func Catalog(receiverURL string, fanout int, slow bool) string {
 	var b strings.Builder
 	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, pad: string}}\n")
+	partner := func(id string) {
+		fmt.Fprintf(&b, "partners: %s: {name: %q, url: %q, signing_secret: \"partners/%s/signing\", contact: \"bench\"}\n", id, strings.ToUpper(id), receiverURL+"/"+id, id)
+		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: \"thing.happened\", version: \"1\"}\n", id, id)
+	}
 	for i := range fanout {
-		fmt.Fprintf(&b, "partners: p%d: {name: \"P%d\", url: %q, signing_secret: \"partners/p%d/signing\", contact: \"bench\"}\n", i, i, fmt.Sprintf("%s/p%d", receiverURL, i), i)
-		fmt.Fprintf(&b, "subscriptions: \"p%d.things\": {partner: \"p%d\", domain: \"bench\", event: \"thing.happened\", version: \"1\"}\n", i, i)
+		partner(fmt.Sprintf("p%d", i))
+	}
+	if slow {
+		partner("slow")
 	}
 	return b.String()
 }
@@ -443,6 +461,9 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, error) {
 // receiver is the partner: it counts deliveries by webhook-id and the
 // time from the event's acceptance (its timestamp) to arrival.
 type receiver struct {
+	slow     time.Duration // how long /slow answers take
+	gone     chan struct{} // closed when the run ends: /slow answers at once
+	goneOnce sync.Once
 	mu       sync.Mutex
 	seen     map[string]bool
 	dups     int64
@@ -452,9 +473,23 @@ type receiver struct {
 	received atomic.Int64
 }
 
-func newReceiver() *receiver { return &receiver{seen: map[string]bool{}} }
+func newReceiver() *receiver { return &receiver{seen: map[string]bool{}, gone: make(chan struct{})} }
+
+// release makes the slow partner's answers immediate (the run is over).
+func (r *receiver) release() { r.goneOnce.Do(func() { close(r.gone) }) }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/slow" {
+		io.Copy(io.Discard, req.Body)
+		t := time.NewTimer(r.slow)
+		select {
+		case <-t.C:
+		case <-r.gone:
+			t.Stop()
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	now := time.Now()
 	var p struct {
 		Timestamp time.Time `json:"timestamp"`

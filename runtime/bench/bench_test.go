@@ -59,6 +59,23 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// With a slow partner beside the measured one, its deliveries are made
+// (they hold their own slots) but not counted: the figures stay the
+// measured partner's, nothing lost or duplicated.
+func TestRunSlowPartner(t *testing.T) {
+	r, err := Run(context.Background(), Config{Connections: 2, Duration: time.Second, Rate: 20, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 1, SlowPartner: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DeliveredPerSec <= 0 || r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("delivered %v/s, lost %d, duplicated %d", r.DeliveredPerSec, r.Lost, r.Duplicates)
+	}
+	if !strings.Contains(Catalog("http://x", 1, true), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, false), "slow") {
+		t.Error("the catalog names the slow partner only when asked")
+	}
+}
+
 // The plot is well-formed SVG with a panel per swept dimension.
 func TestPlot(t *testing.T) {
 	svg := Plot([]Result{{PayloadBytes: 256, Fanout: 1, AcceptedRatio: .5, DeliveredRatio: .3, LatencyP95MS: 4},
@@ -102,7 +119,7 @@ func TestRunTarget(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1)), 0o644)
+	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, false)), 0o644)
 	p, err := dev.Start(context.Background(), dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: filepath.Join(dir, "catalog"),
 		Addr: "127.0.0.1:0", AutoApprove: []string{"p0"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
