@@ -184,6 +184,7 @@ type Dispatcher struct {
 
 	pauseMu sync.Mutex
 	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
+	holds   map[string]int             // egress topic → reasons it is paused (breaker, backlog)
 
 	// pipe writes consumed batches' statuses and ledger entries, then
 	// commits their offsets (nil when built by NewBatch).
@@ -238,7 +239,7 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 		cfg.Ops = opevents.New(opevents.Config{}, log)
 	}
 	d := &Dispatcher{cfg: cfg, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
-		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}}
+		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}, holds: map[string]int{}}
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
 	if d.consuming {
@@ -332,7 +333,7 @@ func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
 		return
 	}
 	d.paused[partner][topicName] = true
-	d.cl.PauseFetchTopics(topicName)
+	d.holdLocked(topicName)
 	time.AfterFunc(max(0, retryAt.Sub(d.now())), func() { d.resume(partner) })
 }
 
@@ -344,8 +345,36 @@ func (d *Dispatcher) resume(partner string) {
 		ts = append(ts, t)
 	}
 	delete(d.paused, partner)
-	if len(ts) > 0 {
-		d.cl.ResumeFetchTopics(ts...)
+	for _, t := range ts {
+		d.unholdLocked(t)
+	}
+}
+
+// holdTopic stops fetching an egress topic until as many unholdTopic
+// calls: the breaker and a partner's backlog pause topics independently.
+func (d *Dispatcher) holdTopic(t string) {
+	d.pauseMu.Lock()
+	defer d.pauseMu.Unlock()
+	d.holdLocked(t)
+}
+
+func (d *Dispatcher) unholdTopic(t string) {
+	d.pauseMu.Lock()
+	defer d.pauseMu.Unlock()
+	d.unholdLocked(t)
+}
+
+func (d *Dispatcher) holdLocked(t string) {
+	if d.holds[t]++; d.holds[t] == 1 {
+		d.cl.PauseFetchTopics(t)
+	}
+}
+
+func (d *Dispatcher) unholdLocked(t string) {
+	switch d.holds[t]--; {
+	case d.holds[t] <= 0:
+		delete(d.holds, t)
+		d.cl.ResumeFetchTopics(t)
 	}
 }
 

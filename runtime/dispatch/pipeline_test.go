@@ -383,6 +383,114 @@ func TestPartnerConcurrency(t *testing.T) {
 	}
 }
 
+// TestSlowPartnerBacklog: a slow partner's backlog beyond the
+// dispatcher's lookahead (here 1,100 records, more than maxTracked) does
+// not stop polling for the others: its topics are paused while its backlog
+// is high, and the records stay in Kafka until it catches up.
+func TestSlowPartnerBacklog(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	topics := []string{"wh.egress.a.thing.happened", "wh.egress.b.thing.happened"}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	release := make(chan struct{})
+	var inA, gotA, maxA, gotB atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotA.Add(1)
+		n := inA.Add(1)
+		for m := maxA.Load(); n > m && !maxA.CompareAndSwap(m, n); m = maxA.Load() {
+		}
+		<-release
+		inA.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer slow.Close()
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotB.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer fast.Close()
+	for _, s := range []store.Subscription{
+		{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"},
+		{ID: "sb", PartnerID: "b", SchemaID: "bench/thing.happened/1", URL: fast.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/b"},
+	} {
+		if _, err := st.PutSubscription(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs := cluster.ListenAddrs()
+	retryProd, err := retry.NewProducer(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer retryProd.Close()
+	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute, Concurrency: 8, PartnerConcurrency: 2},
+		addrs, st, staticSecrets{}, retryProd, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // first, so a failing test does not wait for the attempt timeout
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var recs []*kgo.Record
+	add := func(partner, sub, id string) {
+		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: sub, PartnerID: partner, SchemaID: "bench/thing.happened/1",
+			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
+		value, _ := json.Marshal(msg)
+		recs = append(recs, &kgo.Record{Topic: "wh.egress." + partner + ".thing.happened", Value: value})
+	}
+	const slowN = maxTracked + 100
+	for i := range slowN {
+		add("a", "sa", fmt.Sprint("a", i))
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "A's deliveries to hang", func() bool { return gotA.Load() == 2 })
+	recs = nil
+	for i := range 10 {
+		add("b", "sb", fmt.Sprint("b", i))
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "B's deliveries while A hangs", func() bool { return gotB.Load() == 10 })
+	if n := gotA.Load(); n != 2 {
+		t.Errorf("hanging partner A got %d requests at once, want 2 (its PartnerConcurrency)", n)
+	}
+	unblock()
+	waitUntil(t, "A's deliveries once it answers", func() bool { return gotA.Load() == slowN })
+	waitUntil(t, "A's statuses", func() bool {
+		for i := range slowN {
+			dl, err := st.GetDelivery(ctx, fmt.Sprint("e-a", i), fmt.Sprint("a", i))
+			if err != nil || dl.Status != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	if m := maxA.Load(); m > 2 {
+		t.Errorf("partner A had %d deliveries in flight at once, want at most 2", m)
+	}
+}
+
 // TestChainReadsEachPollsSubscription: a key's chain that outlives the
 // poll it started in reads the subscription afresh for records of later
 // polls — a subscription disabled meanwhile is not delivered to.

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,7 +29,9 @@ import (
 // written (consume.Pipeline). A record whose state cannot be read is
 // tried again in place, with backoff, holding its key and its
 // partition's commit. Polling pauses while maxTracked records are polled
-// and not yet handed to the pipeline.
+// and not yet handed to the pipeline, not counting those of partners
+// whose own backlog has their topics paused (backlogHigh): a slow
+// partner's backlog waits in Kafka, not in the lookahead all share.
 //
 // When partitions move to another dispatcher, their records not yet
 // started are dropped (the new owner consumes them from the last commit),
@@ -64,6 +67,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 const (
 	// pollRecords bounds one poll.
 	pollRecords = 1000
+	// A partner whose backlog reaches backlogHigh records has its egress
+	// topics paused until the backlog is down to backlogLow, and its
+	// records do not count against maxTracked meanwhile: a partner that is
+	// slow (and not failing, so its breaker stays closed) keeps its
+	// backlog in Kafka instead of filling the lookahead every partner
+	// shares.
+	backlogHigh = maxTracked / 2
+	backlogLow  = maxTracked / 4
 	// maxTracked bounds the records polled and not yet handed over to be
 	// written and committed. Each pins the fetched batch it came in, so
 	// more lookahead than in-flight deliveries need only costs memory (at
@@ -97,6 +108,8 @@ type stream struct {
 	revoked map[partition]bool
 	busy    map[string]int      // partner → chains running
 	waiting map[string][]*chain // partner → chains waiting for its turn
+	backlog map[string]int      // partner → records tracked and not done
+	held    map[string][]string // partner → egress topics paused for its backlog
 }
 
 type partition struct {
@@ -126,7 +139,7 @@ type chain struct {
 func newStream(d *Dispatcher) *stream {
 	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{},
-		busy: map[string]int{}, waiting: map[string][]*chain{}}
+		busy: map[string]int{}, waiting: map[string][]*chain{}, backlog: map[string]int{}, held: map[string][]string{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -163,10 +176,40 @@ func (s *stream) stop() {
 func (s *stream) room(ctx context.Context) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.tracked >= maxTracked && ctx.Err() == nil {
+	for s.tracked-s.heldBacklog() >= maxTracked && ctx.Err() == nil {
 		s.cond.Wait()
 	}
 	return ctx.Err() == nil
+}
+
+// heldBacklog is the records of partners whose topics are paused for
+// their backlog. s.mu is held.
+func (s *stream) heldBacklog() int {
+	n := 0
+	for partner := range s.held {
+		n += s.backlog[partner]
+	}
+	return n
+}
+
+// countBacklog adds n to a partner's backlog and pauses or resumes the
+// topic of its record r (or all it paused) at the marks. s.mu is held.
+func (s *stream) countBacklog(partner, topicName string, n int) {
+	s.backlog[partner] += n
+	switch b := s.backlog[partner]; {
+	case b >= backlogHigh && !slices.Contains(s.held[partner], topicName):
+		s.held[partner] = append(s.held[partner], topicName)
+		s.d.holdTopic(topicName)
+	case b <= backlogLow && s.held[partner] != nil:
+		for _, t := range s.held[partner] {
+			s.d.unholdTopic(t)
+		}
+		delete(s.held, partner)
+		s.cond.Broadcast()
+	}
+	if s.backlog[partner] <= 0 {
+		delete(s.backlog, partner)
+	}
 }
 
 // add tracks a poll's records and starts a chain for each key that has
@@ -187,12 +230,13 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		}
 		pt.entries = append(pt.entries, e)
 		s.tracked++
+		partner, _ := topic.EgressPartner(r.Topic)
+		s.countBacklog(partner, r.Topic, 1)
 		if c := s.queues[k]; c != nil {
 			c.pending = append(c.pending, e)
 			s.mu.Unlock()
 			continue
 		}
-		partner, _ := topic.EgressPartner(r.Topic)
 		c := &chain{key: k, partner: partner, pending: []*entry{e}}
 		s.queues[k] = c
 		if s.busy[partner] >= s.d.cfg.PartnerConcurrency {
@@ -274,6 +318,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 		if res != retryBatch {
 			e.done = true
 			s.advance(part, pt)
+			s.countBacklog(c.partner, e.rec.Topic, -1)
 		}
 		s.cond.Broadcast()
 		s.mu.Unlock()
@@ -362,6 +407,12 @@ func (s *stream) revoke(ctx context.Context, lost map[string][]int32) {
 	for _, part := range parts {
 		if pt := s.parts[part]; pt != nil {
 			s.tracked -= len(pt.entries)
+			for _, e := range pt.entries {
+				if !e.done {
+					partner, _ := topic.EgressPartner(e.rec.Topic)
+					s.countBacklog(partner, e.rec.Topic, -1)
+				}
+			}
 			delete(s.parts, part)
 		}
 		delete(s.revoked, part)
