@@ -135,6 +135,11 @@ type Counts struct {
 	Delivered, Failed, Filtered int64
 }
 
+// Plus is c and o summed.
+func (c Counts) Plus(o Counts) Counts {
+	return Counts{Delivered: c.Delivered + o.Delivered, Failed: c.Failed + o.Failed, Filtered: c.Filtered + o.Filtered}
+}
+
 // Route says whether one subscription of the event's schema took it, and
 // if not, why (a filter's reason, or the subscription's status).
 type Route struct {

@@ -371,8 +371,7 @@ func (d *Dispatcher) holdLocked(t string) {
 }
 
 func (d *Dispatcher) unholdLocked(t string) {
-	switch d.holds[t]--; {
-	case d.holds[t] <= 0:
+	if d.holds[t]--; d.holds[t] <= 0 {
 		delete(d.holds, t)
 		d.cl.ResumeFetchTopics(t)
 	}
@@ -595,9 +594,7 @@ type batchWrites struct {
 func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID string, c store.Counts) {
 	if p := collectorOf(ctx); p != nil {
 		p.mu.Lock()
-		sum := p.counts[subscriptionID]
-		sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
-		p.counts[subscriptionID] = sum
+		p.counts[subscriptionID] = p.counts[subscriptionID].Plus(c)
 		p.mu.Unlock()
 		return
 	}
@@ -638,9 +635,7 @@ func (d *Dispatcher) writeBatches(ctx context.Context, ws []batchWrites) error {
 		statuses = append(statuses, w.statuses...)
 		ledger = append(ledger, w.ledger...)
 		for id, c := range w.counts {
-			sum := counts[id]
-			sum.Delivered, sum.Failed, sum.Filtered = sum.Delivered+c.Delivered, sum.Failed+c.Failed, sum.Filtered+c.Filtered
-			counts[id] = sum
+			counts[id] = counts[id].Plus(c)
 		}
 	}
 	var wg sync.WaitGroup

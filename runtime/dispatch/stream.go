@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/topic"
 )
 
@@ -306,7 +307,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 		rctx := context.WithValue(ctx, memoKey{}, e.memo)
 		res := s.d.deliverRecord(rctx, e.rec)
 		for wait := stateBackoff; res == retryBatch; wait = min(wait*2, maxStateBackoff) {
-			if !sleep(ctx, wait) {
+			if !consume.Pause(ctx, wait) {
 				break
 			}
 			rctx = withMemo(ctx) // read afresh
@@ -422,7 +423,7 @@ func (s *stream) revoke(ctx context.Context, lost map[string][]int32) {
 	for _, c := range s.queues {
 		kept := c.pending[:0]
 		for _, e := range c.pending {
-			if _, gone := lost[e.rec.Topic]; !gone || !containsPartition(lost[e.rec.Topic], e.rec.Partition) {
+			if !slices.Contains(lost[e.rec.Topic], e.rec.Partition) {
 				kept = append(kept, e)
 			}
 		}
@@ -430,25 +431,4 @@ func (s *stream) revoke(ctx context.Context, lost map[string][]int32) {
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
-}
-
-func containsPartition(ps []int32, p int32) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
-}
-
-// sleep waits for d; false if ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
