@@ -21,9 +21,161 @@ import (
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
+
+// rig is a consuming dispatcher on a kfake cluster and an embedded store,
+// delivering to partners on 127.0.0.1; everything stops at the test's end.
+type rig struct {
+	t     *testing.T
+	ctx   context.Context
+	emb   *embedded.Store
+	addrs []string
+	prod  *kgo.Client
+	logs  *logBuffer
+	stop  func() // stops the dispatcher and waits for it (also at the test's end)
+}
+
+// partner is a subscription "s-{id}" of partner id, delivering to url.
+type partner struct{ id, url string }
+
+// newRig creates the cluster with an egress topic per partner, the store
+// with their subscriptions, and starts a dispatcher with cfg (loopback
+// allowed) on the store wrap makes of the embedded one (nil: itself).
+func newRig(t *testing.T, cfg Config, wrap func(*embedded.Store) Store, partners ...partner) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	topics := []string{topic.DLQ("thing.happened")}
+	for _, p := range partners {
+		topics = append(topics, topic.Egress(p.id, "thing.happened"))
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	emb, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	for _, p := range partners {
+		if _, err := emb.PutSubscription(ctx, store.Subscription{ID: "s-" + p.id, PartnerID: p.id, SchemaID: "bench/thing.happened/1", URL: p.url,
+			Status: store.SubscriptionApproved, SigningSecretRef: "whsec/" + p.id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &rig{t: t, ctx: ctx, emb: emb, addrs: cluster.ListenAddrs(), logs: &logBuffer{}}
+	retryProd, err := retry.NewProducer(r.addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(retryProd.Close)
+	if r.prod, err = kgo.NewClient(kgo.SeedBrokers(r.addrs...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.prod.Close)
+	var st Store = emb
+	if wrap != nil {
+		st = wrap(emb)
+	}
+	cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+	d, err := New(cfg, r.addrs, st, staticSecrets{}, retryProd, slog.New(slog.NewTextHandler(r.logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(r.stop)
+	return r
+}
+
+// delivery is the egress record of delivery id to partner's subscription,
+// of event "e-{id}", with key (none if empty).
+func delivery(partner, id, key string) *kgo.Record {
+	msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: "s-" + partner, PartnerID: partner, SchemaID: "bench/thing.happened/1",
+		Event: "thing.happened", Key: key, AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
+	value, _ := json.Marshal(msg)
+	r := &kgo.Record{Topic: topic.Egress(partner, "thing.happened"), Value: value}
+	if key != "" {
+		r.Key = []byte(key)
+	}
+	return r
+}
+
+// produce writes recs to the cluster, in one produce.
+func (r *rig) produce(recs ...*kgo.Record) {
+	r.t.Helper()
+	if err := r.prod.ProduceSync(r.ctx, recs...).FirstErr(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// status is a delivery's stored status ("" if none).
+func (r *rig) status(id string) string {
+	dl, err := r.emb.GetDelivery(r.ctx, "e-"+id, id)
+	if err != nil {
+		return ""
+	}
+	return dl.Status
+}
+
+// consumedUpTo is the dispatcher group's committed offset on partition 0
+// of partner's egress topic (0 when none is committed).
+func (r *rig) consumedUpTo(partner string) int64 {
+	r.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.addrs...))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "whp-dispatcher")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if o, ok := offsets.Lookup(topic.Egress(partner, "thing.happened"), 0); ok && o.At > 0 {
+		return o.At
+	}
+	return 0
+}
+
+// server is a partner on 127.0.0.1 that counts requests and answers 204;
+// with hold, each answer waits until release is called (the test's end
+// calls it, so a failing test does not wait for the attempt timeout).
+type server struct {
+	URL            string
+	got, in, maxIn atomic.Int32
+	release        func()
+	released       chan struct{}
+	once           sync.Once
+	srv            *httptest.Server
+}
+
+func newServer(t *testing.T, hold bool) *server {
+	s := &server{released: make(chan struct{})}
+	s.release = func() { s.once.Do(func() { close(s.released) }) }
+	if !hold {
+		s.release()
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.got.Add(1)
+		n := s.in.Add(1)
+		for m := s.maxIn.Load(); n > m && !s.maxIn.CompareAndSwap(m, n); m = s.maxIn.Load() {
+		}
+		<-s.released
+		s.in.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	s.URL = s.srv.URL
+	// Cleanups run last first: the server closes after the dispatcher
+	// (started later) stopped, and is released before either.
+	t.Cleanup(s.srv.Close)
+	return s
+}
 
 // heldLedger is the embedded store with its batch ledger writes held
 // until release is closed.
@@ -47,113 +199,6 @@ type staticSecrets struct{}
 
 func (staticSecrets) Secrets(context.Context, string) ([]string, error) {
 	return []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, nil
-}
-
-// TestDuplicateWhileLedgerUnwritten: a consumed batch's ledger entries are
-// written in the background; a second record of a delivery that arrives
-// before its entry is written is still dropped (the dispatcher remembers
-// it), and the batch's offsets are committed only once the entry is
-// written.
-func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.egress.p1.thing.happened"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	emb, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	st := &heldLedger{Store: emb, release: make(chan struct{})}
-
-	var got atomic.Int32
-	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer partner.Close()
-	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "s1", PartnerID: "p1", SchemaID: "bench/thing.happened/1", URL: partner.URL,
-		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p1"}); err != nil {
-		t.Fatal(err)
-	}
-
-	addrs := cluster.ListenAddrs()
-	retryProd, err := retry.NewProducer(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer retryProd.Close()
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}}, addrs, st, staticSecrets{}, retryProd, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx) })
-
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	msg := envelope.Delivery{ID: "d1", EventID: "e1", SubscriptionID: "s1", PartnerID: "p1", SchemaID: "bench/thing.happened/1",
-		Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{"id":"e1"}`)}
-	value, _ := json.Marshal(msg)
-	send := func() {
-		t.Helper()
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress.p1.thing.happened", Value: value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send()
-	waitUntil(t, "the first delivery and its held ledger write", func() bool { return got.Load() == 1 && st.calls.Load() >= 1 })
-	send() // the same delivery again, while its ledger entry is unwritten
-	waitUntil(t, "the second record to be dropped", func() bool { return strings.Contains(logs.String(), "duplicate delivery dropped") })
-	if n := got.Load(); n != 1 {
-		t.Fatalf("partner got %d requests before the ledger was written, want 1", n)
-	}
-	if _, err := st.GetIdempotency(ctx, ledgerKey("d1")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("ledger entry present before its write was released: %v", err)
-	}
-	if off := consumedUpTo(t, addrs); off != 0 {
-		t.Fatalf("committed offset %d before the ledger entry was written", off)
-	}
-	close(st.release)
-	waitUntil(t, "the batches to be written and committed", func() bool { return consumedUpTo(t, addrs) == 2 })
-	if _, err := st.GetIdempotency(ctx, ledgerKey("d1")); err != nil {
-		t.Errorf("ledger entry after the write: %v", err)
-	}
-	if dl, err := st.GetDelivery(ctx, "e1", "d1"); err != nil || dl.Status != store.DeliveryDelivered {
-		t.Errorf("delivery status = %q, %v; want delivered", dl.Status, err)
-	}
-	cancel()
-	wg.Wait()
-	if n := got.Load(); n != 1 {
-		t.Errorf("partner got %d requests, want 1", n)
-	}
-}
-
-// consumedUpTo is the dispatcher group's committed offset on partition 0
-// (0 when none is committed).
-func consumedUpTo(t *testing.T, addrs []string) int64 {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	offsets, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "whp-dispatcher")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o, ok := offsets.Lookup("wh.egress.p1.thing.happened", 0); ok && o.At > 0 {
-		return o.At
-	}
-	return 0
 }
 
 // logBuffer is a log sink tests can read while the dispatcher writes.
@@ -185,99 +230,66 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// TestDuplicateWhileLedgerUnwritten: a consumed batch's ledger entries are
+// written in the background; a second record of a delivery that arrives
+// before its entry is written is still dropped (the dispatcher remembers
+// it), and the batch's offsets are committed only once the entry is
+// written.
+func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
+	p1 := newServer(t, false)
+	var held *heldLedger
+	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
+		held = &heldLedger{Store: emb, release: make(chan struct{})}
+		return held
+	}, partner{"p1", p1.URL})
+
+	r.produce(delivery("p1", "d1", ""))
+	waitUntil(t, "the first delivery and its held ledger write", func() bool { return p1.got.Load() == 1 && held.calls.Load() >= 1 })
+	r.produce(delivery("p1", "d1", "")) // the same delivery again, while its ledger entry is unwritten
+	waitUntil(t, "the second record to be dropped", func() bool { return strings.Contains(r.logs.String(), "duplicate delivery dropped") })
+	if n := p1.got.Load(); n != 1 {
+		t.Fatalf("partner got %d requests before the ledger was written, want 1", n)
+	}
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("d1")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ledger entry present before its write was released: %v", err)
+	}
+	if off := r.consumedUpTo("p1"); off != 0 {
+		t.Fatalf("committed offset %d before the ledger entry was written", off)
+	}
+	close(held.release)
+	waitUntil(t, "the batches to be written and committed", func() bool { return r.consumedUpTo("p1") == 2 })
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("d1")); err != nil {
+		t.Errorf("ledger entry after the write: %v", err)
+	}
+	if st := r.status("d1"); st != store.DeliveryDelivered {
+		t.Errorf("delivery status = %q; want delivered", st)
+	}
+	r.stop()
+	if n := p1.got.Load(); n != 1 {
+		t.Errorf("partner got %d requests, want 1", n)
+	}
+}
+
 // TestSlowPartnerHoldsOnlyItself: deliveries are not handled in batches
 // that wait for their slowest member — while partner A's delivery hangs,
 // partner B's deliveries polled with it and after it arrive at once, and
 // A's is recorded when it answers.
 func TestSlowPartnerHoldsOnlyItself(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	topics := []string{"wh.egress.a.thing.happened", "wh.egress.b.thing.happened"}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	a, b := newServer(t, true), newServer(t, false)
+	r := newRig(t, Config{Timeout: time.Minute}, nil, partner{"a", a.URL}, partner{"b", b.URL})
+	defer a.release()
 
-	release := make(chan struct{})
-	var gotA, gotB atomic.Int32
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotA.Add(1)
-		<-release
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer slow.Close()
-	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotB.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer fast.Close()
-	for _, s := range []store.Subscription{
-		{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"},
-		{ID: "sb", PartnerID: "b", SchemaID: "bench/thing.happened/1", URL: fast.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/b"},
-	} {
-		if _, err := st.PutSubscription(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addrs := cluster.ListenAddrs()
-	retryProd, err := retry.NewProducer(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer retryProd.Close()
-	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute}, addrs, st, staticSecrets{}, retryProd,
-		slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock() // first, so a failing test does not wait for the attempt timeout
-
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	send := func(partner, sub, id string) {
-		t.Helper()
-		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: sub, PartnerID: partner, SchemaID: "bench/thing.happened/1",
-			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
-		value, _ := json.Marshal(msg)
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress." + partner + ".thing.happened", Value: value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// In one produce, so likely in one poll: A's then B's.
-	send("a", "sa", "a1")
-	send("b", "sb", "b1")
-	waitUntil(t, "A's delivery to hang and B's first to arrive", func() bool { return gotA.Load() == 1 && gotB.Load() == 1 })
+	r.produce(delivery("a", "a1", ""), delivery("b", "b1", ""))
+	waitUntil(t, "A's delivery to hang and B's first to arrive", func() bool { return a.got.Load() == 1 && b.got.Load() == 1 })
 	for i := 2; i <= 5; i++ {
-		send("b", "sb", fmt.Sprint("b", i))
+		r.produce(delivery("b", fmt.Sprint("b", i), ""))
 	}
-	waitUntil(t, "B's later deliveries to arrive while A's hangs", func() bool { return gotB.Load() == 5 })
-	if dl, err := st.GetDelivery(ctx, "e-b5", "b5"); err != nil || dl.Status != store.DeliveryDelivered {
-		waitUntil(t, "B's statuses to be written while A's hangs", func() bool {
-			dl, err := st.GetDelivery(ctx, "e-b5", "b5")
-			return err == nil && dl.Status == store.DeliveryDelivered
-		})
-	}
-	unblock()
-	waitUntil(t, "A's delivery to be recorded once it answers", func() bool {
-		dl, err := st.GetDelivery(ctx, "e-a1", "a1")
-		return err == nil && dl.Status == store.DeliveryDelivered
-	})
-	if n := gotA.Load(); n != 1 {
+	waitUntil(t, "B's later deliveries to arrive while A's hangs", func() bool { return b.got.Load() == 5 })
+	waitUntil(t, "B's statuses to be written while A's hangs", func() bool { return r.status("b5") == store.DeliveryDelivered })
+	a.release()
+	waitUntil(t, "A's delivery to be recorded once it answers", func() bool { return r.status("a1") == store.DeliveryDelivered })
+	if n := a.got.Load(); n != 1 {
 		t.Errorf("partner A got %d requests, want 1", n)
 	}
 }
@@ -286,101 +298,7 @@ func TestSlowPartnerHoldsOnlyItself(t *testing.T) {
 // PartnerConcurrency slots; the others keep delivering, and the partner's
 // waiting deliveries go out in turn once it answers.
 func TestPartnerConcurrency(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	topics := []string{"wh.egress.a.thing.happened", "wh.egress.b.thing.happened"}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	release := make(chan struct{})
-	var inA, gotA, maxA, gotB atomic.Int32
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotA.Add(1)
-		n := inA.Add(1)
-		for m := maxA.Load(); n > m && !maxA.CompareAndSwap(m, n); m = maxA.Load() {
-		}
-		<-release
-		inA.Add(-1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer slow.Close()
-	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotB.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer fast.Close()
-	for _, s := range []store.Subscription{
-		{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"},
-		{ID: "sb", PartnerID: "b", SchemaID: "bench/thing.happened/1", URL: fast.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/b"},
-	} {
-		if _, err := st.PutSubscription(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addrs := cluster.ListenAddrs()
-	retryProd, err := retry.NewProducer(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer retryProd.Close()
-	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute, Concurrency: 8, PartnerConcurrency: 2},
-		addrs, st, staticSecrets{}, retryProd, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock() // first, so a failing test does not wait for the attempt timeout
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	var recs []*kgo.Record
-	add := func(partner, sub, id string) {
-		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: sub, PartnerID: partner, SchemaID: "bench/thing.happened/1",
-			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
-		value, _ := json.Marshal(msg)
-		recs = append(recs, &kgo.Record{Topic: "wh.egress." + partner + ".thing.happened", Value: value})
-	}
-	for i := range 10 {
-		add("a", "sa", fmt.Sprint("a", i))
-	}
-	for i := range 10 {
-		add("b", "sb", fmt.Sprint("b", i))
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "B's deliveries while A hangs", func() bool { return gotB.Load() == 10 })
-	if n := gotA.Load(); n != 2 {
-		t.Errorf("hanging partner A got %d requests at once, want 2 (its PartnerConcurrency)", n)
-	}
-	unblock()
-	waitUntil(t, "A's deliveries once it answers", func() bool { return gotA.Load() == 10 })
-	waitUntil(t, "A's last status", func() bool {
-		for i := range 10 {
-			dl, err := st.GetDelivery(ctx, fmt.Sprint("e-a", i), fmt.Sprint("a", i))
-			if err != nil || dl.Status != store.DeliveryDelivered {
-				return false
-			}
-		}
-		return true
-	})
-	if m := maxA.Load(); m > 2 {
-		t.Errorf("partner A had %d deliveries in flight at once, want at most 2", m)
-	}
+	testHangingPartner(t, 10, false)
 }
 
 // TestSlowPartnerBacklog: a slow partner's backlog beyond the
@@ -388,105 +306,47 @@ func TestPartnerConcurrency(t *testing.T) {
 // not stop polling for the others: its topics are paused while its backlog
 // is high, and the records stay in Kafka until it catches up.
 func TestSlowPartnerBacklog(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	topics := []string{"wh.egress.a.thing.happened", "wh.egress.b.thing.happened"}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	release := make(chan struct{})
-	var inA, gotA, maxA, gotB atomic.Int32
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotA.Add(1)
-		n := inA.Add(1)
-		for m := maxA.Load(); n > m && !maxA.CompareAndSwap(m, n); m = maxA.Load() {
-		}
-		<-release
-		inA.Add(-1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer slow.Close()
-	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotB.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer fast.Close()
-	for _, s := range []store.Subscription{
-		{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"},
-		{ID: "sb", PartnerID: "b", SchemaID: "bench/thing.happened/1", URL: fast.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/b"},
-	} {
-		if _, err := st.PutSubscription(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addrs := cluster.ListenAddrs()
-	retryProd, err := retry.NewProducer(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer retryProd.Close()
-	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute, Concurrency: 8, PartnerConcurrency: 2},
-		addrs, st, staticSecrets{}, retryProd, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock() // first, so a failing test does not wait for the attempt timeout
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	testHangingPartner(t, maxTracked+100, true)
+}
+
+// testHangingPartner sends slowN deliveries to partner A, which hangs, and
+// ten to partner B (after A's first two hang, if bThen), with
+// Concurrency 8 and PartnerConcurrency 2: B gets all of its own while A
+// holds two slots, and A gets all of its own, two at a time at most, once
+// it answers.
+func testHangingPartner(t *testing.T, slowN int, bThen bool) {
+	a, b := newServer(t, true), newServer(t, false)
+	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 8, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"b", b.URL})
+	defer a.release()
+
 	var recs []*kgo.Record
-	add := func(partner, sub, id string) {
-		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: sub, PartnerID: partner, SchemaID: "bench/thing.happened/1",
-			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
-		value, _ := json.Marshal(msg)
-		recs = append(recs, &kgo.Record{Topic: "wh.egress." + partner + ".thing.happened", Value: value})
-	}
-	const slowN = maxTracked + 100
 	for i := range slowN {
-		add("a", "sa", fmt.Sprint("a", i))
+		recs = append(recs, delivery("a", fmt.Sprint("a", i), ""))
 	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
+	if bThen {
+		r.produce(recs...)
+		waitUntil(t, "A's deliveries to hang", func() bool { return a.got.Load() == 2 })
+		recs = nil
 	}
-	waitUntil(t, "A's deliveries to hang", func() bool { return gotA.Load() == 2 })
-	recs = nil
 	for i := range 10 {
-		add("b", "sb", fmt.Sprint("b", i))
+		recs = append(recs, delivery("b", fmt.Sprint("b", i), ""))
 	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "B's deliveries while A hangs", func() bool { return gotB.Load() == 10 })
-	if n := gotA.Load(); n != 2 {
+	r.produce(recs...)
+	waitUntil(t, "B's deliveries while A hangs", func() bool { return b.got.Load() == 10 })
+	if n := a.got.Load(); n != 2 {
 		t.Errorf("hanging partner A got %d requests at once, want 2 (its PartnerConcurrency)", n)
 	}
-	unblock()
-	waitUntil(t, "A's deliveries once it answers", func() bool { return gotA.Load() == slowN })
+	a.release()
+	waitUntil(t, "A's deliveries once it answers", func() bool { return a.got.Load() == int32(slowN) })
 	waitUntil(t, "A's statuses", func() bool {
 		for i := range slowN {
-			dl, err := st.GetDelivery(ctx, fmt.Sprint("e-a", i), fmt.Sprint("a", i))
-			if err != nil || dl.Status != store.DeliveryDelivered {
+			if r.status(fmt.Sprint("a", i)) != store.DeliveryDelivered {
 				return false
 			}
 		}
 		return true
 	})
-	if m := maxA.Load(); m > 2 {
+	if m := a.maxIn.Load(); m > 2 {
 		t.Errorf("partner A had %d deliveries in flight at once, want at most 2", m)
 	}
 }
@@ -495,77 +355,25 @@ func TestSlowPartnerBacklog(t *testing.T) {
 // poll it started in reads the subscription afresh for records of later
 // polls — a subscription disabled meanwhile is not delivered to.
 func TestChainReadsEachPollsSubscription(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.egress.a.thing.happened", "wh.dlq.thing.happened"))
+	a := newServer(t, true)
+	r := newRig(t, Config{Timeout: time.Minute}, nil, partner{"a", a.URL})
+	defer a.release()
+
+	r.produce(delivery("a", "d1", "k"))
+	waitUntil(t, "the first delivery to hang", func() bool { return a.got.Load() == 1 })
+	sub, err := r.emb.GetSubscription(r.ctx, "s-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	release := make(chan struct{})
-	var got atomic.Int32
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.Add(1)
-		<-release
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer slow.Close()
-	sub, err := st.PutSubscription(ctx, store.Subscription{ID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1", URL: slow.URL,
-		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs := cluster.ListenAddrs()
-	retryProd, err := retry.NewProducer(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer retryProd.Close()
-	d, err := New(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, Timeout: time.Minute}, addrs, st, staticSecrets{}, retryProd,
-		slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	defer unblock()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	send := func(id string) {
-		t.Helper()
-		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: "sa", PartnerID: "a", SchemaID: "bench/thing.happened/1",
-			Event: "thing.happened", Key: "k", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{}`)}
-		value, _ := json.Marshal(msg)
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "wh.egress.a.thing.happened", Key: []byte("k"), Value: value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send("d1")
-	waitUntil(t, "the first delivery to hang", func() bool { return got.Load() == 1 })
 	sub.Status, sub.Reason = store.SubscriptionDisabled, "test"
-	if _, err := st.PutSubscription(ctx, sub); err != nil {
+	if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	send("d2") // same key: queued behind d1 in its chain, from a later poll
+	r.produce(delivery("a", "d2", "k")) // same key: queued behind d1 in its chain, from a later poll
 	time.Sleep(100 * time.Millisecond)
-	unblock()
-	waitUntil(t, "d2 to be dead-lettered (its subscription is disabled)", func() bool {
-		dl, err := st.GetDelivery(ctx, "e-d2", "d2")
-		return err == nil && dl.Status == store.DeliveryDeadLettered
-	})
-	if n := got.Load(); n != 1 {
+	a.release()
+	waitUntil(t, "d2 to be dead-lettered (its subscription is disabled)", func() bool { return r.status("d2") == store.DeliveryDeadLettered })
+	if n := a.got.Load(); n != 1 {
 		t.Errorf("partner got %d requests, want 1 (none after its subscription was disabled)", n)
 	}
 }
