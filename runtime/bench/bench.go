@@ -69,8 +69,9 @@ type Config struct {
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
 	// CPUProfile, if set, receives a pprof CPU profile of the platform's
-	// phases (throughput, drain, latency) — not of the baseline, which
-	// would only dilute it.
+	// phases (throughput, drain, latency, then ingest alone, with the
+	// second platform's start) — not of the baseline, which would only
+	// dilute it. CPUSeconds covers the first three.
 	CPUProfile io.Writer
 	// SlowPartner, if positive, adds one more partner, "slow", subscribed
 	// to every event, that answers each delivery after this long. Its
@@ -114,10 +115,17 @@ type Result struct {
 	PayloadBytes int    `json:"payload_bytes"`
 	Fanout       int    `json:"fanout"`
 
-	BaselinePerSec  float64 `json:"baseline_per_sec"`
+	BaselinePerSec float64 `json:"baseline_per_sec"`
+	// IngestPerSec is what the ingest role accepts alone — nothing
+	// routed or delivered meanwhile — as it runs in production on its own
+	// pods: the burst a producer can send. Not measured against a target.
+	IngestPerSec float64 `json:"ingest_alone_per_sec,omitempty"`
+	// AcceptedPerSec is what ingest accepts while the same process also
+	// routes and delivers every accepted event (all roles on one machine).
 	AcceptedPerSec  float64 `json:"accepted_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	// Ratios to the baseline.
+	IngestRatio    float64 `json:"ingest_alone_ratio,omitempty"`
 	AcceptedRatio  float64 `json:"accepted_ratio"`
 	DeliveredRatio float64 `json:"delivered_ratio"`
 	// Rejected counts answers other than 202 during the throughput phase.
@@ -171,17 +179,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer rs.Close()
-	target := cfg.Target
+	target, stopPlatform := cfg.Target, func() {}
 	if target == "" {
-		p, cleanup, err := startPlatform(ctx, cfg, rs.URL)
+		p, cleanup, err := startPlatform(ctx, cfg, rs.URL, false)
 		if err != nil {
 			return res, err
 		}
-		defer cleanup()
+		stop := sync.OnceFunc(func() {
+			// Before the platform stops, the slow partner answers
+			// whatever it still holds.
+			recv.release()
+			cleanup()
+		})
+		defer stop()
+		stopPlatform = stop
 		target = p.URL
 	}
-	// Before the platform stops (deferred above, so run after this), the
-	// slow partner answers whatever it still holds.
 	defer recv.release()
 	target = strings.TrimRight(target, "/")
 	if cfg.CPUProfile != nil {
@@ -243,7 +256,26 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}
 	}
+	if cfg.Target == "" {
+		// The ingest role alone, on a platform of its own (started once
+		// the first has stopped, so they share no CPU) that runs no
+		// processor: its events are never routed, and it is discarded.
+		stopPlatform()
+		p, cleanup, err := startPlatform(ctx, cfg, rs.URL, true)
+		if err != nil {
+			return res, err
+		}
+		n, _, err := closedLoop(ctx, p.URL+"/v1/events", cfg, func(i int64) []byte {
+			return eventBody(cfg.PayloadBytes, fmt.Sprintf("i%d", i))
+		}, "ingest alone")
+		cleanup()
+		if err != nil {
+			return res, err
+		}
+		res.IngestPerSec = float64(n) / cfg.Duration.Seconds()
+	}
 	if res.BaselinePerSec > 0 {
+		res.IngestRatio = res.IngestPerSec / res.BaselinePerSec
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
 	}
@@ -279,10 +311,11 @@ var padding = func() []byte {
 
 // startPlatform starts whp dev's platform in a temporary (or the
 // configured) data dir, its catalog routing the bench schema to the
-// receiver at receiverURL with cfg.Fanout subscriptions.
-func startPlatform(ctx context.Context, cfg Config, receiverURL string) (*dev.Platform, func(), error) {
+// receiver at receiverURL with cfg.Fanout subscriptions. ingestOnly starts
+// it without its processor, always in a temporary data dir.
+func startPlatform(ctx context.Context, cfg Config, receiverURL string, ingestOnly bool) (*dev.Platform, func(), error) {
 	dir, cleanup := cfg.DataDir, func() {}
-	if dir == "" {
+	if dir == "" || ingestOnly {
 		var err error
 		if dir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
 			return nil, nil, err
@@ -305,7 +338,7 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string) (*dev.Pl
 	if cfg.SlowPartner > 0 {
 		partners = append(partners, "slow")
 	}
-	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners,
+	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: ingestOnly,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// A bench partner never fails; retries would only blur the figures.
 	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}

@@ -32,7 +32,7 @@ func Plot(results []Result) string {
 		maxX, maxR, maxL := 0.0, 0.0, 0.0
 		for _, r := range rs {
 			maxX = max(maxX, x(r))
-			maxR = max(maxR, r.AcceptedRatio, r.DeliveredRatio)
+			maxR = max(maxR, r.IngestRatio, r.AcceptedRatio, r.DeliveredRatio)
 			maxL = max(maxL, r.LatencyP95MS)
 		}
 		px := func(v float64) float64 { return pad + (w-10-pad)*v/max(maxX, 1) }
@@ -45,15 +45,17 @@ func Plot(results []Result) string {
 			}
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`, strings.Join(pts, " "), color)
 		}
+		line("#7a5af8", func(r Result) float64 { return r.IngestRatio }, maxR)
 		line("#2458c6", func(r Result) float64 { return r.AcceptedRatio }, maxR)
 		line("#067647", func(r Result) float64 { return r.DeliveredRatio }, maxR)
 		line("#b42318", func(r Result) float64 { return r.LatencyP95MS }, maxL)
 		for _, r := range rs {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%.0f</text>`, px(x(r)), h-pad+14, x(r))
 		}
-		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#2458c6">accepted ×base (max %.2f)</text>`, pad, maxR)
-		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#067647">delivered ×base</text>`, pad)
-		fmt.Fprintf(&b, `<text x="%.0f" y="56" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
+		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#7a5af8">ingest alone ×base (max %.2f)</text>`, pad, maxR)
+		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#2458c6">accepted ×base</text>`, pad)
+		fmt.Fprintf(&b, `<text x="%.0f" y="56" fill="#067647">delivered ×base</text>`, pad)
+		fmt.Fprintf(&b, `<text x="%.0f" y="70" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
 		b.WriteString(`</g>`)
 	}
 	panel(0, "by payload size", "payload bytes", bySize, func(r Result) float64 { return float64(r.PayloadBytes) })

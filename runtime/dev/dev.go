@@ -87,6 +87,11 @@ type Config struct {
 	// OpsWebhookURL receives the operational events (opevents), signed
 	// with the dev secret OpsSigningRef; empty: they are only logged.
 	OpsWebhookURL string
+	// IngestOnly starts everything but the processor: accepted events
+	// stay in the ingress topics, nothing is routed or delivered. whp
+	// bench measures the ingest role alone with it, as it runs in
+	// production on its own pods, with no other role sharing its CPU.
+	IngestOnly bool
 	// Ingest and Dispatch tune those roles (zero values: their defaults).
 	Ingest   ingest.Config
 	Dispatch dispatch.Config
@@ -203,9 +208,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if p.producer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, traced...)...); err != nil {
 		return nil, fmt.Errorf("ingest producer: %w", err)
 	}
-	proc, err := processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...)
-	if err != nil {
-		return nil, err
+	var proc *processor.Processor
+	if !cfg.IngestOnly {
+		if proc, err = processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...); err != nil {
+			return nil, err
+		}
 	}
 	if p.retryProd, err = retry.NewProducer(egressAddrs, traced...); err != nil {
 		return nil, fmt.Errorf("retry producer: %w", err)
@@ -219,7 +226,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	sched.Tracing = p.tel.Tracing
-	workers = []interface{ Refresh() }{proc, disp, sched}
+	workers = []interface{ Refresh() }{disp, sched}
+	if proc != nil {
+		workers = append(workers, proc)
+	}
 	p.Demo = demo.New(secrets, demoSigningRef, log.With("role", "demo-partner"))
 
 	mux := http.NewServeMux()
@@ -281,7 +291,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.cancel = cancel
 	g, gctx := errgroup.WithContext(wctx)
 	p.group = g
-	g.Go(func() error { return proc.Run(gctx) })
+	if proc != nil {
+		g.Go(func() error { return proc.Run(gctx) })
+	}
 	g.Go(func() error { return disp.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })

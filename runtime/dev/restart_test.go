@@ -74,3 +74,37 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 		t.Errorf("history after second restart: %d, %d deliveries", code, len(v.Deliveries))
 	}
 }
+
+// TestIngestOnly: a platform started IngestOnly (the bench's ingest-alone
+// phase) accepts events durably and routes none; the same data dir started
+// whole then delivers each of them once.
+func TestIngestOnly(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	cat := testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL)
+
+	const n = 20
+	p := startPlatform(t, data, cat, func(c *Config) { c.IngestOnly = true })
+	for i := range n {
+		accept(t, p, orderEvent(i))
+	}
+	time.Sleep(500 * time.Millisecond) // what a processor would need to deliver some
+	if got, _, _ := alpha.counts(); got != 0 {
+		t.Fatalf("an ingest-only platform delivered %d events", got)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	startPlatform(t, data, cat)
+	eventually(t, "the held events to reach both partners", func() bool {
+		a, _, _ := alpha.counts()
+		b, _, _ := beta.counts()
+		return a == n && b == n
+	})
+	for _, r := range []*receiver{alpha, beta} {
+		if got, dups, bad := r.counts(); got != n || dups != 0 || bad != 0 {
+			t.Errorf("delivered %d of %d, %d duplicated, %d badly signed", got, n, dups, bad)
+		}
+	}
+}
