@@ -943,13 +943,9 @@ func (d *Dispatcher) schedule(ctx context.Context, log *slog.Logger, msg envelop
 		log.Error("writing the delivery status failed; the delivery will be attempted again", "error", err)
 		return store.Delivery{}, retryBatch
 	}
-	value, err := json.Marshal(msg)
-	if err == nil {
-		rec := retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), value, due, n, d.now())
-		rec.Context = ctx // the retry carries the delivery's trace
-		err = d.retryProd.ProduceSync(bg, rec).FirstErr()
-	}
-	if err != nil {
+	rec := retry.NewRecord(topic.Retry(msg.Event), []byte(msg.ID), msg.JSON(), due, n, d.now())
+	rec.Context = ctx // the retry carries the delivery's trace
+	if err := d.retryProd.ProduceSync(bg, rec).FirstErr(); err != nil {
 		// Not scheduled: the record is attempted again from where it came.
 		log.Error("scheduling the next attempt failed; the delivery will be attempted again", "error", err)
 		return store.Delivery{}, retryBatch

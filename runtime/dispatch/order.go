@@ -119,8 +119,7 @@ func (d *Dispatcher) admit(ctx context.Context, msg envelope.Delivery) (bool, er
 		case g.waits(msg.ID):
 			return false
 		default:
-			value, _ := json.Marshal(msg)
-			g.Waiting = append(g.Waiting, waitingRecord{ID: msg.ID, EventID: msg.EventID, Value: value})
+			g.Waiting = append(g.Waiting, waitingRecord{ID: msg.ID, EventID: msg.EventID, Value: msg.JSON()})
 			blocker = g.Blocker
 			return true
 		}

@@ -330,11 +330,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 			}
 			d := envelope.Delivery{ID: envelope.DeliveryID(ev.ID, s.ID), EventID: ev.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Event: ev.Event, Key: string(key), AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
-			value, err := json.Marshal(d)
-			if err != nil {
-				return history{}, 0, fmt.Errorf("encode delivery %s: %w", d.ID, err)
-			}
-			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: value, Context: rctx,
+			out = append(out, &kgo.Record{Topic: topic.Egress(s.PartnerID, ev.Event), Key: key, Value: d.JSON(), Context: rctx,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}}})
 			deliveries = append(deliveries, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: s.ID, PartnerID: s.PartnerID,
 				SchemaID: schemaID, Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(p.cfg.StatusTTL)})
@@ -512,9 +508,9 @@ func Body(ev envelope.Event, s store.Subscription, t *transform.Transform, sensi
 		}
 		data = b
 	}
-	return json.Marshal(envelope.Payload{ID: ev.ID, Type: ev.Event, Domain: ev.Domain, Version: ev.Version, Timestamp: ev.AcceptedAt, Data: data,
+	return envelope.Payload{ID: ev.ID, Type: ev.Event, Domain: ev.Domain, Version: ev.Version, Timestamp: ev.AcceptedAt, Data: data,
 		Partner:      envelope.Party{ID: s.PartnerID, Metadata: s.PartnerMetadata},
-		Subscription: envelope.Party{ID: s.ID, Name: s.Name, Metadata: s.Metadata}})
+		Subscription: envelope.Party{ID: s.ID, Name: s.Name, Metadata: s.Metadata}}.JSON(), nil
 }
 
 // identity is the transform that changes nothing.

@@ -233,11 +233,7 @@ func build(ev envelope.Event, key []byte, sub store.Subscription, tr *transform.
 	}
 	d := envelope.Delivery{ID: ID(ev.ID, sub.ID, replayID), EventID: ev.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID,
 		SchemaID: sub.SchemaID, Event: ev.Event, Key: string(key), Replay: replayID, AcceptedAt: ev.AcceptedAt, CreatedAt: now, Body: body}
-	value, err := json.Marshal(d)
-	if err != nil {
-		return nil, store.Delivery{}, err
-	}
-	rec := &kgo.Record{Topic: topic.Egress(sub.PartnerID, ev.Event), Key: key, Value: value,
+	rec := &kgo.Record{Topic: topic.Egress(sub.PartnerID, ev.Event), Key: key, Value: d.JSON(),
 		Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(d.ID)}, {Key: "whp-replay", Value: []byte(replayID)}}}
 	return rec, store.Delivery{EventID: ev.ID, ID: d.ID, SubscriptionID: sub.ID, PartnerID: sub.PartnerID, SchemaID: sub.SchemaID,
 		Status: store.DeliveryPending, Replay: replayID, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}, nil
