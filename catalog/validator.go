@@ -2,16 +2,16 @@ package catalog
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
-	gojson "github.com/goccy/go-json"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/whp-dev/whp/internal/fastjson"
 )
 
 // Validator checks event data against one compiled JSON Schema. It is safe
@@ -59,21 +59,10 @@ func (v *Validator) Validate(doc []byte) ([]Violation, error) {
 
 // Decode decodes a JSON document the way the validator expects it: objects
 // as map[string]any and numbers as json.Number, so no precision is lost.
-// It uses goccy/go-json, which decodes into interfaces about twice as fast
-// as encoding/json and keeps validation ≥10× faster than CUE evaluation
-// (BenchmarkValidate).
-func Decode(doc []byte) (any, error) {
-	d := gojson.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var x any
-	if err := d.Decode(&x); err != nil {
-		return nil, err
-	}
-	if d.More() {
-		return nil, errors.New("unexpected data after the JSON document")
-	}
-	return x, nil
-}
+// It uses goccy/go-json (internal/fastjson), which decodes into interfaces
+// about twice as fast as encoding/json and keeps validation ≥10× faster
+// than CUE evaluation (BenchmarkValidate).
+func Decode(doc []byte) (any, error) { return fastjson.Decode(doc) }
 
 // ValidateValue validates a document already decoded by Decode.
 func (v *Validator) ValidateValue(x any) []Violation {

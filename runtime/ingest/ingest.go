@@ -18,12 +18,14 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -160,7 +162,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), r.ContentLength, a.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -239,11 +241,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	if req.Key != nil {
 		ev.Key = *req.Key
 	}
-	value, err := json.Marshal(ev)
-	if err != nil {
-		a.fail(w, r.Context(), ledgerKey, "encode event", err)
-		return
-	}
+	value := ev.JSON()
 	key := ev.Key
 	if key == "" {
 		key = id
@@ -337,17 +335,50 @@ func fingerprint(body []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// readBody reads a request body in one allocation when its length is
+// declared (and within the limit, which rd enforces either way), instead
+// of io.ReadAll's doubling from 512 bytes.
+func readBody(rd io.Reader, declared, limit int64) ([]byte, error) {
+	if declared <= 0 || declared > limit {
+		return io.ReadAll(rd)
+	}
+	b := make([]byte, declared, declared+1)
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return nil, err // a body shorter than declared, as io.ReadAll would say
+	}
+	// net/http ends the body at its Content-Length; another reader's
+	// longer body is read all the same, within the limit.
+	var one [1]byte
+	switch _, err := io.ReadFull(rd, one[:]); {
+	case errors.Is(err, io.EOF):
+		return b, nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(rd)
+	return append(append(b, one[0]), rest...), err
+}
+
 // decodeRequest parses the envelope strictly and reports every problem
 // with the JSON pointer of its field.
+//
+// An envelope is parsed first with goccy/go-json, about twice as fast as
+// encoding/json on an event's body; what it refuses is parsed again with
+// encoding/json, whose errors say which field is wrong and how. Both
+// accept and refuse the same bodies and read the same fields
+// (TestDecodeRequestFastPathAgrees).
 func decodeRequest(body []byte) (request, []catalog.Violation) {
-	var req request
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, []catalog.Violation{decodeViolation(err)}
-	}
-	if dec.More() {
-		return req, []catalog.Violation{{Pointer: "", Message: "malformed JSON: unexpected data after the event object"}}
+	req, ok := decodeFast(body)
+	if !ok {
+		req = request{}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, []catalog.Violation{decodeViolation(err)}
+		}
+		if dec.More() {
+			return req, []catalog.Violation{{Pointer: "", Message: "malformed JSON: unexpected data after the event object"}}
+		}
 	}
 	var vs []catalog.Violation
 	for _, f := range []struct {
@@ -368,6 +399,21 @@ func decodeRequest(body []byte) (request, []catalog.Violation) {
 		vs = append(vs, catalog.Violation{Pointer: "/data", Message: "required"})
 	}
 	return req, vs
+}
+
+// decodeFast is the envelope parsed by goccy/go-json, or false for any
+// body it does not accept as it is — a panic included, so a parser bug
+// costs the slower parse and never the request.
+func decodeFast(body []byte) (req request, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if fastjson.UnmarshalStrict(body, &req) != nil || !utf8.Valid(body) {
+		return request{}, false
+	}
+	return req, true
 }
 
 func decodeViolation(err error) catalog.Violation {

@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -31,7 +33,49 @@ type Metrics struct {
 	retries         metric.Int64Counter
 	endToEnd        metric.Float64Histogram
 	reconciles      metric.Int64Counter
+
+	// Attribute sets of the measurements made for every event, built
+	// once per distinct set of label values (building one sorts and
+	// copies its attributes); the values are bounded, so are these.
+	httpSets  attrSets[httpLabels]
+	labelSets attrSets[[4]string]
 }
+
+type httpLabels struct {
+	route, method string
+	code          int
+}
+
+// attrSets caches measurement options by their label values.
+type attrSets[K comparable] struct{ m sync.Map }
+
+func (c *attrSets[K]) get(k K, attrs func() []attribute.KeyValue) metric.MeasurementOption {
+	if o, ok := c.m.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attrs()...))
+	c.m.Store(k, o)
+	return o
+}
+
+// labels is the attribute set of string labels given as key, value pairs
+// (at most two pairs), cached.
+func (m *Metrics) labels(kv ...string) metric.MeasurementOption {
+	var k [4]string
+	copy(k[:], kv)
+	return m.labelSets.get(k, func() []attribute.KeyValue {
+		attrs := make([]attribute.KeyValue, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			attrs = append(attrs, attribute.String(kv[i], kv[i+1]))
+		}
+		return attrs
+	})
+}
+
+// standardMethods are the methods whose HTTP attribute sets are cached; a
+// client can send any method, and an unbounded cache would be its to grow.
+var standardMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true}
 
 // Delivery outcomes (label "outcome" of whp.deliveries).
 const (
@@ -96,8 +140,15 @@ func (m *Metrics) HTTP(ctx context.Context, route, method string, code int, d ti
 	if m == nil {
 		return
 	}
-	m.httpDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("http.route", route),
-		attribute.String("http.request.method", method), attribute.Int("http.response.status_code", code)))
+	attrs := func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("http.route", route),
+			attribute.String("http.request.method", method), attribute.Int("http.response.status_code", code)}
+	}
+	if !standardMethods[method] {
+		m.httpDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attrs()...))
+		return
+	}
+	m.httpDuration.Record(ctx, d.Seconds(), m.httpSets.get(httpLabels{route, method, code}, attrs))
 }
 
 // Validation records an event checked against a known schema; schemaID
@@ -110,7 +161,7 @@ func (m *Metrics) Validation(ctx context.Context, schemaID string, ok bool) {
 	if !ok {
 		result = "invalid"
 	}
-	m.validations.Add(ctx, 1, metric.WithAttributes(attribute.String("schema", schemaID), attribute.String("result", result)))
+	m.validations.Add(ctx, 1, m.labels("schema", schemaID, "result", result))
 	m.slo.Validated(ok)
 }
 
@@ -119,7 +170,7 @@ func (m *Metrics) Attempt(ctx context.Context, partner, outcome string, d time.D
 	if m == nil {
 		return
 	}
-	m.attemptDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("partner", partner), attribute.String("outcome", outcome)))
+	m.attemptDuration.Record(ctx, d.Seconds(), m.labels("partner", partner, "outcome", outcome))
 }
 
 // Delivery records what became of a delivery after a pass (an Outcome*).
@@ -128,14 +179,13 @@ func (m *Metrics) Delivery(ctx context.Context, partner, outcome string, accepte
 	if m == nil {
 		return
 	}
-	attrs := metric.WithAttributes(attribute.String("partner", partner), attribute.String("outcome", outcome))
-	m.deliveries.Add(ctx, 1, attrs)
+	m.deliveries.Add(ctx, 1, m.labels("partner", partner, "outcome", outcome))
 	switch outcome {
 	case OutcomeRetryScheduled:
-		m.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("partner", partner)))
+		m.retries.Add(ctx, 1, m.labels("partner", partner))
 	case OutcomeDelivered:
 		e2e := max(now.Sub(acceptedAt), 0)
-		m.endToEnd.Record(ctx, e2e.Seconds(), metric.WithAttributes(attribute.String("partner", partner)))
+		m.endToEnd.Record(ctx, e2e.Seconds(), m.labels("partner", partner))
 		m.slo.Finished(true, e2e)
 	case OutcomeDeadLettered:
 		m.slo.Finished(false, 0)

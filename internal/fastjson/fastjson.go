@@ -1,0 +1,37 @@
+// Package fastjson decodes the JSON of the hot path — every event's
+// envelope and data — with goccy/go-json, from a byte slice.
+//
+// goccy/go-json offers UseNumber and DisallowUnknownFields on its
+// streaming Decoder only, whose buffering (reading 512 bytes at a time and
+// growing) costs about as much as parsing an event; its Unmarshal takes the
+// same flags through a DecodeOptionFunc, here set by the values of the
+// library's internal constants (decoder.UseNumberOption,
+// decoder.DisallowUnknownFieldsOption). TestFlags fails if a release of
+// the library renumbers them.
+package fastjson
+
+import (
+	gojson "github.com/goccy/go-json"
+)
+
+var (
+	useNumber             gojson.DecodeOptionFunc = func(o *gojson.DecodeOption) { o.Flags |= 1 << 3 }
+	disallowUnknownFields gojson.DecodeOptionFunc = func(o *gojson.DecodeOption) { o.Flags |= 1 << 4 }
+)
+
+// Decode decodes one JSON document, objects as map[string]any and numbers
+// as json.Number, so none loses precision; anything after the document
+// but whitespace is an error.
+func Decode(doc []byte) (any, error) {
+	var x any
+	if err := gojson.UnmarshalWithOption(doc, &x, useNumber); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// UnmarshalStrict decodes one JSON document into v, a field of the
+// document that v does not have being an error.
+func UnmarshalStrict(doc []byte, v any) error {
+	return gojson.UnmarshalWithOption(doc, v, disallowUnknownFields)
+}
