@@ -124,3 +124,16 @@ func TestReadBody(t *testing.T) {
 		t.Errorf("a body past the limit: %v", err)
 	}
 }
+
+// writeAccepted answers what writeJSON would, byte for byte.
+func TestWriteAccepted(t *testing.T) {
+	id := "0190f1e2-aaaa-7bbb-8ccc-123456789abc"
+	fast, slow := httptest.NewRecorder(), httptest.NewRecorder()
+	writeAccepted(fast, id)
+	writeJSON(slow, http.StatusAccepted, struct {
+		ID string `json:"id"`
+	}{id})
+	if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() || !reflect.DeepEqual(fast.Header(), slow.Header()) {
+		t.Errorf("writeAccepted %d %v %q, writeJSON %d %v %q", fast.Code, fast.Header(), fast.Body, slow.Code, slow.Header(), slow.Body)
+	}
+}

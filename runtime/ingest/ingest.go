@@ -124,10 +124,6 @@ type request struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-type accepted struct {
-	ID string `json:"id"`
-}
-
 // ledgerKeyOf is where the ledger keeps a producer's Idempotency-Key.
 func ledgerKeyOf(idempotencyKey string) string { return "ingest#" + idempotencyKey }
 
@@ -262,7 +258,9 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the event was not accepted: the event log is unavailable; retry with the same Idempotency-Key")
 		return
 	}
-	a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
+	if a.log.Enabled(r.Context(), slog.LevelDebug) { // the trace ID is formatted for nothing else
+		a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
+	}
 	if ledgerKey != "" {
 		st, _ := json.Marshal(idempotencyState{Done: true, Fingerprint: fingerprint(body), ID: id})
 		now := a.now()
@@ -273,7 +271,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Location", "/v1/events/"+id)
-	writeJSON(w, http.StatusAccepted, accepted{ID: id})
+	writeAccepted(w, id)
 }
 
 // claim reserves an Idempotency-Key. It returns true when it has answered
@@ -317,7 +315,7 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 	default:
 		w.Header().Set("Idempotent-Replayed", "true")
 		w.Header().Set("Location", "/v1/events/"+st.ID)
-		writeJSON(w, http.StatusAccepted, accepted{ID: st.ID})
+		writeAccepted(w, st.ID)
 	}
 	return true
 }

@@ -16,6 +16,17 @@ type Problem struct {
 	Violations []catalog.Violation `json:"violations,omitempty"`
 }
 
+// writeAccepted answers 202 with the event's ID: writeJSON's answer,
+// written without encoding/json on every accepted event (an ID is a UUID,
+// which needs no escaping).
+func writeAccepted(w http.ResponseWriter, id string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusAccepted)
+	w.Write([]byte(`{"id":"` + id + "\"}\n"))
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
