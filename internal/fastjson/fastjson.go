@@ -11,6 +11,8 @@
 package fastjson
 
 import (
+	"fmt"
+
 	gojson "github.com/goccy/go-json"
 )
 
@@ -24,7 +26,7 @@ var (
 // but whitespace is an error.
 func Decode(doc []byte) (any, error) {
 	var x any
-	if err := gojson.UnmarshalWithOption(doc, &x, useNumber); err != nil {
+	if err := unmarshal(doc, &x, useNumber); err != nil {
 		return nil, err
 	}
 	return x, nil
@@ -32,6 +34,19 @@ func Decode(doc []byte) (any, error) {
 
 // UnmarshalStrict decodes one JSON document into v, a field of the
 // document that v does not have being an error.
-func UnmarshalStrict(doc []byte, v any) error {
-	return gojson.UnmarshalWithOption(doc, v, disallowUnknownFields)
+func UnmarshalStrict(doc []byte, v any) error { return unmarshal(doc, v, disallowUnknownFields) }
+
+// Unmarshal decodes one JSON document into v, as json.Unmarshal does.
+func Unmarshal(doc []byte, v any) error { return unmarshal(doc, v) }
+
+// unmarshal turns a panic of the library on a malformed document into an
+// error: what the callers decode comes from outside (a request, a record),
+// and a bad one must cost an error, never the process.
+func unmarshal(doc []byte, v any, opts ...gojson.DecodeOptionFunc) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed JSON (decoder panic: %v)", p)
+		}
+	}()
+	return gojson.UnmarshalWithOption(doc, v, opts...)
 }

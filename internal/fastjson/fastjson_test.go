@@ -6,8 +6,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	gojson "github.com/goccy/go-json"
+
+	"github.com/whp-dev/whp/runtime/envelope"
 )
 
 // The flags set by value do what the Decoder's methods do: numbers stay
@@ -52,4 +55,34 @@ func TestFlags(t *testing.T) {
 	if reflect.TypeOf(gojson.Number("")) != reflect.TypeOf(json.Number("")) {
 		t.Error("goccy's Number is not encoding/json's")
 	}
+}
+
+// Unmarshal reads the records the roles exchange as encoding/json does:
+// whatever it accepts, encoding/json accepts with the same values.
+func FuzzUnmarshal(f *testing.F) {
+	d := envelope.Delivery{ID: "d", EventID: "e", SubscriptionID: "s", PartnerID: "p", SchemaID: "a#b#1", Event: "b", Key: "k<&>",
+		AcceptedAt: time.Unix(1700000000, 5).UTC(), CreatedAt: time.Unix(1700000001, 0).In(time.FixedZone("", 3600)),
+		Body: json.RawMessage(`{"data":{"a":[1,"é\u2028",null]}}`)}
+	f.Add(d.JSON())
+	f.Add(envelope.Event{ID: "e", Domain: "d", Event: "e", Version: "1", AcceptedAt: time.Now(), Data: json.RawMessage(`[1,2]`)}.JSON())
+	for _, s := range []string{`{"id":"x","body":{"a":1}`, `{"id":1}`, `{"accepted_at":"not a time"}`, `{"body":nul}`, `{"ID":"case"}`,
+		`{"id":"a","id":"b"}`, "{\"id\":\"\xff\"}", `{"id":"\ud800"}`, `{"body":` + strings.Repeat("[", 300) + `]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var fast, std envelope.Delivery
+		if Unmarshal(doc, &fast) != nil {
+			return
+		}
+		if err := json.Unmarshal(doc, &std); err != nil {
+			t.Fatalf("%q: fastjson accepts what encoding/json refuses: %v", doc, err)
+		}
+		if !fast.AcceptedAt.Equal(std.AcceptedAt) || !fast.CreatedAt.Equal(std.CreatedAt) {
+			t.Fatalf("%q: times differ", doc)
+		}
+		fast.AcceptedAt, fast.CreatedAt, std.AcceptedAt, std.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("%q: fastjson %+v, encoding/json %+v", doc, fast, std)
+		}
+	})
 }

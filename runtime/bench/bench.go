@@ -69,9 +69,9 @@ type Config struct {
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
 	// CPUProfile, if set, receives a pprof CPU profile of the platform's
-	// phases (throughput, drain, latency, then ingest alone, with the
-	// second platform's start) — not of the baseline, which would only
-	// dilute it. CPUSeconds covers the first three.
+	// phases with every role running (throughput, drain, latency) — not
+	// of the baseline, nor of ingest alone, whose slices alternate with
+	// the baseline's. CPUSeconds covers the same phases.
 	CPUProfile io.Writer
 	// SlowPartner, if positive, adds one more partner, "slow", subscribed
 	// to every event, that answers each delivery after this long. Its
@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 			return res, err
 		}
-		defer pprof.StopCPUProfile()
+		defer pprof.StopCPUProfile() // on an early return; else before ingest alone
 	}
 	cpu0 := cpuSeconds()
 	mem := sampleMemory(cfg.HeapProfile != nil)
@@ -262,6 +262,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		// the first has stopped, so they share no CPU) that runs no
 		// processor: its events are never routed, and it is discarded.
 		stopPlatform()
+		if cfg.CPUProfile != nil {
+			pprof.StopCPUProfile() // the baseline's slices would dilute it
+		}
 		p, cleanup, err := startPlatform(ctx, cfg, rs.URL, true)
 		if err != nil {
 			return res, err

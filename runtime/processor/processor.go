@@ -29,6 +29,7 @@ import (
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/catalog/filter"
 	"github.com/whp-dev/whp/catalog/transform"
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/flags"
@@ -282,7 +283,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 		}
 		taken++
 		var ev envelope.Event
-		if err := json.Unmarshal(r.Value, &ev); err != nil || ev.ID == "" {
+		if err := fastjson.Unmarshal(r.Value, &ev); err != nil || ev.ID == "" {
 			// Only ingest writes here, so this is a bug or a foreign
 			// producer; skipping it must not block the partition.
 			p.log.Error("skipping malformed ingress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)

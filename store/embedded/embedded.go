@@ -25,6 +25,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -113,7 +114,7 @@ func get(tx *bolt.Tx, bucket, key string, v any) error {
 	if b == nil {
 		return store.ErrNotFound
 	}
-	return json.Unmarshal(b, v)
+	return fastjson.Unmarshal(b, v)
 }
 
 func index(tx *bolt.Tx, bucket string, parts ...string) error {
@@ -143,7 +144,7 @@ func all[T any](tx *bolt.Tx, bucket string) ([]T, error) {
 	var out []T
 	err := tx.Bucket([]byte(bucket)).ForEach(func(_, v []byte) error {
 		var x T
-		if err := json.Unmarshal(v, &x); err != nil {
+		if err := fastjson.Unmarshal(v, &x); err != nil {
 			return err
 		}
 		out = append(out, x)
@@ -454,7 +455,7 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 		p := []byte(join(eventID, deliverySortKey))
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 			var d store.Delivery
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := fastjson.Unmarshal(v, &d); err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -642,7 +643,7 @@ func (s *Store) Decisions(ctx context.Context, limit int) ([]store.Decision, err
 		c := tx.Bucket([]byte(bAudit)).Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var d store.Decision
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := fastjson.Unmarshal(v, &d); err != nil {
 				return err
 			}
 			out = append(out, d)
