@@ -158,18 +158,20 @@ type Span struct {
 
 // SpanStore keeps the spans of the most recent traces in memory, up to a
 // bound on spans, forgetting whole traces oldest first. It is the dev
-// exporter: the console and GET /v1/events/{id}/trace read it.
+// exporter: the console and GET /v1/events/{id}/trace read it. Spans are
+// kept as the SDK hands them over and turned into Spans only when a trace
+// is read: every event ends several spans, few traces are ever looked at.
 type SpanStore struct {
 	mu     sync.Mutex
 	max    int
 	n      int
-	order  []string // trace ids, oldest first
-	traces map[string][]Span
+	order  []trace.TraceID // oldest first
+	traces map[trace.TraceID][]sdktrace.ReadOnlySpan
 }
 
 // NewSpanStore keeps up to max spans.
 func NewSpanStore(max int) *SpanStore {
-	return &SpanStore{max: max, traces: map[string][]Span{}}
+	return &SpanStore{max: max, traces: map[trace.TraceID][]sdktrace.ReadOnlySpan{}}
 }
 
 // ExportSpans implements sdktrace.SpanExporter.
@@ -177,26 +179,11 @@ func (s *SpanStore) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range spans {
-		sc := sp.SpanContext()
-		id := sc.TraceID().String()
-		out := Span{TraceID: id, SpanID: sc.SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
-			Start: sp.StartTime(), DurationMS: float64(sp.EndTime().Sub(sp.StartTime())) / float64(time.Millisecond)}
-		if p := sp.Parent(); p.IsValid() {
-			out.ParentID = p.SpanID().String()
-		}
-		if st := sp.Status(); st.Code == codes.Error {
-			out.Status = "error: " + st.Description
-		}
-		if attrs := sp.Attributes(); len(attrs) > 0 {
-			out.Attributes = map[string]string{}
-			for _, a := range attrs {
-				out.Attributes[string(a.Key)] = a.Value.Emit()
-			}
-		}
+		id := sp.SpanContext().TraceID()
 		if _, ok := s.traces[id]; !ok {
 			s.order = append(s.order, id)
 		}
-		s.traces[id] = append(s.traces[id], out)
+		s.traces[id] = append(s.traces[id], sp)
 		s.n++
 	}
 	for s.n > s.max && len(s.order) > 1 {
@@ -208,14 +195,45 @@ func (s *SpanStore) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan
 	return nil
 }
 
+// span is sp as whp shows it.
+func span(sp sdktrace.ReadOnlySpan) Span {
+	sc := sp.SpanContext()
+	out := Span{TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
+		Start: sp.StartTime(), DurationMS: float64(sp.EndTime().Sub(sp.StartTime())) / float64(time.Millisecond)}
+	if p := sp.Parent(); p.IsValid() {
+		out.ParentID = p.SpanID().String()
+	}
+	if st := sp.Status(); st.Code == codes.Error {
+		out.Status = "error: " + st.Description
+	}
+	if attrs := sp.Attributes(); len(attrs) > 0 {
+		out.Attributes = make(map[string]string, len(attrs))
+		for _, a := range attrs {
+			out.Attributes[string(a.Key)] = a.Value.Emit()
+		}
+	}
+	return out
+}
+
 // Shutdown implements sdktrace.SpanExporter.
 func (s *SpanStore) Shutdown(context.Context) error { return nil }
 
 // Trace returns a trace's spans, by start time.
 func (s *SpanStore) Trace(traceID string) []Span {
+	id, err := trace.TraceIDFromHex(traceID)
+	if err != nil {
+		return nil
+	}
 	s.mu.Lock()
-	out := slices.Clone(s.traces[traceID])
+	kept := slices.Clone(s.traces[id])
 	s.mu.Unlock()
+	if len(kept) == 0 {
+		return nil
+	}
+	out := make([]Span, len(kept))
+	for i, sp := range kept {
+		out[i] = span(sp)
+	}
 	slices.SortFunc(out, func(a, b Span) int { return a.Start.Compare(b.Start) })
 	return out
 }
