@@ -250,7 +250,7 @@ func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
 	if n := p1.got.Load(); n != 1 {
 		t.Fatalf("partner got %d requests before the ledger was written, want 1", n)
 	}
-	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("d1")); !errors.Is(err, store.ErrNotFound) {
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-d1", "d1")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("ledger entry present before its write was released: %v", err)
 	}
 	if off := r.consumedUpTo("p1"); off != 0 {
@@ -258,7 +258,7 @@ func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
 	}
 	close(held.release)
 	waitUntil(t, "the batches to be written and committed", func() bool { return r.consumedUpTo("p1") == 2 })
-	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("d1")); err != nil {
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-d1", "d1")); err != nil {
 		t.Errorf("ledger entry after the write: %v", err)
 	}
 	if st := r.status("d1"); st != store.DeliveryDelivered {
@@ -375,5 +375,23 @@ func TestChainReadsEachPollsSubscription(t *testing.T) {
 	waitUntil(t, "d2 to be dead-lettered (its subscription is disabled)", func() bool { return r.status("d2") == store.DeliveryDeadLettered })
 	if n := a.got.Load(); n != 1 {
 		t.Errorf("partner got %d requests, want 1 (none after its subscription was disabled)", n)
+	}
+}
+
+// TestDeliveredStatusDropsDuplicate: a delivery whose status says
+// delivered is not attempted again, even with no ledger entry under its
+// key — as for one delivered before the ledger key took its current form.
+func TestDeliveredStatusDropsDuplicate(t *testing.T) {
+	p1 := newServer(t, false)
+	r := newRig(t, Config{}, nil, partner{"p1", p1.URL})
+	now := time.Now()
+	if err := r.emb.PutDeliveries(r.ctx, []store.Delivery{{EventID: "e-d1", ID: "d1", SubscriptionID: "s-p1", PartnerID: "p1",
+		SchemaID: "bench/thing.happened/1", Status: store.DeliveryDelivered, CreatedAt: now, UpdatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	r.produce(delivery("p1", "d1", ""), delivery("p1", "d2", ""))
+	waitUntil(t, "the other delivery", func() bool { return p1.got.Load() >= 1 && r.consumedUpTo("p1") == 2 })
+	if n := p1.got.Load(); n != 1 || !strings.Contains(r.logs.String(), "duplicate delivery dropped") {
+		t.Fatalf("partner got %d requests, want 1 (d2 only); logs:\n%s", n, r.logs.String())
 	}
 }
