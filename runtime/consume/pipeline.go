@@ -27,8 +27,14 @@ import (
 //     written first (their commit may then fail, which only means they are
 //     handled again — harmless, the roles are idempotent per record).
 //
-// Batches queued while a write runs are written together, so under load
-// the store sees one write per several batches. Submit blocks while
+// Batches queued while a write runs are written together, and a write
+// waits up to Linger for more batches to join it, so the store sees one
+// write per several batches: on the embedded store a commit rewrites the
+// pages it touches and syncs, whatever it holds, and five milliseconds
+// cut its page writes per event by a sixth and the platform's CPU per
+// event by about 13 % (whp bench, bbolt's TxStats). What waits is off the
+// delivery path: history, statuses and ledger entries (a delivery is
+// remembered in memory until its entry is written), and offset commits. Submit blocks while
 // maxQueued batches wait: a store that is down stops the poll loop instead
 // of piling batches up in memory.
 type Pipeline[T any] struct {
@@ -39,6 +45,8 @@ type Pipeline[T any] struct {
 	ctx    context.Context // ends when Close gives up
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the worker returns
+
+	linger time.Duration
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -60,12 +68,18 @@ const (
 	// up to maxWriteBackoff.
 	writeBackoff    = 100 * time.Millisecond
 	maxWriteBackoff = 5 * time.Second
+	// Linger is how long a write waits for more batches to join it.
+	Linger = 5 * time.Millisecond
 )
 
 // NewPipeline starts a pipeline: write stores the items of one or more
 // batches, commit commits the offsets of their records.
 func NewPipeline[T any](write func(context.Context, []T) error, commit func(context.Context, []*kgo.Record) error, log *slog.Logger) *Pipeline[T] {
-	p := &Pipeline[T]{write: write, commit: commit, log: log, done: make(chan struct{})}
+	return newPipeline(write, commit, log, Linger)
+}
+
+func newPipeline[T any](write func(context.Context, []T) error, commit func(context.Context, []*kgo.Record) error, log *slog.Logger, linger time.Duration) *Pipeline[T] {
+	p := &Pipeline[T]{write: write, commit: commit, log: log, linger: linger, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.run()
@@ -139,6 +153,7 @@ func (p *Pipeline[T]) run() {
 			p.mu.Unlock()
 			return
 		}
+		p.lingerLocked()
 		jobs := p.queue
 		p.queue = nil
 		p.cond.Broadcast() // Submit may go on
@@ -162,6 +177,24 @@ func (p *Pipeline[T]) run() {
 				p.log.Warn("commit offsets failed; records may be handled again", "records", len(recs), "error", err)
 			}
 		}
+	}
+}
+
+// lingerLocked waits, with p.mu held, up to p.linger for more batches to
+// queue — not past a Close, nor while a full queue blocks Submit.
+func (p *Pipeline[T]) lingerLocked() {
+	if p.linger <= 0 || p.closing {
+		return
+	}
+	deadline := time.Now().Add(p.linger)
+	wake := time.AfterFunc(p.linger, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer wake.Stop()
+	for !p.closing && len(p.queue) < maxQueued && time.Now().Before(deadline) {
+		p.cond.Wait()
 	}
 }
 

@@ -87,6 +87,26 @@ func TestPipelineOrderAndMerge(t *testing.T) {
 	}
 }
 
+// TestPipelineLinger: an idle pipeline's write waits for the batches
+// submitted within its linger, and writes them together.
+func TestPipelineLinger(t *testing.T) {
+	f := &fakeStore{}
+	p := newPipeline(f.write, f.commit, quiet, 300*time.Millisecond)
+	p.Submit(1, rec(1))
+	p.Submit(2, rec(2))
+	if err := p.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close(context.Background())
+	written, committed, _ := f.snapshot()
+	if want := [][]int{{1, 2}}; !slices.EqualFunc(written, want, slices.Equal) {
+		t.Errorf("writes = %v, want %v (both batches in the lingering write)", written, want)
+	}
+	if want := []int64{1, 2}; !slices.Equal(committed, want) {
+		t.Errorf("commits = %v, want %v", committed, want)
+	}
+}
+
 // TestPipelineRetriesThenGivesUp: a failing write is retried until it
 // succeeds; closed while the store still fails, nothing is committed.
 func TestPipelineRetriesThenGivesUp(t *testing.T) {
