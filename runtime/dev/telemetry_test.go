@@ -263,6 +263,11 @@ func TestTrace(t *testing.T) {
 			t.Errorf("%d spans %q, want at least %d; spans: %v", count[name], name, min, count)
 		}
 	}
+	for name := range count {
+		if strings.HasSuffix(name, " receive") {
+			t.Errorf("span %q: fetches are not traced (a span per buffered record)", name)
+		}
+	}
 	for _, s := range tr.Spans {
 		if s.ParentID == "00f067aa0ba902b7" {
 			continue // the producer's span
