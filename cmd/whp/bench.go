@@ -34,12 +34,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
+	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner ≥ 0"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner ≥ 0, 0 < --trace-sample-ratio ≤ 1"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
@@ -52,7 +53,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
 	}
 	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
-		Progress: progressBar(stderr)}
+		TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
 	if err != nil {

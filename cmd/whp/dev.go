@@ -32,6 +32,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "how long a partner's open circuit breaker waits before probing")
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
+	sampleRatio := fs.Float64("trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
 	opsURL := fs.String("ops-webhook-url", "", "URL that receives operational events (attempts failing, breakers, stalled reconciles), signed with the dev secret ops/webhook/signing")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -42,6 +43,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *maxBody <= 0 {
 		return usageError{"whp dev: --max-body-bytes must be positive"}
+	}
+	if !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{fmt.Sprintf("whp dev: --trace-sample-ratio %v: want more than 0 and at most 1", *sampleRatio)}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *interval <= 0 {
@@ -60,7 +64,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{"whp dev: --max-attempts, --connect-timeout, --delivery-timeout and --max-age must be positive"}
 	}
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
-	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL}
+	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL,
+		TraceSampleRatio: *sampleRatio}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
 	switch {

@@ -78,6 +78,9 @@ type Config struct {
 	// deliveries are not counted: the figures are the other partners',
 	// and show what one slow endpoint costs the others.
 	SlowPartner time.Duration
+	// TraceSampleRatio is the embedded platform's share of traced events
+	// (dev.Config.TraceSampleRatio); 0: every event, whp dev's default.
+	TraceSampleRatio float64
 	// HeapProfile, if set, receives a pprof heap profile taken when the
 	// process's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
@@ -362,7 +365,8 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string, ingestOn
 		partners = append(partners, "slow")
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: ingestOnly,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		TraceSampleRatio: cfg.TraceSampleRatio,
+		Log:              slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// A bench partner never fails; retries would only blur the figures.
 	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}
 	p, err := dev.Start(ctx, dcfg)

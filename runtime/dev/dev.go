@@ -87,6 +87,11 @@ type Config struct {
 	// OpsWebhookURL receives the operational events (opevents), signed
 	// with the dev secret OpsSigningRef; empty: they are only logged.
 	OpsWebhookURL string
+	// TraceSampleRatio is the share of new traces recorded, in (0, 1];
+	// 0 means 1: every event traced, its trace shown in the console.
+	// Tracing every event through every hop costs about 15 % of the CPU
+	// under load (docs/benchmarks.md).
+	TraceSampleRatio float64
 	// IngestOnly starts everything but the processor: accepted events
 	// stay in the ingress topics, nothing is routed or delivered. whp
 	// bench measures the ingest role alone with it, as it runs in
@@ -166,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	cfg.Ingest.Flags, cfg.Dispatch.Flags = cfg.Flags, cfg.Flags
 	// Dev keeps traces in memory: GET /v1/events/{id}/trace shows an
 	// event's, from the POST to each partner's answer.
-	if p.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-dev", Traces: telemetry.TracesMemory}); err != nil {
+	if p.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-dev", Traces: telemetry.TracesMemory, TraceSampleRatio: cfg.TraceSampleRatio}); err != nil {
 		return nil, err
 	}
 	cfg.Ingest.Metrics, cfg.Dispatch.Metrics, cfg.Dispatch.Tracing = p.tel.Metrics, p.tel.Metrics, p.tel.Tracing

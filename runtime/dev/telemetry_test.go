@@ -301,3 +301,32 @@ func TestTrace(t *testing.T) {
 		t.Errorf("stored event trace id %q, %v", ev.TraceID, err)
 	}
 }
+
+// TestTraceSampleRatio: a platform that samples (almost) no new trace
+// still delivers, and records no span of an event it did not sample; a
+// producer's sampled traceparent keeps its own decision.
+func TestTraceSampleRatio(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) { c.TraceSampleRatio = 1e-12 })
+	spans := func(id string) int {
+		resp, err := http.Get(p.URL + "/v1/events/" + id + "/trace")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tr struct {
+			Spans []telemetry.Span `json:"spans"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tr)
+		return len(tr.Spans)
+	}
+	unsampled := accept(t, p, orderEvent(1))
+	sampled := accept(t, p, orderEvent(2), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	mustDelivered(t, p, unsampled, 2)
+	mustDelivered(t, p, sampled, 2)
+	if n := spans(unsampled); n != 0 {
+		t.Errorf("an unsampled event has %d spans", n)
+	}
+	eventually(t, "the sampled event's spans", func() bool { return spans(sampled) > 0 })
+}
