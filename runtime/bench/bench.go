@@ -261,41 +261,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	if cfg.Target == "" {
-		// The ingest role alone, on a platform of its own (started once
-		// the first has stopped, so they share no CPU) that runs no
-		// processor: its events are never routed, and it is discarded.
-		stopPlatform()
+		stopPlatform() // so that the two platforms share no CPU
 		if cfg.CPUProfile != nil {
 			pprof.StopCPUProfile() // the baseline's slices would dilute it
 		}
-		p, cleanup, err := startPlatform(ctx, cfg, rs.URL, true)
-		if err != nil {
+		if res.IngestPerSec, res.IngestRatio, err = ingestAlone(ctx, cfg, base.URL, rs.URL, body); err != nil {
 			return res, err
 		}
-		// In slices alternating with the baseline's, so that the ratio is
-		// taken between neighbours in time on a machine whose speed
-		// drifts (over a run, the baseline moves by a quarter here).
-		slice := cfg
-		slice.Duration = max(cfg.Duration/ingestSlices, time.Second/2)
-		var in, bn int64
-		for range ingestSlices {
-			b, _, err := closedLoop(ctx, base.URL+"/v1/events", slice, func(int64) []byte { return body }, "ingest alone")
-			if err != nil {
-				cleanup()
-				return res, err
-			}
-			n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, func(i int64) []byte {
-				return eventBody(cfg.PayloadBytes, fmt.Sprintf("i%d", i))
-			}, "ingest alone")
-			if err != nil {
-				cleanup()
-				return res, err
-			}
-			in, bn = in+n, bn+b
-		}
-		cleanup()
-		res.IngestPerSec = float64(in) / (slice.Duration.Seconds() * ingestSlices)
-		res.IngestRatio = float64(in) / float64(max(bn, 1))
 	}
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
@@ -307,6 +279,36 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // ingestSlices is how many slices the ingest-alone phase alternates with
 // the baseline.
 const ingestSlices = 4
+
+// ingestAlone measures the ingest role by itself: a platform of its own
+// that runs no processor (its events are never routed, and it is
+// discarded), in slices alternating with the baseline at baseURL, so that
+// the ratio is taken between neighbours in time on a machine whose speed
+// drifts (over a run, the baseline moves by a quarter here).
+func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, baseBody []byte) (perSec, ratio float64, err error) {
+	p, cleanup, err := startPlatform(ctx, cfg, receiverURL, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cleanup()
+	slice := cfg
+	slice.Duration = max(cfg.Duration/ingestSlices, time.Second/2)
+	var in, bn int64
+	for range ingestSlices {
+		b, _, err := closedLoop(ctx, baseURL+"/v1/events", slice, func(int64) []byte { return baseBody }, "ingest alone")
+		if err != nil {
+			return 0, 0, err
+		}
+		n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, func(i int64) []byte {
+			return eventBody(cfg.PayloadBytes, fmt.Sprintf("i%d", i))
+		}, "ingest alone")
+		if err != nil {
+			return 0, 0, err
+		}
+		in, bn = in+n, bn+b
+	}
+	return float64(in) / (slice.Duration.Seconds() * ingestSlices), float64(in) / float64(max(bn, 1)), nil
+}
 
 // eventBody is an event of size bytes. Its padding is text — words drawn
 // from a small vocabulary, the same for every event — so it compresses

@@ -400,14 +400,11 @@ func decodeRequest(body []byte) (request, []catalog.Violation) {
 }
 
 // decodeFast is the envelope parsed by goccy/go-json, or false for any
-// body it does not accept as it is — a panic included, so a parser bug
-// costs the slower parse and never the request.
-func decodeFast(body []byte) (req request, ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
+// body it does not accept as it is (a decoder panic included: fastjson
+// makes it an error). Invalid UTF-8 goes to encoding/json, which replaces
+// it in strings as it always has.
+func decodeFast(body []byte) (request, bool) {
+	var req request
 	if fastjson.UnmarshalStrict(body, &req) != nil || !utf8.Valid(body) {
 		return request{}, false
 	}
