@@ -139,6 +139,11 @@ type Result struct {
 	LatencyP50MS float64 `json:"latency_p50_ms"`
 	LatencyP95MS float64 `json:"latency_p95_ms"`
 	LatencyP99MS float64 `json:"latency_p99_ms"`
+	// The producer's wait at the same rate: from sending the POST to
+	// reading its 202 (validated, durable on the ingress cluster).
+	AcceptP50MS float64 `json:"accept_p50_ms"`
+	AcceptP95MS float64 `json:"accept_p95_ms"`
+	AcceptP99MS float64 `json:"accept_p99_ms"`
 	// The process's (platform, receiver and load generator together).
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// PeakRSSMiB is the largest resident set sampled during this run's
@@ -241,10 +246,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Latency at a fixed rate.
 	recv.reset()
-	sent, err := openLoop(ctx, target+"/v1/events", cfg)
+	sent, waits, err := openLoop(ctx, target+"/v1/events", cfg)
 	if err != nil {
 		return res, err
 	}
+	res.AcceptP50MS, res.AcceptP95MS, res.AcceptP99MS = percentile(waits, 50), percentile(waits, 95), percentile(waits, 99)
 	wait := time.Now().Add(30 * time.Second)
 	for recv.count() < sent*int64(cfg.Fanout) && time.Now().Before(wait) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
@@ -491,11 +497,13 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 }
 
 // openLoop sends events at the fixed rate, whatever the answers take, and
-// returns how many were accepted.
-func openLoop(ctx context.Context, url string, cfg Config) (int64, error) {
+// returns how many were accepted and how long each 202 took, in ms.
+func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, error) {
 	c := client(cfg.Connections)
 	defer c.CloseIdleConnections()
 	var accepted atomic.Int64
+	var mu sync.Mutex
+	var waits []float64
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(cfg.LatencyDuration / interval)
@@ -505,18 +513,24 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, error) {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			return accepted.Load(), ctx.Err()
+			return accepted.Load(), waits, ctx.Err()
 		case <-t.C:
 		}
 		wg.Go(func() {
-			resp, err := c.Post(url, "application/json", bytes.NewReader(eventBody(cfg.PayloadBytes, fmt.Sprintf("l%d", i))))
+			body := eventBody(cfg.PayloadBytes, fmt.Sprintf("l%d", i))
+			start := time.Now()
+			resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 			if err != nil {
 				return
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusAccepted {
+				took := float64(time.Since(start)) / float64(time.Millisecond)
 				accepted.Add(1)
+				mu.Lock()
+				waits = append(waits, took)
+				mu.Unlock()
 			}
 		})
 		if i%50 == 0 {
@@ -524,7 +538,7 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, error) {
 		}
 	}
 	wg.Wait()
-	return accepted.Load(), nil
+	return accepted.Load(), waits, nil
 }
 
 // receiver is the partner: it counts deliveries by webhook-id and the

@@ -42,6 +42,9 @@ func TestRun(t *testing.T) {
 	if !(r.LatencyP50MS > 0 && r.LatencyP50MS <= r.LatencyP95MS && r.LatencyP95MS <= r.LatencyP99MS) {
 		t.Errorf("latencies %v %v %v", r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS)
 	}
+	if !(r.AcceptP50MS > 0 && r.AcceptP50MS <= r.AcceptP95MS && r.AcceptP95MS <= r.AcceptP99MS) {
+		t.Errorf("producer's waits %v %v %v", r.AcceptP50MS, r.AcceptP95MS, r.AcceptP99MS)
+	}
 	if r.CPUSeconds <= 0 || r.PeakRSSMiB <= 0 {
 		t.Errorf("resources %v s, %v MiB", r.CPUSeconds, r.PeakRSSMiB)
 	}
