@@ -119,11 +119,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(results)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tINGEST ALONE/s\t×BASE\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\t202 p95\tCPU s\tPEAK RSS (ANON)\tLOST\tDUP")
+	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tINGEST ALONE/s\t×BASE\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\t202 p95\tCPU s\tCPU ms/EVENT\tPEAK RSS (ANON)\tLOST\tDUP")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.0f (%.0f) MiB\t%d\t%d\n",
+		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.2f\t%.0f (%.0f) MiB\t%d\t%d\n",
 			r.PayloadBytes, r.Fanout, r.BaselinePerSec, r.IngestPerSec, r.IngestRatio, r.AcceptedPerSec, r.AcceptedRatio, r.DeliveredPerSec, r.DeliveredRatio,
-			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.AcceptP95MS, r.CPUSeconds, r.PeakRSSMiB, r.PeakAnonMiB, r.Lost, r.Duplicates)
+			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.AcceptP95MS, r.CPUSeconds, r.CPUPerEventMS, r.PeakRSSMiB, r.PeakAnonMiB, r.Lost, r.Duplicates)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in this process; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)

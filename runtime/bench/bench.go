@@ -146,6 +146,12 @@ type Result struct {
 	AcceptP99MS float64 `json:"accept_p99_ms"`
 	// The process's (platform, receiver and load generator together).
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUPerEventMS is CPUSeconds over the events accepted in those
+	// phases, and CPUPerEventBaselines the same in units of one baseline
+	// exchange (× the baseline's rate): what an event costs end to end,
+	// with the machine's speed of the moment cancelled out.
+	CPUPerEventMS        float64 `json:"cpu_ms_per_event"`
+	CPUPerEventBaselines float64 `json:"cpu_per_event_baselines"`
 	// PeakRSSMiB is the largest resident set sampled during this run's
 	// platform phases; PeakAnonMiB its anonymous part (heap, stacks),
 	// without the pages of the embedded store's memory-mapped file, which
@@ -259,6 +265,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 	if cfg.Target == "" {
 		res.CPUSeconds = cpuSeconds() - cpu0
+		if events := accepted + sent; events > 0 {
+			res.CPUPerEventMS = res.CPUSeconds / float64(events) * 1000
+			res.CPUPerEventBaselines = res.CPUSeconds / float64(events) * res.BaselinePerSec
+		}
 		res.PeakRSSMiB, res.PeakAnonMiB = mem.stop()
 		if cfg.HeapProfile != nil {
 			if _, err := cfg.HeapProfile.Write(mem.heap); err != nil {

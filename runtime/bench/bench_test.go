@@ -45,8 +45,8 @@ func TestRun(t *testing.T) {
 	if !(r.AcceptP50MS > 0 && r.AcceptP50MS <= r.AcceptP95MS && r.AcceptP95MS <= r.AcceptP99MS) {
 		t.Errorf("producer's waits %v %v %v", r.AcceptP50MS, r.AcceptP95MS, r.AcceptP99MS)
 	}
-	if r.CPUSeconds <= 0 || r.PeakRSSMiB <= 0 {
-		t.Errorf("resources %v s, %v MiB", r.CPUSeconds, r.PeakRSSMiB)
+	if r.CPUSeconds <= 0 || r.PeakRSSMiB <= 0 || r.CPUPerEventMS <= 0 || r.CPUPerEventBaselines <= 0 {
+		t.Errorf("resources %v s (%v ms, %v baselines per event), %v MiB", r.CPUSeconds, r.CPUPerEventMS, r.CPUPerEventBaselines, r.PeakRSSMiB)
 	}
 	if runtime.GOOS == "linux" && !(r.PeakAnonMiB > 0 && r.PeakAnonMiB <= r.PeakRSSMiB) {
 		t.Errorf("peak anonymous memory %v MiB, peak RSS %v MiB", r.PeakAnonMiB, r.PeakRSSMiB)
