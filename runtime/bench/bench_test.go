@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/envelope"
 )
 
 // A short run measures every figure (it asserts what was measured, not
@@ -136,5 +138,18 @@ func TestRunTarget(t *testing.T) {
 	}
 	if r.Target != p.URL || r.AcceptedPerSec <= 0 || r.DeliveredPerSec <= 0 || r.Lost != 0 || r.LatencyP95MS <= 0 || r.CPUSeconds != 0 || r.IngestPerSec != 0 {
 		t.Errorf("result %+v", r)
+	}
+}
+
+// The receiver reads the payload's own timestamp, not one its data holds.
+func TestTimestampOf(t *testing.T) {
+	at := time.Date(2026, 11, 29, 6, 0, 0, 123456789, time.UTC)
+	body := envelope.Payload{ID: "e", Type: "thing.happened", Timestamp: at,
+		Data: json.RawMessage(`{"timestamp":"2000-01-01T00:00:00Z","note":"\"timestamp\":\"1999-01-01T00:00:00Z\""}`)}.JSON()
+	if got := timestampOf(body); !got.Equal(at) {
+		t.Errorf("timestampOf = %v, want %v", got, at)
+	}
+	if got := timestampOf([]byte(`{"id":"x"}`)); !got.IsZero() {
+		t.Errorf("no timestamp: %v", got)
 	}
 }
