@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,9 +223,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer mem.stop()
 
 	// Throughput: as fast as the connections go.
-	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, func(i int64) []byte {
-		return eventBody(cfg.PayloadBytes, fmt.Sprintf("t%d", i))
-	}, "throughput")
+	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, numbered(cfg.PayloadBytes, "t"), "throughput")
 	if err != nil {
 		return res, err
 	}
@@ -314,9 +313,7 @@ func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, b
 		if err != nil {
 			return 0, 0, err
 		}
-		n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, func(i int64) []byte {
-			return eventBody(cfg.PayloadBytes, fmt.Sprintf("i%d", i))
-		}, "ingest alone")
+		n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, numbered(cfg.PayloadBytes, "i"), "ingest alone")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -341,6 +338,12 @@ func eventBody(size int, id string) []byte {
 	b = append(b, `","pad":"`...)
 	b = append(b, padding[:n]...)
 	return append(b, `"}}`...)
+}
+
+// numbered makes the i-th event of a phase: size bytes, its id the
+// phase's prefix and i, so that no two events of a run are the same.
+func numbered(size int, prefix string) func(int64) []byte {
+	return func(i int64) []byte { return eventBody(size, prefix+strconv.FormatInt(i, 10)) }
 }
 
 // padding is the text events are padded with, long enough for the
@@ -516,6 +519,7 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, er
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(cfg.LatencyDuration / interval)
+	event := numbered(cfg.PayloadBytes, "l")
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for i := range total {
@@ -526,7 +530,7 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, er
 		case <-t.C:
 		}
 		wg.Go(func() {
-			body := eventBody(cfg.PayloadBytes, fmt.Sprintf("l%d", i))
+			body := event(int64(i))
 			start := time.Now()
 			resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 			if err != nil {

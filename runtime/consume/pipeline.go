@@ -34,9 +34,10 @@ import (
 // cut its page writes per event by a sixth and the platform's CPU per
 // event by about 13 % (whp bench, bbolt's TxStats). What waits is off the
 // delivery path: history, statuses and ledger entries (a delivery is
-// remembered in memory until its entry is written), and offset commits. Submit blocks while
-// maxQueued batches wait: a store that is down stops the poll loop instead
-// of piling batches up in memory.
+// remembered in memory until its entry is written), and offset commits.
+//
+// Submit blocks while maxQueued batches wait: a store that is down stops
+// the poll loop instead of piling batches up in memory.
 type Pipeline[T any] struct {
 	write  func(context.Context, []T) error
 	commit func(context.Context, []*kgo.Record) error
