@@ -99,26 +99,29 @@ func show(r request) string {
 	return "domain=" + s(r.Domain) + " event=" + s(r.Event) + " version=" + s(r.Version) + " key=" + s(r.Key) + " data=" + string(r.Data)
 }
 
-// readBody reads what io.ReadAll reads, declared length or not, and the
-// limit still refuses a longer body.
+// readBody reads what io.ReadAll reads, declared length or not, into a
+// reused buffer of any size and contents, and the limit still refuses a
+// longer body.
 func TestReadBody(t *testing.T) {
 	for _, c := range []struct {
 		body     string
 		declared int64
-	}{{"", 0}, {"abc", 3}, {"abc", -1}, {"abcdef", 3}, {"abc", 10}, {strings.Repeat("x", 5000), 5000}} {
-		got, err := readBody(strings.NewReader(c.body), c.declared, 1<<20)
-		if c.declared > int64(len(c.body)) {
-			if err == nil {
-				t.Errorf("%q declared %d: no error for a short body", c.body, c.declared)
+	}{{"", 0}, {"abc", 3}, {"abc", -1}, {"abcdef", 3}, {"abc", 10}, {strings.Repeat("x", 5000), 5000}, {strings.Repeat("y", 5000), -1}} {
+		for _, buf := range [][]byte{nil, []byte("zz"), []byte(strings.Repeat("z", 8192))} {
+			got, err := readBody(strings.NewReader(c.body), c.declared, 1<<20, buf)
+			if c.declared > int64(len(c.body)) {
+				if err == nil {
+					t.Errorf("%q declared %d: no error for a short body", c.body, c.declared)
+				}
+				continue
 			}
-			continue
-		}
-		if err != nil || string(got) != c.body {
-			t.Errorf("%q declared %d: got %q, %v", c.body, c.declared, got, err)
+			if err != nil || string(got) != c.body {
+				t.Errorf("%q declared %d, buffer of %d: got %q, %v", c.body, c.declared, cap(buf), got, err)
+			}
 		}
 	}
 	rec := httptest.NewRecorder()
-	_, err := readBody(http.MaxBytesReader(rec, io.NopCloser(strings.NewReader("abcdef")), 4), 3, 4)
+	_, err := readBody(http.MaxBytesReader(rec, io.NopCloser(strings.NewReader("abcdef")), 4), 3, 4, nil)
 	var tooBig *http.MaxBytesError
 	if !errors.As(err, &tooBig) {
 		t.Errorf("a body past the limit: %v", err)

@@ -17,6 +17,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -47,7 +48,9 @@ type Schemas interface {
 	Lookup(id string) (*registry.Entry, bool)
 }
 
-// Producer writes records to the ingress cluster and waits for acks.
+// Producer writes records to the ingress cluster and waits for acks. It
+// keeps no reference to a record's key or value once ProduceSync returns
+// (kgo's client does not): their buffers are reused.
 type Producer interface {
 	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
 }
@@ -152,13 +155,16 @@ type idempotencyState struct {
 }
 
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" { // parsing allocates; most producers send exactly this
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			writeProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json")
 			return
 		}
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), r.ContentLength, a.cfg.MaxBodyBytes)
+	bodyBuf := getBuffer()
+	defer putBuffer(bodyBuf)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), r.ContentLength, a.cfg.MaxBodyBytes, *bodyBuf)
+	*bodyBuf = body
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -237,7 +243,10 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	if req.Key != nil {
 		ev.Key = *req.Key
 	}
-	value := ev.JSON()
+	valueBuf := getBuffer()
+	defer putBuffer(valueBuf)
+	value := ev.AppendJSON((*valueBuf)[:0])
+	*valueBuf = value
 	key := ev.Key
 	if key == "" {
 		key = id
@@ -333,14 +342,17 @@ func fingerprint(body []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// readBody reads a request body in one allocation when its length is
-// declared (and within the limit, which rd enforces either way), instead
-// of io.ReadAll's doubling from 512 bytes.
-func readBody(rd io.Reader, declared, limit int64) ([]byte, error) {
+// readBody reads a request body into buf (grown if it is too small) in
+// one read when its length is declared (and within the limit, which rd
+// enforces either way), instead of io.ReadAll's doubling from 512 bytes.
+func readBody(rd io.Reader, declared, limit int64, buf []byte) ([]byte, error) {
 	if declared <= 0 || declared > limit {
-		return io.ReadAll(rd)
+		return readAll(rd, buf[:0])
 	}
-	b := make([]byte, declared, declared+1)
+	if int64(cap(buf)) < declared+1 {
+		buf = make([]byte, 0, declared+1)
+	}
+	b := buf[:declared]
 	if _, err := io.ReadFull(rd, b); err != nil {
 		return nil, err // a body shorter than declared, as io.ReadAll would say
 	}
@@ -353,8 +365,44 @@ func readBody(rd io.Reader, declared, limit int64) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	}
-	rest, err := io.ReadAll(rd)
-	return append(append(b, one[0]), rest...), err
+	return readAll(rd, append(b, one[0]))
+}
+
+// readAll appends what rd has left to b, as io.ReadAll does to nil.
+func readAll(rd io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
+}
+
+// maxPooled is the largest buffer kept for reuse: bodies and records of
+// events up to it (most events are a few KiB) cost no allocation, and a
+// rare large one does not stay pinned in the pool.
+const maxPooled = 64 << 10
+
+// buffers recycles the request body and the record value of each POST:
+// neither outlives the request (the envelope's fields and data are
+// decoded into copies, and the producer keeps no record after
+// ProduceSync returns).
+var buffers = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		buffers.Put(b)
+	}
 }
 
 // decodeRequest parses the envelope strictly and reports every problem

@@ -21,11 +21,19 @@ type Problem struct {
 // which needs no escaping).
 func writeAccepted(w http.ResponseWriter, id string) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(http.StatusAccepted)
 	w.Write([]byte(`{"id":"` + id + "\"}\n"))
 }
+
+// The values of the 202's constant headers, shared by every answer instead
+// of one slice each per request: net/http only reads them, and a header
+// added to later (Header.Add) is copied by append, as cap == len.
+var (
+	jsonContentType = []string{"application/json"}
+	nosniff         = []string{"nosniff"}
+)
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)

@@ -12,7 +12,7 @@ import (
 // attributes kept, and forgets whole traces, oldest first, past its bound.
 func TestSpanStore(t *testing.T) {
 	store := NewSpanStore(4)
-	tracer := sdktrace.NewTracerProvider(sdktrace.WithSyncer(store)).Tracer("test")
+	tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(store)).Tracer("test")
 	trace := func(children int) string {
 		ctx, root := tracer.Start(context.Background(), "root")
 		for range children {

@@ -152,7 +152,7 @@ func (t *Telemetry) Instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := t.Tracing.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := t.Tracing.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := t.Tracing.Start(ctx, r.Method, serverSpan)
 		defer span.End()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		r = r.WithContext(ctx)
@@ -169,6 +169,9 @@ func (t *Telemetry) Instrument(h http.Handler) http.Handler {
 		t.Metrics.HTTP(ctx, route, r.Method, sw.code, time.Since(start))
 	})
 }
+
+// serverSpan is the start option of every server span, made once.
+var serverSpan = trace.WithSpanKind(trace.SpanKindServer)
 
 type statusWriter struct {
 	http.ResponseWriter
