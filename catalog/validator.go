@@ -19,6 +19,7 @@ import (
 // immutable, so the ingest hot path shares one per schema version.
 type Validator struct {
 	schema *jsonschema.Schema
+	quick  *quick // nil: the schema has a keyword the quick check does not know
 }
 
 // Violation is one way event data breaks its schema. Pointer is an RFC 6901
@@ -44,7 +45,7 @@ func NewValidator(jsonSchema []byte) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile JSON Schema: %w", err)
 	}
-	return &Validator{schema: s}, nil
+	return &Validator{schema: s, quick: compileQuick(jsonSchema)}, nil
 }
 
 // Validate decodes doc and validates it. The error is non-nil only when doc
@@ -66,6 +67,9 @@ func Decode(doc []byte) (any, error) { return fastjson.Decode(doc) }
 
 // ValidateValue validates a document already decoded by Decode.
 func (v *Validator) ValidateValue(x any) []Violation {
+	if v.quick != nil && v.quick.valid(x) {
+		return nil
+	}
 	err := v.schema.Validate(x)
 	if err == nil {
 		return nil

@@ -1,0 +1,123 @@
+package catalog
+
+import (
+	"testing"
+)
+
+// quickSchema uses every keyword the quick check knows, with bounds it
+// must compare exactly (0.1 is not a float64).
+const quickSchema = `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object",
+"required":["id","n"],"additionalProperties":{"type":["string","null"],"maxLength":3},
+"properties":{
+ "id":{"type":"string","pattern":"^e_[a-z]{2,8}$","minLength":4,"maxLength":10},
+ "n":{"type":"integer","minimum":1,"exclusiveMaximum":100},
+ "price":{"type":"number","exclusiveMinimum":0,"maximum":0.1},
+ "big":{"type":"integer","maximum":1e20},
+ "kind":{"enum":["a","b"]},
+ "fixed":{"const":"x"},
+ "flag":{"type":"boolean"},
+ "tags":{"type":"array","minItems":1,"maxItems":2,"items":{"type":"string","minLength":1}},
+ "inner":{"type":"object","additionalProperties":false,"properties":{"v":true}},
+ "open":{"description":"anything"}
+}}`
+
+// quickSeeds are documents for quickSchema, valid and not, on either side
+// of each keyword's edge.
+var quickSeeds = []string{
+	`{"id":"e_ab","n":1}`,
+	`{"id":"e_ab","n":99,"price":0.1,"big":100000000000000000000,"kind":"b","fixed":"x","flag":true,"tags":["t","u"],"inner":{"v":[1]},"open":{"x":1},"z":"abc","y":null}`,
+	`{"id":"e_ab","n":1.0}`, `{"id":"e_ab","n":1e0}`, `{"id":"e_ab","n":100}`, `{"id":"e_ab","n":0}`, `{"id":"e_ab","n":-0}`,
+	`{"id":"e_ab","n":1,"price":0}`, `{"id":"e_ab","n":1,"price":0.1000000000000000001}`, `{"id":"e_ab","n":1,"price":1e-400}`,
+	`{"id":"e_ab","n":1,"big":100000000000000000001}`, `{"id":"e_ab","n":1,"big":1e20}`, `{"id":"e_ab","n":1,"big":99999999999999999999.5}`,
+	`{"id":"e_a","n":1}`, `{"id":"e_abcdefghi","n":1}`, `{"id":"E_ab","n":1}`, `{"id":"e_ab"}`, `{"n":1}`,
+	`{"id":"e_ab","n":1,"kind":"c"}`, `{"id":"e_ab","n":1,"fixed":"y"}`, `{"id":"e_ab","n":1,"flag":"true"}`,
+	`{"id":"e_ab","n":1,"tags":[]}`, `{"id":"e_ab","n":1,"tags":["a","b","c"]}`, `{"id":"e_ab","n":1,"tags":[""]}`,
+	`{"id":"e_ab","n":1,"inner":{"w":1}}`, `{"id":"e_ab","n":1,"z":"abcd"}`, `{"id":"e_ab","n":1,"z":"äöü"}`, `{"id":"e_ab","n":1,"z":1}`,
+	`[]`, `"e_ab"`, `null`, `1`,
+}
+
+// Whatever the quick check calls valid, the full validator calls valid: it
+// only ever lets valid events skip the full validation. It is sure of the
+// common valid events, or it would save nothing.
+func FuzzQuick(f *testing.F) {
+	for _, s := range quickSeeds {
+		f.Add(s)
+	}
+	f.Add(string(orderEvent))
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		f.Fatal(err)
+	}
+	c, err := Load(".")
+	if err != nil {
+		f.Fatal(err)
+	}
+	order := c.Schema("orders#order.created#1").Validator()
+	if v.quick == nil || order.quick == nil {
+		f.Fatal("no quick check for schemas of known keywords")
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		x, err := Decode([]byte(doc))
+		if err != nil {
+			return
+		}
+		for _, v := range []*Validator{v, order} {
+			if v.quick.valid(x) && v.schema.Validate(x) != nil {
+				t.Errorf("quick check passes %s, the schema refuses it: %v", doc, v.schema.Validate(x))
+			}
+		}
+	})
+}
+
+// The quick check is sure of valid events, not of invalid ones or the
+// numbers it cannot compare exactly; those go to the full validator, so
+// the answer is the same either way.
+func TestQuick(t *testing.T) {
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		doc         string
+		quick, full bool
+	}{
+		{quickSeeds[0], true, true},
+		{quickSeeds[1], true, true},
+		{`{"id":"e_ab","n":1.0}`, false, true},                              // integral, not an integer literal
+		{`{"id":"e_ab","n":1,"price":0.1000000000000000001}`, false, false}, // just above 0.1
+		{`{"id":"e_ab","n":1,"big":99999999999999999999.5}`, false, false},  // not an integer
+		{`{"id":"e_ab","n":1,"big":100000000000000000000}`, true, true},     // = 1e20, exactly
+		{`{"id":"e_ab","n":1,"z":"äöü"}`, true, true},                       // 3 characters, 6 bytes
+		{`{"id":"e_ab","n":100}`, false, false},
+		{`{"id":"e_ab","n":1,"inner":{"w":1}}`, false, false},
+	} {
+		x, err := Decode([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.quick.valid(x); got != tc.quick {
+			t.Errorf("%s: quick %v, want %v", tc.doc, got, tc.quick)
+		}
+		if vs := v.ValidateValue(x); (len(vs) == 0) != tc.full {
+			t.Errorf("%s: valid %v, want %v (%v)", tc.doc, len(vs) == 0, tc.full, vs)
+		}
+	}
+	for _, s := range []string{`{"anyOf":[{"type":"string"}]}`, `{"type":"string","format":"date-time"}`,
+		`{"properties":{"a":{"$ref":"#"}}}`, `{"items":[{"type":"string"}]}`, `{"enum":[1,2]}`, `{"exclusiveMinimum":true}`, `false`} {
+		if compileQuick([]byte(s)) != nil {
+			t.Errorf("a quick check for %s, whose keywords it does not know", s)
+		}
+	}
+	c, err := Load(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"orders#order.created#1", "orders#order.created#2", "orders#order.cancelled#1", "payments#payment.captured#1"} {
+		if c.Schema(id).Validator().quick == nil {
+			t.Errorf("%s: no quick check", id)
+		}
+	}
+	if x, _ := Decode(orderEvent); !c.Schema("orders#order.created#1").Validator().quick.valid(x) {
+		t.Error("the quick check is not sure of a valid order")
+	}
+}
