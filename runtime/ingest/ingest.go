@@ -48,11 +48,12 @@ type Schemas interface {
 	Lookup(id string) (*registry.Entry, bool)
 }
 
-// Producer writes records to the ingress cluster and waits for acks. It
-// keeps no reference to a record's key or value once ProduceSync returns
+// Producer writes records to the ingress cluster (kgo's client, with
+// acks from every in-sync replica): promise is called once with the
+// outcome. It keeps no reference to a record's key or value after that
 // (kgo's client does not): their buffers are reused.
 type Producer interface {
-	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
 // Store is the part of the state ingest uses.
@@ -72,7 +73,8 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
 	// Default 24 h.
 	IdempotencyTTL time.Duration
-	// ProduceTimeout bounds the wait for the ingress ack. Default 10 s.
+	// ProduceTimeout bounds a POST's wait for the ingress ack; after it,
+	// the POST answers 503 while the producer keeps trying. Default 10 s.
 	ProduceTimeout time.Duration
 	// Flags can pause a schema's ingest. Default: none.
 	Flags flags.Source
@@ -244,7 +246,6 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		ev.Key = *req.Key
 	}
 	valueBuf := getBuffer()
-	defer putBuffer(valueBuf)
 	value := ev.AppendJSON((*valueBuf)[:0])
 	*valueBuf = value
 	key := ev.Key
@@ -254,12 +255,30 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	// The record carries the request's trace (the produce span and the
 	// traceparent header are added by the client's hooks).
 	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("whp.event_id", id), attribute.String("whp.schema_id", schemaID))
-	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value, Context: r.Context()}
 	// The produce outlives a client that hangs up: once started, the
 	// event may be accepted, and the idempotency record must say so.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.ProduceTimeout)
-	defer cancel()
-	if err := a.prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
+	ctx := context.WithoutCancel(r.Context())
+	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value, Context: ctx}
+	acked := make(chan error, 1)
+	a.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
+	timer := time.NewTimer(a.cfg.ProduceTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-acked:
+		putBuffer(valueBuf) // the producer is done with the record
+	case <-timer.C:
+		// Not acknowledged in time, the cluster unreachable: kgo's
+		// idempotent producer does not give up a record it may have sent,
+		// so the event may still be accepted. The producer is told to
+		// retry with its key, which stays claimed until the outcome is
+		// known and then names the event, or is freed.
+		a.log.Error("ingress produce not acknowledged in time", "event_id", id, "schema_id", schemaID, "topic", entry.Topic,
+			"timeout", a.cfg.ProduceTimeout.String(), "trace_id", telemetry.TraceID(r.Context()))
+		go a.settle(ledgerKey, fingerprint(body), id, acked)
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the event log did not acknowledge the event in time; it may still be accepted: retry with the same Idempotency-Key")
+		return
+	}
+	if err != nil {
 		a.log.Error("ingress produce failed", "event_id", id, "schema_id", schemaID, "topic", entry.Topic, "trace_id", telemetry.TraceID(r.Context()), "error", err)
 		if ledgerKey != "" {
 			a.st.DeleteIdempotency(ctx, ledgerKey)
@@ -271,16 +290,42 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
 	}
 	if ledgerKey != "" {
-		st, _ := json.Marshal(idempotencyState{Done: true, Fingerprint: fingerprint(body), ID: id})
-		now := a.now()
-		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: st, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
-			// The event is durable; only a retry with this key could now
-			// publish it twice. Say so in the log, answer the truth.
-			a.log.Error("idempotency record not updated after accept", "event_id", id, "trace_id", telemetry.TraceID(r.Context()), "error", err)
-		}
+		a.accepted(ctx, ledgerKey, fingerprint(body), id)
 	}
 	w.Header().Set("Location", "/v1/events/"+id)
 	writeAccepted(w, id)
+}
+
+// accepted records that the request holding ledgerKey was accepted as
+// event id.
+func (a *API) accepted(ctx context.Context, ledgerKey, fp, id string) {
+	st, _ := json.Marshal(idempotencyState{Done: true, Fingerprint: fp, ID: id})
+	now := a.now()
+	if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: st, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+		// The event is durable; only a retry with this key could now
+		// publish it twice. Say so in the log, answer the truth.
+		a.log.Error("idempotency record not updated after accept", "event_id", id, "trace_id", telemetry.TraceID(ctx), "error", err)
+	}
+}
+
+// settle waits for the outcome of a produce whose POST timed out, and
+// records it against the request's Idempotency-Key (if it had one): the
+// producer's retry then gets the event's 202, or is accepted anew.
+func (a *API) settle(ledgerKey, fp, id string, acked <-chan error) {
+	err := <-acked
+	ctx := context.Background()
+	switch {
+	case err != nil:
+		a.log.Warn("ingress produce failed after its request timed out", "event_id", id, "error", err)
+		if ledgerKey != "" {
+			a.st.DeleteIdempotency(ctx, ledgerKey)
+		}
+	default:
+		a.log.Warn("event accepted after its request timed out", "event_id", id, "idempotency_key_held", ledgerKey != "")
+		if ledgerKey != "" {
+			a.accepted(ctx, ledgerKey, fp, id)
+		}
+	}
 }
 
 // claim reserves an Idempotency-Key. It returns true when it has answered

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -91,4 +93,137 @@ func TestIdempotencyLease(t *testing.T) {
 	if id, err := AcceptedEventID(ctx, st, "k1"); err != nil || id != accepted.ID {
 		t.Errorf("AcceptedEventID = %q, %v; want %q", id, err, accepted.ID)
 	}
+}
+
+// With the ingress cluster gone, a POST answers 503 once the produce
+// timeout has passed — not at once, not never — and its Idempotency-Key
+// stays claimed (the event may yet be written), so a retry waits.
+func TestIngressUnavailable(t *testing.T) {
+	const timeout = time.Second
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	post, _ := ingestAPI(t, cl, timeout)
+	if rec := post("k1", 1); rec.Code != http.StatusAccepted {
+		t.Fatalf("with the cluster up: %d %s", rec.Code, rec.Body)
+	}
+	c.Close()
+	start := time.Now()
+	rec := post("k2", 2)
+	took := time.Since(start)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "retry with the same Idempotency-Key") {
+		t.Fatalf("with the cluster gone: %d %s", rec.Code, rec.Body)
+	}
+	if took < timeout || took > 10*timeout {
+		t.Errorf("answered after %s, want the produce timeout of %s", took, timeout)
+	}
+	if rec := post("k2", 2); rec.Code != http.StatusConflict {
+		t.Errorf("a retry while the first may yet be written: %d %s, want 409", rec.Code, rec.Body)
+	}
+}
+
+// An ack that comes after the POST timed out settles its Idempotency-Key:
+// the producer's retry gets the event's 202 and nothing is published
+// twice. The double delays each ack of a real client past the timeout.
+func TestLateAck(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	post, st := ingestAPI(t, lateProducer{cl, 3 * timeout}, timeout)
+	if rec := post("k1", 1); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a late ack: %d %s, want 503", rec.Code, rec.Body)
+	}
+	var id string
+	deadline := time.Now().Add(10 * time.Second)
+	for id == "" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		id, _ = AcceptedEventID(context.Background(), st, "k1")
+	}
+	if id == "" {
+		t.Fatal("the key was never settled")
+	}
+	rec := post("k1", 1)
+	var got struct{ ID string }
+	json.Unmarshal(rec.Body.Bytes(), &got)
+	if rec.Code != http.StatusAccepted || rec.Header().Get("Idempotent-Replayed") != "true" || got.ID != id {
+		t.Errorf("the retry: %d %s, want the 202 of event %s replayed", rec.Code, rec.Body, id)
+	}
+	if n := countRecords(t, c.ListenAddrs(), "wh.ingress.shop.order.created"); n != 1 {
+		t.Errorf("%d records published, want 1", n)
+	}
+}
+
+// lateProducer delivers each outcome of a real producer after a delay.
+type lateProducer struct {
+	*kgo.Client
+	delay time.Duration
+}
+
+func (p lateProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.Client.Produce(ctx, r, func(r *kgo.Record, err error) {
+		time.AfterFunc(p.delay, func() { promise(r, err) })
+	})
+}
+
+// ingestAPI is the API on prod and an embedded store holding the schema
+// shop/order.created v1, and a function that posts an event under an
+// Idempotency-Key.
+func ingestAPI(t *testing.T, prod Producer, produceTimeout time.Duration) (func(key string, n int) *httptest.ResponseRecorder, *embedded.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.PutSchema(ctx, store.Schema{ID: "shop#order.created#1", Domain: "shop", Event: "order.created", Version: "1",
+		Status: "ACTIVE", JSONSchema: []byte(`{"type":"object"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := registry.New(st, log)
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	New(Config{ProduceTimeout: produceTimeout}, reg, prod, st, log).Register(mux)
+	return func(key string, n int) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/v1/events",
+			strings.NewReader(fmt.Sprintf(`{"domain":"shop","event":"order.created","version":"1","data":{"id":%d}}`, n)))
+		req.Header.Set("Idempotency-Key", key)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec
+	}, st
+}
+
+// countRecords is how many records topic holds.
+func countRecords(t *testing.T, addrs []string, topic string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
 }
