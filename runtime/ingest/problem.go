@@ -24,7 +24,8 @@ func writeAccepted(w http.ResponseWriter, id string) {
 	h["Content-Type"] = jsonContentType
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(http.StatusAccepted)
-	w.Write([]byte(`{"id":"` + id + "\"}\n"))
+	b := make([]byte, 0, len(`{"id":""}`)+len(id)+1)
+	w.Write(append(append(append(b, `{"id":"`...), id...), "\"}\n"...))
 }
 
 // The values of the 202's constant headers, shared by every answer instead
