@@ -50,3 +50,16 @@ func unmarshal(doc []byte, v any, opts ...gojson.DecodeOptionFunc) (err error) {
 	}()
 	return gojson.UnmarshalWithOption(doc, v, opts...)
 }
+
+// Marshal encodes v as json.Marshal does, byte for byte (FuzzMarshal holds
+// it to that for the store's rows), about twice as fast: the embedded
+// store encodes every event's and every delivery's row with it. A panic
+// of the library is an error.
+func Marshal(v any) (b []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("encode JSON (encoder panic: %v)", p)
+		}
+	}()
+	return gojson.Marshal(v)
+}

@@ -11,6 +11,7 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/store"
 )
 
 // The flags set by value do what the Decoder's methods do: numbers stay
@@ -83,6 +84,34 @@ func FuzzUnmarshal(f *testing.F) {
 		fast.AcceptedAt, fast.CreatedAt, std.AcceptedAt, std.CreatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 		if !reflect.DeepEqual(fast, std) {
 			t.Fatalf("%q: fastjson %+v, encoding/json %+v", doc, fast, std)
+		}
+	})
+}
+
+// Marshal writes what encoding/json writes, byte for byte, for the rows
+// the embedded store keeps: strings that need escaping or are not UTF-8,
+// raw bytes, times, omitted and zero fields, maps, custom marshalers.
+func FuzzMarshal(f *testing.F) {
+	f.Add("e_1", "<a>&\u2028", []byte(`{"a":1}`), int64(1500), int64(1700000000))
+	f.Add("\xff\xfe", "", []byte(nil), int64(0), int64(0))
+	f.Add("\"\\\n\t\x00", "ü€𝄞", []byte{0, 1, 2, 255}, int64(-1), int64(-62135596800))
+	f.Fuzz(func(t *testing.T, s1, s2 string, raw []byte, n, unix int64) {
+		at := time.Unix(unix%(1<<40), n%1e9).UTC()
+		rows := []any{
+			store.Delivery{EventID: s1, ID: s2, SubscriptionID: s1 + s2, Status: s2, Replay: s1, NextAttemptAt: at, Offset: n,
+				Attempts: []store.Attempt{{N: int(n % 100), At: at, URL: s1, StatusCode: int(n % 600), Latency: store.Duration(n),
+					Error: s2, RequestHeaders: map[string]string{s1: s2, s2: s1, "webhook-id": s1}, ResponseExcerpt: s2}},
+				CreatedAt: at, UpdatedAt: at},
+			store.Event{ID: s1, SchemaID: s2, Key: s2, AcceptedAt: at, Offset: n, TraceID: s1, Data: raw,
+				Routing: []store.Route{{SubscriptionID: s1, PartnerID: s2, Matched: n%2 == 0, Reason: s2}}},
+			store.Idempotency{Key: s1, Value: raw, CreatedAt: at, ExpiresAt: at, Rev: n},
+		}
+		for _, v := range rows {
+			want, wantErr := json.Marshal(v)
+			got, err := Marshal(v)
+			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+				t.Fatalf("%T: Marshal %s (%v), encoding/json %s (%v)", v, got, err, want, wantErr)
+			}
 		}
 	})
 }

@@ -102,7 +102,7 @@ func Open(dir string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 func put(tx *bolt.Tx, bucket string, key string, v any) error {
-	b, err := json.Marshal(v)
+	b, err := fastjson.Marshal(v) // json.Marshal's bytes (FuzzMarshal), in about half the time
 	if err != nil {
 		return err
 	}
