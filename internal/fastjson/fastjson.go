@@ -1,5 +1,6 @@
 // Package fastjson decodes the JSON of the hot path — every event's
-// envelope and data — with goccy/go-json, from a byte slice.
+// envelope and data — with goccy/go-json, from a byte slice, and encodes
+// the embedded store's rows with it.
 //
 // goccy/go-json offers UseNumber and DisallowUnknownFields on its
 // streaming Decoder only, whose buffering (reading 512 bytes at a time and
