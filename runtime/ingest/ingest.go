@@ -264,8 +264,8 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value, Context: ctx}
 	acked := make(chan error, 1)
 	a.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
-	timer := time.NewTimer(a.cfg.ProduceTimeout)
-	defer timer.Stop()
+	timer := getTimer(a.cfg.ProduceTimeout)
+	defer putTimer(timer)
 	select {
 	case err = <-acked:
 		putBuffer(valueBuf) // the producer is done with the record
@@ -431,6 +431,26 @@ func readAll(rd io.Reader, b []byte) ([]byte, error) {
 			return b, err
 		}
 	}
+}
+
+// timers recycles the produce waits' timers: since Go 1.23 a stopped
+// timer's channel holds no stale tick, so a timer from the pool, Reset,
+// fires only for its new wait.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+func getTimer(d time.Duration) *time.Timer {
+	t := timers.Get().(*time.Timer)
+	t.Reset(d)
+	return t
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // maxPooled is the largest buffer kept for reuse: bodies and records of
