@@ -459,9 +459,9 @@ func putTimer(t *time.Timer) {
 const maxPooled = 64 << 10
 
 // buffers recycles the request body and the record value of each POST:
-// neither outlives the request (the envelope's fields and data are
-// decoded into copies, and the producer keeps no record after
-// ProduceSync returns).
+// the envelope's fields and data are decoded into copies, and the
+// producer keeps no record after its promise is called — a record still
+// unacknowledged when its POST times out keeps its buffer.
 var buffers = sync.Pool{New: func() any { return new([]byte) }}
 
 func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
