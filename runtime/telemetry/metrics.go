@@ -176,8 +176,8 @@ func (m *Metrics) Validation(ctx context.Context, schemaID string, ok bool) {
 		result = "invalid"
 	}
 	k := [2]string{schemaID, result}
-	n, ok := m.validations.Load(k)
-	if !ok {
+	n, seen := m.validations.Load(k)
+	if !seen {
 		n, _ = m.validations.LoadOrStore(k, new(atomic.Int64))
 	}
 	n.(*atomic.Int64).Add(1)

@@ -1,7 +1,10 @@
 package telemetry
 
 import (
+	"context"
 	"math"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,5 +75,34 @@ func TestNilRecorders(t *testing.T) {
 	m.Delivery(t.Context(), "p", OutcomeDelivered, time.Now(), time.Now())
 	if err := m.ObserveBreakers(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Each validation counts once in the exported counter and once in the
+// SLO, with its result — the first of a schema too (a cached counter's
+// first use once counted as invalid in the SLO).
+func TestValidationCounts(t *testing.T) {
+	tel, err := New(context.Background(), Options{Service: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tel.Metrics.Validation(ctx, "shop#order.created#1", true)
+	tel.Metrics.Validation(ctx, "shop#order.created#1", true)
+	tel.Metrics.Validation(ctx, "shop#order.created#1", false)
+	tel.Metrics.Validation(ctx, "unknown", false)
+	if r := tel.SLO.Report(time.Hour); r.Validated != 4 || r.ValidationSuccess == nil || *r.ValidationSuccess != 50 {
+		t.Errorf("SLO: %d validated at %v%%, want 4 at 50%%", r.Validated, r.ValidationSuccess)
+	}
+	rec := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`whp_ingest_validations_total{result="valid",schema="shop#order.created#1"} 2`,
+		`whp_ingest_validations_total{result="invalid",schema="shop#order.created#1"} 1`,
+		`whp_ingest_validations_total{result="invalid",schema="unknown"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("no %s in\n%s", want, grepWhp(rec.Body.String()))
+		}
 	}
 }
