@@ -65,6 +65,8 @@ type Replayer struct {
 	out *kgo.Client // egress cluster: deliveries
 	st  Store
 	now func() time.Time
+	// timeout bounds Resend's wait for the egress ack (0: resendTimeout).
+	timeout time.Duration
 }
 
 // New returns a Replayer over clients of both clusters.

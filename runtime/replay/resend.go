@@ -69,10 +69,37 @@ func (r *Replayer) Resend(ctx context.Context, st EventStore, eventID, subscript
 	if err := st.CreateDeliveries(ctx, []store.Delivery{d}); err != nil {
 		return "", err
 	}
-	if err := r.out.ProduceSync(ctx, out).FirstErr(); err != nil {
+	if err := r.produce(ctx, out); err != nil {
 		return "", fmt.Errorf("produce resend: %w", err)
 	}
 	return d.ID, nil
+}
+
+// resendTimeout bounds Resend's wait for the egress cluster's ack.
+const resendTimeout = 15 * time.Second
+
+// produce writes rec to the egress cluster and waits for its ack, for no
+// longer than the operator's request lasts and r.timeout: with the
+// cluster unreachable, kgo's idempotent producer keeps a record it may
+// have sent until the cluster answers, and ProduceSync would wait as
+// long. The record stays with the producer, and may still be delivered.
+func (r *Replayer) produce(ctx context.Context, rec *kgo.Record) error {
+	acked := make(chan error, 1)
+	r.out.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) { acked <- err })
+	timeout := r.timeout
+	if timeout <= 0 {
+		timeout = resendTimeout
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-acked:
+		return err
+	case <-t.C:
+		return fmt.Errorf("the egress cluster did not acknowledge within %s; the delivery may still be made", timeout)
+	case <-ctx.Done():
+		return fmt.Errorf("the request ended before the egress cluster acknowledged; the delivery may still be made: %w", ctx.Err())
+	}
 }
 
 // readRecord reads the one ingress record of an event.
