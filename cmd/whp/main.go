@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // usageError is a mistake in the command line: exit 2 with usage.
@@ -46,6 +48,7 @@ Every flag can also be set as WHP_<FLAG> in the environment (WHP_DATA_DIR…).
 `
 
 func main() {
+	setMemoryLimit(memlimit.FromCgroup, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if onLambda() {
