@@ -28,48 +28,16 @@ import (
 // answers 409 while the claim is fresh, and is taken over after the lease.
 func TestIdempotencyLease(t *testing.T) {
 	ctx := context.Background()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.PutSchema(ctx, store.Schema{ID: "shop#order.created#1", Domain: "shop", Event: "order.created", Version: "1",
-		Status: "ACTIVE", JSONSchema: []byte(`{"type":"object"}`)}); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := registry.New(st, log)
-	if err := reg.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	api := New(Config{ProduceTimeout: time.Second}, reg, cl, st, log)
-	mux := http.NewServeMux()
-	api.Register(mux)
-	body := `{"domain":"shop","event":"order.created","version":"1","data":{"id":1}}`
-	sum := sha256.Sum256([]byte(body))
+	_, cl := ingress(t)
+	post1, st := ingestAPI(t, cl, time.Second)
+	post := func() *httptest.ResponseRecorder { return post1("k1", 1) }
+	sum := sha256.Sum256([]byte(`{"domain":"shop","event":"order.created","version":"1","data":{"id":1}}`)) // what post sends
 	claim := func(age time.Duration) {
 		v, _ := json.Marshal(idempotencyState{Fingerprint: hex.EncodeToString(sum[:])})
 		at := time.Now().Add(-age)
 		if err := st.PutIdempotency(ctx, store.Idempotency{Key: "ingest#k1", Value: v, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	post := func() *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(body))
-		req.Header.Set("Idempotency-Key", "k1")
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, req)
-		return rec
 	}
 	claim(100 * time.Millisecond)
 	if _, err := AcceptedEventID(ctx, st, "k1"); !errors.Is(err, store.ErrNotFound) {
@@ -100,15 +68,7 @@ func TestIdempotencyLease(t *testing.T) {
 // stays claimed (the event may yet be written), so a retry waits.
 func TestIngressUnavailable(t *testing.T) {
 	const timeout = time.Second
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, cl := ingress(t)
 	post, _ := ingestAPI(t, cl, timeout)
 	if rec := post("k1", 1); rec.Code != http.StatusAccepted {
 		t.Fatalf("with the cluster up: %d %s", rec.Code, rec.Body)
@@ -133,16 +93,7 @@ func TestIngressUnavailable(t *testing.T) {
 // twice. The double delays each ack of a real client past the timeout.
 func TestLateAck(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, cl := ingress(t)
 	post, st := ingestAPI(t, lateProducer{cl, 3 * timeout}, timeout)
 	if rec := post("k1", 1); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("a late ack: %d %s, want 503", rec.Code, rec.Body)
@@ -177,6 +128,24 @@ func (p lateProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*
 	p.Client.Produce(ctx, r, func(r *kgo.Record, err error) {
 		time.AfterFunc(p.delay, func() { promise(r, err) })
 	})
+}
+
+// ingress is an in-process ingress cluster holding the topic of
+// shop/order.created, and an acks=all client of it; both close when the
+// test ends (the cluster may be closed before).
+func ingress(t *testing.T) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "wh.ingress.shop.order.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, cl
 }
 
 // ingestAPI is the API on prod and an embedded store holding the schema
