@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"encoding/json"
 	"math/big"
 	"regexp"
@@ -66,20 +65,10 @@ type bound struct {
 var annotations = map[string]bool{"$schema": true, "title": true, "description": true, "$comment": true,
 	"default": true, "examples": true, "deprecated": true, "readOnly": true, "writeOnly": true}
 
-// compileQuick compiles a JSON Schema document for the quick check, or
-// returns nil when it uses a keyword the check does not know.
-func compileQuick(doc []byte) *quick {
-	// Numbers as written: a bound such as 0.1 compared exactly, as the
-	// full validator compares it, not as the float64 nearest to it.
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	var x any
-	if dec.Decode(&x) != nil {
-		return nil
-	}
-	return quickOf(x)
-}
-
+// quickOf compiles a JSON Schema document, decoded with its numbers as
+// json.Number (a bound such as 0.1 compared exactly, as the full validator
+// compares it, not as the float64 nearest to it), for the quick check; nil
+// when it uses a keyword the check does not know.
 func quickOf(x any) *quick {
 	switch s := x.(type) {
 	case bool:

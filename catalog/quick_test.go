@@ -1,7 +1,10 @@
 package catalog
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // quickSchema uses every keyword the quick check knows, with bounds it
@@ -104,7 +107,11 @@ func TestQuick(t *testing.T) {
 	}
 	for _, s := range []string{`{"anyOf":[{"type":"string"}]}`, `{"type":"string","format":"date-time"}`,
 		`{"properties":{"a":{"$ref":"#"}}}`, `{"items":[{"type":"string"}]}`, `{"enum":[1,2]}`, `{"exclusiveMinimum":true}`, `false`} {
-		if compileQuick([]byte(s)) != nil {
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if quickOf(doc) != nil {
 			t.Errorf("a quick check for %s, whose keywords it does not know", s)
 		}
 	}

@@ -45,7 +45,7 @@ func NewValidator(jsonSchema []byte) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile JSON Schema: %w", err)
 	}
-	return &Validator{schema: s, quick: compileQuick(jsonSchema)}, nil
+	return &Validator{schema: s, quick: quickOf(doc)}, nil
 }
 
 // Validate decodes doc and validates it. The error is non-nil only when doc
