@@ -1069,10 +1069,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	// An attempt that has started is finished even during shutdown (the
 	// client timeout bounds it): abandoning a POST the partner may already
 	// have processed would turn a clean stop into a duplicate delivery.
-	// Its context holds the attempt's span only: net/http looks values up
-	// in it several times a request, and each lookup in
-	// context.WithoutCancel's allocates (its Value boxes the wrapper).
-	hr, err := http.NewRequestWithContext(trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx)), http.MethodPost, req.url, bytes.NewReader(msg.Body))
+	hr, err := http.NewRequestWithContext(telemetry.Detached(ctx), http.MethodPost, req.url, bytes.NewReader(msg.Body))
 	if err != nil {
 		a.Error = "invalid URL: " + err.Error()
 		return a, final, 0

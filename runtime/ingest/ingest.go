@@ -256,11 +256,8 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	// traceparent header are added by the client's hooks).
 	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("whp.event_id", id), attribute.String("whp.schema_id", schemaID))
 	// The produce outlives a client that hangs up: once started, the
-	// event may be accepted, and the idempotency record must say so. Its
-	// context holds the request's span only, not context.WithoutCancel of
-	// the request's: every lookup in that one allocates (its Value boxes
-	// the wrapper), and the tracer looks the span up four times a record.
-	ctx := trace.ContextWithSpan(context.Background(), trace.SpanFromContext(r.Context()))
+	// event may be accepted, and the idempotency record must say so.
+	ctx := telemetry.Detached(r.Context())
 	rec := &kgo.Record{Topic: entry.Topic, Key: []byte(key), Value: value, Context: ctx}
 	acked := make(chan error, 1)
 	a.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })

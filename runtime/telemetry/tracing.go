@@ -209,6 +209,16 @@ func (t *Tracing) Start(ctx context.Context, name string, opts ...trace.SpanStar
 	return t.tracer.Start(ctx, name, opts...)
 }
 
+// Detached is a context that carries ctx's span and nothing else: no
+// deadline, no cancellation, no other value. It is what work that must
+// outlive its caller's cancellation (a produce already started, a POST to
+// a partner) runs in, in place of context.WithoutCancel(ctx), whose every
+// value lookup allocates (its Value boxes the wrapper) — and the tracer
+// and net/http look values up several times per record or request.
+func Detached(ctx context.Context) context.Context {
+	return trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx))
+}
+
 // Extract reads a traceparent from carrier (an incoming request's
 // headers), so a producer's trace continues into whp.
 func (t *Tracing) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
