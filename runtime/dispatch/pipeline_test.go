@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,5 +394,39 @@ func TestDeliveredStatusDropsDuplicate(t *testing.T) {
 	waitUntil(t, "the other delivery", func() bool { return p1.got.Load() >= 1 && r.consumedUpTo("p1") == 2 })
 	if n := p1.got.Load(); n != 1 || !strings.Contains(r.logs.String(), "duplicate delivery dropped") {
 		t.Fatalf("partner got %d requests, want 1 (d2 only); logs:\n%s", n, r.logs.String())
+	}
+}
+
+// TestFinishedEntriesReleased: what a chain or a partition's track has
+// finished with is cleared from the slice's backing array, which outlives
+// it while records keep coming (each kept record pins its fetched batch).
+func TestFinishedEntriesReleased(t *testing.T) {
+	es := make([]*entry, 4)
+	for i := range es {
+		es[i] = &entry{rec: &kgo.Record{Topic: "t", Offset: int64(i)}}
+	}
+	c := &chain{pending: slices.Clone(es)}
+	backing := c.pending
+	if e := c.next(); e != es[0] {
+		t.Fatalf("next = %v, want the first entry", e)
+	}
+	if backing[0] != nil {
+		t.Error("the chain's backing array still holds its taken entry")
+	}
+	if len(c.pending) != 3 || c.pending[0] != es[1] {
+		t.Errorf("pending after next = %d entries, want the last 3", len(c.pending))
+	}
+
+	s := newStream(&Dispatcher{cfg: Config{Concurrency: 1}})
+	part := partition{"t", 0}
+	pt := &partTrack{entries: slices.Clone(es)}
+	backing = pt.entries
+	es[0].done, es[1].done = true, true
+	s.advance(part, pt)
+	if backing[0] != nil || backing[1] != nil {
+		t.Error("the partition's backing array still holds its finished entries")
+	}
+	if s.ready[part] != es[1].rec || s.nReady != 2 || len(pt.entries) != 2 {
+		t.Errorf("after advance: commit point %v, %d ready, %d tracked; want offset 1, 2, 2", s.ready[part], s.nReady, len(pt.entries))
 	}
 }

@@ -137,6 +137,17 @@ type chain struct {
 	pending      []*entry
 }
 
+// next takes the chain's first pending record. Its slot is cleared: a
+// chain's slice is resliced, not reallocated, for as long as records keep
+// coming for its key, and a finished record kept by the backing array
+// pins its whole fetched batch (up to 1 MB decompressed).
+func (c *chain) next() *entry {
+	e := c.pending[0]
+	c.pending[0] = nil
+	c.pending = c.pending[1:]
+	return e
+}
+
 func newStream(d *Dispatcher) *stream {
 	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{},
@@ -285,6 +296,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			delete(s.queues, c.key)
 			if w := s.waiting[c.partner]; len(w) > 0 && ctx.Err() == nil {
 				c = w[0]
+				w[0] = nil // as in chain.next
 				s.waiting[c.partner] = w[1:]
 				s.mu.Unlock()
 				continue
@@ -293,8 +305,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			s.mu.Unlock()
 			return
 		}
-		e := c.pending[0]
-		c.pending = c.pending[1:]
+		e := c.next()
 		part := partition{e.rec.Topic, e.rec.Partition}
 		if s.revoked[part] {
 			s.mu.Unlock()
@@ -344,6 +355,10 @@ func (s *stream) advance(part partition, pt *partTrack) {
 	}
 	s.ready[part] = pt.entries[n-1].rec
 	s.nReady += n
+	// Cleared, or the backing array keeps them, and the fetched batch
+	// each pins, until appends outgrow it: at fan-out 16 that was most of
+	// a burst's records (peak anonymous memory ≈ 200 MiB against ≈ 150).
+	clear(pt.entries[:n])
 	pt.entries = pt.entries[n:]
 }
 

@@ -190,6 +190,9 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 			}
 			continue
 		}
+		// Taken records cleared, or the backing array keeps them — and
+		// the fetched batches they are slices of — while the queue lives.
+		clear(q[:i])
 		s.queues[k] = q[i:]
 		if !s.paused[k] {
 			pause = append(pause, k)
