@@ -30,14 +30,26 @@ func GroupOptions(group, prefix string) []kgo.Opt {
 		kgo.MetadataMaxAge(10 * time.Second),
 		kgo.FetchMaxWait(250 * time.Millisecond),
 		// A role handles at most a poll's worth of records at a time;
-		// fetching further ahead (kgo's default is 50 MiB a fetch, held
-		// decompressed) only costs memory.
+		// fetching further ahead (kgo's defaults are 50 MiB a fetch and
+		// 1 MiB a partition, held decompressed until polled) only costs
+		// memory.
 		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
 	}
 }
 
-// fetchMaxBytes bounds one fetch response (per broker).
-const fetchMaxBytes = 4 << 20
+// fetchMaxBytes bounds one fetch response (per broker), and
+// fetchMaxPartitionBytes one partition's share of it (a broker still
+// returns a first batch larger than either, so nothing is stuck). Counted
+// compressed: egress batches at high fan-out compress well, so what is
+// held decompressed is several times more. At fan-out 16 in `whp bench`,
+// 1 MiB and 256 KiB against 4 MiB and kgo's 1 MiB lowered the peak
+// anonymous memory from 136–147 to 112–125 MiB with the same deliveries
+// per second; fan-out 1 did not move (docs/benchmarks.md, round 5).
+const (
+	fetchMaxBytes          = 1 << 20
+	fetchMaxPartitionBytes = 256 << 10
+)
 
 // Rewind seeks back to the first record of each partition of recs, so an
 // uncommitted batch is consumed again.
