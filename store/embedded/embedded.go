@@ -3,7 +3,8 @@
 // secondary indexes the DynamoDB store has, so both pass the same
 // conformance suite (package storetest).
 //
-// Each table is a bucket of JSON items; each GSI is a bucket of index keys
+// Each table is a bucket of JSON items (the idempotency ledger's in a
+// compact binary form, ledger.go); each GSI is a bucket of index keys
 // maintained in the same transaction as the item. Concurrent writes are
 // coalesced into shared transactions (bbolt's Batch), so a burst of status
 // writes costs one fsync, not one each.
@@ -14,7 +15,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -429,8 +429,7 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id string) (store.DeliveryState, error) {
 	var out store.DeliveryState
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		var rec store.Idempotency
-		switch err := get(tx, bLedger, ledgerKey, &rec); {
+		switch rec, err := getLedger(tx, ledgerKey); {
 		case err == nil:
 			out.Delivered = rec.ExpiresAt.After(s.now())
 		case !errors.Is(err, store.ErrNotFound):
@@ -519,14 +518,14 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
 	var existing store.Idempotency
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		existing = store.Idempotency{}
-		switch err := get(tx, bLedger, rec.Key, &existing); {
+		var err error
+		switch existing, err = getLedger(tx, rec.Key); {
 		case err == nil && existing.ExpiresAt.After(s.now()):
 			return store.ErrConflict
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return err
 		}
-		return put(tx, bLedger, rec.Key, rec)
+		return putLedger(tx, rec)
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return existing, err
@@ -537,7 +536,11 @@ func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (s
 // GetIdempotency implements store.Store.
 func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempotency, error) {
 	var rec store.Idempotency
-	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bLedger, key, &rec) })
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getLedger(tx, key)
+		return err
+	})
 	if err == nil && !rec.ExpiresAt.After(s.now()) {
 		return store.Idempotency{}, store.ErrNotFound
 	}
@@ -546,14 +549,14 @@ func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempoten
 
 // PutIdempotency implements store.Store.
 func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return put(tx, bLedger, rec.Key, rec) })
+	return s.update(ctx, func(tx *bolt.Tx) error { return putLedger(tx, rec) })
 }
 
 // PutLedger implements store.Store.
 func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		for _, rec := range recs {
-			if err := put(tx, bLedger, rec.Key, rec); err != nil {
+			if err := putLedger(tx, rec); err != nil {
 				return err
 			}
 		}
@@ -564,8 +567,8 @@ func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
 // PutIdempotencyIf implements store.Store.
 func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		var old store.Idempotency
-		switch err := get(tx, bLedger, rec.Key, &old); {
+		old, err := getLedger(tx, rec.Key)
+		switch {
 		case errors.Is(err, store.ErrNotFound):
 			old = store.Idempotency{}
 		case err != nil:
@@ -578,7 +581,7 @@ func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (st
 		}
 		stored := rec
 		stored.Rev++
-		return put(tx, bLedger, rec.Key, stored)
+		return putLedger(tx, stored)
 	})
 	if err != nil {
 		return store.Idempotency{}, err
@@ -603,11 +606,11 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		b := tx.Bucket([]byte(bLedger))
 		var expired [][]byte
 		err := b.ForEach(func(k, v []byte) error {
-			var rec store.Idempotency
-			if err := json.Unmarshal(v, &rec); err != nil {
+			exp, err := ledgerExpiry(k, v)
+			if err != nil {
 				return err
 			}
-			if !rec.ExpiresAt.After(now) && len(expired) < sweepBatchMaximum {
+			if !exp.After(now) && len(expired) < sweepBatchMaximum {
 				expired = append(expired, append([]byte(nil), k...))
 			}
 			return nil
