@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // recorder is the attempt side of the test: it notes when each record
@@ -94,5 +95,47 @@ func TestScheduler(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTakenRecordsReleased: a record the scheduler has handed back is
+// cleared from its queue's backing array, which lives on while the rest of
+// the queue waits (each kept record pins its fetched batch).
+func TestTakenRecordsReleased(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(Tiers, "wh.retry.order.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prod, err := NewProducer(c.ListenAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	rec := &recorder{got: map[string]time.Time{}}
+	s, err := NewScheduler(c.ListenAddrs(), prod, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.cl.Close()
+	now := time.Now()
+	due := NewRecord("wh.retry.order.created", []byte("due"), []byte("due"), now.Add(-time.Second), 2, now)
+	later := NewRecord("wh.retry.order.created", []byte("later"), []byte("later"), now.Add(time.Hour), 2, now)
+	due.Partition, later.Partition = 0, 0 // one queue: the due record first
+	k := tp{due.Topic, 0}
+	queue := []*kgo.Record{due, later}
+	s.queues[k] = queue
+	s.step(context.Background())
+	if _, ok := rec.at("due"); !ok {
+		t.Fatal("the due record was not handed back")
+	}
+	if _, ok := rec.at("later"); ok {
+		t.Fatal("the later record was handed back early")
+	}
+	if got := s.queues[k]; len(got) != 1 || got[0] != later {
+		t.Fatalf("queue after the step = %v, want the later record alone", got)
+	}
+	if queue[0] != nil {
+		t.Error("the queue's backing array still holds the record handed back")
 	}
 }
