@@ -311,9 +311,54 @@ func (a *API) accepted(ctx context.Context, ledgerKey, fp, id string) {
 // settle waits for the outcome of a produce whose POST timed out, and
 // records it against the request's Idempotency-Key (if it had one): the
 // producer's retry then gets the event's 202, or is accepted anew.
+//
+// kgo's idempotent producer may take longer than the key's lease (twice
+// ProduceTimeout) to get a record through — as long as the cluster stays
+// unreachable. Until the outcome is known the claim is renewed every half
+// ProduceTimeout, so a retry keeps getting 409 "in progress" instead of
+// taking the key over and publishing the event a second time under a new
+// id once the first produce goes through (TestLateAckBeyondLease; found
+// by TestKafkaFaults). Only a process that dies with the produce
+// unsettled stops renewing, and then the lease lets a retry take over.
 func (a *API) settle(ledgerKey, fp, id string, acked <-chan error) {
-	err := <-acked
 	ctx := context.Background()
+	// Unconditional, as the claim's takeover is: a retry takes the key
+	// over only once the claim is older than the lease, which renewing now
+	// (the claim is one ProduceTimeout old) and every half ProduceTimeout
+	// prevents while this process lives.
+	renewLease := func() {
+		now := a.now()
+		pending, _ := json.Marshal(idempotencyState{Fingerprint: fp})
+		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+			a.log.Warn("idempotency key lease not renewed; will try again", "event_id", id, "error", err)
+		}
+	}
+	var renew <-chan time.Time
+	if ledgerKey != "" {
+		select {
+		case err := <-acked: // settled meanwhile: nothing to renew
+			a.settled(ctx, ledgerKey, fp, id, err)
+			return
+		default:
+		}
+		renewLease()
+		t := time.NewTicker(a.cfg.ProduceTimeout / 2)
+		defer t.Stop()
+		renew = t.C
+	}
+	for {
+		select {
+		case err := <-acked:
+			a.settled(ctx, ledgerKey, fp, id, err)
+			return
+		case <-renew:
+			renewLease()
+		}
+	}
+}
+
+// settled records the late outcome err of event id's produce.
+func (a *API) settled(ctx context.Context, ledgerKey, fp, id string, err error) {
 	switch {
 	case err != nil:
 		a.log.Warn("ingress produce failed after its request timed out", "event_id", id, "error", err)

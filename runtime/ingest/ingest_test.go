@@ -118,6 +118,45 @@ func TestLateAck(t *testing.T) {
 	}
 }
 
+// TestLateAckBeyondLease: an ack later than the key's lease (twice the
+// produce timeout) — kgo retrying through a long outage — still settles
+// the key as one event: the producer's retries meanwhile get 409 "in
+// progress", never a new event (each retry taking the key over would
+// publish the event again under another id), and after the ack the
+// replayed 202.
+func TestLateAckBeyondLease(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	c, cl := ingress(t)
+	post, st := ingestAPI(t, lateProducer{cl, 8 * timeout}, timeout)
+	if rec := post("k1", 1); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a late ack: %d %s, want 503", rec.Code, rec.Body)
+	}
+	var id string
+	deadline := time.Now().Add(10 * time.Second)
+	for retries := 0; id == "" && time.Now().Before(deadline); retries++ {
+		time.Sleep(timeout / 2)
+		if id, _ = AcceptedEventID(context.Background(), st, "k1"); id != "" {
+			break
+		}
+		rec := post("k1", 1)
+		if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "idempotency_in_progress") {
+			t.Fatalf("retry %d, %s after the POST: %d %s, want 409 in progress", retries+1, time.Duration(retries+1)*timeout/2, rec.Code, rec.Body)
+		}
+	}
+	if id == "" {
+		t.Fatal("the key was never settled")
+	}
+	rec := post("k1", 1)
+	var got struct{ ID string }
+	json.Unmarshal(rec.Body.Bytes(), &got)
+	if rec.Code != http.StatusAccepted || rec.Header().Get("Idempotent-Replayed") != "true" || got.ID != id {
+		t.Errorf("the retry after the ack: %d %s, want the 202 of event %s replayed", rec.Code, rec.Body, id)
+	}
+	if n := countRecords(t, c.ListenAddrs(), "wh.ingress.shop.order.created"); n != 1 {
+		t.Errorf("%d records published, want 1", n)
+	}
+}
+
 // lateProducer delivers each outcome of a real producer after a delay.
 type lateProducer struct {
 	*kgo.Client
