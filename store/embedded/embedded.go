@@ -568,15 +568,13 @@ func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
 func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		old, err := getLedger(tx, rec.Key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			old = store.Idempotency{}
-		case err != nil:
+		live := err == nil && old.ExpiresAt.After(s.now()) // expired: as absent
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
-		case !old.ExpiresAt.After(s.now()):
-			old = store.Idempotency{} // expired: as absent
 		}
-		if old.Rev != rec.Rev {
+		// Rev 0 asks for no live item, whatever wrote it (an item of
+		// CreateIdempotency has Rev 0 too), as DynamoDB's condition does.
+		if rec.Rev == 0 && live || rec.Rev != 0 && (!live || old.Rev != rec.Rev) {
 			return store.ErrConflict
 		}
 		stored := rec

@@ -463,6 +463,19 @@ func testIdempotencyRev(t *testing.T, open Opener) {
 	if _, err := s.PutIdempotencyIf(ctx, store.Idempotency{Key: old.Key, Value: []byte("y"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Errorf("create over an expired item: %v", err)
 	}
+	// Rev 0 means "no live item", whatever wrote the live one: an item of
+	// CreateIdempotency or PutIdempotency (which carry no rev) is not
+	// overwritten by a conditional create.
+	plain := store.Idempotency{Key: "order#s#plain", Value: []byte("p"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if _, err := s.CreateIdempotency(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutIdempotencyIf(ctx, store.Idempotency{Key: plain.Key, Value: []byte("q"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a conditional create over a live item of CreateIdempotency = %v, want ErrConflict", err)
+	}
+	if got, err := s.GetIdempotency(ctx, plain.Key); err != nil || string(got.Value) != "p" {
+		t.Errorf("the live item after the refused create = %+v, %v; want it unchanged", got, err)
+	}
 }
 
 // The audit log reads back newest first, whole, limited, and keeps two
