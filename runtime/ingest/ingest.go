@@ -327,9 +327,7 @@ func (a *API) settle(ledgerKey, fp, id string, acked <-chan error) {
 	// (the claim is one ProduceTimeout old) and every half ProduceTimeout
 	// prevents while this process lives.
 	renewLease := func() {
-		now := a.now()
-		pending, _ := json.Marshal(idempotencyState{Fingerprint: fp})
-		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: ledgerKey, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+		if err := a.st.PutIdempotency(ctx, a.pendingClaim(ledgerKey, fp, a.now())); err != nil {
 			a.log.Warn("idempotency key lease not renewed; will try again", "event_id", id, "error", err)
 		}
 	}
@@ -373,13 +371,21 @@ func (a *API) settled(ctx context.Context, ledgerKey, fp, id string, err error) 
 	}
 }
 
+// pendingClaim is the ledger item by which a request with body
+// fingerprint fp holds key while it is unfinished: its lease (twice
+// ProduceTimeout, see claim) runs from now.
+func (a *API) pendingClaim(key, fp string, now time.Time) store.Idempotency {
+	v, _ := json.Marshal(idempotencyState{Fingerprint: fp})
+	return store.Idempotency{Key: key, Value: v, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}
+}
+
 // claim reserves an Idempotency-Key. It returns true when it has answered
 // the request itself: a replay of a finished request, a conflicting reuse,
 // or a request still in progress.
 func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) bool {
 	now := a.now()
-	pending, _ := json.Marshal(idempotencyState{Fingerprint: fp})
-	existing, err := a.st.CreateIdempotency(ctx, store.Idempotency{Key: key, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)})
+	pending := a.pendingClaim(key, fp, now)
+	existing, err := a.st.CreateIdempotency(ctx, pending)
 	if err == nil {
 		return false
 	}
@@ -403,7 +409,7 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 		// request had been written before dying, the event is now accepted
 		// twice, under two ids — the one window of Idempotency-Key.
 		a.log.Warn("idempotency key taken over after an unfinished request", "age", now.Sub(existing.CreatedAt).String())
-		if err := a.st.PutIdempotency(ctx, store.Idempotency{Key: key, Value: pending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.IdempotencyTTL)}); err != nil {
+		if err := a.st.PutIdempotency(ctx, pending); err != nil {
 			writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the idempotency ledger is unavailable; retry")
 			return true
 		}
