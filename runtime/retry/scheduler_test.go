@@ -33,25 +33,34 @@ func (r *recorder) at(v string) (time.Time, bool) {
 	return t, ok
 }
 
-// TestScheduler runs the scheduler on kfake: records due soon are handed
-// back on time even with long waits written before them in the topic, and
-// a long wait is not handed back early.
-func TestScheduler(t *testing.T) {
+// newScheduler is a scheduler of the retry topic of order.created on a
+// kfake cluster, handing records back to a recorder, and a producer of
+// retry records; the cluster and the producer close when the test ends.
+func newScheduler(t *testing.T) (*Scheduler, *kgo.Client, *recorder) {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(Tiers, "wh.retry.order.created"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close)
 	prod, err := NewProducer(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prod.Close()
+	t.Cleanup(prod.Close)
 	rec := &recorder{got: map[string]time.Time{}}
 	s, err := NewScheduler(c.ListenAddrs(), prod, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, prod, rec
+}
+
+// TestScheduler runs the scheduler on kfake: records due soon are handed
+// back on time even with long waits written before them in the topic, and
+// a long wait is not handed back early.
+func TestScheduler(t *testing.T) {
+	s, prod, rec := newScheduler(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -102,21 +111,7 @@ func TestScheduler(t *testing.T) {
 // cleared from its queue's backing array, which lives on while the rest of
 // the queue waits (each kept record pins its fetched batch).
 func TestTakenRecordsReleased(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(Tiers, "wh.retry.order.created"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	prod, err := NewProducer(c.ListenAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	rec := &recorder{got: map[string]time.Time{}}
-	s, err := NewScheduler(c.ListenAddrs(), prod, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, rec := newScheduler(t)
 	defer s.cl.Close()
 	now := time.Now()
 	due := NewRecord("wh.retry.order.created", []byte("due"), []byte("due"), now.Add(-time.Second), 2, now)
