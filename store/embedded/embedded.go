@@ -429,9 +429,9 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id string) (store.DeliveryState, error) {
 	var out store.DeliveryState
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		switch rec, err := getLedger(tx, ledgerKey); {
+		switch _, err := getLiveLedger(tx, ledgerKey, s.now()); {
 		case err == nil:
-			out.Delivered = rec.ExpiresAt.After(s.now())
+			out.Delivered = true
 		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
@@ -519,10 +519,10 @@ func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (s
 	var existing store.Idempotency
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		var err error
-		switch existing, err = getLedger(tx, rec.Key); {
-		case err == nil && existing.ExpiresAt.After(s.now()):
+		switch existing, err = getLiveLedger(tx, rec.Key, s.now()); {
+		case err == nil:
 			return store.ErrConflict
-		case err != nil && !errors.Is(err, store.ErrNotFound):
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		return putLedger(tx, rec)
@@ -538,12 +538,9 @@ func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempoten
 	var rec store.Idempotency
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		rec, err = getLedger(tx, key)
+		rec, err = getLiveLedger(tx, key, s.now())
 		return err
 	})
-	if err == nil && !rec.ExpiresAt.After(s.now()) {
-		return store.Idempotency{}, store.ErrNotFound
-	}
 	return rec, err
 }
 
@@ -567,8 +564,8 @@ func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
 // PutIdempotencyIf implements store.Store.
 func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		old, err := getLedger(tx, rec.Key)
-		live := err == nil && old.ExpiresAt.After(s.now()) // expired: as absent
+		old, err := getLiveLedger(tx, rec.Key, s.now()) // expired: as absent
+		live := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

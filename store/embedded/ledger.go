@@ -133,3 +133,13 @@ func getLedger(tx *bolt.Tx, key string) (store.Idempotency, error) {
 	}
 	return decodeLedgerRow([]byte(key), v)
 }
+
+// getLiveLedger is getLedger for an item that has not expired at now: an
+// expired one is ErrNotFound, as the DynamoDB store's conditions treat it.
+func getLiveLedger(tx *bolt.Tx, key string, now time.Time) (store.Idempotency, error) {
+	rec, err := getLedger(tx, key)
+	if err == nil && !rec.ExpiresAt.After(now) {
+		return store.Idempotency{}, store.ErrNotFound
+	}
+	return rec, err
+}
