@@ -351,12 +351,14 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 }
 
 // newestFirst orders index keys so that a forward scan starts at the most
-// recent update.
+// recent update. Its timeKeyLen bytes are binary: readers cut it by width.
 func newestFirst(t time.Time) string {
-	var b [8]byte
+	var b [timeKeyLen]byte
 	binary.BigEndian.PutUint64(b[:], uint64(math.MaxInt64-t.UnixNano()))
 	return string(b[:])
 }
+
+const timeKeyLen = 8
 
 // indexedFields are the fields of a stored delivery its index keys are
 // made of: what replacing it needs to read (not its attempts).
@@ -498,12 +500,19 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				return nil
 			}
-			parts := bytes.SplitN(k[len(prefix):], []byte(sep), 3)
-			if len(parts) != 3 {
+			// After the hash key: the update time, newestFirst's 8 bytes
+			// (any of which may be the separator's zero byte, so it is
+			// cut by width), then the event and delivery IDs.
+			rest := k[len(prefix):]
+			if len(rest) < timeKeyLen+1 || rest[timeKeyLen] != sep[0] {
+				return fmt.Errorf("corrupt index key %q", k)
+			}
+			ids := bytes.SplitN(rest[timeKeyLen+1:], []byte(sep), 2)
+			if len(ids) != 2 {
 				return fmt.Errorf("corrupt index key %q", k)
 			}
 			var d store.Delivery
-			if err := get(tx, bStatus, join(string(parts[1]), deliverySortKey+string(parts[2])), &d); err != nil {
+			if err := get(tx, bStatus, join(string(ids[0]), deliverySortKey+string(ids[1])), &d); err != nil {
 				return err
 			}
 			page.Deliveries = append(page.Deliveries, d)
