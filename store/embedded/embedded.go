@@ -3,8 +3,9 @@
 // secondary indexes the DynamoDB store has, so both pass the same
 // conformance suite (package storetest).
 //
-// Each table is a bucket of JSON items (the idempotency ledger's in a
-// compact binary form, ledger.go); each GSI is a bucket of index keys
+// Each table is a bucket of JSON items (the idempotency ledger's and the
+// delivery rows in compact binary forms, ledger.go and deliveryrow.go);
+// each GSI is a bucket of index keys
 // maintained in the same transaction as the item. Concurrent writes are
 // coalesced into shared transactions (bbolt's Batch), so a burst of status
 // writes costs one fsync, not one each.
@@ -360,32 +361,22 @@ func newestFirst(t time.Time) string {
 
 const timeKeyLen = 8
 
-// indexedFields are the fields of a stored delivery its index keys are
-// made of: what replacing it needs to read (not its attempts).
-type indexedFields struct {
-	EventID   string    `json:"event_id"`
-	ID        string    `json:"id"`
-	PartnerID string    `json:"partner_id"`
-	SchemaID  string    `json:"schema_id"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
 func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
-	key := join(d.EventID, deliverySortKey+d.ID)
-	if onlyNew && tx.Bucket([]byte(bStatus)).Get([]byte(key)) != nil {
-		return nil
-	}
-	var old indexedFields
-	switch err := get(tx, bStatus, key, &old); {
-	case err == nil:
+	key := []byte(deliveryKey(d.EventID, d.ID))
+	if v := tx.Bucket([]byte(bStatus)).Get(key); v != nil {
+		if onlyNew {
+			return nil
+		}
+		old, err := deliveryIndexFields(key, v)
+		if err != nil {
+			return err
+		}
 		if err := unindex(tx, bStatusPartner, old.PartnerID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
 			return err
 		}
 		if err := unindex(tx, bStatusSchema, old.SchemaID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
 			return err
 		}
-	case !errors.Is(err, store.ErrNotFound):
-		return err
 	}
 	if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
 		return err
@@ -393,7 +384,7 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 	if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
 		return err
 	}
-	return put(tx, bStatus, key, d)
+	return putDeliveryRow(tx, d)
 }
 
 // CreateDeliveries implements store.Store.
@@ -423,7 +414,7 @@ func (s *Store) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
 // GetDelivery implements store.Store.
 func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error) {
 	var d store.Delivery
-	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bStatus, join(eventID, deliverySortKey+id), &d) })
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) { d, err = getDelivery(tx, eventID, id); return err })
 	return d, err
 }
 
@@ -437,7 +428,8 @@ func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id str
 		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
-		switch err := get(tx, bStatus, join(eventID, deliverySortKey+id), &out.Status); {
+		var err error
+		switch out.Status, err = getDelivery(tx, eventID, id); {
 		case err == nil:
 			out.Found = true
 		case !errors.Is(err, store.ErrNotFound):
@@ -455,8 +447,8 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 		c := tx.Bucket([]byte(bStatus)).Cursor()
 		p := []byte(join(eventID, deliverySortKey))
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var d store.Delivery
-			if err := fastjson.Unmarshal(v, &d); err != nil {
+			d, err := decodeDeliveryRow(k, v)
+			if err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -511,8 +503,8 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 			if len(ids) != 2 {
 				return fmt.Errorf("corrupt index key %q", k)
 			}
-			var d store.Delivery
-			if err := get(tx, bStatus, join(string(ids[0]), deliverySortKey+string(ids[1])), &d); err != nil {
+			d, err := getDelivery(tx, string(ids[0]), string(ids[1]))
+			if err != nil {
 				return err
 			}
 			page.Deliveries = append(page.Deliveries, d)
