@@ -1,0 +1,157 @@
+package dynamo
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/whp-dev/whp/internal/dynalitetest"
+	"github.com/whp-dev/whp/store"
+)
+
+// itemBytes is an item's size as DynamoDB bills it: the sum of its
+// attribute names and values, a number ≈ one byte per two significant
+// digits plus one. (Only the attribute types this store writes.)
+func itemBytes(t *testing.T, it map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range it {
+		n += len(name)
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			n += len(v.Value)
+		case *types.AttributeValueMemberN:
+			digits := len(strings.Trim(strings.TrimLeft(v.Value, "-"), "0"))
+			n += (digits+1)/2 + 1
+		default:
+			t.Fatalf("attribute %s: %T not sized", name, v)
+		}
+	}
+	return n
+}
+
+// writeUnits is what writing an item of n bytes costs: one unit a KB.
+func writeUnits(n int) int { return (n + 1023) / 1024 }
+
+// TestWriteUnitsPerDelivery is the store's write cost of one delivery in
+// DynamoDB write units (what on-demand bills per request and provisioned
+// capacity must sustain), from the items this store writes for a 1 KiB
+// event: the pending item, the delivered one after one attempt, their
+// two history GSIs (projection ALL: an index entry costs what the item
+// does, and an update that changes its sort key, updated_key, is a
+// delete and a put in each), the ledger item, and the event item shared
+// by its deliveries. docs/benchmarks.md ("What a delivery costs in
+// DynamoDB") turns it into money; a change that grows an item past a
+// kilobyte boundary fails here and is a decision to make there.
+func TestWriteUnitsPerDelivery(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 26, 53, 550049100, time.UTC)
+	eventID, id := "01a226d7-e76a-7cc5-b118-cf650af48b5f", "04d9db63-e3bf-55d5-9ee8-0cc60d99df0d"
+	pending := store.Delivery{EventID: eventID, ID: id, SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
+		SchemaID: "orders#order.created#1", Status: store.DeliveryPending, Topic: "wh.egress.acme.order.created", Partition: 3, Offset: 48211,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+	delivered := pending
+	delivered.Status, delivered.UpdatedAt = store.DeliveryDelivered, now.Add(12*time.Millisecond)
+	delivered.Attempts = []store.Attempt{{N: 1, At: now.Add(2 * time.Millisecond), URL: "https://hooks.acme.example/whp/orders", StatusCode: 204,
+		Latency: store.Duration(48700 * time.Microsecond), RequestHeaders: map[string]string{
+			"content-type": "application/json", "user-agent": "whp-webhooks/1", "webhook-id": id,
+			"webhook-signature": "v1,0j1h8NwWKYONN+EtCnEciQFvWmvE2THfHtnMVv6oKn8=", "webhook-timestamp": "1795948013"}}}
+	event := store.Event{ID: eventID, SchemaID: pending.SchemaID, Key: "order-81723", AcceptedAt: now, Topic: "wh.ingress.orders.order.created",
+		Partition: 1, Offset: 99120, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Data: []byte(`{"pad":"` + strings.Repeat("x", 1014) + `"}`),
+		Routing: []store.Route{{SubscriptionID: pending.SubscriptionID, PartnerID: "acme", Matched: true}}, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+	ledger := store.Idempotency{Key: "delivered#" + eventID + "#" + id, Value: []byte(eventID), CreatedAt: now, ExpiresAt: now.Add(72 * time.Hour)}
+
+	size := func(it map[string]types.AttributeValue, err error) int {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return itemBytes(t, it)
+	}
+	pendingB, deliveredB := size(deliveryItem(pending)), size(deliveryItem(delivered))
+	ledgerB := size(ledgerItem(ledger))
+	eventIt, err := item(event.ID, event, ttl(event.ExpiresAt))
+	eventIt[AttrSK] = str(eventSK)
+	eventB := size(eventIt, err)
+
+	const gsis = 2 // partner-index, schema-index
+	create := writeUnits(pendingB) * (1 + gsis)
+	update := writeUnits(deliveredB) + gsis*(writeUnits(pendingB)+writeUnits(deliveredB))
+	perDelivery := create + update + writeUnits(ledgerB)
+	t.Logf("items: pending %d B, delivered %d B, ledger %d B, event %d B", pendingB, deliveredB, ledgerB, eventB)
+	t.Logf("write units a delivery: pending %d + delivered %d + ledger %d = %d; the event's %d shared by its deliveries",
+		create, update, writeUnits(ledgerB), perDelivery, writeUnits(eventB))
+	// The budget: what the items cost when this test was written. Growing
+	// past it means a kilobyte boundary was crossed.
+	if perDelivery > 9 || writeUnits(eventB) > 2 {
+		t.Errorf("a delivery costs %d write units and its event %d; the budget is 9 and 2", perDelivery, writeUnits(eventB))
+	}
+	if pendingB >= 1024 {
+		t.Errorf("pending item %d B: a kilobyte or more, each of its three writes costs double", pendingB)
+	}
+}
+
+// TestDeliveryItemsOfEarlierVersions: delivery items written before the
+// doc left out the item's own attributes and updated_key its IDs still
+// read everywhere, and sort by time beside the new ones in history.
+func TestDeliveryItemsOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	db := dynalitetest.Start(t)
+	if _, err := CreateTables(ctx, db, "old"); err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, "old")
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	old := store.Delivery{EventID: "e-old", ID: "d-old", SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
+		SchemaID: "orders#order.created#1", Status: store.DeliveryDelivered, CreatedAt: now, UpdatedAt: now,
+		Attempts: []store.Attempt{{N: 1, At: now, URL: "https://hooks.acme.example/in", StatusCode: 200}}}
+	// As earlier versions wrote it: the whole delivery in the doc, the IDs
+	// after updated_key's time.
+	it, err := item(old.EventID, old, map[string]types.AttributeValue{AttrSK: str(deliverySK + old.ID), "partner_id": str(old.PartnerID),
+		"schema_id": str(old.SchemaID), "updated_key": str(updatedKey(old) + "#" + old.EventID + "#" + old.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it}); err != nil {
+		t.Fatal(err)
+	}
+	newer, older := old, old
+	newer.EventID, newer.ID, newer.UpdatedAt = "e-new", "d-new", now.Add(time.Second)
+	older.EventID, older.ID, older.UpdatedAt = "e-older", "d-older", now.Add(-time.Second)
+	if err := s.PutDeliveries(ctx, []store.Delivery{newer, older}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetDelivery(ctx, old.EventID, old.ID)
+	if diff := cmp.Diff(old, got); err != nil || diff != "" {
+		t.Errorf("GetDelivery: %v (-want +got):\n%s", err, diff)
+	}
+	st, err := s.GetDeliveryState(ctx, "delivered#x", old.EventID, old.ID)
+	if diff := cmp.Diff(old, st.Status); err != nil || !st.Found || diff != "" {
+		t.Errorf("GetDeliveryState: %v, found %v (-want +got):\n%s", err, st.Found, diff)
+	}
+	all, err := s.Deliveries(ctx, newer.EventID)
+	if diff := cmp.Diff([]store.Delivery{newer}, all); err != nil || diff != "" {
+		t.Errorf("Deliveries of a new item: %v (-want +got):\n%s", err, diff)
+	}
+	for name, page := range map[string]func(context.Context, string, store.Page) (store.DeliveryPage, error){
+		old.PartnerID: s.DeliveriesByPartner, old.SchemaID: s.DeliveriesBySchema} {
+		var seen []store.Delivery
+		p := store.Page{Limit: 1}
+		for {
+			pg, err := page(ctx, name, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, pg.Deliveries...)
+			if p.Cursor = pg.Next; p.Cursor == "" {
+				break
+			}
+		}
+		if diff := cmp.Diff([]store.Delivery{newer, old, older}, seen); diff != "" {
+			t.Errorf("history of %s, a page at a time (-want +got):\n%s", name, diff)
+		}
+	}
+}
