@@ -331,7 +331,9 @@ type Store interface {
 	// Deliveries returns an event's deliveries, sorted by ID.
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	// DeliveriesByPartner and DeliveriesBySchema page through history,
-	// most recently updated first (GSIs partner-index and schema-index).
+	// most recently created first (GSIs partner-index and schema-index):
+	// an update does not move a delivery, so paging is stable while
+	// deliveries are retried.
 	DeliveriesByPartner(ctx context.Context, partnerID string, p Page) (DeliveryPage, error)
 	DeliveriesBySchema(ctx context.Context, schemaID string, p Page) (DeliveryPage, error)
 

@@ -302,12 +302,17 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	return e, err
 }
 
-// updatedKey orders history newest first when queried backwards: the
-// update time, fixed width. A GSI's sort key need not be unique (the
-// query pages by the item's own key too); items written before it lost
-// its "#eventID#id" suffix sort by the same time prefix.
-func updatedKey(d store.Delivery) string {
-	return d.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z")
+// historyKey orders history newest first when queried backwards: the
+// delivery's creation time, fixed width, which its updates do not change —
+// an update rewrites the GSI entries in place instead of deleting and
+// putting them (two write units less in each), and a page of history
+// stays where it was while its deliveries are retried. It is stored as
+// updated_key, the GSIs' sort key, whose name predates it (renaming it
+// would rebuild both GSIs); items written before hold their update time
+// and both IDs there, and sort by the time prefix beside the new. A GSI's
+// sort key need not be unique: the query pages by the item's key too.
+func historyKey(d store.Delivery) string {
+	return d.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z")
 }
 
 // deliveryDoc is a delivery's doc without the fields the item holds as
@@ -327,7 +332,7 @@ type deliveryDoc struct {
 
 func deliveryItem(d store.Delivery) (map[string]types.AttributeValue, error) {
 	extra := map[string]types.AttributeValue{AttrSK: str(deliverySK + d.ID), "partner_id": str(d.PartnerID),
-		"schema_id": str(d.SchemaID), "updated_key": str(updatedKey(d))}
+		"schema_id": str(d.SchemaID), "updated_key": str(historyKey(d))}
 	for k, v := range ttl(d.ExpiresAt) {
 		extra[k] = v
 	}

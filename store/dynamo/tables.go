@@ -55,6 +55,7 @@ var Tables = []Table{
 	}},
 	{Name: store.TableEventSubscriptionKafka},
 	{Name: store.TableEventDeliveryStatus, SortKey: true, TTL: true, Indexes: []Index{
+		// updated_key holds the delivery's creation time (historyKey).
 		{Name: "partner-index", PartitionKey: "partner_id", SortKey: "updated_key"},
 		{Name: "schema-index", PartitionKey: "schema_id", SortKey: "updated_key"},
 	}},

@@ -36,8 +36,8 @@ import (
 // A string is a uvarint length and its bytes; an integer a varint; a time
 // a varint of Unix nanoseconds (0: the zero time; read back in UTC); a
 // header name a uvarint, 0 followed by the name as a string or i for
-// headerNames[i-1]. The fields an update needs to move the row's index
-// entries come first (deliveryIndexFields decodes only those).
+// headerNames[i-1]. (deliveryIndexFields reads the fields up to
+// CreatedAt only.)
 //
 // Rows written before this form are JSON objects, which start with '{';
 // they are read as they are and rewritten in this form on their next
@@ -158,6 +158,15 @@ func (r *rowReader) string() string {
 	return s
 }
 
+func (r *rowReader) skipString() {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return
+	}
+	r.b = r.b[n:]
+}
+
 func (r *rowReader) time() time.Time { return fromUnixNano(r.varint()) }
 
 func (r *rowReader) headerName() string {
@@ -237,8 +246,9 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 	return d, nil
 }
 
-// deliveryIndexFields decodes what moving a row's index entries needs:
-// its IDs, partner, schema and update time.
+// deliveryIndexFields decodes what a row's history index entries are
+// made of: its IDs, partner, schema and creation time (the fields it
+// skips on the way are not copied).
 func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 	if len(v) > 0 && v[0] == '{' {
 		return decodeDeliveryRow(key, v)
@@ -255,6 +265,12 @@ func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 	d.PartnerID = r.string()
 	d.SchemaID = r.string()
 	d.UpdatedAt = r.time()
+	for range 4 { // SubscriptionID, Status, Replay, Topic
+		r.skipString()
+	}
+	r.varint() // Partition
+	r.varint() // Offset
+	d.CreatedAt = r.time()
 	if r.bad {
 		return store.Delivery{}, errDeliveryRow
 	}

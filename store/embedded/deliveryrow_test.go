@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestDeliveryRow(t *testing.T) {
 			t.Errorf("%q (-want +got):\n%s", key, diff)
 		}
 		idx, err := deliveryIndexFields(key, appendDeliveryRow(nil, d))
-		if err != nil || idx.EventID != d.EventID || idx.ID != d.ID || idx.PartnerID != d.PartnerID || idx.SchemaID != d.SchemaID || !idx.UpdatedAt.Equal(d.UpdatedAt) {
+		if err != nil || idx.EventID != d.EventID || idx.ID != d.ID || idx.PartnerID != d.PartnerID || idx.SchemaID != d.SchemaID || !idx.UpdatedAt.Equal(d.UpdatedAt) || !idx.CreatedAt.Equal(d.CreatedAt) {
 			t.Errorf("%q: index fields %+v, %v", key, idx, err)
 		}
 		old, _ := json.Marshal(d) // what earlier versions stored
@@ -174,4 +175,65 @@ func FuzzDeliveryRow(f *testing.F) {
 			t.Errorf("round trip (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestHistoryIndexOfEarlierVersions: a data dir whose history index is
+// keyed by update time, as earlier versions kept it, has it rebuilt by
+// creation time when opened — every delivery once, in creation order —
+// and opening it again leaves it be.
+func TestHistoryIndexOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var ds []store.Delivery
+	for i, updated := range []time.Duration{3, 1, 2} { // updated in another order than created
+		d := deliveredRow(now.Add(time.Duration(i) * time.Second))
+		d.EventID, d.ID = fmt.Sprintf("e%d", i), fmt.Sprintf("d%d", i)
+		d.UpdatedAt = now.Add(updated * time.Minute)
+		ds = append(ds, d)
+	}
+	if err := s.PutDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error { // as an earlier version left it
+		for _, b := range []string{bStatusPartner, bStatusSchema} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		for _, d := range ds {
+			if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+				return err
+			}
+			if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bMeta)).Delete([]byte(metaHistoryKey))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	want := []store.Delivery{ds[2], ds[1], ds[0]}
+	for _, reopen := range []string{"rebuilt", "as it was"} {
+		if s, err = Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		for name, page := range map[string]func(context.Context, string, store.Page) (store.DeliveryPage, error){
+			ds[0].PartnerID: s.DeliveriesByPartner, ds[0].SchemaID: s.DeliveriesBySchema} {
+			p, err := page(ctx, name, store.Page{})
+			if diff := cmp.Diff(want, p.Deliveries); err != nil || diff != "" {
+				t.Errorf("%s: history of %s: %v (-want +got):\n%s", reopen, name, err, diff)
+			}
+		}
+		s.Close()
+	}
 }

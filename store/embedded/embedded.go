@@ -53,7 +53,7 @@ const (
 	sweepBatchMaximum = 10000
 )
 
-var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit}
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit, bMeta}
 
 // bAudit holds the approvals audit log, keyed newest first.
 const bAudit = "audit"
@@ -86,7 +86,7 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return migrateHistoryIndex(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -351,8 +351,8 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	return e, err
 }
 
-// newestFirst orders index keys so that a forward scan starts at the most
-// recent update. Its timeKeyLen bytes are binary: readers cut it by width.
+// newestFirst orders index keys so that a forward scan starts at the
+// latest time. Its timeKeyLen bytes are binary: readers cut it by width.
 func newestFirst(t time.Time) string {
 	var b [timeKeyLen]byte
 	binary.BigEndian.PutUint64(b[:], uint64(math.MaxInt64-t.UnixNano()))
@@ -361,6 +361,11 @@ func newestFirst(t time.Time) string {
 
 const timeKeyLen = 8
 
+// putDelivery writes a delivery's row and its history index entries. The
+// entries are keyed by the delivery's partner (or schema) and creation
+// time, which an update does not change: the update writes the row alone,
+// and a page of history stays where it was while its deliveries are
+// retried.
 func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 	key := []byte(deliveryKey(d.EventID, d.ID))
 	if v := tx.Bucket([]byte(bStatus)).Get(key); v != nil {
@@ -371,20 +376,70 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 		if err != nil {
 			return err
 		}
-		if err := unindex(tx, bStatusPartner, old.PartnerID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
-			return err
+		if old.PartnerID == d.PartnerID && old.SchemaID == d.SchemaID && newestFirst(old.CreatedAt) == newestFirst(d.CreatedAt) {
+			return putDeliveryRow(tx, d)
 		}
-		if err := unindex(tx, bStatusSchema, old.SchemaID, newestFirst(old.UpdatedAt), old.EventID, old.ID); err != nil {
+		if err := unindexDelivery(tx, old); err != nil {
 			return err
 		}
 	}
-	if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+	if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
 		return err
 	}
-	if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
+	if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
 		return err
 	}
 	return putDeliveryRow(tx, d)
+}
+
+func unindexDelivery(tx *bolt.Tx, d store.Delivery) error {
+	if err := unindex(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
+		return err
+	}
+	return unindex(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID)
+}
+
+// History index entries written before metaHistoryKey existed were keyed
+// by update time, and moved on every update. A store opened without it
+// set rebuilds them once, keyed by creation time, in the transaction that
+// sets it (a new store sets it over empty buckets).
+const (
+	bMeta           = "meta"
+	metaHistoryKey  = "history-index"
+	historyByCreate = "created"
+)
+
+func migrateHistoryIndex(tx *bolt.Tx) error {
+	meta := tx.Bucket([]byte(bMeta))
+	if string(meta.Get([]byte(metaHistoryKey))) == historyByCreate {
+		return nil
+	}
+	for _, b := range []string{bStatusPartner, bStatusSchema} {
+		if err := tx.DeleteBucket([]byte(b)); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte(b)); err != nil {
+			return err
+		}
+	}
+	marker := []byte(sep + deliverySortKey)
+	err := tx.Bucket([]byte(bStatus)).ForEach(func(k, v []byte) error {
+		if !bytes.Contains(k, marker) {
+			return nil // an event
+		}
+		d, err := deliveryIndexFields(k, v)
+		if err != nil {
+			return err
+		}
+		if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
+			return err
+		}
+		return index(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild the history index: %w", err)
+	}
+	return meta.Put([]byte(metaHistoryKey), []byte(historyByCreate))
 }
 
 // CreateDeliveries implements store.Store.
@@ -492,7 +547,7 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				return nil
 			}
-			// After the hash key: the update time, newestFirst's 8 bytes
+			// After the hash key: the creation time, newestFirst's 8 bytes
 			// (any of which may be the separator's zero byte, so it is
 			// cut by width), then the event and delivery IDs.
 			rest := k[len(prefix):]
