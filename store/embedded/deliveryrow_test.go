@@ -108,10 +108,7 @@ func TestDeliveryRowsOfEarlierVersions(t *testing.T) {
 		if err := tx.Bucket([]byte(bStatus)).Put([]byte(deliveryKey(d.EventID, d.ID)), v); err != nil {
 			return err
 		}
-		if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.UpdatedAt), d.EventID, d.ID); err != nil {
-			return err
-		}
-		return index(tx, bStatusSchema, d.SchemaID, newestFirst(d.UpdatedAt), d.EventID, d.ID)
+		return indexDelivery(tx, d, true)
 	})
 	if err != nil {
 		t.Fatal(err)

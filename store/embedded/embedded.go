@@ -351,8 +351,8 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	return e, err
 }
 
-// newestFirst orders index keys so that a forward scan starts at the
-// latest time. Its timeKeyLen bytes are binary: readers cut it by width.
+// newestFirst orders the audit log's keys so that a forward scan starts at
+// the latest decision.
 func newestFirst(t time.Time) string {
 	var b [timeKeyLen]byte
 	binary.BigEndian.PutUint64(b[:], uint64(math.MaxInt64-t.UnixNano()))
@@ -376,37 +376,63 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 		if err != nil {
 			return err
 		}
-		if old.PartnerID == d.PartnerID && old.SchemaID == d.SchemaID && newestFirst(old.CreatedAt) == newestFirst(d.CreatedAt) {
+		if old.PartnerID == d.PartnerID && old.SchemaID == d.SchemaID && historyTime(old.CreatedAt) == historyTime(d.CreatedAt) {
 			return putDeliveryRow(tx, d)
 		}
-		if err := unindexDelivery(tx, old); err != nil {
+		if err := indexDelivery(tx, old, false); err != nil {
 			return err
 		}
 	}
-	if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
-		return err
-	}
-	if err := index(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
+	if err := indexDelivery(tx, d, true); err != nil {
 		return err
 	}
 	return putDeliveryRow(tx, d)
 }
 
-func unindexDelivery(tx *bolt.Tx, d store.Delivery) error {
-	if err := unindex(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
-		return err
+// indexDelivery adds (or removes) a delivery's history index entries:
+// its partner (or schema), creation time and IDs.
+func indexDelivery(tx *bolt.Tx, d store.Delivery, add bool) error {
+	for _, ix := range [...]struct{ bucket, hashKey string }{{bStatusPartner, d.PartnerID}, {bStatusSchema, d.SchemaID}} {
+		b := tx.Bucket([]byte(ix.bucket))
+		b.FillPercent = historyFill
+		k := []byte(join(ix.hashKey, historyTime(d.CreatedAt), d.EventID, d.ID))
+		var err error
+		if add {
+			err = b.Put(k, []byte{})
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return unindex(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID)
+	return nil
 }
 
-// History index entries written before metaHistoryKey existed were keyed
-// by update time, and moved on every update. A store opened without it
-// set rebuilds them once, keyed by creation time, in the transaction that
+// historyTime orders index keys by time, ascending (the sign bit flipped
+// so that times before 1970 come first), so that new entries go at the
+// end of their hash key's range, which history scans backwards. Its
+// timeKeyLen bytes are binary: readers cut it by width.
+func historyTime(t time.Time) string {
+	var b [timeKeyLen]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano())^(1<<63))
+	return string(b[:])
+}
+
+// historyFill is how full bbolt fills the history index's pages when it
+// splits them (its default: half). Entries are keyed by creation time and
+// never move, so each hash key's range is appended to and a page split is
+// not filled again: at fan-out 16 the default left the pages half empty.
+const historyFill = 0.9
+
+// History index entries written before metaHistoryKey held historyByCreate
+// were keyed by update time (newest first), and moved on every update. A
+// store opened without it rebuilds them once, in the transaction that
 // sets it (a new store sets it over empty buckets).
 const (
 	bMeta           = "meta"
 	metaHistoryKey  = "history-index"
-	historyByCreate = "created"
+	historyByCreate = "created-ascending"
 )
 
 func migrateHistoryIndex(tx *bolt.Tx) error {
@@ -431,10 +457,7 @@ func migrateHistoryIndex(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		if err := index(tx, bStatusPartner, d.PartnerID, newestFirst(d.CreatedAt), d.EventID, d.ID); err != nil {
-			return err
-		}
-		return index(tx, bStatusSchema, d.SchemaID, newestFirst(d.CreatedAt), d.EventID, d.ID)
+		return indexDelivery(tx, d, true)
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild the history index: %w", err)
@@ -530,26 +553,34 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 	}
 	limit = min(limit, maxPageLimit)
 	prefix := []byte(hashKey + sep)
-	start := prefix
+	// The scan runs backwards from before start: the end of the hash key's
+	// range (the separator's byte plus one), or the last key returned.
+	start := []byte(hashKey + "\x01")
 	if p.Cursor != "" {
-		after, err := base64.RawURLEncoding.DecodeString(p.Cursor)
-		if err != nil || !bytes.HasPrefix(after, prefix) {
+		last, err := base64.RawURLEncoding.DecodeString(p.Cursor)
+		if err != nil || !bytes.HasPrefix(last, prefix) {
 			return store.DeliveryPage{}, fmt.Errorf("history of %s: invalid cursor", hashKey)
 		}
-		start = append(after, 0) // the smallest key after it
+		start = last
 	}
 	var page store.DeliveryPage
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucket)).Cursor()
 		var last []byte
-		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		k, _ := c.Seek(start) // the first key at or after start…
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev() // …and the scan starts at the one before it
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			if len(page.Deliveries) == limit {
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				return nil
 			}
-			// After the hash key: the creation time, newestFirst's 8 bytes
-			// (any of which may be the separator's zero byte, so it is
-			// cut by width), then the event and delivery IDs.
+			// After the hash key: the creation time, historyTime's 8
+			// bytes (any of which may be the separator's zero byte, so it
+			// is cut by width), then the event and delivery IDs.
 			rest := k[len(prefix):]
 			if len(rest) < timeKeyLen+1 || rest[timeKeyLen] != sep[0] {
 				return fmt.Errorf("corrupt index key %q", k)
