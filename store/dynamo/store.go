@@ -303,16 +303,18 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 }
 
 // historyKey orders history newest first when queried backwards: the
-// delivery's creation time, fixed width, which its updates do not change —
-// an update rewrites the GSI entries in place instead of deleting and
-// putting them (two write units less in each), and a page of history
-// stays where it was while its deliveries are retried. It is stored as
-// updated_key, the GSIs' sort key, whose name predates it (renaming it
-// would rebuild both GSIs); items written before hold their update time
-// and both IDs there, and sort by the time prefix beside the new. A GSI's
-// sort key need not be unique: the query pages by the item's key too.
+// delivery's creation time, fixed width, then its event's ID (a UUIDv7,
+// so the deliveries one batch created at one instant list by event, as
+// the embedded store lists them). Updates do not change it: an update
+// puts the GSI entries in place instead of deleting and putting them (two
+// write units less in each), and a page of history stays where it was
+// while its deliveries are retried. It is stored as updated_key, the
+// GSIs' sort key, whose name predates it (renaming it would rebuild both
+// GSIs); items written before hold their update time there, and sort by
+// the time prefix beside the new. A GSI's sort key need not be unique:
+// the query pages by the item's own key too.
 func historyKey(d store.Delivery) string {
-	return d.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z")
+	return d.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + d.EventID
 }
 
 // deliveryDoc is a delivery's doc without the fields the item holds as

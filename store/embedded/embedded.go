@@ -5,10 +5,10 @@
 //
 // Each table is a bucket of JSON items (the idempotency ledger's and the
 // delivery rows in compact binary forms, ledger.go and deliveryrow.go);
-// each GSI is a bucket of index keys
-// maintained in the same transaction as the item. Concurrent writes are
-// coalesced into shared transactions (bbolt's Batch), so a burst of status
-// writes costs one fsync, not one each.
+// each GSI is a bucket of index keys maintained in the same transaction
+// as the item. Concurrent writes are coalesced into shared transactions
+// (bbolt's Batch), so a burst of status writes costs one fsync, not one
+// each.
 package embedded
 
 import (
