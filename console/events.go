@@ -105,9 +105,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	m.Searched = true
-	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, f.Cursor, func(d store.Delivery) bool {
+	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, f.Cursor, from, func(d store.Delivery) bool {
 		return (f.Status == "" || d.Status == f.Status) && (f.Schema == "" || d.SchemaID == f.Schema) &&
-			(from.IsZero() || !d.CreatedAt.Before(from)) && (to.IsZero() || d.CreatedAt.Before(to))
+			(to.IsZero() || d.CreatedAt.Before(to))
 	})
 	if err != nil {
 		s.unavailable(w, r, "delivery history", err)
@@ -117,8 +117,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 }
 
 // history reads pages of a partner's (or else a schema's) history, newest
-// first, until a page's worth of deliveries pass keep or the history ends.
-func (s *Server) history(r *http.Request, partner, schema, cursor string, keep func(store.Delivery) bool) ([]store.Delivery, string, error) {
+// created first, until a page's worth of deliveries pass keep, or the
+// history ends, or it reaches deliveries created before from (if set):
+// everything after them is older still.
+func (s *Server) history(r *http.Request, partner, schema, cursor string, from time.Time, keep func(store.Delivery) bool) ([]store.Delivery, string, error) {
 	var out []store.Delivery
 	for range 20 { // bounds the scan behind a selective filter
 		var p store.DeliveryPage
@@ -132,6 +134,9 @@ func (s *Server) history(r *http.Request, partner, schema, cursor string, keep f
 			return nil, "", err
 		}
 		for _, d := range p.Deliveries {
+			if !from.IsZero() && d.CreatedAt.Before(from) {
+				return out, "", nil
+			}
 			if keep(d) {
 				out = append(out, d)
 			}
