@@ -105,23 +105,33 @@ type rowReader struct {
 	bad bool
 }
 
-func (r *rowReader) varint() int64 {
-	v, n := binary.Varint(r.b)
+// fail marks the row malformed: every later read is a zero value.
+func (r *rowReader) fail() { r.bad, r.b = true, nil }
+
+// advance moves past a read of n bytes, as encoding/binary reports them
+// (n <= 0: the read failed).
+func (r *rowReader) advance(n int) bool {
 	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
+		r.fail()
+		return false
 	}
 	r.b = r.b[n:]
+	return true
+}
+
+func (r *rowReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if !r.advance(n) {
+		return 0
+	}
 	return v
 }
 
 func (r *rowReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
+	if !r.advance(n) {
 		return 0
 	}
-	r.b = r.b[n:]
 	return v
 }
 
@@ -129,7 +139,7 @@ func (r *rowReader) uvarint() uint64 {
 func (r *rowReader) int32() int32 {
 	v := r.varint()
 	if v < math.MinInt32 || v > math.MaxInt32 {
-		r.bad, r.b = true, nil
+		r.fail()
 		return 0
 	}
 	return int32(v)
@@ -140,32 +150,28 @@ func (r *rowReader) int32() int32 {
 func (r *rowReader) count(min int) int {
 	n := r.uvarint()
 	if n > uint64(len(r.b)/min) {
-		r.bad, r.b = true, nil
+		r.fail()
 		return 0
 	}
 	return int(n)
 }
 
-// string copies: the row belongs to bbolt's memory map.
-func (r *rowReader) string() string {
+// field reads a length-prefixed field; its bytes are the row's.
+func (r *rowReader) field() []byte {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return ""
+		r.fail()
+		return nil
 	}
-	s := string(r.b[:n])
+	f := r.b[:n]
 	r.b = r.b[n:]
-	return s
+	return f
 }
 
-func (r *rowReader) skipString() {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return
-	}
-	r.b = r.b[n:]
-}
+// string copies: the row belongs to bbolt's memory map.
+func (r *rowReader) string() string { return string(r.field()) }
+
+func (r *rowReader) skipString() { r.field() }
 
 func (r *rowReader) time() time.Time { return fromUnixNano(r.varint()) }
 
@@ -177,7 +183,7 @@ func (r *rowReader) headerName() string {
 	case i <= uint64(len(headerNames)):
 		return headerNames[i-1]
 	}
-	r.bad, r.b = true, nil
+	r.fail()
 	return ""
 }
 
