@@ -14,11 +14,7 @@ import (
 // alone for comparison), and the batched status and ledger writes after.
 func BenchmarkHotPath(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openTemp(b)
 	now := time.Now()
 	st.PutIdempotency(ctx, store.Idempotency{Key: "delivered#d1", Value: []byte("e"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	pending := store.Delivery{EventID: "e1", ID: "d1", SubscriptionID: "s", PartnerID: "p", SchemaID: "x#y#1", Status: store.DeliveryPending,

@@ -196,26 +196,36 @@ func deliveryIDs(key []byte) (eventID, id string, err error) {
 	return string(key[:i]), string(key[i+len(sep)+len(deliverySortKey):]), nil
 }
 
-// decodeDeliveryRow decodes a row of either form; key is its bbolt key.
-func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
-	var d store.Delivery
+// openDeliveryRow starts decoding a row of either form; key is its bbolt
+// key. A JSON row is decoded whole (done); a compact row's IDs and its
+// first fields (PartnerID, SchemaID, UpdatedAt) are read, and r is left
+// at the next.
+func openDeliveryRow(key, v []byte) (d store.Delivery, r rowReader, done bool, err error) {
 	if len(v) > 0 && v[0] == '{' {
 		if err := fastjson.Unmarshal(v, &d); err != nil {
-			return store.Delivery{}, fmt.Errorf("event_delivery_status row: %w", err)
+			return store.Delivery{}, r, false, fmt.Errorf("event_delivery_status row: %w", err)
 		}
-		return d, nil
+		return d, r, true, nil
 	}
 	if len(v) == 0 || v[0] != deliveryRowV1 {
-		return store.Delivery{}, errDeliveryRow
+		return store.Delivery{}, r, false, errDeliveryRow
 	}
-	var err error
 	if d.EventID, d.ID, err = deliveryIDs(key); err != nil {
-		return store.Delivery{}, err
+		return store.Delivery{}, r, false, err
 	}
-	r := rowReader{b: v[1:]}
+	r = rowReader{b: v[1:]}
 	d.PartnerID = r.string()
 	d.SchemaID = r.string()
 	d.UpdatedAt = r.time()
+	return d, r, false, nil
+}
+
+// decodeDeliveryRow decodes a row of either form; key is its bbolt key.
+func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
+	d, r, done, err := openDeliveryRow(key, v)
+	if done || err != nil {
+		return d, err
+	}
 	d.SubscriptionID = r.string()
 	d.Status = r.string()
 	d.Replay = r.string()
@@ -256,21 +266,10 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 // made of: its IDs, partner, schema and creation time (the fields it
 // skips on the way are not copied).
 func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
-	if len(v) > 0 && v[0] == '{' {
-		return decodeDeliveryRow(key, v)
+	d, r, done, err := openDeliveryRow(key, v)
+	if done || err != nil {
+		return d, err
 	}
-	if len(v) == 0 || v[0] != deliveryRowV1 {
-		return store.Delivery{}, errDeliveryRow
-	}
-	var d store.Delivery
-	var err error
-	if d.EventID, d.ID, err = deliveryIDs(key); err != nil {
-		return store.Delivery{}, err
-	}
-	r := rowReader{b: v[1:]}
-	d.PartnerID = r.string()
-	d.SchemaID = r.string()
-	d.UpdatedAt = r.time()
 	for range 4 { // SubscriptionID, Status, Replay, Topic
 		r.skipString()
 	}

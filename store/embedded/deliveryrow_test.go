@@ -95,15 +95,11 @@ func TestDeliveryRowSize(t *testing.T) {
 // and moves its index entries.
 func TestDeliveryRowsOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	now := time.Now().UTC()
 	d := deliveredRow(now)
 	d.Status, d.Attempts = store.DeliveryPending, nil
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		v, _ := json.Marshal(d)
 		if err := tx.Bucket([]byte(bStatus)).Put([]byte(deliveryKey(d.EventID, d.ID)), v); err != nil {
 			return err

@@ -12,6 +12,17 @@ import (
 	"github.com/whp-dev/whp/store"
 )
 
+// openTemp opens a store in a temporary dir, closed when the test ends.
+func openTemp(tb testing.TB) *Store {
+	tb.Helper()
+	s, err := Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
 func sameLedger(t *testing.T, what string, got, want store.Idempotency) {
 	t.Helper()
 	if got.Key != want.Key || !got.ExpiresAt.Equal(want.ExpiresAt) || !got.CreatedAt.Equal(want.CreatedAt) || got.Rev != want.Rev || !bytes.Equal(got.Value, want.Value) {
@@ -73,15 +84,11 @@ func TestLedgerRowSize(t *testing.T) {
 // write, the sweep — and a row rewritten takes the compact form.
 func TestLedgerRowsOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	now := time.Now().UTC()
 	live := store.Idempotency{Key: "delivered#e1#d1", Value: []byte("e1"), CreatedAt: now, ExpiresAt: now.Add(time.Hour), Rev: 2}
 	expired := store.Idempotency{Key: "delivered#e0#d0", Value: []byte("e0"), CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, rec := range []store.Idempotency{live, expired} {
 			v, _ := json.Marshal(rec)
 			if err := tx.Bucket([]byte(bLedger)).Put([]byte(rec.Key), v); err != nil {
