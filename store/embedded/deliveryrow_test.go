@@ -230,3 +230,34 @@ func TestHistoryIndexOfEarlierVersions(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestHistoryCursorPastAGoneEntry: a page's cursor is the last index key
+// it returned; when that entry is gone by the next page (its delivery
+// re-created under another partner), history goes on from the entry
+// before where it was, skipping nothing.
+func TestHistoryCursorPastAGoneEntry(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	now := time.Now().UTC()
+	var ds []store.Delivery
+	for i := range 5 {
+		d := deliveredRow(now.Add(time.Duration(i) * time.Second))
+		d.EventID, d.ID = fmt.Sprintf("e%d", i), "d"
+		ds = append(ds, d)
+	}
+	if err := s.CreateDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.DeliveriesByPartner(ctx, ds[0].PartnerID, store.Page{Limit: 2})
+	if err != nil || len(first.Deliveries) != 2 || first.Next == "" {
+		t.Fatalf("first page: %+v, %v", first, err)
+	}
+	gone := ds[3] // the first page's last
+	if err := s.db.Update(func(tx *bolt.Tx) error { return indexDelivery(tx, gone, false) }); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := s.DeliveriesByPartner(ctx, ds[0].PartnerID, store.Page{Limit: 10, Cursor: first.Next})
+	if diff := cmp.Diff([]store.Delivery{ds[2], ds[1], ds[0]}, rest.Deliveries); err != nil || diff != "" {
+		t.Errorf("after a gone cursor entry: %v (-want +got):\n%s", err, diff)
+	}
+}
