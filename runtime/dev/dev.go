@@ -475,9 +475,9 @@ func (p *Platform) sweep(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			if n, err := p.st.Sweep(ctx); err != nil {
-				p.log.Warn("ledger sweep failed", "error", err)
+				p.log.Warn("store sweep failed", "error", err)
 			} else if n > 0 {
-				p.log.Debug("expired ledger items deleted", "count", n)
+				p.log.Debug("expired store items deleted", "count", n)
 			}
 		}
 	}

@@ -37,7 +37,7 @@ import (
 // a varint of Unix nanoseconds (0: the zero time; read back in UTC); a
 // header name a uvarint, 0 followed by the name as a string or i for
 // headerNames[i-1]. (deliveryIndexFields reads the fields up to
-// CreatedAt only.)
+// ExpiresAt only.)
 //
 // Rows written before this form are JSON objects, which start with '{';
 // they are read as they are and rewritten in this form on their next
@@ -263,8 +263,8 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 }
 
 // deliveryIndexFields decodes what a row's history index entries are
-// made of: its IDs, partner, schema and creation time (the fields it
-// skips on the way are not copied).
+// made of — its IDs, partner, schema and creation time — and its expiry
+// (the fields it skips on the way are not copied).
 func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 	d, r, done, err := openDeliveryRow(key, v)
 	if done || err != nil {
@@ -276,6 +276,7 @@ func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 	r.varint() // Partition
 	r.varint() // Offset
 	d.CreatedAt = r.time()
+	d.ExpiresAt = r.time()
 	if r.bad {
 		return store.Delivery{}, errDeliveryRow
 	}

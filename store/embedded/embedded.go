@@ -677,10 +677,21 @@ func (s *Store) DeleteIdempotency(ctx context.Context, key string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket([]byte(bLedger)).Delete([]byte(key)) })
 }
 
-// Sweep deletes expired idempotency_ledger items, as DynamoDB's TTL does in
-// production, at most sweepBatchMaximum per call. It returns how many it
+// Sweep deletes expired items, as DynamoDB's TTL does in production: the
+// idempotency_ledger's, and event_delivery_status's events and
+// deliveries (with their history index entries), at most
+// sweepBatchMaximum of each kind per call. It returns how many it
 // deleted.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
+	n, err := s.sweepLedger(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.sweepStatus(ctx)
+	return n + m, err
+}
+
+func (s *Store) sweepLedger(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
 	err := s.update(ctx, func(tx *bolt.Tx) error {
@@ -709,6 +720,79 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// sweepStatus finds expired events and deliveries in a read transaction,
+// so that the scan holds no writer back, then deletes those still expired
+// in one write.
+func (s *Store) sweepStatus(ctx context.Context) (int, error) {
+	now := s.now()
+	var expired [][]byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bStatus)).Cursor()
+		for k, v := c.First(); k != nil && len(expired) < sweepBatchMaximum; k, v = c.Next() {
+			exp, err := statusExpiry(k, v)
+			if err != nil {
+				return err
+			}
+			if !exp.IsZero() && !exp.After(now) {
+				expired = append(expired, append([]byte(nil), k...))
+			}
+		}
+		return nil
+	})
+	if err != nil || len(expired) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket([]byte(bStatus))
+		for _, k := range expired {
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			exp, err := statusExpiry(k, v)
+			if err != nil {
+				return err
+			}
+			if exp.IsZero() || exp.After(now) {
+				continue // rewritten since, with a later expiry
+			}
+			if bytes.Contains(k, []byte(sep+deliverySortKey)) {
+				d, err := deliveryIndexFields(k, v)
+				if err != nil {
+					return err
+				}
+				if err := indexDelivery(tx, d, false); err != nil {
+					return err
+				}
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// statusExpiry is the ExpiresAt of an event_delivery_status row: a
+// delivery's or an event's (the zero time: none).
+func statusExpiry(k, v []byte) (time.Time, error) {
+	if bytes.Contains(k, []byte(sep+deliverySortKey)) {
+		d, err := deliveryIndexFields(k, v)
+		return d.ExpiresAt, err
+	}
+	var e struct {
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := fastjson.Unmarshal(v, &e); err != nil {
+		return time.Time{}, fmt.Errorf("event_delivery_status row %q: %w", k, err)
+	}
+	return e.ExpiresAt, nil
 }
 
 // AppendDecision implements store.Store.

@@ -46,11 +46,46 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Events and deliveries expire too (the status TTL): an expired
+	// delivery leaves history with its row; one without an expiry stays.
+	var ds []store.Delivery
+	for i, exp := range []time.Time{now.Add(-time.Minute), now.Add(time.Hour), {}} {
+		id := string(rune('a' + i))
+		if err := s.CreateEvents(ctx, []store.Event{{ID: "e" + id, SchemaID: "x#y#1", AcceptedAt: now, ExpiresAt: exp}}); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, store.Delivery{EventID: "e" + id, ID: "d" + id, PartnerID: "acme", SchemaID: "x#y#1", Status: store.DeliveryDelivered,
+			CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now, ExpiresAt: exp})
+	}
+	if err := s.CreateDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
 	n, err := s.Sweep(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Sweep = %d, %v; want 2 expired items deleted", n, err)
+	if err != nil || n != 4 {
+		t.Fatalf("Sweep = %d, %v; want 4 expired items deleted (2 ledger items, an event, a delivery)", n, err)
 	}
 	if _, err := s.GetIdempotency(ctx, "c"); err != nil {
 		t.Errorf("live item gone after sweep: %v", err)
+	}
+	if _, err := s.GetEvent(ctx, "ea"); err != store.ErrNotFound {
+		t.Errorf("expired event: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetDelivery(ctx, "ea", "da"); err != store.ErrNotFound {
+		t.Errorf("expired delivery: %v, want ErrNotFound", err)
+	}
+	for _, id := range []string{"b", "c"} {
+		if _, err := s.GetEvent(ctx, "e"+id); err != nil {
+			t.Errorf("event e%s gone after sweep: %v", id, err)
+		}
+	}
+	for name, page := range map[string]func(context.Context, string, store.Page) (store.DeliveryPage, error){
+		"acme": s.DeliveriesByPartner, "x#y#1": s.DeliveriesBySchema} {
+		p, err := page(ctx, name, store.Page{})
+		if err != nil || len(p.Deliveries) != 2 || p.Deliveries[0].ID != "dc" || p.Deliveries[1].ID != "db" {
+			t.Errorf("history of %s after sweep: %+v, %v; want dc, db", name, p.Deliveries, err)
+		}
+	}
+	if n, err := s.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("second Sweep = %d, %v; want nothing left to delete", n, err)
 	}
 }
