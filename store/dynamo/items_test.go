@@ -48,34 +48,9 @@ func writeUnits(n int) int { return (n + 1023) / 1024 }
 // DynamoDB") turns it into money; a change that grows an item past a
 // kilobyte boundary fails here and is a decision to make there.
 func TestWriteUnitsPerDelivery(t *testing.T) {
-	now := time.Date(2026, 11, 29, 10, 26, 53, 550049100, time.UTC)
-	eventID, id := "01a226d7-e76a-7cc5-b118-cf650af48b5f", "04d9db63-e3bf-55d5-9ee8-0cc60d99df0d"
-	pending := store.Delivery{EventID: eventID, ID: id, SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
-		SchemaID: "orders#order.created#1", Status: store.DeliveryPending, Topic: "wh.egress.acme.order.created", Partition: 3, Offset: 48211,
-		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
-	delivered := pending
-	delivered.Status, delivered.UpdatedAt = store.DeliveryDelivered, now.Add(12*time.Millisecond)
-	delivered.Attempts = []store.Attempt{{N: 1, At: now.Add(2 * time.Millisecond), URL: "https://hooks.acme.example/whp/orders", StatusCode: 204,
-		Latency: store.Duration(48700 * time.Microsecond), RequestHeaders: map[string]string{
-			"content-type": "application/json", "user-agent": "whp-webhooks/1", "webhook-id": id,
-			"webhook-signature": "v1,0j1h8NwWKYONN+EtCnEciQFvWmvE2THfHtnMVv6oKn8=", "webhook-timestamp": "1795948013"}}}
-	event := store.Event{ID: eventID, SchemaID: pending.SchemaID, Key: "order-81723", AcceptedAt: now, Topic: "wh.ingress.orders.order.created",
-		Partition: 1, Offset: 99120, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Data: []byte(`{"pad":"` + strings.Repeat("x", 1014) + `"}`),
-		Routing: []store.Route{{SubscriptionID: pending.SubscriptionID, PartnerID: "acme", Matched: true}}, ExpiresAt: now.Add(30 * 24 * time.Hour)}
-	ledger := store.Idempotency{Key: "delivered#" + eventID + "#" + id, Value: []byte(eventID), CreatedAt: now, ExpiresAt: now.Add(72 * time.Hour)}
-
-	size := func(it map[string]types.AttributeValue, err error) int {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return itemBytes(t, it)
-	}
-	pendingB, deliveredB := size(deliveryItem(pending)), size(deliveryItem(delivered))
-	ledgerB := size(ledgerItem(ledger))
-	eventIt, err := item(event.ID, event, ttl(event.ExpiresAt))
-	eventIt[AttrSK] = str(eventSK)
-	eventB := size(eventIt, err)
+	items := sampleItems(t)
+	pendingB, deliveredB := itemBytes(t, items["pending"]), itemBytes(t, items["delivered"])
+	ledgerB, eventB := itemBytes(t, items["ledger"]), itemBytes(t, items["event"])
 
 	const gsis = 2 // partner-index, schema-index
 	create := writeUnits(pendingB) * (1 + gsis)
@@ -94,17 +69,89 @@ func TestWriteUnitsPerDelivery(t *testing.T) {
 	}
 }
 
+// sampleItems are the items the store writes for one delivery of a 1 KiB
+// event: the pending and delivered delivery (one attempt), its ledger
+// entry and the event.
+func sampleItems(t *testing.T) map[string]map[string]types.AttributeValue {
+	t.Helper()
+	now := time.Date(2026, 11, 29, 10, 26, 53, 550049100, time.UTC)
+	eventID, id := "01a226d7-e76a-7cc5-b118-cf650af48b5f", "04d9db63-e3bf-55d5-9ee8-0cc60d99df0d"
+	pending := store.Delivery{EventID: eventID, ID: id, SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
+		SchemaID: "orders#order.created#1", Status: store.DeliveryPending, Topic: "wh.egress.acme.order.created", Partition: 3, Offset: 48211,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+	delivered := pending
+	delivered.Status, delivered.UpdatedAt = store.DeliveryDelivered, now.Add(12*time.Millisecond)
+	delivered.Attempts = []store.Attempt{{N: 1, At: now.Add(2 * time.Millisecond), URL: "https://hooks.acme.example/whp/orders", StatusCode: 204,
+		Latency: store.Duration(48700 * time.Microsecond), RequestHeaders: map[string]string{
+			"content-type": "application/json", "user-agent": "whp-webhooks/1", "webhook-id": id,
+			"webhook-signature": "v1,0j1h8NwWKYONN+EtCnEciQFvWmvE2THfHtnMVv6oKn8=", "webhook-timestamp": "1795948013"}}}
+	event := store.Event{ID: eventID, SchemaID: pending.SchemaID, Key: "order-81723", AcceptedAt: now, Topic: "wh.ingress.orders.order.created",
+		Partition: 1, Offset: 99120, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Data: []byte(`{"pad":"` + strings.Repeat("x", 1014) + `"}`),
+		Routing: []store.Route{{SubscriptionID: pending.SubscriptionID, PartnerID: "acme", Matched: true}}, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+	ledger := store.Idempotency{Key: "delivered#" + eventID + "#" + id, Value: []byte(eventID), CreatedAt: now, ExpiresAt: now.Add(72 * time.Hour)}
+	out := map[string]map[string]types.AttributeValue{}
+	must := func(name string, it map[string]types.AttributeValue, e error) {
+		if e != nil {
+			t.Fatal(e)
+		}
+		out[name] = it
+	}
+	it, err := deliveryItem(pending)
+	must("pending", it, err)
+	it, err = deliveryItem(delivered)
+	must("delivered", it, err)
+	it, err = ledgerItem(ledger)
+	must("ledger", it, err)
+	it, err = item(event.ID, event, ttl(event.ExpiresAt))
+	if err == nil {
+		it[AttrSK] = str(eventSK)
+	}
+	must("event", it, err)
+	return out
+}
+
+// tablesOnDynalite starts dynalite with the tables of environment env.
+func tablesOnDynalite(t *testing.T, env string) (*dynamodb.Client, *Store) {
+	t.Helper()
+	db := dynalitetest.Start(t)
+	if _, err := CreateTables(context.Background(), db, env); err != nil {
+		t.Fatal(err)
+	}
+	return db, New(db, env)
+}
+
+// TestItemSizesOnDynalite: the write units itemBytes predicts for each
+// sample item are what dynalite, which implements DynamoDB's item size
+// rules, reports consuming in the table (it reports no GSI units; those
+// are the model's).
+func TestItemSizesOnDynalite(t *testing.T) {
+	ctx := context.Background()
+	db, s := tablesOnDynalite(t, "units")
+	items := sampleItems(t)
+	for _, name := range []string{"event", "pending", "delivered", "ledger"} { // delivered replaces pending
+		table := store.TableEventDeliveryStatus
+		if name == "ledger" {
+			table = store.TableIdempotencyLedger
+		}
+		out, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(table), Item: items[name],
+			ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := writeUnits(itemBytes(t, items[name]))
+		if out.ConsumedCapacity == nil || out.ConsumedCapacity.CapacityUnits == nil || *out.ConsumedCapacity.CapacityUnits != float64(want) {
+			t.Errorf("%s: dynalite consumed %+v, itemBytes predicts %d units", name, out.ConsumedCapacity, want)
+		}
+	}
+}
+
 // TestDeliveryItemsOfEarlierVersions: delivery items written before the
 // doc left out the item's own attributes, and updated_key held the update
 // time and both IDs, still read everywhere, and sort by their time beside
 // the new ones in history.
 func TestDeliveryItemsOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
-	db := dynalitetest.Start(t)
-	if _, err := CreateTables(ctx, db, "old"); err != nil {
-		t.Fatal(err)
-	}
-	s := New(db, "old")
+	db, s := tablesOnDynalite(t, "old")
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	old := store.Delivery{EventID: "e-old", ID: "d-old", SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
 		SchemaID: "orders#order.created#1", Status: store.DeliveryDelivered, CreatedAt: now, UpdatedAt: now,
