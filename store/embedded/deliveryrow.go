@@ -187,13 +187,19 @@ func (r *rowReader) headerName() string {
 	return ""
 }
 
+// deliveryMarker separates a delivery's key's event ID from its ID; an
+// event's key has none.
+var deliveryMarker = []byte(sep + deliverySortKey)
+
+func isDeliveryKey(key []byte) bool { return bytes.Contains(key, deliveryMarker) }
+
 // deliveryIDs are the event and delivery IDs of a delivery's key.
 func deliveryIDs(key []byte) (eventID, id string, err error) {
-	i := bytes.Index(key, []byte(sep+deliverySortKey))
+	i := bytes.Index(key, deliveryMarker)
 	if i < 0 {
 		return "", "", fmt.Errorf("event_delivery_status: %q is not a delivery's key", key)
 	}
-	return string(key[:i]), string(key[i+len(sep)+len(deliverySortKey):]), nil
+	return string(key[:i]), string(key[i+len(deliveryMarker):]), nil
 }
 
 // openDeliveryRow starts decoding a row of either form; key is its bbolt
@@ -285,8 +291,9 @@ func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 
 func deliveryKey(eventID, id string) string { return join(eventID, deliverySortKey+id) }
 
-func putDeliveryRow(tx *bolt.Tx, d store.Delivery) error {
-	return tx.Bucket([]byte(bStatus)).Put([]byte(deliveryKey(d.EventID, d.ID)), appendDeliveryRow(make([]byte, 0, 256), d))
+// putDeliveryRow writes d's row under its key (deliveryKey).
+func putDeliveryRow(tx *bolt.Tx, key []byte, d store.Delivery) error {
+	return tx.Bucket([]byte(bStatus)).Put(key, appendDeliveryRow(make([]byte, 0, 256), d))
 }
 
 func getDelivery(tx *bolt.Tx, eventID, id string) (store.Delivery, error) {

@@ -377,7 +377,7 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 			return err
 		}
 		if old.PartnerID == d.PartnerID && old.SchemaID == d.SchemaID && historyTime(old.CreatedAt) == historyTime(d.CreatedAt) {
-			return putDeliveryRow(tx, d)
+			return putDeliveryRow(tx, key, d)
 		}
 		if err := indexDelivery(tx, old, false); err != nil {
 			return err
@@ -386,7 +386,7 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 	if err := indexDelivery(tx, d, true); err != nil {
 		return err
 	}
-	return putDeliveryRow(tx, d)
+	return putDeliveryRow(tx, key, d)
 }
 
 // indexDelivery adds (or removes) a delivery's history index entries:
@@ -448,9 +448,8 @@ func migrateHistoryIndex(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	marker := []byte(sep + deliverySortKey)
 	err := tx.Bucket([]byte(bStatus)).ForEach(func(k, v []byte) error {
-		if !bytes.Contains(k, marker) {
+		if !isDeliveryKey(k) {
 			return nil // an event
 		}
 		d, err := deliveryIndexFields(k, v)
@@ -731,11 +730,11 @@ func (s *Store) sweepStatus(ctx context.Context) (int, error) {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bStatus)).Cursor()
 		for k, v := c.First(); k != nil && len(expired) < sweepBatchMaximum; k, v = c.Next() {
-			exp, err := statusExpiry(k, v)
+			exp, _, _, err := statusRow(k, v)
 			if err != nil {
 				return err
 			}
-			if !exp.IsZero() && !exp.After(now) {
+			if hasExpired(exp, now) {
 				expired = append(expired, append([]byte(nil), k...))
 			}
 		}
@@ -753,18 +752,14 @@ func (s *Store) sweepStatus(ctx context.Context) (int, error) {
 			if v == nil {
 				continue
 			}
-			exp, err := statusExpiry(k, v)
+			exp, d, isDelivery, err := statusRow(k, v)
 			if err != nil {
 				return err
 			}
-			if exp.IsZero() || exp.After(now) {
+			if !hasExpired(exp, now) {
 				continue // rewritten since, with a later expiry
 			}
-			if bytes.Contains(k, []byte(sep+deliverySortKey)) {
-				d, err := deliveryIndexFields(k, v)
-				if err != nil {
-					return err
-				}
+			if isDelivery {
 				if err := indexDelivery(tx, d, false); err != nil {
 					return err
 				}
@@ -779,20 +774,24 @@ func (s *Store) sweepStatus(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// statusExpiry is the ExpiresAt of an event_delivery_status row: a
-// delivery's or an event's (the zero time: none).
-func statusExpiry(k, v []byte) (time.Time, error) {
-	if bytes.Contains(k, []byte(sep+deliverySortKey)) {
-		d, err := deliveryIndexFields(k, v)
-		return d.ExpiresAt, err
+// hasExpired: exp is set and not after now.
+func hasExpired(exp, now time.Time) bool { return !exp.IsZero() && !exp.After(now) }
+
+// statusRow reads the ExpiresAt of an event_delivery_status row (the zero
+// time: none) and, for a delivery's row, the fields its history index
+// entries are made of.
+func statusRow(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error) {
+	if isDeliveryKey(k) {
+		d, err = deliveryIndexFields(k, v)
+		return d.ExpiresAt, d, true, err
 	}
 	var e struct {
 		ExpiresAt time.Time `json:"expires_at"`
 	}
 	if err := fastjson.Unmarshal(v, &e); err != nil {
-		return time.Time{}, fmt.Errorf("event_delivery_status row %q: %w", k, err)
+		return time.Time{}, store.Delivery{}, false, fmt.Errorf("event_delivery_status row %q: %w", k, err)
 	}
-	return e.ExpiresAt, nil
+	return e.ExpiresAt, store.Delivery{}, false, nil
 }
 
 // AppendDecision implements store.Store.
