@@ -34,13 +34,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
+	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
+	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner ≥ 0, 0 < --trace-sample-ratio ≤ 1"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner and --outage ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
@@ -53,7 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
 	}
 	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
-		TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Outage: *outage, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
 	if err != nil {
@@ -129,6 +131,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in this process; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
 	if base.SlowPartner > 0 {
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
+	}
+	for _, r := range results {
+		if o := r.Outage; o != nil {
+			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts; "+
+				"after recovery the backlog arrived in %.1f s (half of it in %.1f s), at most %d deliveries in flight to one partner; not arrived %d, duplicated %d\n",
+				o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/retry"
@@ -81,6 +83,18 @@ type Config struct {
 	// TraceSampleRatio is the embedded platform's share of traced events
 	// (dev.Config.TraceSampleRatio); 0: every event, whp dev's default.
 	TraceSampleRatio float64
+	// Outage, if positive, adds a last phase (after the latency phase, and
+	// outside its CPU and memory figures): every partner answers 503 for
+	// this long while events arrive at Rate, then recovers. It measures
+	// what a buyer asks of a platform when an endpoint goes down: how many
+	// attempts it spends on the endpoint while it is down, how long the
+	// backlog takes to arrive once it is back, and how hard the catch-up
+	// hits it (OutageResult).
+	Outage time.Duration
+	// BreakerCoolDown is the embedded platform's (whp dev's
+	// --breaker-cooldown): how long an open circuit breaker waits before
+	// it probes the partner again. 0: whp dev's default, 30 s.
+	BreakerCoolDown time.Duration
 	// HeapProfile, if set, receives a pprof heap profile taken when the
 	// process's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
@@ -161,6 +175,40 @@ type Result struct {
 	// Lost counts deliveries that never arrived within the drain time;
 	// Duplicates, deliveries that arrived twice.
 	Lost       int64 `json:"lost"`
+	Duplicates int64 `json:"duplicates"`
+	// Outage is the outage phase's (Config.Outage).
+	Outage *OutageResult `json:"outage,omitempty"`
+}
+
+// OutageResult is what the outage phase measured: while every partner
+// answered 503, events arrived at the run's rate; then the partners
+// recovered, and no more events were sent.
+type OutageResult struct {
+	Seconds float64 `json:"seconds"`
+	// Events is how many were accepted during the outage; each is owed
+	// to every subscription.
+	Events int64 `json:"events"`
+	// FailedAttempts is how many POSTs the partners answered 503: what
+	// the platform spent on endpoints that were down (its breakers hold
+	// the rest of the deliveries without attempting them).
+	FailedAttempts int64 `json:"failed_attempts"`
+	// RecoveryP50Seconds and RecoverySeconds: from the partners' recovery
+	// to the median, and to the last, of the outage's deliveries arriving
+	// — how long the backlog took to catch up.
+	RecoveryP50Seconds float64 `json:"recovery_p50_seconds"`
+	RecoverySeconds    float64 `json:"recovery_seconds"`
+	// PeakInFlight is the most deliveries one partner had in flight at
+	// once during the catch-up: how hard the backlog hits an endpoint
+	// that has just come back.
+	PeakInFlight int64 `json:"peak_in_flight"`
+	// NotArrived counts the outage's deliveries that had not arrived when
+	// the catch-up gave up (nothing arrived for twice the breaker's
+	// cool-down, at least a minute). A breaker's probe is a real attempt:
+	// when it fails, its delivery waits out its retry schedule like any
+	// other failure (5 minutes after its second), so an outage longer
+	// than the cool-down leaves a straggler per failed probe. Duplicates
+	// counts those that arrived twice.
+	NotArrived int64 `json:"not_arrived"`
 	Duplicates int64 `json:"duplicates"`
 }
 
@@ -250,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Latency at a fixed rate.
 	recv.reset()
-	sent, waits, err := openLoop(ctx, target+"/v1/events", cfg)
+	sent, waits, err := openLoop(ctx, target+"/v1/events", cfg, cfg.LatencyDuration, "l", "latency")
 	if err != nil {
 		return res, err
 	}
@@ -272,6 +320,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			if _, err := cfg.HeapProfile.Write(mem.heap); err != nil {
 				return res, err
 			}
+		}
+	}
+	if cfg.Outage > 0 {
+		if res.Outage, err = outage(ctx, target, cfg, recv); err != nil {
+			return res, err
 		}
 	}
 	if cfg.Target == "" {
@@ -394,8 +447,9 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string, ingestOn
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: ingestOnly,
 		TraceSampleRatio: cfg.TraceSampleRatio,
 		Log:              slog.New(slog.NewTextHandler(io.Discard, nil))}
-	// A bench partner never fails; retries would only blur the figures.
-	dcfg.Dispatch = dispatch.Config{Retry: retry.Default()}
+	// whp dev's retry schedule and breaker: the outage phase measures
+	// what a user of whp dev gets.
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: cfg.BreakerCoolDown}}
 	p, err := dev.Start(ctx, dcfg)
 	if err != nil {
 		cleanup()
@@ -508,9 +562,50 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 	return okN.Load(), otherN.Load(), ctx.Err()
 }
 
-// openLoop sends events at the fixed rate, whatever the answers take, and
-// returns how many were accepted and how long each 202 took, in ms.
-func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, error) {
+// outage runs the outage phase (Config.Outage) against the platform at
+// target, whose partners recv serves.
+func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*OutageResult, error) {
+	dups0 := recv.duplicates()
+	recv.fail(true)
+	// The partners recover when the outage's time is up, whether or not
+	// the producer's last POSTs are answered yet; arrivals from then on
+	// are the backlog's.
+	recovered := make(chan struct{})
+	time.AfterFunc(cfg.Outage, func() {
+		recv.reset()
+		recv.fail(false)
+		close(recovered)
+	})
+	sent, _, err := openLoop(ctx, target+"/v1/events", cfg, cfg.Outage, "o", "outage")
+	<-recovered
+	if err != nil {
+		return nil, err
+	}
+	res := &OutageResult{Seconds: cfg.Outage.Seconds(), Events: sent}
+	quiet := max(2*cmp.Or(cfg.BreakerCoolDown, 30*time.Second), time.Minute)
+	want := sent * int64(cfg.Fanout)
+	lastCount, lastMove := int64(-1), time.Now()
+	for n := recv.count(); n < want && time.Since(lastMove) < quiet && ctx.Err() == nil; n = recv.count() {
+		if n != lastCount {
+			lastCount, lastMove = n, time.Now()
+		}
+		cfg.Progress("recovering", float64(n)/float64(max(want, 1)))
+		time.Sleep(50 * time.Millisecond)
+	}
+	arrivals := recv.arrivals()
+	res.RecoveryP50Seconds = percentile(arrivals, 50)
+	if len(arrivals) > 0 {
+		res.RecoverySeconds = slices.Max(arrivals)
+	}
+	res.FailedAttempts, res.PeakInFlight = recv.failed.Load(), recv.peak.Load()
+	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
+	return res, ctx.Err()
+}
+
+// openLoop sends events at the fixed rate for d, whatever the answers
+// take, and returns how many were accepted and how long each 202 took, in
+// ms. Their IDs start with prefix; phase names the progress.
+func openLoop(ctx context.Context, url string, cfg Config, d time.Duration, prefix, phase string) (int64, []float64, error) {
 	c := client(cfg.Connections)
 	defer c.CloseIdleConnections()
 	var accepted atomic.Int64
@@ -518,8 +613,8 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, er
 	var waits []float64
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
-	total := int(cfg.LatencyDuration / interval)
-	event := numbered(cfg.PayloadBytes, "l")
+	total := int(d / interval)
+	event := numbered(cfg.PayloadBytes, prefix)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for i := range total {
@@ -547,7 +642,7 @@ func openLoop(ctx context.Context, url string, cfg Config) (int64, []float64, er
 			}
 		})
 		if i%50 == 0 {
-			cfg.Progress("latency", float64(i)/float64(total))
+			cfg.Progress(phase, float64(i)/float64(total))
 		}
 	}
 	wg.Wait()
@@ -560,16 +655,46 @@ type receiver struct {
 	slow     time.Duration // how long /slow answers take
 	gone     chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce sync.Once
+	down     atomic.Bool  // the partners answer 503 (the outage phase)
+	failed   atomic.Int64 // 503s answered since the outage began
+	inFlight sync.Map     // partner's path → *atomic.Int64
+	peak     atomic.Int64 // the most one partner had in flight since reset
 	mu       sync.Mutex
 	seen     map[string]bool
 	dups     int64
+	resetAt  time.Time
 	first    time.Time
 	last     time.Time
 	lat      []float64
+	since    []float64 // each arrival's seconds after resetAt
 	received atomic.Int64
 }
 
-func newReceiver() *receiver { return &receiver{seen: map[string]bool{}, gone: make(chan struct{})} }
+func newReceiver() *receiver {
+	return &receiver{seen: map[string]bool{}, gone: make(chan struct{}), resetAt: time.Now()}
+}
+
+// fail makes the partners answer 503 (down) or answer again; an outage
+// starts its count of failed attempts afresh.
+func (r *receiver) fail(down bool) {
+	if down {
+		r.failed.Store(0)
+	}
+	r.down.Store(down)
+}
+
+// enter counts a request in flight at its partner, and returns its
+// counter to decrement when the request is answered.
+func (r *receiver) enter(path string) *atomic.Int64 {
+	c, ok := r.inFlight.Load(path)
+	if !ok {
+		c, _ = r.inFlight.LoadOrStore(path, new(atomic.Int64))
+	}
+	n := c.(*atomic.Int64).Add(1)
+	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
+	}
+	return c.(*atomic.Int64)
+}
 
 // release makes the slow partner's answers immediate (the run is over).
 func (r *receiver) release() { r.goneOnce.Do(func() { close(r.gone) }) }
@@ -586,6 +711,13 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	defer r.enter(req.URL.Path).Add(-1)
+	if r.down.Load() {
+		io.Copy(io.Discard, req.Body)
+		r.failed.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	now := time.Now()
 	body, _ := io.ReadAll(req.Body)
 	ts := timestampOf(body)
@@ -600,6 +732,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.first = now
 		}
 		r.last = now
+		r.since = append(r.since, now.Sub(r.resetAt).Seconds())
 		if !ts.IsZero() {
 			r.lat = append(r.lat, float64(now.Sub(ts))/float64(time.Millisecond))
 		}
@@ -639,8 +772,22 @@ func (r *receiver) window() (first, last time.Time, n, dups int64) {
 func (r *receiver) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.first, r.last, r.lat = time.Time{}, time.Time{}, nil
+	r.first, r.last, r.lat, r.since, r.resetAt = time.Time{}, time.Time{}, nil, nil, time.Now()
 	r.received.Store(0)
+	r.peak.Store(0)
+}
+
+// arrivals are the seconds from the last reset to each arrival since.
+func (r *receiver) arrivals() []float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.since)
+}
+
+func (r *receiver) duplicates() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dups
 }
 
 func (r *receiver) latencies() []float64 {

@@ -153,3 +153,46 @@ func TestTimestampOf(t *testing.T) {
 		t.Errorf("no timestamp: %v", got)
 	}
 }
+
+// The outage phase: while the partner answers 503 its breaker opens after
+// a few failures in a row, though the earlier phases' successes fill its
+// window, and holds the rest without attempting them; once the partner is
+// back, every delivery the outage owed arrives, once. The cool-down is
+// longer than the outage, so that no probe fails (a delivery whose probe
+// fails waits out its retry schedule: minutes). (Without the
+// breaker's consecutive-failure rule, every event of the outage would be
+// attempted and fail at least once.)
+func TestRunOutage(t *testing.T) {
+	var phases []string
+	r, err := Run(context.Background(), Config{Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 1, Outage: 2 * time.Second, BreakerCoolDown: 5 * time.Second, Progress: func(phase string, _ float64) {
+			if len(phases) == 0 || phases[len(phases)-1] != phase {
+				phases = append(phases, phase)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := r.Outage
+	if o == nil {
+		t.Fatal("no outage result")
+	}
+	if o.Seconds != 2 || o.Events <= 0 {
+		t.Fatalf("outage %+v", o)
+	}
+	if o.FailedAttempts < 10 || o.FailedAttempts >= o.Events/2 {
+		t.Errorf("%d failed attempts for %d events: the breaker did not hold the outage's deliveries", o.FailedAttempts, o.Events)
+	}
+	if o.NotArrived != 0 || o.Duplicates != 0 {
+		t.Errorf("not arrived %d, duplicated %d", o.NotArrived, o.Duplicates)
+	}
+	if !(o.RecoveryP50Seconds > 0 && o.RecoveryP50Seconds <= o.RecoverySeconds) || o.PeakInFlight < 1 {
+		t.Errorf("recovery: p50 %v s, all %v s, peak in flight %d", o.RecoveryP50Seconds, o.RecoverySeconds, o.PeakInFlight)
+	}
+	if got := strings.Join(phases, ","); !strings.Contains(got, "latency,outage,recovering") {
+		t.Errorf("progress phases %s", got)
+	}
+	if r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("before the outage: lost %d, duplicated %d", r.Lost, r.Duplicates)
+	}
+}

@@ -113,3 +113,49 @@ func TestBreakerLongFailure(t *testing.T) {
 		t.Errorf("long failure reports = %v, want acme once", reported)
 	}
 }
+
+// A busy partner that goes down opens its breaker after
+// ConsecutiveFailures in a row, though the window's successes keep the
+// ratio far below FailureRatio; a success between failures starts the
+// count again.
+func TestConsecutiveFailures(t *testing.T) {
+	b, _, events := newTest(Config{Window: time.Minute, MinRequests: 10, FailureRatio: 0.5, ConsecutiveFailures: 5, CoolDown: 30 * time.Second})
+	for range 1000 {
+		b.Record("acme", true)
+	}
+	for range 4 {
+		b.Record("acme", false)
+	}
+	b.Record("acme", true)
+	for range 4 {
+		b.Record("acme", false)
+	}
+	if ok, _ := b.Allow("acme"); !ok || len(*events) != 0 {
+		t.Fatalf("opened on failures a success interrupted: %v", *events)
+	}
+	b.Record("acme", false) // the fifth in a row
+	if ok, _ := b.Allow("acme"); ok {
+		t.Fatal("still closed after five failures in a row")
+	}
+	if got := *events; len(got) != 1 || got[0] != "acme:closed→open" {
+		t.Errorf("transitions %v", got)
+	}
+	// The default is ten in a row.
+	d, _, _ := newTest(Config{})
+	for i := range 100 {
+		if ok, _ := d.Allow("beta"); !ok {
+			t.Fatalf("open after %d failures", i)
+		}
+		d.Record("beta", true)
+	}
+	for range 9 {
+		d.Record("beta", false)
+	}
+	if ok, _ := d.Allow("beta"); !ok {
+		t.Fatal("open after nine failures in a row")
+	}
+	d.Record("beta", false)
+	if ok, _ := d.Allow("beta"); ok {
+		t.Error("closed after ten failures in a row")
+	}
+}
