@@ -94,6 +94,11 @@ func TestOperationalEvents(t *testing.T) {
 			t.Errorf("%s: no id or timestamp: %+v", typ, evs[0])
 		}
 	}
+	// alpha's second 503 opens its breaker and its third fails the probe:
+	// the breaker opens again, and that is not announced again.
+	if n := len(have(opevents.BreakerOpened)); n != 1 {
+		t.Errorf("%d breaker-opened events for one outage, want 1", n)
+	}
 	if n := len(have(opevents.AttemptFailing)); n != 1 {
 		t.Errorf("%d failing events for one delivery, want 1", n)
 	}

@@ -303,13 +303,16 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 }
 
 // breakerChanged announces the breaker opening or closing (an operational
-// event; half-open is only logged) and, when the breaker stops refusing,
-// resumes the partner's paused egress topics.
+// event; half-open, and a failed probe opening it again, are only logged)
+// and, when the breaker stops refusing, resumes the partner's paused
+// egress topics.
 func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
-	switch to {
-	case breaker.Open:
+	switch {
+	case to == breaker.Open && from == breaker.Closed:
 		d.cfg.Ops.Publish(opevents.BreakerOpened, map[string]any{"partner_id": partner, "from": string(from)})
-	case breaker.Closed:
+	case to == breaker.Open:
+		d.log.Info("circuit breaker probe failed: open again", "partner_id", partner)
+	case to == breaker.Closed:
 		d.cfg.Ops.Publish(opevents.BreakerClosed, map[string]any{"partner_id": partner, "from": string(from)})
 	default:
 		d.log.Info("circuit breaker half-open: probing", "partner_id", partner)
