@@ -192,6 +192,11 @@ type OutageResult struct {
 	// the platform spent on endpoints that were down (its breakers hold
 	// the rest of the deliveries without attempting them).
 	FailedAttempts int64 `json:"failed_attempts"`
+	// MostFailedAttempts is the most POSTs of one delivery the partners
+	// answered 503. A delivery failed twice is one whose retry was
+	// attempted while the partner was down — by default it then waits
+	// anywhere up to 5 minutes, behind the rest of the backlog.
+	MostFailedAttempts int64 `json:"most_failed_attempts"`
 	// RecoveryP50Seconds and RecoverySeconds: from the partners' recovery
 	// to the median, and to the last, of the outage's deliveries arriving
 	// — how long the backlog took to catch up.
@@ -597,7 +602,7 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	if len(arrivals) > 0 {
 		res.RecoverySeconds = slices.Max(arrivals)
 	}
-	res.FailedAttempts, res.PeakInFlight = recv.failed.Load(), recv.peak.Load()
+	res.FailedAttempts, res.MostFailedAttempts, res.PeakInFlight = recv.failed.Load(), recv.mostFailed(), recv.peak.Load()
 	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
 	return res, ctx.Err()
 }
@@ -655,10 +660,11 @@ type receiver struct {
 	slow     time.Duration // how long /slow answers take
 	gone     chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce sync.Once
-	down     atomic.Bool  // the partners answer 503 (the outage phase)
-	failed   atomic.Int64 // 503s answered since the outage began
-	inFlight sync.Map     // partner's path → *atomic.Int64
-	peak     atomic.Int64 // the most one partner had in flight since reset
+	down     atomic.Bool      // the partners answer 503 (the outage phase)
+	failed   atomic.Int64     // 503s answered since the outage began
+	failedBy map[string]int64 // 503s answered by webhook-id since then
+	inFlight sync.Map         // partner's path → *atomic.Int64
+	peak     atomic.Int64     // the most one partner had in flight since reset
 	mu       sync.Mutex
 	seen     map[string]bool
 	dups     int64
@@ -678,6 +684,9 @@ func newReceiver() *receiver {
 // starts its count of failed attempts afresh.
 func (r *receiver) fail(down bool) {
 	if down {
+		r.mu.Lock()
+		r.failedBy = map[string]int64{}
+		r.mu.Unlock()
 		r.failed.Store(0)
 	}
 	r.down.Store(down)
@@ -715,6 +724,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if r.down.Load() {
 		io.Copy(io.Discard, req.Body)
 		r.failed.Add(1)
+		r.mu.Lock()
+		r.failedBy[req.Header.Get("webhook-id")]++
+		r.mu.Unlock()
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
@@ -782,6 +794,17 @@ func (r *receiver) arrivals() []float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.since)
+}
+
+// mostFailed is the most 503s one delivery got since the outage began.
+func (r *receiver) mostFailed() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var most int64
+	for _, n := range r.failedBy {
+		most = max(most, n)
+	}
+	return most
 }
 
 func (r *receiver) duplicates() int64 {

@@ -157,15 +157,16 @@ func TestTimestampOf(t *testing.T) {
 // The outage phase: while the partner answers 503 its breaker opens after
 // a few failures in a row, though the earlier phases' successes fill its
 // window, and holds the rest without attempting them; once the partner is
-// back, every delivery the outage owed arrives, once. The cool-down is
-// longer than the outage, so that no probe fails (a delivery whose probe
-// fails waits out its retry schedule: minutes). (Without the
+// back, every delivery the outage owed arrives, once. The cool-down is a
+// quarter of the outage, so probes fail: they are first attempts, and no
+// delivery is attempted twice while the partner is down (a retry that
+// probed and failed would wait up to 5 minutes). (Without the
 // breaker's consecutive-failure rule, every event of the outage would be
 // attempted and fail at least once.)
 func TestRunOutage(t *testing.T) {
 	var phases []string
 	r, err := Run(context.Background(), Config{Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 1, Outage: 2 * time.Second, BreakerCoolDown: 5 * time.Second, Progress: func(phase string, _ float64) {
+		PayloadBytes: 256, Fanout: 1, Outage: 4 * time.Second, BreakerCoolDown: time.Second, Progress: func(phase string, _ float64) {
 			if len(phases) == 0 || phases[len(phases)-1] != phase {
 				phases = append(phases, phase)
 			}
@@ -177,11 +178,17 @@ func TestRunOutage(t *testing.T) {
 	if o == nil {
 		t.Fatal("no outage result")
 	}
-	if o.Seconds != 2 || o.Events <= 0 {
+	if o.Seconds != 4 || o.Events <= 0 {
 		t.Fatalf("outage %+v", o)
 	}
 	if o.FailedAttempts < 10 || o.FailedAttempts >= o.Events/2 {
 		t.Errorf("%d failed attempts for %d events: the breaker did not hold the outage's deliveries", o.FailedAttempts, o.Events)
+	}
+	if o.FailedAttempts <= 10 {
+		t.Errorf("%d failed attempts: no probe failed during the outage", o.FailedAttempts)
+	}
+	if o.MostFailedAttempts != 1 {
+		t.Errorf("a delivery was attempted %d times while the partner was down", o.MostFailedAttempts)
 	}
 	if o.NotArrived != 0 || o.Duplicates != 0 {
 		t.Errorf("not arrived %d, duplicated %d", o.NotArrived, o.Duplicates)

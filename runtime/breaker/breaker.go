@@ -87,6 +87,7 @@ type partner struct {
 	bucketStart  time.Time // start of the newest bucket
 	head         int
 	openedAt     time.Time
+	halfOpenedAt time.Time
 	failingSince time.Time
 	inFlight     int // probes out while half-open
 	reported     bool
@@ -143,10 +144,22 @@ func (p *partner) counts() (succ, fail int) {
 	return succ, fail
 }
 
-// Allow says whether a delivery to the partner may be attempted now; if
-// not, retryAt is when to ask again. A true answer while half-open takes a
-// probe slot, given back by Record.
-func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) {
+// Allow says whether a delivery's first attempt to the partner may be
+// made now; if not, retryAt is when to ask again. A true answer while
+// half-open takes a probe slot, given back by Record.
+func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) { return b.allow(id, false) }
+
+// AllowRetry is Allow for a delivery that has failed before. While
+// half-open it leaves the probes to first attempts for a quarter of
+// CoolDown, and only then takes a probe slot itself. A probe is a real
+// attempt: when it fails, its delivery waits out its retry schedule, and
+// a delivery that failed before goes further down it — by default
+// anywhere up to 5 minutes after a second failure, behind the backlog it
+// belongs to once the partner is back. A first attempt that fails waits
+// at most the schedule's first step (5 s), and is held again.
+func (b *Breaker) AllowRetry(id string) (ok bool, retryAt time.Time) { return b.allow(id, true) }
+
+func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 	now := b.now()
 	b.mu.Lock()
 	p := b.get(id, now)
@@ -163,9 +176,15 @@ func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) {
 			return false, retryAt
 		}
 		changed = &[2]State{Open, HalfOpen}
-		p.state, p.inFlight = HalfOpen, 0
+		p.state, p.inFlight, p.halfOpenedAt = HalfOpen, 0, now
 		fallthrough
 	case HalfOpen:
+		if grace := p.halfOpenedAt.Add(b.cfg.CoolDown / 4); retry && now.Before(grace) {
+			long = b.longFailure(p, now)
+			b.mu.Unlock()
+			b.notify(id, changed, long, since)
+			return false, grace
+		}
 		if p.inFlight >= b.cfg.Probes {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()

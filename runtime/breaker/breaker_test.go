@@ -159,3 +159,34 @@ func TestConsecutiveFailures(t *testing.T) {
 		t.Error("closed after ten failures in a row")
 	}
 }
+
+// While half-open, a retry leaves the probe to a first attempt for a
+// quarter of the cool-down; then it may probe itself.
+func TestRetriesProbeLast(t *testing.T) {
+	b, c, _ := newTest(Config{MinRequests: 1, CoolDown: 8 * time.Second})
+	b.Record("acme", false) // open
+	c.add(8 * time.Second)
+	ok, retryAt := b.AllowRetry("acme")
+	if ok || !retryAt.Equal(c.t.Add(2*time.Second)) {
+		t.Fatalf("a retry probed first: ok %v, retry at +%v", ok, retryAt.Sub(c.t))
+	}
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("a first attempt did not probe")
+	}
+	b.Record("acme", false) // the probe failed: open again
+	c.add(8 * time.Second)
+	if ok, _ := b.AllowRetry("acme"); ok {
+		t.Fatal("a retry probed first after a failed probe")
+	}
+	c.add(2 * time.Second) // no first attempt came
+	if ok, _ := b.AllowRetry("acme"); !ok {
+		t.Fatal("a retry could not probe after the grace")
+	}
+	if ok, _ := b.Allow("acme"); ok {
+		t.Error("a second probe went out")
+	}
+	b.Record("acme", true) // closed: retries go out at once
+	if ok, _ := b.AllowRetry("acme"); !ok {
+		t.Error("a closed breaker held a retry")
+	}
+}

@@ -885,7 +885,11 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	}
 
-	if ok, retryAt := d.breaker.Allow(sub.PartnerID); !ok {
+	allow := d.breaker.Allow
+	if n > 1 {
+		allow = d.breaker.AllowRetry // probes are first attempts' to make, where there are some
+	}
+	if ok, retryAt := allow(sub.PartnerID); !ok {
 		if from != nil {
 			d.pause(sub.PartnerID, from.Topic, retryAt)
 		}
