@@ -208,11 +208,9 @@ type OutageResult struct {
 	PeakInFlight int64 `json:"peak_in_flight"`
 	// NotArrived counts the outage's deliveries that had not arrived when
 	// the catch-up gave up (nothing arrived for twice the breaker's
-	// cool-down, at least a minute). A breaker's probe is a real attempt:
-	// when it fails, its delivery waits out its retry schedule like any
-	// other failure (5 minutes after its second), so an outage longer
-	// than the cool-down leaves a straggler per failed probe. Duplicates
-	// counts those that arrived twice.
+	// cool-down, at least a minute): a delivery attempted twice while the
+	// partner was down may be among them, waiting out the next step of
+	// its schedule. Duplicates counts those that arrived twice.
 	NotArrived int64 `json:"not_arrived"`
 	Duplicates int64 `json:"duplicates"`
 }

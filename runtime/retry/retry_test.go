@@ -51,7 +51,7 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 func TestPolicyNext(t *testing.T) {
 	accepted := time.Unix(1_800_000_000, 0)
 	p := Default()
-	prev := time.Duration(0)
+	prev := p.Schedule[0] / 2 // the first step's floor
 	for n := 2; n <= p.MaxAttempts; n++ {
 		for range 50 {
 			wait, ok := p.Next(n, accepted, accepted, 0)
