@@ -134,9 +134,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, r := range results {
 		if o := r.Outage; o != nil {
-			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery); "+
+			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery), %d deliveries held (a status write and a retry record each); "+
 				"after recovery the backlog arrived in %.1f s (half of it in %.1f s), at most %d deliveries in flight to one partner; not arrived %d, duplicated %d\n",
-				o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.MostFailedAttempts, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
+				o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.MostFailedAttempts, o.Held, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -202,6 +203,11 @@ type OutageResult struct {
 	// — how long the backlog took to catch up.
 	RecoveryP50Seconds float64 `json:"recovery_p50_seconds"`
 	RecoverySeconds    float64 `json:"recovery_seconds"`
+	// Held counts the passes that held a delivery without attempting it
+	// (whp_deliveries_total{outcome="held"}), from the outage's start to
+	// the end of the catch-up: each is a status write and a retry record,
+	// what the outage cost the platform's stores. Embedded platform only.
+	Held int64 `json:"held,omitempty"`
 	// PeakInFlight is the most deliveries one partner had in flight at
 	// once during the catch-up: how hard the backlog hits an endpoint
 	// that has just come back.
@@ -569,6 +575,7 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 // target, whose partners recv serves.
 func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*OutageResult, error) {
 	dups0 := recv.duplicates()
+	held0 := heldPasses(target)
 	recv.fail(true)
 	// The partners recover when the outage's time is up, whether or not
 	// the producer's last POSTs are answered yet; arrivals from then on
@@ -602,7 +609,33 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	}
 	res.FailedAttempts, res.MostFailedAttempts, res.PeakInFlight = recv.failed.Load(), recv.mostFailed(), recv.peak.Load()
 	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
+	if cfg.Target == "" {
+		res.Held = heldPasses(target) - held0
+	}
 	return res, ctx.Err()
+}
+
+// heldPasses reads whp_deliveries_total{outcome="held"}, summed over
+// partners, from the platform's /metrics (0 if it cannot).
+func heldPasses(base string) int64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var n float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "whp_deliveries_total{") || !strings.Contains(line, `outcome="held"`) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			n += v
+		}
+	}
+	return int64(n)
 }
 
 // openLoop sends events at the fixed rate for d, whatever the answers

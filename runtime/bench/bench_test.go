@@ -187,6 +187,9 @@ func TestRunOutage(t *testing.T) {
 	if o.FailedAttempts <= 10 {
 		t.Errorf("%d failed attempts: no probe failed during the outage", o.FailedAttempts)
 	}
+	if o.Held <= 0 {
+		t.Errorf("no delivery held: %+v", o)
+	}
 	if o.MostFailedAttempts != 1 {
 		t.Errorf("a delivery was attempted %d times while the partner was down", o.MostFailedAttempts)
 	}

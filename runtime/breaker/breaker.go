@@ -150,8 +150,8 @@ func (p *partner) counts() (succ, fail int) {
 func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) { return b.allow(id, false) }
 
 // AllowRetry is Allow for a delivery that has failed before. While
-// half-open it leaves the probes to first attempts for a quarter of
-// CoolDown, and only then takes a probe slot itself. A probe is a real
+// half-open it leaves the probes to first attempts for ProbeGrace (a
+// quarter of CoolDown), and only then takes a probe slot itself. A probe is a real
 // attempt: when it fails, its delivery waits out its retry schedule, and
 // a delivery that failed before goes further down it — by default
 // anywhere up to 5 minutes after a second failure, behind the backlog it
@@ -179,7 +179,7 @@ func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 		p.state, p.inFlight, p.halfOpenedAt = HalfOpen, 0, now
 		fallthrough
 	case HalfOpen:
-		if grace := p.halfOpenedAt.Add(b.cfg.CoolDown / 4); retry && now.Before(grace) {
+		if grace := p.halfOpenedAt.Add(b.ProbeGrace()); retry && now.Before(grace) {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
@@ -253,6 +253,29 @@ func (b *Breaker) Record(id string, ok bool) {
 	}
 	b.mu.Unlock()
 	b.notify(id, changed, false, time.Time{})
+}
+
+// ProbeGrace is a quarter of CoolDown: how long, once half-open, retries
+// leave the probe to a first attempt (AllowRetry). The dispatcher's
+// paused topics wait half as long for a held first attempt to make it,
+// and then resume to fetch one.
+func (b *Breaker) ProbeGrace() time.Duration { return b.cfg.CoolDown / 4 }
+
+// Probing reports a partner's breaker as its paused topics need it: open
+// is false once it is closed; halfOpened is when it last began to let
+// probes out (zero if never); next, while it is open, when it will again;
+// probing, while half-open, whether a probe is out.
+func (b *Breaker) Probing(id string) (open bool, halfOpened, next time.Time, probing bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.partners[id]
+	if p == nil || p.state == Closed {
+		return false, time.Time{}, time.Time{}, false
+	}
+	if p.state == Open {
+		next = p.openedAt.Add(b.cfg.CoolDown)
+	}
+	return true, p.halfOpenedAt, next, p.state == HalfOpen && p.inFlight > 0
 }
 
 // Release gives back a half-open probe slot taken by Allow when no

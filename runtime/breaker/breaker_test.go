@@ -161,7 +161,8 @@ func TestConsecutiveFailures(t *testing.T) {
 }
 
 // While half-open, a retry leaves the probe to a first attempt for a
-// quarter of the cool-down; then it may probe itself.
+// quarter of the cool-down; then it may probe itself. Probing reports
+// each step.
 func TestRetriesProbeLast(t *testing.T) {
 	b, c, _ := newTest(Config{MinRequests: 1, CoolDown: 8 * time.Second})
 	b.Record("acme", false) // open
@@ -174,9 +175,15 @@ func TestRetriesProbeLast(t *testing.T) {
 		t.Fatal("a first attempt did not probe")
 	}
 	b.Record("acme", false) // the probe failed: open again
+	if open, _, next, _ := b.Probing("acme"); !open || !next.Equal(c.t.Add(8*time.Second)) {
+		t.Errorf("open again: Probing = %v, next +%v", open, next.Sub(c.t))
+	}
 	c.add(8 * time.Second)
 	if ok, _ := b.AllowRetry("acme"); ok {
 		t.Fatal("a retry probed first after a failed probe")
+	}
+	if open, half, next, probing := b.Probing("acme"); !open || !half.Equal(c.t) || !next.IsZero() || probing {
+		t.Errorf("half-open, no probe out: Probing = %v %v %v %v", open, half, next, probing)
 	}
 	c.add(2 * time.Second) // no first attempt came
 	if ok, _ := b.AllowRetry("acme"); !ok {
@@ -185,7 +192,13 @@ func TestRetriesProbeLast(t *testing.T) {
 	if ok, _ := b.Allow("acme"); ok {
 		t.Error("a second probe went out")
 	}
+	if open, _, _, probing := b.Probing("acme"); !open || !probing {
+		t.Errorf("a probe out: Probing = %v, probing %v", open, probing)
+	}
 	b.Record("acme", true) // closed: retries go out at once
+	if open, _, _, _ := b.Probing("acme"); open {
+		t.Error("closed, Probing says open")
+	}
 	if ok, _ := b.AllowRetry("acme"); !ok {
 		t.Error("a closed breaker held a retry")
 	}

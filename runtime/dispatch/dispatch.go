@@ -185,6 +185,7 @@ type Dispatcher struct {
 
 	pauseMu sync.Mutex
 	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
+	watches map[string]int             // partner → the generation of its probe watch (watchProbe)
 	holds   map[string]int             // egress topic → reasons it is paused (breaker, backlog)
 
 	// pipe writes consumed batches' statuses and ledger entries, then
@@ -240,7 +241,7 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 		cfg.Ops = opevents.New(opevents.Config{}, log)
 	}
 	d := &Dispatcher{cfg: cfg, consuming: consumer != nil, retryProd: retryProd, http: hc, st: st, secrets: secrets, log: log, now: time.Now,
-		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}, holds: map[string]int{}}
+		breaker: breaker.New(cfg.Breaker), paused: map[string]map[string]bool{}, watches: map[string]int{}, holds: map[string]int{}}
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
 	if d.consuming {
@@ -304,8 +305,7 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 
 // breakerChanged announces the breaker opening or closing (an operational
 // event; half-open, and a failed probe opening it again, are only logged)
-// and, when the breaker stops refusing, resumes the partner's paused
-// egress topics.
+// and, when it closes, resumes the partner's paused egress topics.
 func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
 	switch {
 	case to == breaker.Open && from == breaker.Closed:
@@ -317,13 +317,22 @@ func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
 	default:
 		d.log.Info("circuit breaker half-open: probing", "partner_id", partner)
 	}
-	if to != breaker.Open {
+	if to == breaker.Closed {
 		d.resume(partner)
 	}
 }
 
-// pause stops fetching a partner's egress topic until retryAt: its
-// records stay in Kafka (backpressure) instead of being held one by one.
+// pause stops fetching a partner's egress topic while its breaker is
+// open: its records stay in Kafka (backpressure) instead of being held one
+// by one — and stay there through the breaker's probes, which the
+// deliveries already held make: they come due when the breaker lets the
+// next probe out (retryAt). Resuming the topics for each probe moved
+// another fetch into the retry tiers every time, and each later probe
+// had all of them written again: the writes grew with the square of an
+// outage's length (whp bench --outage, held passes: 859 in 60 s, 15,292
+// in 180 s). The topics resume when the breaker closes, or when no held
+// first attempt made a probe (watchProbeLocked), so that a fetched record
+// makes it rather than a retry (breaker.AllowRetry).
 func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
 	if !d.consuming {
 		return
@@ -338,12 +347,56 @@ func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
 	}
 	d.paused[partner][topicName] = true
 	d.holdLocked(topicName)
-	time.AfterFunc(max(0, retryAt.Sub(d.now())), func() { d.resume(partner) })
+	if len(d.paused[partner]) == 1 { // the partner's first paused topic
+		// Paused while half-open (its probe out), that probe counts.
+		since := d.now()
+		if open, halfOpened, next, _ := d.breaker.Probing(partner); open && next.IsZero() {
+			since = halfOpened
+		}
+		d.watches[partner]++
+		d.watchProbeLocked(partner, d.watches[partner], since, retryAt)
+	}
+}
+
+// watchProbeLocked looks, half a probe's grace after at (so, before a
+// retry may probe: breaker.AllowRetry), whether the partner's
+// breaker let a probe out since since; if none came, or none of the held
+// deliveries that came due was a first attempt, it resumes the partner's
+// topics. gen is the watch's generation: a resume ends it, and a later
+// pause starts the next. pauseMu is held.
+func (d *Dispatcher) watchProbeLocked(partner string, gen int, since, at time.Time) {
+	time.AfterFunc(max(0, at.Add(d.breaker.ProbeGrace()/2).Sub(d.now())), func() {
+		d.pauseMu.Lock()
+		defer d.pauseMu.Unlock()
+		if d.watches[partner] != gen || len(d.paused[partner]) == 0 {
+			return // resumed since
+		}
+		open, halfOpened, next, probing := d.breaker.Probing(partner)
+		switch {
+		case !open:
+			// Closed: breakerChanged resumes the topics.
+		case next.IsZero() && probing:
+			// Half-open, its probe out (a partner that hangs holds it
+			// until the attempt's timeout): look again.
+			d.watchProbeLocked(partner, gen, since, d.now())
+		case halfOpened.Before(since), next.IsZero():
+			// No held first attempt came due to make the probe: a
+			// fetched record will.
+			d.resumeLocked(partner)
+		default:
+			// The probe failed: watch the next.
+			d.watchProbeLocked(partner, gen, d.now(), next)
+		}
+	})
 }
 
 func (d *Dispatcher) resume(partner string) {
 	d.pauseMu.Lock()
 	defer d.pauseMu.Unlock()
+	d.resumeLocked(partner)
+}
+
+func (d *Dispatcher) resumeLocked(partner string) {
 	var ts []string
 	for t := range d.paused[partner] {
 		ts = append(ts, t)

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
@@ -37,6 +38,7 @@ type rig struct {
 	prod  *kgo.Client
 	logs  *logBuffer
 	stop  func() // stops the dispatcher and waits for it (also at the test's end)
+	d     *Dispatcher
 }
 
 // partner is a subscription "s-{id}" of partner id, delivering to url.
@@ -87,6 +89,7 @@ func newRig(t *testing.T, cfg Config, wrap func(*embedded.Store) Store, partners
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.d = d
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Run(ctx) })
 	var once sync.Once
@@ -429,4 +432,63 @@ func TestFinishedEntriesReleased(t *testing.T) {
 	if s.ready[part] != es[1].rec || s.nReady != 2 || len(pt.entries) != 2 {
 		t.Errorf("after advance: commit point %v, %d ready, %d tracked; want offset 1, 2, 2", s.ready[part], s.nReady, len(pt.entries))
 	}
+}
+
+// A partner's egress topics, paused when its breaker opens, stay paused
+// while the breaker lets a probe out — a held delivery makes it — and
+// resume when it closes; if no probe comes from the held deliveries, they
+// resume to fetch one. (Resuming them at every probe moved a fetch into
+// the retry tiers each time, to be written again at every later probe.)
+func TestPausedThroughProbes(t *testing.T) {
+	// Cool-down 800 ms: the watch looks 100 ms (half of a quarter) after
+	// each probe is due.
+	r := newRig(t, Config{Breaker: breaker.Config{CoolDown: 800 * time.Millisecond}}, nil, partner{"a", "http://127.0.0.1:1/"})
+	d, egress := r.d, topic.Egress("a", "thing.happened")
+	paused := func() bool {
+		d.pauseMu.Lock()
+		defer d.pauseMu.Unlock()
+		return d.paused["a"][egress] && d.holds[egress] > 0
+	}
+	open := func() time.Time {
+		for range 10 {
+			d.breaker.Record("a", false)
+		}
+		_, retryAt := d.breaker.Allow("a")
+		return retryAt
+	}
+
+	// A held first attempt makes the probe: the topic stays paused while
+	// it is out, and resumes when it succeeds.
+	retryAt := open()
+	d.pause("a", egress, retryAt)
+	time.Sleep(time.Until(retryAt) + 20*time.Millisecond) // the probe is due
+	if ok, _ := d.breaker.Allow("a"); !ok {
+		t.Fatal("no probe after the cool-down")
+	}
+	time.Sleep(300 * time.Millisecond) // past the watch
+	if !paused() {
+		t.Fatal("the topic resumed while the probe was out")
+	}
+	d.breaker.Record("a", false) // the probe failed: open again
+	_, retryAt = d.breaker.Allow("a")
+	time.Sleep(300 * time.Millisecond)
+	if !paused() {
+		t.Fatal("the topic resumed when the probe failed")
+	}
+	time.Sleep(time.Until(retryAt) + 20*time.Millisecond) // the next probe is due
+	if ok, _ := d.breaker.Allow("a"); !ok {
+		t.Fatal("no second probe")
+	}
+	d.breaker.Record("a", true) // closed
+	if paused() {
+		t.Error("the topic stayed paused after the breaker closed")
+	}
+
+	// No held delivery comes to probe: the topic resumes for a fetched
+	// record to.
+	d.pause("a", egress, open())
+	if !paused() {
+		t.Fatal("not paused")
+	}
+	waitUntil(t, "the topic to resume with no probe coming", func() bool { return !paused() })
 }
