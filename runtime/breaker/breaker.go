@@ -1,8 +1,10 @@
 // Package breaker is the circuit breaker per partner. Closed, deliveries
 // go out and their outcomes are counted over a sliding window; when the
 // failure ratio reaches the threshold (with at least MinRequests in the
-// window), or ConsecutiveFailures attempts in a row have failed, it opens: deliveries are held, not attempted, for CoolDown;
-// then half-open: a few probes go out, and their outcome closes or
+// window), or ConsecutiveFailures attempts in a row have failed, it
+// opens: deliveries are held, not attempted, for CoolDown; then
+// half-open: a few probes go out — first attempts rather than retries,
+// where there are some (AllowRetry) — and their outcome closes or
 // re-opens it. A partner that keeps failing for DisableAfter is reported,
 // and the dispatcher disables its subscriptions.
 //
@@ -151,12 +153,12 @@ func (b *Breaker) Allow(id string) (ok bool, retryAt time.Time) { return b.allow
 
 // AllowRetry is Allow for a delivery that has failed before. While
 // half-open it leaves the probes to first attempts for ProbeGrace (a
-// quarter of CoolDown), and only then takes a probe slot itself. A probe is a real
-// attempt: when it fails, its delivery waits out its retry schedule, and
-// a delivery that failed before goes further down it — by default
-// anywhere up to 5 minutes after a second failure, behind the backlog it
-// belongs to once the partner is back. A first attempt that fails waits
-// at most the schedule's first step (5 s), and is held again.
+// quarter of CoolDown), and only then takes a probe slot itself. A probe
+// is a real attempt: when it fails, its delivery waits out its retry
+// schedule, and a delivery that failed before goes further down it — by
+// default anywhere up to 5 minutes after a second failure, behind the
+// backlog it belongs to once the partner is back. A first attempt that
+// fails waits at most the schedule's first step (5 s), and is held again.
 func (b *Breaker) AllowRetry(id string) (ok bool, retryAt time.Time) { return b.allow(id, true) }
 
 func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
