@@ -90,6 +90,7 @@ type partner struct {
 	head         int
 	openedAt     time.Time
 	halfOpenedAt time.Time
+	probeSentAt  time.Time // the last probe's
 	failingSince time.Time
 	inFlight     int // probes out while half-open
 	reported     bool
@@ -185,15 +186,16 @@ func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, grace
+			return false, now.Add(min(grace.Sub(now), b.askAgain(now, p.halfOpenedAt)))
 		}
 		if p.inFlight >= b.cfg.Probes {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, now.Add(b.cfg.CoolDown / 4)
+			return false, now.Add(b.askAgain(now, p.probeSentAt))
 		}
 		p.inFlight++
+		p.probeSentAt = now
 	}
 	b.mu.Unlock()
 	b.notify(id, changed, false, time.Time{})
@@ -256,6 +258,21 @@ func (b *Breaker) Record(id string, ok bool) {
 	b.mu.Unlock()
 	b.notify(id, changed, false, time.Time{})
 }
+
+// askAgain is how long a delivery refused while half-open waits before it
+// asks again: as long as the probe (or the half-open state) has lasted,
+// from minAskAgain up to a quarter of CoolDown. Most probes are answered
+// in milliseconds, and what was held behind one then goes out a moment
+// after the breaker closes, not a quarter of the cool-down later (7.5 s
+// by default: whp bench --outage's last deliveries); one that hangs until
+// the attempt's timeout has each held delivery written again a few times
+// more, not every moment.
+func (b *Breaker) askAgain(now, since time.Time) time.Duration {
+	return min(b.cfg.CoolDown/4, max(minAskAgain, now.Sub(since)))
+}
+
+// minAskAgain is askAgain's shortest wait.
+const minAskAgain = 100 * time.Millisecond
 
 // ProbeGrace is a quarter of CoolDown: how long, once half-open, retries
 // leave the probe to a first attempt (AllowRetry). The dispatcher's

@@ -168,9 +168,15 @@ func TestRetriesProbeLast(t *testing.T) {
 	b.Record("acme", false) // open
 	c.add(8 * time.Second)
 	ok, retryAt := b.AllowRetry("acme")
-	if ok || !retryAt.Equal(c.t.Add(2*time.Second)) {
+	if ok || !retryAt.Equal(c.t.Add(minAskAgain)) {
 		t.Fatalf("a retry probed first: ok %v, retry at +%v", ok, retryAt.Sub(c.t))
 	}
+	// It asks again as often as the wait has lasted, until the grace ends.
+	c.add(1500 * time.Millisecond)
+	if ok, retryAt := b.AllowRetry("acme"); ok || !retryAt.Equal(c.t.Add(500*time.Millisecond)) {
+		t.Fatalf("1.5 s into the grace: ok %v, retry at +%v, want the grace's end", ok, retryAt.Sub(c.t))
+	}
+	c.add(-1500 * time.Millisecond)
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("a first attempt did not probe")
 	}
@@ -201,5 +207,26 @@ func TestRetriesProbeLast(t *testing.T) {
 	}
 	if ok, _ := b.AllowRetry("acme"); !ok {
 		t.Error("a closed breaker held a retry")
+	}
+}
+
+// A delivery refused while a probe is out asks again as soon as the probe
+// has lasted, from 100 ms up to a quarter of the cool-down: what was held
+// behind a probe answered in milliseconds goes out a moment after the
+// breaker closes.
+func TestAskAgainWhileProbing(t *testing.T) {
+	b, c, _ := newTest(Config{MinRequests: 1, CoolDown: 8 * time.Second})
+	b.Record("acme", false)
+	c.add(8 * time.Second)
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("no probe")
+	}
+	for _, step := range []struct{ after, want time.Duration }{
+		{0, minAskAgain}, {time.Second, time.Second}, {5 * time.Second, 2 * time.Second},
+	} {
+		c.add(step.after)
+		if ok, retryAt := b.Allow("acme"); ok || retryAt.Sub(c.t) != step.want {
+			t.Errorf("probe out: ok %v, ask again in %v, want %v", ok, retryAt.Sub(c.t), step.want)
+		}
 	}
 }
