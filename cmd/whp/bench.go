@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/bench"
+	"github.com/whp-dev/whp/runtime/breaker"
 )
 
 // runBench is `whp bench`: the platform measured against a bare handler in
@@ -35,7 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
-	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
+	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {

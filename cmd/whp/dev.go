@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
@@ -29,7 +30,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	schedule := fs.String("retry-schedule", "5s,5m,30m,2h,5h,10h,14h,20h,24h", "default waits before each retry, comma-separated (subscriptions may override)")
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
-	coolDown := fs.Duration("breaker-cooldown", 30*time.Second, "how long a partner's open circuit breaker waits before probing")
+	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing")
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")

@@ -291,14 +291,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// The drain ends when everything arrived, or when nothing more has
 	// arrived for 15 s (what is missing then is lost).
 	want := accepted * int64(cfg.Fanout)
-	lastCount, lastMove := int64(-1), time.Now()
-	for n := recv.count(); n < want && time.Since(lastMove) < 15*time.Second && ctx.Err() == nil; n = recv.count() {
-		if n != lastCount {
-			lastCount, lastMove = n, time.Now()
-		}
-		cfg.Progress("draining", float64(n)/float64(max(want, 1)))
-		time.Sleep(50 * time.Millisecond)
-	}
+	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("draining", done) })
 	first, last, got, dups := recv.window()
 	if got > 0 && last.After(first) {
 		res.DeliveredPerSec = float64(got) / last.Sub(first).Seconds()
@@ -575,7 +568,10 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 // target, whose partners recv serves.
 func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*OutageResult, error) {
 	dups0 := recv.duplicates()
-	held0 := heldPasses(target)
+	var held0 int64
+	if cfg.Target == "" {
+		held0 = heldPasses(target)
+	}
 	recv.fail(true)
 	// The partners recover when the outage's time is up, whether or not
 	// the producer's last POSTs are answered yet; arrivals from then on
@@ -583,6 +579,7 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	recovered := make(chan struct{})
 	time.AfterFunc(cfg.Outage, func() {
 		recv.reset()
+		recv.catchUp.Store(true)
 		recv.fail(false)
 		close(recovered)
 	})
@@ -592,16 +589,9 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 		return nil, err
 	}
 	res := &OutageResult{Seconds: cfg.Outage.Seconds(), Events: sent}
-	quiet := max(2*cmp.Or(cfg.BreakerCoolDown, 30*time.Second), time.Minute)
+	quiet := max(2*cmp.Or(cfg.BreakerCoolDown, breaker.DefaultCoolDown), time.Minute)
 	want := sent * int64(cfg.Fanout)
-	lastCount, lastMove := int64(-1), time.Now()
-	for n := recv.count(); n < want && time.Since(lastMove) < quiet && ctx.Err() == nil; n = recv.count() {
-		if n != lastCount {
-			lastCount, lastMove = n, time.Now()
-		}
-		cfg.Progress("recovering", float64(n)/float64(max(want, 1)))
-		time.Sleep(50 * time.Millisecond)
-	}
+	recv.await(ctx, want, quiet, func(done float64) { cfg.Progress("recovering", done) })
 	arrivals := recv.arrivals()
 	res.RecoveryP50Seconds = percentile(arrivals, 50)
 	if len(arrivals) > 0 {
@@ -694,6 +684,7 @@ type receiver struct {
 	down     atomic.Bool      // the partners answer 503 (the outage phase)
 	failed   atomic.Int64     // 503s answered since the outage began
 	failedBy map[string]int64 // 503s answered by webhook-id since then
+	catchUp  atomic.Bool      // the outage is over: count in flight, time arrivals
 	inFlight sync.Map         // partner's path → *atomic.Int64
 	peak     atomic.Int64     // the most one partner had in flight since reset
 	mu       sync.Mutex
@@ -703,7 +694,7 @@ type receiver struct {
 	first    time.Time
 	last     time.Time
 	lat      []float64
-	since    []float64 // each arrival's seconds after resetAt
+	since    []float64 // each arrival's seconds after resetAt, during the catch-up
 	received atomic.Int64
 }
 
@@ -751,7 +742,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	defer r.enter(req.URL.Path).Add(-1)
+	if r.catchUp.Load() {
+		defer r.enter(req.URL.Path).Add(-1)
+	}
 	if r.down.Load() {
 		io.Copy(io.Discard, req.Body)
 		r.failed.Add(1)
@@ -775,7 +768,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.first = now
 		}
 		r.last = now
-		r.since = append(r.since, now.Sub(r.resetAt).Seconds())
+		if r.catchUp.Load() {
+			r.since = append(r.since, now.Sub(r.resetAt).Seconds())
+		}
 		if !ts.IsZero() {
 			r.lat = append(r.lat, float64(now.Sub(ts))/float64(time.Millisecond))
 		}
@@ -805,6 +800,20 @@ func timestampOf(body []byte) time.Time {
 }
 
 func (r *receiver) count() int64 { return r.received.Load() }
+
+// await waits until want deliveries have arrived since the last reset,
+// or nothing more has arrived for quiet (what is missing then is lost, or
+// late), telling progress the share arrived.
+func (r *receiver) await(ctx context.Context, want int64, quiet time.Duration, progress func(float64)) {
+	lastCount, lastMove := int64(-1), time.Now()
+	for n := r.count(); n < want && time.Since(lastMove) < quiet && ctx.Err() == nil; n = r.count() {
+		if n != lastCount {
+			lastCount, lastMove = n, time.Now()
+		}
+		progress(float64(n) / float64(max(want, 1)))
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 func (r *receiver) window() (first, last time.Time, n, dups int64) {
 	r.mu.Lock()

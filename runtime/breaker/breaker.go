@@ -60,7 +60,7 @@ func (c *Config) defaults() {
 		c.ConsecutiveFailures = 10
 	}
 	if c.CoolDown <= 0 {
-		c.CoolDown = 30 * time.Second
+		c.CoolDown = DefaultCoolDown
 	}
 	if c.Probes <= 0 {
 		c.Probes = 1
@@ -69,6 +69,9 @@ func (c *Config) defaults() {
 		c.DisableAfter = 5 * 24 * time.Hour
 	}
 }
+
+// DefaultCoolDown is Config.CoolDown's default.
+const DefaultCoolDown = 30 * time.Second
 
 // State of a partner's breaker.
 type State string
