@@ -16,6 +16,10 @@ import (
 	"github.com/whp-dev/whp/runtime/breaker"
 )
 
+// benchProcess is the hidden command whp bench runs the platform and the
+// baseline with, each in a process of its own (bench.Config.Command).
+const benchProcess = "bench-process"
+
 // runBench is `whp bench`: the platform measured against a bare handler in
 // the same run (runtime/bench).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -55,7 +59,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *target != "" && *receiverAddr == "" {
 		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
 	}
-	base := bench.Config{Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	base := bench.Config{Command: []string{exe, benchProcess}, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
 		Outage: *outage, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
@@ -129,7 +137,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.AcceptP95MS, r.CPUSeconds, r.CPUPerEventMS, r.PeakRSSMiB, r.PeakAnonMiB, r.Lost, r.Duplicates)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in this process; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
+	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in one process, apart from the load generator and the receiver; CPU and peak RSS the platform's process's; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
 	if base.SlowPartner > 0 {
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
 	}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+
+	"github.com/whp-dev/whp/runtime/bench"
 )
 
 // usageError is a mistake in the command line: exit 2 with usage.
@@ -85,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runReplay(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case benchProcess: // not in the usage: whp bench runs it
+		err = bench.ServeProcess(ctx, os.Stdin, stdout)
 	case "console":
 		err = runConsole(ctx, args[1:], stderr)
 	case "status":

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -61,5 +64,36 @@ func TestRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The whp binary's own packages do no heavy work when they initialise:
+// every process pays for it at start — each role's pod, and each Lambda
+// cold start — whatever it runs. (runtime/bench once built its 1 MiB of
+// event padding at init: ≈ 10 ms and 5 MB allocated in every process.)
+// The test binary links the same packages; run with GODEBUG=inittrace=1,
+// the runtime reports each package's initialisation.
+func TestInitIsCheap(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	const budget = 64 << 10 // bytes allocated by one package's init
+	seen := 0
+	for line := range strings.Lines(string(out)) {
+		// init PKG @T ms, C ms clock, B bytes, A allocs
+		f := strings.Fields(line)
+		if len(f) < 10 || f[0] != "init" || !strings.HasPrefix(f[1], "github.com/whp-dev/whp/") {
+			continue
+		}
+		seen++
+		if b, err := strconv.Atoi(f[7]); err != nil || b > budget {
+			t.Errorf("%s allocates %s bytes when it initialises (budget %d): %s", f[1], f[7], budget, strings.TrimSpace(line))
+		}
+	}
+	if seen == 0 {
+		t.Fatalf("no init trace of whp's packages:\n%s", out)
 	}
 }

@@ -7,8 +7,10 @@
 //
 // The platform is whp dev's (runtime/dev) doing all of its real work:
 // schema validation, durable writes to both Kafka clusters, signing,
-// statuses recorded. The receiver and the load generator run in the same
-// process, on 127.0.0.1, so CPU and memory figures are the process's.
+// statuses recorded. It runs in a process of its own, as does the
+// baseline (Config.Command), beside the receiver and the load generator
+// in the bench's, all on 127.0.0.1: the CPU and memory figures are the
+// platform's process's.
 package bench
 
 import (
@@ -42,6 +44,11 @@ import (
 
 // Config is one run.
 type Config struct {
+	// Command starts a process that serves the platform or the baseline:
+	// the program and its arguments, run as they are; the process must
+	// call ServeProcess with its standard input and output. whp bench
+	// runs itself ("whp bench-process"). Required.
+	Command []string
 	// Connections is the number of keep-alive connections of the load
 	// generator. Default 64.
 	Connections int
@@ -72,9 +79,8 @@ type Config struct {
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
 	// CPUProfile, if set, receives a pprof CPU profile of the platform's
-	// phases with every role running (throughput, drain, latency) — not
-	// of the baseline, nor of ingest alone, whose slices alternate with
-	// the baseline's. CPUSeconds covers the same phases.
+	// process in the phases with every role running (throughput, drain,
+	// latency) — not of ingest alone. CPUSeconds covers the same phases.
 	CPUProfile io.Writer
 	// SlowPartner, if positive, adds one more partner, "slow", subscribed
 	// to every event, that answers each delivery after this long. Its
@@ -97,7 +103,7 @@ type Config struct {
 	// it probes the partner again. 0: whp dev's default, 30 s.
 	BreakerCoolDown time.Duration
 	// HeapProfile, if set, receives a pprof heap profile taken when the
-	// process's anonymous memory peaked during the platform's phases (the
+	// platform's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
 	HeapProfile io.Writer
 }
@@ -159,7 +165,8 @@ type Result struct {
 	AcceptP50MS float64 `json:"accept_p50_ms"`
 	AcceptP95MS float64 `json:"accept_p95_ms"`
 	AcceptP99MS float64 `json:"accept_p99_ms"`
-	// The process's (platform, receiver and load generator together).
+	// The platform's process's CPU time over the phases with every role
+	// running (the receiver and the load generator are not in it).
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// CPUPerEventMS is CPUSeconds over the events accepted in those
 	// phases, and CPUPerEventBaselines the same in units of one baseline
@@ -167,8 +174,8 @@ type Result struct {
 	// with the machine's speed of the moment cancelled out.
 	CPUPerEventMS        float64 `json:"cpu_ms_per_event"`
 	CPUPerEventBaselines float64 `json:"cpu_per_event_baselines"`
-	// PeakRSSMiB is the largest resident set sampled during this run's
-	// platform phases; PeakAnonMiB its anonymous part (heap, stacks),
+	// PeakRSSMiB is the largest resident set of the platform's process
+	// sampled during this run's platform phases; PeakAnonMiB its anonymous part (heap, stacks),
 	// without the pages of the embedded store's memory-mapped file, which
 	// the kernel can drop and read again (Linux only; 0 elsewhere).
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
@@ -228,12 +235,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	body := eventBody(cfg.PayloadBytes, "baseline")
 
 	// The baseline: the same client and payload against a handler that
-	// reads the body and answers 202.
-	base, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusAccepted)
-		w.Write([]byte(`{"id":"x"}`))
-	}))
+	// reads the body and answers 202, in a process of its own.
+	base, err := startProcess(ctx, cfg.Command, processSpec{Baseline: true})
 	if err != nil {
 		return res, err
 	}
@@ -251,33 +254,30 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer rs.Close()
-	target, stopPlatform := cfg.Target, func() {}
+	target, stopPlatform := cfg.Target, func() error { return nil }
+	var platform *process
 	if target == "" {
-		p, cleanup, err := startPlatform(ctx, cfg, rs.URL, false)
-		if err != nil {
+		if platform, err = startProcess(ctx, cfg.Command, cfg.platform(rs.URL, false)); err != nil {
 			return res, err
 		}
-		stop := sync.OnceFunc(func() {
+		stop := sync.OnceValue(func() error {
 			// Before the platform stops, the slow partner answers
 			// whatever it still holds.
 			recv.release()
-			cleanup()
+			return platform.Close()
 		})
 		defer stop()
 		stopPlatform = stop
-		target = p.URL
+		target = platform.URL
 	}
 	defer recv.release()
 	target = strings.TrimRight(target, "/")
-	if cfg.CPUProfile != nil {
-		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+	var measured func() error
+	if platform != nil {
+		if measured, err = measure(platform, cfg, &res); err != nil {
 			return res, err
 		}
-		defer pprof.StopCPUProfile() // on an early return; else before ingest alone
 	}
-	cpu0 := cpuSeconds()
-	mem := sampleMemory(cfg.HeapProfile != nil)
-	defer mem.stop()
 
 	// Throughput: as fast as the connections go.
 	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, numbered(cfg.PayloadBytes, "t"), "throughput")
@@ -311,17 +311,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	lat := recv.latencies()
 	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
-	if cfg.Target == "" {
-		res.CPUSeconds = cpuSeconds() - cpu0
+	if measured != nil {
+		if err := measured(); err != nil {
+			return res, err
+		}
 		if events := accepted + sent; events > 0 {
 			res.CPUPerEventMS = res.CPUSeconds / float64(events) * 1000
 			res.CPUPerEventBaselines = res.CPUSeconds / float64(events) * res.BaselinePerSec
-		}
-		res.PeakRSSMiB, res.PeakAnonMiB = mem.stop()
-		if cfg.HeapProfile != nil {
-			if _, err := cfg.HeapProfile.Write(mem.heap); err != nil {
-				return res, err
-			}
 		}
 	}
 	if cfg.Outage > 0 {
@@ -329,10 +325,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 	}
-	if cfg.Target == "" {
-		stopPlatform() // so that the two platforms share no CPU
-		if cfg.CPUProfile != nil {
-			pprof.StopCPUProfile() // the baseline's slices would dilute it
+	if platform != nil {
+		// So that the two platforms share no CPU.
+		if err := stopPlatform(); err != nil {
+			return res, err
 		}
 		if res.IngestPerSec, res.IngestRatio, err = ingestAlone(ctx, cfg, base.URL, rs.URL, body); err != nil {
 			return res, err
@@ -345,6 +341,57 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
+// measure has the platform's process measure itself — its CPU time and
+// peak memory, and the profiles cfg asks for — until the returned
+// function is called, which records the figures in res.
+func measure(platform *process, cfg Config, res *Result) (func() error, error) {
+	req := processRequest{Op: "measure"}
+	profiles := map[*string]io.Writer{&req.CPUProfile: cfg.CPUProfile, &req.HeapProfile: cfg.HeapProfile}
+	var files []string
+	for name, w := range profiles {
+		if w == nil {
+			continue
+		}
+		f, err := os.CreateTemp("", "whp-bench-*.pprof")
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		*name = f.Name()
+		files = append(files, f.Name())
+	}
+	removeFiles := func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
+	if _, err := platform.call(req); err != nil {
+		removeFiles()
+		return nil, err
+	}
+	return func() error {
+		defer removeFiles()
+		usage, err := platform.call(processRequest{Op: "result"})
+		if err != nil {
+			return err
+		}
+		res.CPUSeconds, res.PeakRSSMiB, res.PeakAnonMiB = usage.CPUSeconds, usage.PeakRSSMiB, usage.PeakAnonMiB
+		for name, w := range profiles {
+			if w == nil {
+				continue
+			}
+			b, err := os.ReadFile(*name)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
+}
+
 // ingestSlices is how many slices the ingest-alone phase alternates with
 // the baseline.
 const ingestSlices = 4
@@ -355,11 +402,11 @@ const ingestSlices = 4
 // the ratio is taken between neighbours in time on a machine whose speed
 // drifts (over a run, the baseline moves by a quarter here).
 func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, baseBody []byte) (perSec, ratio float64, err error) {
-	p, cleanup, err := startPlatform(ctx, cfg, receiverURL, true)
+	p, err := startProcess(ctx, cfg.Command, cfg.platform(receiverURL, true))
 	if err != nil {
 		return 0, 0, err
 	}
-	defer cleanup()
+	defer p.Close()
 	slice := cfg
 	slice.Duration = max(cfg.Duration/ingestSlices, time.Second/2)
 	var in, bn int64
@@ -384,14 +431,15 @@ func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, b
 // fetched data the consumers hold.
 func eventBody(size int, id string) []byte {
 	const frame = `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"","pad":""}}`
-	n := min(max(size-len(frame)-len(id), 0), len(padding))
+	pad := padding()
+	n := min(max(size-len(frame)-len(id), 0), len(pad))
 	// One allocation: the load generator should cost about what the
 	// baseline's (which posts one prepared body) does.
 	b := make([]byte, 0, len(frame)+len(id)+n)
 	b = append(b, `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","pad":"`...)
-	b = append(b, padding[:n]...)
+	b = append(b, pad[:n]...)
 	return append(b, `"}}`...)
 }
 
@@ -402,8 +450,12 @@ func numbered(size int, prefix string) func(int64) []byte {
 }
 
 // padding is the text events are padded with, long enough for the
-// largest payload (--payload is bounded by the ingest body limit).
-var padding = func() []byte {
+// largest payload (--payload is bounded by the ingest body limit). It is
+// made on first use, not when the package initialises: every whp process
+// links this package, and making it at start-up cost each of them — every
+// role's pod, every Lambda cold start — ≈ 10 ms and 1 MiB kept
+// (GODEBUG=inittrace=1).
+var padding = sync.OnceValue(func() []byte {
 	words := strings.Fields(`order shipped invoice paid customer account created updated deleted refund
 		warehouse parcel carrier tracking address street city postal region country amount currency
 		total subtotal tax discount coupon item quantity price product variant colour size weight
@@ -415,15 +467,26 @@ var padding = func() []byte {
 		b = append(b, ' ')
 	}
 	return b
-}()
+})
 
-// startPlatform starts whp dev's platform in a temporary (or the
-// configured) data dir, its catalog routing the bench schema to the
-// receiver at receiverURL with cfg.Fanout subscriptions. ingestOnly starts
-// it without its processor, always in a temporary data dir.
-func startPlatform(ctx context.Context, cfg Config, receiverURL string, ingestOnly bool) (*dev.Platform, func(), error) {
-	dir, cleanup := cfg.DataDir, func() {}
-	if dir == "" || ingestOnly {
+// platform is the spec of the platform's process: its catalog routes the
+// bench schema to the receiver at receiverURL with cfg.Fanout
+// subscriptions; ingestOnly runs it without its processor, always in a
+// temporary data dir.
+func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly}
+	if ingestOnly {
+		s.DataDir = ""
+	}
+	return s
+}
+
+// startPlatform starts whp dev's platform as s asks, in s.DataDir or a
+// temporary directory.
+func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), error) {
+	dir, cleanup := s.DataDir, func() {}
+	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
 			return nil, nil, err
@@ -435,23 +498,23 @@ func startPlatform(ctx context.Context, cfg Config, receiverURL string, ingestOn
 		cleanup()
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(receiverURL, cfg.Fanout, cfg.SlowPartner > 0)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.SlowPartner)), 0o644); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	partners := make([]string, cfg.Fanout)
+	partners := make([]string, s.Fanout)
 	for i := range partners {
 		partners[i] = fmt.Sprintf("p%d", i)
 	}
-	if cfg.SlowPartner > 0 {
+	if s.SlowPartner {
 		partners = append(partners, "slow")
 	}
-	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: ingestOnly,
-		TraceSampleRatio: cfg.TraceSampleRatio,
+	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
+		TraceSampleRatio: s.TraceSampleRatio,
 		Log:              slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
-	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: cfg.BreakerCoolDown}}
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}}
 	p, err := dev.Start(ctx, dcfg)
 	if err != nil {
 		cleanup()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +20,23 @@ import (
 	"github.com/whp-dev/whp/runtime/envelope"
 )
 
+// TestMain lets the test binary serve the bench's processes: run with the
+// argument bench-process, it is one (see command).
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == "bench-process" {
+		if err := ServeProcess(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// command runs the platform and the baseline in processes of the test
+// binary, as whp bench runs them in its own.
+var command = []string{os.Args[0], "bench-process"}
+
 // A short run measures every figure (it asserts what was measured, not
 // how fast: the machine is shared): the baseline and the platform's
 // throughput are positive, every accepted event reached every
@@ -26,7 +44,7 @@ import (
 func TestRun(t *testing.T) {
 	var phases []string
 	var cpu, heap bytes.Buffer
-	r, err := Run(context.Background(), Config{Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
 		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Progress: func(phase string, _ float64) {
 			if len(phases) == 0 || phases[len(phases)-1] != phase {
 				phases = append(phases, phase)
@@ -68,7 +86,7 @@ func TestRun(t *testing.T) {
 // (they hold their own slots) but not counted: the figures stay the
 // measured partner's, nothing lost or duplicated.
 func TestRunSlowPartner(t *testing.T) {
-	r, err := Run(context.Background(), Config{Connections: 2, Duration: time.Second, Rate: 20, LatencyDuration: time.Second,
+	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 20, LatencyDuration: time.Second,
 		PayloadBytes: 256, Fanout: 1, SlowPartner: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +149,7 @@ func TestRunTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop()
-	r, err := Run(context.Background(), Config{Target: p.URL, ReceiverAddr: addr, Connections: 2, Duration: time.Second,
+	r, err := Run(context.Background(), Config{Command: command, Target: p.URL, ReceiverAddr: addr, Connections: 2, Duration: time.Second,
 		Rate: 20, LatencyDuration: time.Second, PayloadBytes: 300})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +183,7 @@ func TestTimestampOf(t *testing.T) {
 // attempted and fail at least once.)
 func TestRunOutage(t *testing.T) {
 	var phases []string
-	r, err := Run(context.Background(), Config{Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
 		PayloadBytes: 256, Fanout: 1, Outage: 4 * time.Second, BreakerCoolDown: time.Second, Progress: func(phase string, _ float64) {
 			if len(phases) == 0 || phases[len(phases)-1] != phase {
 				phases = append(phases, phase)
@@ -204,5 +222,33 @@ func TestRunOutage(t *testing.T) {
 	}
 	if r.Lost != 0 || r.Duplicates != 0 {
 		t.Errorf("before the outage: lost %d, duplicated %d", r.Lost, r.Duplicates)
+	}
+}
+
+// A process that cannot serve is an error that says which and why, not a
+// hang: no command, a command that is not a bench process, and a
+// platform that fails to start (its receiver URL is not one), whose
+// reason comes back from the process.
+func TestProcessErrors(t *testing.T) {
+	ctx := context.Background()
+	if _, err := startProcess(ctx, nil, processSpec{Baseline: true}); err == nil || !strings.Contains(err.Error(), "Config.Command") {
+		t.Errorf("no command: %v", err)
+	}
+	if _, err := startProcess(ctx, []string{"/bin/sh", "-c", "echo no such thing >&2; exit 3"}, processSpec{Baseline: true}); err == nil || !strings.Contains(err.Error(), "no such thing") {
+		t.Errorf("not a bench process: %v", err)
+	}
+	_, err := startProcess(ctx, command, processSpec{ReceiverURL: "::not a url", Fanout: 1})
+	if err == nil || !strings.Contains(err.Error(), "the platform's process") || !strings.Contains(err.Error(), "partners.p0.url") {
+		t.Errorf("platform that cannot start: %v", err)
+	}
+	p, err := startProcess(ctx, command, processSpec{Baseline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.call(processRequest{Op: "result"}); err == nil || !strings.Contains(err.Error(), "not measuring") {
+		t.Errorf("result before measuring: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("close: %v", err)
 	}
 }
