@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
+	dataDir := fs.String("data-dir", "", "keep the embedded platform's data (its store, Kafka's log, catalog) in this directory, to look at after the run; default: a temporary directory, removed")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -63,7 +65,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	base := bench.Config{Command: []string{exe, benchProcess}, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
+	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
 		Outage: *outage, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
@@ -85,6 +87,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			c := base
 			c.Fanout = f
 			runs = append(runs, c)
+		}
+	}
+	if *dataDir != "" {
+		// A platform that resumes from an earlier run's data would deliver
+		// that run's backlog into this one's figures.
+		if entries, err := os.ReadDir(*dataDir); err == nil && len(entries) > 0 {
+			return usageError{fmt.Sprintf("whp bench: --data-dir %s is not empty", *dataDir)}
+		}
+		for i := range runs {
+			if len(runs) > 1 {
+				runs[i].DataDir = filepath.Join(*dataDir, strconv.Itoa(i+1))
+			}
 		}
 	}
 	var results []bench.Result
