@@ -24,7 +24,7 @@ import (
 // names, times are varints of Unix nanoseconds, and the header names every
 // attempt records are a byte each. A delivered row with one attempt went
 // from ≈ 790 bytes of JSON to ≈ 300 (TestDeliveryRowSize). Events, which
-// share the bucket, stay JSON.
+// share the bucket, have a compact form of their own (eventrow.go).
 //
 //	byte 0   deliveryRowV1
 //	then     PartnerID, SchemaID, UpdatedAt, SubscriptionID, Status,

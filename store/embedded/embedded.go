@@ -40,6 +40,7 @@ const (
 	bStatus           = store.TableEventDeliveryStatus
 	bStatusPartner    = store.TableEventDeliveryStatus + ".partner-index"
 	bStatusSchema     = store.TableEventDeliveryStatus + ".schema-index"
+	bEvents           = store.TableEventDeliveryStatus + ".events" // eventrow.go
 	bLedger           = store.TableIdempotencyLedger
 	sep               = "\x00"
 	eventSortKey      = "EVENT"
@@ -53,7 +54,7 @@ const (
 	sweepBatchMaximum = 10000
 )
 
-var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit, bMeta}
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bEvents, bLedger, bAudit, bMeta}
 
 // bAudit holds the approvals audit log, keyed newest first.
 const bAudit = "audit"
@@ -86,7 +87,10 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		return migrateHistoryIndex(tx)
+		if err := migrateHistoryIndex(tx); err != nil {
+			return err
+		}
+		return migrateEvents(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -330,13 +334,13 @@ func (s *Store) AddCounts(ctx context.Context, id string, c store.Counts) error 
 // CreateEvents implements store.Store.
 func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bStatus))
+		b := tx.Bucket([]byte(bEvents))
+		b.FillPercent = eventsFill
 		for _, e := range es {
-			key := join(e.ID, eventSortKey)
-			if b.Get([]byte(key)) != nil {
+			if b.Get([]byte(e.ID)) != nil {
 				continue
 			}
-			if err := put(tx, bStatus, key, e); err != nil {
+			if err := b.Put([]byte(e.ID), appendEventRow(make([]byte, 0, 128+len(e.Data)), e)); err != nil {
 				return err
 			}
 		}
@@ -347,7 +351,15 @@ func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
 // GetEvent implements store.Store.
 func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	var e store.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error { return get(tx, bStatus, join(id, eventSortKey), &e) })
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bEvents)).Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		e, err = decodeEventRow(id, v)
+		return err
+	})
 	return e, err
 }
 
@@ -686,8 +698,18 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	m, err := s.sweepStatus(ctx)
-	return n + m, err
+	m, err := s.sweepRows(ctx, bStatus, statusRow)
+	if err != nil {
+		return n + m, err
+	}
+	e, err := s.sweepRows(ctx, bEvents, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
+		exp, err := eventExpiry(v)
+		if err != nil {
+			err = fmt.Errorf("%s row %q: %w", bEvents, k, err)
+		}
+		return exp, store.Delivery{}, false, err
+	})
+	return n + m + e, err
 }
 
 func (s *Store) sweepLedger(ctx context.Context) (int, error) {
@@ -721,16 +743,18 @@ func (s *Store) sweepLedger(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// sweepStatus finds expired events and deliveries in a read transaction,
-// so that the scan holds no writer back, then deletes those still expired
-// in one write.
-func (s *Store) sweepStatus(ctx context.Context) (int, error) {
+// sweepRows finds the expired rows of bucket (deliveries, or events) in a
+// read transaction, so that the scan holds no writer back, then deletes
+// those still expired in one write, and a delivery's history index
+// entries with it. row reads a row's expiry and, for a delivery, its
+// index fields.
+func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (int, error) {
 	now := s.now()
 	var expired [][]byte
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		c := tx.Bucket([]byte(bStatus)).Cursor()
+		c := tx.Bucket([]byte(bucket)).Cursor()
 		for k, v := c.First(); k != nil && len(expired) < sweepBatchMaximum; k, v = c.Next() {
-			exp, _, _, err := statusRow(k, v)
+			exp, _, _, err := row(k, v)
 			if err != nil {
 				return err
 			}
@@ -746,13 +770,13 @@ func (s *Store) sweepStatus(ctx context.Context) (int, error) {
 	n := 0
 	err = s.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
-		b := tx.Bucket([]byte(bStatus))
+		b := tx.Bucket([]byte(bucket))
 		for _, k := range expired {
 			v := b.Get(k)
 			if v == nil {
 				continue
 			}
-			exp, d, isDelivery, err := statusRow(k, v)
+			exp, d, isDelivery, err := row(k, v)
 			if err != nil {
 				return err
 			}
@@ -777,21 +801,16 @@ func (s *Store) sweepStatus(ctx context.Context) (int, error) {
 // hasExpired: exp is set and not after now.
 func hasExpired(exp, now time.Time) bool { return !exp.IsZero() && !exp.After(now) }
 
-// statusRow reads the ExpiresAt of an event_delivery_status row (the zero
-// time: none) and, for a delivery's row, the fields its history index
-// entries are made of.
+// statusRow reads the ExpiresAt of a delivery's row (the zero time:
+// none) and the fields its history index entries are made of. (Events
+// have a bucket of their own: migrateEvents moved those of earlier
+// versions out of this one.)
 func statusRow(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error) {
-	if isDeliveryKey(k) {
-		d, err = deliveryIndexFields(k, v)
-		return d.ExpiresAt, d, true, err
+	if !isDeliveryKey(k) {
+		return time.Time{}, store.Delivery{}, false, fmt.Errorf("event_delivery_status: %q is not a delivery's key", k)
 	}
-	var e struct {
-		ExpiresAt time.Time `json:"expires_at"`
-	}
-	if err := fastjson.Unmarshal(v, &e); err != nil {
-		return time.Time{}, store.Delivery{}, false, fmt.Errorf("event_delivery_status row %q: %w", k, err)
-	}
-	return e.ExpiresAt, store.Delivery{}, false, nil
+	d, err = deliveryIndexFields(k, v)
+	return d.ExpiresAt, d, true, err
 }
 
 // AppendDecision implements store.Store.

@@ -1,0 +1,220 @@
+package embedded
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/whp-dev/whp/internal/fastjson"
+	"github.com/whp-dev/whp/store"
+)
+
+// An event's row is written once, when the processor routes it, and
+// holds the event's data: at fan-out 1 it is the largest row the store
+// writes, one per delivery. Two things made it cost more than its data.
+//
+// Its form. In JSON its data was base64 (4/3 of the bytes) and its
+// routing named every subscription's ID, partner and decision in full
+// (≈ 88 bytes a subscription): a 1 KiB event routed to sixteen
+// subscriptions was a row of ≈ 2,900 bytes. It is written in a compact
+// binary form now, like a delivery's: the event ID is the bbolt key and
+// not repeated, the data is raw, times are varints of Unix nanoseconds,
+// and a route whose subscription ID is its partner's ID and the event's
+// schema ID (as the catalog names them) stores the partner alone. The same
+// event: ≈ 1,100 bytes (TestEventRowSize).
+//
+// Its neighbours. Events shared event_delivery_status's bucket with their
+// deliveries, whose rows grow after their first attempt, so the pages
+// holding both split again and again: at fan-out 1 they were 40–50 % used.
+// Events have a bucket of their own now (bEvents, keyed by the event's ID,
+// a UUIDv7), where rows arrive nearly in order and never change, so its
+// pages are filled to eventsFill before they split (TestEventPagesFill).
+//
+//	byte 0   eventRowV1
+//	then     ExpiresAt (first: the sweep reads it alone), SchemaID, Key,
+//	         IdempotencyKey, AcceptedAt, Topic, Partition, Offset,
+//	         TraceID, Data (a uvarint of its length plus one, 0 for none,
+//	         then its bytes), the routes' count, then each route: its
+//	         flags as a uvarint (routeMatched, routeSubscriptionOfSchema,
+//	         routeReason), PartnerID, SubscriptionID unless
+//	         routeSubscriptionOfSchema, Reason if routeReason
+//
+// Strings, integers and times as in a delivery's row (deliveryrow.go).
+// Rows that earlier versions wrote in event_delivery_status's bucket, as
+// JSON objects, are moved here in this form once, when the store opens
+// (migrateEvents; an earlier version cannot read them after).
+const eventRowV1 = 0x01
+
+// A route's flags.
+const (
+	routeMatched              = 1 << iota
+	routeSubscriptionOfSchema // SubscriptionID is PartnerID#SchemaID
+	routeReason               // a Reason follows
+)
+
+var errEventRow = errors.New("event row: malformed")
+
+// eventsFill is how full bbolt fills bEvents's pages when it splits them
+// (its default: half): its keys arrive nearly in ascending order, and its
+// rows never change, so a page split at the end is not written again.
+const eventsFill = 0.9
+
+func appendEventRow(b []byte, e store.Event) []byte {
+	b = append(b, eventRowV1)
+	b = binary.AppendVarint(b, unixNano(e.ExpiresAt))
+	b = appendString(b, e.SchemaID)
+	b = appendString(b, e.Key)
+	b = appendString(b, e.IdempotencyKey)
+	b = binary.AppendVarint(b, unixNano(e.AcceptedAt))
+	b = appendString(b, e.Topic)
+	b = binary.AppendVarint(b, int64(e.Partition))
+	b = binary.AppendVarint(b, e.Offset)
+	b = appendString(b, e.TraceID)
+	if e.Data == nil {
+		b = append(b, 0)
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(e.Data))+1)
+		b = append(b, e.Data...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Routing)))
+	for _, r := range e.Routing {
+		var flags byte
+		if r.Matched {
+			flags |= routeMatched
+		}
+		ofSchema := len(r.SubscriptionID) == len(r.PartnerID)+len(idSep)+len(e.SchemaID) &&
+			r.SubscriptionID == r.PartnerID+idSep+e.SchemaID
+		if ofSchema {
+			flags |= routeSubscriptionOfSchema
+		}
+		if r.Reason != "" {
+			flags |= routeReason
+		}
+		b = binary.AppendUvarint(b, uint64(flags))
+		b = appendString(b, r.PartnerID)
+		if !ofSchema {
+			b = appendString(b, r.SubscriptionID)
+		}
+		if r.Reason != "" {
+			b = appendString(b, r.Reason)
+		}
+	}
+	return b
+}
+
+// idSep joins the parts of the catalog's IDs: a schema's domain, event
+// and version, and a subscription's partner and schema
+// (catalog.SubscriptionID).
+const idSep = "#"
+
+// decodeEventRow decodes the row of the event id.
+func decodeEventRow(id string, v []byte) (store.Event, error) {
+	var e store.Event
+	if len(v) == 0 || v[0] != eventRowV1 {
+		return store.Event{}, errEventRow
+	}
+	e.ID = id
+	r := rowReader{b: v[1:]}
+	e.ExpiresAt = r.time()
+	e.SchemaID = r.string()
+	e.Key = r.string()
+	e.IdempotencyKey = r.string()
+	e.AcceptedAt = r.time()
+	e.Topic = r.string()
+	e.Partition = r.int32()
+	e.Offset = r.varint()
+	e.TraceID = r.string()
+	if n := r.uvarint(); n > 0 {
+		if n-1 > uint64(len(r.b)) {
+			return store.Event{}, errEventRow
+		}
+		e.Data = bytes.Clone(r.b[:n-1]) // the row belongs to bbolt's memory map
+		r.b = r.b[n-1:]
+	}
+	// A route takes at least 2 bytes: its flags and its partner's length.
+	if n := r.count(2); n > 0 {
+		e.Routing = make([]store.Route, n)
+		for i := range e.Routing {
+			rt := &e.Routing[i]
+			flags := r.uvarint()
+			if flags >= routeReason<<1 {
+				return store.Event{}, errEventRow
+			}
+			rt.Matched = flags&routeMatched != 0
+			rt.PartnerID = r.string()
+			if flags&routeSubscriptionOfSchema != 0 {
+				rt.SubscriptionID = rt.PartnerID + idSep + e.SchemaID
+			} else {
+				rt.SubscriptionID = r.string()
+			}
+			if flags&routeReason != 0 {
+				rt.Reason = r.string()
+			}
+		}
+	}
+	if r.bad || len(r.b) != 0 {
+		return store.Event{}, errEventRow
+	}
+	return e, nil
+}
+
+// eventExpiry reads the ExpiresAt of an event's row (the zero time:
+// none).
+func eventExpiry(v []byte) (time.Time, error) {
+	if len(v) == 0 || v[0] != eventRowV1 {
+		return time.Time{}, errEventRow
+	}
+	r := rowReader{b: v[1:]}
+	exp := r.time()
+	if r.bad {
+		return time.Time{}, errEventRow
+	}
+	return exp, nil
+}
+
+// metaEventsKey in bMeta marks a store whose events are in bEvents.
+const (
+	metaEventsKey   = "events"
+	eventsOwnBucket = "own-bucket"
+	legacyEventSort = sep + eventSortKey // ended an event's key in bStatus
+)
+
+// migrateEvents moves the event rows earlier versions wrote in bStatus
+// (JSON, under the event's ID and the EVENT sort key) to bEvents in the
+// compact form, once, in the transaction that sets metaEventsKey (a new
+// store sets it over empty buckets).
+func migrateEvents(tx *bolt.Tx) error {
+	meta := tx.Bucket([]byte(bMeta))
+	if string(meta.Get([]byte(metaEventsKey))) == eventsOwnBucket {
+		return nil
+	}
+	status, events := tx.Bucket([]byte(bStatus)), tx.Bucket([]byte(bEvents))
+	events.FillPercent = eventsFill
+	var moved [][]byte
+	err := status.ForEach(func(k, v []byte) error {
+		id, ok := bytes.CutSuffix(k, []byte(legacyEventSort))
+		if !ok || isDeliveryKey(k) {
+			return nil
+		}
+		var e store.Event
+		if err := fastjson.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("event_delivery_status row %q: %w", k, err)
+		}
+		e.ID = string(id)
+		moved = append(moved, k)
+		return events.Put(id, appendEventRow(nil, e))
+	})
+	if err != nil {
+		return fmt.Errorf("move the events to their own bucket: %w", err)
+	}
+	for _, k := range moved {
+		if err := status.Delete(k); err != nil {
+			return err
+		}
+	}
+	return meta.Put([]byte(metaEventsKey), []byte(eventsOwnBucket))
+}

@@ -1,0 +1,210 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/whp-dev/whp/store"
+)
+
+// routedEvent is a 1 KiB event as the processor records it, routed to
+// fanout subscriptions of the bench's catalog.
+func routedEvent(now time.Time, fanout int) store.Event {
+	e := store.Event{ID: "01a2287e-dd6c-77c6-aa7c-f42775b2fb08", SchemaID: "bench#thing.happened#1", AcceptedAt: now,
+		Topic: "wh.ingress.bench.thing.happened", Partition: 2, Offset: 789, TraceID: "42bae06a28e75ce59bcb8548dc1557ab",
+		Data: []byte(`{"id":"t353","pad":"` + strings.Repeat("status quantity pending ", 39) + `"}`), ExpiresAt: now.Add(72 * time.Hour)}
+	for i := range fanout {
+		p := fmt.Sprintf("p%d", i)
+		e.Routing = append(e.Routing, store.Route{SubscriptionID: p + "#" + e.SchemaID, PartnerID: p, Matched: true})
+	}
+	return e
+}
+
+// TestEventRow: an event's row reads back as written; a malformed row is
+// an error, not a panic.
+func TestEventRow(t *testing.T) {
+	now := time.Date(2026, 11, 29, 18, 8, 52, 588509929, time.UTC)
+	unusual := routedEvent(now, 2)
+	unusual.Key, unusual.IdempotencyKey, unusual.Partition, unusual.Offset = "ord_1", "idem-✓", -1, -1
+	unusual.Routing = append(unusual.Routing,
+		store.Route{SubscriptionID: "audit#orders#order.created#1", PartnerID: "audit", Matched: false, Reason: "filter: amount < 100"},
+		store.Route{SubscriptionID: "p9", PartnerID: "p9", Matched: true},
+		store.Route{SubscriptionID: "", PartnerID: "", Reason: "no partner"})
+	sensitive := routedEvent(now, 1)
+	sensitive.Data = nil
+	for _, e := range []store.Event{routedEvent(now, 16), unusual, sensitive, {ID: "e", Data: []byte{}}} {
+		row := appendEventRow(nil, e)
+		got, err := decodeEventRow(e.ID, row)
+		if err != nil {
+			t.Fatalf("%s: %v", e.ID, err)
+		}
+		if diff := cmp.Diff(e, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", e.ID, diff)
+		}
+		if exp, err := eventExpiry(row); err != nil || !exp.Equal(e.ExpiresAt) {
+			t.Errorf("%s: expiry %v, %v", e.ID, exp, err)
+		}
+	}
+	good := appendEventRow(nil, unusual)
+	for _, bad := range [][]byte{nil, {}, {eventRowV1}, good[:len(good)-1], append(good[:len(good):len(good)], 0),
+		{0x02, 0}, []byte(`{"id":"e"}`),
+		{eventRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},    // data longer than the row
+		{eventRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, // 2³² routes
+		{eventRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 8, 0},                      // a route's unknown flag
+	} {
+		if _, err := decodeEventRow("e", bad); err == nil {
+			t.Errorf("decodeEventRow(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestEventRowSize: a 1 KiB event routed to sixteen subscriptions takes
+// its data and a little more, under two fifths of its JSON (≈ 2,900
+// bytes, the data in base64 and each route in full).
+func TestEventRowSize(t *testing.T) {
+	e := routedEvent(time.Now(), 16)
+	old, _ := json.Marshal(e)
+	if n := len(appendEventRow(nil, e)); n > len(e.Data)+200 || n*5 > len(old)*2 {
+		t.Errorf("row of %d bytes for %d bytes of data, against %d in JSON", n, len(e.Data), len(old))
+	}
+}
+
+// TestEventRowsOfEarlierVersions: a data dir whose event rows are JSON in
+// event_delivery_status's bucket, as earlier versions wrote them, has
+// them moved to the events' bucket in the compact form when it opens —
+// every one, and nothing else — and serves them; the sweep deletes them
+// once they expire. Opening it again leaves it be.
+func TestEventRowsOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	old := routedEvent(now, 2)
+	other := routedEvent(now, 1)
+	other.ID, other.ExpiresAt = "01a2287e-dd6c-77c6-aa7c-f42775b2fb09", now.Add(96*time.Hour)
+	d := deliveredRow(now)
+	d.EventID = old.ID
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range []store.Event{old, other} {
+			v, _ := json.Marshal(e)
+			if err := tx.Bucket([]byte(bStatus)).Put([]byte(e.ID+sep+eventSortKey), v); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(bMeta)).Delete([]byte(metaEventsKey)); err != nil {
+			return err
+		}
+		return putDelivery(tx, d, false)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for range 2 {
+		if s, err = Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []store.Event{old, other} {
+			got, err := s.GetEvent(ctx, want.ID)
+			if diff := cmp.Diff(want, got); err != nil || diff != "" {
+				t.Errorf("GetEvent(%s): %v (-want +got):\n%s", want.ID, err, diff)
+			}
+		}
+		if got, err := s.GetDelivery(ctx, d.EventID, d.ID); err != nil || got.Status != d.Status {
+			t.Errorf("the event's delivery: %+v, %v", got, err)
+		}
+		s.db.View(func(tx *bolt.Tx) error {
+			if n := tx.Bucket([]byte(bStatus)).Stats().KeyN; n != 1 {
+				t.Errorf("event_delivery_status holds %d rows, want the delivery's alone", n)
+			}
+			return nil
+		})
+		s.Close()
+	}
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.now = func() time.Time { return now.Add(80 * time.Hour) }
+	if _, err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetEvent(ctx, old.ID); err != store.ErrNotFound {
+		t.Errorf("the expired event: %v, want it swept", err)
+	}
+	if _, err := s.GetEvent(ctx, other.ID); err != nil {
+		t.Errorf("the event not expired: %v", err)
+	}
+}
+
+// The events' pages stay at least 80 % used as the processor writes them:
+// a batch at a time, each of events from a few partitions, so nearly but
+// not quite in order. (Beside their deliveries in one bucket they were
+// 40–50 % used.)
+func TestEventPagesFill(t *testing.T) {
+	s := openTemp(t)
+	now := time.Now()
+	var pending []store.Event
+	for i := range 3000 {
+		e := routedEvent(now, 1)
+		e.ID = uuid.Must(uuid.NewV7()).String()
+		pending = append(pending, e)
+		// Three partitions' batches of 20, one of them written with the
+		// next round's, and each batch in no order.
+		if i%60 == 59 || i == 2999 {
+			n := len(pending)
+			if i != 2999 {
+				n -= 20
+			}
+			slices.Reverse(pending[:n])
+			if err := s.CreateEvents(context.Background(), pending[:n]); err != nil {
+				t.Fatal(err)
+			}
+			pending = slices.Clone(pending[n:])
+		}
+	}
+	var st bolt.BucketStats
+	s.db.View(func(tx *bolt.Tx) error { st = tx.Bucket([]byte(bEvents)).Stats(); return nil })
+	if st.KeyN != 3000 {
+		t.Fatalf("%d events, want 3000", st.KeyN)
+	}
+	used := float64(st.LeafInuse) / float64(st.LeafAlloc)
+	t.Logf("%.0f %% used", used*100)
+	if used < 0.8 {
+		t.Errorf("the events' pages are %.0f %% used", used*100)
+	}
+}
+
+// FuzzEventRow: any bytes decode or fail without a panic, and any row
+// written reads back as written.
+func FuzzEventRow(f *testing.F) {
+	now := time.Date(2026, 11, 29, 18, 8, 52, 588509929, time.UTC)
+	f.Add("e", "bench#thing.happened#1", "p0", "p0#bench#thing.happened#1", "", int64(3), int64(now.UnixNano()), []byte("{}"), appendEventRow(nil, routedEvent(now, 2)))
+	f.Add("", "", "", "", "why", int64(0), int64(0), []byte(nil), []byte{eventRowV1, 0xff})
+	f.Fuzz(func(t *testing.T, id, schema, partner, sub, reason string, n, at int64, data, raw []byte) {
+		decodeEventRow(id, raw)
+		eventExpiry(raw)
+		e := store.Event{ID: id, SchemaID: schema, Key: reason, IdempotencyKey: sub, AcceptedAt: fromUnixNano(at), Topic: partner,
+			Partition: int32(n), Offset: n, TraceID: schema, Data: data, ExpiresAt: fromUnixNano(-at),
+			Routing: []store.Route{{SubscriptionID: sub, PartnerID: partner, Matched: n%2 == 0, Reason: reason}, {SubscriptionID: partner + "#" + schema, PartnerID: partner}}}
+		got, err := decodeEventRow(id, appendEventRow(nil, e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(e, got); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	})
+}
