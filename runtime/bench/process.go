@@ -19,8 +19,9 @@ import (
 // (Config.Command), apart from the load generator and the receiver: the
 // CPU and the memory measured are then the platform's alone, as the
 // peers' figures were theirs without their load client — where the three
-// shared a process, the bench's own connections, buffers and arrival
-// records were counted as the platform's (≈ 20 MiB of the peak RSS at
+// shared a process, the receiver's and the load generator's work was
+// counted as the platform's (a sixth of the CPU seconds), and their
+// connections, buffers and arrival records (≈ 3 MB of the live heap at
 // fan-out 16). The baseline runs the same way, so the ratios compare two
 // servers that each cross a process boundary from the same client.
 //
