@@ -41,6 +41,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
+	crash := fs.Duration("crash", 0, "add a last phase: events arrive at --rate for this long, and a third of the way in the platform's process is SIGKILLed and started again on its data dir; reports what was refused, lost and duplicated, and how long until it served and delivered again")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	dataDir := fs.String("data-dir", "", "keep the embedded platform's data (its store, Kafka's log, catalog) in this directory, to look at after the run; default: a temporary directory, removed")
@@ -48,8 +49,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner and --outage ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage and --crash ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
@@ -57,6 +58,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *slow > 0))
 		return nil
+	}
+	if *target != "" && *crash > 0 {
+		return usageError{"whp bench: --crash kills the embedded platform: not with --url"}
 	}
 	if *target != "" && *receiverAddr == "" {
 		return usageError{"whp bench: --url needs --receiver-addr, the address the target's catalog delivers to"}
@@ -66,7 +70,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
-		Outage: *outage, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
 	if err != nil {
@@ -160,6 +164,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery), %d deliveries held (a status write and a retry record each); "+
 				"after recovery the backlog arrived in %.1f s (half of it in %.1f s), at most %d deliveries in flight to one partner; not arrived %d, duplicated %d\n",
 				o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.MostFailedAttempts, o.Held, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
+		}
+	}
+	for _, r := range results {
+		if c := r.Crash; c != nil {
+			fmt.Fprintf(stdout, "crash: the platform's process was SIGKILLed %.1f s into %.0f s of events at %d/s (fan-out %d): %d accepted, %d refused while it was down; "+
+				"it served again after %.1f s and delivered again after %.1f s; what it owed when it died had arrived %.1f s after the kill; not arrived %d, duplicated %d\n",
+				c.Seconds/3, c.Seconds, r.Rate, r.Fanout, c.Events, c.Refused, c.RestartSeconds, c.FirstDeliverySeconds, c.RecoverySeconds, c.NotArrived, c.Duplicates)
 		}
 	}
 	return nil

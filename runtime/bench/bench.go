@@ -98,6 +98,15 @@ type Config struct {
 	// backlog takes to arrive once it is back, and how hard the catch-up
 	// hits it (OutageResult).
 	Outage time.Duration
+	// Crash, if positive, adds a last phase (after the outage's, if any;
+	// outside the CPU and memory figures, embedded platform only): events
+	// arrive at Rate for this long, and a third of the way in the
+	// platform's process is SIGKILLed — every role and the embedded Kafka
+	// and store die at once — and started again on its data dir, as a
+	// supervisor restarts a crashed pod. It measures what a buyer asks of
+	// a crash: what was lost or duplicated, and how long until the
+	// platform serves and delivers again (CrashResult).
+	Crash time.Duration
 	// BreakerCoolDown is the embedded platform's (whp dev's
 	// --breaker-cooldown): how long an open circuit breaker waits before
 	// it probes the partner again. 0: whp dev's default, 30 s.
@@ -186,6 +195,40 @@ type Result struct {
 	Duplicates int64 `json:"duplicates"`
 	// Outage is the outage phase's (Config.Outage).
 	Outage *OutageResult `json:"outage,omitempty"`
+	// Crash is the crash phase's (Config.Crash).
+	Crash *CrashResult `json:"crash,omitempty"`
+}
+
+// CrashResult is what the crash phase measured: events arrived at the
+// run's rate while the platform's process was SIGKILLed and started
+// again on its data dir.
+type CrashResult struct {
+	Seconds float64 `json:"seconds"`
+	// Events is how many were accepted (202) during the phase, before
+	// the kill and after the restart; each is owed to every subscription.
+	Events int64 `json:"events"`
+	// Refused counts the POSTs not accepted: sent while the platform was
+	// down, or cut off by the kill. None of them was acknowledged, so
+	// none is owed; a producer sends them again (with an Idempotency-Key,
+	// so that one whose answer was lost is not accepted twice).
+	Refused int64 `json:"refused"`
+	// RestartSeconds is from the kill to the new process serving: the
+	// embedded Kafka's and the store's data reopened, the catalog
+	// applied, every role started.
+	RestartSeconds float64 `json:"restart_seconds"`
+	// FirstDeliverySeconds is from the kill to the first delivery after
+	// it; RecoverySeconds to the last delivery of an event accepted before
+	// the kill (0 if every one had arrived before it): when what the
+	// crash interrupted was made good.
+	FirstDeliverySeconds float64 `json:"first_delivery_seconds"`
+	RecoverySeconds      float64 `json:"recovery_seconds"`
+	// NotArrived counts the phase's deliveries that had not arrived when
+	// nothing more had for a minute (lost); Duplicates, those that
+	// arrived twice (a delivery the partner had answered when the kill
+	// came, before its answer was recorded, is made again: at least
+	// once).
+	NotArrived int64 `json:"not_arrived"`
+	Duplicates int64 `json:"duplicates"`
 }
 
 // OutageResult is what the outage phase measured: while every partner
@@ -257,6 +300,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	target, stopPlatform := cfg.Target, func() error { return nil }
 	var platform *process
 	if target == "" {
+		if cfg.DataDir == "" {
+			// The bench's, not the process's: the crash phase starts
+			// another on the same data.
+			if cfg.DataDir, err = os.MkdirTemp("", "whp-bench-"); err != nil {
+				return res, err
+			}
+			defer os.RemoveAll(cfg.DataDir)
+		}
 		if platform, err = startProcess(ctx, cfg.Command, cfg.platform(rs.URL, false)); err != nil {
 			return res, err
 		}
@@ -300,7 +351,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Latency at a fixed rate.
 	recv.reset()
-	sent, waits, err := openLoop(ctx, target+"/v1/events", cfg, cfg.LatencyDuration, "l", "latency")
+	sent, _, waits, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "l", "latency")
 	if err != nil {
 		return res, err
 	}
@@ -322,6 +373,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.Outage > 0 {
 		if res.Outage, err = outage(ctx, target, cfg, recv); err != nil {
+			return res, err
+		}
+	}
+	if cfg.Crash > 0 && platform != nil {
+		if res.Crash, err = crash(ctx, cfg, &platform, rs.URL, recv); err != nil {
 			return res, err
 		}
 	}
@@ -646,7 +702,7 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 		recv.fail(false)
 		close(recovered)
 	})
-	sent, _, err := openLoop(ctx, target+"/v1/events", cfg, cfg.Outage, "o", "outage")
+	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.Outage, "o", "outage")
 	<-recovered
 	if err != nil {
 		return nil, err
@@ -665,6 +721,53 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	if cfg.Target == "" {
 		res.Held = heldPasses(target) - held0
 	}
+	return res, ctx.Err()
+}
+
+// crash runs the crash phase (Config.Crash): events at the run's rate,
+// the platform's process SIGKILLed a third of the way in and started
+// again on its data dir; *platform is the new process after.
+func crash(ctx context.Context, cfg Config, platform **process, receiverURL string, recv *receiver) (*CrashResult, error) {
+	res := &CrashResult{Seconds: cfg.Crash.Seconds()}
+	dups0 := recv.duplicates()
+	recv.reset()
+	var url atomic.Pointer[string]
+	u := (*platform).URL + "/v1/events"
+	url.Store(&u)
+	var before int64 // arrivals before the kill
+	killed := make(chan error, 1)
+	time.AfterFunc(cfg.Crash/3, func() {
+		at := time.Now()
+		(*platform).kill()
+		before = recv.restart()
+		p, err := startProcess(ctx, cfg.Command, cfg.platform(receiverURL, false))
+		if err != nil {
+			killed <- err
+			return
+		}
+		*platform = p
+		res.RestartSeconds = time.Since(at).Seconds()
+		u := p.URL + "/v1/events"
+		url.Store(&u)
+		killed <- nil
+	})
+	sent, refused, _, err := openLoop(ctx, func() string { return *url.Load() }, cfg, cfg.Crash, "c", "crash")
+	if err := <-killed; err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Events, res.Refused = sent, refused
+	want := sent * int64(cfg.Fanout)
+	recv.await(ctx, want-before, time.Minute, func(done float64) { cfg.Progress("recovering", done) })
+	if arrivals := recv.arrivals(); len(arrivals) > 0 {
+		res.FirstDeliverySeconds = slices.Min(arrivals)
+	}
+	if kill, last := recv.owed(); !last.IsZero() {
+		res.RecoverySeconds = last.Sub(kill).Seconds()
+	}
+	res.NotArrived, res.Duplicates = max(want-before-recv.count(), 0), recv.duplicates()-dups0
 	return res, ctx.Err()
 }
 
@@ -694,12 +797,11 @@ func heldPasses(base string) int64 {
 // openLoop sends events at the fixed rate for d, whatever the answers
 // take, and returns how many were accepted and how long each 202 took, in
 // ms. Their IDs start with prefix; phase names the progress.
-func openLoop(ctx context.Context, url string, cfg Config, d time.Duration, prefix, phase string) (int64, []float64, error) {
+func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duration, prefix, phase string) (accepted, refused int64, waits []float64, err error) {
 	c := client(cfg.Connections)
 	defer c.CloseIdleConnections()
-	var accepted atomic.Int64
+	var ok, other atomic.Int64
 	var mu sync.Mutex
-	var waits []float64
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(d / interval)
@@ -710,33 +812,39 @@ func openLoop(ctx context.Context, url string, cfg Config, d time.Duration, pref
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			return accepted.Load(), waits, ctx.Err()
+			return ok.Load(), other.Load(), waits, ctx.Err()
 		case <-t.C:
 		}
 		wg.Go(func() {
 			body := event(int64(i))
 			start := time.Now()
-			resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+			resp, err := c.Post(url(), "application/json", bytes.NewReader(body))
 			if err != nil {
+				other.Add(1)
 				return
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusAccepted {
-				took := float64(time.Since(start)) / float64(time.Millisecond)
-				accepted.Add(1)
-				mu.Lock()
-				waits = append(waits, took)
-				mu.Unlock()
+			if resp.StatusCode != http.StatusAccepted {
+				other.Add(1)
+				return
 			}
+			took := float64(time.Since(start)) / float64(time.Millisecond)
+			ok.Add(1)
+			mu.Lock()
+			waits = append(waits, took)
+			mu.Unlock()
 		})
 		if i%50 == 0 {
 			cfg.Progress(phase, float64(i)/float64(total))
 		}
 	}
 	wg.Wait()
-	return accepted.Load(), waits, nil
+	return ok.Load(), other.Load(), waits, nil
 }
+
+// at is a fixed URL, for openLoop.
+func at(url string) func() string { return func() string { return url } }
 
 // receiver is the partner: it counts deliveries by webhook-id and the
 // time from the event's acceptance (its timestamp) to arrival.
@@ -758,6 +866,7 @@ type receiver struct {
 	last     time.Time
 	lat      []float64
 	since    []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
 	received atomic.Int64
 }
 
@@ -831,8 +940,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.first = now
 		}
 		r.last = now
-		if r.catchUp.Load() {
+		if r.catchUp.Load() && !now.Before(r.resetAt) { // not one sent before the reset
 			r.since = append(r.since, now.Sub(r.resetAt).Seconds())
+			if !ts.IsZero() && ts.Before(r.resetAt) {
+				r.lastOwed = now
+			}
 		}
 		if !ts.IsZero() {
 			r.lat = append(r.lat, float64(now.Sub(ts))/float64(time.Millisecond))
@@ -887,9 +999,32 @@ func (r *receiver) window() (first, last time.Time, n, dups int64) {
 func (r *receiver) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.first, r.last, r.lat, r.since, r.resetAt = time.Time{}, time.Time{}, nil, nil, time.Now()
+	r.resetLocked()
+}
+
+func (r *receiver) resetLocked() {
+	r.first, r.last, r.lat, r.since, r.lastOwed, r.resetAt = time.Time{}, time.Time{}, nil, nil, time.Time{}, time.Now()
 	r.received.Store(0)
 	r.peak.Store(0)
+}
+
+// restart resets the counts as reset does, times each arrival from now
+// on (catchUp), and returns how many had arrived since the last reset.
+func (r *receiver) restart() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.received.Load()
+	r.resetLocked()
+	r.catchUp.Store(true)
+	return n
+}
+
+// owed is the last reset and the last arrival since of an event accepted
+// before it (zero: none).
+func (r *receiver) owed() (reset, last time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resetAt, r.lastOwed
 }
 
 // arrivals are the seconds from the last reset to each arrival since.

@@ -252,3 +252,41 @@ func TestProcessErrors(t *testing.T) {
 		t.Errorf("close: %v", err)
 	}
 }
+
+// The crash phase: the platform's process is SIGKILLed while events
+// arrive and started again on its data dir; every event it accepted is
+// delivered to every subscription — those it owed when it died included —
+// and what is made twice is a window's worth (deliveries the partner had
+// answered whose ledger entries were not yet written), not a replay of
+// the phase.
+func TestRunCrash(t *testing.T) {
+	var phases []string
+	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 2, Crash: 3 * time.Second, Progress: func(phase string, _ float64) {
+			if len(phases) == 0 || phases[len(phases)-1] != phase {
+				phases = append(phases, phase)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Crash
+	if c == nil {
+		t.Fatal("no crash result")
+	}
+	if c.Seconds != 3 || c.Events <= 0 || c.RestartSeconds <= 0 || c.FirstDeliverySeconds <= 0 {
+		t.Fatalf("crash %+v", c)
+	}
+	if c.NotArrived != 0 {
+		t.Errorf("%d deliveries of accepted events never arrived", c.NotArrived)
+	}
+	if c.Duplicates > c.Events*2/10 {
+		t.Errorf("%d deliveries made twice of %d", c.Duplicates, c.Events*2)
+	}
+	if got := strings.Join(phases, ","); !strings.Contains(got, "latency,crash,recovering") {
+		t.Errorf("progress phases %s", got)
+	}
+	if r.IngestPerSec <= 0 {
+		t.Errorf("ingest alone not measured after the crash: %+v", r)
+	}
+}

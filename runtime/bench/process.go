@@ -280,6 +280,14 @@ func (p *process) call(v any) (processReply, error) {
 	return reply, nil
 }
 
+// kill SIGKILLs the process and waits for it to exit: nothing it does
+// after the signal, not even its deferred cleanup.
+func (p *process) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+	p.stdin.Close()
+}
+
 // Close stops the process and waits for it to exit.
 func (p *process) Close() error {
 	p.stdin.Close()
