@@ -87,11 +87,11 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		if err := migrateHistoryIndex(tx); err != nil {
-			return err
-		}
-		return migrateEvents(tx)
+		return migrateHistoryIndex(tx)
 	})
+	if err == nil {
+		err = migrateEvents(db)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)

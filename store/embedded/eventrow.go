@@ -185,36 +185,67 @@ const (
 
 // migrateEvents moves the event rows earlier versions wrote in bStatus
 // (JSON, under the event's ID and the EVENT sort key) to bEvents in the
-// compact form, once, in the transaction that sets metaEventsKey (a new
-// store sets it over empty buckets).
-func migrateEvents(tx *bolt.Tx) error {
-	meta := tx.Bucket([]byte(bMeta))
-	if string(meta.Get([]byte(metaEventsKey))) == eventsOwnBucket {
-		return nil
-	}
-	status, events := tx.Bucket([]byte(bStatus)), tx.Bucket([]byte(bEvents))
-	events.FillPercent = eventsFill
-	var moved [][]byte
-	err := status.ForEach(func(k, v []byte) error {
-		id, ok := bytes.CutSuffix(k, []byte(legacyEventSort))
-		if !ok || isDeliveryKey(k) {
+// compact form, once: eventsMigrationBatch rows a transaction, so that a
+// large data dir is not held in memory as one transaction's dirty pages,
+// the last of them setting metaEventsKey (a new store sets it over empty
+// buckets). A store closed midway goes on where it stopped when it opens
+// again.
+func migrateEvents(db *bolt.DB) error {
+	var after []byte // the last key looked at
+	for {
+		done := false
+		err := db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket([]byte(bMeta))
+			if string(meta.Get([]byte(metaEventsKey))) == eventsOwnBucket {
+				done = true
+				return nil
+			}
+			status, events := tx.Bucket([]byte(bStatus)), tx.Bucket([]byte(bEvents))
+			events.FillPercent = eventsFill
+			var moved [][]byte
+			c := status.Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(moved) < eventsMigrationBatch; k, v = c.Next() {
+				after = bytes.Clone(k)
+				id, ok := bytes.CutSuffix(k, []byte(legacyEventSort))
+				if !ok || isDeliveryKey(k) {
+					continue
+				}
+				var e store.Event
+				if err := fastjson.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("event_delivery_status row %q: %w", k, err)
+				}
+				e.ID = string(id)
+				if err := events.Put(id, appendEventRow(nil, e)); err != nil {
+					return err
+				}
+				moved = append(moved, k)
+			}
+			for _, k := range moved {
+				if err := status.Delete(k); err != nil {
+					return err
+				}
+			}
+			if k != nil {
+				return nil // more to move, in the next transaction
+			}
+			done = true
+			return meta.Put([]byte(metaEventsKey), []byte(eventsOwnBucket))
+		})
+		if err != nil {
+			return fmt.Errorf("move the events to their own bucket: %w", err)
+		}
+		if done {
 			return nil
 		}
-		var e store.Event
-		if err := fastjson.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("event_delivery_status row %q: %w", k, err)
-		}
-		e.ID = string(id)
-		moved = append(moved, k)
-		return events.Put(id, appendEventRow(nil, e))
-	})
-	if err != nil {
-		return fmt.Errorf("move the events to their own bucket: %w", err)
 	}
-	for _, k := range moved {
-		if err := status.Delete(k); err != nil {
-			return err
-		}
-	}
-	return meta.Put([]byte(metaEventsKey), []byte(eventsOwnBucket))
 }
+
+// eventsMigrationBatch is how many event rows migrateEvents moves a
+// transaction (a variable for the test that crosses its boundaries).
+var eventsMigrationBatch = 10000

@@ -81,7 +81,7 @@ func TestEventRowSize(t *testing.T) {
 // TestEventRowsOfEarlierVersions: a data dir whose event rows are JSON in
 // event_delivery_status's bucket, as earlier versions wrote them, has
 // them moved to the events' bucket in the compact form when it opens —
-// every one, and nothing else — and serves them; the sweep deletes them
+// every one, and nothing else, a transaction at a time — and serves them; the sweep deletes them
 // once they expire. Opening it again leaves it be.
 func TestEventRowsOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
@@ -112,6 +112,10 @@ func TestEventRowsOfEarlierVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	// One row a transaction: the migration crosses its batches' bounds.
+	batch := eventsMigrationBatch
+	eventsMigrationBatch = 1
+	t.Cleanup(func() { eventsMigrationBatch = batch })
 	for range 2 {
 		if s, err = Open(dir); err != nil {
 			t.Fatal(err)
