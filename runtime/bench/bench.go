@@ -184,9 +184,10 @@ type Result struct {
 	CPUPerEventMS        float64 `json:"cpu_ms_per_event"`
 	CPUPerEventBaselines float64 `json:"cpu_per_event_baselines"`
 	// PeakRSSMiB is the largest resident set of the platform's process
-	// sampled during this run's platform phases; PeakAnonMiB its anonymous part (heap, stacks),
-	// without the pages of the embedded store's memory-mapped file, which
-	// the kernel can drop and read again (Linux only; 0 elsewhere).
+	// sampled during this run's platform phases; PeakAnonMiB its
+	// anonymous part (heap, stacks), without the pages of the embedded
+	// store's memory-mapped file, which the kernel can drop and read
+	// again (Linux only; 0 elsewhere).
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
 	// Lost counts deliveries that never arrived within the drain time;

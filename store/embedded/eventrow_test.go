@@ -81,8 +81,9 @@ func TestEventRowSize(t *testing.T) {
 // TestEventRowsOfEarlierVersions: a data dir whose event rows are JSON in
 // event_delivery_status's bucket, as earlier versions wrote them, has
 // them moved to the events' bucket in the compact form when it opens —
-// every one, and nothing else, a transaction at a time — and serves them; the sweep deletes them
-// once they expire. Opening it again leaves it be.
+// every one, and nothing else, a transaction at a time — and serves
+// them; the sweep deletes them once they expire. Opening it again leaves
+// it be.
 func TestEventRowsOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
