@@ -111,6 +111,10 @@ type Config struct {
 	// --breaker-cooldown): how long an open circuit breaker waits before
 	// it probes the partner again. 0: whp dev's default, 30 s.
 	BreakerCoolDown time.Duration
+	// partnerDelay, if positive, is how long every partner takes to
+	// answer a delivery during the crash phase: a test's way to have
+	// deliveries owed when the platform dies.
+	partnerDelay time.Duration
 	// HeapProfile, if set, receives a pprof heap profile taken when the
 	// platform's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
@@ -732,6 +736,8 @@ func crash(ctx context.Context, cfg Config, platform **process, receiverURL stri
 	res := &CrashResult{Seconds: cfg.Crash.Seconds()}
 	dups0 := recv.duplicates()
 	recv.reset()
+	recv.delay.Store(int64(cfg.partnerDelay))
+	defer recv.delay.Store(0)
 	var url atomic.Pointer[string]
 	u := (*platform).URL + "/v1/events"
 	url.Store(&u)
@@ -854,6 +860,7 @@ type receiver struct {
 	gone     chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce sync.Once
 	down     atomic.Bool      // the partners answer 503 (the outage phase)
+	delay    atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
 	failed   atomic.Int64     // 503s answered since the outage began
 	failedBy map[string]int64 // 503s answered by webhook-id since then
 	catchUp  atomic.Bool      // the outage is over: count in flight, time arrivals
@@ -915,8 +922,12 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	reached := time.Now() // the request reached the partner
 	if r.catchUp.Load() {
 		defer r.enter(req.URL.Path).Add(-1)
+	}
+	if d := r.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
 	}
 	if r.down.Load() {
 		io.Copy(io.Discard, req.Body)
@@ -941,10 +952,12 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.first = now
 		}
 		r.last = now
-		if r.catchUp.Load() && !now.Before(r.resetAt) { // not one sent before the reset
-			r.since = append(r.since, now.Sub(r.resetAt).Seconds())
+		// Timed from when it reached the partner: one sent before the
+		// reset (by a process since killed, say) is not the catch-up's.
+		if r.catchUp.Load() && !reached.Before(r.resetAt) {
+			r.since = append(r.since, reached.Sub(r.resetAt).Seconds())
 			if !ts.IsZero() && ts.Before(r.resetAt) {
-				r.lastOwed = now
+				r.lastOwed = reached
 			}
 		}
 		if !ts.IsZero() {
