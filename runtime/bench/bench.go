@@ -409,22 +409,23 @@ func measure(platform *process, cfg Config, res *Result) (func() error, error) {
 	req := processRequest{Op: "measure"}
 	profiles := map[*string]io.Writer{&req.CPUProfile: cfg.CPUProfile, &req.HeapProfile: cfg.HeapProfile}
 	var files []string
+	removeFiles := func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
 	for name, w := range profiles {
 		if w == nil {
 			continue
 		}
 		f, err := os.CreateTemp("", "whp-bench-*.pprof")
 		if err != nil {
+			removeFiles()
 			return nil, err
 		}
 		f.Close()
 		*name = f.Name()
 		files = append(files, f.Name())
-	}
-	removeFiles := func() {
-		for _, f := range files {
-			os.Remove(f)
-		}
 	}
 	if _, err := platform.call(req); err != nil {
 		removeFiles()

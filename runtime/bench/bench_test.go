@@ -37,19 +37,24 @@ func TestMain(m *testing.M) {
 // binary, as whp bench runs them in its own.
 var command = []string{os.Args[0], "bench-process"}
 
+// phaseLog records the phases a run's progress names, each once in turn.
+type phaseLog []string
+
+func (l *phaseLog) record(phase string, _ float64) {
+	if len(*l) == 0 || (*l)[len(*l)-1] != phase {
+		*l = append(*l, phase)
+	}
+}
+
 // A short run measures every figure (it asserts what was measured, not
 // how fast: the machine is shared): the baseline and the platform's
 // throughput are positive, every accepted event reached every
 // subscription once, latencies are ordered, the process's resources read.
 func TestRun(t *testing.T) {
-	var phases []string
+	var phases phaseLog
 	var cpu, heap bytes.Buffer
 	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Progress: func(phase string, _ float64) {
-			if len(phases) == 0 || phases[len(phases)-1] != phase {
-				phases = append(phases, phase)
-			}
-		}})
+		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,13 +187,9 @@ func TestTimestampOf(t *testing.T) {
 // breaker's consecutive-failure rule, every event of the outage would be
 // attempted and fail at least once.)
 func TestRunOutage(t *testing.T) {
-	var phases []string
+	var phases phaseLog
 	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 1, Outage: 4 * time.Second, BreakerCoolDown: time.Second, Progress: func(phase string, _ float64) {
-			if len(phases) == 0 || phases[len(phases)-1] != phase {
-				phases = append(phases, phase)
-			}
-		}})
+		PayloadBytes: 256, Fanout: 1, Outage: 4 * time.Second, BreakerCoolDown: time.Second, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,13 +263,9 @@ func TestProcessErrors(t *testing.T) {
 // what the partners were answering when the process died, and the ledger
 // window, not a replay of the phase.
 func TestRunCrash(t *testing.T) {
-	var phases []string
+	var phases phaseLog
 	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 2, Crash: 3 * time.Second, partnerDelay: 500 * time.Millisecond, Progress: func(phase string, _ float64) {
-			if len(phases) == 0 || phases[len(phases)-1] != phase {
-				phases = append(phases, phase)
-			}
-		}})
+		PayloadBytes: 256, Fanout: 2, Crash: 3 * time.Second, partnerDelay: 500 * time.Millisecond, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -361,8 +361,9 @@ func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
 // watchProbeLocked looks, half a probe's grace after at (so, before a
 // retry may probe: breaker.AllowRetry), whether the partner's breaker let
 // a probe out since since; if none came, or none of the held deliveries
-// that came due was a first attempt, it resumes the partner's topics. gen is the watch's generation: a resume ends it, and a later
-// pause starts the next. pauseMu is held.
+// that came due was a first attempt, it resumes the partner's topics.
+// gen is the watch's generation: a resume ends it, and a later pause
+// starts the next. pauseMu is held.
 func (d *Dispatcher) watchProbeLocked(partner string, gen int, since, at time.Time) {
 	time.AfterFunc(max(0, at.Add(d.breaker.ProbeGrace()/2).Sub(d.now())), func() {
 		d.pauseMu.Lock()
