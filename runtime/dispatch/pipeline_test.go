@@ -492,3 +492,58 @@ func TestPausedThroughProbes(t *testing.T) {
 	}
 	waitUntil(t, "the topic to resume with no probe coming", func() bool { return !paused() })
 }
+
+// failingStatuses is the embedded store with its first fail status
+// writes failing.
+type failingStatuses struct {
+	*embedded.Store
+	fail  atomic.Int32
+	calls atomic.Int32
+}
+
+func (f *failingStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	f.calls.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("disk full")
+	}
+	return f.Store.PutDeliveries(ctx, ds)
+}
+
+// TestCountersOnceWhenWrittenAgain: a background write whose statuses fail
+// is written again, ledger entries and statuses in full; the counters,
+// sent beside them in the first write, are not added a second time.
+func TestCountersOnceWhenWrittenAgain(t *testing.T) {
+	p1 := newServer(t, false)
+	var st *failingStatuses
+	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
+		st = &failingStatuses{Store: emb}
+		st.fail.Store(2)
+		return st
+	}, partner{"p1", p1.URL})
+
+	const n = 5
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, delivery("p1", fmt.Sprintf("d%d", i), ""))
+	}
+	r.produce(recs...)
+	waitUntil(t, "the batches to be written and committed", func() bool { return r.consumedUpTo("p1") == n })
+	if c := st.calls.Load(); c < 3 {
+		t.Fatalf("%d status writes; want the two failures and a success", c)
+	}
+	for i := range n {
+		if s := r.status(fmt.Sprintf("d%d", i)); s != store.DeliveryDelivered {
+			t.Errorf("d%d: status %q; want delivered", i, s)
+		}
+	}
+	k, err := r.emb.GetSubscriptionKafka(r.ctx, "s-p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Delivered != n || p1.got.Load() != n {
+		t.Errorf("counted %d delivered, partner got %d; want %d each", k.Delivered, p1.got.Load(), n)
+	}
+	if !strings.Contains(r.logs.String(), "store write failed; retrying") {
+		t.Errorf("no retry logged:\n%s", r.logs)
+	}
+}
