@@ -365,20 +365,25 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 	return history{events: events, deliveries: deliveries, filtered: filtered}, taken, nil
 }
 
-// record writes the history of one or more published batches: events and
-// pending deliveries at once (the store commits concurrent writes
-// together), then the filtered counts. An error means it must be written
-// again; writing it twice is harmless (both are create-if-absent).
+// record writes the history of one or more published batches: events,
+// pending deliveries and filtered counts at once (the embedded store
+// commits concurrent writes in one transaction, DynamoDB takes them in
+// parallel). An error means it must be written again; writing events and
+// deliveries twice is harmless (both are create-if-absent). The counts
+// are taken out of hs as they are sent, so a write again does not count
+// them twice (a replayed batch does: the counter is a rate, not a
+// ledger).
 func (p *Processor) record(ctx context.Context, hs []history) error {
 	var events []store.Event
 	var deliveries []store.Delivery
 	filtered := map[string]int64{}
-	for _, h := range hs {
+	for i, h := range hs {
 		events = append(events, h.events...)
 		deliveries = append(deliveries, h.deliveries...)
 		for id, n := range h.filtered {
 			filtered[id] += n
 		}
+		hs[i].filtered = nil
 	}
 	var wg sync.WaitGroup
 	var eventsErr error
@@ -394,14 +399,7 @@ func (p *Processor) record(ctx context.Context, hs []history) error {
 			}
 		})
 	}
-	wg.Wait()
-	if eventsErr != nil {
-		return fmt.Errorf("record events: %w", eventsErr)
-	}
 	for id, n := range filtered {
-		// Counted once the events are written, so a retried write does
-		// not count twice; a replayed batch does (the counter is a rate,
-		// not a ledger).
 		wg.Go(func() {
 			if err := p.st.AddCounts(ctx, id, store.Counts{Filtered: n}); err != nil {
 				p.log.Warn("counting filtered events failed", "subscription_id", id, "error", err)
@@ -409,6 +407,9 @@ func (p *Processor) record(ctx context.Context, hs []history) error {
 		})
 	}
 	wg.Wait()
+	if eventsErr != nil {
+		return fmt.Errorf("record events: %w", eventsErr)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,5 +91,53 @@ func TestProcessInChunks(t *testing.T) {
 	_, taken, err := p.publish(ctx, recs)
 	if err != nil || taken != 2 {
 		t.Errorf("publish took %d records (%v), want 2 (four deliveries: the bound is reached inside the second event, which is not split)", taken, err)
+	}
+}
+
+// failingEvents is the embedded store with its first event write failing.
+type failingEvents struct {
+	*embedded.Store
+	failed bool
+}
+
+func (f *failingEvents) CreateEvents(ctx context.Context, es []store.Event) error {
+	if !f.failed {
+		f.failed = true
+		return errors.New("disk full")
+	}
+	return f.Store.CreateEvents(ctx, es)
+}
+
+// TestFilteredCountedOnceWhenWrittenAgain: a history write whose events
+// fail is written again in full; the filtered counts, sent beside them in
+// the first write, are not added a second time.
+func TestFilteredCountedOnceWhenWrittenAgain(t *testing.T) {
+	ctx := context.Background()
+	emb, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	st := &failingEvents{Store: emb}
+	p := &Processor{st: st, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	hs := []history{
+		{events: []store.Event{{ID: "e1", ExpiresAt: time.Now().Add(time.Hour)}}, filtered: map[string]int64{"s1": 2}},
+		{events: []store.Event{{ID: "e2", ExpiresAt: time.Now().Add(time.Hour)}}, filtered: map[string]int64{"s1": 1, "s2": 1}},
+	}
+	if err := p.record(ctx, hs); err == nil {
+		t.Fatal("the first write succeeded; want the event write's failure")
+	}
+	if err := p.record(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int64{"s1": 3, "s2": 1} {
+		if k, err := emb.GetSubscriptionKafka(ctx, id); err != nil || k.Filtered != want {
+			t.Errorf("%s: filtered %d (%v); want %d", id, k.Filtered, err, want)
+		}
+	}
+	for _, id := range []string{"e1", "e2"} {
+		if _, err := emb.GetEvent(ctx, id); err != nil {
+			t.Errorf("event %s: %v", id, err)
+		}
 	}
 }
