@@ -10,12 +10,13 @@ import (
 )
 
 // Pipeline writes what finished batches leave behind (history, statuses,
-// ledger entries) and commits their offsets in the background, in order,
-// so a role's poll loop fetches the next batch while the store commits the
-// last one. Without it every batch waited for a store commit (an fsync on
-// the embedded store, a round trip on DynamoDB) and the events that
-// arrived meanwhile waited with it: at 200 events/s that wait was most of
-// the end-to-end latency.
+// counters; the dispatcher's write also waits for its ledger entries,
+// which go ahead in a lane of their own) and commits their offsets in the
+// background, in order, so a role's poll loop fetches the next batch
+// while the store commits the last one. Without it every batch waited
+// for a store commit (an fsync on the embedded store, a round trip on
+// DynamoDB) and the events that arrived meanwhile waited with it: at 200
+// events/s that wait was most of the end-to-end latency.
 //
 // The guarantees the roles build on:
 //   - writes are retried until they succeed or the pipeline is closed;
@@ -33,8 +34,7 @@ import (
 // pages it touches and syncs, whatever it holds, and five milliseconds
 // cut its page writes per event by a sixth and the platform's CPU per
 // event by about 13 % (whp bench, bbolt's TxStats). What waits is off the
-// delivery path: history, statuses and ledger entries (a delivery is
-// remembered in memory until its entry is written), and offset commits.
+// delivery path: history, statuses and counters, and offset commits.
 //
 // Submit blocks while maxQueued batches wait: a store that is down stops
 // the poll loop instead of piling batches up in memory.

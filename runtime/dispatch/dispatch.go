@@ -9,16 +9,17 @@
 //
 // A delivery is skipped when the idempotency ledger says it was already
 // delivered, so a replay after a crash does not deliver twice. Ledger
-// entries and statuses are written in the background (consume.Pipeline),
-// those of deliveries that end together in one write, while further
-// deliveries go on, and offsets are committed after them; until its entry
+// entries are written in the background as soon as deliveries are made
+// (ledgerLane), statuses and counters after them, those of deliveries
+// that end together in one write (consume.Pipeline), while further
+// deliveries go on, and offsets are committed after both; until its entry
 // is written, a delivery is remembered in memory so a second record of it
 // is dropped as well. The one window left: the partner accepted the POST
-// and the process died before the ledger write (the write before it and
-// its own: milliseconds at fan-out 1, tens of milliseconds at thousands of
-// deliveries a second — docs/reliability.md); the delivery is then made
-// again. Partners dedupe on webhook-id, which is the delivery id and is
-// the same on every attempt.
+// and the process died before the ledger write (a few milliseconds; at
+// thousands of deliveries a second on the embedded store ≈ 10 —
+// docs/reliability.md); the delivery is then made again. Partners dedupe
+// on webhook-id, which is the delivery id and is the same on every
+// attempt.
 package dispatch
 
 import (
@@ -193,6 +194,9 @@ type Dispatcher struct {
 	// commits their offsets (nil when built by NewBatch).
 	pipe   *consume.Pipeline[batchWrites]
 	stream *stream // Run's state (nil when built by NewBatch)
+	// ledger writes the ledger entries of Run's deliveries ahead of their
+	// statuses (nil when built by NewBatch).
+	ledger *ledgerLane
 	// unwritten holds the ids of deliveries made whose ledger entry is
 	// still on its way to the store.
 	unwritten sync.Map
@@ -246,6 +250,7 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
 	if d.consuming {
+		d.ledger = newLedgerLane(st.PutLedger, d.forget, log.With("stage", "ledger"))
 		d.pipe = consume.NewPipeline(d.writeBatches, func(ctx context.Context, recs []*kgo.Record) error {
 			return d.cl.CommitRecords(ctx, recs...)
 		}, log.With("stage", "statuses"))
@@ -286,7 +291,8 @@ const closeTimeout = 15 * time.Second
 func (d *Dispatcher) closePipe() {
 	if d.pipe != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		d.pipe.Close(ctx)
+		d.pipe.Close(ctx) // its writes wait for the ledger lane, still running
+		d.ledger.close(ctx)
 		cancel()
 	}
 }
@@ -643,8 +649,11 @@ func (d *Dispatcher) prepared(ctx context.Context, sub store.Subscription) (requ
 // batchWrites is what a batch leaves to write.
 type batchWrites struct {
 	statuses []store.Delivery
-	ledger   []store.Idempotency
+	ledger   []store.Idempotency // Deliver's; Run's go through the ledger lane
 	counts   map[string]store.Counts
+	// ledgerUpTo is the ledger lane's mark when the batch was handed over:
+	// its write is done once the lane has written that far.
+	ledgerUpTo uint64
 }
 
 // count adds to a subscription's counters: to ctx's collector when it
@@ -661,14 +670,18 @@ func (d *Dispatcher) count(ctx context.Context, log *slog.Logger, subscriptionID
 	}
 }
 
-// delivered records in the ledger that msg was delivered: with ctx's
-// collector when it carries one (remembered in memory until written),
-// else at once.
+// delivered records in the ledger that msg was delivered: when ctx
+// carries a collector, through the ledger lane (Run) or with the batch's
+// statuses (Deliver), remembered in memory until written; else at once.
 func (d *Dispatcher) delivered(ctx context.Context, log *slog.Logger, msg envelope.Delivery) {
 	now := d.now()
 	rec := store.Idempotency{Key: ledgerKey(msg.EventID, msg.ID), Value: []byte(msg.EventID), CreatedAt: now, ExpiresAt: now.Add(d.cfg.LedgerTTL)}
 	if p := collectorOf(ctx); p != nil {
 		d.unwritten.Store(msg.ID, struct{}{})
+		if d.ledger != nil {
+			d.ledger.add(rec)
+			return
+		}
 		p.mu.Lock()
 		p.ledger = append(p.ledger, rec)
 		p.mu.Unlock()
@@ -728,10 +741,22 @@ func (d *Dispatcher) writeBatches(ctx context.Context, ws []batchWrites) error {
 	if err := errors.Join(ledgerErr, statusErr); err != nil {
 		return err
 	}
-	for _, rec := range ledger {
-		d.unwritten.Delete(rec.Key[strings.LastIndexByte(rec.Key, '#')+1:])
+	d.forget(ledger)
+	if d.ledger != nil {
+		var upTo uint64
+		for _, w := range ws {
+			upTo = max(upTo, w.ledgerUpTo)
+		}
+		return d.ledger.wait(ctx, upTo)
 	}
 	return nil
+}
+
+// forget drops written ledger entries' deliveries from d.unwritten.
+func (d *Dispatcher) forget(recs []store.Idempotency) {
+	for _, rec := range recs {
+		d.unwritten.Delete(rec.Key[strings.LastIndexByte(rec.Key, '#')+1:])
+	}
 }
 
 // byKey groups records by topic and key, keeping their order, groups in
@@ -856,7 +881,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		log.Warn("ledger or status store unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
 	case state.Delivered, state.Found && state.Status.Status == store.DeliveryDelivered:
-		// The status says so too: it is written with the ledger entry,
+		// The status says so too: it is written after the ledger entry,
 		// and answers for entries under an earlier form of the key.
 		log.Info("duplicate delivery dropped: already delivered")
 		return store.Delivery{}, skip

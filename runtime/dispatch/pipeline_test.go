@@ -547,3 +547,65 @@ func TestCountersOnceWhenWrittenAgain(t *testing.T) {
 		t.Errorf("no retry logged:\n%s", r.logs)
 	}
 }
+
+// heldStatuses is the embedded store with its status writes held until
+// release is closed.
+type heldStatuses struct {
+	*embedded.Store
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (h *heldStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	h.calls.Add(1)
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.Store.PutDeliveries(ctx, ds)
+}
+
+// TestLedgerAheadOfStatuses: a delivery's ledger entry is written while
+// the statuses of the deliveries before it are still being written — it
+// does not wait its turn behind them (the delivery window) — and no
+// offset is committed before the statuses are written too.
+func TestLedgerAheadOfStatuses(t *testing.T) {
+	p1 := newServer(t, false)
+	var held *heldStatuses
+	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
+		held = &heldStatuses{Store: emb, release: make(chan struct{})}
+		return held
+	}, partner{"p1", p1.URL})
+	defer func() {
+		select {
+		case <-held.release:
+		default:
+			close(held.release)
+		}
+	}()
+
+	r.produce(delivery("p1", "d1", ""))
+	waitUntil(t, "d1's status write to be under way", func() bool { return held.calls.Load() >= 1 })
+	r.produce(delivery("p1", "d2", ""))
+	waitUntil(t, "d2's ledger entry, written while d1's status is held", func() bool {
+		_, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-d2", "d2"))
+		return err == nil
+	})
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-d1", "d1")); err != nil {
+		t.Errorf("d1's ledger entry: %v", err)
+	}
+	if off := r.consumedUpTo("p1"); off != 0 {
+		t.Fatalf("committed offset %d while the statuses are unwritten", off)
+	}
+	if st := r.status("d2"); st == store.DeliveryDelivered {
+		t.Fatalf("d2's status written while its write was held")
+	}
+	close(held.release)
+	waitUntil(t, "the statuses to be written and the offsets committed", func() bool { return r.consumedUpTo("p1") == 2 })
+	for _, id := range []string{"d1", "d2"} {
+		if st := r.status(id); st != store.DeliveryDelivered {
+			t.Errorf("%s: status %q; want delivered", id, st)
+		}
+	}
+}

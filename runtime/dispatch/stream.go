@@ -97,7 +97,10 @@ type stream struct {
 	chains  sync.WaitGroup
 	flusher sync.WaitGroup
 	flushMu sync.Mutex // one flush at a time (the flusher, a revocation)
-	done    chan struct{}
+	// ledgerHanded is the ledger lane's mark last handed to the pipeline
+	// (flushMu held).
+	ledgerHanded uint64
+	done         chan struct{}
 
 	mu      sync.Mutex
 	cond    *sync.Cond // tracked shrank, or a partition's in-flight count fell
@@ -378,7 +381,11 @@ func (s *stream) flush() {
 	s.nReady = 0
 	s.mu.Unlock()
 	w := s.col.take()
-	if len(recs) > 0 || !w.empty() {
+	// Taken after the statuses: the entries of their deliveries, added
+	// before each status, are below it.
+	w.ledgerUpTo = s.d.ledger.mark()
+	if len(recs) > 0 || !w.empty() || w.ledgerUpTo > s.ledgerHanded {
+		s.ledgerHanded = w.ledgerUpTo
 		s.d.pipe.Submit(w, recs)
 	}
 	if n > 0 {
