@@ -3,6 +3,7 @@ package consume
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -202,20 +203,28 @@ func (p *Pipeline[T]) lingerLocked() {
 // writeAll writes items, retrying with backoff until it succeeds (true) or
 // the pipeline gives up (false).
 func (p *Pipeline[T]) writeAll(items []T) bool {
+	return Retry(p.ctx, p.log, "store write", func(ctx context.Context) error { return p.write(ctx, items) }, "batches", len(items))
+}
+
+// Retry calls write until it succeeds (true) or ctx ends (false): after a
+// failure it waits writeBackoff, doubling up to maxWriteBackoff. Each
+// failure is logged as "{what} failed; retrying", and a success after
+// failures as "{what}s resumed", with attrs.
+func Retry(ctx context.Context, log *slog.Logger, what string, write func(context.Context) error, attrs ...any) bool {
 	wait := writeBackoff
 	for attempt := 1; ; attempt++ {
-		err := p.write(p.ctx, items)
+		err := write(ctx)
 		if err == nil {
 			if attempt > 1 {
-				p.log.Info("store writes resumed", "batches", len(items), "attempts", attempt)
+				log.Info(what+"s resumed", append(slices.Clip(attrs), "attempts", attempt)...)
 			}
 			return true
 		}
-		if p.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return false
 		}
-		p.log.Warn("store write failed; retrying", "batches", len(items), "attempt", attempt, "retry_in", wait.String(), "error", err)
-		if !Pause(p.ctx, wait) {
+		log.Warn(what+" failed; retrying", append(slices.Clip(attrs), "attempt", attempt, "retry_in", wait.String(), "error", err)...)
+		if !Pause(ctx, wait) {
 			return false
 		}
 		wait = min(wait*2, maxWriteBackoff)

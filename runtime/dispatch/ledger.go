@@ -140,7 +140,9 @@ func (l *ledgerLane) run() {
 		if len(recs) == 0 {
 			return // closing, and nothing left
 		}
-		if !l.writeAll(recs) {
+		// Written again with backoff while the store fails, until it
+		// succeeds or the lane is closed.
+		if !consume.Retry(l.ctx, l.log, "ledger write", func(ctx context.Context) error { return l.put(ctx, recs) }, "entries", len(recs)) {
 			return
 		}
 		l.written(recs)
@@ -151,37 +153,9 @@ func (l *ledgerLane) run() {
 	}
 }
 
-// writeAll writes recs, again and again with backoff while the store
-// fails, until it succeeds (true) or the lane is closed (false).
-func (l *ledgerLane) writeAll(recs []store.Idempotency) bool {
-	wait := ledgerBackoff
-	for attempt := 1; ; attempt++ {
-		err := l.put(l.ctx, recs)
-		if err == nil {
-			if attempt > 1 {
-				l.log.Info("ledger writes resumed", "entries", len(recs), "attempts", attempt)
-			}
-			return true
-		}
-		if l.ctx.Err() != nil {
-			return false
-		}
-		l.log.Warn("ledger write failed; retrying", "entries", len(recs), "attempt", attempt, "retry_in", wait.String(), "error", err)
-		if !consume.Pause(l.ctx, wait) {
-			return false
-		}
-		wait = min(wait*2, maxLedgerBackoff)
-	}
-}
-
-const (
-	// ledgerLinger is how long a write waits for more entries to join it
-	// once one is there: on the embedded store a write is a commit (an
-	// fsync), and at fan-out 16 writing at once made ≈ 2,700 commits in a
-	// run where waiting 2 ms made ≈ 1,400, for ≈ 8 % more CPU per event
-	// (whp bench; the window's p50 ≈ 4.5 ms against ≈ 9; 5 ms: ≈ 16).
-	ledgerLinger = 2 * time.Millisecond
-	// The lane's backoff while the store fails: as the pipeline's.
-	ledgerBackoff    = 100 * time.Millisecond
-	maxLedgerBackoff = 5 * time.Second
-)
+// ledgerLinger is how long a write waits for more entries to join it once
+// one is there: on the embedded store a write is a commit (an fsync), and
+// at fan-out 16 writing at once made ≈ 2,700 commits in a run where
+// waiting 2 ms made ≈ 1,400, for ≈ 8 % more CPU per event (whp bench;
+// the window's p50 ≈ 4.5 ms against ≈ 9; 5 ms: ≈ 16).
+const ledgerLinger = 2 * time.Millisecond

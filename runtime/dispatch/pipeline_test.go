@@ -181,22 +181,48 @@ func newServer(t *testing.T, hold bool) *server {
 	return s
 }
 
-// heldLedger is the embedded store with its batch ledger writes held
-// until release is closed.
-type heldLedger struct {
-	*embedded.Store
+// writeGate holds the writes that pass it until release is closed.
+type writeGate struct {
 	release chan struct{}
 	calls   atomic.Int32
 }
 
-func (h *heldLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
-	h.calls.Add(1)
+func newWriteGate() writeGate { return writeGate{release: make(chan struct{})} }
+
+func (g *writeGate) pass(ctx context.Context) error {
+	g.calls.Add(1)
 	select {
-	case <-h.release:
+	case <-g.release:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// heldLedger is the embedded store with its ledger writes held.
+type heldLedger struct {
+	*embedded.Store
+	writeGate
+}
+
+func (h *heldLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	if err := h.pass(ctx); err != nil {
+		return err
+	}
 	return h.Store.PutLedger(ctx, recs)
+}
+
+// heldStatuses is the embedded store with its status writes held.
+type heldStatuses struct {
+	*embedded.Store
+	writeGate
+}
+
+func (h *heldStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	if err := h.pass(ctx); err != nil {
+		return err
+	}
+	return h.Store.PutDeliveries(ctx, ds)
 }
 
 type staticSecrets struct{}
@@ -243,7 +269,7 @@ func TestDuplicateWhileLedgerUnwritten(t *testing.T) {
 	p1 := newServer(t, false)
 	var held *heldLedger
 	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
-		held = &heldLedger{Store: emb, release: make(chan struct{})}
+		held = &heldLedger{Store: emb, writeGate: newWriteGate()}
 		return held
 	}, partner{"p1", p1.URL})
 
@@ -548,24 +574,6 @@ func TestCountersOnceWhenWrittenAgain(t *testing.T) {
 	}
 }
 
-// heldStatuses is the embedded store with its status writes held until
-// release is closed.
-type heldStatuses struct {
-	*embedded.Store
-	release chan struct{}
-	calls   atomic.Int32
-}
-
-func (h *heldStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
-	h.calls.Add(1)
-	select {
-	case <-h.release:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return h.Store.PutDeliveries(ctx, ds)
-}
-
 // TestLedgerAheadOfStatuses: a delivery's ledger entry is written while
 // the statuses of the deliveries before it are still being written — it
 // does not wait its turn behind them (the delivery window) — and no
@@ -574,7 +582,7 @@ func TestLedgerAheadOfStatuses(t *testing.T) {
 	p1 := newServer(t, false)
 	var held *heldStatuses
 	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
-		held = &heldStatuses{Store: emb, release: make(chan struct{})}
+		held = &heldStatuses{Store: emb, writeGate: newWriteGate()}
 		return held
 	}, partner{"p1", p1.URL})
 	defer func() {
