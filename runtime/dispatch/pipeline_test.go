@@ -617,3 +617,58 @@ func TestLedgerAheadOfStatuses(t *testing.T) {
 		}
 	}
 }
+
+// failingLedger is the embedded store with its first fail ledger writes
+// failing.
+type failingLedger struct {
+	*embedded.Store
+	fail atomic.Int32
+}
+
+func (f *failingLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("throttled")
+	}
+	return f.Store.PutLedger(ctx, recs)
+}
+
+// TestLedgerWritesFailing: while the ledger's writes fail, deliveries go
+// on, nothing is committed past an unwritten entry, and once the writes
+// succeed every entry, status and offset is written — each delivery made
+// once.
+func TestLedgerWritesFailing(t *testing.T) {
+	p1 := newServer(t, false)
+	var st *failingLedger
+	r := newRig(t, Config{}, func(emb *embedded.Store) Store {
+		st = &failingLedger{Store: emb}
+		st.fail.Store(3)
+		return st
+	}, partner{"p1", p1.URL})
+
+	const n = 5
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, delivery("p1", fmt.Sprintf("d%d", i), ""))
+	}
+	r.produce(recs...)
+	waitUntil(t, "a ledger write to fail", func() bool { return strings.Contains(r.logs.String(), "ledger write failed; retrying") })
+	// Read in this order, an offset committed before the entries were
+	// written is caught however long the retries take.
+	off := r.consumedUpTo("p1")
+	if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-d0", "d0")); errors.Is(err, store.ErrNotFound) && off != 0 {
+		t.Fatalf("offset %d committed while the ledger entries are unwritten", off)
+	}
+	waitUntil(t, "every offset committed", func() bool { return r.consumedUpTo("p1") == n })
+	for i := range n {
+		id := fmt.Sprintf("d%d", i)
+		if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-"+id, id)); err != nil {
+			t.Errorf("%s: ledger entry: %v", id, err)
+		}
+		if s := r.status(id); s != store.DeliveryDelivered {
+			t.Errorf("%s: status %q; want delivered", id, s)
+		}
+	}
+	if got := p1.got.Load(); got != n {
+		t.Errorf("partner got %d requests; want %d", got, n)
+	}
+}
