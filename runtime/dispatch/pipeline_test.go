@@ -519,20 +519,57 @@ func TestPausedThroughProbes(t *testing.T) {
 	waitUntil(t, "the topic to resume with no probe coming", func() bool { return !paused() })
 }
 
-// failingStatuses is the embedded store with its first fail status
-// writes failing.
-type failingStatuses struct {
-	*embedded.Store
+// failures fails the first fail writes that go through it.
+type failures struct {
 	fail  atomic.Int32
 	calls atomic.Int32
 }
 
-func (f *failingStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+func (f *failures) next() error {
 	f.calls.Add(1)
 	if f.fail.Add(-1) >= 0 {
 		return errors.New("disk full")
 	}
+	return nil
+}
+
+// failingStatuses is the embedded store with its first status writes
+// failing.
+type failingStatuses struct {
+	*embedded.Store
+	failures
+}
+
+func (f *failingStatuses) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	if err := f.next(); err != nil {
+		return err
+	}
 	return f.Store.PutDeliveries(ctx, ds)
+}
+
+// failingLedger is the embedded store with its first ledger writes
+// failing.
+type failingLedger struct {
+	*embedded.Store
+	failures
+}
+
+func (f *failingLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	if err := f.next(); err != nil {
+		return err
+	}
+	return f.Store.PutLedger(ctx, recs)
+}
+
+// produceDeliveries produces deliveries d0…d{n-1} to partner, in one
+// produce.
+func (r *rig) produceDeliveries(partner string, n int) {
+	r.t.Helper()
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, delivery(partner, fmt.Sprintf("d%d", i), ""))
+	}
+	r.produce(recs...)
 }
 
 // TestCountersOnceWhenWrittenAgain: a background write whose statuses fail
@@ -548,11 +585,7 @@ func TestCountersOnceWhenWrittenAgain(t *testing.T) {
 	}, partner{"p1", p1.URL})
 
 	const n = 5
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, delivery("p1", fmt.Sprintf("d%d", i), ""))
-	}
-	r.produce(recs...)
+	r.produceDeliveries("p1", n)
 	waitUntil(t, "the batches to be written and committed", func() bool { return r.consumedUpTo("p1") == n })
 	if c := st.calls.Load(); c < 3 {
 		t.Fatalf("%d status writes; want the two failures and a success", c)
@@ -618,20 +651,6 @@ func TestLedgerAheadOfStatuses(t *testing.T) {
 	}
 }
 
-// failingLedger is the embedded store with its first fail ledger writes
-// failing.
-type failingLedger struct {
-	*embedded.Store
-	fail atomic.Int32
-}
-
-func (f *failingLedger) PutLedger(ctx context.Context, recs []store.Idempotency) error {
-	if f.fail.Add(-1) >= 0 {
-		return errors.New("throttled")
-	}
-	return f.Store.PutLedger(ctx, recs)
-}
-
 // TestLedgerWritesFailing: while the ledger's writes fail, deliveries go
 // on, nothing is committed past an unwritten entry, and once the writes
 // succeed every entry, status and offset is written — each delivery made
@@ -646,11 +665,7 @@ func TestLedgerWritesFailing(t *testing.T) {
 	}, partner{"p1", p1.URL})
 
 	const n = 5
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, delivery("p1", fmt.Sprintf("d%d", i), ""))
-	}
-	r.produce(recs...)
+	r.produceDeliveries("p1", n)
 	waitUntil(t, "a ledger write to fail", func() bool { return strings.Contains(r.logs.String(), "ledger write failed; retrying") })
 	// Read in this order, an offset committed before the entries were
 	// written is caught however long the retries take.
