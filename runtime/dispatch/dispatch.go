@@ -530,10 +530,9 @@ func (d *Dispatcher) deliverRecord(ctx context.Context, r *kgo.Record) result {
 		d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
 		return skip
 	}
-	rctx, span := d.cfg.Tracing.Process(ctx, r)
-	defer span.End()
-	span.SetAttributes(attribute.String("whp.event_id", msg.EventID), attribute.String("whp.delivery_id", msg.ID),
+	rctx, span := d.cfg.Tracing.Process(ctx, r, attribute.String("whp.event_id", msg.EventID), attribute.String("whp.delivery_id", msg.ID),
 		attribute.String("whp.partner_id", msg.PartnerID))
+	defer span.End()
 	st, res := d.run(rctx, msg, 1, r)
 	d.record(rctx, msg, st, res)
 	if res == write {

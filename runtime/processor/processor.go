@@ -295,8 +295,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 			continue
 		}
 		schemaID := catalog.SchemaID(ev.Domain, ev.Event, ev.Version)
-		rctx, span := p.cfg.Tracing.Process(ctx, r)
-		span.SetAttributes(attribute.String("whp.event_id", ev.ID), attribute.String("whp.schema_id", schemaID))
+		rctx, span := p.cfg.Tracing.Process(ctx, r, attribute.String("whp.event_id", ev.ID), attribute.String("whp.schema_id", schemaID))
 		spans = append(spans, span)
 		all, ok := subsBySchema[schemaID]
 		if !ok {

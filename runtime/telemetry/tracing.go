@@ -186,8 +186,8 @@ func setHeader(r *kgo.Record, key string, value []byte) {
 // record carries (its context's span if it has one, else its headers'
 // traceparent: its publish span), in ctx so that cancellation still
 // follows the caller. Records produced with the returned context carry the
-// trace on.
-func (t *Tracing) Process(ctx context.Context, r *kgo.Record) (context.Context, trace.Span) {
+// trace on. The span has the messaging attributes and attrs.
+func (t *Tracing) Process(ctx context.Context, r *kgo.Record, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	if t == nil {
 		return ctx, trace.SpanFromContext(nil)
 	}
@@ -195,9 +195,12 @@ func (t *Tracing) Process(ctx context.Context, r *kgo.Record) (context.Context, 
 	if parent == nil || !trace.SpanContextFromContext(parent).IsValid() {
 		parent = t.prop.Extract(context.Background(), kotel.NewRecordCarrier(r))
 	}
-	_, span := t.tracer.Start(parent, r.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", r.Topic),
-			attribute.Int("messaging.destination.partition.id", int(r.Partition)), attribute.Int64("messaging.kafka.offset", r.Offset)))
+	// One slice for all, given at start: set after it, they grow the
+	// span's own — two allocations more a span.
+	all := append(make([]attribute.KeyValue, 0, 4+len(attrs)), attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.destination.name", r.Topic), attribute.Int("messaging.destination.partition.id", int(r.Partition)),
+		attribute.Int64("messaging.kafka.offset", r.Offset))
+	_, span := t.tracer.Start(parent, r.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(append(all, attrs...)...))
 	return trace.ContextWithSpan(ctx, span), span
 }
 

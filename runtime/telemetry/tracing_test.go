@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -16,8 +17,9 @@ import (
 // context, with its partition and offset, and exactly one traceparent
 // header naming that span — the same value the W3C propagator writes,
 // replacing one the record already carried. The consumer's process span
-// continues the trace from the header. A record whose trace is not
-// sampled carries the unsampled traceparent and records no span.
+// continues the trace from the header, with the messaging attributes and
+// the caller's. A record whose trace is not sampled carries the unsampled
+// traceparent and records no span.
 func TestPublishSpan(t *testing.T) {
 	ctx := context.Background()
 	const topic = "wh.ingress.shop.order.created"
@@ -70,7 +72,7 @@ func TestPublishSpan(t *testing.T) {
 	}
 	got := fs.Records()[0]
 	got.Context = nil // as fetched in another process
-	_, process := tr.Process(ctx, got)
+	_, process := tr.Process(ctx, got, attribute.String("whp.event_id", "e1"))
 	process.End()
 
 	spans := tr.Spans.Trace(publish.TraceID().String())
@@ -90,6 +92,12 @@ func TestPublishSpan(t *testing.T) {
 	}
 	if proc.ParentID != pub.SpanID {
 		t.Errorf("process span %+v is not a child of the publish span %s", proc, pub.SpanID)
+	}
+	for k, v := range map[string]string{"messaging.system": "kafka", "messaging.destination.name": topic,
+		"messaging.destination.partition.id": "0", "messaging.kafka.offset": "0", "whp.event_id": "e1"} {
+		if proc.Attributes[k] != v {
+			t.Errorf("process span %s = %q, want %q", k, proc.Attributes[k], v)
+		}
 	}
 
 	// Not sampled: the decision travels, nothing is recorded.
