@@ -27,7 +27,7 @@ func BenchmarkWriteBatches(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { emb.Close() })
-	d := &Dispatcher{st: emb, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := &Dispatcher{st: emb, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
 	const batches, fanout = 8, 16
 	now := time.Now()
 	n := 0

@@ -250,7 +250,7 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 	d.breaker.OnChange = d.breakerChanged
 	d.breaker.OnLongFailure = d.partnerFailingLong
 	if d.consuming {
-		d.ledger = newLedgerLane(st.PutLedger, d.forget, log.With("stage", "ledger"))
+		d.ledger = newLedgerLane(st.PutLedger, d.ledgerWritten, log.With("stage", "ledger"))
 		d.pipe = consume.NewPipeline(d.writeBatches, func(ctx context.Context, recs []*kgo.Record) error {
 			return d.cl.CommitRecords(ctx, recs...)
 		}, log.With("stage", "statuses"))
@@ -688,7 +688,9 @@ func (d *Dispatcher) delivered(ctx context.Context, log *slog.Logger, msg envelo
 	}
 	if err := d.st.PutIdempotency(ctx, rec); err != nil {
 		log.Warn("ledger write failed after delivery; a replay could deliver it again", "error", err)
+		return
 	}
+	d.cfg.Metrics.LedgerLag(ctx, d.now().Sub(now))
 }
 
 // ledgerKey is a delivery's key in the ledger. The event ID (a UUIDv7,
@@ -741,7 +743,7 @@ func (d *Dispatcher) writeBatches(ctx context.Context, ws []batchWrites) error {
 	if err := errors.Join(ledgerErr, statusErr); err != nil {
 		return err
 	}
-	d.forget(ledger)
+	d.ledgerWritten(ledger)
 	if d.ledger != nil {
 		var upTo uint64
 		for _, w := range ws {
@@ -752,10 +754,14 @@ func (d *Dispatcher) writeBatches(ctx context.Context, ws []batchWrites) error {
 	return nil
 }
 
-// forget drops written ledger entries' deliveries from d.unwritten.
-func (d *Dispatcher) forget(recs []store.Idempotency) {
+// ledgerWritten drops written ledger entries' deliveries from
+// d.unwritten, and records how long after the partner's answer (the
+// entry's CreatedAt) each was written: the delivery window.
+func (d *Dispatcher) ledgerWritten(recs []store.Idempotency) {
+	now := d.now()
 	for _, rec := range recs {
 		d.unwritten.Delete(rec.Key[strings.LastIndexByte(rec.Key, '#')+1:])
+		d.cfg.Metrics.LedgerLag(context.Background(), now.Sub(rec.CreatedAt))
 	}
 }
 

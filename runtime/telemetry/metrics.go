@@ -32,6 +32,7 @@ type Metrics struct {
 	attemptDuration metric.Float64Histogram
 	retries         metric.Int64Counter
 	endToEnd        metric.Float64Histogram
+	ledgerLag       metric.Float64Histogram
 	reconciles      metric.Int64Counter
 
 	// Attribute sets of the measurements made for every event, built
@@ -141,6 +142,11 @@ func newMetrics(meter metric.Meter, slo *SLO) (*Metrics, error) {
 		metric.WithExplicitBucketBoundaries(secondsBuckets...)); err != nil {
 		return nil, err
 	}
+	if m.ledgerLag, err = meter.Float64Histogram("whp.delivery.ledger.lag", metric.WithUnit("s"),
+		metric.WithDescription("Time from a partner's 2xx to the delivery's ledger entry being written: the window in which a crash has the delivery made again."),
+		metric.WithExplicitBucketBoundaries(secondsBuckets...)); err != nil {
+		return nil, err
+	}
 	if m.reconciles, err = meter.Int64Counter("whp.reconcile.runs", metric.WithUnit("{run}"),
 		metric.WithDescription("Reconcile runs, by result (applied, invalid, failed).")); err != nil {
 		return nil, err
@@ -209,6 +215,15 @@ func (m *Metrics) Delivery(ctx context.Context, partner, outcome string, accepte
 	case OutcomeDeadLettered:
 		m.slo.Finished(false, 0)
 	}
+}
+
+// LedgerLag records how long a delivered delivery's ledger entry took to
+// be written after the partner's answer.
+func (m *Metrics) LedgerLag(ctx context.Context, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ledgerLag.Record(ctx, max(d, 0).Seconds())
 }
 
 // Reconcile records a reconcile run's result.
