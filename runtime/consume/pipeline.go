@@ -107,25 +107,33 @@ func (p *Pipeline[T]) Submit(item T, recs []*kgo.Record) {
 
 // Drain waits until every batch submitted so far is written, or ctx ends.
 func (p *Pipeline[T]) Drain(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	want := p.submitted
-	for p.written < want && ctx.Err() == nil && p.ctx.Err() == nil {
-		p.cond.Wait()
+	return Await(ctx, p.ctx, p.cond, func() bool { return p.written >= want })
+}
+
+// Await waits on cond, whose lock the caller holds, until done reports
+// true (nil), or ctx ends (its error), or own — the context of what is
+// waited on — ends first (own's error).
+func Await(ctx, own context.Context, cond *sync.Cond, done func() bool) error {
+	stop := context.AfterFunc(ctx, func() {
+		cond.L.Lock()
+		cond.Broadcast()
+		cond.L.Unlock()
+	})
+	defer stop()
+	for !done() && ctx.Err() == nil && own.Err() == nil {
+		cond.Wait()
 	}
-	if p.written < want {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return p.ctx.Err()
+	switch {
+	case done():
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return own.Err()
 	}
-	return nil
 }
 
 // Close writes and commits what was submitted, giving up when ctx ends

@@ -81,25 +81,9 @@ func (l *ledgerLane) mark() uint64 {
 // wait blocks until the first upTo entries are written, or ctx ends, or
 // the lane was closed before it could write them.
 func (l *ledgerLane) wait(ctx context.Context, upTo uint64) error {
-	stop := context.AfterFunc(ctx, func() {
-		l.mu.Lock()
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	})
-	defer stop()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.stored < upTo && ctx.Err() == nil && l.ctx.Err() == nil {
-		l.cond.Wait()
-	}
-	switch {
-	case l.stored >= upTo:
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	default:
-		return l.ctx.Err()
-	}
+	return consume.Await(ctx, l.ctx, l.cond, func() bool { return l.stored >= upTo })
 }
 
 // close writes what was handed over, giving up when ctx ends (those
