@@ -760,8 +760,8 @@ func crash(ctx context.Context, cfg Config, platform **process, receiverURL stri
 		killed <- nil
 	})
 	sent, refused, _, err := openLoop(ctx, func() string { return *url.Load() }, cfg, cfg.Crash, "c", "crash")
-	if err := <-killed; err != nil {
-		return nil, err
+	if restartErr := <-killed; restartErr != nil {
+		return nil, restartErr
 	}
 	if err != nil {
 		return nil, err
