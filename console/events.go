@@ -211,7 +211,7 @@ func (s *Server) loadEvent(w http.ResponseWriter, r *http.Request, ss session, p
 			return eventModel{}, false
 		}
 		// A partner sees its own deliveries, not whom else the event went to.
-		ev.Routing = nil
+		ev.Routing, ev.RoutingOmitted = nil, 0
 		ev.Data = nil
 	}
 	m := eventModel{Event: ev, Deliveries: ds}

@@ -166,9 +166,17 @@ type Event struct {
 	TraceID string `json:"trace_id,omitempty"`
 	// Data is the event's data; nil when its schema contains_sensitive.
 	Data []byte `json:"data,omitempty"`
-	// Routing is the decision for each subscription of the schema.
-	Routing   []Route   `json:"routing,omitempty"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"` // TTL
+	// Routing is the decision for each subscription of the schema that
+	// took the event, and for those that did not, up to a bound: every
+	// one when the schema has few subscriptions, the ones the event was
+	// addressed to when it has many (RoutingOmitted counts the rest).
+	Routing []Route `json:"routing,omitempty"`
+	// RoutingOmitted counts the subscriptions of the schema that did not
+	// take the event and are not in Routing: those whose filter's key
+	// names another value (another tenant's subscriptions), and refusals
+	// past the bound (runtime/processor's routingListed).
+	RoutingOmitted int       `json:"routing_omitted,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"` // TTL
 }
 
 // Delivery statuses (DESIGN.md, public interface).

@@ -48,6 +48,90 @@ func Compile(raw []byte) (*Filter, error) {
 // Match reports whether ev passes, and when it does not, why.
 func (f *Filter) Match(ev Event) (bool, string) { return f.root.match(ev) }
 
+// Key is a condition every event a filter passes meets: its field at Path
+// equals one of Values. A router looks a subscription up by the event's
+// value at Path (Key.Of) instead of evaluating its filter on every event:
+// with a subscription per tenant, each event is one lookup, not a filter
+// per tenant. Values are canonical: equal values (1 and 1.0) are one
+// string, unequal ones differ.
+type Key struct {
+	Path   string
+	Values []string
+	at     predicate
+}
+
+// Key returns the filter's key, if it has one: its eq or in predicate on
+// a scalar (a string, number, boolean or null), or the first such among
+// the members of its top-level and. An or or not has none: the events it
+// passes share no one value.
+func (f *Filter) Key() (Key, bool) {
+	nodes := []node{f.root}
+	if a, ok := f.root.(and); ok {
+		nodes = a
+	}
+	for _, n := range nodes {
+		if k, ok := keyOf(n); ok {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+func keyOf(n node) (Key, bool) {
+	p, ok := n.(predicate)
+	if !ok {
+		return Key{}, false
+	}
+	var values []any
+	switch p.op {
+	case "eq":
+		values = []any{p.value}
+	case "in":
+		values = p.value.([]any)
+	default:
+		return Key{}, false
+	}
+	k := Key{Path: p.path, at: p}
+	for _, v := range values {
+		c, ok := canonical(v)
+		if !ok {
+			return Key{}, false
+		}
+		k.Values = append(k.Values, c)
+	}
+	return k, true
+}
+
+// Of is ev's value at the key's path, canonical as Values are; false if
+// the field is absent or not a scalar (no key value can equal it).
+func (k Key) Of(ev Event) (string, bool) {
+	v, ok := k.at.field(ev)
+	if !ok {
+		return "", false
+	}
+	return canonical(v)
+}
+
+// canonical is a scalar JSON value as a string that equal values share
+// (numbers by value), with its kind first so that "1" and 1 differ.
+func canonical(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return "s" + x, true
+	case bool:
+		if x {
+			return "t", true
+		}
+		return "f", true
+	case nil:
+		return "z", true
+	}
+	if r, ok := rat(v); ok {
+		return "n" + r.RatString(), true
+	}
+	return "", false
+}
+
 func compile(x any, at string) (node, error) {
 	m, ok := x.(map[string]any)
 	if !ok {
@@ -302,6 +386,10 @@ func rat(v any) (*big.Rat, bool) {
 
 // equal compares JSON values; numbers by value (1 equals 1.0).
 func equal(a, b any) bool {
+	if sa, ok := a.(string); ok {
+		sb, ok := b.(string)
+		return ok && sa == sb
+	}
 	if ra, ok := rat(a); ok {
 		rb, ok := rat(b)
 		return ok && ra.Cmp(rb) == 0

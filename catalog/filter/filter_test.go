@@ -3,6 +3,7 @@ package filter_test
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,5 +107,56 @@ func TestExampleCatalogFilter(t *testing.T) {
 		if ok, why := f.Match(event(t, data)); ok != want {
 			t.Errorf("%s: %v (%s), want %v", data, ok, why, want)
 		}
+	}
+}
+
+// A filter's key is the eq or in every event it passes meets; Key.Of
+// reads an event's value in the same canonical form, so that a router's
+// lookup agrees with Match: an event whose value is not among the key's
+// values is one Match refuses.
+func TestKey(t *testing.T) {
+	ev := event(t, `{"amount":129.5,"currency":"EUR","tenant":"t7","n":3,"ok":true,"none":null,"customer":{"tier":"gold"},"code":"3"}`)
+	for _, tc := range []struct {
+		name, filter string
+		path         string // "" for no key
+		values       int
+		of           bool // the event's value is among the key's
+	}{
+		{"eq", `{"path":"data.tenant","eq":"t7"}`, "data.tenant", 1, true},
+		{"eq another", `{"path":"data.tenant","eq":"t8"}`, "data.tenant", 1, false},
+		{"eq number by value", `{"path":"data.n","eq":3.0}`, "data.n", 1, true},
+		{"a string is not a number", `{"path":"data.code","eq":3}`, "data.code", 1, false},
+		{"eq bool", `{"path":"data.ok","eq":true}`, "data.ok", 1, true},
+		{"eq null", `{"path":"data.none","eq":null}`, "data.none", 1, true},
+		{"in", `{"path":"data.customer.tier","in":["silver","gold"]}`, "data.customer.tier", 2, true},
+		{"and: its first eq", `{"and":[{"path":"data.amount","gte":100},{"path":"data.currency","eq":"EUR"},{"path":"data.tenant","eq":"t7"}]}`, "data.currency", 1, true},
+		{"envelope", `{"path":"version","eq":"2"}`, "version", 1, true},
+		{"or has none", `{"or":[{"path":"data.tenant","eq":"t7"},{"path":"data.tenant","eq":"t8"}]}`, "", 0, false},
+		{"not has none", `{"not":{"path":"data.tenant","eq":"t8"}}`, "", 0, false},
+		{"a range has none", `{"path":"data.amount","gte":100}`, "", 0, false},
+		{"an object value has none", `{"path":"data.customer","eq":{"tier":"gold"}}`, "", 0, false},
+		{"an absent field", `{"path":"data.region","eq":"eu"}`, "data.region", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Compile([]byte(tc.filter))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, ok := f.Key()
+			if ok != (tc.path != "") || k.Path != tc.path || len(k.Values) != tc.values {
+				t.Fatalf("key %+v, %v; want path %q with %d values", k, ok, tc.path, tc.values)
+			}
+			if !ok {
+				return
+			}
+			v, present := k.Of(ev)
+			among := present && slices.Contains(k.Values, v)
+			if among != tc.of {
+				t.Errorf("event's value %q (present %v) among %q: %v, want %v", v, present, k.Values, among, tc.of)
+			}
+			if matched, _ := f.Match(ev); matched && !among {
+				t.Errorf("Match passes an event the key would not look up")
+			}
+		})
 	}
 }

@@ -31,9 +31,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	latencyFor := fs.Duration("latency-duration", 10*time.Second, "length of the latency phase")
 	payload := fs.Int("payload", 1024, "event size in bytes")
 	fanout := fs.Int("fanout", 1, "subscriptions each event is delivered to")
+	tenants := fs.Int("tenants", 1, "spread the events over this many tenants, each with --fanout partners of its own subscribed to its events alone (a filter on data.tenant): tenants × fanout partner endpoints")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
+	sweepTenants := fs.String("sweep-tenants", "", "run once per number of tenants, e.g. 1,100,10000 (with --plot)")
 	plot := fs.String("plot", "", "write an SVG plot of the sweeps to this file")
 	heapProfile := fs.String("memprofile", "", "write a heap profile taken when memory peaked during the platform's phases to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
@@ -45,18 +47,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	dataDir := fs.String("data-dir", "", "keep the embedded platform's data (its store, Kafka's log, catalog) in this directory, to look at after the run; default: a temporary directory, removed")
-	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr and --fanout, and exit")
+	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr, --fanout and --tenants, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate and --fanout ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage and --crash ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage and --crash ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
 			return usageError{"whp bench: --print-catalog needs --receiver-addr, the address the receiver will listen on"}
 		}
-		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *slow > 0))
+		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0))
 		return nil
 	}
 	if *target != "" && *crash > 0 {
@@ -69,7 +71,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, SlowPartner: *slow,
+	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
 		Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
@@ -80,7 +82,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError{"whp bench: --sweep-fanouts: " + err.Error()}
 	}
-	if len(payloads)+len(fanouts) > 0 {
+	tenantCounts, err := intList(*sweepTenants)
+	if err != nil {
+		return usageError{"whp bench: --sweep-tenants: " + err.Error()}
+	}
+	if len(payloads)+len(fanouts)+len(tenantCounts) > 0 {
 		runs = nil
 		for _, p := range payloads {
 			c := base
@@ -90,6 +96,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for _, f := range fanouts {
 			c := base
 			c.Fanout = f
+			runs = append(runs, c)
+		}
+		for _, n := range tenantCounts {
+			c := base
+			c.Tenants = n
 			runs = append(runs, c)
 		}
 	}
@@ -148,16 +159,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(results)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tBASELINE/s\tINGEST ALONE/s\t×BASE\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\t202 p95\tCPU s\tCPU ms/EVENT\tPEAK RSS (ANON)\tLOST\tDUP")
+	fmt.Fprintln(tw, "PAYLOAD\tFAN-OUT\tTENANTS\tSTART\tBASELINE/s\tINGEST ALONE/s\t×BASE\tACCEPTED/s\t×BASE\tDELIVERED/s\t×BASE\tp50\tp95\tp99\t202 p95\tCPU s\tCPU ms/EVENT\tPEAK RSS (ANON)\tLOST\tDUP")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d B\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.2f\t%.0f (%.0f) MiB\t%d\t%d\n",
-			r.PayloadBytes, r.Fanout, r.BaselinePerSec, r.IngestPerSec, r.IngestRatio, r.AcceptedPerSec, r.AcceptedRatio, r.DeliveredPerSec, r.DeliveredRatio,
+		fmt.Fprintf(tw, "%d B\t%d\t%d\t%.1f s\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f\t%.2f\t%.0f (%.0f) MiB\t%d\t%d\n",
+			r.PayloadBytes, r.Fanout, r.Tenants, r.StartSeconds, r.BaselinePerSec, r.IngestPerSec, r.IngestRatio, r.AcceptedPerSec, r.AcceptedRatio, r.DeliveredPerSec, r.DeliveredRatio,
 			r.LatencyP50MS, r.LatencyP95MS, r.LatencyP99MS, r.AcceptP95MS, r.CPUSeconds, r.CPUPerEventMS, r.PeakRSSMiB, r.PeakAnonMiB, r.Lost, r.Duplicates)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in one process, apart from the load generator and the receiver; CPU and peak RSS the platform's process's; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
 	if base.SlowPartner > 0 {
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
+	}
+	for _, r := range results {
+		if r.Misrouted > 0 {
+			fmt.Fprintf(stdout, "%d tenants: %d deliveries reached a partner of another tenant\n", r.Tenants, r.Misrouted)
+		}
 	}
 	for _, r := range results {
 		if o := r.Outage; o != nil {

@@ -64,6 +64,14 @@ type Config struct {
 	// Fanout is the number of subscriptions each event is delivered to.
 	// Default 1.
 	Fanout int
+	// Tenants spreads the events over this many tenants, each with
+	// Fanout partners of its own whose subscriptions take its events
+	// alone (a filter on the event's data.tenant): Tenants × Fanout
+	// partner endpoints, each event still delivered Fanout times — a
+	// platform with an endpoint per customer, as a buyer with thousands
+	// of customers runs it. Default 1: no tenant, Fanout partners
+	// subscribed to every event.
+	Tenants int
 	// DataDir holds the platform's data; empty: a temporary directory.
 	DataDir string
 	// Target, if set, is the base URL of a running platform to measure
@@ -140,6 +148,9 @@ func (c *Config) defaults() {
 	if c.Fanout <= 0 {
 		c.Fanout = 1
 	}
+	if c.Tenants <= 0 {
+		c.Tenants = 1
+	}
 	if c.Progress == nil {
 		c.Progress = func(string, float64) {}
 	}
@@ -151,6 +162,7 @@ type Result struct {
 	Connections  int    `json:"connections"`
 	PayloadBytes int    `json:"payload_bytes"`
 	Fanout       int    `json:"fanout"`
+	Tenants      int    `json:"tenants"`
 
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	// IngestPerSec is what the ingest role accepts alone — nothing
@@ -194,10 +206,18 @@ type Result struct {
 	// again (Linux only; 0 elsewhere).
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
+	// StartSeconds is from starting the platform's process to its serving
+	// on a fresh data dir: the catalog loaded and applied (its schemas
+	// compiled, every partner and subscription written), every role
+	// started. Embedded platform only.
+	StartSeconds float64 `json:"start_seconds,omitempty"`
 	// Lost counts deliveries that never arrived within the drain time;
 	// Duplicates, deliveries that arrived twice.
 	Lost       int64 `json:"lost"`
 	Duplicates int64 `json:"duplicates"`
+	// Misrouted counts deliveries, over the whole run, to a partner that
+	// was not owed them: one of another tenant's (Config.Tenants).
+	Misrouted int64 `json:"misrouted,omitempty"`
 	// Outage is the outage phase's (Config.Outage).
 	Outage *OutageResult `json:"outage,omitempty"`
 	// Crash is the crash phase's (Config.Crash).
@@ -279,8 +299,8 @@ type OutageResult struct {
 // Run measures the baseline, then starts the platform and measures it.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
-	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Rate: cfg.Rate}
-	body := eventBody(cfg.PayloadBytes, "baseline")
+	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, Rate: cfg.Rate}
+	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
 	// reads the body and answers 202, in a process of its own.
@@ -295,7 +315,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.BaselinePerSec = float64(n) / cfg.Duration.Seconds()
 
-	recv := newReceiver()
+	recv := newReceiver(cfg)
 	recv.slow = cfg.SlowPartner
 	rs, err := serveAt(cfg.ReceiverAddr, recv)
 	if err != nil {
@@ -313,9 +333,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 			defer os.RemoveAll(cfg.DataDir)
 		}
+		started := time.Now()
 		if platform, err = startProcess(ctx, cfg.Command, cfg.platform(rs.URL, false)); err != nil {
 			return res, err
 		}
+		res.StartSeconds = time.Since(started).Seconds()
 		stop := sync.OnceValue(func() error {
 			// Before the platform stops, the slow partner answers
 			// whatever it still holds.
@@ -336,7 +358,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	// Throughput: as fast as the connections go.
-	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, numbered(cfg.PayloadBytes, "t"), "throughput")
+	accepted, rejected, err := closedLoop(ctx, target+"/v1/events", cfg, cfg.numbered("t"), "throughput")
 	if err != nil {
 		return res, err
 	}
@@ -395,6 +417,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 	}
+	res.Misrouted = recv.misrouted.Load()
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
@@ -477,7 +500,7 @@ func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, b
 		if err != nil {
 			return 0, 0, err
 		}
-		n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, numbered(cfg.PayloadBytes, "i"), "ingest alone")
+		n, _, err := closedLoop(ctx, p.URL+"/v1/events", slice, cfg.numbered("i"), "ingest alone")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -486,29 +509,49 @@ func ingestAlone(ctx context.Context, cfg Config, baseURL, receiverURL string, b
 	return float64(in) / (slice.Duration.Seconds() * ingestSlices), float64(in) / float64(max(bn, 1)), nil
 }
 
-// eventBody is an event of size bytes. Its padding is text — words drawn
-// from a small vocabulary, the same for every event — so it compresses
-// about as well as real events do (≈3×), not like a run of one letter
-// (≈20×), which would flatter Kafka's share of the work and hide how much
-// fetched data the consumers hold.
-func eventBody(size int, id string) []byte {
+// eventBody is an event of size bytes, of tenant if not "". Its padding
+// is text — words drawn from a small vocabulary, the same for every event
+// — so it compresses about as well as real events do (≈3×), not like a
+// run of one letter (≈20×), which would flatter Kafka's share of the work
+// and hide how much fetched data the consumers hold.
+func eventBody(size int, id, tenant string) []byte {
 	const frame = `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"","pad":""}}`
+	const tenantField = `,"tenant":""`
+	extra := len(id)
+	if tenant != "" {
+		extra += len(tenantField) + len(tenant)
+	}
 	pad := padding()
-	n := min(max(size-len(frame)-len(id), 0), len(pad))
+	n := min(max(size-len(frame)-extra, 0), len(pad))
 	// One allocation: the load generator should cost about what the
 	// baseline's (which posts one prepared body) does.
-	b := make([]byte, 0, len(frame)+len(id)+n)
+	b := make([]byte, 0, len(frame)+extra+n)
 	b = append(b, `{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"`...)
 	b = append(b, id...)
+	if tenant != "" {
+		b = append(b, `","tenant":"`...)
+		b = append(b, tenant...)
+	}
 	b = append(b, `","pad":"`...)
 	b = append(b, pad[:n]...)
 	return append(b, `"}}`...)
 }
 
-// numbered makes the i-th event of a phase: size bytes, its id the
-// phase's prefix and i, so that no two events of a run are the same.
-func numbered(size int, prefix string) func(int64) []byte {
-	return func(i int64) []byte { return eventBody(size, prefix+strconv.FormatInt(i, 10)) }
+// numbered makes the i-th event of a phase: PayloadBytes bytes, its id
+// the phase's prefix and i, so that no two events of a run are the same,
+// and its tenant the i-th in turn.
+func (c Config) numbered(prefix string) func(int64) []byte {
+	return func(i int64) []byte {
+		return eventBody(c.PayloadBytes, prefix+strconv.FormatInt(i, 10), c.tenant(i))
+	}
+}
+
+// tenant is the i-th event's tenant: t0, t1… in turn; "" with one tenant.
+func (c Config) tenant(i int64) string {
+	if c.Tenants <= 1 {
+		return ""
+	}
+	return "t" + strconv.FormatInt(i%int64(c.Tenants), 10)
 }
 
 // padding is the text events are padded with, long enough for the
@@ -536,7 +579,7 @@ var padding = sync.OnceValue(func() []byte {
 // subscriptions; ingestOnly runs it without its processor, always in a
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
-	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
 		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly}
 	if ingestOnly {
 		s.DataDir = ""
@@ -560,11 +603,11 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		cleanup()
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.SlowPartner)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.Tenants, s.SlowPartner)), 0o644); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	partners := make([]string, s.Fanout)
+	partners := make([]string, s.Fanout*max(s.Tenants, 1))
 	for i := range partners {
 		partners[i] = fmt.Sprintf("p%d", i)
 	}
@@ -587,19 +630,26 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 
 // Catalog is the catalog the bench needs: the schema bench/thing.happened
 // v1 and fanout partners p0… delivering to the receiver at receiverURL
-// (paths /p0, /p1…). Add it to a running platform's catalog to target it.
-func Catalog(receiverURL string, fanout int, slow bool) string {
+// (paths /p0, /p1…) — or, with tenants > 1, fanout partners for each
+// tenant (p0…p(fanout-1) for t0, the next fanout for t1…), each
+// subscribed with a filter to its tenant's events alone. Add it to a
+// running platform's catalog to target it.
+func Catalog(receiverURL string, fanout, tenants int, slow bool) string {
 	var b strings.Builder
-	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, pad: string}}\n")
-	partner := func(id string) {
+	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, tenant?: string, pad: string}}\n")
+	partner := func(id, filter string) {
 		fmt.Fprintf(&b, "partners: %s: {name: %q, url: %q, signing_secret: \"partners/%s/signing\", contact: \"bench\"}\n", id, strings.ToUpper(id), receiverURL+"/"+id, id)
-		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: \"thing.happened\", version: \"1\"}\n", id, id)
+		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: \"thing.happened\", version: \"1\"%s}\n", id, id, filter)
 	}
-	for i := range fanout {
-		partner(fmt.Sprintf("p%d", i))
+	for i := range fanout * max(tenants, 1) {
+		filter := ""
+		if tenants > 1 {
+			filter = fmt.Sprintf(", filter: {path: \"data.tenant\", eq: \"t%d\"}", i/fanout)
+		}
+		partner(fmt.Sprintf("p%d", i), filter)
 	}
 	if slow {
-		partner("slow")
+		partner("slow", "")
 	}
 	return b.String()
 }
@@ -813,7 +863,7 @@ func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duratio
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(d / interval)
-	event := numbered(cfg.PayloadBytes, prefix)
+	event := cfg.numbered(prefix)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for i := range total {
@@ -877,10 +927,41 @@ type receiver struct {
 	since    []float64 // each arrival's seconds after resetAt, during the catch-up
 	lastOwed time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
 	received atomic.Int64
+	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
+	// events alone; a delivery of another's is misrouted, and not counted
+	// as received.
+	fanout, tenants int
+	misrouted       atomic.Int64
 }
 
-func newReceiver() *receiver {
-	return &receiver{seen: map[string]bool{}, gone: make(chan struct{}), resetAt: time.Now()}
+func newReceiver(cfg Config) *receiver {
+	return &receiver{seen: map[string]bool{}, gone: make(chan struct{}), resetAt: time.Now(), fanout: cfg.Fanout, tenants: cfg.Tenants}
+}
+
+// routed reports whether a delivery to path (/p<K>) of body is its
+// partner's: with one tenant every one is; else the event's data.tenant
+// (read without decoding the body, as timestampOf reads) must be the
+// partner's.
+func (r *receiver) routed(path string, body []byte) bool {
+	if r.tenants <= 1 {
+		return true
+	}
+	k, err := strconv.Atoi(strings.TrimPrefix(path, "/p"))
+	if err != nil {
+		return false
+	}
+	const key = `"tenant":"t`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return false
+	}
+	rest := body[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return false
+	}
+	n, err := strconv.Atoi(string(rest[:j]))
+	return err == nil && k/r.fanout == n
 }
 
 // fail makes the partners answer 503 (down) or answer again; an outage
@@ -941,6 +1022,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	now := time.Now()
 	body, _ := io.ReadAll(req.Body)
+	if !r.routed(req.URL.Path, body) {
+		r.misrouted.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	ts := timestampOf(body)
 	id := req.Header.Get("webhook-id")
 	r.mu.Lock()

@@ -87,6 +87,46 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// With tenants, each event reaches its tenant's partners alone: every
+// accepted event arrives fanout times, none at another tenant's partner
+// (the receiver checks each delivery's tenant against its path), and the
+// platform's start is timed. 17 tenants × 2: more subscriptions than an
+// event's routing lists, so they are looked up by tenant.
+func TestRunTenants(t *testing.T) {
+	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 2, Tenants: 17})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tenants != 17 || r.DeliveredPerSec <= 0 || r.StartSeconds <= 0 {
+		t.Errorf("tenants %d, delivered %v/s, started in %v s", r.Tenants, r.DeliveredPerSec, r.StartSeconds)
+	}
+	if r.Lost != 0 || r.Duplicates != 0 || r.Misrouted != 0 {
+		t.Errorf("lost %d, duplicated %d, misrouted %d", r.Lost, r.Duplicates, r.Misrouted)
+	}
+	cat := Catalog("http://x", 2, 3, false)
+	if !strings.Contains(cat, `partners: p5:`) || strings.Contains(cat, `partners: p6:`) || !strings.Contains(cat, `"p5.things": {partner: "p5", domain: "bench", event: "thing.happened", version: "1", filter: {path: "data.tenant", eq: "t2"}}`) {
+		t.Errorf("catalog for 3 tenants × 2:\n%s", cat)
+	}
+}
+
+// The receiver holds a tenant's events to its partners: p<K> is owed
+// t<K/fanout>'s.
+func TestReceiverRouted(t *testing.T) {
+	r := newReceiver(Config{Fanout: 2, Tenants: 3})
+	for _, c := range []struct {
+		path, tenant string
+		ok           bool
+	}{{"/p0", "t0", true}, {"/p1", "t0", true}, {"/p2", "t1", true}, {"/p5", "t2", true}, {"/p2", "t0", false}, {"/p0", "", false}, {"/slow", "t0", false}} {
+		if got := r.routed(c.path, eventBody(300, "x", c.tenant)); got != c.ok {
+			t.Errorf("%s ← %q: routed %v", c.path, c.tenant, got)
+		}
+	}
+	if !newReceiver(Config{Fanout: 2, Tenants: 1}).routed("/p1", eventBody(300, "x", "")) {
+		t.Error("one tenant: every delivery is routed")
+	}
+}
+
 // With a slow partner beside the measured one, its deliveries are made
 // (they hold their own slots) but not counted: the figures stay the
 // measured partner's, nothing lost or duplicated.
@@ -99,7 +139,7 @@ func TestRunSlowPartner(t *testing.T) {
 	if r.DeliveredPerSec <= 0 || r.Lost != 0 || r.Duplicates != 0 {
 		t.Errorf("delivered %v/s, lost %d, duplicated %d", r.DeliveredPerSec, r.Lost, r.Duplicates)
 	}
-	if !strings.Contains(Catalog("http://x", 1, true), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, false), "slow") {
+	if !strings.Contains(Catalog("http://x", 1, 1, true), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, 1, false), "slow") {
 		t.Error("the catalog names the slow partner only when asked")
 	}
 }
@@ -128,8 +168,17 @@ func TestPlot(t *testing.T) {
 // eventBody makes events of the size asked, valid against the catalog.
 func TestEventBody(t *testing.T) {
 	for _, n := range []int{200, 1024, 16384} {
-		if b := eventBody(n, "t1"); len(b) != n {
-			t.Errorf("size %d: got %d", n, len(b))
+		for _, tenant := range []string{"", "t7"} {
+			b := eventBody(n, "t1", tenant)
+			if len(b) != n {
+				t.Errorf("size %d, tenant %q: got %d", n, tenant, len(b))
+			}
+			var ev struct {
+				Data map[string]string `json:"data"`
+			}
+			if err := json.Unmarshal(b, &ev); err != nil || ev.Data["id"] != "t1" || ev.Data["tenant"] != tenant {
+				t.Errorf("size %d, tenant %q: %v %v", n, tenant, err, ev.Data)
+			}
 		}
 	}
 }
@@ -147,7 +196,7 @@ func TestRunTarget(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, false)), 0o644)
+	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, 1, false)), 0o644)
 	p, err := dev.Start(context.Background(), dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: filepath.Join(dir, "catalog"),
 		Addr: "127.0.0.1:0", AutoApprove: []string{"p0"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -38,6 +38,7 @@ type processSpec struct {
 	// configuration, and whether it runs the ingest role alone.
 	ReceiverURL      string        `json:"receiver_url,omitempty"`
 	Fanout           int           `json:"fanout,omitempty"`
+	Tenants          int           `json:"tenants,omitempty"`
 	SlowPartner      bool          `json:"slow_partner,omitempty"`
 	DataDir          string        `json:"data_dir,omitempty"`
 	TraceSampleRatio float64       `json:"trace_sample_ratio,omitempty"`

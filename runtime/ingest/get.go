@@ -29,8 +29,15 @@ type EventView struct {
 	DataRedacted bool           `json:"data_redacted,omitempty"`
 	Deliveries   []DeliveryView `json:"deliveries"`
 	// Routing says, for each subscription of the schema, whether it took
-	// the event and, if not, why (a filter, or the subscription's status).
+	// the event and, if not, why (a filter, or the subscription's status)
+	// — every one when the schema has few subscriptions; when it has many
+	// (more than 32), those that took it and those it was addressed to
+	// (store.Event.Routing).
 	Routing []store.Route `json:"routing"`
+	// RoutingOmitted counts the subscriptions that did not take the event
+	// and are not listed: another tenant's, whose filter's key names
+	// another value, and refusals past the first 32.
+	RoutingOmitted int `json:"routing_omitted,omitempty"`
 }
 
 // DeliveryView is one delivery of the event.
@@ -76,7 +83,7 @@ func View(ev store.Event, ds []store.Delivery) EventView {
 	domain, event, version, _ := catalog.SplitSchemaID(ev.SchemaID)
 	v := EventView{ID: ev.ID, Domain: domain, Event: event, Version: version, Key: ev.Key, AcceptedAt: ev.AcceptedAt,
 		Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset, Data: ev.Data, DataRedacted: ev.Data == nil,
-		Deliveries: make([]DeliveryView, 0, len(ds)), Routing: ev.Routing}
+		Deliveries: make([]DeliveryView, 0, len(ds)), Routing: ev.Routing, RoutingOmitted: ev.RoutingOmitted}
 	if v.Routing == nil {
 		v.Routing = []store.Route{}
 	}

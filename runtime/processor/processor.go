@@ -88,6 +88,7 @@ type Processor struct {
 	log        *slog.Logger
 	now        func() time.Time
 	filters    map[string]compiledFilter // by subscription id; used by the Run goroutine only
+	routers    map[string]*router        // by schema id; likewise
 	transforms map[string]compiledTransform
 	pipe       *consume.Pipeline[history] // Run's history writes and commits
 }
@@ -165,7 +166,7 @@ func NewBatch(cfg Config, egress []string, st Store, schemas Schemas, log *slog.
 		return nil, fmt.Errorf("processor egress client: %w", err)
 	}
 	return &Processor{cfg: cfg, out: out, st: st, schemas: schemas, log: log, now: time.Now,
-		filters: map[string]compiledFilter{}, transforms: map[string]compiledTransform{}}, nil
+		filters: map[string]compiledFilter{}, routers: map[string]*router{}, transforms: map[string]compiledTransform{}}, nil
 }
 
 // Ping reports whether both clusters answer (a broker of each).
@@ -277,7 +278,7 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 			s.End()
 		}
 	}()
-	subsBySchema := map[string][]store.Subscription{}
+	routers := map[string]*router{} // this batch's, by schema id
 	filtered := map[string]int64{}
 	var events []store.Event
 	var out []*kgo.Record
@@ -297,23 +298,24 @@ func (p *Processor) publish(ctx context.Context, recs []*kgo.Record) (_ history,
 		schemaID := catalog.SchemaID(ev.Domain, ev.Event, ev.Version)
 		rctx, span := p.cfg.Tracing.Process(ctx, r, attribute.String("whp.event_id", ev.ID), attribute.String("whp.schema_id", schemaID))
 		spans = append(spans, span)
-		all, ok := subsBySchema[schemaID]
+		rt, ok := routers[schemaID]
 		if !ok {
-			var err error
-			if all, err = p.st.SubscriptionsForSchema(ctx, schemaID); err != nil {
+			all, err := p.st.SubscriptionsForSchema(ctx, schemaID)
+			if err != nil {
 				return history{}, 0, fmt.Errorf("subscriptions of %s: %w", schemaID, err)
 			}
-			subsBySchema[schemaID] = all
+			rt = p.router(schemaID, all)
+			routers[schemaID] = rt
 		}
-		subs, routing := p.route(ev, all)
-		for _, rt := range routing {
-			if !rt.Matched && rt.filtered {
-				filtered[rt.SubscriptionID]++
+		subs, routing, omitted := p.route(ev, rt)
+		for _, d := range routing {
+			if !d.Matched && d.filtered {
+				filtered[d.SubscriptionID]++
 			}
 		}
 		stored := store.Event{ID: ev.ID, SchemaID: schemaID, Key: ev.Key, IdempotencyKey: ev.IdempotencyKey,
 			AcceptedAt: ev.AcceptedAt, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, TraceID: telemetry.TraceID(rctx),
-			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL), Routing: routes(routing)}
+			Data: ev.Data, ExpiresAt: now.Add(p.cfg.StatusTTL), Routing: routes(routing), RoutingOmitted: omitted}
 		entry, known := p.schemas.Lookup(schemaID)
 		if !known || entry.Schema.ContainsSensitive {
 			stored.Data = nil // never keep what may be sensitive
@@ -410,74 +412,6 @@ func (p *Processor) record(ctx context.Context, hs []history) error {
 		return fmt.Errorf("record events: %w", eventsErr)
 	}
 	return nil
-}
-
-// decision is one subscription's routing of an event.
-type decision struct {
-	store.Route
-	filtered bool // refused by the subscription's filter (counted)
-}
-
-func routes(ds []decision) []store.Route {
-	out := make([]store.Route, len(ds))
-	for i, d := range ds {
-		out[i] = d.Route
-	}
-	return out
-}
-
-// route decides which subscriptions of the event's schema take it: the
-// Approved ones whose filter passes. Every decision is kept, with why.
-func (p *Processor) route(ev envelope.Event, subs []store.Subscription) ([]store.Subscription, []decision) {
-	var take []store.Subscription
-	var ds []decision
-	var fev *filter.Event
-	for _, s := range subs {
-		d := decision{Route: store.Route{SubscriptionID: s.ID, PartnerID: s.PartnerID}}
-		switch {
-		case s.Status != store.SubscriptionApproved:
-			d.Reason = "the subscription is " + s.Status
-		case len(s.Filter) > 0:
-			f := p.filter(s)
-			if f.err != nil {
-				d.Reason = "the subscription's filter does not compile: " + f.err.Error()
-				break
-			}
-			if fev == nil {
-				fev = &filter.Event{Domain: ev.Domain, Event: ev.Event, Version: ev.Version, Key: ev.Key}
-				dec := json.NewDecoder(bytes.NewReader(ev.Data))
-				dec.UseNumber()
-				dec.Decode(&fev.Data)
-			}
-			ok, why := f.f.Match(*fev)
-			d.Matched, d.filtered = ok, !ok
-			if !ok {
-				d.Reason = "filtered out: " + why
-			}
-		default:
-			d.Matched = true
-		}
-		if d.Matched {
-			take = append(take, s)
-		}
-		ds = append(ds, d)
-	}
-	return take, ds
-}
-
-// filter returns a subscription's compiled filter, compiling it only when
-// its text changed.
-func (p *Processor) filter(s store.Subscription) compiledFilter {
-	if c, ok := p.filters[s.ID]; ok && c.raw == string(s.Filter) {
-		return c
-	}
-	f, err := filter.Compile(s.Filter)
-	c := compiledFilter{raw: string(s.Filter), f: f, err: err}
-	if err != nil {
-		p.log.Error("subscription filter does not compile; events are not delivered to it", "subscription_id", s.ID, "error", err)
-	}
-	p.filters[s.ID] = c
-	return c
 }
 
 // body is the JSON a subscription receives for an event.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,7 +42,9 @@ import (
 //	         then its bytes), the routes' count, then each route: its
 //	         flags as a uvarint (routeMatched, routeSubscriptionOfSchema,
 //	         routeReason), PartnerID, SubscriptionID unless
-//	         routeSubscriptionOfSchema, Reason if routeReason
+//	         routeSubscriptionOfSchema, Reason if routeReason; then, if
+//	         RoutingOmitted is not 0, it as a uvarint (rows without it —
+//	         all before it was added — end after the routes)
 //
 // Strings, integers and times as in a delivery's row (deliveryrow.go).
 // Rows that earlier versions wrote in event_delivery_status's bucket, as
@@ -103,6 +106,9 @@ func appendEventRow(b []byte, e store.Event) []byte {
 			b = appendString(b, r.Reason)
 		}
 	}
+	if e.RoutingOmitted > 0 {
+		b = binary.AppendUvarint(b, uint64(e.RoutingOmitted))
+	}
 	return b
 }
 
@@ -155,6 +161,13 @@ func decodeEventRow(id string, v []byte) (store.Event, error) {
 				rt.Reason = r.string()
 			}
 		}
+	}
+	if len(r.b) > 0 {
+		n := r.uvarint()
+		if n == 0 || n > math.MaxInt32 {
+			return store.Event{}, errEventRow
+		}
+		e.RoutingOmitted = int(n)
 	}
 	if r.bad || len(r.b) != 0 {
 		return store.Event{}, errEventRow

@@ -41,7 +41,9 @@ func TestEventRow(t *testing.T) {
 		store.Route{SubscriptionID: "", PartnerID: "", Reason: "no partner"})
 	sensitive := routedEvent(now, 1)
 	sensitive.Data = nil
-	for _, e := range []store.Event{routedEvent(now, 16), unusual, sensitive, {ID: "e", Data: []byte{}}} {
+	omitted := routedEvent(now, 1) // one tenant's subscription took it, 967 others' were not listed
+	omitted.RoutingOmitted = 967
+	for _, e := range []store.Event{routedEvent(now, 16), unusual, sensitive, omitted, {ID: "e", Data: []byte{}}} {
 		row := appendEventRow(nil, e)
 		got, err := decodeEventRow(e.ID, row)
 		if err != nil {
@@ -55,7 +57,9 @@ func TestEventRow(t *testing.T) {
 		}
 	}
 	good := appendEventRow(nil, unusual)
+	withOmitted := appendEventRow(nil, omitted)
 	for _, bad := range [][]byte{nil, {}, {eventRowV1}, good[:len(good)-1], append(good[:len(good):len(good)], 0),
+		append(withOmitted[:len(withOmitted):len(withOmitted)], 1), // a byte after the omitted count
 		{0x02, 0}, []byte(`{"id":"e"}`),
 		{eventRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},    // data longer than the row
 		{eventRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, // 2³² routes

@@ -220,7 +220,7 @@ func testEvents(t *testing.T, open Opener) {
 	s := open(t, t.TempDir())
 	e := store.Event{ID: "0193a1b2-0000-7000-8000-000000000001", SchemaID: "orders#order.created#1", Key: "ord_1",
 		AcceptedAt: at, Topic: "wh.ingress.orders.order.created", Partition: 2, Offset: 41, Data: []byte(`{"a":1}`), ExpiresAt: at.Add(time.Hour),
-		Routing: []store.Route{{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Matched: false, Reason: "data.amount is 5, not >= 100"}}}
+		Routing: []store.Route{{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Matched: false, Reason: "data.amount is 5, not >= 100"}}, RoutingOmitted: 3}
 	must(t, s.CreateEvents(ctx, []store.Event{e}))
 	// A replayed processor records the event again: the first record wins.
 	dup := e
