@@ -311,7 +311,9 @@ type Store interface {
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// ListSubscriptions returns every subscription, sorted by ID.
 	ListSubscriptions(ctx context.Context) ([]Subscription, error)
-	// SubscriptionsForSchema queries schema-index, sorted by ID.
+	// SubscriptionsForSchema queries schema-index, sorted by ID. The
+	// slice may be shared with other callers (the embedded store caches
+	// it until a subscription is written): read it, do not modify it.
 	SubscriptionsForSchema(ctx context.Context, schemaID string) ([]Subscription, error)
 
 	// PutSubscriptionKafka writes topic metadata, keeping the counters.

@@ -177,6 +177,29 @@ func testSubscriptionsForSchema(t *testing.T, open Opener) {
 	if diff := cmp.Diff([]store.Subscription{stored[2], stored[0], stored[1]}, all); diff != "" {
 		t.Errorf("ListSubscriptions (-want +got):\n%s", diff)
 	}
+	// A subscription written after a read — approved, moved to another
+	// schema, a new one — is in the next read (a store that keeps its
+	// answers must not keep them past a write).
+	approved := stored[1]
+	approved.Status = store.SubscriptionApproved
+	approved, err = s.PutSubscription(ctx, approved)
+	must(t, err)
+	moved := stored[0]
+	moved.SchemaID = "orders#order.created#2"
+	moved, err = s.PutSubscription(ctx, moved)
+	must(t, err)
+	added, err := s.PutSubscription(ctx, subscription("gamma", "orders#order.created#1"))
+	must(t, err)
+	got, err = s.SubscriptionsForSchema(ctx, "orders#order.created#1")
+	must(t, err)
+	if diff := cmp.Diff([]store.Subscription{approved, added}, got); diff != "" {
+		t.Errorf("SubscriptionsForSchema after writes (-want +got):\n%s", diff)
+	}
+	got, err = s.SubscriptionsForSchema(ctx, "orders#order.created#2")
+	must(t, err)
+	if diff := cmp.Diff([]store.Subscription{moved}, got); diff != "" {
+		t.Errorf("SubscriptionsForSchema of the schema moved to (-want +got):\n%s", diff)
+	}
 }
 
 func testCounters(t *testing.T, open Opener) {
