@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/runtime/topic"
@@ -56,21 +58,57 @@ type Result struct {
 	Applied int // changes applied (all of the plan unless Err)
 }
 
-// Apply plans and applies c at revision. It stops at the first failing
-// change; the next Apply plans what is left.
+// applyConcurrency bounds the changes of one kind applied at once. One
+// at a time, a catalog of 1,000 partners took 5 s to apply on the
+// embedded store and Kafka (a store commit and a topic creation each, in
+// turn) and would take minutes against DynamoDB and MSK, whose every call
+// is a network round trip; the embedded store commits concurrent writes
+// together, DynamoDB and Kafka's controller take them in parallel.
+const applyConcurrency = 16
+
+// Apply plans and applies c at revision: the plan's schemas, then its
+// subscriptions, then its topics, each kind's changes applyConcurrency at
+// a time. It stops at the first failing change (the changes in flight
+// then finish); the next Apply plans what is left.
 func (a *Applier) Apply(ctx context.Context, c *catalog.Catalog, revision string) (Result, error) {
 	p, err := a.Plan(ctx, c, revision)
 	res := Result{Plan: p}
 	if err != nil {
 		return res, err
 	}
-	for _, ch := range p.Changes {
-		if err := a.execute(ctx, ch, revision); err != nil {
-			return res, fmt.Errorf("%s %s %s: %w", ch.Action, ch.Kind, ch.ID, err)
+	var applied atomic.Int64
+	for start := 0; start < len(p.Changes); {
+		end := start + 1
+		for end < len(p.Changes) && p.Changes[end].Kind == p.Changes[start].Kind {
+			end++
 		}
-		res.Applied++
-		a.Log.Info("applied", "kind", ch.Kind, "id", ch.ID, "action", string(ch.Action), "revision", revision)
+		// Not errgroup.WithContext: a change in flight when another fails
+		// finishes (a subscription's two writes are not cut between them);
+		// no change starts after.
+		var g errgroup.Group
+		var failed atomic.Bool
+		g.SetLimit(applyConcurrency)
+		for _, ch := range p.Changes[start:end] {
+			g.Go(func() error {
+				if failed.Load() {
+					return nil
+				}
+				if err := a.execute(ctx, ch, revision); err != nil {
+					failed.Store(true)
+					return fmt.Errorf("%s %s %s: %w", ch.Action, ch.Kind, ch.ID, err)
+				}
+				applied.Add(1)
+				a.Log.Info("applied", "kind", ch.Kind, "id", ch.ID, "action", string(ch.Action), "revision", revision)
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			res.Applied = int(applied.Load())
+			return res, err
+		}
+		start = end
 	}
+	res.Applied = int(applied.Load())
 	return res, nil
 }
 
@@ -84,20 +122,26 @@ func (a *Applier) execute(ctx context.Context, ch Change, revision string) error
 	case KindSubscription:
 		s := *ch.sub
 		s.Revision, s.UpdatedAt = revision, now
+		// Its topics' row first: the plan compares subscriptions only, so
+		// a row left unwritten after the subscription's would never be
+		// planned again; written before it (keeping the counters), a
+		// failure between the two leaves the subscription to plan again.
+		if ch.Action != Cancel {
+			_, event, _, _ := catalog.SplitSchemaID(s.SchemaID)
+			if err := a.Store.PutSubscriptionKafka(ctx, store.SubscriptionKafka{
+				SubscriptionID: s.ID, EgressTopic: topic.Egress(s.PartnerID, event),
+				RetryTopic: topic.Retry(event), DLQTopic: topic.DLQ(event), UpdatedAt: now,
+			}); err != nil {
+				return err
+			}
+		}
 		if _, err := a.Store.PutSubscription(ctx, s); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return fmt.Errorf("changed while planning (an approval?); it is planned again at the next reconcile: %w", err)
 			}
 			return err
 		}
-		if ch.Action == Cancel {
-			return nil
-		}
-		_, event, _, _ := catalog.SplitSchemaID(s.SchemaID)
-		return a.Store.PutSubscriptionKafka(ctx, store.SubscriptionKafka{
-			SubscriptionID: s.ID, EgressTopic: topic.Egress(s.PartnerID, event),
-			RetryTopic: topic.Retry(event), DLQTopic: topic.DLQ(event), UpdatedAt: now,
-		})
+		return nil
 	case KindTopic:
 		return a.topic(ctx, ch)
 	}

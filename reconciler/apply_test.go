@@ -3,12 +3,15 @@ package reconciler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +283,64 @@ func TestConfigHashStable(t *testing.T) {
 	c := load(t, base)
 	if got, want := ConfigHash(c.Partner("acme"), false), "b031b8f9c606225d035e833f5d55f308"; got != want {
 		t.Errorf("ConfigHash(acme) = %s, want %s", got, want)
+	}
+}
+
+// failingSubscription fails the first write of one subscription.
+type failingSubscription struct {
+	store.Store
+	id     string
+	failed atomic.Bool
+}
+
+func (f *failingSubscription) PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error) {
+	if s.ID == f.id && f.failed.CompareAndSwap(false, true) {
+		return store.Subscription{}, errors.New("store refused the write")
+	}
+	return f.Store.PutSubscription(ctx, s)
+}
+
+// TestApplyManyConcurrently: a catalog of many partners is applied several
+// changes at a time, kind after kind; a failing change fails the apply,
+// naming it, with the changes before it counted, and the next apply
+// plans and applies what is left — to the same state as one apply.
+func TestApplyManyConcurrently(t *testing.T) {
+	ctx := context.Background()
+	var src strings.Builder
+	src.WriteString("package whp\nschemas: shop: \"order.created\": \"1\": {owner: \"team-shop\", payload: {id: string}}\n")
+	const n = 60
+	for i := range n {
+		fmt.Fprintf(&src, "partners: p%d: {name: \"P\", url: \"https://p%d.example/hook\", signing_secret: \"p/signing\", contact: \"x\"}\n", i, i)
+		fmt.Fprintf(&src, "subscriptions: \"p%d.created\": {partner: \"p%d\", domain: \"shop\", event: \"order.created\", version: \"1\"}\n", i, i)
+	}
+	c := load(t, src.String())
+	a, st := newApplier(t)
+	a.Store = &failingSubscription{Store: st, id: "p37#shop#order.created#1"}
+	res, err := a.Apply(ctx, c, "r1")
+	if err == nil || !strings.Contains(err.Error(), "p37#shop#order.created#1") || !strings.Contains(err.Error(), "store refused the write") {
+		t.Fatalf("apply with a failing write: %v", err)
+	}
+	total := len(res.Plan.Changes)
+	if total != 1+n+n+3 || res.Applied < 1 || res.Applied >= total {
+		t.Errorf("applied %d of %d changes", res.Applied, total)
+	}
+	again, err := a.Apply(ctx, c, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Applied != total-res.Applied || again.Applied != len(again.Plan.Changes) {
+		t.Errorf("second apply: %d of %d changes, after %d of %d", again.Applied, len(again.Plan.Changes), res.Applied, total)
+	}
+	if p, err := a.Plan(ctx, c, "r1"); err != nil || !p.Empty() {
+		t.Errorf("after both: plan %+v, %v", p.Changes, err)
+	}
+	subs, err := st.SubscriptionsForSchema(ctx, "shop#order.created#1")
+	if err != nil || len(subs) != n {
+		t.Errorf("%d subscriptions stored, %v", len(subs), err)
+	}
+	for _, s := range subs { // and each its topics' row, which no plan would repair
+		if k, err := st.GetSubscriptionKafka(ctx, s.ID); err != nil || k.EgressTopic == "" {
+			t.Errorf("%s: topics row %+v, %v", s.ID, k, err)
+		}
 	}
 }
