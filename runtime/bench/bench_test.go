@@ -163,6 +163,19 @@ func TestPlot(t *testing.T) {
 	if len(doc.G) != 2 || len(doc.G[0].Polyline) != 4 || strings.Count(doc.G[0].Polyline[0].Points, ",") != 2 {
 		t.Errorf("panels %+v", doc.G)
 	}
+	// A sweep over tenants adds a panel of its own, and its runs stay out
+	// of the others.
+	svg = Plot([]Result{{PayloadBytes: 256, Fanout: 1, Tenants: 1, DeliveredRatio: .3, LatencyP95MS: 4},
+		{PayloadBytes: 4096, Fanout: 1, Tenants: 1, DeliveredRatio: .2, LatencyP95MS: 6},
+		{PayloadBytes: 256, Fanout: 1, Tenants: 100, DeliveredRatio: .25, LatencyP95MS: 5},
+		{PayloadBytes: 256, Fanout: 1, Tenants: 1000, DeliveredRatio: .2, LatencyP95MS: 19}})
+	doc.G = nil
+	if err := xml.Unmarshal([]byte(svg), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.G) != 3 || strings.Count(doc.G[0].Polyline[0].Points, ",") != 2 || strings.Count(doc.G[2].Polyline[0].Points, ",") != 3 || !strings.Contains(svg, ">1000</text>") {
+		t.Errorf("with tenants: panels %+v", doc.G)
+	}
 }
 
 // eventBody makes events of the size asked, valid against the catalog.

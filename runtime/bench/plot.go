@@ -2,26 +2,38 @@ package bench
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 )
 
 // Plot draws, as an SVG, how throughput (as a ratio to the baseline) and
-// p95 latency move with payload size and with fan-out across results of
-// one sweep: a panel per varied dimension.
+// p95 latency move with payload size, with fan-out and, when a sweep
+// varied it, with the number of tenants (on a log scale) across results
+// of one sweep: a panel per varied dimension.
 func Plot(results []Result) string {
-	var bySize, byFanout []Result
+	var bySize, byFanout, byTenants []Result
 	for _, r := range results {
-		if r.Fanout == 1 {
+		one := r.Tenants <= 1
+		if r.Fanout == 1 && one {
 			bySize = append(bySize, r)
 		}
-		if r.PayloadBytes == results[0].PayloadBytes {
+		if r.PayloadBytes == results[0].PayloadBytes && one {
 			byFanout = append(byFanout, r)
 		}
+		if r.PayloadBytes == results[0].PayloadBytes && r.Fanout == results[0].Fanout {
+			byTenants = append(byTenants, r)
+		}
+	}
+	tenants := slices.ContainsFunc(results, func(r Result) bool { return r.Tenants > 1 })
+	panels := 2.0
+	if tenants {
+		panels = 3
 	}
 	const w, h, pad = 360.0, 220.0, 40.0
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, 2*w+20, h+30)
-	panel := func(x0 float64, title, xlabel string, rs []Result, x func(Result) float64) {
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, panels*(w+20)-20, h+30)
+	panel := func(x0 float64, title, xlabel string, rs []Result, x func(Result) float64, label func(Result) string) {
 		fmt.Fprintf(&b, `<g transform="translate(%.0f,10)"><text x="%.0f" y="10" font-weight="bold">%s</text>`, x0, pad, title)
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, pad, h-pad, w-10, h-pad)
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">%s</text>`, w/2, h-8, xlabel)
@@ -50,7 +62,7 @@ func Plot(results []Result) string {
 		line("#067647", func(r Result) float64 { return r.DeliveredRatio }, maxR)
 		line("#b42318", func(r Result) float64 { return r.LatencyP95MS }, maxL)
 		for _, r := range rs {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%.0f</text>`, px(x(r)), h-pad+14, x(r))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, px(x(r)), h-pad+14, label(r))
 		}
 		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#7a5af8">ingest alone ×base (max %.2f)</text>`, pad, maxR)
 		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#2458c6">accepted ×base</text>`, pad)
@@ -58,8 +70,16 @@ func Plot(results []Result) string {
 		fmt.Fprintf(&b, `<text x="%.0f" y="70" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
 		b.WriteString(`</g>`)
 	}
-	panel(0, "by payload size", "payload bytes", bySize, func(r Result) float64 { return float64(r.PayloadBytes) })
-	panel(w+20, "by fan-out", "subscriptions per event", byFanout, func(r Result) float64 { return float64(r.Fanout) })
+	panel(0, "by payload size", "payload bytes", bySize, func(r Result) float64 { return float64(r.PayloadBytes) },
+		func(r Result) string { return fmt.Sprint(r.PayloadBytes) })
+	panel(w+20, "by fan-out", "subscriptions per event", byFanout, func(r Result) float64 { return float64(r.Fanout) },
+		func(r Result) string { return fmt.Sprint(r.Fanout) })
+	if tenants {
+		// log10(tenants) + 1: one tenant sits at 1, a thousand at 4.
+		panel(2*(w+20), "by tenants (a partner each)", "tenants (log scale)", byTenants,
+			func(r Result) float64 { return math.Log10(float64(max(r.Tenants, 1))) + 1 },
+			func(r Result) string { return fmt.Sprint(max(r.Tenants, 1)) })
+	}
 	b.WriteString(`</svg>`)
 	return b.String()
 }
