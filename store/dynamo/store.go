@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,12 +29,27 @@ type Store struct {
 	db  *dynamodb.Client
 	env string
 	now func() time.Time
+	// subs keeps SubscriptionsForSchema's answers for SubscriptionsTTL,
+	// or until this store writes a subscription.
+	subs store.SubscriptionsCache
 }
 
 var _ store.Store = (*Store)(nil)
 
+// SubscriptionsTTL is how long SubscriptionsForSchema keeps an answer:
+// the processor asks every batch, and a schema with a subscription per
+// tenant is thousands of items each time. Other processes' writes — an
+// approval in the console, a reconcile — reach the processor's routing
+// within it (its schema-index is eventually consistent anyway); what the
+// dispatcher delivers is checked against the subscription as it is then.
+const SubscriptionsTTL = 5 * time.Second
+
 // New returns a store over the tables of env (webhooks-{env}-{table}).
-func New(db *dynamodb.Client, env string) *Store { return &Store{db: db, env: env, now: time.Now} }
+func New(db *dynamodb.Client, env string) *Store {
+	s := &Store{db: db, env: env, now: time.Now}
+	s.subs.TTL, s.subs.Now = SubscriptionsTTL, func() time.Time { return s.now() }
+	return s
+}
 
 // Close implements store.Store; the client needs no closing.
 func (s *Store) Close() error { return nil }
@@ -165,6 +181,7 @@ func (s *Store) SchemasByStatus(ctx context.Context, status string) ([]store.Sch
 
 // PutSubscription implements store.Store.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error) {
+	defer s.subs.Invalidate()
 	stored := sub
 	stored.Rev++
 	it, err := item(sub.ID, stored, map[string]types.AttributeValue{"schema_id": str(sub.SchemaID), "rev": num(stored.Rev)})
@@ -205,9 +222,15 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, er
 	return out, err
 }
 
-// SubscriptionsForSchema implements store.Store.
+// SubscriptionsForSchema implements store.Store; an answer is kept for
+// SubscriptionsTTL (store.SubscriptionsCache).
 func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
-	var out []store.Subscription
+	out, gen, ok := s.subs.Get(schemaID)
+	if ok {
+		return out, ctx.Err()
+	}
+	readAt := s.now()
+	out = nil
 	err := s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TablePartnerEventSubscription), IndexName: aws.String("schema-index"),
 		KeyConditionExpression:    aws.String("schema_id = :s"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":s": str(schemaID)}}, func(it map[string]types.AttributeValue) error {
@@ -215,6 +238,10 @@ func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]
 		return decodeDoc(it, &out[len(out)-1])
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if err == nil {
+		out = slices.Clip(out)
+		s.subs.Put(schemaID, gen, out, readAt)
+	}
 	return out, err
 }
 

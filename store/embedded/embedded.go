@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,56 +64,14 @@ const bAudit = "audit"
 type Store struct {
 	db   *bolt.DB
 	now  func() time.Time
-	subs subsCache
+	// subs keeps SubscriptionsForSchema's answers until a subscription is
+	// written: the file is this process's alone (bbolt locks it), so every
+	// write passes here and no TTL is needed.
+	subs store.SubscriptionsCache
 	// afterSubsRead, if set (tests), runs between SubscriptionsForSchema's
 	// read and its keeping the answer: where a write that races the read
 	// lands.
 	afterSubsRead func()
-}
-
-// subsCache holds SubscriptionsForSchema's answers until a subscription
-// is written. The processor asks for a schema's subscriptions every
-// batch, and with a subscription per tenant each answer was thousands of
-// rows decoded — a tenth of the CPU at 1,000 tenants. The file is this
-// process's alone (bbolt locks it), so every write passes here and the
-// cache is never stale: a write bumps gen after it commits, and an
-// answer read in a transaction that began before the bump is not kept.
-type subsCache struct {
-	mu       sync.Mutex
-	gen      uint64
-	bySchema map[string][]store.Subscription
-}
-
-// invalidate drops every cached answer; called after a subscription's
-// write commits.
-func (c *subsCache) invalidate() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	clear(c.bySchema)
-}
-
-// get returns the cached answer for schemaID, or the generation to pass
-// to put with the answer read.
-func (c *subsCache) get(schemaID string) ([]store.Subscription, uint64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	subs, ok := c.bySchema[schemaID]
-	return subs, c.gen, ok
-}
-
-// put keeps subs, read since get returned gen, unless a write came in
-// between.
-func (c *subsCache) put(schemaID string, gen uint64, subs []store.Subscription) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen {
-		return
-	}
-	if c.bySchema == nil {
-		c.bySchema = map[string][]store.Subscription{}
-	}
-	c.bySchema[schemaID] = subs
 }
 
 var _ store.Store = (*Store)(nil)
@@ -292,7 +249,7 @@ func (s *Store) SchemasByStatus(ctx context.Context, status string) ([]store.Sch
 
 // PutSubscription implements store.Store.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (store.Subscription, error) {
-	defer s.subs.invalidate() // after the write commits (or fails)
+	defer s.subs.Invalidate() // after the write commits (or fails)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		var old store.Subscription
 		switch err := get(tx, bSubs, sub.ID, &old); {
@@ -342,9 +299,9 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, er
 }
 
 // SubscriptionsForSchema implements store.Store. Until a subscription is
-// written, it returns the same slice again (subsCache).
+// written, it returns the same slice again (store.SubscriptionsCache).
 func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
-	out, gen, ok := s.subs.get(schemaID)
+	out, gen, ok := s.subs.Get(schemaID)
 	if ok {
 		return out, ctx.Err()
 	}
@@ -357,7 +314,7 @@ func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]
 			s.afterSubsRead()
 		}
 		out = slices.Clip(out)
-		s.subs.put(schemaID, gen, out)
+		s.subs.Put(schemaID, gen, out, time.Time{})
 	}
 	return out, err
 }

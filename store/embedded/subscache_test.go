@@ -58,7 +58,7 @@ func TestSubscriptionsCacheNeverStale(t *testing.T) {
 
 	// The interleaving that matters, made to happen: a write commits
 	// after a read's transaction and before its answer is kept.
-	s.subs.invalidate() // the next read goes to the file
+	s.subs.Invalidate() // the next read goes to the file
 	var written store.Subscription
 	s.afterSubsRead = func() {
 		s.afterSubsRead = nil
