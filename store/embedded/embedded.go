@@ -62,8 +62,8 @@ const bAudit = "audit"
 
 // Store is the embedded store. Create it with Open.
 type Store struct {
-	db   *bolt.DB
-	now  func() time.Time
+	db  *bolt.DB
+	now func() time.Time
 	// subs keeps SubscriptionsForSchema's answers until a subscription is
 	// written: the file is this process's alone (bbolt locks it), so every
 	// write passes here and no TTL is needed.
