@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,18 +91,8 @@ func tenantSubs(tenants int) []store.Subscription {
 	subs = append(subs, sub("x-all", store.SubscriptionApproved, ""), sub("x-big", store.SubscriptionApproved, `{"path":"data.amount","gte":500}`),
 		sub("x-pending", store.SubscriptionPending, ""), sub("x-broken", store.SubscriptionApproved, `{"path":"data.amount","lt":"a"}`),
 		sub("x-number", store.SubscriptionApproved, `{"path":"data.code","eq":7}`))
-	slices.SortFunc(subs, func(a, b store.Subscription) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(subs, func(a, b store.Subscription) int { return cmp.Compare(a.ID, b.ID) })
 	return subs
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // TestRouteAgreesWithEveryFilter: the router takes, for any event, what
