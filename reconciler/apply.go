@@ -11,6 +11,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,15 @@ type Applier struct {
 	// PruneTopics deletes wh.* topics no longer in the catalog. Off by
 	// default: deleting a topic deletes its records.
 	PruneTopics bool
-	Log         *slog.Logger
-	Now         func() time.Time
+	// EgressPartitions is the partitions of each subscription's egress
+	// topic (wh.egress.{partner}.{event}); 0: DefaultEgressPartitions. The
+	// egress cluster's partitions grow with the subscriptions, so a
+	// platform with thousands of partners sets it lower (docs/reconciler.md,
+	// "Many partners"). Partitions only grow: raising it adds partitions
+	// to every egress topic, lowering it changes only topics created after.
+	EgressPartitions int32
+	Log              *slog.Logger
+	Now              func() time.Time
 }
 
 // Plan computes what applying c at revision would change.
@@ -49,7 +57,7 @@ func (a *Applier) Plan(ctx context.Context, c *catalog.Catalog, revision string)
 	if err != nil {
 		return Plan{Revision: revision}, err
 	}
-	return Compute(revision, Desire(c), act, a.PruneTopics), nil
+	return Compute(revision, desire(c, cmp.Or(a.EgressPartitions, DefaultEgressPartitions)), act, a.PruneTopics), nil
 }
 
 // Result is what one Apply did.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -342,5 +343,50 @@ func TestApplyManyConcurrently(t *testing.T) {
 		if k, err := st.GetSubscriptionKafka(ctx, s.ID); err != nil || k.EgressTopic == "" {
 			t.Errorf("%s: topics row %+v, %v", s.ID, k, err)
 		}
+	}
+}
+
+// TestEgressPartitions: EgressPartitions sets each subscription's egress
+// topic's partitions (not the retry or DLQ topics'); raised, the plan
+// adds partitions to the existing egress topics; lowered, it leaves them
+// (partitions only grow).
+func TestEgressPartitions(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newApplier(t)
+	a.EgressPartitions = 1
+	c := load(t, base)
+	if _, err := a.Apply(ctx, c, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	act, err := a.ReadActual(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int32{"wh.egress.acme.order.created": 1, "wh.egress.acme.order.paid": 1, "wh.dlq.order.created": DefaultEgressPartitions} {
+		if got := act.Topics[name].Partitions; got != want {
+			t.Errorf("%s: %d partitions, want %d", name, got, want)
+		}
+	}
+	a.EgressPartitions = 2
+	p, err := a.Plan(ctx, c, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grown []string
+	for _, ch := range p.Changes {
+		if ch.Action != AddPartitions {
+			t.Errorf("raised: unexpected change %s %s", ch.Action, ch.ID)
+		}
+		grown = append(grown, ch.ID)
+	}
+	if want := []string{"wh.egress.acme.order.created", "wh.egress.acme.order.paid"}; !slices.Equal(grown, want) {
+		t.Errorf("raised to 2: grows %v, want %v", grown, want)
+	}
+	if _, err := a.Apply(ctx, c, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	a.EgressPartitions = 1
+	if p, err := a.Plan(ctx, c, "r1"); err != nil || !p.Empty() {
+		t.Errorf("lowered again: plan %+v, %v; want none (partitions only grow)", p.Changes, err)
 	}
 }

@@ -48,7 +48,11 @@ type Desired struct {
 func retentionMS(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 // Desire computes what c asks for.
-func Desire(c *catalog.Catalog) Desired {
+func Desire(c *catalog.Catalog) Desired { return desire(c, DefaultEgressPartitions) }
+
+// desire is Desire with egressPartitions for each subscription's egress
+// topic (Applier.EgressPartitions).
+func desire(c *catalog.Catalog, egressPartitions int32) Desired {
 	d := Desired{Schemas: map[string]store.Schema{}, Subscriptions: map[string]store.Subscription{}, Topics: map[string]TopicSpec{}}
 	for _, s := range c.Schemas {
 		d.Schemas[s.ID()] = store.Schema{
@@ -91,7 +95,10 @@ func Desire(c *catalog.Catalog) Desired {
 			{Name: topic.DLQ(cs.Event), Configs: map[string]string{"retention.ms": retentionMS(DLQRetention)}},
 		} {
 			t.Cluster, t.Partitions = ClusterEgress, DefaultEgressPartitions
-			if t.Name == topic.Retry(cs.Event) {
+			switch t.Name {
+			case topic.Egress(cs.PartnerID, cs.Event):
+				t.Partitions = egressPartitions
+			case topic.Retry(cs.Event):
 				t.Partitions = retry.Tiers // one partition per delay tier
 			}
 			d.Topics[t.Name] = t

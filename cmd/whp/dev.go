@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/flags"
@@ -31,6 +32,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing")
+	egressPartitions := fs.Int("egress-partitions", reconciler.DefaultEgressPartitions, egressPartitionsUsage)
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
@@ -44,6 +46,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *maxBody <= 0 {
 		return usageError{"whp dev: --max-body-bytes must be positive"}
+	}
+	if *egressPartitions < 1 || *egressPartitions > maxEgressPartitions {
+		return usageError{fmt.Sprintf("whp dev: --egress-partitions %d: want 1 to %d", *egressPartitions, maxEgressPartitions)}
 	}
 	if !(*sampleRatio > 0 && *sampleRatio <= 1) {
 		return usageError{fmt.Sprintf("whp dev: --trace-sample-ratio %v: want more than 0 and at most 1", *sampleRatio)}
@@ -66,7 +71,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL,
-		TraceSampleRatio: *sampleRatio}
+		TraceSampleRatio: *sampleRatio, EgressPartitions: int32(*egressPartitions)}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
 	switch {

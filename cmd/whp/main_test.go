@@ -36,6 +36,8 @@ func TestRun(t *testing.T) {
 		{name: "bad flag", args: []string{"dev", "--no-such-flag"}, code: 2, stderr: []string{"flag provided but not defined"}},
 		{name: "bad log level", args: []string{"dev", "--log-level", "loud"}, code: 2, stderr: []string{`--log-level "loud"`}},
 		{name: "bad retry schedule", args: []string{"dev", "--retry-schedule", "5s,soon"}, code: 2, stderr: []string{`"soon" is not a positive duration`}},
+		{name: "no egress partitions", args: []string{"dev", "--egress-partitions", "0"}, code: 2, stderr: []string{"--egress-partitions 0: want 1 to 64"}},
+		{name: "no egress partitions to reconcile", args: []string{"reconcile", "--once", "--catalog", "../../catalog", "--egress-partitions", "0"}, code: 2, stderr: []string{"--egress-partitions 0: want 1 to 64"}},
 		{name: "bad env value", args: []string{"dev"}, env: map[string]string{"WHP_MAX_BODY_BYTES": "lots"}, code: 1, stderr: []string{`WHP_MAX_BODY_BYTES="lots"`}},
 		{name: "bench into a data dir in use", args: []string{"bench", "--data-dir", "../../catalog"}, code: 2, stderr: []string{"--data-dir ../../catalog is not empty"}},
 		{name: "invalid catalog stops dev", args: []string{"dev", "--addr", "127.0.0.1:0", "--catalog", "../../catalog/testdata/invalid/bad-names"}, code: 1,

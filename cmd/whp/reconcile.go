@@ -39,7 +39,16 @@ type reconcileFlags struct {
 	emf                                                io.Writer // Lambda: metrics as CloudWatch EMF
 	tel                                                *telemetry.Telemetry
 	interval                                           time.Duration
+	egressPartitions                                   int
 }
+
+// egressPartitionsUsage is --egress-partitions's help, whp reconcile's
+// and whp dev's.
+const egressPartitionsUsage = "partitions of each subscription's egress topic wh.egress.{partner}.{event}; fewer let an egress cluster hold more partners (partitions only grow: lowering it changes new topics only)"
+
+// maxEgressPartitions bounds --egress-partitions: a partner's deliveries
+// gain nothing from more partitions than its dispatcher's concurrency.
+const maxEgressPartitions = 64
 
 func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "status" {
@@ -95,6 +104,7 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileFlags, erro
 	fs.BoolVar(&f.once, "once", false, "apply the current revision once and exit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&f.pruneTopics, "prune-topics", false, "delete wh.* topics no longer in the catalog (deletes their records)")
+	fs.IntVar(&f.egressPartitions, "egress-partitions", reconciler.DefaultEgressPartitions, egressPartitionsUsage)
 	fs.DurationVar(&f.interval, "interval", time.Minute, "how often to look for a new revision and repair drift")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8081", "address of the status and trigger endpoints when following")
 	f.ops.register(fs.String)
@@ -104,6 +114,9 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileFlags, erro
 	}
 	if (f.b.ingress == "") != (f.b.egress == "") {
 		return nil, usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
+	}
+	if f.egressPartitions < 1 || f.egressPartitions > maxEgressPartitions {
+		return nil, usageError{fmt.Sprintf("whp reconcile: --egress-partitions %d: want 1 to %d", f.egressPartitions, maxEgressPartitions)}
 	}
 	return &f, nil
 }
@@ -157,7 +170,8 @@ func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconci
 		return nil, nil, err
 	}
 	closers = append(closers, eg.Close)
-	applier := &reconciler.Applier{Store: st, Ingress: in, Egress: eg, PruneTopics: f.pruneTopics, Log: log, Now: time.Now}
+	applier := &reconciler.Applier{Store: st, Ingress: in, Egress: eg, PruneTopics: f.pruneTopics,
+		EgressPartitions: int32(f.egressPartitions), Log: log, Now: time.Now}
 	status, err := statusStore(ctx, f.statusAt, f.b.dataDir)
 	if err != nil {
 		return nil, nil, err

@@ -115,6 +115,10 @@ type Config struct {
 	// a crash: what was lost or duplicated, and how long until the
 	// platform serves and delivers again (CrashResult).
 	Crash time.Duration
+	// EgressPartitions is the embedded platform's (whp dev's
+	// --egress-partitions): each subscription's egress topic's
+	// partitions. 0: its default, 3.
+	EgressPartitions int
 	// BreakerCoolDown is the embedded platform's (whp dev's
 	// --breaker-cooldown): how long an open circuit breaker waits before
 	// it probes the partner again. 0: whp dev's default, 30 s.
@@ -163,6 +167,8 @@ type Result struct {
 	PayloadBytes int    `json:"payload_bytes"`
 	Fanout       int    `json:"fanout"`
 	Tenants      int    `json:"tenants"`
+	// EgressPartitions is Config.EgressPartitions, if set.
+	EgressPartitions int `json:"egress_partitions,omitempty"`
 
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	// IngestPerSec is what the ingest role accepts alone — nothing
@@ -299,7 +305,7 @@ type OutageResult struct {
 // Run measures the baseline, then starts the platform and measures it.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
-	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, Rate: cfg.Rate}
+	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate}
 	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
@@ -580,7 +586,7 @@ var padding = sync.OnceValue(func() []byte {
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
 	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
-		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly}
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions}
 	if ingestOnly {
 		s.DataDir = ""
 	}
@@ -615,8 +621,8 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		partners = append(partners, "slow")
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
-		TraceSampleRatio: s.TraceSampleRatio,
-		Log:              slog.New(slog.NewTextHandler(io.Discard, nil))}
+		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
 	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}}

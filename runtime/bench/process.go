@@ -44,6 +44,7 @@ type processSpec struct {
 	TraceSampleRatio float64       `json:"trace_sample_ratio,omitempty"`
 	BreakerCoolDown  time.Duration `json:"breaker_cool_down,omitempty"`
 	IngestOnly       bool          `json:"ingest_only,omitempty"`
+	EgressPartitions int           `json:"egress_partitions,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),

@@ -91,6 +91,9 @@ type Config struct {
 	// Tracing every event through every hop costs about 15 % of the CPU
 	// under load (docs/benchmarks.md).
 	TraceSampleRatio float64
+	// EgressPartitions is the reconciler's (reconciler.Applier): the
+	// partitions of each subscription's egress topic; 0: its default.
+	EgressPartitions int32
 	// IngestOnly starts everything but the processor: accepted events
 	// stay in the ingress topics, nothing is routed or delivered. whp
 	// bench measures the ingest role alone with it, as it runs in
@@ -419,7 +422,7 @@ func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, se
 	log := p.log.With("role", "reconciler")
 	return &reconciler.Reconciler{
 		Source:      source.Dir{Path: cfg.CatalogDir},
-		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, Log: log, Now: time.Now},
+		Applier:     &reconciler.Applier{Store: p.st, Ingress: in, Egress: eg, EgressPartitions: cfg.EgressPartitions, Log: log, Now: time.Now},
 		Status:      reconciler.StatusFileIn(cfg.DataDir),
 		Metrics:     p.tel.Metrics,
 		Ops:         cfg.Dispatch.Ops,
