@@ -26,6 +26,23 @@ func root() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// ignoreAborted is preloaded into dynalite's process. A client that dies
+// mid-request — the topology and chaos tests SIGKILL roles while they
+// work — aborts the request's stream, and dynalite's handler rethrows the
+// stream's error ("aborted", ECONNRESET), which kills the process: every
+// later call of every role then fails, as no real DynamoDB would. The
+// request of a client gone is dropped instead; any other uncaught error
+// still ends the process.
+const ignoreAborted = `process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    console.error('dynalite: a client went away mid-request; its request is dropped')
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
+`
+
 // Start runs dynalite for the test and returns a client of it. Without
 // node_modules (run `npm ci`), the test fails with that instruction.
 func Start(t testing.TB) *dynamodb.Client {
@@ -40,7 +57,11 @@ func Start(t testing.TB) *dynamodb.Client {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cmd := exec.Command("node", cli, "--port", fmt.Sprint(port), "--path", t.TempDir())
+	preload := filepath.Join(t.TempDir(), "ignore-aborted.js")
+	if err := os.WriteFile(preload, []byte(ignoreAborted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "--require", preload, cli, "--port", fmt.Sprint(port), "--path", t.TempDir())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dynalite: %v", err)
