@@ -363,6 +363,9 @@ func testHangingPartner(t *testing.T, slowN int, bThen bool) {
 	}
 	r.produce(recs...)
 	waitUntil(t, "B's deliveries while A hangs", func() bool { return b.got.Load() == 10 })
+	// A's second request may still be on its way when B's last arrives
+	// (they were produced together): A reaches its two, and no more.
+	waitUntil(t, "A's two slots taken", func() bool { return a.got.Load() >= 2 })
 	if n := a.got.Load(); n != 2 {
 		t.Errorf("hanging partner A got %d requests at once, want 2 (its PartnerConcurrency)", n)
 	}
