@@ -91,7 +91,31 @@ func (p *Processor) router(schemaID string, subs []store.Subscription) *router {
 		}
 	}
 	p.routers[schemaID] = r
+	p.forgetRemoved()
 	return r
+}
+
+// forgetRemoved drops the compiled filters and transforms of
+// subscriptions no router holds any more: a catalog whose tenants come
+// and go would otherwise keep every one it ever compiled. It runs when a
+// router is built — when subscriptions change — over every router's.
+func (p *Processor) forgetRemoved() {
+	live := map[string]bool{}
+	for _, r := range p.routers {
+		for i := range r.subs {
+			live[r.subs[i].ID] = true
+		}
+	}
+	for id := range p.filters {
+		if !live[id] {
+			delete(p.filters, id)
+		}
+	}
+	for id := range p.transforms {
+		if !live[id] {
+			delete(p.transforms, id)
+		}
+	}
 }
 
 // same reports whether subs are the subscriptions r was built from: the

@@ -217,4 +217,13 @@ func TestRouterRebuiltOnChange(t *testing.T) {
 	if got := ids(take); !slices.Contains(got, "p0007") {
 		t.Errorf("after the change, t99's event took %v", got)
 	}
+	// A subscription removed: its compiled filter is forgotten.
+	removed := slices.DeleteFunc(slices.Clone(changed), func(s store.Subscription) bool { return s.ID == "p0008" })
+	if _, ok := p.filters["p0008"]; !ok {
+		t.Fatal("p0008's filter was never compiled")
+	}
+	p.router("s", removed)
+	if _, ok := p.filters["p0008"]; ok || len(p.filters) != len(removed)-2 { // x-all and x-pending have none
+		t.Errorf("after p0008 left: %d compiled filters, p0008's kept %v", len(p.filters), ok)
+	}
 }
