@@ -41,7 +41,7 @@ type Store interface {
 	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 	PutSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error)
-	GetSubscriptionKafka(ctx context.Context, subscriptionID string) (store.SubscriptionKafka, error)
+	ListSubscriptionKafka(ctx context.Context) ([]store.SubscriptionKafka, error)
 	GetEvent(ctx context.Context, id string) (store.Event, error)
 	Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error)
 	DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error)

@@ -34,6 +34,16 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The counters in one read, not one a subscription: against
+	// DynamoDB, a thousand partners were a thousand round trips a page.
+	ks, err := s.cfg.Store.ListSubscriptionKafka(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	counters := make(map[string]store.SubscriptionKafka, len(ks))
+	for _, k := range ks {
+		counters[k.SubscriptionID] = k
+	}
 	states := map[string]string{}
 	if s.cfg.Breakers != nil {
 		for _, b := range s.cfg.Breakers() {
@@ -54,10 +64,9 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 			rows = append(rows, partnerRow{ID: sub.PartnerID, Breaker: state})
 		}
 		rows[i].Subscriptions = append(rows[i].Subscriptions, sub)
-		if k, err := s.cfg.Store.GetSubscriptionKafka(r.Context(), sub.ID); err == nil {
-			rows[i].Delivered += k.Delivered
-			rows[i].Failed += k.Failed
-		}
+		k := counters[sub.ID]
+		rows[i].Delivered += k.Delivered
+		rows[i].Failed += k.Failed
 	}
 	slices.SortFunc(rows, func(a, b partnerRow) int {
 		if a.ID < b.ID {

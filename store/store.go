@@ -319,6 +319,10 @@ type Store interface {
 	// PutSubscriptionKafka writes topic metadata, keeping the counters.
 	PutSubscriptionKafka(ctx context.Context, k SubscriptionKafka) error
 	GetSubscriptionKafka(ctx context.Context, subscriptionID string) (SubscriptionKafka, error)
+	// ListSubscriptionKafka returns every subscription's item, counters
+	// included, sorted by subscription ID: one scan, where a Get each
+	// was a round trip per subscription (the console's partner list).
+	ListSubscriptionKafka(ctx context.Context) ([]SubscriptionKafka, error)
 	// AddCounts adds to the counters atomically, creating the item if
 	// needed.
 	AddCounts(ctx context.Context, subscriptionID string, c Counts) error

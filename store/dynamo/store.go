@@ -267,13 +267,36 @@ func (s *Store) GetSubscriptionKafka(ctx context.Context, id string) (store.Subs
 	if out.Item == nil {
 		return store.SubscriptionKafka{}, store.ErrNotFound
 	}
+	return subscriptionKafka(id, out.Item)
+}
+
+// ListSubscriptionKafka implements store.Store with one scan.
+func (s *Store) ListSubscriptionKafka(ctx context.Context) ([]store.SubscriptionKafka, error) {
+	var out []store.SubscriptionKafka
+	err := s.scanAll(ctx, store.TableEventSubscriptionKafka, func(it map[string]types.AttributeValue) error {
+		pk, _ := it[AttrPK].(*types.AttributeValueMemberS)
+		if pk == nil {
+			return fmt.Errorf("%s: an item without its key", store.TableEventSubscriptionKafka)
+		}
+		k, err := subscriptionKafka(pk.Value, it)
+		out = append(out, k)
+		return err
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].SubscriptionID < out[j].SubscriptionID })
+	return out, err
+}
+
+// subscriptionKafka decodes an item of event_subscription_kafka: the
+// metadata document (absent while only counters were added) and the
+// counters beside it.
+func subscriptionKafka(id string, it map[string]types.AttributeValue) (store.SubscriptionKafka, error) {
 	k := store.SubscriptionKafka{SubscriptionID: id}
-	if _, ok := out.Item["doc"]; ok {
-		if err := decodeDoc(out.Item, &k); err != nil {
+	if _, ok := it["doc"]; ok {
+		if err := decodeDoc(it, &k); err != nil {
 			return k, err
 		}
 	}
-	k.Delivered, k.Failed, k.Filtered = counter(out.Item, "delivered"), counter(out.Item, "failed"), counter(out.Item, "filtered")
+	k.Delivered, k.Failed, k.Filtered = counter(it, "delivered"), counter(it, "failed"), counter(it, "filtered")
 	return k, nil
 }
 

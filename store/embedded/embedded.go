@@ -338,6 +338,16 @@ func (s *Store) GetSubscriptionKafka(ctx context.Context, id string) (store.Subs
 	return k, err
 }
 
+// ListSubscriptionKafka implements store.Store.
+func (s *Store) ListSubscriptionKafka(ctx context.Context) ([]store.SubscriptionKafka, error) {
+	var out []store.SubscriptionKafka
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		out, err = all[store.SubscriptionKafka](tx, bSubKafka)
+		return err
+	})
+	return out, err
+}
+
 // AddCounts implements store.Store.
 func (s *Store) AddCounts(ctx context.Context, id string, c store.Counts) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {

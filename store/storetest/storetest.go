@@ -236,6 +236,15 @@ func testCounters(t *testing.T, open Opener) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after metadata rewrite (-want +got):\n%s", diff)
 	}
+	// Listed in one read, in ID order: the one with metadata, and one
+	// that has counters only.
+	other := "beta#orders#order.created#1"
+	must(t, s.AddCounts(ctx, other, store.Counts{Failed: 4}))
+	list, err := s.ListSubscriptionKafka(ctx)
+	must(t, err)
+	if diff := cmp.Diff([]store.SubscriptionKafka{want, {SubscriptionID: other, Failed: 4}}, list); diff != "" {
+		t.Errorf("ListSubscriptionKafka (-want +got):\n%s", diff)
+	}
 }
 
 func testEvents(t *testing.T, open Opener) {
