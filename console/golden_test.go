@@ -65,6 +65,8 @@ func pages() map[string]templ.Component {
 			Log:     []store.Decision{{SubscriptionID: "demo#orders#order.created#1", PartnerID: "demo", Status: "Approved", By: "whp dev", Reason: "dev", At: t0}}}),
 		"dlq": dlqPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "dlq"}, dlqModel{CanRedrive: true, Subscriptions: []string{"acme#orders#order.created#1"},
 			Entries: []dlq.Entry{{DeliveryID: "d-2", EventID: "ev-2", SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Reason: "final failure: HTTP 400", Attempts: 1, LastStatusCode: 400, FailedAt: t0, Status: "dead_lettered"}}}),
+		"partners": partnersPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "partners"}, partnersView{Query: "ac", Page: 2, Pages: 3, Total: 250, First: 101, Last: 101,
+			Rows: []partnerRow{{ID: "acme", Subscriptions: []store.Subscription{pending}, Breaker: "open", Delivered: 41, Failed: 20}}}),
 		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Total: 4, Done: 1, Redriven: 1}}),
 		"portal": portalPage(page{User: "pat", Role: PartnerRole("acme"), CSRF: "tok", Active: "portal", Partner: "acme"}, portalModel{Partner: "acme",
 			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}}),

@@ -2,7 +2,10 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/store"
@@ -77,13 +80,78 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 	return rows, nil
 }
 
+// partnersPerPage is how many partners the list shows at a time: a
+// platform with a partner per customer has thousands.
+const partnersPerPage = 100
+
+// partnersView is a page of the partner list: those whose ID contains
+// Query (any case), PerPage at a time.
+type partnersView struct {
+	Rows               []partnerRow
+	Query              string
+	Page, Pages, Total int // Total: the partners matching Query
+	First, Last        int // the positions shown, from 1 (0, 0: none)
+}
+
+// listPartners is page pageNo (from 1) of rows whose ID contains query.
+func listPartners(rows []partnerRow, query string, pageNo int) partnersView {
+	v := partnersView{Query: query, Page: pageNo}
+	q := strings.ToLower(query)
+	var match []partnerRow
+	for _, r := range rows {
+		if strings.Contains(strings.ToLower(r.ID), q) {
+			match = append(match, r)
+		}
+	}
+	v.Total = len(match)
+	v.Pages = max((len(match)+partnersPerPage-1)/partnersPerPage, 1)
+	start := (pageNo - 1) * partnersPerPage
+	if start < len(match) {
+		v.Rows = match[start:min(start+partnersPerPage, len(match))]
+		v.First, v.Last = start+1, start+len(v.Rows)
+	}
+	return v
+}
+
+// query is the list's URL for page n of the same search.
+func (v partnersView) query(n int) string {
+	q := url.Values{}
+	if v.Query != "" {
+		q.Set("q", v.Query)
+	}
+	if n > 1 {
+		q.Set("page", strconv.Itoa(n))
+	}
+	if len(q) == 0 {
+		return "/console/partners"
+	}
+	return "/console/partners?" + q.Encode()
+}
+
 func (s *Server) partners(w http.ResponseWriter, r *http.Request, ss session) {
+	pageNo := 1
+	if p := r.URL.Query().Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			if len(p) > 20 {
+				p = p[:20] + "…"
+			}
+			s.fail(w, r, http.StatusBadRequest, "page: a page number, from 1 (got "+strconv.Quote(p)+")")
+			return
+		}
+		pageNo = n
+	}
+	query := strings.TrimSpace(r.URL.Query().Get("q"))
+	if len(query) > 200 {
+		s.fail(w, r, http.StatusBadRequest, "q: at most 200 characters")
+		return
+	}
 	rows, err := s.partnerRows(r)
 	if err != nil {
 		s.unavailable(w, r, "the partner list", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), rows))
+	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), listPartners(rows, query, pageNo)))
 }
 
 // partnerModel is a partner's page.
