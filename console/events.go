@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,7 +39,7 @@ func (f searchForm) query(cursor string) string {
 // eventsModel is the events page.
 type eventsModel struct {
 	Form       searchForm
-	Partners   []string
+	Partners   []string // listed to choose from up to partnerChoices; past that, typed
 	Schemas    []string
 	Statuses   []string
 	Deliveries []store.Delivery
@@ -53,6 +54,10 @@ var deliveryStatuses = []string{store.DeliveryPending, store.DeliveryRetrying, s
 // historyPage is how many deliveries a page of history shows.
 const historyPage = 50
 
+// partnerChoices is the most partners the search offers in a list: with
+// a partner per customer, a field to type the partner's id in instead.
+const partnerChoices = 100
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 	f := readSearch(r.URL.Query())
 	m := eventsModel{Form: f, Statuses: deliveryStatuses}
@@ -61,16 +66,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 		s.unavailable(w, r, "the subscription list", err)
 		return
 	}
+	partners, schemas := map[string]bool{}, map[string]bool{}
 	for _, sub := range subs {
-		if !slices.Contains(m.Partners, sub.PartnerID) {
-			m.Partners = append(m.Partners, sub.PartnerID)
-		}
-		if !slices.Contains(m.Schemas, sub.SchemaID) {
-			m.Schemas = append(m.Schemas, sub.SchemaID)
-		}
+		partners[sub.PartnerID], schemas[sub.SchemaID] = true, true
 	}
-	slices.Sort(m.Partners)
-	slices.Sort(m.Schemas)
+	m.Partners, m.Schemas = slices.Sorted(maps.Keys(partners)), slices.Sorted(maps.Keys(schemas))
 	// An event id or idempotency key names one event: go to it.
 	if f.EventID != "" {
 		http.Redirect(w, r, "/console/events/"+url.PathEscape(f.EventID), http.StatusSeeOther)

@@ -65,6 +65,12 @@ func TestPartnerList(t *testing.T) {
 	if code, body = get("/console/partners?page=9"); code != 200 || !strings.Contains(body, "Page 9 is past the last (3).") {
 		t.Errorf("past the last page: %d", code)
 	}
+	// The events search asks for the partner's id instead of listing 250.
+	w := httptest.NewRecorder()
+	s.events(w, httptest.NewRequest("GET", "/console/events?partner=p007", nil), session{User: "ann", Role: RoleAdmin})
+	if b := w.Body.String(); w.Code != 200 || !strings.Contains(b, `<input name="partner" value="p007"`) || strings.Contains(b, `<select name="partner"`) {
+		t.Errorf("events search with 250 partners: %d", w.Code)
+	}
 	for _, bad := range []string{"0", "-1", "two"} {
 		if code, body = get("/console/partners?page=" + bad); code != 400 || !strings.Contains(body, "page: a page number") {
 			t.Errorf("page=%s: %d", bad, code)
