@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,7 +12,12 @@ import (
 
 // approvalsModel is the approvals page: the queue, and the audit log.
 type approvalsModel struct {
+	// Pending are the subscriptions waiting whose partner or ID contains
+	// Query (any case), the first approvalsShown of them; More counts the
+	// rest.
 	Pending   []store.Subscription
+	Query     string
+	More      int
 	Changes   map[string][]string // by subscription: what differs from its last approval
 	Log       []store.Decision
 	CanDecide bool
@@ -29,11 +35,17 @@ func (s *Server) renderApprovals(w http.ResponseWriter, r *http.Request, ss sess
 		s.unavailable(w, r, "the approval queue", err)
 		return
 	}
-	m := approvalsModel{CanDecide: approvers.allows(ss.Role), Notice: notice, Problem: problem}
+	m := approvalsModel{CanDecide: approvers.allows(ss.Role), Notice: notice, Problem: problem, Query: strings.TrimSpace(r.FormValue("q"))}
+	q := strings.ToLower(m.Query)
 	for _, sub := range subs {
-		if sub.Status == store.SubscriptionPending {
-			m.Pending = append(m.Pending, sub)
+		if sub.Status != store.SubscriptionPending || !strings.Contains(strings.ToLower(sub.ID), q) {
+			continue
 		}
+		if len(m.Pending) == approvalsShown {
+			m.More++
+			continue
+		}
+		m.Pending = append(m.Pending, sub)
 	}
 	if m.Log, err = s.cfg.Store.Decisions(r.Context(), 1000); err != nil {
 		s.unavailable(w, r, "the audit log", err)
@@ -47,6 +59,48 @@ func (s *Server) renderApprovals(w http.ResponseWriter, r *http.Request, ss sess
 		m.Log = m.Log[:200]
 	}
 	s.render(w, r, status, approvalsPage(s.page(ss, "approvals"), m))
+}
+
+// approvalsShown is how many waiting subscriptions the page shows, and
+// approves at once: a catalog that adds a partner per customer brings
+// hundreds to review.
+const approvalsShown = 50
+
+// approveShown approves the subscriptions the approver was shown, each
+// at the settings reviewed (its config hash, from the form) and recorded
+// in the audit log on its own, with the one reason given. One changed
+// since the review is left waiting, and counted.
+func (s *Server) approveShown(w http.ResponseWriter, r *http.Request, ss session) {
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		s.renderApprovals(w, r, ss, http.StatusBadRequest, "", "Give a reason: it goes into the audit log.")
+		return
+	}
+	ids, hashes := r.PostForm["sub"], r.PostForm["config_hash"]
+	if len(ids) == 0 || len(ids) != len(hashes) || len(ids) > approvalsShown {
+		s.renderApprovals(w, r, ss, http.StatusBadRequest, "", fmt.Sprintf("The form names %d subscriptions and %d reviewed settings: at most %d, each with its own.", len(ids), len(hashes), approvalsShown))
+		return
+	}
+	approved, changed := 0, 0
+	for i, id := range ids {
+		_, err := reconciler.Decide(r.Context(), s.cfg.Store, reconciler.Decision{SubscriptionID: id, Status: store.SubscriptionApproved,
+			By: ss.User, Reason: reason, ConfigHash: hashes[i], At: s.now()})
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, reconciler.ErrCancelled), errors.Is(err, reconciler.ErrChangedSinceReview), errors.Is(err, store.ErrConflict):
+			changed++
+			continue
+		case err != nil:
+			s.unavailable(w, r, fmt.Sprintf("recording the decisions (%d of %d recorded)", approved, len(ids)), err)
+			return
+		}
+		approved++
+		s.cfg.Log.Info("subscription decided in the console", "subscription_id", id, "status", store.SubscriptionApproved, "by", ss.User, "bulk", true)
+	}
+	notice := fmt.Sprintf("%d approved", approved)
+	if changed > 0 {
+		notice += fmt.Sprintf("; %d changed while you were reviewing them and wait for another review", changed)
+	}
+	http.Redirect(w, r, "/console/approvals?done="+urlQueryEscape(notice), http.StatusSeeOther)
 }
 
 // decide approves or rejects a Pending subscription, recording the signed

@@ -179,6 +179,7 @@ func (s *Server) routes() []route {
 		{"GET /console/partners/{id}", operators, s.partner},
 		{"POST /console/deliveries/{event}/{subscription}/resend", admins, s.resend},
 		{"GET /console/approvals", operators, s.approvals},
+		{"POST /console/approvals/approve-shown", approvers, s.approveShown},
 		{"POST /console/approvals/{id}/approve", approvers, s.decide(store.SubscriptionApproved)},
 		{"POST /console/approvals/{id}/reject", approvers, s.decide(store.SubscriptionRejected)},
 		{"GET /console/dlq", operators, s.dlqPage},
