@@ -85,18 +85,26 @@ func TestEventRowSize(t *testing.T) {
 	if n := len(appendEventRow(nil, e)); n > len(e.Data)+200 || n*5 > len(old)*2 {
 		t.Errorf("row of %d bytes for %d bytes of data, against %d in JSON", n, len(e.Data), len(old))
 	}
-	words := strings.Fields("order shipped invoice paid customer account created updated refund warehouse parcel carrier tracking address street city postal amount currency total tax discount item quantity price")
-	rng := rand.New(rand.NewPCG(3, 4))
-	var text []byte
-	for len(text) < 1000 {
-		text = append(text, words[rng.IntN(len(words))]...)
-		text = append(text, ' ')
-	}
+	text := wordText(1000)
 	e.Routing = e.Routing[:1]
 	e.Data = []byte(`{"id":"t353","pad":"` + string(text) + `"}`)
 	if n := len(appendEventRow(nil, e)); n*5 > len(e.Data)*3 {
 		t.Errorf("row of %d bytes for %d bytes of text", n, len(e.Data))
 	}
+}
+
+// wordText is about n bytes of words drawn at random from a small
+// vocabulary, as the bench pads its events: text that compresses as JSON
+// does, not as a run of one letter.
+func wordText(n int) []byte {
+	words := strings.Fields("order shipped invoice paid customer account created updated refund warehouse parcel carrier tracking address street city postal amount currency total tax discount item quantity price")
+	rng := rand.New(rand.NewPCG(3, 4))
+	var text []byte
+	for len(text) < n {
+		text = append(text, words[rng.IntN(len(words))]...)
+		text = append(text, ' ')
+	}
+	return text
 }
 
 // TestEventRowV1: rows written before the data was compressed read as
@@ -270,13 +278,7 @@ func FuzzEventRow(f *testing.F) {
 // history write and read by GET /v1/events/{id} — a 1 KiB event of
 // words, routed to one subscription.
 func BenchmarkEventRow(b *testing.B) {
-	words := strings.Fields("order shipped invoice paid customer account created updated refund warehouse parcel carrier tracking address street city postal amount currency total tax discount item quantity price")
-	rng := rand.New(rand.NewPCG(3, 4))
-	var text []byte
-	for len(text) < 1000 {
-		text = append(text, words[rng.IntN(len(words))]...)
-		text = append(text, ' ')
-	}
+	text := wordText(1000)
 	e := routedEvent(time.Now(), 1)
 	e.Data = []byte(`{"id":"t353","pad":"` + string(text) + `"}`)
 	b.Run("append", func(b *testing.B) {
