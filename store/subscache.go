@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -50,9 +51,27 @@ func (c *SubscriptionsCache) Invalidate() {
 	clear(c.bySchema)
 }
 
-// Get returns the answer kept for schemaID, if any is fresh; else the
-// generation to hand Put with the answer the store reads.
-func (c *SubscriptionsCache) Get(schemaID string) ([]Subscription, uint64, bool) {
+// Load returns the answer kept for schemaID if it is fresh, else read's,
+// which it keeps unless a write came in while read ran. Callers of
+// SubscriptionsForSchema share the slice.
+func (c *SubscriptionsCache) Load(schemaID string, read func() ([]Subscription, error)) ([]Subscription, error) {
+	subs, gen, ok := c.get(schemaID)
+	if ok {
+		return subs, nil
+	}
+	readAt := c.now()
+	subs, err := read()
+	if err != nil {
+		return nil, err
+	}
+	subs = slices.Clip(subs)
+	c.put(schemaID, gen, subs, readAt)
+	return subs, nil
+}
+
+// get returns the answer kept for schemaID, if any is fresh; else the
+// generation to hand put with the answer the store reads.
+func (c *SubscriptionsCache) get(schemaID string) ([]Subscription, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.bySchema[schemaID]
@@ -62,9 +81,9 @@ func (c *SubscriptionsCache) Get(schemaID string) ([]Subscription, uint64, bool)
 	return e.subs, c.gen, ok
 }
 
-// Put keeps subs, read since Get returned gen, unless a write came in
-// between. Callers of SubscriptionsForSchema share the slice.
-func (c *SubscriptionsCache) Put(schemaID string, gen uint64, subs []Subscription, readAt time.Time) {
+// put keeps subs, read since get returned gen, unless a write came in
+// between.
+func (c *SubscriptionsCache) put(schemaID string, gen uint64, subs []Subscription, readAt time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {

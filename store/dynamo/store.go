@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,24 +224,19 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, er
 // SubscriptionsForSchema implements store.Store; an answer is kept for
 // SubscriptionsTTL (store.SubscriptionsCache).
 func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
-	out, gen, ok := s.subs.Get(schemaID)
-	if ok {
-		return out, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	readAt := s.now()
-	out = nil
-	err := s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TablePartnerEventSubscription), IndexName: aws.String("schema-index"),
-		KeyConditionExpression:    aws.String("schema_id = :s"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": str(schemaID)}}, func(it map[string]types.AttributeValue) error {
-		out = append(out, store.Subscription{})
-		return decodeDoc(it, &out[len(out)-1])
+	return s.subs.Load(schemaID, func() (out []store.Subscription, err error) {
+		err = s.queryAll(ctx, &dynamodb.QueryInput{TableName: s.table(store.TablePartnerEventSubscription), IndexName: aws.String("schema-index"),
+			KeyConditionExpression:    aws.String("schema_id = :s"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":s": str(schemaID)}}, func(it map[string]types.AttributeValue) error {
+			out = append(out, store.Subscription{})
+			return decodeDoc(it, &out[len(out)-1])
+		})
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return out, err
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	if err == nil {
-		out = slices.Clip(out)
-		s.subs.Put(schemaID, gen, out, readAt)
-	}
-	return out, err
 }
 
 // PutSubscriptionKafka implements store.Store: the metadata document is

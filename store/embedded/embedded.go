@@ -21,7 +21,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -301,22 +300,19 @@ func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, er
 // SubscriptionsForSchema implements store.Store. Until a subscription is
 // written, it returns the same slice again (store.SubscriptionsCache).
 func (s *Store) SubscriptionsForSchema(ctx context.Context, schemaID string) ([]store.Subscription, error) {
-	out, gen, ok := s.subs.Get(schemaID)
-	if ok {
-		return out, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
-		out, err = indexed[store.Subscription](tx, bSubsSchema, schemaID, bSubs)
-		return err
-	})
-	if err == nil {
-		if s.afterSubsRead != nil {
+	return s.subs.Load(schemaID, func() (out []store.Subscription, err error) {
+		err = s.view(ctx, func(tx *bolt.Tx) (err error) {
+			out, err = indexed[store.Subscription](tx, bSubsSchema, schemaID, bSubs)
+			return err
+		})
+		if err == nil && s.afterSubsRead != nil {
 			s.afterSubsRead()
 		}
-		out = slices.Clip(out)
-		s.subs.Put(schemaID, gen, out, time.Time{})
-	}
-	return out, err
+		return out, err
+	})
 }
 
 // PutSubscriptionKafka implements store.Store.
