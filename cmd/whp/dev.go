@@ -47,8 +47,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *maxBody <= 0 {
 		return usageError{"whp dev: --max-body-bytes must be positive"}
 	}
-	if *egressPartitions < 1 || *egressPartitions > maxEgressPartitions {
-		return usageError{fmt.Sprintf("whp dev: --egress-partitions %d: want 1 to %d", *egressPartitions, maxEgressPartitions)}
+	if err := checkEgressPartitions("dev", *egressPartitions); err != nil {
+		return err
 	}
 	if !(*sampleRatio > 0 && *sampleRatio <= 1) {
 		return usageError{fmt.Sprintf("whp dev: --trace-sample-ratio %v: want more than 0 and at most 1", *sampleRatio)}

@@ -46,9 +46,19 @@ type reconcileFlags struct {
 // and whp dev's.
 const egressPartitionsUsage = "partitions of each subscription's egress topic wh.egress.{partner}.{event}; fewer let an egress cluster hold more partners (partitions only grow: lowering it changes new topics only)"
 
-// maxEgressPartitions bounds --egress-partitions: a partner's deliveries
-// gain nothing from more partitions than its dispatcher's concurrency.
+// maxEgressPartitions bounds --egress-partitions: a partner's partitions
+// are how many dispatcher pods can share its deliveries, and past 64 a
+// value is a typo, not a deployment (every egress topic would take them).
 const maxEgressPartitions = 64
+
+// checkEgressPartitions is whp dev's and whp reconcile's check of
+// --egress-partitions.
+func checkEgressPartitions(command string, n int) error {
+	if n < 1 || n > maxEgressPartitions {
+		return usageError{fmt.Sprintf("whp %s: --egress-partitions %d: want 1 to %d", command, n, maxEgressPartitions)}
+	}
+	return nil
+}
 
 func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "status" {
@@ -115,8 +125,8 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileFlags, erro
 	if (f.b.ingress == "") != (f.b.egress == "") {
 		return nil, usageError{"whp reconcile: give both --ingress-brokers and --egress-brokers, or neither"}
 	}
-	if f.egressPartitions < 1 || f.egressPartitions > maxEgressPartitions {
-		return nil, usageError{fmt.Sprintf("whp reconcile: --egress-partitions %d: want 1 to %d", f.egressPartitions, maxEgressPartitions)}
+	if err := checkEgressPartitions("reconcile", f.egressPartitions); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }
