@@ -86,7 +86,7 @@ func (s *Server) approveShown(w http.ResponseWriter, r *http.Request, ss session
 		_, err := reconciler.Decide(r.Context(), s.cfg.Store, reconciler.Decision{SubscriptionID: id, Status: store.SubscriptionApproved,
 			By: ss.User, Reason: reason, ConfigHash: hashes[i], At: s.now()})
 		switch {
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, reconciler.ErrCancelled), errors.Is(err, reconciler.ErrChangedSinceReview), errors.Is(err, store.ErrConflict):
+		case errors.Is(err, store.ErrNotFound), changedSinceReview(err):
 			changed++
 			continue
 		case err != nil:
@@ -120,7 +120,7 @@ func (s *Server) decide(status string) func(http.ResponseWriter, *http.Request, 
 		case errors.Is(err, store.ErrNotFound):
 			s.renderApprovals(w, r, ss, http.StatusNotFound, "", "No subscription "+id+".")
 			return
-		case errors.Is(err, reconciler.ErrCancelled), errors.Is(err, reconciler.ErrChangedSinceReview), errors.Is(err, store.ErrConflict):
+		case changedSinceReview(err):
 			s.renderApprovals(w, r, ss, http.StatusConflict, "", "The subscription changed while you were reviewing it; review it again.")
 			return
 		case err != nil:
@@ -130,6 +130,13 @@ func (s *Server) decide(status string) func(http.ResponseWriter, *http.Request, 
 		s.cfg.Log.Info("subscription decided in the console", "subscription_id", id, "status", status, "by", ss.User)
 		http.Redirect(w, r, "/console/approvals?done="+urlQueryEscape(id+" "+strings.ToLower(status)), http.StatusSeeOther)
 	}
+}
+
+// changedSinceReview reports whether Decide refused because the
+// subscription is not what the approver reviewed any more: removed from
+// the catalog, its settings changed, or written meanwhile.
+func changedSinceReview(err error) bool {
+	return errors.Is(err, reconciler.ErrCancelled) || errors.Is(err, reconciler.ErrChangedSinceReview) || errors.Is(err, store.ErrConflict)
 }
 
 // changes says what a pending subscription's review is about: what differs

@@ -85,7 +85,7 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 const partnersPerPage = 100
 
 // partnersView is a page of the partner list: those whose ID contains
-// Query (any case), PerPage at a time.
+// Query (any case), partnersPerPage at a time.
 type partnersView struct {
 	Rows               []partnerRow
 	Query              string
