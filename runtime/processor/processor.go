@@ -13,7 +13,6 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -432,11 +431,11 @@ func Body(ev envelope.Event, s store.Subscription, t *transform.Transform, sensi
 	data := ev.Data
 	if !s.AllowSensitive && len(sensitive) > 0 || !t.Identity() {
 		if *decoded == nil {
-			dec := json.NewDecoder(bytes.NewReader(ev.Data))
-			dec.UseNumber()
-			if err := dec.Decode(decoded); err != nil {
+			d, err := fastjson.Decode(ev.Data)
+			if err != nil {
 				return nil, err
 			}
+			*decoded = d
 		}
 		drop := sensitive
 		if s.AllowSensitive {

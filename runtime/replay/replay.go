@@ -20,6 +20,7 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/catalog/filter"
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/catalog/transform"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/processor"
@@ -188,7 +189,7 @@ func (r *Replayer) Run(ctx context.Context, replayID string, req Request, progre
 			}
 			if f != nil {
 				fev := filter.Event{Domain: ev.Domain, Event: ev.Event, Version: ev.Version, Key: ev.Key}
-				fev.Data, _ = decode(ev.Data)
+				fev.Data, _ = fastjson.Decode(ev.Data)
 				if ok, _ := f.Match(fev); !ok {
 					p.Filtered++
 					return
