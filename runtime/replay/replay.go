@@ -20,8 +20,8 @@ import (
 
 	"github.com/whp-dev/whp/catalog"
 	"github.com/whp-dev/whp/catalog/filter"
-	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/catalog/transform"
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/topic"
