@@ -13,6 +13,7 @@ import (
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
 )
@@ -36,6 +37,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
+	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "of the records its consumers are done with, how many MiB each embedded Kafka cluster keeps for resend and replay (the oldest go first; what a consumer still owes is always kept); 0: all, for the topics' retention, as memory and disk grow with every event")
 	opsURL := fs.String("ops-webhook-url", "", "URL that receives operational events (attempts failing, breakers, stalled reconciles), signed with the dev secret ops/webhook/signing")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -49,6 +51,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if err := checkEgressPartitions("dev", *egressPartitions); err != nil {
 		return err
+	}
+	if *kafkaKeep < 0 {
+		return usageError{fmt.Sprintf("whp dev: --kafka-keep-mib %d: want 0 (keep all) or more", *kafkaKeep)}
 	}
 	if !(*sampleRatio > 0 && *sampleRatio <= 1) {
 		return usageError{fmt.Sprintf("whp dev: --trace-sample-ratio %v: want more than 0 and at most 1", *sampleRatio)}
@@ -71,7 +76,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL,
-		TraceSampleRatio: *sampleRatio, EgressPartitions: int32(*egressPartitions)}
+		TraceSampleRatio: *sampleRatio, EgressPartitions: int32(*egressPartitions), KafkaKeep: *kafkaKeep << 20}
+	if *kafkaKeep == 0 {
+		cfg.KafkaKeep = -1
+	}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
 	switch {

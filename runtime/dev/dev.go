@@ -6,6 +6,7 @@
 package dev
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -94,6 +95,14 @@ type Config struct {
 	// EgressPartitions is the reconciler's (reconciler.Applier): the
 	// partitions of each subscription's egress topic; 0: its default.
 	EgressPartitions int32
+	// KafkaKeep is how many bytes of records its consumers are done with
+	// each embedded Kafka cluster keeps (embedkafka.Trim, every
+	// KafkaTrimInterval): what resend and replay can still read. 0:
+	// embedkafka.DefaultKeep; negative: all of them, for the topics'
+	// retention (memory and disk then grow with every event).
+	KafkaKeep int64
+	// KafkaTrimInterval is how often the clusters are trimmed. Default 15 s.
+	KafkaTrimInterval time.Duration
 	// IngestOnly starts everything but the processor: accepted events
 	// stay in the ingress topics, nothing is routed or delivered. whp
 	// bench measures the ingest role alone with it, as it runs in
@@ -307,6 +316,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return cfg.Flags.Run(gctx) })
 	g.Go(func() error { return p.sweep(gctx) })
+	if cfg.KafkaKeep >= 0 {
+		keep, every := cmp.Or(cfg.KafkaKeep, embedkafka.DefaultKeep), cmp.Or(cfg.KafkaTrimInterval, 15*time.Second)
+		g.Go(func() error { return p.kafka.KeepTrimmed(gctx, keep, every, log.With("role", "kafka")) })
+	}
 	g.Go(func() error { return ops.Run(gctx) })
 	go func() { p.served <- p.srv.Serve(ln) }()
 	p.ready.Store(true)

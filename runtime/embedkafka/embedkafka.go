@@ -7,14 +7,19 @@ package embedkafka
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Clusters are the ingress and egress clusters.
 type Clusters struct {
 	Ingress *kfake.Cluster
 	Egress  *kfake.Cluster
+	// Admin clients of each, for Trim.
+	ingressAdm, egressAdm *kadm.Client
 }
 
 // Start starts both clusters with their data in dataDir/ingress and
@@ -31,7 +36,19 @@ func Start(dataDir string, opts ...kfake.Opt) (*Clusters, error) {
 		in.Close()
 		return nil, err
 	}
-	return &Clusters{Ingress: in, Egress: eg}, nil
+	c := &Clusters{Ingress: in, Egress: eg}
+	for _, a := range []struct {
+		into **kadm.Client
+		of   *kfake.Cluster
+	}{{&c.ingressAdm, in}, {&c.egressAdm, eg}} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(a.of.ListenAddrs()...))
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("embedded kafka admin client: %w", err)
+		}
+		*a.into = kadm.NewClient(cl)
+	}
+	return c, nil
 }
 
 func start(dir, id string, extra []kfake.Opt) (*kfake.Cluster, error) {
@@ -41,6 +58,7 @@ func start(dir, id string, extra []kfake.Opt) (*kfake.Cluster, error) {
 		kfake.DataDir(dir),
 		kfake.DefaultNumPartitions(3),
 		kfake.GroupMinSessionTimeout(0),
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(segmentBytes)}),
 	}, extra...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -51,6 +69,11 @@ func start(dir, id string, extra []kfake.Opt) (*kfake.Cluster, error) {
 
 // Close stops both clusters, flushing their data to disk.
 func (c *Clusters) Close() {
+	for _, a := range []*kadm.Client{c.ingressAdm, c.egressAdm} {
+		if a != nil {
+			a.Close()
+		}
+	}
 	c.Egress.Close()
 	c.Ingress.Close()
 }

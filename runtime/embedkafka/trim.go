@@ -1,0 +1,171 @@
+package embedkafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Why trimming. kfake keeps a record's bytes in its segment files and an
+// index entry for each of its batches in memory (≈ 80 bytes, and each
+// produce with linger 0 is a batch of its own), for as long as the topic's
+// retention keeps it — seven days by default. A whp dev left running at
+// 2,000 events a second grew its heap by ≈ 0.33 KB an event and its data
+// dir by ≈ 1.5 KB (both hops), without a bound (`whp bench --soak`; see
+// docs/benchmarks.md, "A long run"). MSK pages its logs out of memory and
+// has the disk; an in-process broker needs a bound.
+//
+// The bound keeps what matters: a record a consumer group has not yet
+// committed past is never dropped (a partner that is down keeps its
+// backlog, however old), and of the records every group is done with, the
+// newest are kept, up to a budget in bytes — what resend and replay read in
+// dev (they read the ingress topic; an event trimmed away answers as one
+// past retention does). A topic no group consumes (dead letters) is left
+// to its retention.
+
+// DefaultKeep is the budget of consumed records each cluster keeps when
+// whp dev is not told otherwise: at ≈ 0.75 KB a 1 KiB event a hop, about
+// 85,000 events — the last day of a developer's events, the last minute
+// of a load test.
+const DefaultKeep = 64 << 20
+
+// segmentBytes is the size at which the clusters roll a partition's
+// segment file. Trimmed records leave the disk with their whole segment,
+// so kfake's 100 MiB a partition would hold a trimmed partition's disk for
+// long after its records went.
+const segmentBytes = 8 << 20
+
+// Trimmed is what one Trim dropped.
+type Trimmed struct {
+	Records int64 // records dropped
+	Bytes   int64 // their bytes, estimated from their partitions' average
+}
+
+// Trim drops, in each cluster, the oldest records that every consumer
+// group has committed past, until what remains of them is at most keep
+// bytes (estimated: a partition's bytes shared evenly over its records);
+// a partition's last record always stays.
+// Each partition keeps the same share of its consumed records: the newest.
+// A partition some group of its topic has not committed in is left whole
+// (the group will read it from its start). Any error reading the groups'
+// offsets drops nothing.
+func (c *Clusters) Trim(ctx context.Context, keep int64) (Trimmed, error) {
+	var total Trimmed
+	for _, cl := range []struct {
+		name string
+		c    *kfake.Cluster
+		adm  *kadm.Client
+	}{{"ingress", c.Ingress, c.ingressAdm}, {"egress", c.Egress, c.egressAdm}} {
+		t, err := trim(ctx, cl.c, cl.adm, keep)
+		total.Records += t.Records
+		total.Bytes += t.Bytes
+		if err != nil {
+			return total, fmt.Errorf("trim embedded kafka %s: %w", cl.name, err)
+		}
+	}
+	return total, nil
+}
+
+// KeepTrimmed runs Trim every interval until ctx ends, logging what it
+// dropped and why it could not.
+func (c *Clusters) KeepTrimmed(ctx context.Context, keep int64, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			tr, err := c.Trim(ctx, keep)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("embedded kafka: consumed records not trimmed", "error", err)
+			} else if tr.Records > 0 {
+				log.Debug("embedded kafka: consumed records trimmed", "records", tr.Records, "bytes", tr.Bytes)
+			}
+		}
+	}
+}
+
+// consumed is a partition's records every group is done with:
+// [start, upTo), about bytes of them.
+type consumed struct {
+	topic       string
+	partition   int32
+	start, upTo int64
+	bytes       int64
+}
+
+func trim(ctx context.Context, cl *kfake.Cluster, adm *kadm.Client, keep int64) (Trimmed, error) {
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		return Trimmed{}, err
+	}
+	fetched := adm.FetchManyOffsets(ctx, groups.Groups()...)
+	if err := fetched.Error(); err != nil {
+		return Trimmed{}, err
+	}
+	// Each topic's groups, each with its commits by partition.
+	commits := map[string][]map[int32]int64{}
+	for _, g := range fetched {
+		for topic, parts := range g.Fetched {
+			at := map[int32]int64{}
+			for p, o := range parts {
+				if o.Err == nil && o.At >= 0 {
+					at[p] = o.At
+				}
+			}
+			if len(at) > 0 {
+				commits[topic] = append(commits[topic], at)
+			}
+		}
+	}
+	var parts []consumed
+	var total int64
+	for topic, groups := range commits {
+	partitions:
+		for _, info := range cl.PartitionInfos(topic) {
+			// The last record stays, whatever was consumed: kfake
+			// restores a partition's offsets from its segments, and a
+			// partition trimmed empty would start again at 0 on restart,
+			// below every commit (its snapshot is read only beside a
+			// segment file).
+			upTo := info.HighWatermark - 1
+			for _, g := range groups {
+				at, ok := g[info.Partition]
+				if !ok {
+					continue partitions
+				}
+				upTo = min(upTo, at)
+			}
+			n := info.HighWatermark - info.LogStartOffset
+			if upTo <= info.LogStartOffset || n <= 0 {
+				continue
+			}
+			c := consumed{topic: topic, partition: info.Partition, start: info.LogStartOffset, upTo: upTo, bytes: info.NumBytes * (upTo - info.LogStartOffset) / n}
+			parts = append(parts, c)
+			total += c.bytes
+		}
+	}
+	var dropped Trimmed
+	if total <= keep {
+		return dropped, nil
+	}
+	share := float64(keep) / float64(total)
+	for _, c := range parts {
+		records := c.upTo - c.start
+		drop := records - int64(float64(records)*share)
+		if drop <= 0 {
+			continue
+		}
+		if err := cl.DeleteRecords(c.topic, c.partition, c.start+drop); err != nil {
+			return dropped, fmt.Errorf("%s[%d] to %d: %w", c.topic, c.partition, c.start+drop, err)
+		}
+		dropped.Records += drop
+		dropped.Bytes += c.bytes * drop / records
+	}
+	return dropped, nil
+}
