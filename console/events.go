@@ -248,6 +248,10 @@ func (s *Server) doResend(w http.ResponseWriter, r *http.Request, ss session, pa
 		s.fail(w, r, http.StatusConflict, "this delivery cannot be resent: its subscription is not Approved")
 		return
 	}
+	if errors.Is(err, replay.ErrGone) {
+		s.fail(w, r, http.StatusGone, "this event cannot be resent: its record is past its topic's retention (in whp dev, past what --kafka-keep-mib keeps)")
+		return
+	}
 	if err != nil {
 		s.unavailable(w, r, "resending", err)
 		return

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog/transform"
@@ -102,10 +104,28 @@ func (r *Replayer) produce(ctx context.Context, rec *kgo.Record) error {
 	}
 }
 
+// ErrGone wraps a resend of an event whose ingress record is no longer
+// kept: past its topic's retention (in whp dev, past what the embedded
+// Kafka keeps of consumed records, --kafka-keep-mib).
+var ErrGone = errors.New("replay: the event's record is no longer kept")
+
+func gone(ev store.Event) error {
+	return fmt.Errorf("%w: event %s is no longer in %s (past its retention)", ErrGone, ev.ID, ev.Topic)
+}
+
 // readRecord reads the one ingress record of an event.
 func (r *Replayer) readRecord(ctx context.Context, ev store.Event) (*kgo.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	// A record before the partition's start is gone: said at once, rather
+	// than after waiting for records an emptied partition never sends.
+	starts, err := kadm.NewClient(r.in).ListStartOffsets(ctx, ev.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("start offsets of %s: %w", ev.Topic, err)
+	}
+	if o, ok := starts.Lookup(ev.Topic, ev.Partition); ok && o.Err == nil && ev.Offset < o.Offset {
+		return nil, gone(ev)
+	}
 	reader, err := kgo.NewClient(kgo.SeedBrokers(r.in.OptValue(kgo.SeedBrokers).([]string)...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{ev.Topic: {ev.Partition: kgo.NewOffset().At(ev.Offset)}}))
 	if err != nil {
@@ -130,7 +150,7 @@ func (r *Replayer) readRecord(ctx context.Context, ev store.Event) (*kgo.Record,
 		})
 		if found != nil {
 			if found.Offset != ev.Offset {
-				return nil, fmt.Errorf("event %s is no longer in %s (retention)", ev.ID, ev.Topic)
+				return nil, gone(ev)
 			}
 			return found, nil
 		}
