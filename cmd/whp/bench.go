@@ -15,6 +15,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/bench"
 	"github.com/whp-dev/whp/runtime/breaker"
+	"github.com/whp-dev/whp/runtime/embedkafka"
 )
 
 // benchProcess is the hidden command whp bench runs the platform and the
@@ -44,6 +45,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
 	crash := fs.Duration("crash", 0, "add a last phase: events arrive at --rate for this long, and a third of the way in the platform's process is SIGKILLed and started again on its data dir; reports what was refused, lost and duplicated, and how long until it served and delivered again")
+	soak := fs.Duration("soak", 0, "add a phase after the latency phase: events arrive at --soak-rate for this long, recorded in twenty slices (deliveries, latency, the platform's CPU, memory, goroutines and data on disk): does anything drift")
+	soakRate := fs.Int("soak-rate", 0, "events per second of the soak (default: --rate)")
+	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "the embedded platform's: MiB of consumed records each embedded Kafka cluster keeps (whp dev's --kafka-keep-mib; 0: all)")
 	egressPartitions := fs.Int("egress-partitions", 0, "the embedded platform's: partitions of each subscription's egress topic (whp dev's --egress-partitions; 0: its default)")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
@@ -52,8 +56,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage and --crash ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *soak < 0 || *soakRate < 0 || *kafkaKeep < 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage, --crash, --soak, --soak-rate and --kafka-keep-mib ≥ 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
@@ -73,7 +77,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, KafkaKeep: *kafkaKeep << 20, Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+	if *kafkaKeep == 0 {
+		base.KafkaKeep = -1 // all of them
+	}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
 	if err != nil {
@@ -147,7 +154,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		results = append(results, r)
 	}
 	if *plot != "" {
-		if err := os.WriteFile(*plot, []byte(bench.Plot(results)), 0o644); err != nil {
+		svg := bench.Plot(results)
+		if len(results) == 1 && results[0].Soak != nil {
+			svg = bench.PlotSoak(*results[0].Soak)
+		}
+		if err := os.WriteFile(*plot, []byte(svg), 0o644); err != nil {
 			return err
 		}
 	}
@@ -177,6 +188,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	for _, r := range results {
+		if s := r.Soak; s != nil {
+			printSoak(stdout, r, *s)
+		}
+	}
+	for _, r := range results {
 		if o := r.Outage; o != nil {
 			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery), %d deliveries held (a status write and a retry record each); "+
 				"after recovery the backlog arrived in %.1f s (half of it in %.1f s), at most %d deliveries in flight to one partner; not arrived %d, duplicated %d\n",
@@ -191,6 +207,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// printSoak prints the soak's slices, and how the first quarter's compare
+// with the last's.
+func printSoak(w io.Writer, r bench.Result, s bench.SoakResult) {
+	fmt.Fprintf(w, "soak: %.0f s of events at %d/s (fan-out %d): %d accepted; not arrived %d, duplicated %d\n", s.Seconds, s.Rate, r.Fanout, s.Events, s.NotArrived, s.Duplicates)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tACCEPTED/s\tDELIVERED/s\tp50\tp95\tp99\tCPU ms/EVENT\tRSS (ANON)\tHEAP LIVE\tGOROUTINES\tSTORE\tKAFKA")
+	for _, sl := range s.Slices {
+		fmt.Fprintf(tw, "%.0f s\t%.0f\t%.0f\t%.1f ms\t%.1f ms\t%.1f ms\t%.3f\t%.0f (%.0f) MiB\t%.1f MiB\t%d\t%.0f MiB\t%.0f MiB\n",
+			sl.EndSeconds, sl.AcceptedPerSec, sl.DeliveredPerSec, sl.LatencyP50MS, sl.LatencyP95MS, sl.LatencyP99MS, sl.CPUMSPerEvent, sl.RSSMiB, sl.AnonMiB, sl.HeapMiB, sl.Goroutines, sl.StoreMiB, sl.KafkaMiB)
+	}
+	tw.Flush()
 }
 
 func intList(s string) ([]int, error) {

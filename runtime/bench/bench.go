@@ -115,6 +115,21 @@ type Config struct {
 	// a crash: what was lost or duplicated, and how long until the
 	// platform serves and delivers again (CrashResult).
 	Crash time.Duration
+	// Soak, if positive, adds a phase after the latency phase (outside the
+	// CPU and memory figures of the others; before the outage and crash
+	// phases, if any): events arrive at SoakRate for this long, and each
+	// twentieth of it (at least a second) records the deliveries made and
+	// their latency, and the platform's CPU, memory, goroutines and data
+	// on disk (SoakResult). It measures what a buyer asks of a platform
+	// left running: whether anything drifts as the hours pass.
+	Soak time.Duration
+	// SoakRate is the soak's events per second. Default Rate.
+	SoakRate int
+	// KafkaKeep is the embedded platform's (dev.Config.KafkaKeep, whp
+	// dev's --kafka-keep-mib in bytes): how much of the records its
+	// consumers are done with each embedded Kafka cluster keeps. 0: its
+	// default; negative: all.
+	KafkaKeep int64
 	// EgressPartitions is the embedded platform's (whp dev's
 	// --egress-partitions): each subscription's egress topic's
 	// partitions. 0: its default, 3.
@@ -224,10 +239,140 @@ type Result struct {
 	// Misrouted counts deliveries, over the whole run, to a partner that
 	// was not owed them: one of another tenant's (Config.Tenants).
 	Misrouted int64 `json:"misrouted,omitempty"`
+	// Soak is the soak phase's (Config.Soak).
+	Soak *SoakResult `json:"soak,omitempty"`
 	// Outage is the outage phase's (Config.Outage).
 	Outage *OutageResult `json:"outage,omitempty"`
 	// Crash is the crash phase's (Config.Crash).
 	Crash *CrashResult `json:"crash,omitempty"`
+}
+
+// SoakResult is what the soak phase measured: events arrived at Rate for
+// Seconds, and each slice of it was recorded on its own.
+type SoakResult struct {
+	Seconds float64 `json:"seconds"`
+	Rate    int     `json:"rate_per_sec"`
+	// Events is how many were accepted; each is owed to every
+	// subscription. NotArrived counts the deliveries that had not arrived
+	// when nothing more had for 15 s; Duplicates, those that arrived twice.
+	Events     int64       `json:"events"`
+	NotArrived int64       `json:"not_arrived"`
+	Duplicates int64       `json:"duplicates"`
+	Slices     []SoakSlice `json:"slices"`
+}
+
+// SoakSlice is one slice of the soak. The platform's figures (CPU,
+// memory, goroutines, data) are the embedded platform's only.
+type SoakSlice struct {
+	// EndSeconds is the slice's end, from the soak's start.
+	EndSeconds float64 `json:"end_seconds"`
+	// Accepted and Delivered are per second over the slice; the latency
+	// is of the deliveries that arrived in it (ingest accepted → receiver
+	// got it).
+	AcceptedPerSec  float64 `json:"accepted_per_sec"`
+	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	LatencyP50MS    float64 `json:"latency_p50_ms"`
+	LatencyP95MS    float64 `json:"latency_p95_ms"`
+	LatencyP99MS    float64 `json:"latency_p99_ms"`
+	// CPUMSPerEvent is the platform's process's CPU over the slice, per
+	// event accepted in it.
+	CPUMSPerEvent float64 `json:"cpu_ms_per_event,omitempty"`
+	// At the slice's end: the platform's resident set, its anonymous
+	// part, its Go heap's live bytes (at the last GC), its goroutines,
+	// and the sizes of the embedded store's and Kafka's data on disk.
+	RSSMiB     float64 `json:"rss_mib,omitempty"`
+	AnonMiB    float64 `json:"anon_mib,omitempty"`
+	HeapMiB    float64 `json:"heap_mib,omitempty"`
+	Goroutines int     `json:"goroutines,omitempty"`
+	StoreMiB   float64 `json:"store_mib,omitempty"`
+	KafkaMiB   float64 `json:"kafka_mib,omitempty"`
+}
+
+// soakSlices is how many slices a soak is recorded in (each at least a
+// second).
+const soakSlices = 20
+
+// soak runs the soak phase against target (platform, if not nil, is the
+// embedded platform's process, whose data is in cfg.DataDir).
+func soak(ctx context.Context, cfg Config, target string, platform *process, recv *receiver) (*SoakResult, error) {
+	c := cfg
+	c.Rate = cmp.Or(cfg.SoakRate, cfg.Rate)
+	slice := max(cfg.Soak/soakSlices, time.Second)
+	res := &SoakResult{Seconds: cfg.Soak.Seconds(), Rate: c.Rate}
+	sample := func() (processReply, error) {
+		if platform == nil {
+			return processReply{}, nil
+		}
+		return platform.call(processRequest{Op: "sample"})
+	}
+	prev, err := sample()
+	if err != nil {
+		return nil, err
+	}
+	recv.reset()
+	var accepted atomic.Int64
+	loop := make(chan error, 1)
+	go func() {
+		_, _, _, err := openLoop(ctx, at(target+"/v1/events"), c, cfg.Soak, "s", "soak", &accepted)
+		loop <- err
+	}()
+	start := time.Now()
+	t := time.NewTicker(slice)
+	defer t.Stop()
+	var lastAccepted, lastReceived int64
+	lastLat, lastAt := 0, start
+	for range int(cfg.Soak / slice) {
+		select {
+		case <-ctx.Done():
+			<-loop
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		now := time.Now()
+		secs := now.Sub(lastAt).Seconds()
+		acc, got := accepted.Load(), recv.count()
+		lat, n := recv.latenciesFrom(lastLat)
+		sl := SoakSlice{EndSeconds: now.Sub(start).Seconds(), AcceptedPerSec: float64(acc-lastAccepted) / secs, DeliveredPerSec: float64(got-lastReceived) / secs,
+			LatencyP50MS: percentile(lat, 50), LatencyP95MS: percentile(lat, 95), LatencyP99MS: percentile(lat, 99)}
+		cur, err := sample()
+		if err != nil {
+			<-loop
+			return nil, err
+		}
+		if platform != nil {
+			if events := acc - lastAccepted; events > 0 {
+				sl.CPUMSPerEvent = (cur.CPUSeconds - prev.CPUSeconds) / float64(events) * 1000
+			}
+			sl.RSSMiB, sl.AnonMiB, sl.HeapMiB, sl.Goroutines = cur.RSSMiB, cur.AnonMiB, cur.HeapMiB, cur.Goroutines
+			sl.StoreMiB, sl.KafkaMiB = dirMiB(filepath.Join(cfg.DataDir, "data", "store")), dirMiB(filepath.Join(cfg.DataDir, "data", "kafka"))
+		}
+		res.Slices = append(res.Slices, sl)
+		prev, lastAccepted, lastReceived, lastLat, lastAt = cur, acc, got, n, now
+	}
+	if err := <-loop; err != nil {
+		return nil, err
+	}
+	res.Events = accepted.Load()
+	want := res.Events * int64(cfg.Fanout)
+	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("soak: draining", done) })
+	_, _, got, dups := recv.window()
+	res.NotArrived, res.Duplicates = max(want-got, 0), dups
+	return res, nil
+}
+
+// dirMiB is the size of the files under dir, in MiB (0 if unreadable).
+func dirMiB(dir string) float64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file removed while walking (a segment trimmed)
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return float64(n) / (1 << 20)
 }
 
 // CrashResult is what the crash phase measured: events arrived at the
@@ -384,7 +529,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	// Latency at a fixed rate.
 	recv.reset()
-	sent, _, waits, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "l", "latency")
+	sent, _, waits, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "l", "latency", nil)
 	if err != nil {
 		return res, err
 	}
@@ -402,6 +547,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if events := accepted + sent; events > 0 {
 			res.CPUPerEventMS = res.CPUSeconds / float64(events) * 1000
 			res.CPUPerEventBaselines = res.CPUSeconds / float64(events) * res.BaselinePerSec
+		}
+	}
+	if cfg.Soak > 0 {
+		if res.Soak, err = soak(ctx, cfg, target, platform, recv); err != nil {
+			return res, err
 		}
 	}
 	if cfg.Outage > 0 {
@@ -586,7 +736,7 @@ var padding = sync.OnceValue(func() []byte {
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
 	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
-		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions}
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep}
 	if ingestOnly {
 		s.DataDir = ""
 	}
@@ -621,7 +771,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		partners = append(partners, "slow")
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
-		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions),
+		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
@@ -764,7 +914,7 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 		recv.fail(false)
 		close(recovered)
 	})
-	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.Outage, "o", "outage")
+	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.Outage, "o", "outage", nil)
 	<-recovered
 	if err != nil {
 		return nil, err
@@ -815,7 +965,7 @@ func crash(ctx context.Context, cfg Config, platform **process, receiverURL stri
 		url.Store(&u)
 		killed <- nil
 	})
-	sent, refused, _, err := openLoop(ctx, func() string { return *url.Load() }, cfg, cfg.Crash, "c", "crash")
+	sent, refused, _, err := openLoop(ctx, func() string { return *url.Load() }, cfg, cfg.Crash, "c", "crash", nil)
 	if restartErr := <-killed; restartErr != nil {
 		return nil, restartErr
 	}
@@ -860,11 +1010,16 @@ func heldPasses(base string) int64 {
 
 // openLoop sends events at the fixed rate for d, whatever the answers
 // take, and returns how many were accepted and how long each 202 took, in
-// ms. Their IDs start with prefix; phase names the progress.
-func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duration, prefix, phase string) (accepted, refused int64, waits []float64, err error) {
+// ms. Their IDs start with prefix; phase names the progress. If counted is
+// not nil, it counts the accepted as they are (a soak reads it as it runs).
+func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duration, prefix, phase string, counted *atomic.Int64) (accepted, refused int64, waits []float64, err error) {
 	c := client(cfg.Connections)
 	defer c.CloseIdleConnections()
-	var ok, other atomic.Int64
+	var other atomic.Int64
+	ok := counted
+	if ok == nil {
+		ok = new(atomic.Int64)
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(cfg.Rate)
@@ -1162,6 +1317,14 @@ func (r *receiver) duplicates() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.dups
+}
+
+// latenciesFrom is the latencies recorded since the reset, from the i-th
+// on, and how many there are in all.
+func (r *receiver) latenciesFrom(i int) ([]float64, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lat[min(i, len(r.lat)):]), len(r.lat)
 }
 
 func (r *receiver) latencies() []float64 {

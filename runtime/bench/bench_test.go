@@ -178,6 +178,48 @@ func TestPlot(t *testing.T) {
 	}
 }
 
+// A soak records each slice of itself: the deliveries and their latency,
+// and the platform's CPU, memory, goroutines and data — every figure read,
+// every event delivered once, with the embedded Kafka trimming all it can
+// as the soak runs; and its plot has a line a figure, a point a slice.
+func TestRunSoak(t *testing.T) {
+	var phases phaseLog
+	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
+		PayloadBytes: 256, Soak: 3 * time.Second, SoakRate: 40, KafkaKeep: 1, Progress: phases.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Soak
+	if s == nil || s.Rate != 40 || s.Events == 0 || s.NotArrived != 0 || s.Duplicates != 0 || len(s.Slices) != 3 {
+		t.Fatalf("soak %+v", s)
+	}
+	for i, sl := range s.Slices {
+		if sl.EndSeconds < float64(i+1)*0.9 || sl.AcceptedPerSec <= 0 || sl.CPUMSPerEvent <= 0 || sl.RSSMiB <= 0 || sl.HeapMiB <= 0 || sl.Goroutines <= 0 || sl.StoreMiB <= 0 || sl.KafkaMiB <= 0 {
+			t.Errorf("slice %d: %+v", i, sl)
+		}
+		if sl.DeliveredPerSec > 0 && !(sl.LatencyP50MS > 0 && sl.LatencyP50MS <= sl.LatencyP95MS && sl.LatencyP95MS <= sl.LatencyP99MS) {
+			t.Errorf("slice %d latencies %v %v %v", i, sl.LatencyP50MS, sl.LatencyP95MS, sl.LatencyP99MS)
+		}
+	}
+	if !strings.Contains(strings.Join(phases, ","), "latency,soak") {
+		t.Errorf("progress phases %s", strings.Join(phases, ","))
+	}
+	var doc struct {
+		XMLName xml.Name
+		G       []struct {
+			Polyline []struct {
+				Points string `xml:"points,attr"`
+			} `xml:"polyline"`
+		} `xml:"g"`
+	}
+	if err := xml.Unmarshal([]byte(PlotSoak(*s)), &doc); err != nil || doc.XMLName.Local != "svg" {
+		t.Fatalf("soak plot not SVG: %v", err)
+	}
+	if len(doc.G) != 2 || len(doc.G[0].Polyline) != 2 || len(doc.G[1].Polyline) != 5 || strings.Count(doc.G[1].Polyline[0].Points, ",") != 3 {
+		t.Errorf("soak plot panels %+v", doc.G)
+	}
+}
+
 // eventBody makes events of the size asked, valid against the catalog.
 func TestEventBody(t *testing.T) {
 	for _, n := range []int{200, 1024, 16384} {

@@ -83,3 +83,53 @@ func Plot(results []Result) string {
 	b.WriteString(`</svg>`)
 	return b.String()
 }
+
+// PlotSoak draws, as an SVG, how a soak's figures move with time: its
+// deliveries per second and p95 latency in one panel, the platform's
+// memory and data on disk in the other.
+func PlotSoak(s SoakResult) string {
+	const w, h, pad = 420.0, 240.0, 40.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, 2*(w+20)-20, h+30)
+	type series struct {
+		name, color string
+		v           func(SoakSlice) float64
+	}
+	maxT := 1.0
+	for _, sl := range s.Slices {
+		maxT = max(maxT, sl.EndSeconds)
+	}
+	panel := func(x0 float64, title string, ss []series) {
+		fmt.Fprintf(&b, `<g transform="translate(%.0f,10)"><text x="%.0f" y="10" font-weight="bold">%s</text>`, x0, pad, title)
+		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, pad, h-pad, w-10, h-pad)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">seconds (to %.0f)</text>`, w/2-30, h-8, maxT)
+		px := func(t float64) float64 { return pad + (w-10-pad)*t/maxT }
+		for i, se := range ss {
+			m := 0.0
+			for _, sl := range s.Slices {
+				m = max(m, se.v(sl))
+			}
+			var pts []string
+			for _, sl := range s.Slices {
+				y := h - pad - (h-2*pad)*se.v(sl)/max(m, 1e-9)
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(sl.EndSeconds), y))
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`, strings.Join(pts, " "), se.color)
+			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s">%s (max %.1f)</text>`, pad, 28+14*float64(i), se.color, se.name, m)
+		}
+		b.WriteString(`</g>`)
+	}
+	panel(0, fmt.Sprintf("a soak at %d events/s", s.Rate), []series{
+		{"delivered/s", "#067647", func(sl SoakSlice) float64 { return sl.DeliveredPerSec }},
+		{"p95 ms", "#b42318", func(sl SoakSlice) float64 { return sl.LatencyP95MS }},
+	})
+	panel(w+20, "the platform's memory and data (MiB, each on its own scale)", []series{
+		{"resident", "#2458c6", func(sl SoakSlice) float64 { return sl.RSSMiB }},
+		{"anonymous", "#7a5af8", func(sl SoakSlice) float64 { return sl.AnonMiB }},
+		{"heap live", "#c11574", func(sl SoakSlice) float64 { return sl.HeapMiB }},
+		{"store on disk", "#b54708", func(sl SoakSlice) float64 { return sl.StoreMiB }},
+		{"kafka on disk", "#667085", func(sl SoakSlice) float64 { return sl.KafkaMiB }},
+	})
+	b.WriteString(`</svg>`)
+	return b.String()
+}

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -45,11 +47,13 @@ type processSpec struct {
 	BreakerCoolDown  time.Duration `json:"breaker_cool_down,omitempty"`
 	IngestOnly       bool          `json:"ingest_only,omitempty"`
 	EgressPartitions int           `json:"egress_partitions,omitempty"`
+	KafkaKeep        int64         `json:"kafka_keep,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),
 // with a CPU profile and a heap profile written to the files named, if
-// any; or to stop and report what it measured ("result").
+// any; or to stop and report what it measured ("result"); or for its
+// figures of the moment ("sample").
 type processRequest struct {
 	Op          string `json:"op"`
 	CPUProfile  string `json:"cpu_profile,omitempty"`
@@ -64,6 +68,13 @@ type processReply struct {
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib,omitempty"`
 	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
+	// A sample's: the process's CPU seconds so far, its resident set and
+	// anonymous part now, its Go heap's live bytes at the last GC, and
+	// its goroutines.
+	RSSMiB     float64 `json:"rss_mib,omitempty"`
+	AnonMiB    float64 `json:"anon_mib,omitempty"`
+	HeapMiB    float64 `json:"heap_mib,omitempty"`
+	Goroutines int     `json:"goroutines,omitempty"`
 }
 
 // ServeProcess is the process end of Config.Command: it reads what to
@@ -126,6 +137,8 @@ func ServeProcess(ctx context.Context, in io.Reader, out io.Writer) error {
 				break
 			}
 			reply = m.end()
+		case "sample":
+			reply = sampleNow()
 		default:
 			reply.Error = fmt.Sprintf("unknown request %q", req.Op)
 		}
@@ -156,6 +169,18 @@ func baseline(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	w.WriteHeader(http.StatusAccepted)
 	w.Write([]byte(`{"id":"x"}`))
+}
+
+// sampleNow is the process's figures of the moment ("sample").
+func sampleNow() processReply {
+	rss, anon, _ := procStatus()
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	var heap float64
+	if live[0].Value.Kind() == metrics.KindUint64 {
+		heap = float64(live[0].Value.Uint64()) / (1 << 20)
+	}
+	return processReply{CPUSeconds: cpuSeconds(), RSSMiB: rss, AnonMiB: anon, HeapMiB: heap, Goroutines: runtime.NumGoroutine()}
 }
 
 // measurement is a process measuring itself: its CPU time, its memory
