@@ -13,6 +13,7 @@ package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -71,6 +72,11 @@ type Store struct {
 	// read and its keeping the answer: where a write that races the read
 	// lands.
 	afterSubsRead func()
+	// sweepBatch is how many expired items a sweep deletes in one write;
+	// 0: sweepBatchMaximum. afterSweepScan, if set (tests), runs between a
+	// sweep's scan and its write.
+	sweepBatch     int
+	afterSweepScan func()
 }
 
 var _ store.Store = (*Store)(nil)
@@ -717,70 +723,59 @@ func (s *Store) DeleteIdempotency(ctx context.Context, key string) error {
 
 // Sweep deletes expired items, as DynamoDB's TTL does in production: the
 // idempotency_ledger's, and event_delivery_status's events and
-// deliveries (with their history index entries), at most
-// sweepBatchMaximum of each kind per call. It returns how many it
-// deleted.
+// deliveries (with their history index entries). Each kind is found in a
+// read transaction and deleted in writes of at most s.sweepBatch items,
+// again until none is left: a sweep holds no writer while it scans, and
+// keeps up with any rate of expiry (one batch every ten minutes kept up
+// with 16 events a second). It returns how many it deleted.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	n, err := s.sweepLedger(ctx)
-	if err != nil {
-		return n, err
-	}
-	m, err := s.sweepRows(ctx, bStatus, statusRow)
-	if err != nil {
-		return n + m, err
-	}
-	e, err := s.sweepRows(ctx, bEvents, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
-		exp, err := eventExpiry(v)
-		if err != nil {
-			err = fmt.Errorf("%s row %q: %w", bEvents, k, err)
-		}
-		return exp, store.Delivery{}, false, err
-	})
-	return n + m + e, err
-}
-
-func (s *Store) sweepLedger(ctx context.Context) (int, error) {
-	now := s.now()
-	n := 0
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		n = 0
-		b := tx.Bucket([]byte(bLedger))
-		var expired [][]byte
-		err := b.ForEach(func(k, v []byte) error {
+	kinds := []struct {
+		bucket string
+		row    func(k, v []byte) (time.Time, store.Delivery, bool, error)
+	}{
+		{bLedger, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
 			exp, err := ledgerExpiry(k, v)
+			if exp.IsZero() {
+				exp = time.Unix(1, 0) // dead, as getLiveLedger reads it: swept
+			}
+			return exp, store.Delivery{}, false, err
+		}},
+		{bStatus, statusRow},
+		{bEvents, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
+			exp, err := eventExpiry(v)
 			if err != nil {
-				return err
+				err = fmt.Errorf("%s row %q: %w", bEvents, k, err)
 			}
-			if !exp.After(now) && len(expired) < sweepBatchMaximum {
-				expired = append(expired, append([]byte(nil), k...))
+			return exp, store.Delivery{}, false, err
+		}},
+	}
+	total := 0
+	for _, kind := range kinds {
+		for {
+			n, full, err := s.sweepRows(ctx, kind.bucket, kind.row)
+			total += n
+			if err != nil || !full {
+				if err != nil {
+					return total, err
+				}
+				break
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		for _, k := range expired {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(expired)
-		return nil
-	})
-	return n, err
+	}
+	return total, nil
 }
 
-// sweepRows finds the expired rows of bucket (deliveries, or events) in a
-// read transaction, so that the scan holds no writer back, then deletes
-// those still expired in one write, and a delivery's history index
-// entries with it. row reads a row's expiry and, for a delivery, its
-// index fields.
-func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (int, error) {
-	now := s.now()
+// sweepRows finds up to s.sweepBatch expired rows of bucket in a read
+// transaction, so that the scan holds no writer back, then deletes those
+// still expired in one write, and a delivery's history index entries with
+// it; full says the batch was full (there may be more). row reads a row's
+// expiry and, for a delivery, its index fields.
+func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (n int, full bool, err error) {
+	now, limit := s.now(), cmp.Or(s.sweepBatch, sweepBatchMaximum)
 	var expired [][]byte
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucket)).Cursor()
-		for k, v := c.First(); k != nil && len(expired) < sweepBatchMaximum; k, v = c.Next() {
+		for k, v := c.First(); k != nil && len(expired) < limit; k, v = c.Next() {
 			exp, _, _, err := row(k, v)
 			if err != nil {
 				return err
@@ -792,9 +787,11 @@ func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []by
 		return nil
 	})
 	if err != nil || len(expired) == 0 {
-		return 0, err
+		return 0, false, err
 	}
-	n := 0
+	if s.afterSweepScan != nil {
+		s.afterSweepScan()
+	}
 	err = s.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		b := tx.Bucket([]byte(bucket))
@@ -822,7 +819,7 @@ func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []by
 		}
 		return nil
 	})
-	return n, err
+	return n, len(expired) == limit, err
 }
 
 // hasExpired: exp is set and not after now.
