@@ -145,18 +145,21 @@ func TestRunSlowPartner(t *testing.T) {
 }
 
 // The plot is well-formed SVG with a panel per swept dimension.
+// svgDoc is what the plot tests read of an SVG: its panels' lines.
+type svgDoc struct {
+	XMLName xml.Name
+	G       []struct {
+		Polyline []struct {
+			Points string `xml:"points,attr"`
+		} `xml:"polyline"`
+	} `xml:"g"`
+}
+
 func TestPlot(t *testing.T) {
 	svg := Plot([]Result{{PayloadBytes: 256, Fanout: 1, AcceptedRatio: .5, DeliveredRatio: .3, LatencyP95MS: 4},
 		{PayloadBytes: 4096, Fanout: 1, AcceptedRatio: .4, DeliveredRatio: .2, LatencyP95MS: 6},
 		{PayloadBytes: 256, Fanout: 10, AcceptedRatio: .5, DeliveredRatio: 1.2, LatencyP95MS: 9}})
-	var doc struct {
-		XMLName xml.Name
-		G       []struct {
-			Polyline []struct {
-				Points string `xml:"points,attr"`
-			} `xml:"polyline"`
-		} `xml:"g"`
-	}
+	var doc svgDoc
 	if err := xml.Unmarshal([]byte(svg), &doc); err != nil || doc.XMLName.Local != "svg" {
 		t.Fatalf("not SVG: %v", err)
 	}
@@ -204,14 +207,7 @@ func TestRunSoak(t *testing.T) {
 	if !strings.Contains(strings.Join(phases, ","), "latency,soak") {
 		t.Errorf("progress phases %s", strings.Join(phases, ","))
 	}
-	var doc struct {
-		XMLName xml.Name
-		G       []struct {
-			Polyline []struct {
-				Points string `xml:"points,attr"`
-			} `xml:"polyline"`
-		} `xml:"g"`
-	}
+	var doc svgDoc
 	if err := xml.Unmarshal([]byte(PlotSoak(*s)), &doc); err != nil || doc.XMLName.Local != "svg" {
 		t.Fatalf("soak plot not SVG: %v", err)
 	}
