@@ -51,14 +51,24 @@ func TestKafkaTrimmedLosesNothing(t *testing.T) {
 			t.Errorf("%s: %d distinct, %d duplicated, %d bad of %d", name, n, dups, bad, 2*perRun)
 		}
 	}
-	eventually(t, "the ingress records trimmed to each partition's last", func() bool {
-		for _, pi := range p.Kafka().Ingress.PartitionInfos("wh.ingress.shop.order.created") {
+	const ingress = "wh.ingress.shop.order.created"
+	trimmedToLast := func() bool {
+		for _, pi := range p.Kafka().Ingress.PartitionInfos(ingress) {
 			if pi.HighWatermark > 0 && pi.LogStartOffset != pi.HighWatermark-1 {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	for deadline := time.Now().Add(60 * time.Second); !trimmedToLast(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			for _, pi := range p.Kafka().Ingress.PartitionInfos(ingress) {
+				t.Logf("%s[%d]: start %d, end %d, %d bytes", ingress, pi.Partition, pi.LogStartOffset, pi.HighWatermark, pi.NumBytes)
+			}
+			t.Logf("the processor's commits: %+v", p.Kafka().Ingress.GroupInfo("whp-processor"))
+			t.Fatal("the ingress records were not trimmed to each partition's last")
+		}
+	}
 }
 
 // trimmed is how many records of topic are gone: the sum of its
