@@ -40,6 +40,7 @@ func TestRun(t *testing.T) {
 		{name: "no egress partitions to reconcile", args: []string{"reconcile", "--once", "--catalog", "../../catalog", "--egress-partitions", "0"}, code: 2, stderr: []string{"--egress-partitions 0: want 1 to 64"}},
 		{name: "bad env value", args: []string{"dev"}, env: map[string]string{"WHP_MAX_BODY_BYTES": "lots"}, code: 1, stderr: []string{`WHP_MAX_BODY_BYTES="lots"`}},
 		{name: "negative kafka keep", args: []string{"dev", "--kafka-keep-mib", "-1"}, code: 2, stderr: []string{"--kafka-keep-mib -1: want 0 (keep all) or more"}},
+		{name: "no history", args: []string{"dev", "--history", "0s"}, code: 2, stderr: []string{"--history 0s: want a positive duration"}},
 		{name: "negative soak", args: []string{"bench", "--soak", "-1s"}, code: 2, stderr: []string{"--soak, --soak-rate and --kafka-keep-mib ≥ 0"}},
 		{name: "bench into a data dir in use", args: []string{"bench", "--data-dir", "../../catalog"}, code: 2, stderr: []string{"--data-dir ../../catalog is not empty"}},
 		{name: "invalid catalog stops dev", args: []string{"dev", "--addr", "127.0.0.1:0", "--catalog", "../../catalog/testdata/invalid/bad-names"}, code: 1,

@@ -130,6 +130,9 @@ type Config struct {
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
 	// default; negative: all.
 	KafkaKeep int64
+	// History is the embedded platform's (dev.Config.History): how long
+	// its store keeps events' and deliveries' history. 0: its default.
+	History time.Duration
 	// EgressPartitions is the embedded platform's (whp dev's
 	// --egress-partitions): each subscription's egress topic's
 	// partitions. 0: its default, 3.
@@ -736,7 +739,7 @@ var padding = sync.OnceValue(func() []byte {
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
 	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
-		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep}
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, History: c.History}
 	if ingestOnly {
 		s.DataDir = ""
 	}
@@ -771,7 +774,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		partners = append(partners, "slow")
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
-		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep,
+		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep, History: s.History,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.

@@ -48,6 +48,7 @@ type processSpec struct {
 	IngestOnly       bool          `json:"ingest_only,omitempty"`
 	EgressPartitions int           `json:"egress_partitions,omitempty"`
 	KafkaKeep        int64         `json:"kafka_keep,omitempty"`
+	History          time.Duration `json:"history,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),

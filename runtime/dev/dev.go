@@ -55,6 +55,10 @@ import (
 	"github.com/whp-dev/whp/store/embedded"
 )
 
+// DefaultHistory is how long whp dev keeps events' and deliveries'
+// history: 30 days, the production tables' TTL.
+const DefaultHistory = 30 * 24 * time.Hour
+
 // DemoPartnerID is the catalog partner `whp dev` serves itself; its
 // subscriptions are approved automatically in dev mode only.
 const DemoPartnerID = "demo"
@@ -103,6 +107,10 @@ type Config struct {
 	KafkaKeep int64
 	// KafkaTrimInterval is how often the clusters are trimmed. Default 15 s.
 	KafkaTrimInterval time.Duration
+	// History is how long events' and deliveries' history is kept in the
+	// store (their status TTL), swept every tenth of it, at most every
+	// 10 minutes. Default 30 days, as the DynamoDB tables' TTL.
+	History time.Duration
 	// IngestOnly starts everything but the processor: accepted events
 	// stay in the ingress topics, nothing is routed or delivered. whp
 	// bench measures the ingest role alone with it, as it runs in
@@ -180,6 +188,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		log.Warn("flags unreadable; starting without them", "error", err)
 	}
 	cfg.Ingest.Flags, cfg.Dispatch.Flags = cfg.Flags, cfg.Flags
+	if cfg.History <= 0 {
+		cfg.History = DefaultHistory
+	}
+	cfg.Dispatch.StatusTTL = cmp.Or(cfg.Dispatch.StatusTTL, cfg.History)
 	// Dev keeps traces in memory: GET /v1/events/{id}/trace shows an
 	// event's, from the POST to each partner's answer.
 	if p.tel, err = telemetry.New(ctx, telemetry.Options{Service: "whp-dev", Traces: telemetry.TracesMemory, TraceSampleRatio: cfg.TraceSampleRatio}); err != nil {
@@ -226,7 +238,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	var proc *processor.Processor
 	if !cfg.IngestOnly {
-		if proc, err = processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...); err != nil {
+		if proc, err = processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing, StatusTTL: cfg.History}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...); err != nil {
 			return nil, err
 		}
 	}
@@ -315,7 +327,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	g.Go(func() error { return reg.Run(gctx, 5*time.Second) })
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return cfg.Flags.Run(gctx) })
-	g.Go(func() error { return p.sweep(gctx) })
+	g.Go(func() error { return p.sweep(gctx, min(10*time.Minute, max(cfg.History/10, time.Second))) })
 	if cfg.KafkaKeep >= 0 {
 		keep, every := cmp.Or(cfg.KafkaKeep, embedkafka.DefaultKeep), cmp.Or(cfg.KafkaTrimInterval, 15*time.Second)
 		g.Go(func() error { return p.kafka.KeepTrimmed(gctx, keep, every, log.With("role", "kafka")) })
@@ -492,8 +504,8 @@ func (p *Platform) autoApprove(ctx context.Context, partners []string) error {
 	return g.Wait()
 }
 
-func (p *Platform) sweep(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Minute)
+func (p *Platform) sweep(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
