@@ -32,28 +32,33 @@ import (
 )
 
 const (
-	bSchemas          = store.TableEventSchema
-	bSchemaStatus     = store.TableEventSchema + ".status-index"
-	bSchemaSensitive  = store.TableEventSchema + ".contains_sensitive-index"
-	bSubs             = store.TablePartnerEventSubscription
-	bSubsSchema       = store.TablePartnerEventSubscription + ".schema-index"
-	bSubKafka         = store.TableEventSubscriptionKafka
-	bStatus           = store.TableEventDeliveryStatus
-	bStatusPartner    = store.TableEventDeliveryStatus + ".partner-index"
-	bStatusSchema     = store.TableEventDeliveryStatus + ".schema-index"
-	bEvents           = store.TableEventDeliveryStatus + ".events" // eventrow.go
-	bLedger           = store.TableIdempotencyLedger
-	sep               = "\x00"
-	eventSortKey      = "EVENT"
-	deliverySortKey   = "DELIVERY#"
-	defaultPageLimit  = 50
-	maxPageLimit      = 1000
-	openLockTimeout   = 2 * time.Second
-	fileName          = "store.db"
-	dirPerm           = 0o700
-	filePerm          = 0o600
-	sweepBatchMaximum = 10000
+	bSchemas         = store.TableEventSchema
+	bSchemaStatus    = store.TableEventSchema + ".status-index"
+	bSchemaSensitive = store.TableEventSchema + ".contains_sensitive-index"
+	bSubs            = store.TablePartnerEventSubscription
+	bSubsSchema      = store.TablePartnerEventSubscription + ".schema-index"
+	bSubKafka        = store.TableEventSubscriptionKafka
+	bStatus          = store.TableEventDeliveryStatus
+	bStatusPartner   = store.TableEventDeliveryStatus + ".partner-index"
+	bStatusSchema    = store.TableEventDeliveryStatus + ".schema-index"
+	bEvents          = store.TableEventDeliveryStatus + ".events" // eventrow.go
+	bLedger          = store.TableIdempotencyLedger
+	sep              = "\x00"
+	eventSortKey     = "EVENT"
+	deliverySortKey  = "DELIVERY#"
+	defaultPageLimit = 50
+	maxPageLimit     = 1000
+	openLockTimeout  = 2 * time.Second
+	fileName         = "store.db"
+	dirPerm          = 0o700
+	filePerm         = 0o600
 )
+
+// sweepBatchMaximum bounds a sweep's write: it shares its commit with the
+// deliveries' writes (db.Batch), which wait for it. At 10,000 a sweep
+// keeping a one-minute history at 2,000 events a second pushed the p99 to
+// 20–90 ms; the sweep loops until none is left.
+const sweepBatchMaximum = 1000
 
 var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bEvents, bLedger, bAudit, bMeta}
 
