@@ -14,9 +14,10 @@ import (
 // index entry for each of its batches in memory (≈ 80 bytes, and each
 // produce with linger 0 is a batch of its own), for as long as the topic's
 // retention keeps it — seven days by default. A whp dev left running at
-// 2,000 events a second grew its heap by ≈ 0.33 KB an event and its data
-// dir by ≈ 1.5 KB (both hops), without a bound (`whp bench --soak`; see
-// docs/benchmarks.md, "A long run"). MSK pages its logs out of memory and
+// 2,000 events a second grew its live heap by ≈ 0.17 KB an event (its
+// resident memory by twice that) and its Kafka data by ≈ 1.6 KB (both
+// hops), without a bound (`whp bench --soak`; docs/benchmarks.md, "A long
+// run"). MSK pages its logs out of memory and
 // has the disk; an in-process broker needs a bound.
 //
 // The bound keeps what matters: a record a consumer group has not yet
@@ -47,12 +48,10 @@ type Trimmed struct {
 
 // Trim drops, in each cluster, the oldest records that every consumer
 // group has committed past, until what remains of them is at most keep
-// bytes (estimated: a partition's bytes shared evenly over its records);
-// a partition's last record always stays.
-// Each partition keeps the same share of its consumed records: the newest.
-// A partition some group of its topic has not committed in is left whole
-// (the group will read it from its start). Any error reading the groups'
-// offsets drops nothing.
+// bytes (estimate): each partition keeps the same share of its consumed
+// records, the newest, and always its last record. A partition some group
+// of its topic has not committed in is left whole (the group will read it
+// from its start). Any error reading the groups' offsets drops nothing.
 func (c *Clusters) Trim(ctx context.Context, keep int64) (Trimmed, error) {
 	var total Trimmed
 	for _, cl := range []struct {
@@ -133,17 +132,16 @@ func estimate(parts []consumed) []int64 {
 }
 
 // plan is where to trim each partition to keep keep bytes of what was
-// consumed: each keeps the same share of its consumed records, the
-// newest; 0 leaves a partition whole.
-func plan(parts []consumed, keep int64) []int64 {
-	bytes := estimate(parts)
+// consumed (0 leaves a partition whole), and the consumed bytes estimated.
+func plan(parts []consumed, keep int64) (to, bytes []int64) {
+	bytes = estimate(parts)
 	var total int64
 	for _, b := range bytes {
 		total += b
 	}
-	to := make([]int64, len(parts))
+	to = make([]int64, len(parts))
 	if total <= keep {
-		return to
+		return to, bytes
 	}
 	share := float64(keep) / float64(total)
 	for i, c := range parts {
@@ -152,7 +150,7 @@ func plan(parts []consumed, keep int64) []int64 {
 			to[i] = c.start + drop
 		}
 	}
-	return to
+	return to, bytes
 }
 
 func trim(ctx context.Context, cl *kfake.Cluster, adm *kadm.Client, keep int64) (Trimmed, error) {
@@ -202,8 +200,8 @@ func trim(ctx context.Context, cl *kfake.Cluster, adm *kadm.Client, keep int64) 
 		}
 	}
 	var dropped Trimmed
-	bytes := estimate(parts)
-	for i, to := range plan(parts, keep) {
+	tos, bytes := plan(parts, keep)
+	for i, to := range tos {
 		c := parts[i]
 		if to <= c.start {
 			continue

@@ -259,7 +259,7 @@ func TestPlanWithoutByteCounts(t *testing.T) {
 		{"none counted: a KiB a record", []consumed{{start: 12, upTo: 14, end: 15, partBytes: -1725}, {start: 17, upTo: 21, end: 22}}, 1, []int64{14, 21}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := plan(tc.parts, tc.keep)
+			got, _ := plan(tc.parts, tc.keep)
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("plan = %v, want %v", got, tc.want)
 			}
