@@ -313,6 +313,7 @@ func soak(ctx context.Context, cfg Config, target string, platform *process, rec
 		return nil, err
 	}
 	recv.reset()
+	_, _, _, dups0 := recv.window() // the receiver counts duplicates over the run
 	var accepted atomic.Int64
 	loop := make(chan error, 1)
 	go func() {
@@ -359,7 +360,7 @@ func soak(ctx context.Context, cfg Config, target string, platform *process, rec
 	want := res.Events * int64(cfg.Fanout)
 	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("soak: draining", done) })
 	_, _, got, dups := recv.window()
-	res.NotArrived, res.Duplicates = max(want-got, 0), dups
+	res.NotArrived, res.Duplicates = max(want-got, 0), dups-dups0
 	return res, nil
 }
 
