@@ -756,31 +756,42 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, kind := range kinds {
+		// Each batch's scan starts past the last key the one before read:
+		// the keys before it were deleted, or were live when read.
+		var after []byte
 		for {
-			n, full, err := s.sweepRows(ctx, kind.bucket, kind.row)
+			n, last, err := s.sweepRows(ctx, kind.bucket, after, kind.row)
 			total += n
-			if err != nil || !full {
-				if err != nil {
-					return total, err
-				}
+			if err != nil {
+				return total, err
+			}
+			if last == nil {
 				break
 			}
+			after = last
 		}
 	}
 	return total, nil
 }
 
-// sweepRows finds up to s.sweepBatch expired rows of bucket in a read
-// transaction, so that the scan holds no writer back, then deletes those
-// still expired in one write, and a delivery's history index entries with
-// it; full says the batch was full (there may be more). row reads a row's
+// sweepRows finds up to s.sweepBatch expired rows of bucket past the key
+// after (from the first, if nil) in a read transaction, so that the scan
+// holds no writer back, then deletes those still expired in one write,
+// and a delivery's history index entries with it. When the batch was full
+// (there may be more) last is its last key, else nil. row reads a row's
 // expiry and, for a delivery, its index fields.
-func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (n int, full bool, err error) {
+func (s *Store) sweepRows(ctx context.Context, bucket string, after []byte, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (n int, last []byte, err error) {
 	now, limit := s.now(), cmp.Or(s.sweepBatch, sweepBatchMaximum)
 	var expired [][]byte
 	err = s.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucket)).Cursor()
-		for k, v := c.First(); k != nil && len(expired) < limit; k, v = c.Next() {
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(expired) < limit; k, v = c.Next() {
 			exp, _, _, err := row(k, v)
 			if err != nil {
 				return err
@@ -792,7 +803,7 @@ func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []by
 		return nil
 	})
 	if err != nil || len(expired) == 0 {
-		return 0, false, err
+		return 0, nil, err
 	}
 	if s.afterSweepScan != nil {
 		s.afterSweepScan()
@@ -824,7 +835,10 @@ func (s *Store) sweepRows(ctx context.Context, bucket string, row func(k, v []by
 		}
 		return nil
 	})
-	return n, len(expired) == limit, err
+	if len(expired) == limit {
+		last = expired[limit-1]
+	}
+	return n, last, err
 }
 
 // hasExpired: exp is set and not after now.
