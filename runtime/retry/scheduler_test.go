@@ -15,14 +15,16 @@ import (
 // recorder is the attempt side of the test: it notes when each record
 // was handed back.
 type recorder struct {
-	mu  sync.Mutex
-	got map[string]time.Time
+	mu    sync.Mutex
+	got   map[string]time.Time
+	calls int
 }
 
 func (r *recorder) DeliverRetry(_ context.Context, value []byte, _ int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got[string(value)] = time.Now()
+	r.calls++
 	return nil
 }
 
@@ -132,5 +134,49 @@ func TestTakenRecordsReleased(t *testing.T) {
 	}
 	if queue[0] != nil {
 		t.Error("the queue's backing array still holds the record handed back")
+	}
+}
+
+// TestSupersededRecordsSkipped: several records of one delivery due at
+// once (a chain of retries read again after a crash) are handed back
+// once — the one of the highest attempt — and marked done with it;
+// records of other deliveries are not affected.
+func TestSupersededRecordsSkipped(t *testing.T) {
+	s, prod, rec := newScheduler(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	now := time.Now()
+	var recs []*kgo.Record
+	for attempt, v := range []string{"d1-a2", "d1-a3", "d1-a5", "d1-a4"} {
+		recs = append(recs, NewRecord("wh.retry.order.created", []byte("d1"), []byte(v), now.Add(-time.Second), []int{2, 3, 5, 4}[attempt], now))
+	}
+	recs = append(recs, NewRecord("wh.retry.order.created", []byte("d2"), []byte("d2-a2"), now.Add(-time.Second), 2, now))
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, d1 := rec.at("d1-a5")
+		_, d2 := rec.at("d2-a2")
+		if d1 && d2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("d1's latest and d2 were not handed back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a later step would hand back the rest
+	rec.mu.Lock()
+	calls := rec.calls
+	rec.mu.Unlock()
+	if calls != 2 {
+		t.Errorf("%d records handed back, want 2 (d1's of attempt 5, d2's)", calls)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
