@@ -71,6 +71,7 @@ type Store interface {
 	PutIdempotency(ctx context.Context, rec store.Idempotency) error
 	PutLedger(ctx context.Context, recs []store.Idempotency) error
 	PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
+	DeleteIdempotency(ctx context.Context, key string) error
 }
 
 // Secrets resolves secret references to their active values.
@@ -800,6 +801,12 @@ func (d *Dispatcher) DeliverRetry(ctx context.Context, value []byte, attempt int
 		d.log.Error("skipping malformed retry record", "error", err)
 		return nil
 	}
+	if msg.Resume {
+		msg.Resume = false
+		log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID)
+		d.drain(ctx, log, msg)
+		return nil
+	}
 	st, res := d.run(ctx, msg, attempt, nil)
 	d.record(ctx, msg, st, res)
 	switch res {
@@ -890,6 +897,11 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		// The status says so too: it is written after the ledger entry,
 		// and answers for entries under an earlier form of the key.
 		log.Info("duplicate delivery dropped: already delivered")
+		d.resumeIfBlocker(ctx, log, msg)
+		return store.Delivery{}, skip
+	case drainingOf(ctx) != nil && state.Found && (state.Status.Status == store.DeliveryDeadLettered || state.Status.Status == store.DeliveryCancelled):
+		// Queued twice (its egress record read again after a crash): the
+		// first was made.
 		return store.Delivery{}, skip
 	}
 	st := state.Status
@@ -923,7 +935,9 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return done(store.DeliveryCancelled)
 	}
 	ordered := sub.Mode == "ordered" && msg.Key != ""
-	if ordered {
+	// A drain makes its key's queued deliveries itself: they neither queue
+	// again nor drain (order.go).
+	if ordered && drainingOf(ctx) == nil {
 		admitted, err := d.admit(ctx, msg)
 		if err != nil {
 			log.Warn("ordering gate unavailable; delivery postponed", "error", err)
@@ -937,7 +951,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			switch ret.Status {
 			case store.DeliveryDelivered, store.DeliveryDeadLettered, store.DeliveryCancelled:
 				if res == write {
-					d.release(bg, log, msg)
+					d.drain(bg, log, msg)
 				}
 			}
 		}()

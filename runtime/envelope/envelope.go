@@ -42,6 +42,10 @@ type Delivery struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Body is the JSON POSTed to the partner and signed byte for byte.
 	Body json.RawMessage `json:"body"`
+	// Resume marks a retry record that is not an attempt: it carries an
+	// ordered key's finished blocker, and drains the key's queue on
+	// (runtime/dispatch, order.go).
+	Resume bool `json:"resume,omitempty"`
 }
 
 // DeadLetter is the value of a wh.dlq.{event} record: a delivery that

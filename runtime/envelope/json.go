@@ -64,6 +64,9 @@ func (d Delivery) AppendJSON(dst []byte) []byte {
 	dst = appendTime(append(dst, `,"accepted_at":`...), d.AcceptedAt)
 	dst = appendTime(append(dst, `,"created_at":`...), d.CreatedAt)
 	dst = appendRaw(append(dst, `,"body":`...), d.Body)
+	if d.Resume {
+		dst = append(dst, `,"resume":true`...)
+	}
 	return append(dst, '}')
 }
 

@@ -62,6 +62,8 @@ func fill(t *testing.T, v reflect.Value, rng *rand.Rand) {
 				m[hostile[rng.IntN(len(hostile))]] = hostile[rng.IntN(len(hostile))]
 			}
 			*x = m
+		case *bool:
+			*x = true // false is the zero value, left one time in four
 		case *Party:
 			fill(t, f, rng)
 		default:
