@@ -48,6 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	crash := fs.Duration("crash", 0, "add a last phase: events arrive at --rate for this long, and a third of the way in the platform's process is SIGKILLed and started again on its data dir; reports what was refused, lost and duplicated, and how long until it served and delivered again")
 	soak := fs.Duration("soak", 0, "add a phase after the latency phase: events arrive at --soak-rate for this long, recorded in twenty slices (deliveries, latency, the platform's CPU, memory, goroutines and data on disk): does anything drift")
 	soakRate := fs.Int("soak-rate", 0, "events per second of the soak (default: --rate)")
+	orderedFor := fs.Duration("ordered", 0, "add a phase after the soak: events of --keys partition keys arrive at --rate for this long, for partners subscribed in mode ordered, which refuse one key's deliveries for its middle third; reports what arrived out of order, the other keys' latency, and how long the refused key took to catch up")
+	keys := fs.Int("keys", 16, "partition keys of the ordered phase's events")
 	history := fs.Duration("history", dev.DefaultHistory, "the embedded platform's: how long events' and deliveries' history is kept in its store (whp dev's --history)")
 	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "the embedded platform's: MiB of consumed records each embedded Kafka cluster keeps (whp dev's --kafka-keep-mib; 0: all)")
 	egressPartitions := fs.Int("egress-partitions", 0, "the embedded platform's: partitions of each subscription's egress topic (whp dev's --egress-partitions; 0: its default)")
@@ -58,14 +60,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *soak < 0 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --slow-partner, --outage, --crash, --soak, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, --slow-partner, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
 			return usageError{"whp bench: --print-catalog needs --receiver-addr, the address the receiver will listen on"}
 		}
-		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0))
+		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0, *orderedFor > 0))
 		return nil
 	}
 	if *target != "" && *crash > 0 {
@@ -79,7 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -192,6 +194,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, r := range results {
 		if s := r.Soak; s != nil {
 			printSoak(stdout, r, *s)
+		}
+	}
+	for _, r := range results {
+		if o := r.Ordered; o != nil {
+			fmt.Fprintf(stdout, "ordered: %.0f s of events at %d/s over %d keys (fan-out %d, mode ordered): %d accepted, %d arrived out of order; the other keys' latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; "+
+				"key %s refused for %.0f s (%d events meanwhile, %d failed attempts) caught up %.1f s after; not arrived %d, duplicated %d\n",
+				o.Seconds, o.Rate, o.Keys, r.Fanout, o.Events, o.OutOfOrder, o.LatencyP50MS, o.LatencyP95MS, o.LatencyP99MS, bench.RefusedKey, o.Seconds/3, o.RefusedKeyEvents, o.FailedAttempts, o.CatchUpSeconds, o.NotArrived, o.Duplicates)
 		}
 	}
 	for _, r := range results {

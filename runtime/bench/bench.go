@@ -125,6 +125,17 @@ type Config struct {
 	Soak time.Duration
 	// SoakRate is the soak's events per second. Default Rate.
 	SoakRate int
+	// Ordered, if positive, adds a phase after the soak (outside the CPU
+	// and memory figures; before the outage and crash phases, if any):
+	// events of Keys partition keys arrive at Rate for this long, for
+	// Fanout partners subscribed in mode "ordered", and for its middle
+	// third the partners refuse one key's deliveries (ordered.go). It
+	// measures what a buyer asks of ordered delivery: whether every key's
+	// order holds, and what one failing key costs the others
+	// (OrderedResult).
+	Ordered time.Duration
+	// Keys is the ordered phase's number of partition keys. Default 16.
+	Keys int
 	// KafkaKeep is the embedded platform's (dev.Config.KafkaKeep, whp
 	// dev's --kafka-keep-mib in bytes): how much of the records its
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
@@ -172,6 +183,9 @@ func (c *Config) defaults() {
 	}
 	if c.Tenants <= 0 {
 		c.Tenants = 1
+	}
+	if c.Keys <= 0 {
+		c.Keys = 16
 	}
 	if c.Progress == nil {
 		c.Progress = func(string, float64) {}
@@ -244,6 +258,8 @@ type Result struct {
 	Misrouted int64 `json:"misrouted,omitempty"`
 	// Soak is the soak phase's (Config.Soak).
 	Soak *SoakResult `json:"soak,omitempty"`
+	// Ordered is the ordered phase's (Config.Ordered).
+	Ordered *OrderedResult `json:"ordered,omitempty"`
 	// Outage is the outage phase's (Config.Outage).
 	Outage *OutageResult `json:"outage,omitempty"`
 	// Crash is the crash phase's (Config.Crash).
@@ -558,6 +574,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 	}
+	if cfg.Ordered > 0 {
+		if res.Ordered, err = ordered(ctx, target, cfg, recv); err != nil {
+			return res, err
+		}
+	}
 	if cfg.Outage > 0 {
 		if res.Outage, err = outage(ctx, target, cfg, recv); err != nil {
 			return res, err
@@ -739,7 +760,7 @@ var padding = sync.OnceValue(func() []byte {
 // subscriptions; ingestOnly runs it without its processor, always in a
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
-	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, DataDir: c.DataDir,
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, DataDir: c.DataDir,
 		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, History: c.History}
 	if ingestOnly {
 		s.DataDir = ""
@@ -763,7 +784,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		cleanup()
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.Tenants, s.SlowPartner)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.Tenants, s.SlowPartner, s.Ordered)), 0o644); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
@@ -773,6 +794,11 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 	}
 	if s.SlowPartner {
 		partners = append(partners, "slow")
+	}
+	if s.Ordered {
+		for i := range s.Fanout {
+			partners = append(partners, fmt.Sprintf("o%d", i))
+		}
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
 		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep, History: s.History,
@@ -792,24 +818,32 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 // v1 and fanout partners p0… delivering to the receiver at receiverURL
 // (paths /p0, /p1…) — or, with tenants > 1, fanout partners for each
 // tenant (p0…p(fanout-1) for t0, the next fanout for t1…), each
-// subscribed with a filter to its tenant's events alone. Add it to a
-// running platform's catalog to target it.
-func Catalog(receiverURL string, fanout, tenants int, slow bool) string {
+// subscribed with a filter to its tenant's events alone; with ordered,
+// the ordered phase's schema bench/thing.ordered v1 and fanout partners
+// o0… subscribed to it in mode "ordered". Add it to a running platform's
+// catalog to target it.
+func Catalog(receiverURL string, fanout, tenants int, slow, ordered bool) string {
 	var b strings.Builder
 	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, tenant?: string, pad: string}}\n")
-	partner := func(id, filter string) {
+	partner := func(id, event, fields string) {
 		fmt.Fprintf(&b, "partners: %s: {name: %q, url: %q, signing_secret: \"partners/%s/signing\", contact: \"bench\"}\n", id, strings.ToUpper(id), receiverURL+"/"+id, id)
-		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: \"thing.happened\", version: \"1\"%s}\n", id, id, filter)
+		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: %q, version: \"1\"%s}\n", id, id, event, fields)
 	}
 	for i := range fanout * max(tenants, 1) {
 		filter := ""
 		if tenants > 1 {
 			filter = fmt.Sprintf(", filter: {path: \"data.tenant\", eq: \"t%d\"}", i/fanout)
 		}
-		partner(fmt.Sprintf("p%d", i), filter)
+		partner(fmt.Sprintf("p%d", i), "thing.happened", filter)
 	}
 	if slow {
-		partner("slow", "")
+		partner("slow", "thing.happened", "")
+	}
+	if ordered {
+		b.WriteString("schemas: bench: \"thing.ordered\": \"1\": {owner: \"bench\", payload: {seq: string, pad: string}}\n")
+		for i := range fanout {
+			partner(fmt.Sprintf("o%d", i), "thing.ordered", ", mode: \"ordered\", retry: "+orderedRetry)
+		}
 	}
 	return b.String()
 }
@@ -1107,6 +1141,10 @@ type receiver struct {
 	// as received.
 	fanout, tenants int
 	misrouted       atomic.Int64
+	// The ordered phase's: the key whose deliveries are refused, and
+	// what arrived in order (ordered.go).
+	refusing atomic.Pointer[string]
+	order    orderState
 }
 
 func newReceiver(cfg Config) *receiver {
@@ -1191,7 +1229,12 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	now := time.Now()
 	body, _ := io.ReadAll(req.Body)
-	if !r.routed(req.URL.Path, body) {
+	ordered := strings.HasPrefix(req.URL.Path, "/o")
+	if ordered && r.refused(body) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if !ordered && !r.routed(req.URL.Path, body) {
 		r.misrouted.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -1216,7 +1259,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				r.lastOwed = reached
 			}
 		}
-		if !ts.IsZero() {
+		timed := !ts.IsZero()
+		if ordered {
+			timed = r.orderedLocked(req.URL.Path, body, ts, now) && timed
+		}
+		if timed {
 			r.lat = append(r.lat, float64(now.Sub(ts))/float64(time.Millisecond))
 		}
 	}
@@ -1286,6 +1333,7 @@ func (r *receiver) reset() {
 
 func (r *receiver) resetLocked() {
 	r.first, r.last, r.lat, r.since, r.lastOwed, r.resetAt = time.Time{}, time.Time{}, nil, nil, time.Time{}, time.Now()
+	r.order = orderState{}
 	r.received.Store(0)
 	r.peak.Store(0)
 }

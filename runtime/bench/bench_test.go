@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -104,7 +106,7 @@ func TestRunTenants(t *testing.T) {
 	if r.Lost != 0 || r.Duplicates != 0 || r.Misrouted != 0 {
 		t.Errorf("lost %d, duplicated %d, misrouted %d", r.Lost, r.Duplicates, r.Misrouted)
 	}
-	cat := Catalog("http://x", 2, 3, false)
+	cat := Catalog("http://x", 2, 3, false, false)
 	if !strings.Contains(cat, `partners: p5:`) || strings.Contains(cat, `partners: p6:`) || !strings.Contains(cat, `"p5.things": {partner: "p5", domain: "bench", event: "thing.happened", version: "1", filter: {path: "data.tenant", eq: "t2"}}`) {
 		t.Errorf("catalog for 3 tenants × 2:\n%s", cat)
 	}
@@ -139,7 +141,7 @@ func TestRunSlowPartner(t *testing.T) {
 	if r.DeliveredPerSec <= 0 || r.Lost != 0 || r.Duplicates != 0 {
 		t.Errorf("delivered %v/s, lost %d, duplicated %d", r.DeliveredPerSec, r.Lost, r.Duplicates)
 	}
-	if !strings.Contains(Catalog("http://x", 1, 1, true), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, 1, false), "slow") {
+	if !strings.Contains(Catalog("http://x", 1, 1, true, false), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, 1, false, false), "slow") {
 		t.Error("the catalog names the slow partner only when asked")
 	}
 }
@@ -247,7 +249,7 @@ func TestRunTarget(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, 1, false)), 0o644)
+	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, 1, false, false)), 0o644)
 	p, err := dev.Start(context.Background(), dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: filepath.Join(dir, "catalog"),
 		Addr: "127.0.0.1:0", AutoApprove: []string{"p0"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -392,5 +394,79 @@ func TestRunCrash(t *testing.T) {
 	}
 	if r.IngestPerSec <= 0 {
 		t.Errorf("ingest alone not measured after the crash: %+v", r)
+	}
+}
+
+// The ordered phase: every key's events arrive in order at every
+// partner, through the refusal of one key, whose deliveries wait behind
+// its first refused one instead of each being attempted; nothing is lost
+// or duplicated, and the refused key catches up.
+func TestRunOrdered(t *testing.T) {
+	var phases phaseLog
+	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 40, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 2, Ordered: 6 * time.Second, Keys: 4, Progress: phases.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := r.Ordered
+	if o == nil || o.Keys != 4 || o.Rate != 40 || o.Events <= 0 {
+		t.Fatalf("ordered %+v", o)
+	}
+	if o.OutOfOrder != 0 || o.NotArrived != 0 || o.Duplicates != 0 {
+		t.Errorf("out of order %d, not arrived %d, duplicated %d", o.OutOfOrder, o.NotArrived, o.Duplicates)
+	}
+	if o.RefusedKeyEvents <= 0 || o.FailedAttempts < int64(r.Fanout) || o.FailedAttempts >= o.RefusedKeyEvents*int64(r.Fanout) {
+		t.Errorf("%d failed attempts for %d events of the refused key at %d partners: its deliveries did not wait behind the first", o.FailedAttempts, o.RefusedKeyEvents, r.Fanout)
+	}
+	if o.CatchUpSeconds <= 0 || !(o.LatencyP50MS > 0 && o.LatencyP50MS <= o.LatencyP95MS && o.LatencyP95MS <= o.LatencyP99MS) {
+		t.Errorf("catch-up %v s, latencies %v %v %v", o.CatchUpSeconds, o.LatencyP50MS, o.LatencyP95MS, o.LatencyP99MS)
+	}
+	if !strings.Contains(strings.Join(phases, ","), "latency,ordered") {
+		t.Errorf("progress phases %s", strings.Join(phases, ","))
+	}
+	if r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("before the ordered phase: lost %d, duplicated %d", r.Lost, r.Duplicates)
+	}
+}
+
+// The receiver counts a delivery that reaches a partner after a later
+// one of its key as out of order — per partner and key — and refuses the
+// refused key's deliveries while asked to.
+func TestReceiverOrder(t *testing.T) {
+	r := newReceiver(Config{Fanout: 1, Tenants: 1})
+	deliver := func(path, key string, n int) int {
+		body := orderedBody(300, key, n)
+		var b bytes.Buffer
+		fmt.Fprintf(&b, `{"id":"e","type":"thing.ordered","timestamp":"%s","data":%s}`, time.Now().UTC().Format(time.RFC3339Nano), body[strings.Index(string(body), `"data":`)+len(`"data":`):len(body)-1])
+		req := httptest.NewRequest(http.MethodPost, path, &b)
+		req.Header.Set("webhook-id", fmt.Sprintf("%s-%s-%d", path, key, n))
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		return w.Code
+	}
+	for _, d := range []struct {
+		path, key string
+		n         int
+	}{{"/o0", "k1", 0}, {"/o0", "k1", 2}, {"/o0", "k1", 1}, {"/o1", "k1", 1}, {"/o0", "k2", 0}, {"/o0", "k1", 3}} {
+		if code := deliver(d.path, d.key, d.n); code != http.StatusNoContent {
+			t.Fatalf("%+v answered %d", d, code)
+		}
+	}
+	if got := r.orderedResult().outOfOrder; got != 1 {
+		t.Errorf("%d out of order, want 1 (k1.1 after k1.2 at /o0)", got)
+	}
+	r.refuse(RefusedKey)
+	if code := deliver("/o0", RefusedKey, 0); code != http.StatusServiceUnavailable || r.failed.Load() != 1 {
+		t.Errorf("refused key answered %d, %d refused", code, r.failed.Load())
+	}
+	if code := deliver("/o0", "k1", 4); code != http.StatusNoContent {
+		t.Errorf("another key while %s is refused: %d", RefusedKey, code)
+	}
+	r.refuse("")
+	if code := deliver("/o0", RefusedKey, 1); code != http.StatusNoContent {
+		t.Errorf("refused key after the refusal: %d", code)
+	}
+	if got := r.count(); got != 8 {
+		t.Errorf("%d deliveries counted, want 8", got)
 	}
 }

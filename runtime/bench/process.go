@@ -42,6 +42,7 @@ type processSpec struct {
 	Fanout           int           `json:"fanout,omitempty"`
 	Tenants          int           `json:"tenants,omitempty"`
 	SlowPartner      bool          `json:"slow_partner,omitempty"`
+	Ordered          bool          `json:"ordered,omitempty"`
 	DataDir          string        `json:"data_dir,omitempty"`
 	TraceSampleRatio float64       `json:"trace_sample_ratio,omitempty"`
 	BreakerCoolDown  time.Duration `json:"breaker_cool_down,omitempty"`
