@@ -897,6 +897,13 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		// The status says so too: it is written after the ledger entry,
 		// and answers for entries under an earlier form of the key.
 		log.Info("duplicate delivery dropped: already delivered")
+		if drainingOf(ctx) != nil && state.Found && state.Status.Status != store.DeliveryDelivered {
+			// A drain cut short by a crash before its checkpoint made it:
+			// its status, lost with the checkpoint, says so now.
+			st := state.Status
+			st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryDelivered, d.now().UTC(), time.Time{}
+			return st, write
+		}
 		d.resumeIfBlocker(ctx, log, msg)
 		return store.Delivery{}, skip
 	case drainingOf(ctx) != nil && state.Found && (state.Status.Status == store.DeliveryDeadLettered || state.Status.Status == store.DeliveryCancelled):

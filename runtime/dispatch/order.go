@@ -379,7 +379,21 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 			st, res := d.run(context.WithValue(ctx, drainingKey{}, dr), *front, 1, nil)
 			d.record(ctx, *front, st, res)
 			if res == retryBatch {
+				// Not attempted (the store unavailable, say), or made the
+				// blocker without its retry scheduled: the key goes back
+				// to this drain's blocker, and the drain resumes later.
 				log.Warn("a queued ordered delivery could not be attempted; its queue is drained later", "delivery_id", front.ID)
+				if dr.blocked {
+					if _, err := d.updateGate(bg, k, func(g *gate) (bool, error) {
+						if g.Blocker != front.ID {
+							return false, nil
+						}
+						g.Blocker, g.BlockerEvent = blocker.ID, blocker.EventID
+						return true, nil
+					}); err != nil {
+						log.Error("ordering gate unavailable; the key waits for its blocker's next retry", "error", err)
+					}
+				}
 				err = errNotAttempted
 				break
 			}
@@ -406,13 +420,17 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 			}
 		}
 	}
-	// A store error (or the lease lost) cut the drain short; what it made
-	// since its last checkpoint is made again, and the ledger drops it.
+	// A store error (or the lease lost) cut the drain short. What it made
+	// since its last checkpoint is recorded if the store allows; if not,
+	// it is read again, and the ledger drops it.
 	if errors.Is(err, errDrainBusy) {
 		log.Warn("an ordered key's drain lost its lease; the key is drained by another", "blocker", blocker.ID)
 		return
 	}
 	log.Error("draining an ordered key's queue failed; it is drained later", "error", err)
+	if popped > 0 {
+		settle(false, true)
+	}
 	d.resumeLater(bg, log, blocker, retry.TransientDelay)
 }
 
