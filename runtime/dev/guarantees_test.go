@@ -269,16 +269,7 @@ func TestCircuitBreaker(t *testing.T) {
 func TestOrderedSubscription(t *testing.T) {
 	data := t.TempDir()
 	alpha := newReceiver(t, data, "alpha")
-	dir := t.TempDir()
-	src := `package whp
-schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
-partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x"}
-subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
-`
-	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := startPlatform(t, data, dir, func(c *Config) {
+	p := startPlatform(t, data, orderedCatalog(t, alpha), func(c *Config) {
 		c.AutoApprove = []string{"alpha"}
 		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{400 * time.Millisecond}, MaxAttempts: 1000, MaxRetryAfter: time.Second}
 	})

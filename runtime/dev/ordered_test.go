@@ -25,15 +25,7 @@ import (
 func orderedBacklog(t *testing.T, data string, n int, release *atomic.Bool) (*Platform, *receiver, string) {
 	t.Helper()
 	alpha := newReceiver(t, data, "alpha")
-	dir := t.TempDir()
-	src := `package whp
-schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
-partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x"}
-subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
-`
-	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := orderedCatalog(t, alpha)
 	p := startPlatform(t, data, dir, orderedConfig)
 	alpha.failBody = func(body []byte) bool {
 		return strings.Contains(string(body), `"order_id":"A0"`) && !release.Load()
@@ -48,6 +40,23 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		return g.Tail-g.Head == int64(n)
 	})
 	return p, alpha, dir
+}
+
+// orderedCatalog writes a catalog whose partner alpha, at alpha,
+// subscribes to shop/order.created in mode ordered, and returns its
+// directory.
+func orderedCatalog(t *testing.T, alpha *receiver) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := `package whp
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
+partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x"}
+subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func orderedConfig(c *Config) {

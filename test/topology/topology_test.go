@@ -160,32 +160,74 @@ func (tp *topology) post(t *testing.T, client *http.Client, body, idempotencyKey
 	}
 }
 
-func TestProductionTopology(t *testing.T) {
-	// The partner verifies every signature with the secret whp signs with.
-	secret := signature.NewSecret()
-	var mu sync.Mutex
-	got := map[string]int{} // webhook-id → times
-	orders := map[string]bool{}
-	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// partner is alpha's endpoint: it verifies every signature with the
+// secret whp signs with, answers 503 to the deliveries refuse picks (by
+// their order_id), and records the others.
+type partner struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	got      map[string]int // webhook-id → times
+	arrivals []string       // order_id of each delivery's first arrival, in order
+}
+
+func newPartner(t *testing.T, secret string, refuse func(orderID string) bool) *partner {
+	p := &partner{got: map[string]int{}}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := signature.Verify(r.Header, body, time.Now(), signature.DefaultTolerance, secret); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		var p struct {
+		var d struct {
 			Data struct {
 				OrderID string `json:"order_id"`
 			} `json:"data"`
 		}
-		json.Unmarshal(body, &p)
-		mu.Lock()
-		got[r.Header.Get(signature.HeaderID)]++
-		orders[p.Data.OrderID] = true
-		mu.Unlock()
+		json.Unmarshal(body, &d)
+		if refuse != nil && refuse(d.Data.OrderID) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		id := r.Header.Get(signature.HeaderID)
+		if p.got[id] == 0 {
+			p.arrivals = append(p.arrivals, d.Data.OrderID)
+		}
+		p.got[id]++
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	defer partner.Close()
-	tp := startTopology(t, secret, partner.URL, "{order_id: string}", "")
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// arrived is the order IDs arrived with prefix, in order.
+func (p *partner) arrived(prefix string) (got []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.arrivals {
+		if strings.HasPrefix(o, prefix) {
+			got = append(got, o)
+		}
+	}
+	return got
+}
+
+// duplicates counts the deliveries that arrived more than once.
+func (p *partner) duplicates() (n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.got {
+		n += c - 1
+	}
+	return n
+}
+
+func TestProductionTopology(t *testing.T) {
+	secret := signature.NewSecret()
+	pt := newPartner(t, secret, nil)
+	tp := startTopology(t, secret, pt.srv.URL, "{order_id: string}", "")
 	roles, dir := tp.roles, tp.dir
 
 	const n = 120
@@ -203,9 +245,11 @@ func TestProductionTopology(t *testing.T) {
 	}
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		mu.Lock()
-		delivered := len(orders)
-		mu.Unlock()
+		distinct := map[string]bool{}
+		for _, o := range pt.arrived("o") {
+			distinct[o] = true
+		}
+		delivered := len(distinct)
 		if delivered == n {
 			break
 		}
@@ -215,12 +259,7 @@ func TestProductionTopology(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	mu.Lock()
-	dups := 0
-	for _, c := range got {
-		dups += c - 1
-	}
-	mu.Unlock()
+	dups := pt.duplicates()
 	t.Logf("topology: sent %d, delivered %d, lost 0, duplicated %d (dispatcher and processor each SIGKILLed once)", n, n, dups)
 	if dups > 64 {
 		t.Errorf("%d duplicates: more than the delivery window allows for one dispatcher kill", dups)
@@ -276,36 +315,8 @@ func TestProductionOrderedBacklog(t *testing.T) {
 	secret := signature.NewSecret()
 	var refuse atomic.Bool
 	refuse.Store(true)
-	var mu sync.Mutex
-	got := map[string]int{} // webhook-id → times
-	var arrivals []string   // order_id, first arrivals, in order
-	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := signature.Verify(r.Header, body, time.Now(), signature.DefaultTolerance, secret); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var p struct {
-			Data struct {
-				OrderID string `json:"order_id"`
-			} `json:"data"`
-		}
-		json.Unmarshal(body, &p)
-		if strings.HasPrefix(p.Data.OrderID, "A") && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		mu.Lock()
-		id := r.Header.Get(signature.HeaderID)
-		if got[id] == 0 {
-			arrivals = append(arrivals, p.Data.OrderID)
-		}
-		got[id]++
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer partner.Close()
-	tp := startTopology(t, secret, partner.URL, "{order_id: string, pad: string}", `, mode: "ordered", retry: {schedule: ["1s"], max_attempts: 100}`)
+	pt := newPartner(t, secret, func(orderID string) bool { return strings.HasPrefix(orderID, "A") && refuse.Load() })
+	tp := startTopology(t, secret, pt.srv.URL, "{order_id: string, pad: string}", `, mode: "ordered", retry: {schedule: ["1s"], max_attempts: 100}`)
 
 	pad := strings.Repeat("x", 1000)
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -318,16 +329,7 @@ func TestProductionOrderedBacklog(t *testing.T) {
 			tp.post(t, client, event("B", i/10), "")
 		}
 	}
-	arrived := func(key string) (got []string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, o := range arrivals {
-			if strings.HasPrefix(o, key) {
-				got = append(got, o)
-			}
-		}
-		return got
-	}
+	arrived := pt.arrived
 	ctx := context.Background()
 	deadline := time.Now().Add(120 * time.Second)
 	for {
@@ -366,11 +368,7 @@ func TestProductionOrderedBacklog(t *testing.T) {
 	if a := arrived("A"); strings.Join(a, ",") != strings.Join(want, ",") {
 		t.Errorf("key A arrived out of order: %v", a)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for id, c := range got {
-		if c > 1 {
-			t.Errorf("delivery %s arrived %d times", id, c)
-		}
+	if dups := pt.duplicates(); dups != 0 {
+		t.Errorf("%d deliveries arrived twice", dups)
 	}
 }
