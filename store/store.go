@@ -363,7 +363,14 @@ type Store interface {
 	// PutIdempotencyIf writes rec if the stored item's Rev equals rec.Rev
 	// (0: no live item), else ErrConflict; it returns the item as stored,
 	// with its new Rev. The ordering gates of ordered subscriptions use it.
-	PutIdempotencyIf(ctx context.Context, rec Idempotency) (Idempotency, error)
+	//
+	// The items in with are created or replaced before rec is: in the same
+	// transaction where the store has them (the embedded store: with rec
+	// in conflict, none is written), one after the other where not
+	// (DynamoDB: with first, then rec; with rec in conflict they stay
+	// written). Either way rec, once written, never names an item of with
+	// not written yet: an ordering gate counts the queue's items so.
+	PutIdempotencyIf(ctx context.Context, rec Idempotency, with ...Idempotency) (Idempotency, error)
 	DeleteIdempotency(ctx context.Context, key string) error
 
 	// AppendDecision adds to the approvals audit log; entries are never

@@ -70,7 +70,7 @@ type Store interface {
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	PutIdempotency(ctx context.Context, rec store.Idempotency) error
 	PutLedger(ctx context.Context, recs []store.Idempotency) error
-	PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error)
+	PutIdempotencyIf(ctx context.Context, rec store.Idempotency, with ...store.Idempotency) (store.Idempotency, error)
 	DeleteIdempotency(ctx context.Context, key string) error
 }
 

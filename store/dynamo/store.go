@@ -692,7 +692,14 @@ func ledgerItem(rec store.Idempotency) (map[string]types.AttributeValue, error) 
 }
 
 // PutIdempotencyIf implements store.Store.
-func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency, with ...store.Idempotency) (store.Idempotency, error) {
+	// One after the other: TransactWriteItems would make it one write, but
+	// dynalite, the DynamoDB the tests run against, has no transactions.
+	for _, w := range with {
+		if err := s.PutIdempotency(ctx, w); err != nil {
+			return store.Idempotency{}, err
+		}
+	}
 	stored := rec
 	stored.Rev++
 	it, err := item(rec.Key, stored, map[string]types.AttributeValue{AttrTTL: num(rec.ExpiresAt.Unix()), "expires_at_ns": num(rec.ExpiresAt.UnixNano()), "rev": num(stored.Rev)})

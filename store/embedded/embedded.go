@@ -698,8 +698,13 @@ func (s *Store) PutLedger(ctx context.Context, recs []store.Idempotency) error {
 }
 
 // PutIdempotencyIf implements store.Store.
-func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+func (s *Store) PutIdempotencyIf(ctx context.Context, rec store.Idempotency, with ...store.Idempotency) (store.Idempotency, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
+		for _, w := range with {
+			if err := putLedger(tx, w); err != nil {
+				return err
+			}
+		}
 		old, err := getLiveLedger(tx, rec.Key, s.now()) // expired: as absent
 		live := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"Idempotency", testIdempotency},
 		{"DeliveryState", testDeliveryState},
 		{"IdempotencyRev", testIdempotencyRev},
+		{"IdempotencyIfWith", testIdempotencyIfWith},
 		{"Persistence", testPersistence},
 		{"Decisions", testDecisions},
 	} {
@@ -467,6 +468,37 @@ func testPersistence(t *testing.T, open Opener) {
 	}
 	if _, err := s.GetDelivery(ctx, "ev-p", "d-p"); err != nil {
 		t.Errorf("delivery after reopen: %v", err)
+	}
+}
+
+// testIdempotencyIfWith: a conditional put writes the items it carries
+// with it; in conflict, it does not write its own item (whether the
+// items it carried are written is the store's: see store.Store).
+func testIdempotencyIfWith(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	gate := store.Idempotency{Key: "order#s#k", Value: []byte(`{"tail":2}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	items := []store.Idempotency{
+		{Key: "order-wait#0#s#k", Value: []byte("first"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{Key: "order-wait#1#s#k", Value: []byte("second"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+	}
+	stored, err := s.PutIdempotencyIf(ctx, gate, items...)
+	if err != nil || stored.Rev != 1 {
+		t.Fatalf("conditional put with two items = %+v, %v", stored, err)
+	}
+	for _, it := range items {
+		if got, err := s.GetIdempotency(ctx, it.Key); err != nil || string(got.Value) != string(it.Value) {
+			t.Errorf("%s = %+v, %v", it.Key, got, err)
+		}
+	}
+	stale := gate // Rev 0: asks for no live item
+	stale.Value = []byte(`{"tail":3}`)
+	if _, err := s.PutIdempotencyIf(ctx, stale, store.Idempotency{Key: "order-wait#2#s#k", Value: []byte("third"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a stale conditional put with an item = %v, want ErrConflict", err)
+	}
+	if got, err := s.GetIdempotency(ctx, gate.Key); err != nil || string(got.Value) != `{"tail":2}` || got.Rev != 1 {
+		t.Errorf("after the conflict the gate is %+v, %v", got, err)
 	}
 }
 
