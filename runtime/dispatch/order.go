@@ -330,10 +330,18 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 	// settle writes the statuses, then takes what was made off the gate's
 	// queue (and, with open, opens the gate if its queue is empty, or
 	// with release gives up the lease), then deletes the items made.
+	col := newCollector()
 	settle := func(open, release bool) (gate, error) {
-		if len(statuses) > 0 {
-			if err := d.st.PutDeliveries(bg, statuses); err != nil {
-				log.Error("writing delivery status failed", "deliveries", len(statuses), "error", err)
+		// Their statuses, counters and ledger entries (the ledger lane's,
+		// when it runs, written by now), as a batch's are.
+		w := col.take()
+		w.statuses = append(w.statuses, statuses...)
+		if d.ledger != nil {
+			w.ledgerUpTo = d.ledger.mark()
+		}
+		if !w.empty() || w.ledgerUpTo > 0 {
+			if err := d.writeBatches(bg, []batchWrites{w}); err != nil {
+				log.Error("writing what a drain made failed", "deliveries", len(w.statuses), "error", err)
 			}
 		}
 		g, err := d.updateGate(bg, k, func(g *gate) (bool, error) {
@@ -358,7 +366,11 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 		}
 		return g, err
 	}
-	ctx = withMemo(ctx) // the subscription read once, its request prepared once
+	// The subscription read once, its request prepared once; ledger
+	// entries and counters gathered as a batch's are, and written at the
+	// checkpoints: one store write per delivery (the ledger's, the
+	// counter's) held a drain to ≈ 400 a second.
+	ctx = withMemo(context.WithValue(ctx, collectorKey{}, col))
 	end := d.now().Add(drainBudget)
 	for {
 		if cursor.empty() {
