@@ -28,7 +28,8 @@ import (
 // is items of their own, one per waiting delivery (waitKey), numbered
 // from the gate's head to its tail: the gate stays a few hundred bytes
 // however long the queue, and a delivery joining it writes its own item
-// and the gate, not the whole queue again. (Until round 11 the queue was
+// with the gate (one transaction on the embedded store), not the whole
+// queue again. (Until round 11 the queue was
 // a list inside the gate: a key held for an hour at a few events a second
 // made a gate of megabytes, rewritten whole by every delivery joining it,
 // and past 400 KB — about 300 events of 1 KiB — DynamoDB refuses the
@@ -39,7 +40,8 @@ import (
 // queue is drained where that happened: its deliveries are made one after
 // the other, in order, until it is empty — and the gate is open again —
 // or one of them fails, which becomes the blocker with its retry
-// scheduled. (Until round 11 each waiting delivery went through the
+// scheduled. What they leave (statuses, ledger entries, counters) is
+// written as a batch's is, with the gate's head, every drainCheckpoint. (Until round 11 each waiting delivery went through the
 // retry topics in turn, one trip each: a held key caught up at about 18
 // deliveries a second, slower than many keys receive them.)
 //
