@@ -122,12 +122,21 @@ func arrivalsOf(r *receiver, key string) (got []string, dups int) {
 	return got, dups
 }
 
-func inOrder(key string, n int) string {
+// arriveInOrder waits for A0…An to arrive at alpha, and checks they did
+// in that order, once each.
+func arriveInOrder(t *testing.T, alpha *receiver, n int) {
+	t.Helper()
+	eventually(t, "key A's backlog to arrive", func() bool {
+		got, _ := arrivalsOf(alpha, "A")
+		return len(got) >= n+1
+	})
 	want := make([]string, n+1)
 	for i := range want {
-		want[i] = key + strconv.Itoa(i)
+		want[i] = "A" + strconv.Itoa(i)
 	}
-	return strings.Join(want, ",")
+	if got, dups := arrivalsOf(alpha, "A"); strings.Join(got, ",") != strings.Join(want, ",") || dups != 0 {
+		t.Errorf("key A arrived as %v with %d duplicates, want A0…A%d once each", got, dups, n)
+	}
 }
 
 // TestOrderedBacklog: 300 deliveries of one key wait behind a failing
@@ -151,14 +160,7 @@ func TestOrderedBacklog(t *testing.T) {
 	alpha.delay = 5 * time.Millisecond
 	alpha.mu.Unlock()
 	release.Store(true)
-	eventually(t, "key A's backlog to arrive", func() bool {
-		got, _ := arrivalsOf(alpha, "A")
-		return len(got) >= n+1
-	})
-	got, dups := arrivalsOf(alpha, "A")
-	if strings.Join(got, ",") != inOrder("A", n) || dups != 0 {
-		t.Errorf("key A arrived as %v with %d duplicates, want A0…A%d once each", got, dups, n)
-	}
+	arriveInOrder(t, alpha, n)
 	eventually(t, "the gate to open", func() bool {
 		g := gateOf(t, p)
 		return g.Blocker == "" && g.Head == g.Tail && g.Tail == n
@@ -209,14 +211,7 @@ func TestOrderedDrainSurvivesRestart(t *testing.T) {
 		t.Fatalf("the drain finished before the stop (%d arrived): make the partner slower", len(got))
 	}
 	p = startPlatform(t, data, dir, orderedConfig)
-	eventually(t, "key A's backlog to arrive after the restart", func() bool {
-		got, _ := arrivalsOf(alpha, "A")
-		return len(got) >= n+1
-	})
-	got, dups := arrivalsOf(alpha, "A")
-	if strings.Join(got, ",") != inOrder("A", n) || dups != 0 {
-		t.Errorf("key A arrived as %v with %d duplicates, want A0…A%d once each", got, dups, n)
-	}
+	arriveInOrder(t, alpha, n)
 	eventually(t, "the gate to open", func() bool {
 		g := gateOf(t, p)
 		return g.Blocker == "" && g.Head == g.Tail
