@@ -446,16 +446,15 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 		}
 	}
 	// A store error (or the lease lost) cut the drain short. What it made
-	// since its last checkpoint is recorded if the store allows; if not,
-	// it is read again, and the ledger drops it.
+	// since its last checkpoint is recorded, and the lease given up, if
+	// the store allows; if not, what it made is read again (the ledger
+	// drops it) once the lease has run out.
 	if errors.Is(err, errDrainBusy) {
 		log.Warn("an ordered key's drain lost its lease; the key is drained by another", "blocker", blocker.ID)
 		return
 	}
 	log.Error("draining an ordered key's queue failed; it is drained later", "error", err)
-	if popped > 0 {
-		settle(false, true)
-	}
+	settle(false, true)
 	d.resumeLater(bg, log, blocker, retry.TransientDelay)
 }
 
