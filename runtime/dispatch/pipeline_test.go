@@ -51,10 +51,11 @@ func newRig(t *testing.T, cfg Config, wrap func(*embedded.Store) Store, partners
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	topics := []string{topic.DLQ("thing.happened")}
+	retryTopic := kfake.SeedTopics(retry.Tiers, topic.Retry("thing.happened")) // for tests that run a retry.Scheduler
 	for _, p := range partners {
 		topics = append(topics, topic.Egress(p.id, "thing.happened"))
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...), retryTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
