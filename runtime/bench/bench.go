@@ -907,30 +907,46 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 			}
 		})
 	}
-	done, ticked := make(chan struct{}), make(chan struct{})
+	stop := progressEvery(cfg, phase, func() float64 { return min(time.Since(start).Seconds()/cfg.Duration.Seconds(), 1) })
+	wg.Wait()
+	stop()
+	if okN.Load() == 0 {
+		return 0, otherN.Load(), noneAccepted(phase, &firstErr)
+	}
+	return okN.Load(), otherN.Load(), ctx.Err()
+}
+
+// progressEvery tells cfg.Progress how far phase is (done) every 200 ms
+// until stop is called, which returns once the last call has: Progress
+// is called by one goroutine at a time.
+func progressEvery(cfg Config, phase string, done func() float64) (stop func()) {
+	quit, ticked := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ticked)
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-quit:
 				return
 			case <-t.C:
-				cfg.Progress(phase, min(time.Since(start).Seconds()/cfg.Duration.Seconds(), 1))
+				cfg.Progress(phase, done())
 			}
 		}
 	}()
-	wg.Wait()
-	close(done)
-	<-ticked // Progress is called by one goroutine at a time
-	if okN.Load() == 0 {
-		if e, _ := firstErr.Load().(error); e != nil {
-			return 0, otherN.Load(), fmt.Errorf("%s: no request succeeded: %w", phase, e)
-		}
-		return 0, otherN.Load(), fmt.Errorf("%s: no request was accepted", phase)
+	return func() {
+		close(quit)
+		<-ticked
 	}
-	return okN.Load(), otherN.Load(), ctx.Err()
+}
+
+// noneAccepted is a load phase's error when no request was accepted:
+// the first that failed outright, if one did.
+func noneAccepted(phase string, firstErr *atomic.Value) error {
+	if e, _ := firstErr.Load().(error); e != nil {
+		return fmt.Errorf("%s: no request succeeded: %w", phase, e)
+	}
+	return fmt.Errorf("%s: no request was accepted", phase)
 }
 
 // outage runs the outage phase (Config.Outage) against the platform at

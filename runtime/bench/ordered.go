@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -76,20 +75,16 @@ func ordered(ctx context.Context, target string, cfg Config, recv *receiver) (*O
 	res := &OrderedResult{Seconds: cfg.Ordered.Seconds(), Rate: cfg.Rate, Keys: cfg.Keys}
 	dups0 := recv.duplicates()
 	recv.reset()
-	var refusing atomic.Bool
-	refuse, accept := time.AfterFunc(cfg.Ordered/3, func() {
-		refusing.Store(true)
-		recv.refuse(RefusedKey)
-	}), make(chan struct{})
+	accept := make(chan struct{})
+	refusing := time.AfterFunc(cfg.Ordered/3, func() { recv.refuse(RefusedKey) })
 	accepting := time.AfterFunc(2*cfg.Ordered/3, func() {
-		refusing.Store(false)
 		recv.refuse("")
 		close(accept)
 	})
-	defer refuse.Stop()
+	defer refusing.Stop()
 	defer accepting.Stop()
 	sent, err := keyedLoop(ctx, target+"/v1/events", cfg, func(key string) {
-		if key == RefusedKey && refusing.Load() {
+		if k := recv.refusing.Load(); k != nil && *k == key {
 			res.RefusedKeyEvents++ // one sender per key: no race
 		}
 	})
@@ -156,26 +151,13 @@ func keyedLoop(ctx context.Context, url string, cfg Config, accepted func(key st
 			}
 		})
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wg.Wait()
-	}()
-	for t := time.NewTicker(200 * time.Millisecond); ; {
-		select {
-		case <-done:
-			t.Stop()
-			if ok.Load() == 0 {
-				if e, _ := firstErr.Load().(error); e != nil {
-					return 0, fmt.Errorf("ordered: no request succeeded: %w", e)
-				}
-				return 0, fmt.Errorf("ordered: no request was accepted")
-			}
-			return ok.Load(), ctx.Err()
-		case <-t.C:
-			cfg.Progress("ordered", float64(sentN.Load())/float64(max(total, 1)))
-		}
+	stop := progressEvery(cfg, "ordered", func() float64 { return float64(sentN.Load()) / float64(max(total, 1)) })
+	wg.Wait()
+	stop()
+	if ok.Load() == 0 {
+		return 0, noneAccepted("ordered", &firstErr)
 	}
+	return ok.Load(), ctx.Err()
 }
 
 // orderedBody is the n-th event of key: PayloadBytes bytes of
