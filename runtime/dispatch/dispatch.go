@@ -906,7 +906,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		}
 		d.resumeIfBlocker(ctx, log, msg)
 		return store.Delivery{}, skip
-	case drainingOf(ctx) != nil && state.Found && (state.Status.Status == store.DeliveryDeadLettered || state.Status.Status == store.DeliveryCancelled):
+	case drainingOf(ctx) != nil && state.Found && finalStatus(state.Status.Status):
 		// Queued twice (its egress record read again after a crash): the
 		// first was made.
 		return store.Delivery{}, skip
@@ -955,11 +955,8 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			return st, write
 		}
 		defer func() {
-			switch ret.Status {
-			case store.DeliveryDelivered, store.DeliveryDeadLettered, store.DeliveryCancelled:
-				if res == write {
-					d.drain(bg, log, msg)
-				}
+			if finalStatus(ret.Status) && res == write {
+				d.drain(bg, log, msg)
 			}
 		}()
 	}

@@ -2,8 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/topic"
@@ -210,10 +211,12 @@ func (d *Dispatcher) admit(ctx context.Context, msg envelope.Delivery) (bool, er
 // finished reports whether a delivery reached a final status.
 func (d *Dispatcher) finished(ctx context.Context, eventID, deliveryID string) bool {
 	st, err := d.st.GetDelivery(ctx, eventID, deliveryID)
-	if err != nil {
-		return false
-	}
-	switch st.Status {
+	return err == nil && finalStatus(st.Status)
+}
+
+// finalStatus reports whether a delivery status is one no attempt follows.
+func finalStatus(status string) bool {
+	switch status {
 	case store.DeliveryDelivered, store.DeliveryDeadLettered, store.DeliveryCancelled:
 		return true
 	}
@@ -293,7 +296,7 @@ const drainCheckpoint = 64
 func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelope.Delivery) {
 	k := gateKey(blocker.SubscriptionID, blocker.Key)
 	bg := context.WithoutCancel(ctx)
-	lease := newLease()
+	lease := uuid.NewString()
 	mine := false
 	g, err := d.updateGate(bg, k, func(g *gate) (bool, error) {
 		mine = false
@@ -499,7 +502,7 @@ func (d *Dispatcher) front(ctx context.Context, g gate, blocker envelope.Deliver
 		value = item.Value
 	}
 	var msg envelope.Delivery
-	if err := json.Unmarshal(value, &msg); err != nil {
+	if err := fastjson.Unmarshal(value, &msg); err != nil {
 		// Not a delivery: nothing can make it; drop it rather than hold
 		// the key for ever.
 		d.log.Error("skipping a malformed queued ordered delivery", "gate", gateKey(blocker.SubscriptionID, blocker.Key), "error", err)
@@ -521,10 +524,4 @@ func (d *Dispatcher) resumeLater(ctx context.Context, log *slog.Logger, blocker 
 		// read again (a restart reads what was not committed).
 		log.Error("scheduling the ordered queue's drain failed; it stays queued", "blocker", blocker.ID, "error", err)
 	}
-}
-
-func newLease() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
