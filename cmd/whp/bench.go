@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fanout := fs.Int("fanout", 1, "subscriptions each event is delivered to")
 	tenants := fs.Int("tenants", 1, "spread the events over this many tenants, each with --fanout partners of its own subscribed to its events alone (a filter on data.tenant): tenants × fanout partner endpoints")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	latencyRates := fs.String("latency-rates", "", "add a phase after the latency phase: the latency phase again at each of these rates, e.g. 1000,2000,4000 (with --plot, drawn as latency by rate)")
 	sweepPayloads := fs.String("sweep-payloads", "", "run once per payload size, e.g. 256,1024,4096,16384 (with --plot)")
 	sweepFanouts := fs.String("sweep-fanouts", "", "run once per fan-out, e.g. 1,10,100 (with --plot)")
 	sweepTenants := fs.String("sweep-tenants", "", "run once per number of tenants, e.g. 1,100,10000 (with --plot)")
@@ -84,6 +85,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
+	}
+	if base.LatencyRates, err = intList(*latencyRates); err != nil {
+		return usageError{"whp bench: --latency-rates: " + err.Error()}
+	}
+	if *plot != "" && *soak > 0 && len(base.LatencyRates) > 0 && *sweepPayloads+*sweepFanouts+*sweepTenants == "" {
+		return usageError{"whp bench: --plot draws a soak or the latency by rate of one run, not both: drop --soak or --latency-rates"}
 	}
 	runs := []bench.Config{base}
 	payloads, err := intList(*sweepPayloads)
@@ -161,6 +168,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		svg := bench.Plot(results)
 		if len(results) == 1 && results[0].Soak != nil {
 			svg = bench.PlotSoak(*results[0].Soak)
+		} else if len(results) == 1 && len(results[0].ByRate) > 0 {
+			svg = bench.PlotRates(results[0].ByRate)
 		}
 		if err := os.WriteFile(*plot, []byte(svg), 0o644); err != nil {
 			return err
@@ -192,6 +201,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	for _, r := range results {
+		if len(r.ByRate) > 0 {
+			printRates(stdout, r)
+		}
+	}
+	for _, r := range results {
 		if s := r.Soak; s != nil {
 			printSoak(stdout, r, *s)
 		}
@@ -218,6 +232,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// printRates prints the latency phase at each rate.
+func printRates(w io.Writer, r bench.Result) {
+	fmt.Fprintf(w, "latency by rate (fan-out %d; load: the deliveries a second the rate asks for, over the %.0f/s delivered flat out):\n", r.Fanout, r.DeliveredPerSec)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RATE\tLOAD\tACCEPTED\tp50\tp95\tp99\t202 p95\tCPU ms/EVENT\tNOT ARRIVED")
+	for _, p := range r.ByRate {
+		fmt.Fprintf(tw, "%d/s\t%.0f %%\t%d\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.3f\t%d\n",
+			p.Rate, p.Load*100, p.Events, p.LatencyP50MS, p.LatencyP95MS, p.LatencyP99MS, p.AcceptP95MS, p.CPUMSPerEvent, p.NotArrived)
+	}
+	tw.Flush()
 }
 
 // printSoak prints the soak's slices, and how the first quarter's compare

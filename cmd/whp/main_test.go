@@ -43,6 +43,8 @@ func TestRun(t *testing.T) {
 		{name: "no history", args: []string{"dev", "--history", "0s"}, code: 2, stderr: []string{"--history 0s: want a positive duration"}},
 		{name: "negative soak", args: []string{"bench", "--soak", "-1s"}, code: 2, stderr: []string{"--soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0"}},
 		{name: "negative ordered phase", args: []string{"bench", "--ordered", "-1s"}, code: 2, stderr: []string{"--soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0"}},
+		{name: "bad latency rates", args: []string{"bench", "--latency-rates", "1000,fast"}, code: 2, stderr: []string{`--latency-rates: "fast" is not a positive number`}},
+		{name: "two plots of one run", args: []string{"bench", "--latency-rates", "1000", "--soak", "5s", "--plot", "x.svg"}, code: 2, stderr: []string{"--plot draws a soak or the latency by rate of one run, not both"}},
 		{name: "no keys", args: []string{"bench", "--ordered", "5s", "--keys", "0"}, code: 2, stderr: []string{"--keys ≥ 1"}},
 		{name: "bench catalog with the ordered phase's", args: []string{"bench", "--print-catalog", "--receiver-addr", "10.0.3.7:9700", "--ordered", "30s"}, code: 0,
 			stdout: []string{`"thing.ordered": "1"`, `partners: o0: {name: "O0", url: "http://10.0.3.7:9700/o0"`, `mode: "ordered"`}},

@@ -59,6 +59,12 @@ type Config struct {
 	Rate int
 	// LatencyDuration is how long the latency phase lasts. Default 10 s.
 	LatencyDuration time.Duration
+	// LatencyRates, if set, adds a phase after the latency phase (outside
+	// the CPU and memory figures of the others; before the soak): the
+	// latency phase again at each of these rates in turn, each for
+	// LatencyDuration (ratecurve.go). It measures what a buyer asks of
+	// latency: how it holds as the load nears what the platform delivers.
+	LatencyRates []int
 	// PayloadBytes is the size of each event's body. Default 1024.
 	PayloadBytes int
 	// Fanout is the number of subscriptions each event is delivered to.
@@ -256,6 +262,9 @@ type Result struct {
 	// Misrouted counts deliveries, over the whole run, to a partner that
 	// was not owed them: one of another tenant's (Config.Tenants).
 	Misrouted int64 `json:"misrouted,omitempty"`
+	// ByRate is the latency phase's figures followed by the rate curve's
+	// (Config.LatencyRates), one point a rate.
+	ByRate []RatePoint `json:"by_rate,omitempty"`
 	// Soak is the soak phase's (Config.Soak).
 	Soak *SoakResult `json:"soak,omitempty"`
 	// Ordered is the ordered phase's (Config.Ordered).
@@ -548,18 +557,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.Lost, res.Duplicates = max(want-got, 0), dups
 
 	// Latency at a fixed rate.
-	recv.reset()
-	sent, _, waits, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "l", "latency", nil)
+	at0, sent, err := latencyAt(ctx, target, cfg, platform, recv, cfg.Rate, "l", "latency")
 	if err != nil {
 		return res, err
 	}
-	res.AcceptP50MS, res.AcceptP95MS, res.AcceptP99MS = percentile(waits, 50), percentile(waits, 95), percentile(waits, 99)
-	wait := time.Now().Add(30 * time.Second)
-	for recv.count() < sent*int64(cfg.Fanout) && time.Now().Before(wait) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	lat := recv.latencies()
-	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	res.AcceptP50MS, res.AcceptP95MS, res.AcceptP99MS = at0.AcceptP50MS, at0.AcceptP95MS, at0.AcceptP99MS
+	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = at0.LatencyP50MS, at0.LatencyP95MS, at0.LatencyP99MS
 	if measured != nil {
 		if err := measured(); err != nil {
 			return res, err
@@ -567,6 +570,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if events := accepted + sent; events > 0 {
 			res.CPUPerEventMS = res.CPUSeconds / float64(events) * 1000
 			res.CPUPerEventBaselines = res.CPUSeconds / float64(events) * res.BaselinePerSec
+		}
+	}
+	if len(cfg.LatencyRates) > 0 {
+		if res.ByRate, err = rateCurve(ctx, target, cfg, platform, recv, at0, res.DeliveredPerSec); err != nil {
+			return res, err
 		}
 	}
 	if cfg.Soak > 0 {

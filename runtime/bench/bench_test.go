@@ -183,6 +183,50 @@ func TestPlot(t *testing.T) {
 	}
 }
 
+// The rate curve runs the latency phase again at each rate: a point a
+// rate after the latency phase's own, each with its events all arrived,
+// its latencies and the producer's waits ordered, its CPU per event and
+// its load read against the run's delivered/s; its plot has a line a
+// percentile and a point a rate.
+func TestRunRates(t *testing.T) {
+	var phases phaseLog
+	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 20, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 2, LatencyRates: []int{40, 80}, Progress: phases.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ByRate) != 3 {
+		t.Fatalf("points %+v", r.ByRate)
+	}
+	for i, p := range r.ByRate {
+		if want := []int{20, 40, 80}[i]; p.Rate != want || p.Events != int64(want) || p.Refused != 0 || p.NotArrived != 0 {
+			t.Errorf("point %d: %+v", i, p)
+		}
+		if !(p.LatencyP50MS > 0 && p.LatencyP50MS <= p.LatencyP95MS && p.LatencyP95MS <= p.LatencyP99MS) || !(p.AcceptP50MS > 0 && p.AcceptP50MS <= p.AcceptP95MS) {
+			t.Errorf("point %d latencies: %+v", i, p)
+		}
+		if p.CPUMSPerEvent <= 0 || p.Load != float64(p.Rate*2)/r.DeliveredPerSec {
+			t.Errorf("point %d CPU %v ms an event, load %v (delivered %v/s)", i, p.CPUMSPerEvent, p.Load, r.DeliveredPerSec)
+		}
+	}
+	if r.LatencyP95MS != r.ByRate[0].LatencyP95MS || r.AcceptP95MS != r.ByRate[0].AcceptP95MS {
+		t.Errorf("the first point is not the latency phase's: %+v, p95 %v", r.ByRate[0], r.LatencyP95MS)
+	}
+	if got := strings.Join(phases, ","); !strings.Contains(got, "latency,latency at 40/s,latency at 80/s,ingest alone") {
+		t.Errorf("progress phases %s", got)
+	}
+	if r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("lost %d, duplicated %d", r.Lost, r.Duplicates)
+	}
+	var doc svgDoc
+	if err := xml.Unmarshal([]byte(PlotRates(r.ByRate)), &doc); err != nil || doc.XMLName.Local != "svg" {
+		t.Fatalf("rate plot not SVG: %v", err)
+	}
+	if len(doc.G) != 1 || len(doc.G[0].Polyline) != 4 || strings.Count(doc.G[0].Polyline[1].Points, ",") != 3 {
+		t.Errorf("rate plot %+v", doc.G)
+	}
+}
+
 // A soak records each slice of itself: the deliveries and their latency,
 // and the platform's CPU, memory, goroutines and data — every figure read,
 // every event delivered once, with the embedded Kafka trimming all it can
