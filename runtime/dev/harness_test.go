@@ -20,6 +20,7 @@ import (
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/secret"
 	"github.com/whp-dev/whp/runtime/signature"
+	"github.com/whp-dev/whp/runtime/telemetry"
 )
 
 // receiver is a partner endpoint on 127.0.0.1 that verifies every
@@ -225,6 +226,22 @@ func accept(t *testing.T, p *Platform, body string, header ...string) string {
 		t.Fatalf("202 body %s has no id", a.body)
 	}
 	return r.ID
+}
+
+// traceOf is the spans of event id's trace that the platform holds (GET
+// /v1/events/{id}/trace), none if it has no trace for it yet.
+func traceOf(t *testing.T, p *Platform, id string) []telemetry.Span {
+	t.Helper()
+	resp, err := http.Get(p.URL + "/v1/events/" + id + "/trace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr struct {
+		Spans []telemetry.Span `json:"spans"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tr)
+	return tr.Spans
 }
 
 func getEvent(t *testing.T, p *Platform, id string) (ingest.EventView, int) {

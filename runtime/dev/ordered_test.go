@@ -21,8 +21,8 @@ import (
 // orderedBacklog is an ordered subscription of partner alpha whose key A
 // holds n deliveries: A0 fails until release is set, and A1…An, accepted
 // meanwhile, wait behind it. It returns the platform, the receiver,
-// the catalog's directory, and the IDs of A1 and An.
-func orderedBacklog(t *testing.T, data string, n int, release *atomic.Bool) (p *Platform, alpha *receiver, dir string, second, last string) {
+// the catalog's directory, and the IDs of A0, A1 and An.
+func orderedBacklog(t *testing.T, data string, n int, release *atomic.Bool) (p *Platform, alpha *receiver, dir string, first, second, last string) {
 	t.Helper()
 	alpha = newReceiver(t, data, "alpha")
 	dir = orderedCatalog(t, alpha)
@@ -30,7 +30,7 @@ func orderedBacklog(t *testing.T, data string, n int, release *atomic.Bool) (p *
 	alpha.failBody = func(body []byte) bool {
 		return strings.Contains(string(body), `"order_id":"A0"`) && !release.Load()
 	}
-	first := accept(t, p, orderedEvent("A", 0))
+	first = accept(t, p, orderedEvent("A", 0))
 	eventually(t, "A0 to fail once", func() bool { return deliveryOf(t, p, first, "alpha").Status == store.DeliveryRetrying })
 	for i := 1; i <= n; i++ {
 		id := accept(t, p, orderedEvent("A", i))
@@ -43,7 +43,7 @@ func orderedBacklog(t *testing.T, data string, n int, release *atomic.Bool) (p *
 		g := gateOf(t, p)
 		return g.Tail-g.Head == int64(n)
 	})
-	return p, alpha, dir, second, last
+	return p, alpha, dir, first, second, last
 }
 
 // orderedCatalog writes a catalog whose partner alpha, at alpha,
@@ -151,7 +151,7 @@ func TestOrderedBacklog(t *testing.T) {
 	const n = 300
 	var release atomic.Bool
 	data := t.TempDir()
-	p, alpha, _, second, last := orderedBacklog(t, data, n, &release)
+	p, alpha, _, _, second, last := orderedBacklog(t, data, n, &release)
 	if g := gateOf(t, p); g.size > 512 {
 		t.Errorf("the gate holding %d deliveries is %d bytes", n, g.size)
 	}
@@ -195,7 +195,7 @@ func TestOrderedDrainSurvivesRestart(t *testing.T) {
 	const n = 120
 	var release atomic.Bool
 	data := t.TempDir()
-	p, alpha, dir, _, _ := orderedBacklog(t, data, n, &release)
+	p, alpha, dir, _, _, _ := orderedBacklog(t, data, n, &release)
 	alpha.mu.Lock()
 	alpha.delay = 20 * time.Millisecond // ≈ 2.4 s of draining
 	alpha.mu.Unlock()
@@ -216,4 +216,43 @@ func TestOrderedDrainSurvivesRestart(t *testing.T) {
 		g := gateOf(t, p)
 		return g.Blocker == "" && g.Head == g.Tail
 	})
+}
+
+// TestOrderedDrainKeepsTraces: the deliveries a drain makes are made in
+// their own events' traces (their queue items keep them), not in the
+// blocker's, in which the drain runs: each event's trace holds the POSTs
+// of its own delivery and no other's.
+func TestOrderedDrainKeepsTraces(t *testing.T) {
+	const n = 3
+	var release atomic.Bool
+	p, alpha, _, first, second, last := orderedBacklog(t, t.TempDir(), n, &release)
+	release.Store(true)
+	arriveInOrder(t, alpha, n)
+	for _, c := range []struct {
+		name, id string
+		posts    int // at least
+	}{{"A0, the blocker", first, 2}, {"A1", second, 1}, {fmt.Sprintf("A%d", n), last, 1}} {
+		var posts int
+		deliveries := map[string]bool{}
+		drained := false
+		eventually(t, c.name+"'s POSTs in its trace", func() bool {
+			posts, deliveries, drained = 0, map[string]bool{}, false
+			for _, s := range traceOf(t, p, c.id) {
+				switch s.Name {
+				case "POST":
+					posts++
+					deliveries[s.Attributes["whp.delivery_id"]] = true
+				case "ordered queue drain":
+					drained = true
+				}
+			}
+			return posts >= c.posts
+		})
+		if len(deliveries) != 1 {
+			t.Errorf("%s's trace holds the POSTs of %d deliveries, want its own alone: %v", c.name, len(deliveries), deliveries)
+		}
+		if drained != (c.id != first) {
+			t.Errorf("%s's trace: drained %v", c.name, drained)
+		}
+	}
 }

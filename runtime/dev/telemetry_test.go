@@ -220,33 +220,23 @@ func TestTrace(t *testing.T) {
 	id := accept(t, p, orderEvent(1), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	mustDelivered(t, p, id, 2)
 
-	type trace struct {
-		TraceID string           `json:"trace_id"`
-		Spans   []telemetry.Span `json:"spans"`
-	}
-	var tr trace
+	var trace []telemetry.Span
 	eventually(t, "the second attempt's span", func() bool {
-		resp, err := http.Get(p.URL + "/v1/events/" + id + "/trace")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		tr = trace{}
-		json.NewDecoder(resp.Body).Decode(&tr)
+		trace = traceOf(t, p, id)
 		n := 0
-		for _, s := range tr.Spans {
+		for _, s := range trace {
 			if s.Name == "POST" {
 				n++
 			}
 		}
 		return n == 3 // alpha once, beta twice
 	})
-	if tr.TraceID != traceID {
-		t.Fatalf("trace %q, want the producer's %s", tr.TraceID, traceID)
-	}
 	spans := map[string]telemetry.Span{}
 	count := map[string]int{}
-	for _, s := range tr.Spans {
+	for _, s := range trace {
+		if s.TraceID != traceID {
+			t.Fatalf("span %q in trace %q, want the producer's %s", s.Name, s.TraceID, traceID)
+		}
 		spans[s.SpanID] = s
 		count[s.Name]++
 	}
@@ -269,7 +259,7 @@ func TestTrace(t *testing.T) {
 			t.Errorf("span %q: fetches are not traced (a span per buffered record)", name)
 		}
 	}
-	for _, s := range tr.Spans {
+	for _, s := range trace {
 		if s.ParentID == "00f067aa0ba902b7" {
 			continue // the producer's span
 		}
@@ -278,7 +268,7 @@ func TestTrace(t *testing.T) {
 		}
 	}
 	var failed, ok int
-	for _, s := range tr.Spans {
+	for _, s := range trace {
 		if s.Name == "POST" && s.Attributes["whp.partner_id"] == "beta" {
 			if s.Attributes["http.response.status_code"] == "503" && strings.HasPrefix(s.Status, "error") {
 				failed++
@@ -310,18 +300,7 @@ func TestTraceSampleRatio(t *testing.T) {
 	data := t.TempDir()
 	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
 	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) { c.TraceSampleRatio = 1e-12 })
-	spans := func(id string) int {
-		resp, err := http.Get(p.URL + "/v1/events/" + id + "/trace")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var tr struct {
-			Spans []telemetry.Span `json:"spans"`
-		}
-		json.NewDecoder(resp.Body).Decode(&tr)
-		return len(tr.Spans)
-	}
+	spans := func(id string) int { return len(traceOf(t, p, id)) }
 	unsampled := accept(t, p, orderEvent(1))
 	sampled := accept(t, p, orderEvent(2), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	mustDelivered(t, p, unsampled, 2)

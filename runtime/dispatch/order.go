@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -196,7 +198,11 @@ func (d *Dispatcher) admit(ctx context.Context, msg envelope.Delivery) (bool, er
 			// records are queued one after the other, and at 250 a second
 			// two writes each fell behind (docs/benchmarks.md, "Ordered
 			// delivery").
-			item := store.Idempotency{Key: waitKey(msg.SubscriptionID, msg.Key, g.Tail), Value: msg.JSON(), CreatedAt: d.now(), ExpiresAt: d.now().Add(gateTTL)}
+			// The item keeps the delivery's trace: its drain makes it
+			// in it, not in the blocker's that the drain runs in.
+			queued := msg
+			queued.Trace = telemetry.Traceparent(ctx)
+			item := store.Idempotency{Key: waitKey(msg.SubscriptionID, msg.Key, g.Tail), Value: queued.JSON(), CreatedAt: d.now(), ExpiresAt: d.now().Add(gateTTL)}
 			blocker = g.Blocker
 			g.Tail++
 			return true, []store.Idempotency{item}, nil
@@ -404,8 +410,14 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 		}
 		if front != nil {
 			dr := &draining{}
-			st, res := d.run(context.WithValue(ctx, drainingKey{}, dr), *front, 1, nil)
-			d.record(ctx, *front, st, res)
+			// In the delivery's own trace (its queue item's), linked to
+			// the drain's.
+			fctx, span := d.cfg.Tracing.Resume(ctx, front.Trace, "ordered queue drain", attribute.String("whp.event_id", front.EventID),
+				attribute.String("whp.delivery_id", front.ID), attribute.String("whp.partner_id", front.PartnerID))
+			front.Trace = ""
+			st, res := d.run(context.WithValue(fctx, drainingKey{}, dr), *front, 1, nil)
+			d.record(fctx, *front, st, res)
+			span.End()
 			if res == retryBatch {
 				// Not attempted (the store unavailable, say), or made the
 				// blocker without its retry scheduled: the key goes back

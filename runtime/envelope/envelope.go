@@ -46,6 +46,11 @@ type Delivery struct {
 	// ordered key's finished blocker, and drains the key's queue on
 	// (runtime/dispatch, order.go).
 	Resume bool `json:"resume,omitempty"`
+	// Trace is the W3C traceparent of the delivery's own trace, kept with
+	// a delivery that waits in an ordered key's queue (a store item, not
+	// a Kafka record, whose headers carry it otherwise), so that the
+	// drain makes it in its own trace.
+	Trace string `json:"trace,omitempty"`
 }
 
 // DeadLetter is the value of a wh.dlq.{event} record: a delivery that

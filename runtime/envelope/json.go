@@ -67,6 +67,9 @@ func (d Delivery) AppendJSON(dst []byte) []byte {
 	if d.Resume {
 		dst = append(dst, `,"resume":true`...)
 	}
+	if d.Trace != "" {
+		dst = appendField(dst, ',', "trace", d.Trace)
+	}
 	return append(dst, '}')
 }
 

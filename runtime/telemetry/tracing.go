@@ -254,6 +254,39 @@ func TraceID(ctx context.Context) string {
 	return ""
 }
 
+// Traceparent is ctx's span context as a W3C traceparent value, "" if
+// it has none: what work that waits in a store, not in a Kafka record's
+// headers, keeps to continue its trace when it is taken up (Resume).
+func Traceparent(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return string(traceparent(sc))
+	}
+	return ""
+}
+
+// Resume starts a span named name for work that waited in a store: a
+// child of the span in traceparent (saved by Traceparent when the work
+// was set aside), linked to ctx's span (the work that takes it up), in
+// ctx. Without a valid traceparent (work saved by a build before it kept
+// one) the span is a child of ctx's.
+func (t *Tracing) Resume(ctx context.Context, traceparent, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if t == nil {
+		return ctx, trace.SpanFromContext(nil)
+	}
+	parent := ctx
+	if traceparent != "" {
+		if saved := t.prop.Extract(context.Background(), propagation.MapCarrier{traceparentHeader: traceparent}); trace.SpanContextFromContext(saved).IsValid() {
+			parent = saved
+		}
+	}
+	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
+	if parent != ctx {
+		opts = append(opts, trace.WithLinks(trace.LinkFromContext(ctx)))
+	}
+	_, span := t.tracer.Start(parent, name, opts...)
+	return trace.ContextWithSpan(ctx, span), span
+}
+
 // Fail marks span failed with err's text.
 func Fail(span trace.Span, err error) {
 	span.RecordError(err)

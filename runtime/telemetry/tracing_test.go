@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -113,5 +114,52 @@ func TestPublishSpan(t *testing.T) {
 	}
 	if spans := tr.Spans.Trace("01000000000000000000000000000000"); len(spans) != 0 {
 		t.Errorf("an unsampled trace recorded %d spans", len(spans))
+	}
+}
+
+// Work set aside with its Traceparent and taken up later by other work
+// resumes in its own trace, its span a child of the saved one and linked
+// to the work that takes it up; without a valid saved traceparent it is a
+// child of the taking work's span. A nil Tracing records nothing.
+func TestResume(t *testing.T) {
+	ctx := context.Background()
+	tel, err := New(ctx, Options{Service: "test", Traces: TracesMemory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tel.Tracing
+	savedCtx, saved := tr.Start(ctx, "set aside")
+	parent := Traceparent(savedCtx)
+	saved.End()
+	if want := "00-" + saved.SpanContext().TraceID().String() + "-" + saved.SpanContext().SpanID().String() + "-01"; parent != want {
+		t.Fatalf("Traceparent %q, want %q", parent, want)
+	}
+	if Traceparent(ctx) != "" {
+		t.Errorf("Traceparent of a context without a span: %q", Traceparent(ctx))
+	}
+	takerCtx, taker := tr.Start(ctx, "taker")
+	defer taker.End()
+	for _, c := range []struct {
+		name, traceparent string
+		parent            trace.SpanContext
+	}{
+		{"saved", parent, saved.SpanContext()},
+		{"none saved", "", taker.SpanContext()},
+		{"not a traceparent", "00-zz", taker.SpanContext()},
+	} {
+		rctx, span := tr.Resume(takerCtx, c.traceparent, "resumed", attribute.String("whp.delivery_id", "d1"))
+		span.End()
+		got := span.(interface{ Parent() trace.SpanContext }).Parent()
+		if got.SpanID() != c.parent.SpanID() || span.SpanContext().TraceID() != c.parent.TraceID() || trace.SpanFromContext(rctx) != span {
+			t.Errorf("%s: parent %s in trace %s, want %s in %s", c.name, got.SpanID(), span.SpanContext().TraceID(), c.parent.SpanID(), c.parent.TraceID())
+		}
+		links := span.(interface{ Links() []sdktrace.Link }).Links()
+		if linked := len(links) == 1 && links[0].SpanContext.SpanID() == taker.SpanContext().SpanID(); linked != (c.name == "saved") {
+			t.Errorf("%s: links %v", c.name, links)
+		}
+	}
+	var none *Tracing
+	if rctx, span := none.Resume(takerCtx, parent, "resumed"); rctx != takerCtx || span.IsRecording() {
+		t.Errorf("a nil Tracing recorded a span")
 	}
 }
