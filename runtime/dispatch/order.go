@@ -340,7 +340,11 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 	)
 	// settle writes the statuses, then takes what was made off the gate's
 	// queue (and, with open, opens the gate if its queue is empty, or
-	// with release gives up the lease), then deletes the items made.
+	// with release gives up the lease), then deletes the items made. If
+	// the statuses cannot be written, the gate is left as it was: what
+	// was made stays at the queue's front, and the drain that takes it up
+	// again finds it made in the ledger and records it delivered (a gate
+	// moved past it would have left it "held" for good).
 	col := newCollector()
 	settle := func(open, release bool) (gate, error) {
 		// Their statuses, counters and ledger entries (the ledger lane's,
@@ -352,7 +356,7 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 		}
 		if !w.empty() || w.ledgerUpTo > 0 {
 			if err := d.writeBatches(bg, []batchWrites{w}); err != nil {
-				log.Error("writing what a drain made failed", "deliveries", len(w.statuses), "error", err)
+				return gate{}, fmt.Errorf("writing the statuses of %d deliveries a drain made: %w", len(w.statuses), err)
 			}
 		}
 		g, err := d.updateGate(bg, k, func(g *gate) (bool, error) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,15 +21,18 @@ import (
 	"github.com/whp-dev/whp/store/embedded"
 )
 
-// failingQueueReads is the embedded store with its first reads of an
-// ordered key's queued deliveries failing.
-type failingQueueReads struct {
+// failingDrain is the embedded store with, once armed, the first of one
+// kind of write or read that an ordered key's drain makes failing: the
+// read of a queued delivery, the write of queued deliveries' statuses,
+// or a write of the key's gate.
+type failingDrain struct {
 	*embedded.Store
 	failures
+	what string // "queue read", "status write" or "gate write"
 }
 
-func (f *failingQueueReads) GetIdempotency(ctx context.Context, key string) (store.Idempotency, error) {
-	if strings.HasPrefix(key, "order-wait#") {
+func (f *failingDrain) GetIdempotency(ctx context.Context, key string) (store.Idempotency, error) {
+	if f.what == "queue read" && strings.HasPrefix(key, "order-wait#") {
 		if err := f.next(); err != nil {
 			return store.Idempotency{}, err
 		}
@@ -36,11 +40,50 @@ func (f *failingQueueReads) GetIdempotency(ctx context.Context, key string) (sto
 	return f.Store.GetIdempotency(ctx, key)
 }
 
-// TestDrainResumesAfterStoreError: a drain that cannot read the front of
-// its key's queue (the store unavailable) gives up its lease and leaves a
-// resume record; the retry scheduler hands it back, and the queue is
-// made, in order, once each.
-func TestDrainResumesAfterStoreError(t *testing.T) {
+func (f *failingDrain) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
+	// Statuses of the queue's deliveries (d0, the blocker, writes its own).
+	if f.what == "status write" && slices.ContainsFunc(ds, func(d store.Delivery) bool { return d.ID != "d0" }) {
+		if err := f.next(); err != nil {
+			return err
+		}
+	}
+	return f.Store.PutDeliveries(ctx, ds)
+}
+
+func (f *failingDrain) PutIdempotencyIf(ctx context.Context, rec store.Idempotency, with ...store.Idempotency) (store.Idempotency, error) {
+	if f.what == "gate write" && strings.HasPrefix(rec.Key, "order#") {
+		if err := f.next(); err != nil {
+			return store.Idempotency{}, err
+		}
+	}
+	return f.Store.PutIdempotencyIf(ctx, rec, with...)
+}
+
+// TestDrainStoreErrors: a drain that the store fails — it cannot read the
+// front of its key's queue, write the statuses of what it made, or write
+// the key's gate (taking its lease, or at a checkpoint) — hands over to a
+// resume record, which the retry scheduler brings back; the queue is
+// made, in order, once each, and every delivery ends recorded delivered
+// (none left "held" because the write that said otherwise was lost).
+func TestDrainStoreErrors(t *testing.T) {
+	for _, c := range []struct {
+		what  string
+		fails int32 // the first n of that kind, once armed
+		skip  int32 // after letting this many through
+	}{
+		{what: "queue read", fails: 1},
+		{what: "status write", fails: 1},
+		{what: "gate write", fails: 1},          // the lease
+		{what: "gate write", fails: 1, skip: 1}, // the checkpoint
+		{what: "status write", fails: 3},        // and its writes again
+	} {
+		t.Run(fmt.Sprintf("%s %d after %d", c.what, c.fails, c.skip), func(t *testing.T) {
+			drainThrough(t, c.what, c.fails, c.skip)
+		})
+	}
+}
+
+func drainThrough(t *testing.T, what string, fails, skip int32) {
 	var refuse atomic.Bool
 	refuse.Store(true)
 	var mu sync.Mutex
@@ -58,10 +101,12 @@ func TestDrainResumesAfterStoreError(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	var st *failingQueueReads
-	cfg := Config{Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
+	var st *failingDrain
+	// A short attempt time-out keeps the drain's lease short: a drain that
+	// cannot write at all keeps it until it runs out.
+	cfg := Config{Timeout: time.Second, Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
 	r := newRig(t, cfg, func(e *embedded.Store) Store {
-		st = &failingQueueReads{Store: e}
+		st = &failingDrain{Store: e, what: what}
 		return st
 	}, partner{"p", srv.URL})
 	sub, err := r.emb.GetSubscription(r.ctx, "s-p")
@@ -96,12 +141,25 @@ func TestDrainResumesAfterStoreError(t *testing.T) {
 		r.produce(rec)
 	}
 	waitUntil(t, "d1…d9 to wait behind d0", func() bool { return r.status(fmt.Sprintf("d%d", n-1)) == store.DeliveryHeld })
-	st.fail.Store(1)
+	// Armed: skip calls of the kind pass, then fails fail. (Nothing
+	// writes the gate or queued statuses, or reads the queue, while d0
+	// keeps failing.)
+	st.calls.Store(0)
+	st.skip.Store(skip)
+	st.fail.Store(fails)
 	refuse.Store(false)
 	waitUntil(t, "the queue to be made", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(arrivals) >= n
+	})
+	waitUntil(t, "every delivery recorded delivered", func() bool {
+		for i := range n {
+			if r.status(fmt.Sprintf("d%d", i)) != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return true
 	})
 	mu.Lock()
 	got := strings.Join(arrivals, ",")
@@ -109,8 +167,7 @@ func TestDrainResumesAfterStoreError(t *testing.T) {
 	if got != "d0,d1,d2,d3,d4,d5,d6,d7,d8,d9" {
 		t.Errorf("arrived %s, want d0…d9 once each, in order", got)
 	}
-	if st.calls.Load() < 2 || !strings.Contains(r.logs.String(), "draining an ordered key's queue failed") {
-		t.Errorf("the queue's read did not fail and recover (%d reads): %s", st.calls.Load(), r.logs.String())
+	if st.calls.Load() <= skip || !strings.Contains(r.logs.String(), "drained later") {
+		t.Errorf("the drain's %s did not fail and recover (%d calls): %s", what, st.calls.Load(), r.logs.String())
 	}
-	waitUntil(t, "d9 delivered", func() bool { return r.status("d9") == store.DeliveryDelivered })
 }

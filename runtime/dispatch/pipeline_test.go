@@ -527,10 +527,13 @@ func TestPausedThroughProbes(t *testing.T) {
 type failures struct {
 	fail  atomic.Int32
 	calls atomic.Int32
+	skip  atomic.Int32 // calls let through before fail applies
 }
 
 func (f *failures) next() error {
-	f.calls.Add(1)
+	if f.calls.Add(1) <= f.skip.Load() {
+		return nil
+	}
 	if f.fail.Add(-1) >= 0 {
 		return errors.New("disk full")
 	}
