@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 
@@ -15,13 +16,21 @@ type redriveJobs = jobs.Registry[dlq.Progress]
 
 func newRedriveJobs(log *slog.Logger) *redriveJobs { return jobs.New[dlq.Progress]("redrive", log) }
 
-// dlqModel is the DLQ page.
+// dlqModel is the DLQ page: the most recent dlqRows of the Total entries
+// that match the filter, and the subscriptions of them all.
 type dlqModel struct {
 	Filter        dlq.Filter
 	Entries       []dlq.Entry
+	Total         int
 	Subscriptions []string
 	CanRedrive    bool
 }
+
+// dlqRows bounds the rows the DLQ page shows: after an outage the queue
+// can hold tens of thousands, a page of megabytes no one reads row by
+// row. The rest are reached by the filter, and redriven whole by
+// subscription.
+const dlqRows = 200
 
 func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, ss session) {
 	if s.cfg.DLQ == nil {
@@ -35,13 +44,12 @@ func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, ss session) {
 		s.unavailable(w, r, "the dead-letter queue", err)
 		return
 	}
-	m := dlqModel{Filter: f, Entries: entries, CanRedrive: admins.allows(ss.Role)}
+	m := dlqModel{Filter: f, Entries: entries[:min(len(entries), dlqRows)], Total: len(entries), CanRedrive: admins.allows(ss.Role)}
+	subs := map[string]bool{}
 	for _, e := range entries {
-		if !slices.Contains(m.Subscriptions, e.SubscriptionID) {
-			m.Subscriptions = append(m.Subscriptions, e.SubscriptionID)
-		}
+		subs[e.SubscriptionID] = true
 	}
-	slices.Sort(m.Subscriptions)
+	m.Subscriptions = slices.Sorted(maps.Keys(subs))
 	s.render(w, r, http.StatusOK, dlqPage(s.page(ss, "dlq"), m))
 }
 

@@ -189,6 +189,9 @@ const (
 	DeliveryCancelled    = "cancelled"
 )
 
+// DeliveryKey names a delivery's item: its event's ID and its own.
+type DeliveryKey struct{ EventID, ID string }
+
 // DeliveryState is what GetDeliveryState reads.
 type DeliveryState struct {
 	// Delivered: the ledger holds a live entry under the key asked for.
@@ -338,6 +341,10 @@ type Store interface {
 	// PutDeliveries creates or replaces each delivery, in one batch.
 	PutDeliveries(ctx context.Context, ds []Delivery) error
 	GetDelivery(ctx context.Context, eventID, deliveryID string) (Delivery, error)
+	// GetDeliveries reads many deliveries at once (one transaction on the
+	// embedded store; on DynamoDB, BatchGetItem, 100 keys a request, some
+	// at once): those found, by key; a key asked for twice is read once.
+	GetDeliveries(ctx context.Context, keys []DeliveryKey) (map[DeliveryKey]Delivery, error)
 	// GetDeliveryState reads what a dispatcher needs before an attempt in
 	// one round trip: whether the ledger holds a live ledgerKey, and the
 	// delivery's status item.

@@ -31,7 +31,7 @@ import (
 
 // Store is the part of the state the DLQ uses.
 type Store interface {
-	GetDelivery(ctx context.Context, eventID, id string) (store.Delivery, error)
+	GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 }
@@ -53,6 +53,10 @@ type Entry struct {
 	Status string `json:"status"`
 
 	delivery envelope.Delivery
+	// stored is the delivery's status item, read by List (found: it had
+	// one).
+	stored store.Delivery
+	found  bool
 }
 
 // Filter selects entries. Empty fields select everything.
@@ -66,15 +70,9 @@ type Filter struct {
 	All bool `json:"all,omitempty"`
 }
 
-func (f Filter) match(e Entry) bool {
-	if len(f.DeliveryIDs) > 0 {
-		found := false
-		for _, id := range f.DeliveryIDs {
-			found = found || id == e.DeliveryID
-		}
-		if !found {
-			return false
-		}
+func (f Filter) match(e Entry, ids map[string]bool) bool {
+	if len(ids) > 0 && !ids[e.DeliveryID] {
+		return false
 	}
 	switch {
 	case f.SubscriptionID != "" && e.SubscriptionID != f.SubscriptionID,
@@ -120,18 +118,29 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Their statuses, read at once (one GetItem each was a round trip
+	// each on DynamoDB: seconds for every thousand entries, on each load
+	// of the console's overview).
+	keys := make([]store.DeliveryKey, 0, len(latest))
+	for _, e := range latest {
+		keys = append(keys, store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID})
+	}
+	stored, err := q.st.GetDeliveries(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters' deliveries: %w", err)
+	}
+	ids := make(map[string]bool, len(f.DeliveryIDs))
+	for _, id := range f.DeliveryIDs {
+		ids[id] = true
+	}
 	var out []Entry
 	for _, e := range latest {
-		d, err := q.st.GetDelivery(ctx, e.EventID, e.DeliveryID)
-		switch {
-		case err == nil:
-			e.Status = d.Status
-		case errors.Is(err, store.ErrNotFound):
-			e.Status = store.DeliveryDeadLettered
-		default:
-			return nil, fmt.Errorf("delivery %s: %w", e.DeliveryID, err)
+		e.stored, e.found = stored[store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID}]
+		e.Status = store.DeliveryDeadLettered // no item (expired): still in the queue
+		if e.found {
+			e.Status = e.stored.Status
 		}
-		if f.match(e) {
+		if f.match(e, ids) {
 			out = append(out, e)
 		}
 	}
@@ -261,8 +270,8 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			_, event, _, _ := catalog.SplitSchemaID(e.SchemaID)
 			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(e.EventID), Value: value,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(e.DeliveryID)}, {Key: "whp-redrive", Value: []byte("1")}}})
-			d, err := q.st.GetDelivery(ctx, e.EventID, e.DeliveryID)
-			if err != nil {
+			d := e.stored // as List read it
+			if !e.found {
 				d = store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
 					SchemaID: e.SchemaID, CreatedAt: q.now().UTC()}
 			}

@@ -9,11 +9,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/whp-dev/whp/store"
 )
@@ -492,6 +494,73 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 	}
 	fillDelivery(it, &d)
 	return d, nil
+}
+
+// getDeliveriesAtOnce is how many BatchGetItem requests GetDeliveries
+// has in flight.
+const getDeliveriesAtOnce = 8
+
+// GetDeliveries implements store.Store: BatchGetItem, 100 keys a request
+// (its limit), getDeliveriesAtOnce requests at a time, eventually
+// consistent (what reads for a view need), unprocessed keys read again
+// with backoff. One GetItem each was a round trip each: the DLQ's list
+// of 10,000 entries was 10,000 of them, one after the other.
+func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error) {
+	table := store.TableName(s.env, store.TableEventDeliveryStatus)
+	// BatchGetItem refuses a request that names a key twice.
+	seen := make(map[store.DeliveryKey]bool, len(keys))
+	var unique []store.DeliveryKey
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			unique = append(unique, k)
+		}
+	}
+	out := make(map[store.DeliveryKey]store.Delivery, len(unique))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(getDeliveriesAtOnce)
+	for start := 0; start < len(unique); start += 100 {
+		chunk := unique[start:min(start+100, len(unique))]
+		g.Go(func() error {
+			ks := make([]map[string]types.AttributeValue, len(chunk))
+			for i, k := range chunk {
+				ks[i] = key2(k.EventID, deliverySK+k.ID)
+			}
+			pending := map[string]types.KeysAndAttributes{table: {Keys: ks}}
+			for attempt := 0; len(pending) > 0; attempt++ {
+				if attempt > 8 {
+					return fmt.Errorf("get deliveries: %d keys left unprocessed", len(pending[table].Keys))
+				}
+				if attempt > 0 {
+					select {
+					case <-gctx.Done():
+						return gctx.Err()
+					case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+					}
+				}
+				res, err := s.db.BatchGetItem(gctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+				if err != nil {
+					return err
+				}
+				for _, it := range res.Responses[table] {
+					var d store.Delivery
+					if err := decodeDelivery(it, &d); err != nil {
+						return err
+					}
+					mu.Lock()
+					out[store.DeliveryKey{EventID: d.EventID, ID: d.ID}] = d
+					mu.Unlock()
+				}
+				pending = res.UnprocessedKeys
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // GetDeliveryState implements store.Store: one BatchGetItem over the

@@ -545,6 +545,23 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 	return d, err
 }
 
+// GetDeliveries implements store.Store: one read transaction.
+func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error) {
+	out := make(map[store.DeliveryKey]store.Delivery, len(keys))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		for _, k := range keys {
+			switch d, err := getDelivery(tx, k.EventID, k.ID); {
+			case err == nil:
+				out[k] = d
+			case !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // GetDeliveryState implements store.Store: both reads in one transaction.
 func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id string) (store.DeliveryState, error) {
 	var out store.DeliveryState

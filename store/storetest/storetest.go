@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"SubscriptionKafkaCounters", testCounters},
 		{"Events", testEvents},
 		{"Deliveries", testDeliveries},
+		{"GetDeliveries", testGetDeliveries},
 		{"HistoryPaging", testHistoryPaging},
 		{"Idempotency", testIdempotency},
 		{"DeliveryState", testDeliveryState},
@@ -312,6 +313,42 @@ func testDeliveries(t *testing.T, open Opener) {
 	must(t, err)
 	if diff := cmp.Diff([]store.Delivery{a}, page.Deliveries); diff != "" {
 		t.Errorf("DeliveriesByPartner (-want +got):\n%s", diff)
+	}
+}
+
+// GetDeliveries reads what it finds of many keys at once: more than one
+// request's worth, a key asked for twice, keys of no item.
+func testGetDeliveries(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	var ds []store.Delivery
+	var keys []store.DeliveryKey
+	for i := range 230 {
+		d := delivery(fmt.Sprintf("0193a1b2-0000-7000-8000-%012d", i/3), fmt.Sprintf("d-%03d", i), "acme", at.Add(time.Duration(i)*time.Second))
+		if i%2 == 0 {
+			d.Status = store.DeliveryDeadLettered
+		}
+		ds = append(ds, d)
+		keys = append(keys, store.DeliveryKey{EventID: d.EventID, ID: d.ID})
+	}
+	must(t, s.PutDeliveries(ctx, ds))
+	missing := store.DeliveryKey{EventID: ds[0].EventID, ID: "d-none"}
+	got, err := s.GetDeliveries(ctx, append(append(keys, keys[7], missing), keys[:5]...))
+	must(t, err)
+	if len(got) != len(ds) {
+		t.Errorf("GetDeliveries: %d found, want %d", len(got), len(ds))
+	}
+	for i, k := range keys {
+		if diff := cmp.Diff(ds[i], got[k]); diff != "" {
+			t.Errorf("GetDeliveries[%v] (-want +got):\n%s", k, diff)
+			break
+		}
+	}
+	if _, ok := got[missing]; ok {
+		t.Errorf("GetDeliveries found %v, which has no item", missing)
+	}
+	if none, err := s.GetDeliveries(ctx, nil); err != nil || len(none) != 0 {
+		t.Errorf("GetDeliveries(none) = %v, %v", none, err)
 	}
 }
 

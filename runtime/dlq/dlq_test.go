@@ -1,0 +1,153 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/internal/dynalitetest"
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/topic"
+	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/dynamo"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// deadLetters is a DLQ of n entries over two subscriptions, each
+// delivery dead-lettered in st, in a kfake cluster of its own.
+func deadLetters(tb testing.TB, n int, st Store) *Queue {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic.DLQ("thing.happened"), topic.Egress("p0", "thing.happened"), topic.Egress("p1", "thing.happened")))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	now := time.Now().UTC()
+	var ds []store.Delivery
+	for i := range n {
+		sub := fmt.Sprintf("p%d#bench#thing.happened#1", i%2)
+		d := envelope.Delivery{ID: fmt.Sprintf("d%06d", i), EventID: fmt.Sprintf("e%06d", i), SubscriptionID: sub, PartnerID: fmt.Sprintf("p%d", i%2),
+			SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
+		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now.Add(time.Duration(i) * time.Millisecond)})
+		cl.Produce(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}, nil)
+		ds = append(ds, store.Delivery{EventID: d.EventID, ID: d.ID, SubscriptionID: sub, PartnerID: d.PartnerID, SchemaID: d.SchemaID,
+			Status: store.DeliveryDeadLettered, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i < len(ds); i += 1000 {
+		if err := st.PutDeliveries(ctx, ds[i:min(i+1000, len(ds))]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return New(cl, st)
+}
+
+// stores are the stores a DLQ is measured on: the embedded one, and the
+// DynamoDB one on dynalite (whose every request is a round trip, as
+// DynamoDB's are).
+var stores = []struct {
+	name string
+	open func(testing.TB) store.Store
+}{
+	{"embedded", func(tb testing.TB) store.Store {
+		st, err := embedded.Open(tb.TempDir())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { st.Close() })
+		return st
+	}},
+	{"dynalite", func(tb testing.TB) store.Store {
+		db := dynalitetest.Start(tb)
+		if _, err := dynamo.CreateTables(context.Background(), db, "bench"); err != nil {
+			tb.Fatal(err)
+		}
+		return dynamo.New(db, "bench")
+	}},
+}
+
+// BenchmarkList lists a DLQ of 1,000 and 10,000 entries, as the console's
+// overview and DLQ pages do on each load.
+//
+//	go test -run '^$' -bench List -benchmem ./runtime/dlq
+func BenchmarkList(b *testing.B) {
+	for _, st := range stores {
+		for _, n := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("%s/%d", st.name, n), func(b *testing.B) {
+				q := deadLetters(b, n, st.open(b))
+				for b.Loop() {
+					es, err := q.List(context.Background(), Filter{})
+					if err != nil || len(es) != n {
+						b.Fatalf("%d entries, %v", len(es), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// List reads each entry's status in the store — more entries than one
+// BatchGetItem takes — and leaves out those redriven (unless asked for
+// all); a filter by delivery IDs takes those alone; Redrive of one
+// subscription's writes them back to their egress topic as pending, and
+// a second redrive finds none left. On both stores.
+func TestListAndRedrive(t *testing.T) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := s.open(t)
+			q := deadLetters(t, 250, st)
+			// Two already redriven (pending again).
+			for _, id := range []string{"d000003", "d000004"} {
+				d, err := st.GetDelivery(ctx, "e"+id[1:], id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.Status = store.DeliveryPending
+				if err := st.PutDeliveries(ctx, []store.Delivery{d}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			es, err := q.List(ctx, Filter{})
+			if err != nil || len(es) != 248 {
+				t.Fatalf("List: %d entries, %v; want 248", len(es), err)
+			}
+			if es[0].DeliveryID != "d000249" || es[0].Status != store.DeliveryDeadLettered || es[0].Attempts != 8 {
+				t.Errorf("most recent first: %+v", es[0])
+			}
+			if all, _ := q.List(ctx, Filter{All: true}); len(all) != 250 {
+				t.Errorf("List(all): %d entries", len(all))
+			}
+			picked, _ := q.List(ctx, Filter{DeliveryIDs: []string{"d000007", "d000003", "d000100"}, All: true})
+			if len(picked) != 3 || picked[2].DeliveryID != "d000003" || picked[2].Status != store.DeliveryPending {
+				t.Errorf("List(ids): %+v", picked)
+			}
+			if _, err := st.PutSubscription(ctx, store.Subscription{ID: "p0#bench#thing.happened#1", PartnerID: "p0", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
+				t.Fatal(err)
+			}
+			p, err := q.Redrive(ctx, Filter{SubscriptionID: "p0#bench#thing.happened#1"}, nil)
+			if err != nil || p.Total != 124 || p.Redriven != 124 || p.Skipped != 0 {
+				t.Fatalf("Redrive: %+v, %v; want 124 redriven (p0's 125 but d000004)", p, err)
+			}
+			if left, _ := q.List(ctx, Filter{SubscriptionID: "p0#bench#thing.happened#1"}); len(left) != 0 {
+				t.Errorf("%d of p0's left after the redrive", len(left))
+			}
+			if left, _ := q.List(ctx, Filter{}); len(left) != 124 {
+				t.Errorf("%d left in the queue, want p1's 124", len(left))
+			}
+		})
+	}
+}
