@@ -343,8 +343,8 @@ type Store interface {
 	GetDelivery(ctx context.Context, eventID, deliveryID string) (Delivery, error)
 	// GetDeliveries reads many deliveries at once (one transaction on the
 	// embedded store; on DynamoDB, BatchGetItem, 100 keys a request, some
-	// at once): those found, by key; a key asked for twice is read once.
-	GetDeliveries(ctx context.Context, keys []DeliveryKey) (map[DeliveryKey]Delivery, error)
+	// at once): the i-th is keys[i]'s, with an empty ID if it has none.
+	GetDeliveries(ctx context.Context, keys []DeliveryKey) ([]Delivery, error)
 	// GetDeliveryState reads what a dispatcher needs before an attempt in
 	// one round trip: whether the ledger holds a live ledgerKey, and the
 	// delivery's status item.

@@ -31,7 +31,7 @@ import (
 
 // Store is the part of the state the DLQ uses.
 type Store interface {
-	GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error)
+	GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]store.Delivery, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 }
@@ -53,10 +53,9 @@ type Entry struct {
 	Status string `json:"status"`
 
 	delivery envelope.Delivery
-	// stored is the delivery's status item, read by List (found: it had
-	// one).
-	stored store.Delivery
-	found  bool
+	// stored is the delivery's status item as List read it, nil if it
+	// had none.
+	stored *store.Delivery
 }
 
 // Filter selects entries. Empty fields select everything.
@@ -121,8 +120,10 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	// Their statuses, read at once (one GetItem each was a round trip
 	// each on DynamoDB: seconds for every thousand entries, on each load
 	// of the console's overview).
+	entries := make([]Entry, 0, len(latest))
 	keys := make([]store.DeliveryKey, 0, len(latest))
 	for _, e := range latest {
+		entries = append(entries, e)
 		keys = append(keys, store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID})
 	}
 	stored, err := q.st.GetDeliveries(ctx, keys)
@@ -134,11 +135,10 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 		ids[id] = true
 	}
 	var out []Entry
-	for _, e := range latest {
-		e.stored, e.found = stored[store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID}]
+	for i, e := range entries {
 		e.Status = store.DeliveryDeadLettered // no item (expired): still in the queue
-		if e.found {
-			e.Status = e.stored.Status
+		if stored[i].ID != "" {
+			e.stored, e.Status = &stored[i], stored[i].Status
 		}
 		if f.match(e, ids) {
 			out = append(out, e)
@@ -270,10 +270,10 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			_, event, _, _ := catalog.SplitSchemaID(e.SchemaID)
 			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(e.EventID), Value: value,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(e.DeliveryID)}, {Key: "whp-redrive", Value: []byte("1")}}})
-			d := e.stored // as List read it
-			if !e.found {
-				d = store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
-					SchemaID: e.SchemaID, CreatedAt: q.now().UTC()}
+			d := store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
+				SchemaID: e.SchemaID, CreatedAt: q.now().UTC()}
+			if e.stored != nil {
+				d = *e.stored // as List read it
 			}
 			d.Status, d.UpdatedAt, d.NextAttemptAt = store.DeliveryPending, q.now().UTC(), time.Time{}
 			statuses = append(statuses, d)

@@ -505,18 +505,19 @@ const getDeliveriesAtOnce = 8
 // consistent (what reads for a view need), unprocessed keys read again
 // with backoff. One GetItem each was a round trip each: the DLQ's list
 // of 10,000 entries was 10,000 of them, one after the other.
-func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error) {
+func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]store.Delivery, error) {
 	table := store.TableName(s.env, store.TableEventDeliveryStatus)
-	// BatchGetItem refuses a request that names a key twice.
-	seen := make(map[store.DeliveryKey]bool, len(keys))
+	// Where each key's item goes; BatchGetItem refuses a request that
+	// names a key twice, so each is asked for once.
+	at := make(map[store.DeliveryKey][]int, len(keys))
 	var unique []store.DeliveryKey
-	for _, k := range keys {
-		if !seen[k] {
-			seen[k] = true
+	for i, k := range keys {
+		if len(at[k]) == 0 {
 			unique = append(unique, k)
 		}
+		at[k] = append(at[k], i)
 	}
-	out := make(map[store.DeliveryKey]store.Delivery, len(unique))
+	out := make([]store.Delivery, len(keys))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(getDeliveriesAtOnce)
@@ -549,7 +550,9 @@ func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (ma
 						return err
 					}
 					mu.Lock()
-					out[store.DeliveryKey{EventID: d.EventID, ID: d.ID}] = d
+					for _, i := range at[store.DeliveryKey{EventID: d.EventID, ID: d.ID}] {
+						out[i] = d
+					}
 					mu.Unlock()
 				}
 				pending = res.UnprocessedKeys

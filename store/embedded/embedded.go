@@ -546,20 +546,21 @@ func (s *Store) GetDelivery(ctx context.Context, eventID, id string) (store.Deli
 }
 
 // GetDeliveries implements store.Store: one read transaction.
-func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) (map[store.DeliveryKey]store.Delivery, error) {
-	out := make(map[store.DeliveryKey]store.Delivery, len(keys))
+func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]store.Delivery, error) {
+	out := make([]store.Delivery, len(keys))
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		for _, k := range keys {
-			switch d, err := getDelivery(tx, k.EventID, k.ID); {
-			case err == nil:
-				out[k] = d
-			case !errors.Is(err, store.ErrNotFound):
+		for i, k := range keys {
+			var err error
+			if out[i], err = getDelivery(tx, k.EventID, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // GetDeliveryState implements store.Store: both reads in one transaction.
