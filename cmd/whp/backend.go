@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -66,6 +67,10 @@ func (b *backend) awsConfig(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
+// dynamoIdleConns is how many idle connections to DynamoDB a process
+// keeps.
+const dynamoIdleConns = 64
+
 // openStore opens the configured store.
 func (b *backend) openStore(ctx context.Context) (store.Store, error) {
 	switch b.storeKind {
@@ -80,6 +85,11 @@ func (b *backend) openStore(ctx context.Context) (store.Store, error) {
 			if b.endpoint != "" {
 				o.BaseEndpoint = aws.String(b.endpoint)
 			}
+			// The store has many requests in flight (conditional puts,
+			// batch reads and writes, several at once each): the SDK's
+			// default keeps 10 idle connections a host and closes the
+			// rest after each burst, a TLS handshake each next time.
+			o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) { t.MaxIdleConnsPerHost = dynamoIdleConns })
 		})
 		return dynamo.New(db, b.env), nil
 	}

@@ -321,19 +321,41 @@ func ttl(t time.Time) map[string]types.AttributeValue {
 
 // CreateEvents implements store.Store.
 func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
-	for _, e := range es {
+	its := make([]map[string]types.AttributeValue, len(es))
+	for i, e := range es {
 		it, err := item(e.ID, e, ttl(e.ExpiresAt))
 		if err != nil {
 			return err
 		}
 		it[AttrSK] = str(eventSK)
-		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it,
-			ConditionExpression: aws.String("attribute_not_exists(pk)")})
-		if err != nil && !isConditionFailed(err) {
-			return err
-		}
+		its[i] = it
 	}
-	return nil
+	return s.createAll(ctx, store.TableEventDeliveryStatus, its)
+}
+
+// createsAtOnce is how many conditional puts createAll has in flight.
+const createsAtOnce = 16
+
+// createAll puts each item into table unless an item of its key is there
+// already: a conditional PutItem each, since BatchWriteItem takes no
+// condition (and TransactWriteItems fails whole when one condition does),
+// createsAtOnce at a time. One after the other they bounded a processor
+// to a put's round trip per event and per delivery: ≈ 1,100 a second on
+// dynalite here, a few hundred on DynamoDB (BenchmarkCreateDeliveries).
+func (s *Store) createAll(ctx context.Context, tableKind string, its []map[string]types.AttributeValue) error {
+	table := s.table(tableKind)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(createsAtOnce)
+	for _, it := range its {
+		g.Go(func() error {
+			_, err := s.db.PutItem(gctx, &dynamodb.PutItemInput{TableName: table, Item: it, ConditionExpression: aws.String("attribute_not_exists(pk)")})
+			if err != nil && !isConditionFailed(err) {
+				return err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 const (
@@ -422,18 +444,15 @@ func fillDelivery(it map[string]types.AttributeValue, d *store.Delivery) {
 
 // CreateDeliveries implements store.Store: each only if absent.
 func (s *Store) CreateDeliveries(ctx context.Context, ds []store.Delivery) error {
-	for _, d := range ds {
+	its := make([]map[string]types.AttributeValue, len(ds))
+	for i, d := range ds {
 		it, err := deliveryItem(d)
 		if err != nil {
 			return err
 		}
-		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it,
-			ConditionExpression: aws.String("attribute_not_exists(pk)")})
-		if err != nil && !isConditionFailed(err) {
-			return err
-		}
+		its[i] = it
 	}
-	return nil
+	return s.createAll(ctx, store.TableEventDeliveryStatus, its)
 }
 
 // PutDeliveries implements store.Store in batches of 25, retrying what
