@@ -224,16 +224,9 @@ type Result struct {
 	DeliveredRatio float64 `json:"delivered_ratio"`
 	// Rejected counts answers other than 202 during the throughput phase.
 	Rejected int64 `json:"rejected"`
-	// Latency at the fixed rate, ingest accepted → receiver got it.
-	Rate         int     `json:"rate_per_sec"`
-	LatencyP50MS float64 `json:"latency_p50_ms"`
-	LatencyP95MS float64 `json:"latency_p95_ms"`
-	LatencyP99MS float64 `json:"latency_p99_ms"`
-	// The producer's wait at the same rate: from sending the POST to
-	// reading its 202 (validated, durable on the ingress cluster).
-	AcceptP50MS float64 `json:"accept_p50_ms"`
-	AcceptP95MS float64 `json:"accept_p95_ms"`
-	AcceptP99MS float64 `json:"accept_p99_ms"`
+	// Latency at the fixed rate.
+	Rate int `json:"rate_per_sec"`
+	Latencies
 	// The platform's process's CPU time over the phases with every role
 	// running (the receiver and the load generator are not in it).
 	CPUSeconds float64 `json:"cpu_seconds"`
@@ -273,6 +266,18 @@ type Result struct {
 	Outage *OutageResult `json:"outage,omitempty"`
 	// Crash is the crash phase's (Config.Crash).
 	Crash *CrashResult `json:"crash,omitempty"`
+}
+
+// Latencies are a latency phase's: from ingest accepting an event to
+// the receiver getting it, and the producer's wait, from sending the POST
+// to reading its 202 (validated, durable on the ingress cluster).
+type Latencies struct {
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP95MS float64 `json:"latency_p95_ms"`
+	LatencyP99MS float64 `json:"latency_p99_ms"`
+	AcceptP50MS  float64 `json:"accept_p50_ms"`
+	AcceptP95MS  float64 `json:"accept_p95_ms"`
+	AcceptP99MS  float64 `json:"accept_p99_ms"`
 }
 
 // SoakResult is what the soak phase measured: events arrived at Rate for
@@ -561,8 +566,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.AcceptP50MS, res.AcceptP95MS, res.AcceptP99MS = at0.AcceptP50MS, at0.AcceptP95MS, at0.AcceptP99MS
-	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = at0.LatencyP50MS, at0.LatencyP95MS, at0.LatencyP99MS
+	res.Latencies = at0.Latencies
 	if measured != nil {
 		if err := measured(); err != nil {
 			return res, err

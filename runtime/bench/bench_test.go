@@ -158,9 +158,9 @@ type svgDoc struct {
 }
 
 func TestPlot(t *testing.T) {
-	svg := Plot([]Result{{PayloadBytes: 256, Fanout: 1, AcceptedRatio: .5, DeliveredRatio: .3, LatencyP95MS: 4},
-		{PayloadBytes: 4096, Fanout: 1, AcceptedRatio: .4, DeliveredRatio: .2, LatencyP95MS: 6},
-		{PayloadBytes: 256, Fanout: 10, AcceptedRatio: .5, DeliveredRatio: 1.2, LatencyP95MS: 9}})
+	svg := Plot([]Result{{PayloadBytes: 256, Fanout: 1, AcceptedRatio: .5, DeliveredRatio: .3, Latencies: Latencies{LatencyP95MS: 4}},
+		{PayloadBytes: 4096, Fanout: 1, AcceptedRatio: .4, DeliveredRatio: .2, Latencies: Latencies{LatencyP95MS: 6}},
+		{PayloadBytes: 256, Fanout: 10, AcceptedRatio: .5, DeliveredRatio: 1.2, Latencies: Latencies{LatencyP95MS: 9}}})
 	var doc svgDoc
 	if err := xml.Unmarshal([]byte(svg), &doc); err != nil || doc.XMLName.Local != "svg" {
 		t.Fatalf("not SVG: %v", err)
@@ -170,10 +170,10 @@ func TestPlot(t *testing.T) {
 	}
 	// A sweep over tenants adds a panel of its own, and its runs stay out
 	// of the others.
-	svg = Plot([]Result{{PayloadBytes: 256, Fanout: 1, Tenants: 1, DeliveredRatio: .3, LatencyP95MS: 4},
-		{PayloadBytes: 4096, Fanout: 1, Tenants: 1, DeliveredRatio: .2, LatencyP95MS: 6},
-		{PayloadBytes: 256, Fanout: 1, Tenants: 100, DeliveredRatio: .25, LatencyP95MS: 5},
-		{PayloadBytes: 256, Fanout: 1, Tenants: 1000, DeliveredRatio: .2, LatencyP95MS: 19}})
+	svg = Plot([]Result{{PayloadBytes: 256, Fanout: 1, Tenants: 1, DeliveredRatio: .3, Latencies: Latencies{LatencyP95MS: 4}},
+		{PayloadBytes: 4096, Fanout: 1, Tenants: 1, DeliveredRatio: .2, Latencies: Latencies{LatencyP95MS: 6}},
+		{PayloadBytes: 256, Fanout: 1, Tenants: 100, DeliveredRatio: .25, Latencies: Latencies{LatencyP95MS: 5}},
+		{PayloadBytes: 256, Fanout: 1, Tenants: 1000, DeliveredRatio: .2, Latencies: Latencies{LatencyP95MS: 19}}})
 	doc.G = nil
 	if err := xml.Unmarshal([]byte(svg), &doc); err != nil {
 		t.Fatal(err)

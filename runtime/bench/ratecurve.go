@@ -20,14 +20,7 @@ type RatePoint struct {
 	// Events were accepted, Refused answered otherwise (or not at all).
 	Events  int64 `json:"events"`
 	Refused int64 `json:"refused"`
-	// Ingest accepted → receiver got it, and the producer's wait for its
-	// 202.
-	LatencyP50MS float64 `json:"latency_p50_ms"`
-	LatencyP95MS float64 `json:"latency_p95_ms"`
-	LatencyP99MS float64 `json:"latency_p99_ms"`
-	AcceptP50MS  float64 `json:"accept_p50_ms"`
-	AcceptP95MS  float64 `json:"accept_p95_ms"`
-	AcceptP99MS  float64 `json:"accept_p99_ms"`
+	Latencies
 	// CPUMSPerEvent is the platform's process's CPU from the first event
 	// sent to the last delivery, per event (embedded platform only).
 	CPUMSPerEvent float64 `json:"cpu_ms_per_event,omitempty"`
@@ -68,9 +61,9 @@ func latencyAt(ctx context.Context, target string, cfg Config, platform *process
 		return p, 0, err
 	}
 	lat := recv.latencies()
-	p = RatePoint{Rate: rate, Events: sent, Refused: refused, NotArrived: max(want-recv.count(), 0),
+	p = RatePoint{Rate: rate, Events: sent, Refused: refused, NotArrived: max(want-recv.count(), 0), Latencies: Latencies{
 		LatencyP50MS: percentile(lat, 50), LatencyP95MS: percentile(lat, 95), LatencyP99MS: percentile(lat, 99),
-		AcceptP50MS: percentile(waits, 50), AcceptP95MS: percentile(waits, 95), AcceptP99MS: percentile(waits, 99)}
+		AcceptP50MS: percentile(waits, 50), AcceptP95MS: percentile(waits, 95), AcceptP99MS: percentile(waits, 99)}}
 	if platform != nil && sent > 0 {
 		p.CPUMSPerEvent = (cpu1 - cpu0) / float64(sent) * 1000
 	}

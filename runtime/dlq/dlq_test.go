@@ -10,12 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whp-dev/whp/internal/dynalitetest"
+	"github.com/whp-dev/whp/internal/teststores"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
-	"github.com/whp-dev/whp/store/dynamo"
-	"github.com/whp-dev/whp/store/embedded"
 )
 
 // deadLetters is a DLQ of n entries over two subscriptions, each
@@ -55,39 +53,15 @@ func deadLetters(tb testing.TB, n int, st Store) *Queue {
 	return New(cl, st)
 }
 
-// stores are the stores a DLQ is measured on: the embedded one, and the
-// DynamoDB one on dynalite (whose every request is a round trip, as
-// DynamoDB's are).
-var stores = []struct {
-	name string
-	open func(testing.TB) store.Store
-}{
-	{"embedded", func(tb testing.TB) store.Store {
-		st, err := embedded.Open(tb.TempDir())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { st.Close() })
-		return st
-	}},
-	{"dynalite", func(tb testing.TB) store.Store {
-		db := dynalitetest.Start(tb)
-		if _, err := dynamo.CreateTables(context.Background(), db, "bench"); err != nil {
-			tb.Fatal(err)
-		}
-		return dynamo.New(db, "bench")
-	}},
-}
-
 // BenchmarkList lists a DLQ of 1,000 and 10,000 entries, as the console's
 // overview and DLQ pages do on each load.
 //
 //	go test -run '^$' -bench List -benchmem ./runtime/dlq
 func BenchmarkList(b *testing.B) {
-	for _, st := range stores {
+	for _, st := range teststores.All {
 		for _, n := range []int{1_000, 10_000} {
-			b.Run(fmt.Sprintf("%s/%d", st.name, n), func(b *testing.B) {
-				q := deadLetters(b, n, st.open(b))
+			b.Run(fmt.Sprintf("%s/%d", st.Name, n), func(b *testing.B) {
+				q := deadLetters(b, n, st.Open(b))
 				for b.Loop() {
 					es, err := q.List(context.Background(), Filter{})
 					if err != nil || len(es) != n {
@@ -105,10 +79,10 @@ func BenchmarkList(b *testing.B) {
 // subscription's writes them back to their egress topic as pending, and
 // a second redrive finds none left. On both stores.
 func TestListAndRedrive(t *testing.T) {
-	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) {
+	for _, s := range teststores.All {
+		t.Run(s.Name, func(t *testing.T) {
 			ctx := context.Background()
-			st := s.open(t)
+			st := s.Open(t)
 			q := deadLetters(t, 250, st)
 			// Two already redriven (pending again).
 			for _, id := range []string{"d000003", "d000004"} {

@@ -9,36 +9,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whp-dev/whp/internal/dynalitetest"
+	"github.com/whp-dev/whp/internal/teststores"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/store"
-	"github.com/whp-dev/whp/store/dynamo"
-	"github.com/whp-dev/whp/store/embedded"
 )
-
-// stores are the stores a replay is measured on: the embedded one, and
-// the DynamoDB one on dynalite (whose every request is a round trip, as
-// DynamoDB's are).
-var stores = []struct {
-	name string
-	open func(testing.TB) store.Store
-}{
-	{"embedded", func(tb testing.TB) store.Store {
-		st, err := embedded.Open(tb.TempDir())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { st.Close() })
-		return st
-	}},
-	{"dynalite", func(tb testing.TB) store.Store {
-		db := dynalitetest.Start(tb)
-		if _, err := dynamo.CreateTables(context.Background(), db, "replay"); err != nil {
-			tb.Fatal(err)
-		}
-		return dynamo.New(db, "replay")
-	}},
-}
 
 // replayFixture is n events accepted into a three-partition ingress
 // topic, alpha's Approved subscription to them in st, and a Replayer
@@ -89,9 +63,9 @@ func newReplayFixture(tb testing.TB, st store.Store, n int) replayFixture {
 //	go test -run '^$' -bench Replay -benchtime 3x ./runtime/replay
 func BenchmarkReplay(b *testing.B) {
 	const n = 2000
-	for _, s := range stores {
-		b.Run(s.name, func(b *testing.B) {
-			f := newReplayFixture(b, s.open(b), n)
+	for _, s := range teststores.All {
+		b.Run(s.Name, func(b *testing.B) {
+			f := newReplayFixture(b, s.Open(b), n)
 			i := 0
 			for b.Loop() {
 				i++
@@ -112,10 +86,10 @@ func BenchmarkReplay(b *testing.B) {
 // 100 a second take at least the 2.9 s the limiter allows (its burst is
 // a tenth of a second's worth).
 func TestReplay(t *testing.T) {
-	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) {
+	for _, s := range teststores.All {
+		t.Run(s.Name, func(t *testing.T) {
 			ctx := context.Background()
-			st := s.open(t)
+			st := s.Open(t)
 			const n = 1200
 			f := newReplayFixture(t, st, n)
 			var steps int
@@ -160,11 +134,11 @@ func TestReplay(t *testing.T) {
 					t.Fatalf("delivery of event %d: %+v", i, d)
 				}
 			}
-			if s.name != "embedded" {
+			if s.Name != "embedded" {
 				return // the rate is the replay's, not the store's
 			}
 			const paced = 300
-			f = newReplayFixture(t, s.open(t), paced)
+			f = newReplayFixture(t, s.Open(t), paced)
 			start := time.Now()
 			p, err = f.r.Run(ctx, "paced", Request{SubscriptionID: alphaSub, From: f.since, RatePerSecond: 100}, func(Progress) {})
 			if err != nil || p.Replayed != paced {
