@@ -346,19 +346,26 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 	// again finds it made in the ledger and records it delivered (a gate
 	// moved past it would have left it "held" for good).
 	col := newCollector()
+	// carried is what a settle could not write but the collector's (the
+	// ledger entries of a drain in a batch, NewBatch's, whose ledger is
+	// written with its statuses): the next settle writes it.
+	var carried batchWrites
 	settle := func(open, release bool) (gate, error) {
 		// Their statuses, counters and ledger entries (the ledger lane's,
 		// when it runs, written by now), as a batch's are.
 		w := col.take()
-		w.statuses = append(w.statuses, statuses...)
+		w.statuses = append(append(carried.statuses, w.statuses...), statuses...)
+		w.ledger = append(carried.ledger, w.ledger...)
 		if d.ledger != nil {
 			w.ledgerUpTo = d.ledger.mark()
 		}
 		if !w.empty() || w.ledgerUpTo > 0 {
 			if err := d.writeBatches(bg, []batchWrites{w}); err != nil {
+				carried = batchWrites{statuses: w.statuses[:len(w.statuses)-len(statuses)], ledger: w.ledger}
 				return gate{}, fmt.Errorf("writing the statuses of %d deliveries a drain made: %w", len(w.statuses), err)
 			}
 		}
+		carried = batchWrites{}
 		g, err := d.updateGate(bg, k, func(g *gate) (bool, error) {
 			if g.Drainer != lease {
 				return false, errDrainBusy

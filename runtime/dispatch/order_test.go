@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
+	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -28,7 +31,7 @@ import (
 type failingDrain struct {
 	*embedded.Store
 	failures
-	what string // "queue read", "status write" or "gate write"
+	what string // "queue read", "status write", "ledger write" or "gate write"
 }
 
 func (f *failingDrain) GetIdempotency(ctx context.Context, key string) (store.Idempotency, error) {
@@ -48,6 +51,15 @@ func (f *failingDrain) PutDeliveries(ctx context.Context, ds []store.Delivery) e
 		}
 	}
 	return f.Store.PutDeliveries(ctx, ds)
+}
+
+func (f *failingDrain) PutLedger(ctx context.Context, recs []store.Idempotency) error {
+	if f.what == "ledger write" {
+		if err := f.next(); err != nil {
+			return err
+		}
+	}
+	return f.Store.PutLedger(ctx, recs)
 }
 
 func (f *failingDrain) PutIdempotencyIf(ctx context.Context, rec store.Idempotency, with ...store.Idempotency) (store.Idempotency, error) {
@@ -78,12 +90,20 @@ func TestDrainStoreErrors(t *testing.T) {
 		{what: "status write", fails: 3},        // and its writes again
 	} {
 		t.Run(fmt.Sprintf("%s %d after %d", c.what, c.fails, c.skip), func(t *testing.T) {
-			drainThrough(t, c.what, c.fails, c.skip)
+			drainThrough(t, c.what, c.fails, c.skip, false)
 		})
 	}
+	// A dispatcher fed batches (NewBatch, the Lambda handler's) writes its
+	// ledger entries with its statuses: those of a settle that failed are
+	// written by the next, not dropped.
+	t.Run("ledger write 1 after 0, in batches", func(t *testing.T) { drainThrough(t, "ledger write", 1, 0, true) })
+	t.Run("status write 1 after 0, in batches", func(t *testing.T) { drainThrough(t, "status write", 1, 0, true) })
 }
 
-func drainThrough(t *testing.T, what string, fails, skip int32) {
+// drainThrough queues d1…d9 behind d0, which fails until the store is
+// armed to fail what (fails times, after skip), then delivers; batch
+// feeds a NewBatch dispatcher with Deliver instead of the rig's consumer.
+func drainThrough(t *testing.T, what string, fails, skip int32, batch bool) {
 	var refuse atomic.Bool
 	refuse.Store(true)
 	var mu sync.Mutex
@@ -122,7 +142,15 @@ func drainThrough(t *testing.T, what string, fails, skip int32) {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	sched, err := retry.NewScheduler(r.addrs, prod, r.d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var d *Dispatcher = r.d
+	if batch {
+		cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true} // as the rig's
+		if d, err = NewBatch(cfg, r.addrs, st, staticSecrets{}, prod, slog.New(slog.NewTextHandler(r.logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+	}
+	sched, err := retry.NewScheduler(r.addrs, prod, d, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +166,11 @@ func drainThrough(t *testing.T, what string, fails, skip int32) {
 		json.Unmarshal(rec.Value, &msg)
 		msg.Body = json.RawMessage(fmt.Sprintf(`{"n":"d%d"}`, i))
 		rec.Value = msg.JSON()
-		r.produce(rec)
+		if !batch {
+			r.produce(rec)
+		} else if failed := d.Deliver(r.ctx, []*kgo.Record{rec}); len(failed) != 0 {
+			t.Fatalf("d%d not handled", i)
+		}
 	}
 	waitUntil(t, "d1…d9 to wait behind d0", func() bool { return r.status(fmt.Sprintf("d%d", n-1)) == store.DeliveryHeld })
 	// Armed: skip calls of the kind pass, then fails fail. (Nothing
@@ -169,5 +201,12 @@ func drainThrough(t *testing.T, what string, fails, skip int32) {
 	}
 	if st.calls.Load() <= skip || !strings.Contains(r.logs.String(), "drained later") {
 		t.Errorf("the drain's %s did not fail and recover (%d calls): %s", what, st.calls.Load(), r.logs.String())
+	}
+	// What keeps a record read again from being delivered again.
+	for i := range n {
+		id := fmt.Sprintf("d%d", i)
+		if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-"+id, id)); err != nil {
+			t.Errorf("%s's ledger entry: %v", id, err)
+		}
 	}
 }
