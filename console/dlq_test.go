@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,5 +52,53 @@ func TestDLQPageRows(t *testing.T) {
 	}
 	if len(body) > 200_000 {
 		t.Errorf("the page is %d bytes", len(body))
+	}
+}
+
+// countedDLQ counts its lists.
+type countedDLQ struct {
+	listedDLQ
+	lists atomic.Int32
+}
+
+func (c *countedDLQ) List(ctx context.Context, f dlq.Filter) ([]dlq.Entry, error) {
+	c.lists.Add(1)
+	return c.listedDLQ.List(ctx, f)
+}
+
+// TestOverviewDLQDepth: the overview counts the dead letters waiting,
+// and keeps the count dlqDepthTTL — reading the whole queue on every
+// load of every operator's overview is what the count costs otherwise —
+// while the DLQ page lists it fresh.
+func TestOverviewDLQDepth(t *testing.T) {
+	q := &countedDLQ{listedDLQ: make(listedDLQ, 1234)}
+	s := New(Config{DLQ: q, Dev: true})
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	s.dlqDepth.now = func() time.Time { return now }
+	load := func() string {
+		w := httptest.NewRecorder()
+		s.overview(w, httptest.NewRequest("GET", "/console/", nil), session{User: "ann", Role: RoleAdmin})
+		if w.Code != 200 {
+			t.Fatalf("overview: %d", w.Code)
+		}
+		return w.Body.String()
+	}
+	for range 3 {
+		if body := load(); !strings.Contains(body, `<a href="/console/dlq">1234</a>`) {
+			t.Fatalf("no count of 1234 in\n%.3000s", body)
+		}
+	}
+	if n := q.lists.Load(); n != 1 {
+		t.Errorf("three loads listed the queue %d times, want once", n)
+	}
+	now = now.Add(dlqDepthTTL)
+	load()
+	if n := q.lists.Load(); n != 2 {
+		t.Errorf("a load after %s listed the queue %d times in all, want twice", dlqDepthTTL, n)
+	}
+	w := httptest.NewRecorder()
+	s.dlqPage(w, httptest.NewRequest("GET", "/console/dlq", nil), session{User: "ann", Role: RoleAdmin})
+	if n := q.lists.Load(); n != 3 {
+		t.Errorf("the DLQ page did not list afresh (%d lists)", n)
 	}
 }

@@ -1,11 +1,15 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
@@ -40,8 +44,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss session) {
 		m.Series = s.cfg.SLO.Series(min(window, time.Hour))
 	}
 	if s.cfg.DLQ != nil {
-		if entries, err := s.cfg.DLQ.List(r.Context(), dlq.Filter{}); err == nil {
-			m.DLQDepth, m.DLQKnown = len(entries), true
+		if n, err := s.dlqDepth.get(r.Context(), s.cfg.DLQ); err == nil {
+			m.DLQDepth, m.DLQKnown = n, true
 		} else {
 			s.cfg.Log.Warn("console: DLQ depth unavailable", "error", err)
 		}
@@ -167,4 +171,46 @@ func readyText(st reconciler.Status) string {
 		}
 	}
 	return "not reconciled yet"
+}
+
+// dlqDepthTTL is how long the overview's count of dead letters is kept.
+// Counting reads the whole queue (every wh.dlq.* record, then their
+// statuses): after an outage, tens of thousands of records on every
+// load of every operator's overview. The DLQ page itself lists it fresh.
+const dlqDepthTTL = 10 * time.Second
+
+// depthCache keeps the overview's count of dead letters for dlqDepthTTL;
+// loads that come while it is being counted wait for that count.
+type depthCache struct {
+	group singleflight.Group
+	mu    sync.Mutex
+	n     int
+	at    time.Time
+	now   func() time.Time
+}
+
+func (c *depthCache) get(ctx context.Context, q DLQ) (int, error) {
+	c.mu.Lock()
+	if !c.at.IsZero() && c.now().Sub(c.at) < dlqDepthTTL {
+		n := c.n
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	v, err, _ := c.group.Do("depth", func() (any, error) {
+		// Not the request's context: a load that gives up must not fail
+		// the others waiting on the same count.
+		entries, err := q.List(context.WithoutCancel(ctx), dlq.Filter{})
+		if err != nil {
+			return 0, err
+		}
+		c.mu.Lock()
+		c.n, c.at = len(entries), c.now()
+		c.mu.Unlock()
+		return len(entries), nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return v.(int), nil
 }
