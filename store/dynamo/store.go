@@ -477,6 +477,28 @@ func (s *Store) PutDeliveries(ctx context.Context, ds []store.Delivery) error {
 	return s.batchWrite(ctx, store.TableEventDeliveryStatus, reqs)
 }
 
+// untilProcessed makes a batch request with send, and again with backoff
+// (25 ms, doubling) for what DynamoDB leaves unprocessed (send returns how
+// much that is), at most eight times again.
+func untilProcessed(ctx context.Context, what string, send func() (left int, err error)) error {
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+			}
+		}
+		left, err := send()
+		if err != nil || left == 0 {
+			return err
+		}
+		if attempt >= 8 {
+			return fmt.Errorf("%s: %d left unprocessed", what, left)
+		}
+	}
+}
+
 // batchWritesAtOnce is how many BatchWriteItem requests batchWrite has in
 // flight.
 const batchWritesAtOnce = 8
@@ -492,24 +514,14 @@ func (s *Store) batchWrite(ctx context.Context, tableKind string, reqs []types.W
 	for start := 0; start < len(reqs); start += 25 {
 		pending := map[string][]types.WriteRequest{table: reqs[start:min(start+25, len(reqs))]}
 		g.Go(func() error {
-			for attempt := 0; len(pending) > 0; attempt++ {
-				if attempt > 8 {
-					return fmt.Errorf("batch write %s: %d items left unprocessed", table, len(pending[table]))
-				}
-				if attempt > 0 {
-					select {
-					case <-gctx.Done():
-						return gctx.Err()
-					case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
-					}
-				}
+			return untilProcessed(gctx, "batch write "+table, func() (int, error) {
 				out, err := s.db.BatchWriteItem(gctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
 				if err != nil {
-					return err
+					return 0, err
 				}
 				pending = out.UnprocessedItems
-			}
-			return nil
+				return len(pending[table]), nil
+			})
 		})
 	}
 	return g.Wait()
@@ -559,25 +571,15 @@ func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]
 				ks[i] = key2(k.EventID, deliverySK+k.ID)
 			}
 			pending := map[string]types.KeysAndAttributes{table: {Keys: ks}}
-			for attempt := 0; len(pending) > 0; attempt++ {
-				if attempt > 8 {
-					return fmt.Errorf("get deliveries: %d keys left unprocessed", len(pending[table].Keys))
-				}
-				if attempt > 0 {
-					select {
-					case <-gctx.Done():
-						return gctx.Err()
-					case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
-					}
-				}
+			return untilProcessed(gctx, "get deliveries", func() (int, error) {
 				res, err := s.db.BatchGetItem(gctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
 				if err != nil {
-					return err
+					return 0, err
 				}
 				for _, it := range res.Responses[table] {
 					var d store.Delivery
 					if err := decodeDelivery(it, &d); err != nil {
-						return err
+						return 0, err
 					}
 					mu.Lock()
 					for _, i := range at[store.DeliveryKey{EventID: d.EventID, ID: d.ID}] {
@@ -586,8 +588,8 @@ func (s *Store) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]
 					mu.Unlock()
 				}
 				pending = res.UnprocessedKeys
-			}
-			return nil
+				return len(pending[table].Keys), nil
+			})
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -605,35 +607,29 @@ func (s *Store) GetDeliveryState(ctx context.Context, ledgerKey, eventID, id str
 		status: {Keys: []map[string]types.AttributeValue{key2(eventID, deliverySK+id)}, ConsistentRead: aws.Bool(true)},
 	}
 	var out store.DeliveryState
-	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt > 8 {
-			return store.DeliveryState{}, fmt.Errorf("get delivery state: keys left unprocessed")
-		}
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return store.DeliveryState{}, ctx.Err()
-			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
-			}
-		}
+	err := untilProcessed(ctx, "get delivery state", func() (int, error) {
 		res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
 		if err != nil {
-			return store.DeliveryState{}, err
+			return 0, err
 		}
 		for _, it := range res.Responses[ledger] {
 			var rec store.Idempotency
 			if err := decodeDoc(it, &rec); err != nil {
-				return store.DeliveryState{}, err
+				return 0, err
 			}
 			out.Delivered = rec.ExpiresAt.After(s.now())
 		}
 		for _, it := range res.Responses[status] {
 			if err := decodeDelivery(it, &out.Status); err != nil {
-				return store.DeliveryState{}, err
+				return 0, err
 			}
 			out.Found = true
 		}
 		pending = res.UnprocessedKeys
+		return len(pending[ledger].Keys) + len(pending[status].Keys), nil
+	})
+	if err != nil {
+		return store.DeliveryState{}, err
 	}
 	return out, nil
 }
