@@ -39,7 +39,7 @@ func TestMain(m *testing.M) { proctest.Main(m, &bin) }
 
 // proc is one role process.
 type proc struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	args    []string
 	addr    string
@@ -78,7 +78,7 @@ type topology struct {
 // payload, subscribed with the extra subscription fields sub (CUE,
 // ", mode: …" or ""); approves the subscription; and starts the roles,
 // killed when the test ends.
-func startTopology(t *testing.T, secret, partnerURL, payload, sub string) *topology {
+func startTopology(t testing.TB, secret, partnerURL, payload, sub string) *topology {
 	t.Helper()
 	ctx := context.Background()
 	clusters, err := embedkafka.Start(t.TempDir())
@@ -137,7 +137,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 }
 
 // post sends body to ingest until it is accepted.
-func (tp *topology) post(t *testing.T, client *http.Client, body, idempotencyKey string) {
+func (tp *topology) post(t testing.TB, client *http.Client, body, idempotencyKey string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -171,7 +171,7 @@ type partner struct {
 	arrivals []string       // order_id of each delivery's first arrival, in order
 }
 
-func newPartner(t *testing.T, secret string, refuse func(orderID string) bool) *partner {
+func newPartner(t testing.TB, secret string, refuse func(orderID string) bool) *partner {
 	p := &partner{got: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
