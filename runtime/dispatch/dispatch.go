@@ -826,6 +826,8 @@ func (d *Dispatcher) record(ctx context.Context, msg envelope.Delivery, st store
 	switch {
 	case res == retryBatch:
 		return // not attempted: counted when it is
+	case res == rewrite:
+		outcome = telemetry.OutcomeDuplicate
 	case st.Status == store.DeliveryDelivered:
 		outcome = telemetry.OutcomeDelivered
 	case st.Status == store.DeliveryDeadLettered:
@@ -851,6 +853,11 @@ const (
 	write      result = iota // a status to write
 	skip                     // nothing (more) to write
 	retryBatch               // not attempted: try the record again later
+	// rewrite is a status to write for a delivery this pass did not make:
+	// a drain reading again what a drain cut short by a crash had made,
+	// its status lost with that drain's checkpoint. Counted as a
+	// duplicate, not as delivered a second time.
+	rewrite
 )
 
 // outcome classifies one attempt.
@@ -902,7 +909,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			// its status, lost with the checkpoint, says so now.
 			st := state.Status
 			st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryDelivered, d.now().UTC(), time.Time{}
-			return st, write
+			return st, rewrite
 		}
 		d.resumeIfBlocker(ctx, log, msg)
 		return store.Delivery{}, skip

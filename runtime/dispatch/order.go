@@ -448,7 +448,7 @@ func (d *Dispatcher) drain(ctx context.Context, log *slog.Logger, blocker envelo
 				err = errNotAttempted
 				break
 			}
-			if res == write {
+			if res == write || res == rewrite {
 				statuses = append(statuses, st)
 			}
 			if dr.blocked {

@@ -20,6 +20,7 @@ import (
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -214,4 +215,102 @@ func drainThrough(t *testing.T, what string, fails, skip int32, batch bool) {
 		}
 		return true
 	})
+}
+
+// TestDrainAfterACrashedDrain: a drain SIGKILLed after making some of its
+// key's queue, before its checkpoint, leaves them made — their ledger
+// entries written — with their statuses "held". The drain that takes the
+// queue up again records them delivered without making them again, and
+// counts them as duplicates dropped, not as delivered a second time.
+func TestDrainAfterACrashedDrain(t *testing.T) {
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, telemetry.Options{Service: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var mu sync.Mutex
+	var arrivals []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct{ N string }
+		json.NewDecoder(r.Body).Decode(&p)
+		if p.N == "d0" && refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		arrivals = append(arrivals, p.N)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := Config{Metrics: tel.Metrics, Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
+	r := newRig(t, cfg, nil, partner{"p", srv.URL})
+	sub, err := r.emb.GetSubscription(r.ctx, "s-p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.Mode = "ordered"
+	if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := retry.NewProducer(r.addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	sched, err := retry.NewScheduler(r.addrs, prod, r.d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(r.ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { sched.Run(sctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i := range 4 {
+		rec := delivery("p", fmt.Sprintf("d%d", i), "k")
+		var msg envelope.Delivery
+		json.Unmarshal(rec.Value, &msg)
+		msg.Body = json.RawMessage(fmt.Sprintf(`{"n":"d%d"}`, i))
+		rec.Value = msg.JSON()
+		r.produce(rec)
+	}
+	waitUntil(t, "d1…d3 to wait behind d0", func() bool { return r.status("d3") == store.DeliveryHeld })
+	// What the crashed drain left: d1 and d2 made, their statuses not.
+	now := time.Now()
+	if err := r.emb.PutLedger(ctx, []store.Idempotency{{Key: ledgerKey("e-d1", "d1"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{Key: ledgerKey("e-d2", "d2"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	refuse.Store(false)
+	waitUntil(t, "every delivery recorded delivered", func() bool {
+		for i := range 4 {
+			if r.status(fmt.Sprintf("d%d", i)) != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	got := strings.Join(arrivals, ",")
+	mu.Unlock()
+	if got != "d0,d3" {
+		t.Errorf("arrived %s, want d0 and d3 (d1 and d2 made before the crash)", got)
+	}
+	w := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	counted := map[string]string{}
+	for _, line := range strings.Split(w.Body.String(), "\n") {
+		if strings.HasPrefix(line, "whp_deliveries_total{") && strings.Contains(line, `partner="p"`) {
+			for _, o := range []string{"delivered", "duplicate_dropped"} {
+				if strings.Contains(line, `outcome="`+o+`"`) {
+					counted[o] = line[strings.LastIndexByte(line, ' ')+1:]
+				}
+			}
+		}
+	}
+	if counted["delivered"] != "2" || counted["duplicate_dropped"] != "2" {
+		t.Errorf("whp_deliveries_total: %v, want 2 delivered (d0, d3) and 2 duplicates dropped (d1, d2)", counted)
+	}
 }
