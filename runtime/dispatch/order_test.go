@@ -101,107 +101,137 @@ func TestDrainStoreErrors(t *testing.T) {
 	t.Run("status write 1 after 0, in batches", func(t *testing.T) { drainThrough(t, "status write", 1, 0, true) })
 }
 
-// drainThrough queues d1…d9 behind d0, which fails until the store is
-// armed to fail what (fails times, after skip), then delivers; batch
-// feeds a NewBatch dispatcher with Deliver instead of the rig's consumer.
-func drainThrough(t *testing.T, what string, fails, skip int32, batch bool) {
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var mu sync.Mutex
-	var arrivals []string
+// orderedKey is a rig whose partner p's subscription is ordered and
+// refuses d0 until released, with a retry scheduler running beside the
+// dispatcher d: the rig's, or with batch one fed by Deliver (NewBatch, the
+// Lambda handler's) over the same store.
+type orderedKey struct {
+	*rig
+	d        *Dispatcher
+	batch    bool
+	refuse   atomic.Bool
+	mu       sync.Mutex
+	arrivals []string
+}
+
+func newOrderedKey(t *testing.T, cfg Config, wrap func(*embedded.Store) Store, batch bool) *orderedKey {
+	k := &orderedKey{batch: batch}
+	k.refuse.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p struct{ N string }
 		json.NewDecoder(r.Body).Decode(&p)
-		if p.N == "d0" && refuse.Load() {
+		if p.N == "d0" && k.refuse.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		mu.Lock()
-		arrivals = append(arrivals, p.N)
-		mu.Unlock()
+		k.mu.Lock()
+		k.arrivals = append(k.arrivals, p.N)
+		k.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	var st *failingDrain
-	// A short attempt time-out keeps the drain's lease short: a drain that
-	// cannot write at all keeps it until it runs out.
-	cfg := Config{Timeout: time.Second, Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
-	r := newRig(t, cfg, func(e *embedded.Store) Store {
-		st = &failingDrain{Store: e, what: what}
+	var st Store
+	k.rig = newRig(t, cfg, func(e *embedded.Store) Store {
+		st = e
+		if wrap != nil {
+			st = wrap(e)
+		}
 		return st
 	}, partner{"p", srv.URL})
-	sub, err := r.emb.GetSubscription(r.ctx, "s-p")
+	sub, err := k.emb.GetSubscription(k.ctx, "s-p")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sub.Mode = "ordered"
-	if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
+	if _, err := k.emb.PutSubscription(k.ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := retry.NewProducer(r.addrs)
+	prod, err := retry.NewProducer(k.addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	var d *Dispatcher = r.d
+	k.d = k.rig.d
 	if batch {
 		cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true} // as the rig's
-		if d, err = NewBatch(cfg, r.addrs, st, staticSecrets{}, prod, slog.New(slog.NewTextHandler(r.logs, nil))); err != nil {
+		if k.d, err = NewBatch(cfg, k.addrs, st, staticSecrets{}, prod, slog.New(slog.NewTextHandler(k.logs, nil))); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(d.Close)
+		t.Cleanup(k.d.Close)
 	}
-	sched, err := retry.NewScheduler(r.addrs, prod, d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sched, err := retry.NewScheduler(k.addrs, prod, k.d, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
+	ctx, cancel := context.WithCancel(k.ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { sched.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	return k
+}
 
-	const n = 10
+// send hands d0…d{n-1} of key k to the dispatcher, in order, and waits
+// until d1… wait behind d0.
+func (k *orderedKey) send(n int) {
+	k.t.Helper()
 	for i := range n {
 		rec := delivery("p", fmt.Sprintf("d%d", i), "k")
 		var msg envelope.Delivery
 		json.Unmarshal(rec.Value, &msg)
 		msg.Body = json.RawMessage(fmt.Sprintf(`{"n":"d%d"}`, i))
 		rec.Value = msg.JSON()
-		if !batch {
-			r.produce(rec)
-		} else if failed := d.Deliver(r.ctx, []*kgo.Record{rec}); len(failed) != 0 {
-			t.Fatalf("d%d not handled", i)
+		if !k.batch {
+			k.produce(rec)
+		} else if failed := k.d.Deliver(k.ctx, []*kgo.Record{rec}); len(failed) != 0 {
+			k.t.Fatalf("d%d not handled", i)
 		}
 	}
-	waitUntil(t, "d1…d9 to wait behind d0", func() bool { return r.status(fmt.Sprintf("d%d", n-1)) == store.DeliveryHeld })
+	waitUntil(k.t, "the key's deliveries to wait behind d0", func() bool { return k.status(fmt.Sprintf("d%d", n-1)) == store.DeliveryHeld })
+}
+
+// delivered waits until d0…d{n-1} are recorded delivered, and returns
+// what arrived at p, in order.
+func (k *orderedKey) delivered(n int) string {
+	k.t.Helper()
+	waitUntil(k.t, "every delivery recorded delivered", func() bool {
+		for i := range n {
+			if k.status(fmt.Sprintf("d%d", i)) != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return strings.Join(k.arrivals, ",")
+}
+
+// drainThrough queues d1…d9 behind d0, which fails until the store is
+// armed to fail what (fails times, after skip), then delivers; batch
+// feeds a NewBatch dispatcher with Deliver instead of the rig's consumer.
+func drainThrough(t *testing.T, what string, fails, skip int32, batch bool) {
+	var st *failingDrain
+	// A short attempt time-out keeps the drain's lease short: a drain that
+	// cannot write at all keeps it until it runs out.
+	cfg := Config{Timeout: time.Second, Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
+	k := newOrderedKey(t, cfg, func(e *embedded.Store) Store {
+		st = &failingDrain{Store: e, what: what}
+		return st
+	}, batch)
+	const n = 10
+	k.send(n)
 	// Armed: skip calls of the kind pass, then fails fail. (Nothing
 	// writes the gate or queued statuses, or reads the queue, while d0
 	// keeps failing.)
 	st.calls.Store(0)
 	st.skip.Store(skip)
 	st.fail.Store(fails)
-	refuse.Store(false)
-	waitUntil(t, "the queue to be made", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(arrivals) >= n
-	})
-	waitUntil(t, "every delivery recorded delivered", func() bool {
-		for i := range n {
-			if r.status(fmt.Sprintf("d%d", i)) != store.DeliveryDelivered {
-				return false
-			}
-		}
-		return true
-	})
-	mu.Lock()
-	got := strings.Join(arrivals, ",")
-	mu.Unlock()
-	if got != "d0,d1,d2,d3,d4,d5,d6,d7,d8,d9" {
+	k.refuse.Store(false)
+	if got := k.delivered(n); got != "d0,d1,d2,d3,d4,d5,d6,d7,d8,d9" {
 		t.Errorf("arrived %s, want d0…d9 once each, in order", got)
 	}
-	if st.calls.Load() <= skip || !strings.Contains(r.logs.String(), "drained later") {
-		t.Errorf("the drain's %s did not fail and recover (%d calls): %s", what, st.calls.Load(), r.logs.String())
+	if st.calls.Load() <= skip || !strings.Contains(k.logs.String(), "drained later") {
+		t.Errorf("the drain's %s did not fail and recover (%d calls): %s", what, st.calls.Load(), k.logs.String())
 	}
 	// What keeps a record read again from being delivered again (the
 	// ledger lane, a consuming dispatcher's, writes it beside the
@@ -209,7 +239,7 @@ func drainThrough(t *testing.T, what string, fails, skip int32, batch bool) {
 	waitUntil(t, "every delivery's ledger entry", func() bool {
 		for i := range n {
 			id := fmt.Sprintf("d%d", i)
-			if _, err := r.emb.GetIdempotency(r.ctx, ledgerKey("e-"+id, id)); err != nil {
+			if _, err := k.emb.GetIdempotency(k.ctx, ledgerKey("e-"+id, id)); err != nil {
 				return false
 			}
 		}
@@ -228,74 +258,17 @@ func TestDrainAfterACrashedDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var mu sync.Mutex
-	var arrivals []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p struct{ N string }
-		json.NewDecoder(r.Body).Decode(&p)
-		if p.N == "d0" && refuse.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		mu.Lock()
-		arrivals = append(arrivals, p.N)
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
 	cfg := Config{Metrics: tel.Metrics, Retry: retry.Policy{Schedule: []time.Duration{100 * time.Millisecond}, MaxAttempts: 100, MaxRetryAfter: time.Second}}
-	r := newRig(t, cfg, nil, partner{"p", srv.URL})
-	sub, err := r.emb.GetSubscription(r.ctx, "s-p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub.Mode = "ordered"
-	if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
-		t.Fatal(err)
-	}
-	prod, err := retry.NewProducer(r.addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(prod.Close)
-	sched, err := retry.NewScheduler(r.addrs, prod, r.d, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(r.ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { sched.Run(sctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	for i := range 4 {
-		rec := delivery("p", fmt.Sprintf("d%d", i), "k")
-		var msg envelope.Delivery
-		json.Unmarshal(rec.Value, &msg)
-		msg.Body = json.RawMessage(fmt.Sprintf(`{"n":"d%d"}`, i))
-		rec.Value = msg.JSON()
-		r.produce(rec)
-	}
-	waitUntil(t, "d1…d3 to wait behind d0", func() bool { return r.status("d3") == store.DeliveryHeld })
+	k := newOrderedKey(t, cfg, nil, false)
+	k.send(4)
 	// What the crashed drain left: d1 and d2 made, their statuses not.
 	now := time.Now()
-	if err := r.emb.PutLedger(ctx, []store.Idempotency{{Key: ledgerKey("e-d1", "d1"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+	if err := k.emb.PutLedger(ctx, []store.Idempotency{{Key: ledgerKey("e-d1", "d1"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 		{Key: ledgerKey("e-d2", "d2"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
-	refuse.Store(false)
-	waitUntil(t, "every delivery recorded delivered", func() bool {
-		for i := range 4 {
-			if r.status(fmt.Sprintf("d%d", i)) != store.DeliveryDelivered {
-				return false
-			}
-		}
-		return true
-	})
-	mu.Lock()
-	got := strings.Join(arrivals, ",")
-	mu.Unlock()
-	if got != "d0,d3" {
+	k.refuse.Store(false)
+	if got := k.delivered(4); got != "d0,d3" {
 		t.Errorf("arrived %s, want d0 and d3 (d1 and d2 made before the crash)", got)
 	}
 	w := httptest.NewRecorder()
