@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,6 +199,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
 	}
 	for _, r := range results {
+		if len(r.PeakFilesMiB) > 0 {
+			fmt.Fprintln(stdout, peakBreakdown(r, len(results) > 1))
+		}
+	}
+	for _, r := range results {
 		if r.Misrouted > 0 {
 			fmt.Fprintf(stdout, "%d tenants: %d deliveries reached a partner of another tenant\n", r.Tenants, r.Misrouted)
 		}
@@ -280,4 +288,25 @@ func progressBar(w io.Writer) func(string, float64) {
 		n := int(min(max(done, 0), 1) * 30)
 		fmt.Fprintf(w, "\r\033[K%-10s [%s%s] %3.0f%%", phase, strings.Repeat("#", n), strings.Repeat(" ", 30-n), done*100)
 	}
+}
+
+// peakBreakdown is the line that splits a run's peak resident set into
+// its anonymous part and the files the platform maps (of 1 MiB or more,
+// largest first); labelled with the run's payload and fan-out when there
+// are several.
+func peakBreakdown(r bench.Result, label bool) string {
+	var b strings.Builder
+	if label {
+		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
+	}
+	fmt.Fprintf(&b, "peak RSS %.0f MiB: anonymous %.0f", r.PeakRSSMiB, r.PeakAnonMiB)
+	names := slices.Collect(maps.Keys(r.PeakFilesMiB))
+	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(r.PeakFilesMiB[y], r.PeakFilesMiB[x]) })
+	for _, n := range names {
+		if mib := r.PeakFilesMiB[n]; mib >= 1 {
+			fmt.Fprintf(&b, ", %s %.0f", n, mib)
+		}
+	}
+	b.WriteString(" (files: their pages the process has mapped)")
+	return b.String()
 }

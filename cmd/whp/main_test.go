@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/whp-dev/whp/runtime/bench"
 )
 
 func TestRun(t *testing.T) {
@@ -107,5 +109,19 @@ func TestInitIsCheap(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatalf("no init trace of whp's packages:\n%s", out)
+	}
+}
+
+// The peak's breakdown names the anonymous part, then each mapped file of
+// 1 MiB or more, largest first; labelled when there are several runs.
+func TestPeakBreakdown(t *testing.T) {
+	r := bench.Result{PayloadBytes: 1024, Fanout: 4, PeakRSSMiB: 139.4, PeakAnonMiB: 44.2,
+		PeakFilesMiB: map[string]float64{"store.db": 45.6, "whp": 44.1, "events.db": 5.2, "libc.so.6": 0.4}}
+	want := "peak RSS 139 MiB: anonymous 44, store.db 46, whp 44, events.db 5 (files: their pages the process has mapped)"
+	if got := peakBreakdown(r, false); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := peakBreakdown(r, true); got != "1024 B, fan-out 4: "+want {
+		t.Errorf("labelled: %s", got)
 	}
 }

@@ -243,6 +243,10 @@ type Result struct {
 	// again (Linux only; 0 elsewhere).
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
+	// PeakFilesMiB is the rest of the resident set at its peak: the
+	// resident pages of each file the process maps (its executable, the
+	// embedded store's files), by the file's base name (Linux only).
+	PeakFilesMiB map[string]float64 `json:"peak_rss_files_mib,omitempty"`
 	// StartSeconds is from starting the platform's process to its serving
 	// on a fresh data dir: the catalog loaded and applied (its schemas
 	// compiled, every partner and subscription written), every role
@@ -653,7 +657,7 @@ func measure(platform *process, cfg Config, res *Result) (func() error, error) {
 		if err != nil {
 			return err
 		}
-		res.CPUSeconds, res.PeakRSSMiB, res.PeakAnonMiB = usage.CPUSeconds, usage.PeakRSSMiB, usage.PeakAnonMiB
+		res.CPUSeconds, res.PeakRSSMiB, res.PeakAnonMiB, res.PeakFilesMiB = usage.CPUSeconds, usage.PeakRSSMiB, usage.PeakAnonMiB, usage.PeakFilesMiB
 		for name, w := range profiles {
 			if w == nil {
 				continue
@@ -1442,16 +1446,20 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// peakRSSMiB is the process's peak resident set (Linux: kilobytes).
 // memSampler samples the process's resident memory every 50 ms and keeps
-// the peaks: of the whole (VmRSS) and of its anonymous part (RssAnon).
-// Sampling per run, rather than the process's lifetime high-water mark,
-// keeps one run of a sweep from carrying an earlier run's peak.
+// the peaks: of the whole (VmRSS) and of its anonymous part (RssAnon),
+// and the whole's file-backed part by file at its peak. Sampling per run,
+// rather than the process's lifetime high-water mark, keeps one run of a
+// sweep from carrying an earlier run's peak.
 type memSampler struct {
 	done      chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
 	rss, anon float64
+	// files is the resident MiB of each mapped file at the last sample
+	// that raised the peak, read from /proc/self/smaps then alone: a few
+	// dozen times a run, not every 50 ms.
+	files map[string]float64
 	// heap, when profiling, is the heap profile taken at the last sample
 	// that raised the anonymous peak by 10 % or more.
 	profile  bool
@@ -1476,20 +1484,26 @@ func sampleMemory(profile bool) *memSampler {
 	return m
 }
 
-// stop ends the sampling and returns the peaks in MiB.
-func (m *memSampler) stop() (rss, anon float64) {
+// stop ends the sampling and returns the peaks in MiB, and the mapped
+// files' part of the whole at its peak.
+func (m *memSampler) stop() (rss, anon float64, files map[string]float64) {
 	m.once.Do(func() {
 		close(m.done)
 		m.wg.Wait()
 		m.sample()
 	})
-	return m.rss, m.anon
+	return m.rss, m.anon, m.files
 }
 
 func (m *memSampler) sample() {
 	rss, anon, ok := procStatus()
 	if !ok {
 		rss = peakRSSMiB() // no /proc: the lifetime high-water mark
+	}
+	if ok && rss > m.rss {
+		if files, err := mappedFiles(); err == nil {
+			m.files = files
+		}
 	}
 	m.rss, m.anon = max(m.rss, rss), max(m.anon, anon)
 	if m.profile && anon >= m.heapAnon*1.1 {
@@ -1523,6 +1537,35 @@ func procStatus() (rss, anon float64, ok bool) {
 		}
 	}
 	return rss, anon, ok
+}
+
+// mappedFiles reads /proc/self/smaps: the resident MiB of each file the
+// process maps, by the file's base name, each mapping of it summed (an
+// executable maps its text, data and read-only data apart).
+func mappedFiles() (map[string]float64, error) {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]float64{}
+	file := ""
+	for line := range strings.Lines(string(b)) {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":"):
+			// A mapping's header: address perms offset dev inode [path].
+			file = ""
+			if len(fields) >= 6 && strings.HasPrefix(fields[5], "/") && fields[4] != "0" {
+				file = filepath.Base(strings.Join(fields[5:], " "))
+			}
+		case file != "" && len(fields) == 3 && fields[0] == "Rss:":
+			kb, err := strconv.ParseFloat(fields[1], 64)
+			if err == nil {
+				files[file] += kb / 1024
+			}
+		}
+	}
+	return files, nil
 }
 
 func peakRSSMiB() float64 {

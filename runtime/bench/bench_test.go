@@ -78,6 +78,17 @@ func TestRun(t *testing.T) {
 	if runtime.GOOS == "linux" && !(r.PeakAnonMiB > 0 && r.PeakAnonMiB <= r.PeakRSSMiB) {
 		t.Errorf("peak anonymous memory %v MiB, peak RSS %v MiB", r.PeakAnonMiB, r.PeakRSSMiB)
 	}
+	// At the peak, the files the platform maps: its executable (the test
+	// binary) and the embedded store's files, within the whole.
+	if runtime.GOOS == "linux" {
+		sum := 0.0
+		for _, mib := range r.PeakFilesMiB {
+			sum += mib
+		}
+		if exe := filepath.Base(os.Args[0]); r.PeakFilesMiB[exe] <= 0 || r.PeakFilesMiB["store.db"] <= 0 || sum > r.PeakRSSMiB {
+			t.Errorf("peak RSS %v MiB, of it files %v (%v MiB), want %s and store.db", r.PeakRSSMiB, r.PeakFilesMiB, sum, exe)
+		}
+	}
 	// Both profiles are pprof's (gzipped protocol buffers).
 	for name, b := range map[string][]byte{"cpu": cpu.Bytes(), "heap": heap.Bytes()} {
 		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {

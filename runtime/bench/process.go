@@ -70,6 +70,8 @@ type processReply struct {
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib,omitempty"`
 	PeakAnonMiB float64 `json:"peak_anon_mib,omitempty"`
+	// PeakFilesMiB: Result.PeakFilesMiB.
+	PeakFilesMiB map[string]float64 `json:"peak_rss_files_mib,omitempty"`
 	// A sample's: the process's CPU seconds so far, its resident set and
 	// anonymous part now, its Go heap's live bytes at the last GC, and
 	// its goroutines.
@@ -225,7 +227,7 @@ func (m *measurement) end() processReply {
 	}
 	m.ended = true
 	m.usage.CPUSeconds = cpuSeconds() - m.cpu0
-	m.usage.PeakRSSMiB, m.usage.PeakAnonMiB = m.mem.stop()
+	m.usage.PeakRSSMiB, m.usage.PeakAnonMiB, m.usage.PeakFilesMiB = m.mem.stop()
 	var errs []error
 	if m.cpuTo != nil {
 		pprof.StopCPUProfile()
