@@ -65,7 +65,8 @@ const DemoPartnerID = "demo"
 
 // Config configures the embedded platform.
 type Config struct {
-	// DataDir holds everything that persists: store.db, kafka/, secrets.json.
+	// DataDir holds everything that persists: store/ (store.db, events.db),
+	// kafka/, secrets.json.
 	DataDir string
 	// CatalogDir is the catalog to apply at start.
 	CatalogDir string

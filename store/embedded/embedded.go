@@ -1,7 +1,9 @@
 // Package embedded is the store of `whp dev` and of tests: the five tables
-// of DESIGN.md in one bbolt file (pure Go, no cgo), with the same keys and
+// of DESIGN.md in bbolt files (pure Go, no cgo), with the same keys and
 // secondary indexes the DynamoDB store has, so both pass the same
-// conformance suite (package storetest).
+// conformance suite (package storetest). store.db holds every table but
+// the events' rows, which have a file of their own, events.db (why: "Its
+// file" in eventrow.go).
 //
 // Each table is a bucket of JSON items (the idempotency ledger's and the
 // delivery rows in compact binary forms, ledger.go and deliveryrow.go);
@@ -50,6 +52,7 @@ const (
 	maxPageLimit     = 1000
 	openLockTimeout  = 2 * time.Second
 	fileName         = "store.db"
+	eventsFileName   = "events.db" // bEvents alone
 	dirPerm          = 0o700
 	filePerm         = 0o600
 )
@@ -60,15 +63,19 @@ const (
 // 20–90 ms; the sweep loops until none is left.
 const sweepBatchMaximum = 1000
 
-var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bEvents, bLedger, bAudit, bMeta}
+// buckets are store.db's; bEvents is events.db's.
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit, bMeta}
 
 // bAudit holds the approvals audit log, keyed newest first.
 const bAudit = "audit"
 
 // Store is the embedded store. Create it with Open.
 type Store struct {
-	db  *bolt.DB
-	now func() time.Time
+	db *bolt.DB // store.db
+	// events is events.db: the events' rows (bEvents), written once by
+	// the processor and read by GET /v1/events/{id} and the console.
+	events *bolt.DB
+	now    func() time.Time
 	// subs keeps SubscriptionsForSchema's answers until a subscription is
 	// written: the file is this process's alone (bbolt locks it), so every
 	// write passes here and no TTL is needed.
@@ -92,15 +99,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	path := filepath.Join(dir, fileName)
-	db, err := bolt.Open(path, filePerm, &bolt.Options{Timeout: openLockTimeout, NoFreelistSync: true})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: locked by another process (is another whp using this data dir?)", path)
-		}
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	db, err := openFile(filepath.Join(dir, fileName), func(tx *bolt.Tx) error {
 		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
@@ -108,10 +107,40 @@ func Open(dir string) (*Store, error) {
 		}
 		return migrateHistoryIndex(tx)
 	})
-	if err == nil {
-		err = migrateEvents(db)
-	}
 	if err != nil {
+		return nil, err
+	}
+	if err := migrateEvents(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", db.Path(), err)
+	}
+	events, err := openFile(filepath.Join(dir, eventsFileName), func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists([]byte(bEvents))
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migrateEventsFile(db, events); err != nil {
+		db.Close()
+		events.Close()
+		return nil, fmt.Errorf("open store %s: %w", events.Path(), err)
+	}
+	return &Store{db: db, events: events, now: time.Now}, nil
+}
+
+// openFile opens (creating if needed) one of the store's files and runs
+// setup in a transaction of its own.
+func openFile(path string, setup func(*bolt.Tx) error) (*bolt.DB, error) {
+	db, err := bolt.Open(path, filePerm, &bolt.Options{Timeout: openLockTimeout, NoFreelistSync: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open store %s: locked by another process (is another whp using this data dir?)", path)
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := db.Update(setup); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -119,11 +148,11 @@ func Open(dir string) (*Store, error) {
 	// waits at most this long for company before committing alone. bbolt's
 	// default (10 ms) put that wait on every delivery's path.
 	db.MaxBatchDelay = time.Millisecond
-	return &Store{db: db, now: time.Now}, nil
+	return db, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the files.
+func (s *Store) Close() error { return errors.Join(s.db.Close(), s.events.Close()) }
 
 func put(tx *bolt.Tx, bucket string, key string, v any) error {
 	b, err := fastjson.Marshal(v) // json.Marshal's bytes (FuzzMarshal), in about half the time
@@ -191,18 +220,29 @@ func indexed[T any](tx *bolt.Tx, idx, key, bucket string) ([]T, error) {
 	return out, err
 }
 
+// update writes to store.db, in a transaction shared with concurrent
+// writers (db.Batch).
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.db.Batch(fn)
+	return update(ctx, s.db, fn)
 }
 
+// view reads store.db.
 func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return view(ctx, s.db, fn)
+}
+
+func update(ctx context.Context, db *bolt.DB, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	return db.Batch(fn)
+}
+
+func view(ctx context.Context, db *bolt.DB, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.View(fn)
 }
 
 // PutSchema implements store.Store.
@@ -371,7 +411,7 @@ func (s *Store) AddCounts(ctx context.Context, id string, c store.Counts) error 
 
 // CreateEvents implements store.Store.
 func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return update(ctx, s.events, func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bEvents))
 		b.FillPercent = eventsFill
 		for _, e := range es {
@@ -389,7 +429,7 @@ func (s *Store) CreateEvents(ctx context.Context, es []store.Event) error {
 // GetEvent implements store.Store.
 func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	var e store.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := view(ctx, s.events, func(tx *bolt.Tx) error {
 		v := tx.Bucket([]byte(bEvents)).Get([]byte(id))
 		if v == nil {
 			return store.ErrNotFound
@@ -758,18 +798,19 @@ func (s *Store) DeleteIdempotency(ctx context.Context, key string) error {
 // with 16 events a second). It returns how many it deleted.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	kinds := []struct {
+		db     *bolt.DB
 		bucket string
 		row    func(k, v []byte) (time.Time, store.Delivery, bool, error)
 	}{
-		{bLedger, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
+		{s.db, bLedger, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
 			exp, err := ledgerExpiry(k, v)
 			if exp.IsZero() {
 				exp = time.Unix(1, 0) // dead, as getLiveLedger reads it: swept
 			}
 			return exp, store.Delivery{}, false, err
 		}},
-		{bStatus, statusRow},
-		{bEvents, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
+		{s.db, bStatus, statusRow},
+		{s.events, bEvents, func(k, v []byte) (time.Time, store.Delivery, bool, error) {
 			exp, err := eventExpiry(v)
 			if err != nil {
 				err = fmt.Errorf("%s row %q: %w", bEvents, k, err)
@@ -783,7 +824,7 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		// the keys before it were deleted, or were live when read.
 		var after []byte
 		for {
-			n, last, err := s.sweepRows(ctx, kind.bucket, after, kind.row)
+			n, last, err := s.sweepRows(ctx, kind.db, kind.bucket, after, kind.row)
 			total += n
 			if err != nil {
 				return total, err
@@ -797,16 +838,16 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// sweepRows finds up to s.sweepBatch expired rows of bucket past the key
+// sweepRows finds up to s.sweepBatch expired rows of db's bucket past the key
 // after (from the first, if nil) in a read transaction, so that the scan
 // holds no writer back, then deletes those still expired in one write,
 // and a delivery's history index entries with it. When the batch was full
 // (there may be more) last is its last key, else nil. row reads a row's
 // expiry and, for a delivery, its index fields.
-func (s *Store) sweepRows(ctx context.Context, bucket string, after []byte, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (n int, last []byte, err error) {
+func (s *Store) sweepRows(ctx context.Context, db *bolt.DB, bucket string, after []byte, row func(k, v []byte) (exp time.Time, d store.Delivery, isDelivery bool, err error)) (n int, last []byte, err error) {
 	now, limit := s.now(), cmp.Or(s.sweepBatch, sweepBatchMaximum)
 	var expired [][]byte
-	err = s.view(ctx, func(tx *bolt.Tx) error {
+	err = view(ctx, db, func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucket)).Cursor()
 		k, v := c.First()
 		if after != nil {
@@ -831,7 +872,7 @@ func (s *Store) sweepRows(ctx context.Context, bucket string, after []byte, row 
 	if s.afterSweepScan != nil {
 		s.afterSweepScan()
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = update(ctx, db, func(tx *bolt.Tx) error {
 		n = 0
 		b := tx.Bucket([]byte(bucket))
 		for _, k := range expired {

@@ -47,6 +47,25 @@ import (
 // path; decompressed only when the event is read (GET /v1/events/{id},
 // the console).
 //
+// Its file. bbolt reads its file through a shared mapping, and the pages
+// of a mapping the process has touched count in its resident set. A read
+// fault maps the kernel's cached pages around the one read, up to 64 KiB
+// (fault-around; bbolt's MADV_RANDOM does not stop it), and bbolt puts a
+// page it writes wherever a freed page is, so in one file the events'
+// pages lay among the deliveries' and the ledger's, which the dispatcher
+// reads and rewrites for every delivery: after a burst most of the file
+// was resident, the events included, though nothing read them
+// (/proc/PID/pagemap at the peak of `whp bench`'s default run: 33 of the
+// events' 49 MiB). In events.db of their own they are read only where
+// CreateEvents looks for a row already there, at the right edge of keys
+// that arrive in order, and little of the file is mapped: 9 of 46 MiB in
+// the same run, the peak resident set 139–142 MiB against 164–179
+// (docs/benchmarks.md, "Round 13"). Each file has its own writer, so the
+// processor's events no longer share a commit with the dispatcher's
+// statuses; nothing needed them in one transaction: the processor wrote
+// events and deliveries in calls of their own already, both
+// create-if-absent and written again after a failure.
+//
 //	byte 0   eventRowV2 (eventRowV1: the same, its Data raw)
 //	then     ExpiresAt (first: the sweep reads it alone), SchemaID, Key,
 //	         IdempotencyKey, AcceptedAt, Topic, Partition, Offset,
@@ -221,16 +240,20 @@ func eventExpiry(v []byte) (time.Time, error) {
 	return exp, nil
 }
 
-// metaEventsKey in bMeta marks a store whose events are in bEvents.
+// metaEventsKey in store.db's bMeta says where the store's events are:
+// unset, in bStatus (the earliest versions); eventsOwnBucket, in bEvents
+// of store.db; eventsOwnFile, in bEvents of events.db.
 const (
 	metaEventsKey   = "events"
 	eventsOwnBucket = "own-bucket"
+	eventsOwnFile   = "own-file"
 	legacyEventSort = sep + eventSortKey // ended an event's key in bStatus
 )
 
 // migrateEvents moves the event rows earlier versions wrote in bStatus
-// (JSON, under the event's ID and the EVENT sort key) to bEvents in the
-// compact form, once: eventsMigrationBatch rows a transaction, so that a
+// (JSON, under the event's ID and the EVENT sort key) to bEvents of
+// store.db in the compact form (migrateEventsFile moves them on to
+// events.db), once: eventsMigrationBatch rows a transaction, so that a
 // large data dir is not held in memory as one transaction's dirty pages,
 // the last of them setting metaEventsKey (a new store sets it over empty
 // buckets). A store closed midway goes on where it stopped when it opens
@@ -241,11 +264,15 @@ func migrateEvents(db *bolt.DB) error {
 		done := false
 		err := db.Update(func(tx *bolt.Tx) error {
 			meta := tx.Bucket([]byte(bMeta))
-			if string(meta.Get([]byte(metaEventsKey))) == eventsOwnBucket {
+			if m := string(meta.Get([]byte(metaEventsKey))); m == eventsOwnBucket || m == eventsOwnFile {
 				done = true
 				return nil
 			}
-			status, events := tx.Bucket([]byte(bStatus)), tx.Bucket([]byte(bEvents))
+			status := tx.Bucket([]byte(bStatus))
+			events, err := tx.CreateBucketIfNotExists([]byte(bEvents))
+			if err != nil {
+				return err
+			}
 			events.FillPercent = eventsFill
 			var moved [][]byte
 			c := status.Cursor()
@@ -291,6 +318,77 @@ func migrateEvents(db *bolt.DB) error {
 	}
 }
 
-// eventsMigrationBatch is how many event rows migrateEvents moves a
-// transaction (a variable for the test that crosses its boundaries).
+// migrateEventsFile moves the event rows of store.db's bEvents, where
+// versions before events.db kept them, to events.db, once, in
+// transactions of eventsMigrationBatch rows: each batch is written to
+// events.db, committed, then deleted from store.db. A store closed
+// between the two writes another copy of the batch when it opens again
+// (rows never change, so the copy is the same bytes); the last step
+// drops the emptied bucket and sets metaEventsKey to eventsOwnFile. A new
+// store goes through it with nothing to move. bbolt does not shrink a
+// file: store.db keeps its size, the freed pages used again by what it
+// writes next.
+func migrateEventsFile(db, eventsDB *bolt.DB) error {
+	for {
+		done := false
+		var keys, rows [][]byte
+		err := db.View(func(tx *bolt.Tx) error {
+			if string(tx.Bucket([]byte(bMeta)).Get([]byte(metaEventsKey))) == eventsOwnFile {
+				done = true
+				return nil
+			}
+			b := tx.Bucket([]byte(bEvents))
+			if b == nil {
+				return nil
+			}
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && len(keys) < eventsMigrationBatch; k, v = c.Next() {
+				keys, rows = append(keys, bytes.Clone(k)), append(rows, bytes.Clone(v))
+			}
+			return nil
+		})
+		if err == nil && len(keys) > 0 {
+			err = eventsDB.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket([]byte(bEvents))
+				b.FillPercent = eventsFill
+				for i, k := range keys {
+					if err := b.Put(k, rows[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err == nil && !done {
+			err = db.Update(func(tx *bolt.Tx) error {
+				if len(keys) == 0 {
+					if tx.Bucket([]byte(bEvents)) != nil {
+						if err := tx.DeleteBucket([]byte(bEvents)); err != nil {
+							return err
+						}
+					}
+					done = true
+					return tx.Bucket([]byte(bMeta)).Put([]byte(metaEventsKey), []byte(eventsOwnFile))
+				}
+				b := tx.Bucket([]byte(bEvents))
+				for _, k := range keys {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("move the events to %s: %w", eventsFileName, err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// eventsMigrationBatch is how many event rows migrateEvents and
+// migrateEventsFile move a transaction (a variable for the tests that
+// cross its boundaries).
 var eventsMigrationBatch = 10000

@@ -214,6 +214,101 @@ func TestEventRowsOfEarlierVersions(t *testing.T) {
 	}
 }
 
+// TestEventsOfEarlierVersionsFile: a data dir whose events are in
+// store.db's bucket, as versions before events.db kept them, has them
+// moved to events.db when it opens, a transaction at a time — one of them
+// copied already by an open that stopped between the copy and the
+// delete — and the bucket dropped from store.db; each is served once,
+// and opening it again leaves it be. New events are written to events.db
+// alone.
+func TestEventsOfEarlierVersionsFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var want []store.Event
+	for i := range 5 {
+		e := routedEvent(now, 1+i%2)
+		e.ID = uuid.Must(uuid.NewV7()).String()
+		want = append(want, e)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte(bEvents))
+		if err != nil {
+			return err
+		}
+		for _, e := range want {
+			if err := b.Put([]byte(e.ID), appendEventRow(nil, e)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bMeta)).Put([]byte(metaEventsKey), []byte(eventsOwnBucket))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first event copied to events.db already, not yet deleted.
+	if err := s.CreateEvents(ctx, want[:1]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	batch := eventsMigrationBatch
+	eventsMigrationBatch = 2
+	t.Cleanup(func() { eventsMigrationBatch = batch })
+	for range 2 {
+		if s, err = Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range want {
+			got, err := s.GetEvent(ctx, e.ID)
+			if diff := cmp.Diff(e, got); err != nil || diff != "" {
+				t.Errorf("GetEvent(%s): %v (-want +got):\n%s", e.ID, err, diff)
+			}
+		}
+		s.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket([]byte(bEvents)) != nil {
+				t.Errorf("store.db still has a bucket %s", bEvents)
+			}
+			if m := tx.Bucket([]byte(bMeta)).Get([]byte(metaEventsKey)); string(m) != eventsOwnFile {
+				t.Errorf("store.db's %s is %q, want %q", metaEventsKey, m, eventsOwnFile)
+			}
+			return nil
+		})
+		s.events.View(func(tx *bolt.Tx) error {
+			if n := tx.Bucket([]byte(bEvents)).Stats().KeyN; n != len(want) {
+				t.Errorf("events.db holds %d events, want %d", n, len(want))
+			}
+			return nil
+		})
+		s.Close()
+	}
+	// A new event: in events.db, and store.db gains no bucket for it.
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := routedEvent(now, 1)
+	e.ID = uuid.Must(uuid.NewV7()).String()
+	if err := s.CreateEvents(ctx, []store.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(bEvents)) != nil {
+			t.Error("a new event made store.db a bucket of events")
+		}
+		return nil
+	})
+	s.events.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(bEvents)).Get([]byte(e.ID)) == nil {
+			t.Error("the new event is not in events.db")
+		}
+		return nil
+	})
+}
+
 // The events' pages stay at least 80 % used as the processor writes them:
 // a batch at a time, each of events from a few partitions, so nearly but
 // not quite in order. (Beside their deliveries in one bucket they were
@@ -241,7 +336,7 @@ func TestEventPagesFill(t *testing.T) {
 		}
 	}
 	var st bolt.BucketStats
-	s.db.View(func(tx *bolt.Tx) error { st = tx.Bucket([]byte(bEvents)).Stats(); return nil })
+	s.events.View(func(tx *bolt.Tx) error { st = tx.Bucket([]byte(bEvents)).Stats(); return nil })
 	if st.KeyN != 3000 {
 		t.Fatalf("%d events, want 3000", st.KeyN)
 	}
