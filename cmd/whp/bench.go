@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the platform's phases (not the baseline) to this file; with sweeps, one per run (FILE.1, FILE.2, …)")
 	target := fs.String("url", "", "measure a running platform at this base URL instead of starting one (its catalog needs --print-catalog's additions)")
 	receiverAddr := fs.String("receiver-addr", "", "where the bench's receiver listens (default 127.0.0.1:0; with --url, the address the target's catalog names)")
+	partnerTLS := fs.String("partner-tls", "", "serve the partners' endpoints over HTTPS with a certificate made for the run, which the embedded platform trusts: h2 (offering HTTP/2 and HTTP/1.1, as most endpoints do) or http1 (HTTP/1.1 alone); default plain HTTP")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
 	crash := fs.Duration("crash", 0, "add a last phase: events arrive at --rate for this long, and a third of the way in the platform's process is SIGKILLed and started again on its data dir; reports what was refused, lost and duplicated, and how long until it served and delivered again")
@@ -74,6 +75,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0, *orderedFor > 0))
 		return nil
 	}
+	if err := bench.ValidPartnerTLS(*partnerTLS); err != nil {
+		return usageError{"whp bench: --partner-tls: " + err.Error()}
+	}
+	if *target != "" && *partnerTLS != "" {
+		return usageError{"whp bench: --partner-tls needs the embedded platform, which trusts the run's certificate: not with --url"}
+	}
 	if *target != "" && *crash > 0 {
 		return usageError{"whp bench: --crash kills the embedded platform: not with --url"}
 	}
@@ -85,7 +92,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -199,6 +206,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
 	}
 	for _, r := range results {
+		fmt.Fprintln(stdout, partnerLine(r, len(results) > 1))
+	}
+	for _, r := range results {
 		if len(r.PeakFilesMiB) > 0 {
 			fmt.Fprintln(stdout, peakBreakdown(r, len(results) > 1))
 		}
@@ -308,5 +318,28 @@ func peakBreakdown(r bench.Result, label bool) string {
 		}
 	}
 	b.WriteString(" (files: their pages the process has mapped)")
+	return b.String()
+}
+
+// partnerLine says how the platform reached the partners in a run: the
+// scheme, the connections it opened and the requests it sent on them.
+func partnerLine(r bench.Result, label bool) string {
+	var b strings.Builder
+	if label {
+		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
+	}
+	switch r.PartnerTLS {
+	case bench.PartnerTLSHTTP2:
+		b.WriteString("partners over HTTPS, offering HTTP/2: ")
+	case bench.PartnerTLSHTTP1:
+		b.WriteString("partners over HTTPS, HTTP/1.1 alone: ")
+	default:
+		b.WriteString("partners over plain HTTP: ")
+	}
+	requests := r.PartnerRequestsHTTP1 + r.PartnerRequestsHTTP2
+	fmt.Fprintf(&b, "%d connections opened for %d requests", r.PartnerConnections, requests)
+	if r.PartnerRequestsHTTP2 > 0 {
+		fmt.Fprintf(&b, " (%d over HTTP/2)", r.PartnerRequestsHTTP2)
+	}
 	return b.String()
 }

@@ -48,6 +48,8 @@ func TestRun(t *testing.T) {
 		{name: "bad latency rates", args: []string{"bench", "--latency-rates", "1000,fast"}, code: 2, stderr: []string{`--latency-rates: "fast" is not a positive number`}},
 		{name: "two plots of one run", args: []string{"bench", "--latency-rates", "1000", "--soak", "5s", "--plot", "x.svg"}, code: 2, stderr: []string{"--plot draws a soak or the latency by rate of one run, not both"}},
 		{name: "no keys", args: []string{"bench", "--ordered", "5s", "--keys", "0"}, code: 2, stderr: []string{"--keys ≥ 1"}},
+		{name: "unknown partner TLS", args: []string{"bench", "--partner-tls", "tls1.3"}, code: 2, stderr: []string{`--partner-tls: "tls1.3": want "h2" or "http1"`}},
+		{name: "partner TLS of a running platform", args: []string{"bench", "--partner-tls", "h2", "--url", "http://127.0.0.1:1", "--receiver-addr", "127.0.0.1:2"}, code: 2, stderr: []string{"--partner-tls needs the embedded platform"}},
 		{name: "bench catalog with the ordered phase's", args: []string{"bench", "--print-catalog", "--receiver-addr", "10.0.3.7:9700", "--ordered", "30s"}, code: 0,
 			stdout: []string{`"thing.ordered": "1"`, `partners: o0: {name: "O0", url: "http://10.0.3.7:9700/o0"`, `mode: "ordered"`}},
 		{name: "bench into a data dir in use", args: []string{"bench", "--data-dir", "../../catalog"}, code: 2, stderr: []string{"--data-dir ../../catalog is not empty"}},
@@ -123,5 +125,21 @@ func TestPeakBreakdown(t *testing.T) {
 	}
 	if got := peakBreakdown(r, true); got != "1024 B, fan-out 4: "+want {
 		t.Errorf("labelled: %s", got)
+	}
+}
+
+// The partners' line names the scheme and counts what reuse comes to.
+func TestPartnerLine(t *testing.T) {
+	for _, tc := range []struct {
+		r    bench.Result
+		want string
+	}{
+		{bench.Result{PartnerConnections: 16, PartnerRequestsHTTP1: 17506}, "partners over plain HTTP: 16 connections opened for 17506 requests"},
+		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP2, PartnerConnections: 16, PartnerRequestsHTTP2: 19649}, "partners over HTTPS, offering HTTP/2: 16 connections opened for 19649 requests (19649 over HTTP/2)"},
+		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP1, PartnerConnections: 25, PartnerRequestsHTTP1: 16905}, "partners over HTTPS, HTTP/1.1 alone: 25 connections opened for 16905 requests"},
+	} {
+		if got := partnerLine(tc.r, false); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -158,6 +159,13 @@ type Config struct {
 	// --breaker-cooldown): how long an open circuit breaker waits before
 	// it probes the partner again. 0: whp dev's default, 30 s.
 	BreakerCoolDown time.Duration
+	// PartnerTLS, if set, has the partners' endpoints served over HTTPS
+	// (partnertls.go): PartnerTLSHTTP2 offering HTTP/2 and HTTP/1.1,
+	// PartnerTLSHTTP1 HTTP/1.1 alone. Embedded platform only: its
+	// dispatcher trusts the run's certificate. Default: plain HTTP.
+	PartnerTLS string
+	// partnerCA is the PEM of the receiver's certificate, with PartnerTLS.
+	partnerCA string
 	// partnerDelay, if positive, is how long every partner takes to
 	// answer a delivery during the crash phase: a test's way to have
 	// deliveries owed when the platform dies.
@@ -217,6 +225,15 @@ type Result struct {
 	// routes and delivers every accepted event (all roles on one machine).
 	AcceptedPerSec  float64 `json:"accepted_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	// PartnerTLS is Config.PartnerTLS. PartnerConnections is how many
+	// connections the platform opened to the partners over the run (every
+	// phase but ingest alone's), and PartnerRequestsHTTP1 and …HTTP2 the
+	// requests it sent on them by protocol: what its connection reuse
+	// comes to.
+	PartnerTLS           string `json:"partner_tls,omitempty"`
+	PartnerConnections   int64  `json:"partner_connections"`
+	PartnerRequestsHTTP1 int64  `json:"partner_requests_http1"`
+	PartnerRequestsHTTP2 int64  `json:"partner_requests_http2,omitempty"`
 	// Ratios to the baseline. IngestRatio's baseline is measured in
 	// slices alternating with the ingest-alone phase's (ingestSlices).
 	IngestRatio    float64 `json:"ingest_alone_ratio,omitempty"`
@@ -488,7 +505,13 @@ type OutageResult struct {
 // Run measures the baseline, then starts the platform and measures it.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.defaults()
-	res := Result{Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate}
+	if err := ValidPartnerTLS(cfg.PartnerTLS); err != nil {
+		return Result{}, fmt.Errorf("bench: PartnerTLS %w", err)
+	}
+	if cfg.PartnerTLS != PartnerTLSNone && cfg.Target != "" {
+		return Result{}, errors.New("bench: partners over TLS need the embedded platform, whose dispatcher trusts the run's certificate, not a Target")
+	}
+	res := Result{PartnerTLS: cfg.PartnerTLS, Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate}
 	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
@@ -506,11 +529,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	recv := newReceiver(cfg)
 	recv.slow = cfg.SlowPartner
-	rs, err := serveAt(cfg.ReceiverAddr, recv)
+	rs, caPEM, err := serveReceiver(cfg, recv)
 	if err != nil {
 		return res, err
 	}
 	defer rs.Close()
+	cfg.partnerCA = caPEM
 	target, stopPlatform := cfg.Target, func() error { return nil }
 	var platform *process
 	if target == "" {
@@ -615,6 +639,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	res.Misrouted = recv.misrouted.Load()
+	res.PartnerConnections, res.PartnerRequestsHTTP1, res.PartnerRequestsHTTP2 = recv.conns.conns.Load(), recv.conns.http1.Load(), recv.conns.http2.Load()
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
@@ -777,7 +802,8 @@ var padding = sync.OnceValue(func() []byte {
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
 	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, DataDir: c.DataDir,
-		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, History: c.History}
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, History: c.History,
+		PartnerCA: c.partnerCA}
 	if ingestOnly {
 		s.DataDir = ""
 	}
@@ -822,6 +848,13 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
 	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}}
+	if s.PartnerCA != "" {
+		var err error
+		if dcfg.Dispatch.TLS, err = partnerRoots(s.PartnerCA); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
 	p, err := dev.Start(ctx, dcfg)
 	if err != nil {
 		cleanup()
@@ -870,14 +903,9 @@ type server struct {
 	srv *http.Server
 }
 
-func serve(h http.Handler) (*server, error) { return serveAt("", h) }
-
-// serveAt serves h on addr (default 127.0.0.1:0).
-func serveAt(addr string, h http.Handler) (*server, error) {
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
+// serve serves h on 127.0.0.1, any port.
+func serve(h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
@@ -1173,6 +1201,9 @@ type receiver struct {
 	// as received.
 	fanout, tenants int
 	misrouted       atomic.Int64
+	// conns counts the connections the platform opens and the requests
+	// it sends by protocol (partnertls.go).
+	conns connCounter
 	// The ordered phase's: the key whose deliveries are refused, and
 	// what arrived in order (ordered.go).
 	refusing atomic.Pointer[string]
@@ -1232,6 +1263,7 @@ func (r *receiver) enter(path string) *atomic.Int64 {
 func (r *receiver) release() { r.goneOnce.Do(func() { close(r.gone) }) }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.conns.request(req)
 	if req.URL.Path == "/slow" {
 		io.Copy(io.Discard, req.Body)
 		t := time.NewTimer(r.slow)

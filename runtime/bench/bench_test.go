@@ -78,6 +78,9 @@ func TestRun(t *testing.T) {
 	if runtime.GOOS == "linux" && !(r.PeakAnonMiB > 0 && r.PeakAnonMiB <= r.PeakRSSMiB) {
 		t.Errorf("peak anonymous memory %v MiB, peak RSS %v MiB", r.PeakAnonMiB, r.PeakRSSMiB)
 	}
+	if n := r.PartnerRequestsHTTP1; r.PartnerConnections < 1 || n < 4*r.PartnerConnections || r.PartnerRequestsHTTP2 != 0 {
+		t.Errorf("partners over plain HTTP: %d connections for %d requests (%d over HTTP/2)", r.PartnerConnections, n, r.PartnerRequestsHTTP2)
+	}
 	// At the peak, the files the platform maps: its executable (the test
 	// binary) and the embedded store's files, within the whole.
 	if runtime.GOOS == "linux" {
@@ -97,6 +100,41 @@ func TestRun(t *testing.T) {
 	}
 	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,throughput") || !strings.HasSuffix(got, "latency,ingest alone") {
 		t.Errorf("progress phases %s", got)
+	}
+}
+
+// With the partners over HTTPS, every event arrives once, over the
+// protocol asked for (HTTP/2 where the partner offers it), and the
+// platform keeps its connections: a few dozen at most carry every
+// delivery. Plain HTTP's connections are counted the same way.
+func TestRunPartnerTLS(t *testing.T) {
+	for _, mode := range []string{PartnerTLSHTTP2, PartnerTLSHTTP1} {
+		t.Run(mode, func(t *testing.T) {
+			r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+				PayloadBytes: 256, PartnerTLS: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Lost != 0 || r.Duplicates != 0 || r.DeliveredPerSec <= 0 || r.PartnerTLS != mode {
+				t.Errorf("lost %d, duplicated %d, %v delivered/s, partner TLS %q", r.Lost, r.Duplicates, r.DeliveredPerSec, r.PartnerTLS)
+			}
+			requests := r.PartnerRequestsHTTP1 + r.PartnerRequestsHTTP2
+			if want := int64(r.AcceptedPerSec * time.Second.Seconds()); requests < want {
+				t.Errorf("%d requests reached the partner, want at least the throughput phase's %d", requests, want)
+			}
+			if mode == PartnerTLSHTTP2 && r.PartnerRequestsHTTP1 != 0 || mode == PartnerTLSHTTP1 && r.PartnerRequestsHTTP2 != 0 {
+				t.Errorf("requests over HTTP/1.1 %d, over HTTP/2 %d", r.PartnerRequestsHTTP1, r.PartnerRequestsHTTP2)
+			}
+			if r.PartnerConnections < 1 || r.PartnerConnections > 64 || requests < 4*r.PartnerConnections {
+				t.Errorf("%d connections for %d requests: not reused", r.PartnerConnections, requests)
+			}
+		})
+	}
+	if _, err := Run(context.Background(), Config{Command: command, PartnerTLS: "tls1.3"}); err == nil || !strings.Contains(err.Error(), `"tls1.3"`) {
+		t.Errorf("an unknown PartnerTLS: %v", err)
+	}
+	if _, err := Run(context.Background(), Config{Command: command, PartnerTLS: PartnerTLSHTTP2, Target: "http://127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "embedded platform") {
+		t.Errorf("PartnerTLS with a Target: %v", err)
 	}
 }
 

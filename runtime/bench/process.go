@@ -50,6 +50,9 @@ type processSpec struct {
 	EgressPartitions int           `json:"egress_partitions,omitempty"`
 	KafkaKeep        int64         `json:"kafka_keep,omitempty"`
 	History          time.Duration `json:"history,omitempty"`
+	// PartnerCA is the PEM of the receiver's certificate when it serves
+	// HTTPS (Config.PartnerTLS): the dispatcher's one root.
+	PartnerCA string `json:"partner_ca,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),
