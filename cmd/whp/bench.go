@@ -337,7 +337,7 @@ func partnerLine(r bench.Result, label bool) string {
 		b.WriteString("partners over plain HTTP: ")
 	}
 	requests := r.PartnerRequestsHTTP1 + r.PartnerRequestsHTTP2
-	fmt.Fprintf(&b, "%d connections opened for %d requests", r.PartnerConnections, requests)
+	fmt.Fprintf(&b, "%d connections opened, %d of them used, for %d requests", r.PartnerConnections, r.PartnerConnectionsUsed, requests)
 	if r.PartnerRequestsHTTP2 > 0 {
 		fmt.Fprintf(&b, " (%d over HTTP/2)", r.PartnerRequestsHTTP2)
 	}

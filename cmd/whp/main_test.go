@@ -134,9 +134,9 @@ func TestPartnerLine(t *testing.T) {
 		r    bench.Result
 		want string
 	}{
-		{bench.Result{PartnerConnections: 16, PartnerRequestsHTTP1: 17506}, "partners over plain HTTP: 16 connections opened for 17506 requests"},
-		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP2, PartnerConnections: 16, PartnerRequestsHTTP2: 19649}, "partners over HTTPS, offering HTTP/2: 16 connections opened for 19649 requests (19649 over HTTP/2)"},
-		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP1, PartnerConnections: 25, PartnerRequestsHTTP1: 16905}, "partners over HTTPS, HTTP/1.1 alone: 25 connections opened for 16905 requests"},
+		{bench.Result{PartnerConnections: 16, PartnerConnectionsUsed: 16, PartnerRequestsHTTP1: 17506}, "partners over plain HTTP: 16 connections opened, 16 of them used, for 17506 requests"},
+		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP2, PartnerConnections: 16, PartnerConnectionsUsed: 1, PartnerRequestsHTTP2: 19649}, "partners over HTTPS, offering HTTP/2: 16 connections opened, 1 of them used, for 19649 requests (19649 over HTTP/2)"},
+		{bench.Result{PartnerTLS: bench.PartnerTLSHTTP1, PartnerConnections: 25, PartnerConnectionsUsed: 23, PartnerRequestsHTTP1: 16905}, "partners over HTTPS, HTTP/1.1 alone: 25 connections opened, 23 of them used, for 16905 requests"},
 	} {
 		if got := partnerLine(tc.r, false); got != tc.want {
 			t.Errorf("got  %s\nwant %s", got, tc.want)

@@ -227,13 +227,14 @@ type Result struct {
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	// PartnerTLS is Config.PartnerTLS. PartnerConnections is how many
 	// connections the platform opened to the partners over the run (every
-	// phase but ingest alone's), and PartnerRequestsHTTP1 and …HTTP2 the
-	// requests it sent on them by protocol: what its connection reuse
-	// comes to.
-	PartnerTLS           string `json:"partner_tls,omitempty"`
-	PartnerConnections   int64  `json:"partner_connections"`
-	PartnerRequestsHTTP1 int64  `json:"partner_requests_http1"`
-	PartnerRequestsHTTP2 int64  `json:"partner_requests_http2,omitempty"`
+	// phase but ingest alone's), PartnerConnectionsUsed those that carried
+	// a request, and PartnerRequestsHTTP1 and …HTTP2 the requests it sent
+	// on them by protocol: what its connection reuse comes to.
+	PartnerTLS             string `json:"partner_tls,omitempty"`
+	PartnerConnections     int64  `json:"partner_connections"`
+	PartnerConnectionsUsed int64  `json:"partner_connections_used"`
+	PartnerRequestsHTTP1   int64  `json:"partner_requests_http1"`
+	PartnerRequestsHTTP2   int64  `json:"partner_requests_http2,omitempty"`
 	// Ratios to the baseline. IngestRatio's baseline is measured in
 	// slices alternating with the ingest-alone phase's (ingestSlices).
 	IngestRatio    float64 `json:"ingest_alone_ratio,omitempty"`
@@ -639,7 +640,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	res.Misrouted = recv.misrouted.Load()
-	res.PartnerConnections, res.PartnerRequestsHTTP1, res.PartnerRequestsHTTP2 = recv.conns.conns.Load(), recv.conns.http1.Load(), recv.conns.http2.Load()
+	res.PartnerConnections, res.PartnerConnectionsUsed = recv.conns.conns.Load(), recv.conns.used.Load()
+	res.PartnerRequestsHTTP1, res.PartnerRequestsHTTP2 = recv.conns.http1.Load(), recv.conns.http2.Load()
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec

@@ -128,6 +128,11 @@ func TestRunPartnerTLS(t *testing.T) {
 			if r.PartnerConnections < 1 || r.PartnerConnections > 64 || requests < 4*r.PartnerConnections {
 				t.Errorf("%d connections for %d requests: not reused", r.PartnerConnections, requests)
 			}
+			// HTTP/2 carries every delivery on one connection (it
+			// multiplexes; the client closes the others it dialed unused).
+			if used := r.PartnerConnectionsUsed; used < 1 || used > r.PartnerConnections || mode == PartnerTLSHTTP2 && used != 1 {
+				t.Errorf("%d connections used of %d opened", used, r.PartnerConnections)
+			}
 		})
 	}
 	if _, err := Run(context.Background(), Config{Command: command, PartnerTLS: "tls1.3"}); err == nil || !strings.Contains(err.Error(), `"tls1.3"`) {

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -94,15 +95,26 @@ func partnerRoots(caPEM string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
-// connCounter counts the connections a server accepts and the requests
-// it serves by protocol.
+// connCounter counts the connections a server accepts, those that carried
+// a request, and the requests it serves by protocol. (An HTTP/2 client
+// dials for each request that finds no connection up, then closes those
+// it does not need before sending anything on them: opened counts them
+// all, used what carried the deliveries.)
 type connCounter struct {
-	conns, http1, http2 atomic.Int64
+	conns, used, http1, http2 atomic.Int64
+	active                    sync.Map // net.Conn → struct{}: carried a request, still open
 }
 
-func (c *connCounter) connState(_ net.Conn, s http.ConnState) {
-	if s == http.StateNew {
+func (c *connCounter) connState(conn net.Conn, s http.ConnState) {
+	switch s {
+	case http.StateNew:
 		c.conns.Add(1)
+	case http.StateActive:
+		if _, seen := c.active.LoadOrStore(conn, struct{}{}); !seen {
+			c.used.Add(1)
+		}
+	case http.StateClosed, http.StateHijacked:
+		c.active.Delete(conn)
 	}
 }
 
