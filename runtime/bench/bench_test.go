@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,6 +237,40 @@ func TestPlot(t *testing.T) {
 	}
 	if len(doc.G) != 3 || strings.Count(doc.G[0].Polyline[0].Points, ",") != 2 || strings.Count(doc.G[2].Polyline[0].Points, ",") != 3 || !strings.Contains(svg, ">1000</text>") {
 		t.Errorf("with tenants: panels %+v", doc.G)
+	}
+	// Payloads and fan-outs swept in one command (whp bench runs the
+	// payloads first, then the fan-outs at the default payload): the
+	// fan-out panel takes the runs of the fan-outs' payload, not the
+	// first run's; each panel's points go left to right, payload sizes
+	// on a log scale, spread over the whole axis.
+	svg = Plot([]Result{{PayloadBytes: 256, Fanout: 1}, {PayloadBytes: 1024, Fanout: 1}, {PayloadBytes: 262144, Fanout: 1},
+		{PayloadBytes: 1024, Fanout: 16}, {PayloadBytes: 1024, Fanout: 1}, {PayloadBytes: 1024, Fanout: 4}})
+	doc.G = nil
+	if err := xml.Unmarshal([]byte(svg), &doc); err != nil {
+		t.Fatal(err)
+	}
+	xs := func(points string) []float64 {
+		var out []float64
+		for _, p := range strings.Fields(points) {
+			x, _, _ := strings.Cut(p, ",")
+			v, err := strconv.ParseFloat(x, 64)
+			if err != nil {
+				t.Fatalf("point %q", p)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	size, fanout := xs(doc.G[0].Polyline[0].Points), xs(doc.G[1].Polyline[0].Points)
+	if len(size) != 4 || len(fanout) != 4 || !slices.IsSorted(size) || !slices.IsSorted(fanout) {
+		t.Fatalf("by size %v, by fan-out %v", size, fanout)
+	}
+	// log2: 256 B → 1 KiB is 2 of the 10 doublings to 256 KiB.
+	if got := (size[1] - size[0]) / (size[3] - size[0]); math.Abs(got-0.2) > 0.01 {
+		t.Errorf("1 KiB at %.2f of the axis from 256 B to 256 KiB, want 0.2 (log scale)", got)
+	}
+	if !strings.Contains(svg, ">256 KiB</text>") || !strings.Contains(svg, ">256 B</text>") {
+		t.Error("payload labels")
 	}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -12,16 +13,26 @@ import (
 // varied it, with the number of tenants (on a log scale) across results
 // of one sweep: a panel per varied dimension.
 func Plot(results []Result) string {
+	// The fan-out panel takes the runs of the payload its sweep ran at
+	// (a sweep of payloads beside it starts at another size), the tenants
+	// panel those of its sweep's payload and fan-out.
+	fanoutPayload, tenantsOf := results[0], results[0]
+	if i := slices.IndexFunc(results, func(r Result) bool { return r.Fanout != 1 && r.Tenants <= 1 }); i >= 0 {
+		fanoutPayload = results[i]
+	}
+	if i := slices.IndexFunc(results, func(r Result) bool { return r.Tenants > 1 }); i >= 0 {
+		tenantsOf = results[i]
+	}
 	var bySize, byFanout, byTenants []Result
 	for _, r := range results {
 		one := r.Tenants <= 1
 		if r.Fanout == 1 && one {
 			bySize = append(bySize, r)
 		}
-		if r.PayloadBytes == results[0].PayloadBytes && one {
+		if r.PayloadBytes == fanoutPayload.PayloadBytes && one {
 			byFanout = append(byFanout, r)
 		}
-		if r.PayloadBytes == results[0].PayloadBytes && r.Fanout == results[0].Fanout {
+		if r.PayloadBytes == tenantsOf.PayloadBytes && r.Fanout == tenantsOf.Fanout {
 			byTenants = append(byTenants, r)
 		}
 	}
@@ -41,13 +52,21 @@ func Plot(results []Result) string {
 			b.WriteString(`</g>`)
 			return
 		}
-		maxX, maxR, maxL := 0.0, 0.0, 0.0
+		rs = slices.Clone(rs)
+		slices.SortStableFunc(rs, func(a, b Result) int { return cmp.Compare(x(a), x(b)) })
+		minX, maxX, maxR, maxL := x(rs[0]), x(rs[len(rs)-1]), 0.0, 0.0
 		for _, r := range rs {
-			maxX = max(maxX, x(r))
 			maxR = max(maxR, r.IngestRatio, r.AcceptedRatio, r.DeliveredRatio)
 			maxL = max(maxL, r.LatencyP95MS)
 		}
-		px := func(v float64) float64 { return pad + (w-10-pad)*v/max(maxX, 1) }
+		// The smallest x at the axis's left end, the largest at its right
+		// (one x alone: in the middle).
+		px := func(v float64) float64 {
+			if maxX == minX {
+				return pad + (w-10-pad)/2
+			}
+			return pad + (w-10-pad)*(v-minX)/(maxX-minX)
+		}
 		py := func(v, m float64) float64 { return h - pad - (h-2*pad)*v/max(m, 1e-9) }
 		line := func(color string, v func(Result) float64, m float64) {
 			var pts []string
@@ -70,18 +89,25 @@ func Plot(results []Result) string {
 		fmt.Fprintf(&b, `<text x="%.0f" y="70" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
 		b.WriteString(`</g>`)
 	}
-	panel(0, "by payload size", "payload bytes", bySize, func(r Result) float64 { return float64(r.PayloadBytes) },
-		func(r Result) string { return fmt.Sprint(r.PayloadBytes) })
+	panel(0, "by payload size", "payload (log scale)", bySize, func(r Result) float64 { return math.Log2(float64(r.PayloadBytes)) },
+		func(r Result) string { return sizeLabel(r.PayloadBytes) })
 	panel(w+20, "by fan-out", "subscriptions per event", byFanout, func(r Result) float64 { return float64(r.Fanout) },
 		func(r Result) string { return fmt.Sprint(r.Fanout) })
 	if tenants {
-		// log10(tenants) + 1: one tenant sits at 1, a thousand at 4.
 		panel(2*(w+20), "by tenants (a partner each)", "tenants (log scale)", byTenants,
-			func(r Result) float64 { return math.Log10(float64(max(r.Tenants, 1))) + 1 },
+			func(r Result) float64 { return math.Log10(float64(max(r.Tenants, 1))) },
 			func(r Result) string { return fmt.Sprint(max(r.Tenants, 1)) })
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// sizeLabel is a payload size as the plot's axis names it: 256 B, 4 KiB.
+func sizeLabel(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // PlotSoak draws, as an SVG, how a soak's figures move with time: its
