@@ -174,9 +174,7 @@ func TestEventRowsOfEarlierVersions(t *testing.T) {
 	}
 	s.Close()
 	// One row a transaction: the migration crosses its batches' bounds.
-	batch := eventsMigrationBatch
-	eventsMigrationBatch = 1
-	t.Cleanup(func() { eventsMigrationBatch = batch })
+	migrateInBatchesOf(t, 1)
 	for range 2 {
 		if s, err = Open(dir); err != nil {
 			t.Fatal(err)
@@ -212,6 +210,14 @@ func TestEventRowsOfEarlierVersions(t *testing.T) {
 	if _, err := s.GetEvent(ctx, other.ID); err != nil {
 		t.Errorf("the event not expired: %v", err)
 	}
+}
+
+// migrateInBatchesOf has the migrations move n rows a transaction for the
+// rest of the test.
+func migrateInBatchesOf(t *testing.T, n int) {
+	batch := eventsMigrationBatch
+	eventsMigrationBatch = n
+	t.Cleanup(func() { eventsMigrationBatch = batch })
 }
 
 // TestEventsOfEarlierVersionsFile: a data dir whose events are in
@@ -255,9 +261,7 @@ func TestEventsOfEarlierVersionsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	batch := eventsMigrationBatch
-	eventsMigrationBatch = 2
-	t.Cleanup(func() { eventsMigrationBatch = batch })
+	migrateInBatchesOf(t, 2)
 	for range 2 {
 		if s, err = Open(dir); err != nil {
 			t.Fatal(err)
