@@ -1491,8 +1491,9 @@ type memSampler struct {
 	wg        sync.WaitGroup
 	rss, anon float64
 	// files is the resident MiB of each mapped file at the last sample
-	// that raised the peak, read from /proc/self/smaps then alone: a few
-	// dozen times a run, not every 50 ms.
+	// that raised the peak, read from /proc/self/smaps at those samples
+	// alone (≈ 0.3 ms a read; while memory grows, every 50 ms: under
+	// 0.5 % of the platform's CPU in a default run).
 	files map[string]float64
 	// heap, when profiling, is the heap profile taken at the last sample
 	// that raised the anonymous peak by 10 % or more.
@@ -1602,6 +1603,8 @@ func mappedFiles() (map[string]float64, error) {
 	return files, nil
 }
 
+// peakRSSMiB is the process's lifetime peak resident set (getrusage's
+// Maxrss: kilobytes on Linux, bytes on macOS).
 func peakRSSMiB() float64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {

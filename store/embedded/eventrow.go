@@ -59,7 +59,7 @@ import (
 // events' 49 MiB). In events.db of their own they are read only where
 // CreateEvents looks for a row already there, at the right edge of keys
 // that arrive in order, and little of the file is mapped: 9 of 46 MiB in
-// the same run, the peak resident set 139–142 MiB against 164–179
+// the same run, the peak resident set 128–142 MiB against 160–179
 // (docs/benchmarks.md, "Round 13"). Each file has its own writer, so the
 // processor's events no longer share a commit with the dispatcher's
 // statuses; nothing needed them in one transaction: the processor wrote
