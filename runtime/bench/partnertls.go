@@ -21,8 +21,9 @@ import (
 // Partners over HTTPS (Config.PartnerTLS). The partners a platform
 // delivers to in production are HTTPS endpoints, and what a buyer asks is
 // what TLS costs a delivery and whether the platform keeps its
-// connections (a full handshake costs the sender about a millisecond of
-// CPU, some ten deliveries' worth here). The receiver serves HTTPS with a
+// connections (a full handshake, TLS 1.3 with a P-256 certificate, costs
+// ≈ 0.8 ms of CPU on this machine, both ends together: some three
+// deliveries' worth of the platform's CPU). The receiver serves HTTPS with a
 // certificate made for the run, which the embedded platform's dispatcher
 // trusts (dispatch.Config.TLS, its roots: the certificate alone), and
 // counts the connections it opens and the protocol of each delivery.
