@@ -1,8 +1,10 @@
 package catalog
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -126,5 +128,147 @@ func TestQuick(t *testing.T) {
 	}
 	if x, _ := Decode(orderEvent); !c.Schema("orders#order.created#1").Validator().quick.valid(x) {
 		t.Error("the quick check is not sure of a valid order")
+	}
+}
+
+// Whatever the quick check on bytes calls valid, Decode reads as JSON and
+// the quick check on the decoded value calls valid (and so the full
+// validator: FuzzQuick): it only ever lets valid JSON and valid events
+// skip decoding. And where it is not unsure by design (no escape, no
+// property named twice), it is as sure as the decoded check.
+func FuzzQuickDoc(f *testing.F) {
+	for _, s := range quickSeeds {
+		f.Add(s)
+	}
+	for _, s := range quickDocSeeds {
+		f.Add(s)
+	}
+	f.Add(string(orderEvent))
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		f.Fatal(err)
+	}
+	c, err := Load(".")
+	if err != nil {
+		f.Fatal(err)
+	}
+	order := c.Schema("orders#order.created#1").Validator()
+	f.Fuzz(func(t *testing.T, doc string) {
+		x, err := Decode([]byte(doc))
+		for _, v := range []*Validator{v, order} {
+			fast := v.quick.validDoc([]byte(doc))
+			if fast && err != nil {
+				t.Fatalf("quick check on bytes passes %q, Decode refuses it: %v", doc, err)
+			}
+			if err != nil {
+				continue
+			}
+			slow := v.quick.valid(x)
+			if fast && !slow {
+				t.Errorf("quick check on bytes passes %q, on its value it does not", doc)
+			}
+			if slow && !fast && !strings.Contains(doc, `\`) && !namesTwice(doc) && json.Valid([]byte(doc)) && utf8.ValidString(doc) {
+				t.Errorf("quick check on its value passes %q, on bytes it does not", doc)
+			}
+		}
+	})
+}
+
+// namesTwice reports whether some object of doc (valid JSON) names a
+// property twice.
+func namesTwice(doc string) bool {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	var stack []map[string]bool
+	expectKey := func() bool { return len(stack) > 0 && stack[len(stack)-1] != nil }
+	var inArray []bool
+	keyNext := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			switch tok {
+			case '{':
+				stack, inArray = append(stack, map[string]bool{}), append(inArray, false)
+				keyNext = true
+				continue
+			case '[':
+				stack, inArray = append(stack, nil), append(inArray, true)
+			case '}', ']':
+				stack, inArray = stack[:len(stack)-1], inArray[:len(inArray)-1]
+			}
+		case string:
+			if keyNext && expectKey() {
+				if stack[len(stack)-1][tok] {
+					return true
+				}
+				stack[len(stack)-1][tok] = true
+				keyNext = false
+				continue
+			}
+		}
+		keyNext = len(inArray) > 0 && !inArray[len(inArray)-1]
+	}
+}
+
+// quickDocSeeds are documents whose bytes the quick check must read as
+// JSON does: malformed ones, escapes, duplicates, depth, whitespace.
+var quickDocSeeds = []string{
+	` {"id":"e_ab","n":1} `, `{"id":"e_ab","n":1}x`, `{"id":"e_ab","n":1,}`, `{"id":"e_ab" "n":1}`, `{"id":"e_ab","n":01}`,
+	`{"id":"e_ab","n":1.}`, `{"id":"e_ab","n":-}`, `{"id":"e_ab","n":1e}`, `{"id":"e_ab","n":1,"z":"a\u0062"}`,
+	`{"id":"e_ab","n":1,"z":"\x"}`, `{"id":"e_ab","n":1,"z":"` + "\x01" + `"}`, `{"id":"e_ab","n":1,"z":"` + "\xff" + `"}`,
+	`{"id":"e_ab","n":1,"n":2}`, `{"i\u0064":"e_ab","n":1}`, `{"id":"e_ab","n":1,"inner":{"v":[[[[[[1]]]]]]}}`,
+	`{"id":"e_ab","n":1,"tags":["a",]}`, `{"id":"e_ab","n":1,"flag":tru}`, `{"id":"e_ab","n":1,"y":nul}`, `{"id":"e_ab","n":1}}`,
+	"{\"id\":\"e_ab\",\n\t\"n\":1}", `{"id":"e_ab","n":1,"open":"\"quoted\" \/ \n"}`,
+}
+
+// The quick check on bytes is sure of what the decoded check is sure of,
+// escapes aside, and refuses malformed documents.
+func TestQuickDoc(t *testing.T) {
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		doc  string
+		want bool
+	}{
+		{quickSeeds[0], true},
+		{quickSeeds[1], true},
+		{` {"id":"e_ab","n":1} `, true},
+		{"{\"id\":\"e_ab\",\n\t\"n\":1}", true},
+		{`{"id":"e_ab","n":1,"z":"äöü"}`, true},
+		{`{"id":"e_ab","n":1,"open":"\"quoted\" \/ \n"}`, true}, // escaped, but nothing looks at its value
+		{`{"id":"e_ab","n":1,"z":"a\u0062"}`, false},            // escaped, and maxLength reads it
+		{`{"id":"e_ab","n":1,"n":2}`, false},                    // named twice
+		{`{"id":"e_ab","n":1.0}`, false},
+		{`{"id":"e_ab","n":100}`, false},
+		{`{"id":"e_ab"}`, false},
+		{`{"id":"e_ab","n":1}x`, false},
+		{`{"id":"e_ab","n":1,}`, false},
+		{`{"id":"e_ab","n":01}`, false},
+		{`{"id":"e_ab","n":1,"z":"` + "\x01" + `"}`, false},
+		{`{"id":"e_ab","n":1,"z":"` + "\xff" + `"}`, false},
+		{`{"id":"e_ab","n":1,"tags":["a",]}`, false},
+		{strings.Repeat("[", 100) + strings.Repeat("]", 100), false},
+	} {
+		if got := v.quick.validDoc([]byte(tc.doc)); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.doc, got, tc.want)
+		}
+		// Either way, Validate answers as the full validator does.
+		vs, err := v.Validate([]byte(tc.doc))
+		x, derr := Decode([]byte(tc.doc))
+		if (err != nil) != (derr != nil) || derr == nil && (len(vs) == 0) != (v.schema.Validate(x) == nil) {
+			t.Errorf("%q: Validate %v, %v; decoded %v, full validator %v", tc.doc, vs, err, derr, v.schema.Validate(x))
+		}
+	}
+	c, err := Load(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Schema("orders#order.created#1").Validator().quick.validDoc(orderEvent) {
+		t.Error("the quick check on bytes is not sure of a valid order")
 	}
 }

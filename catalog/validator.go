@@ -51,6 +51,9 @@ func NewValidator(jsonSchema []byte) (*Validator, error) {
 // Validate decodes doc and validates it. The error is non-nil only when doc
 // is not JSON; schema violations are returned sorted by pointer.
 func (v *Validator) Validate(doc []byte) ([]Violation, error) {
+	if v.quick != nil && v.quick.validDoc(doc) {
+		return nil, nil // surely valid JSON, surely valid: nothing decoded
+	}
 	x, err := Decode(doc)
 	if err != nil {
 		return nil, err
