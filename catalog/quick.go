@@ -286,6 +286,9 @@ func (q *quick) validNumber(n json.Number) bool {
 			c = cmpInt(i, b.i)
 		} else {
 			if r == nil {
+				if hugeExponent(s) {
+					return false // not read here: ValidateValue refuses it
+				}
 				var ok bool
 				if r, ok = new(big.Rat).SetString(s); !ok {
 					return false

@@ -272,3 +272,37 @@ func TestQuickDoc(t *testing.T) {
 		t.Error("the quick check on bytes is not sure of a valid order")
 	}
 }
+
+// A number written with a huge exponent is refused where it is, before
+// either validator compares it with a bound (as a rational of a million
+// digits: tens of milliseconds a number); 1e1000 is still read.
+func TestHugeExponent(t *testing.T) {
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		doc      string
+		pointers []string
+	}{
+		{`{"id":"e_ab","n":1,"price":1e-999999}`, []string{"/price"}},
+		{`{"id":"e_ab","n":1,"big":1E+1001,"inner":{"v":[2,-3e99999999999]}}`, []string{"/big", "/inner/v/1"}},
+		{`{"id":"e_ab","n":1,"price":1e-1000}`, nil},
+		{`{"id":"e_ab","n":1,"big":-1e1000}`, nil},
+	} {
+		vs, err := v.Validate([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pointers []string
+		for _, v := range vs {
+			pointers = append(pointers, v.Pointer)
+			if tc.pointers != nil && !strings.Contains(v.Message, "exponent beyond ±1000") {
+				t.Errorf("%s: %s", v.Pointer, v.Message)
+			}
+		}
+		if strings.Join(pointers, " ") != strings.Join(tc.pointers, " ") {
+			t.Errorf("%s: violations %v, want at %v", tc.doc, vs, tc.pointers)
+		}
+	}
+}

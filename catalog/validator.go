@@ -2,8 +2,10 @@ package catalog
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -73,6 +75,10 @@ func (v *Validator) ValidateValue(x any) []Violation {
 	if v.quick != nil && v.quick.valid(x) {
 		return nil
 	}
+	if vs := hugeNumbers(x, "", nil); len(vs) > 0 {
+		sort.Slice(vs, func(i, j int) bool { return vs[i].Pointer < vs[j].Pointer })
+		return vs
+	}
 	err := v.schema.Validate(x)
 	if err == nil {
 		return nil
@@ -109,6 +115,53 @@ func (v *Validator) ValidateValue(x any) []Violation {
 	}
 	walk(ve)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Pointer < out[j].Pointer })
+	return out
+}
+
+// maxExponent bounds the exponent a number in a document may be written
+// with: 1e1000, not 1e999999. A bound compares numbers exactly, as
+// rationals, and a rational of 1e999999 is a million digits long: one took
+// 20–50 ms to read and compare (both validators do), so a document of
+// such numbers would hold a core for minutes. No consumer reads a number
+// beyond ±1e308 (a float64's range) anyway; the limit is far past it.
+const maxExponent = 1000
+
+// hugeExponent reports whether a number literal is written with an
+// exponent beyond ±maxExponent.
+func hugeExponent(lit string) bool {
+	i := strings.IndexAny(lit, "eE")
+	if i < 0 {
+		return false
+	}
+	e := strings.TrimLeft(lit[i+1:], "+-")
+	if len(e) > 5 {
+		return true
+	}
+	n, err := strconv.Atoi(e)
+	return err != nil || n > maxExponent
+}
+
+// hugeNumbers finds the numbers of x (as Decode returns it, at pointer
+// at) written with an exponent beyond ±maxExponent.
+func hugeNumbers(x any, at string, out []Violation) []Violation {
+	switch v := x.(type) {
+	case json.Number:
+		if hugeExponent(string(v)) {
+			lit := string(v)
+			if len(lit) > 24 {
+				lit = lit[:24] + "…"
+			}
+			out = append(out, Violation{Pointer: at, Message: fmt.Sprintf("number %s is written with an exponent beyond ±%d", lit, maxExponent)})
+		}
+	case map[string]any:
+		for k, e := range v {
+			out = hugeNumbers(e, at+pointer([]string{k}), out)
+		}
+	case []any:
+		for i, e := range v {
+			out = hugeNumbers(e, at+"/"+strconv.Itoa(i), out)
+		}
+	}
 	return out
 }
 

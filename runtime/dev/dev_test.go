@@ -121,6 +121,8 @@ func TestBadInput(t *testing.T) {
 		{name: "inactive schema", body: `{"domain":"shop","event":"order.archived","version":"1","data":{"order_id":"ord_1"}}`, status: 404, code: "inactive_schema"},
 		{name: "schema violations", body: `{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"x","amount":-1,"extra":true}}`,
 			status: 400, code: "schema_violation", pointers: []string{"/data/amount", "/data/extra", "/data/order_id"}},
+		{name: "a number too large to compare", body: `{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"ord_1","amount":1e999999}}`,
+			status: 400, code: "schema_violation", pointers: []string{"/data/amount"}},
 		{name: "missing required data field", body: `{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"ord_1"}}`,
 			status: 400, code: "schema_violation", pointers: []string{"/data/amount"}},
 		{name: "too large", body: `{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"ord_1","amount":1,"note":"` + strings.Repeat("x", 2000) + `"}}`,
