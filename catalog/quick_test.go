@@ -41,6 +41,24 @@ var quickSeeds = []string{
 	`[]`, `"e_ab"`, `null`, `1`,
 }
 
+// quickValidators are the validators the quick check is fuzzed with:
+// quickSchema's (every keyword it knows) and the example catalog's order.
+func quickValidators(tb testing.TB) []*Validator {
+	v, err := NewValidator([]byte(quickSchema))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := Load(".")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	order := c.Schema("orders#order.created#1").Validator()
+	if v.quick == nil || order.quick == nil {
+		tb.Fatal("no quick check for schemas of known keywords")
+	}
+	return []*Validator{v, order}
+}
+
 // Whatever the quick check calls valid, the full validator calls valid: it
 // only ever lets valid events skip the full validation. It is sure of the
 // common valid events, or it would save nothing.
@@ -49,24 +67,13 @@ func FuzzQuick(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add(string(orderEvent))
-	v, err := NewValidator([]byte(quickSchema))
-	if err != nil {
-		f.Fatal(err)
-	}
-	c, err := Load(".")
-	if err != nil {
-		f.Fatal(err)
-	}
-	order := c.Schema("orders#order.created#1").Validator()
-	if v.quick == nil || order.quick == nil {
-		f.Fatal("no quick check for schemas of known keywords")
-	}
+	validators := quickValidators(f)
 	f.Fuzz(func(t *testing.T, doc string) {
 		x, err := Decode([]byte(doc))
 		if err != nil {
 			return
 		}
-		for _, v := range []*Validator{v, order} {
+		for _, v := range validators {
 			if v.quick.valid(x) && v.schema.Validate(x) != nil {
 				t.Errorf("quick check passes %s, the schema refuses it: %v", doc, v.schema.Validate(x))
 			}
@@ -144,18 +151,10 @@ func FuzzQuickDoc(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add(string(orderEvent))
-	v, err := NewValidator([]byte(quickSchema))
-	if err != nil {
-		f.Fatal(err)
-	}
-	c, err := Load(".")
-	if err != nil {
-		f.Fatal(err)
-	}
-	order := c.Schema("orders#order.created#1").Validator()
+	validators := quickValidators(f)
 	f.Fuzz(func(t *testing.T, doc string) {
 		x, err := Decode([]byte(doc))
-		for _, v := range []*Validator{v, order} {
+		for _, v := range validators {
 			fast := v.quick.validDoc([]byte(doc))
 			if fast && err != nil {
 				t.Fatalf("quick check on bytes passes %q, Decode refuses it: %v", doc, err)
