@@ -61,6 +61,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	dataDir := fs.String("data-dir", "", "keep the embedded platform's data (its store, Kafka's log, catalog) in this directory, to look at after the run; default: a temporary directory, removed")
+	relay := fs.Bool("relay", true, "before the platform starts, measure a bare relay — each event answered 202, then POSTed to its partners, no other work — with the same load and receiver: the delivered rate's ceiling on this machine (embedded platform only)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr, --fanout and --tenants, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -92,7 +93,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -204,6 +205,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in one process, apart from the load generator and the receiver; CPU and peak RSS the platform's process's; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
 	if base.SlowPartner > 0 {
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
+	}
+	for _, r := range results {
+		if r.RelayPerSec > 0 {
+			fmt.Fprintln(stdout, relayLine(r, len(results) > 1))
+		}
 	}
 	for _, r := range results {
 		fmt.Fprintln(stdout, partnerLine(r, len(results) > 1))
@@ -318,6 +324,18 @@ func peakBreakdown(r bench.Result, label bool) string {
 		}
 	}
 	b.WriteString(" (files: their pages the process has mapped)")
+	return b.String()
+}
+
+// relayLine compares the platform's delivered rate with the relay's, the
+// ceiling measured in the same run.
+func relayLine(r bench.Result, label bool) string {
+	var b strings.Builder
+	if label {
+		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
+	}
+	fmt.Fprintf(&b, "relay (202, then a POST to each partner; no validation, storage, signing or retry): %.0f delivered/s, %.2f× the baseline; the platform delivered %.2f× the relay",
+		r.RelayPerSec, r.RelayRatio, r.DeliveredOfRelay)
 	return b.String()
 }
 

@@ -129,6 +129,17 @@ func TestPeakBreakdown(t *testing.T) {
 }
 
 // The partners' line names the scheme and counts what reuse comes to.
+func TestRelayLine(t *testing.T) {
+	r := bench.Result{PayloadBytes: 1024, Fanout: 4, RelayPerSec: 14485.4, RelayRatio: 0.467, DeliveredOfRelay: 0.2935}
+	want := "relay (202, then a POST to each partner; no validation, storage, signing or retry): 14485 delivered/s, 0.47× the baseline; the platform delivered 0.29× the relay"
+	if got := relayLine(r, false); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := relayLine(r, true); got != "1024 B, fan-out 4: "+want {
+		t.Errorf("labelled: %s", got)
+	}
+}
+
 func TestPartnerLine(t *testing.T) {
 	for _, tc := range []struct {
 		r    bench.Result

@@ -90,6 +90,10 @@ type Config struct {
 	// ReceiverAddr is where the receiver listens. Default 127.0.0.1:0 (any
 	// port); with Target, the address the target's catalog names.
 	ReceiverAddr string
+	// Relay, with the embedded platform, measures the relay (relay.go)
+	// before the platform starts: the delivered rate's ceiling on the
+	// machine of the run.
+	Relay bool
 	// Progress, if set, is told what the run is doing (0..1 per phase),
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
@@ -225,6 +229,13 @@ type Result struct {
 	// routes and delivers every accepted event (all roles on one machine).
 	AcceptedPerSec  float64 `json:"accepted_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	// RelayPerSec is what the relay delivered (Config.Relay): a platform
+	// doing no work of its own, the delivered rate's ceiling in the run.
+	// RelayRatio is it over the baseline, DeliveredOfRelay the platform's
+	// delivered rate over it.
+	RelayPerSec      float64 `json:"relay_delivered_per_sec,omitempty"`
+	RelayRatio       float64 `json:"relay_ratio,omitempty"`
+	DeliveredOfRelay float64 `json:"delivered_of_relay,omitempty"`
 	// PartnerTLS is Config.PartnerTLS. PartnerConnections is how many
 	// connections the platform opened to the partners over the run (every
 	// phase but ingest alone's), PartnerConnectionsUsed those that carried
@@ -536,6 +547,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer rs.Close()
 	cfg.partnerCA = caPEM
+	if cfg.Relay && cfg.Target == "" {
+		if res.RelayPerSec, err = relayPhase(ctx, cfg, recv, rs.URL); err != nil {
+			return res, err
+		}
+	}
 	target, stopPlatform := cfg.Target, func() error { return nil }
 	var platform *process
 	if target == "" {
@@ -645,6 +661,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if res.BaselinePerSec > 0 {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
+		res.RelayRatio = res.RelayPerSec / res.BaselinePerSec
+	}
+	if res.RelayPerSec > 0 {
+		res.DeliveredOfRelay = res.DeliveredPerSec / res.RelayPerSec
 	}
 	return res, nil
 }

@@ -59,7 +59,7 @@ func TestRun(t *testing.T) {
 	var phases phaseLog
 	var cpu, heap bytes.Buffer
 	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Progress: phases.record})
+		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Relay: true, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +84,15 @@ func TestRun(t *testing.T) {
 	if n := r.PartnerRequestsHTTP1; r.PartnerConnections < 1 || n < 4*r.PartnerConnections || r.PartnerRequestsHTTP2 != 0 {
 		t.Errorf("partners over plain HTTP: %d connections for %d requests (%d over HTTP/2)", r.PartnerConnections, n, r.PartnerRequestsHTTP2)
 	}
+	// The relay measured, its deliveries not counted as the platform's:
+	// the partners got no more requests than the platform's events owed
+	// them (the latency phase's, at most twice its rate × its length).
+	if r.RelayPerSec <= 0 || r.RelayRatio <= 0 || r.DeliveredOfRelay <= 0 {
+		t.Errorf("relay %v delivered/s, %v× the baseline; the platform %v× the relay", r.RelayPerSec, r.RelayRatio, r.DeliveredOfRelay)
+	}
+	if owed := (int64(r.AcceptedPerSec) + 2*50) * 2; r.PartnerRequestsHTTP1 > owed {
+		t.Errorf("the partners got %d requests, the platform owed them at most %d: the relay's counted too", r.PartnerRequestsHTTP1, owed)
+	}
 	// At the peak, the files the platform maps: its executable (the test
 	// binary) and the embedded store's files, within the whole.
 	if runtime.GOOS == "linux" {
@@ -101,7 +110,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s profile: %d bytes, not a gzipped pprof profile", name, len(b))
 		}
 	}
-	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,throughput") || !strings.HasSuffix(got, "latency,ingest alone") {
+	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,relay,") || !strings.Contains(got, ",throughput,") || !strings.HasSuffix(got, "latency,ingest alone") {
 		t.Errorf("progress phases %s", got)
 	}
 }
@@ -114,12 +123,12 @@ func TestRunPartnerTLS(t *testing.T) {
 	for _, mode := range []string{PartnerTLSHTTP2, PartnerTLSHTTP1} {
 		t.Run(mode, func(t *testing.T) {
 			r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-				PayloadBytes: 256, PartnerTLS: mode})
+				PayloadBytes: 256, PartnerTLS: mode, Relay: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Lost != 0 || r.Duplicates != 0 || r.DeliveredPerSec <= 0 || r.PartnerTLS != mode {
-				t.Errorf("lost %d, duplicated %d, %v delivered/s, partner TLS %q", r.Lost, r.Duplicates, r.DeliveredPerSec, r.PartnerTLS)
+			if r.Lost != 0 || r.Duplicates != 0 || r.DeliveredPerSec <= 0 || r.PartnerTLS != mode || r.RelayPerSec <= 0 {
+				t.Errorf("lost %d, duplicated %d, %v delivered/s, partner TLS %q, the relay (trusting the certificate) %v/s", r.Lost, r.Duplicates, r.DeliveredPerSec, r.PartnerTLS, r.RelayPerSec)
 			}
 			requests := r.PartnerRequestsHTTP1 + r.PartnerRequestsHTTP2
 			if want := int64(r.AcceptedPerSec * time.Second.Seconds()); requests < want {
@@ -153,12 +162,12 @@ func TestRunPartnerTLS(t *testing.T) {
 // event's routing lists, so they are looked up by tenant.
 func TestRunTenants(t *testing.T) {
 	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 2, Tenants: 17})
+		PayloadBytes: 256, Fanout: 2, Tenants: 17, Relay: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Tenants != 17 || r.DeliveredPerSec <= 0 || r.StartSeconds <= 0 {
-		t.Errorf("tenants %d, delivered %v/s, started in %v s", r.Tenants, r.DeliveredPerSec, r.StartSeconds)
+	if r.Tenants != 17 || r.DeliveredPerSec <= 0 || r.StartSeconds <= 0 || r.RelayPerSec <= 0 {
+		t.Errorf("tenants %d, delivered %v/s, started in %v s, relayed %v/s", r.Tenants, r.DeliveredPerSec, r.StartSeconds, r.RelayPerSec)
 	}
 	if r.Lost != 0 || r.Duplicates != 0 || r.Misrouted != 0 {
 		t.Errorf("lost %d, duplicated %d, misrouted %d", r.Lost, r.Duplicates, r.Misrouted)

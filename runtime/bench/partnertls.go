@@ -119,6 +119,15 @@ func (c *connCounter) connState(conn net.Conn, s http.ConnState) {
 	}
 }
 
+// reset starts the counts afresh (the connections still open are not
+// counted again).
+func (c *connCounter) reset() {
+	c.conns.Store(0)
+	c.used.Store(0)
+	c.http1.Store(0)
+	c.http2.Store(0)
+}
+
 func (c *connCounter) request(r *http.Request) {
 	if r.ProtoMajor == 2 {
 		c.http2.Add(1)

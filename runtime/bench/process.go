@@ -36,6 +36,9 @@ import (
 type processSpec struct {
 	// Baseline: the bare handler answering 202; else the platform.
 	Baseline bool `json:"baseline,omitempty"`
+	// Relay: the bare relay (relay.go) to ReceiverURL's partners, for
+	// Fanout and Tenants, trusting PartnerCA; else the platform.
+	Relay bool `json:"relay,omitempty"`
 	// The platform's: the receiver its catalog delivers to, the run's
 	// configuration, and whether it runs the ingest role alone.
 	ReceiverURL      string        `json:"receiver_url,omitempty"`
@@ -164,6 +167,9 @@ func (s processSpec) start(ctx context.Context) (string, func(), error) {
 		}
 		return srv.URL, srv.Close, nil
 	}
+	if s.Relay {
+		return serveRelay(s)
+	}
 	p, stop, err := startPlatform(ctx, s)
 	if err != nil {
 		return "", nil, err
@@ -265,8 +271,11 @@ func startProcess(ctx context.Context, command []string, spec processSpec) (*pro
 		return nil, errors.New("bench: no Config.Command to run the platform and the baseline with")
 	}
 	p := &process{cmd: exec.CommandContext(ctx, command[0], command[1:]...), done: make(chan struct{}), what: "the platform"}
-	if spec.Baseline {
+	switch {
+	case spec.Baseline:
 		p.what = "the baseline"
+	case spec.Relay:
+		p.what = "the relay"
 	}
 	p.cmd.Stderr = &p.stderr
 	var err error

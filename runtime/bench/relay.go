@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The relay (Config.Relay) is the delivered rate's ceiling on the machine
+// of the run: a webhooks platform that does no work of its own. It
+// answers each event 202 as the baseline does, then POSTs it to the
+// event's partners at the receiver — no validation, no durable write,
+// no signing, no status, no retry — with as many keep-alive connections
+// as the load generator has. Every event costs it two HTTP exchanges
+// (the producer's and the delivery's), as it costs any platform at
+// fan-out 1, on the same cores as the load generator and the receiver;
+// what the platform delivers over what the relay delivers is the share of
+// the reachable it reaches, with the speed of the machine of the moment
+// cancelled out, as the baseline cancels it for ingest.
+
+// relayQueue is how many events the relay holds accepted but not yet
+// sent: a full queue holds the producer's answer back, as a platform's
+// backpressure would, so the relay cannot run ahead of its deliveries.
+const relayQueue = 1024
+
+// relay is the relay's handler; its senders POST what it queued.
+type relay struct {
+	queue    chan relayed
+	client   *http.Client
+	partners func(body []byte) []string // the receiver's URLs the event is owed at
+	seq      atomic.Int64
+	failed   atomic.Int64
+}
+
+type relayed struct {
+	n    int64
+	body []byte
+}
+
+// newRelay relays to the receiver at receiverURL the way the platform's
+// catalog routes (Catalog): fanout partners p0… for each tenant, the
+// event's tenant read from its body.
+func newRelay(s processSpec) (*relay, error) {
+	tr := &http.Transport{MaxIdleConns: relaySenders, MaxIdleConnsPerHost: relaySenders, IdleConnTimeout: time.Minute,
+		DisableCompression: true, ForceAttemptHTTP2: true}
+	if s.PartnerCA != "" {
+		var err error
+		if tr.TLSClientConfig, err = partnerRoots(s.PartnerCA); err != nil {
+			return nil, err
+		}
+	}
+	fanout, tenants := max(s.Fanout, 1), max(s.Tenants, 1)
+	urls := make([]string, fanout*tenants)
+	for i := range urls {
+		urls[i] = s.ReceiverURL + "/p" + strconv.Itoa(i)
+	}
+	return &relay{queue: make(chan relayed, relayQueue), client: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+		partners: func(body []byte) []string {
+			t := 0
+			if tenants > 1 {
+				if v, ok := stringField(body, `"tenant":"`); ok && len(v) > 1 {
+					t, _ = strconv.Atoi(string(v[1:]))
+				}
+			}
+			t = min(max(t, 0), tenants-1)
+			return urls[t*fanout : (t+1)*fanout]
+		}}, nil
+}
+
+// relaySenders is how many deliveries the relay makes at once — as many
+// as the load generator's default connections, four times the
+// connections the platform's dispatcher keeps busy at fan-out 1 — so
+// that the relay's rate is bounded by the CPU, not by round trips.
+const relaySenders = 64
+
+func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	select {
+	case rl.queue <- relayed{n: rl.seq.Add(1), body: body}:
+	case <-r.Context().Done():
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+	w.Write([]byte(`{"id":"x"}`))
+}
+
+// send makes the relay's deliveries until ctx ends: each event to each of
+// its partners, with a webhook-id of its own (the receiver's duplicate
+// check), once — a failure is counted, not retried.
+func (rl *relay) send(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-rl.queue:
+			for i, u := range rl.partners(e.body) {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(e.body))
+				if err != nil {
+					rl.failed.Add(1)
+					continue
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("webhook-id", fmt.Sprintf("relay-%d-%d", e.n, i))
+				resp, err := rl.client.Do(req)
+				if err != nil {
+					rl.failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					rl.failed.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// serveRelay serves the relay for s, its senders running until the
+// returned stop.
+func serveRelay(s processSpec) (string, func(), error) {
+	rl, err := newRelay(s)
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := serve(rl)
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range relaySenders {
+		wg.Go(func() { rl.send(ctx) })
+	}
+	return srv.URL, func() {
+		srv.Close()
+		cancel()
+		wg.Wait()
+		rl.client.CloseIdleConnections()
+	}, nil
+}
+
+// relayPhase measures the relay: the throughput phase's load against it,
+// then the deliveries' rate from the first to arrive to the last, as the
+// platform's delivered rate is measured. recv is reset before and after,
+// and its connection counts after, which are the platform's.
+func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL string) (float64, error) {
+	p, err := startProcess(ctx, cfg.Command, processSpec{Relay: true, ReceiverURL: receiverURL, Fanout: cfg.Fanout, Tenants: cfg.Tenants, PartnerCA: cfg.partnerCA})
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	recv.reset()
+	accepted, _, err := closedLoop(ctx, p.URL+"/v1/events", cfg, cfg.numbered("relay"), "relay")
+	if err != nil {
+		return 0, err
+	}
+	recv.await(ctx, accepted*int64(cfg.Fanout), 5*time.Second, func(done float64) { cfg.Progress("relay drain", done) })
+	first, last, got, _ := recv.window()
+	var perSec float64
+	if got > 0 && last.After(first) {
+		perSec = float64(got) / last.Sub(first).Seconds()
+	}
+	if err := p.Close(); err != nil {
+		return 0, err
+	}
+	recv.reset()
+	recv.conns.reset()
+	return perSec, nil
+}
