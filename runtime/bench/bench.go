@@ -232,10 +232,12 @@ type Result struct {
 	// RelayPerSec is what the relay delivered (Config.Relay): a platform
 	// doing no work of its own, the delivered rate's ceiling in the run.
 	// RelayRatio is it over the baseline, DeliveredOfRelay the platform's
-	// delivered rate over it.
-	RelayPerSec      float64 `json:"relay_delivered_per_sec,omitempty"`
-	RelayRatio       float64 `json:"relay_ratio,omitempty"`
-	DeliveredOfRelay float64 `json:"delivered_of_relay,omitempty"`
+	// delivered rate over it. RelayCPUPerEventMS is the relay's process's
+	// CPU over the events it accepted (compare CPUPerEventMS).
+	RelayPerSec        float64 `json:"relay_delivered_per_sec,omitempty"`
+	RelayCPUPerEventMS float64 `json:"relay_cpu_ms_per_event,omitempty"`
+	RelayRatio         float64 `json:"relay_ratio,omitempty"`
+	DeliveredOfRelay   float64 `json:"delivered_of_relay,omitempty"`
 	// PartnerTLS is Config.PartnerTLS. PartnerConnections is how many
 	// connections the platform opened to the partners over the run (every
 	// phase but ingest alone's), PartnerConnectionsUsed those that carried
@@ -548,7 +550,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer rs.Close()
 	cfg.partnerCA = caPEM
 	if cfg.Relay && cfg.Target == "" {
-		if res.RelayPerSec, err = relayPhase(ctx, cfg, recv, rs.URL); err != nil {
+		if res.RelayPerSec, res.RelayCPUPerEventMS, err = relayPhase(ctx, cfg, recv, rs.URL); err != nil {
 			return res, err
 		}
 	}

@@ -87,8 +87,8 @@ func TestRun(t *testing.T) {
 	// The relay measured, its deliveries not counted as the platform's:
 	// the partners got no more requests than the platform's events owed
 	// them (the latency phase's, at most twice its rate × its length).
-	if r.RelayPerSec <= 0 || r.RelayRatio <= 0 || r.DeliveredOfRelay <= 0 {
-		t.Errorf("relay %v delivered/s, %v× the baseline; the platform %v× the relay", r.RelayPerSec, r.RelayRatio, r.DeliveredOfRelay)
+	if r.RelayPerSec <= 0 || r.RelayRatio <= 0 || r.DeliveredOfRelay <= 0 || r.RelayCPUPerEventMS <= 0 {
+		t.Errorf("relay %v delivered/s, %v× the baseline, %v CPU ms/event; the platform %v× the relay", r.RelayPerSec, r.RelayRatio, r.RelayCPUPerEventMS, r.DeliveredOfRelay)
 	}
 	if owed := (int64(r.AcceptedPerSec) + 2*50) * 2; r.PartnerRequestsHTTP1 > owed {
 		t.Errorf("the partners got %d requests, the platform owed them at most %d: the relay's counted too", r.PartnerRequestsHTTP1, owed)

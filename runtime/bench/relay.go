@@ -152,29 +152,41 @@ func serveRelay(s processSpec) (string, func(), error) {
 
 // relayPhase measures the relay: the throughput phase's load against it,
 // then the deliveries' rate from the first to arrive to the last, as the
-// platform's delivered rate is measured. recv is reset before and after,
-// and its connection counts after, which are the platform's.
-func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL string) (float64, error) {
+// platform's delivered rate is measured, and the relay's process's CPU
+// over the events it accepted — the two exchanges' share (the server's
+// side of one, the client's of the other) of what an event costs the
+// platform. recv is reset before and after, and its connection counts
+// after, which are the platform's.
+func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL string) (perSec, cpuMS float64, err error) {
 	p, err := startProcess(ctx, cfg.Command, processSpec{Relay: true, ReceiverURL: receiverURL, Fanout: cfg.Fanout, Tenants: cfg.Tenants, PartnerCA: cfg.partnerCA})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer p.Close()
 	recv.reset()
+	if _, err := p.call(processRequest{Op: "measure"}); err != nil {
+		return 0, 0, err
+	}
 	accepted, _, err := closedLoop(ctx, p.URL+"/v1/events", cfg, cfg.numbered("relay"), "relay")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	recv.await(ctx, accepted*int64(cfg.Fanout), 5*time.Second, func(done float64) { cfg.Progress("relay drain", done) })
+	usage, err := p.call(processRequest{Op: "result"})
+	if err != nil {
+		return 0, 0, err
+	}
 	first, last, got, _ := recv.window()
-	var perSec float64
 	if got > 0 && last.After(first) {
 		perSec = float64(got) / last.Sub(first).Seconds()
 	}
+	if accepted > 0 {
+		cpuMS = usage.CPUSeconds / float64(accepted) * 1000
+	}
 	if err := p.Close(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	recv.reset()
 	recv.conns.reset()
-	return perSec, nil
+	return perSec, cpuMS, nil
 }
