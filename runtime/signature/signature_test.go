@@ -1,9 +1,12 @@
 package signature
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,5 +77,41 @@ func TestKeyRejectsBadSecrets(t *testing.T) {
 		if _, err := Key(s); err == nil {
 			t.Errorf("Key(%q) accepted a bad secret", s)
 		}
+	}
+}
+
+// A Signer shared by many goroutines (the dispatcher's, one per
+// subscription) signs each message as a Signer of its own would: the
+// HMACs it keeps between signatures carry nothing from one to the next
+// (the reference: a fresh HMAC per message, mac).
+func TestSignConcurrently(t *testing.T) {
+	secrets := []string{NewSecret(), NewSecret()}
+	shared, err := NewSigner(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Unix(1614265330, 0)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				id, body := fmt.Sprintf("msg_%d_%d", g, i), []byte(strings.Repeat("x", g*i%300))
+				var want []string
+				for _, sec := range secrets {
+					k, _ := Key(sec)
+					want = append(want, "v1,"+base64.StdEncoding.EncodeToString(mac(k, id, "1614265330", body)))
+				}
+				if got := shared.Sign(id, ts, body); got != strings.Join(want, " ") {
+					errs <- fmt.Sprintf("%s: shared signer %q, want %q", id, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
