@@ -31,8 +31,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -887,7 +889,8 @@ func classify(code int) outcome {
 // run makes attempt number n of a delivery and decides what follows. from
 // is the egress record on a first attempt, nil on a retry.
 func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from *kgo.Record) (ret store.Delivery, res result) {
-	log := d.log.With("event_id", msg.EventID, "delivery_id", msg.ID, "partner_id", msg.PartnerID, "attempt", n, "trace_id", telemetry.TraceID(ctx))
+	log := withAttrs(d.log, slog.String("event_id", msg.EventID), slog.String("delivery_id", msg.ID), slog.String("partner_id", msg.PartnerID),
+		slog.Int("attempt", n), slog.String("trace_id", telemetry.TraceID(ctx)))
 	// Before the attempt, any failure to read state (shutdown included)
 	// leaves the delivery for a later pass.
 	if _, ok := d.unwritten.Load(msg.ID); ok {
@@ -1037,7 +1040,13 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	case success:
 		d.delivered(bg, log, msg)
 		d.count(bg, log, msg.SubscriptionID, store.Counts{Delivered: 1})
-		log.Info("delivered", "status_code", a.StatusCode, "latency_ms", time.Duration(a.Latency).Milliseconds())
+		// At debug, as ingest's "accepted": what a delivery made is
+		// recorded in its status (the console's, the API's), and the log at
+		// info keeps to what needs attention — failures, retries, dead
+		// letters, breakers. An info line per delivery is a log of ≈ 1.5
+		// MB/s at 5,000 deliveries a second, paid for again by the log
+		// pipeline.
+		log.LogAttrs(ctx, slog.LevelDebug, "delivered", slog.Int("status_code", a.StatusCode), slog.Int64("latency_ms", time.Duration(a.Latency).Milliseconds()))
 		return done(store.DeliveryDelivered)
 	case final:
 		reason := fmt.Sprintf("final failure: %s", describeAttempt(a))
@@ -1139,10 +1148,23 @@ type request struct {
 	url        string
 	signer     *signature.Signer
 	authHeader string
-	authValue  string
 	token      oauth2.TokenSource // oauth2: a bearer token per attempt
 	client     *http.Client       // mtls: a client with the certificate; nil: the shared one
+	// header is every attempt's headers, made once: the static ones, and
+	// the Standard Webhooks three with their values left to each attempt.
+	// An attempt sends a clone (two allocations, where setting each
+	// header was one or two apiece). recorded is header as an attempt
+	// records it (redact), the three left to each attempt.
+	header   http.Header
+	recorded map[string]string
 }
+
+// The Standard Webhooks headers as http.Header keys them.
+var (
+	headerID        = http.CanonicalHeaderKey(signature.HeaderID)
+	headerTimestamp = http.CanonicalHeaderKey(signature.HeaderTimestamp)
+	headerSignature = http.CanonicalHeaderKey(signature.HeaderSignature)
+)
 
 func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (request, error) {
 	if err := d.cfg.Guard.CheckURL(sub.URL); err != nil {
@@ -1156,7 +1178,8 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 	if err != nil {
 		return request{}, fmt.Errorf("signing secret %s: %w", sub.SigningSecretRef, err)
 	}
-	req := request{url: sub.URL, signer: signer}
+	req := request{url: sub.URL, signer: signer, header: http.Header{"Content-Type": {"application/json"}, "User-Agent": {d.cfg.UserAgent},
+		headerID: {""}, headerTimestamp: {""}, headerSignature: {""}}}
 	switch sub.AuthKind {
 	case "", "none":
 	case "header", "oauth2", "mtls":
@@ -1167,7 +1190,8 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 		current := vals[len(vals)-1]
 		switch sub.AuthKind {
 		case "header":
-			req.authHeader, req.authValue = sub.AuthHeader, current
+			req.authHeader = sub.AuthHeader
+			req.header.Set(sub.AuthHeader, current)
 		case "oauth2":
 			if err := d.cfg.Guard.CheckURL(sub.AuthTokenURL); err != nil {
 				return request{}, fmt.Errorf("oauth2 token URL: %w", err)
@@ -1181,6 +1205,7 @@ func (d *Dispatcher) prepare(ctx context.Context, sub store.Subscription) (reque
 	default:
 		return request{}, fmt.Errorf("auth kind %q: %w by this dispatcher yet", sub.AuthKind, errUnsupported)
 	}
+	req.recorded = redact(req.header, req.authHeader)
 	return req, nil
 }
 
@@ -1197,12 +1222,9 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 		a.Error = "invalid URL: " + err.Error()
 		return a, final, 0
 	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("User-Agent", d.cfg.UserAgent)
-	req.signer.SetHeaders(hr.Header, msg.ID, start, msg.Body)
-	if req.authHeader != "" {
-		hr.Header.Set(req.authHeader, req.authValue)
-	}
+	hr.Header = req.header.Clone()
+	id, ts, sig := msg.ID, strconv.FormatInt(start.Unix(), 10), req.signer.Sign(msg.ID, start, msg.Body)
+	hr.Header[headerID][0], hr.Header[headerTimestamp][0], hr.Header[headerSignature][0] = id, ts, sig
 	if req.token != nil {
 		tok, err := req.token.Token()
 		if err != nil {
@@ -1211,7 +1233,11 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 		}
 		hr.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	}
-	a.RequestHeaders = redact(hr.Header, req.authHeader)
+	a.RequestHeaders = maps.Clone(req.recorded)
+	a.RequestHeaders[signature.HeaderID], a.RequestHeaders[signature.HeaderTimestamp], a.RequestHeaders[signature.HeaderSignature] = id, ts, sig
+	if req.token != nil {
+		a.RequestHeaders["authorization"] = redacted
+	}
 	client := d.http
 	if req.client != nil {
 		client = req.client
@@ -1243,13 +1269,16 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 	return a, classify(resp.StatusCode), retry.ParseRetryAfter(resp.Header.Get("Retry-After"), d.now())
 }
 
+// redacted stands for a credential in the headers an attempt records.
+const redacted = "[redacted]"
+
 // redact copies the headers sent, hiding credentials.
 func redact(h http.Header, authHeader string) map[string]string {
 	out := make(map[string]string, len(h))
 	for k := range h {
 		v := h.Get(k)
 		if authHeader != "" && strings.EqualFold(k, authHeader) || strings.EqualFold(k, "Authorization") {
-			v = "[redacted]"
+			v = redacted
 		}
 		out[strings.ToLower(k)] = v
 	}

@@ -1,0 +1,114 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/envelope"
+	"github.com/whp-dev/whp/runtime/signature"
+	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/topic"
+	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/embedded"
+)
+
+// Each attempt sends the headers made once for its subscription with the
+// Standard Webhooks three of its own — signed over its own ID, timestamp
+// and body — and records what it sent: every header the partner got, by
+// its lower-case name, the credential as [redacted].
+func TestRecordedHeaders(t *testing.T) {
+	ctx := context.Background()
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // staticSecrets'
+	var mu sync.Mutex
+	got := map[string]http.Header{}
+	bodies := map[string][]byte{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.Header.Get("webhook-id")], bodies[r.Header.Get("webhook-id")] = r.Header.Clone(), b
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic.DLQ("thing.happened")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	emb, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	if _, err := emb.PutSubscription(ctx, store.Subscription{ID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1", URL: srv.URL,
+		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p", AuthKind: "header", AuthHeader: "X-Partner-Key", AuthSecretRef: "key/p"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewBatch(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, UserAgent: "whp-test"}, cluster.ListenAddrs(), emb, staticSecrets{}, nil,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	ids := []string{"d1", "d2", "d3"}
+	var recs []*kgo.Record
+	for i, id := range ids {
+		rec := delivery("p", id, "")
+		msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1",
+			Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: json.RawMessage(`{"n":` + strings.Repeat("1", i+1) + `}`)}
+		rec.Value = msg.JSON()
+		recs = append(recs, rec)
+	}
+	// One batch, then one more: the second batch's subscription is read
+	// and its headers made again.
+	if failed := d.Deliver(ctx, recs[:2]); len(failed) != 0 {
+		t.Fatalf("%d not handled", len(failed))
+	}
+	if failed := d.Deliver(ctx, recs[2:]); len(failed) != 0 {
+		t.Fatalf("%d not handled", len(failed))
+	}
+	for _, id := range ids {
+		st, err := emb.GetDelivery(ctx, "e-"+id, id)
+		if err != nil || len(st.Attempts) != 1 {
+			t.Fatalf("%s: %v, %+v", id, err, st)
+		}
+		rec, sent := st.Attempts[0].RequestHeaders, got[id]
+		if sent == nil {
+			t.Fatalf("%s never reached the partner", id)
+		}
+		for _, name := range []string{"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature", "x-partner-key"} {
+			if _, ok := rec[name]; !ok {
+				t.Errorf("%s: %s not recorded: %v", id, name, rec)
+			}
+		}
+		for name, v := range rec {
+			want := sent.Get(name)
+			if v == redacted {
+				if want != secret {
+					t.Errorf("%s: %s sent %q, want the credential", id, name, want)
+				}
+				continue
+			}
+			if v != want {
+				t.Errorf("%s: %s recorded %q, sent %q", id, name, v, want)
+			}
+		}
+		if rec["webhook-id"] != id || rec["x-partner-key"] != redacted || rec["user-agent"] != "whp-test" {
+			t.Errorf("%s: recorded %v", id, rec)
+		}
+		if err := signature.Verify(sent, bodies[id], time.Now(), signature.DefaultTolerance, secret); err != nil {
+			t.Errorf("%s: the partner cannot verify it: %v", id, err)
+		}
+	}
+}
