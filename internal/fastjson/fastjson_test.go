@@ -1,4 +1,4 @@
-package fastjson
+package fastjson_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	gojson "github.com/goccy/go-json"
 
+	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/store"
 )
@@ -18,7 +19,7 @@ import (
 // json.Number, unknown fields are refused, trailing data is an error.
 func TestFlags(t *testing.T) {
 	doc := []byte(`{"n":12345678901234567890.5,"a":[1,{"b":2e-3}]}`)
-	x, err := Decode(doc)
+	x, err := fastjson.Decode(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,18 +38,18 @@ func TestFlags(t *testing.T) {
 	var v struct {
 		A int `json:"a"`
 	}
-	if err := UnmarshalStrict([]byte(`{"a":1}`), &v); err != nil || v.A != 1 {
+	if err := fastjson.UnmarshalStrict([]byte(`{"a":1}`), &v); err != nil || v.A != 1 {
 		t.Errorf("known field: %v %+v", err, v)
 	}
-	if err := UnmarshalStrict([]byte(`{"a":1,"b":2}`), &v); err == nil || !strings.Contains(err.Error(), "unknown field") {
+	if err := fastjson.UnmarshalStrict([]byte(`{"a":1,"b":2}`), &v); err == nil || !strings.Contains(err.Error(), "unknown field") {
 		t.Errorf("unknown field: %v", err)
 	}
 	for _, bad := range []string{`{"a":1} x`, `{"a":1}{}`, `{"a":`, ``} {
-		if _, err := Decode([]byte(bad)); err == nil {
-			t.Errorf("Decode(%q) accepted", bad)
+		if _, err := fastjson.Decode([]byte(bad)); err == nil {
+			t.Errorf("fastjson.Decode(%q) accepted", bad)
 		}
-		if err := UnmarshalStrict([]byte(bad), &v); err == nil {
-			t.Errorf("UnmarshalStrict(%q) accepted", bad)
+		if err := fastjson.UnmarshalStrict([]byte(bad), &v); err == nil {
+			t.Errorf("fastjson.UnmarshalStrict(%q) accepted", bad)
 		}
 	}
 	// And the json.Number is encoding/json's type (the validator and the
@@ -72,7 +73,7 @@ func FuzzUnmarshal(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		var fast, std envelope.Delivery
-		if Unmarshal(doc, &fast) != nil {
+		if fastjson.Unmarshal(doc, &fast) != nil {
 			return
 		}
 		if err := json.Unmarshal(doc, &std); err != nil {
@@ -108,7 +109,7 @@ func FuzzMarshal(f *testing.F) {
 		}
 		for _, v := range rows {
 			want, wantErr := json.Marshal(v)
-			got, err := Marshal(v)
+			got, err := fastjson.Marshal(v)
 			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
 				t.Fatalf("%T: Marshal %s (%v), encoding/json %s (%v)", v, got, err, want, wantErr)
 			}

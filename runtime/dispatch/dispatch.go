@@ -45,7 +45,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
-	"github.com/whp-dev/whp/internal/fastjson"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/consume"
 	"github.com/whp-dev/whp/runtime/envelope"
@@ -528,8 +527,8 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Reco
 // deliverRecord makes the first attempt of the delivery in an egress
 // record; a status to write goes to ctx's collector.
 func (d *Dispatcher) deliverRecord(ctx context.Context, r *kgo.Record) result {
-	var msg envelope.Delivery
-	if err := fastjson.Unmarshal(r.Value, &msg); err != nil || msg.ID == "" {
+	msg, err := envelope.ParseDelivery(r.Value) // its Body a slice of the record's
+	if err != nil || msg.ID == "" {
 		d.log.Error("skipping malformed egress record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
 		return skip
 	}
@@ -798,8 +797,8 @@ var errNotAttempted = errors.New("dispatch: attempt not made")
 
 // DeliverRetry makes a due retry attempt; it implements retry.Deliverer.
 func (d *Dispatcher) DeliverRetry(ctx context.Context, value []byte, attempt int) error {
-	var msg envelope.Delivery
-	if err := fastjson.Unmarshal(value, &msg); err != nil || msg.ID == "" {
+	msg, err := envelope.ParseDelivery(value) // its Body a slice of the record's
+	if err != nil || msg.ID == "" {
 		d.log.Error("skipping malformed retry record", "error", err)
 		return nil
 	}
