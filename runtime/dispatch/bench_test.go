@@ -14,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/runtime/envelope"
-	"github.com/whp-dev/whp/runtime/ssrf"
-	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -98,26 +95,8 @@ func BenchmarkDeliver(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	b.Cleanup(srv.Close)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic.DLQ("thing.happened")))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(cluster.Close)
-	emb, err := embedded.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { emb.Close() })
-	if _, err := emb.PutSubscription(ctx, store.Subscription{ID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1", URL: srv.URL,
-		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p"}); err != nil {
-		b.Fatal(err)
-	}
-	d, err := NewBatch(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}}, cluster.ListenAddrs(), emb, staticSecrets{}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(d.Close)
+	d, emb := batchDispatcher(b, Config{}, store.Subscription{ID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1", URL: srv.URL,
+		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p"})
 	body := json.RawMessage(`{"id":"` + strings.Repeat("x", 1000) + `"}`) // a 1 KiB event, as whp bench's
 	const batch = 64
 	n, cpu := 0, time.Duration(0)

@@ -41,26 +41,8 @@ func TestRecordedHeaders(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic.DLQ("thing.happened")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	emb, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { emb.Close() })
-	if _, err := emb.PutSubscription(ctx, store.Subscription{ID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1", URL: srv.URL,
-		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p", AuthKind: "header", AuthHeader: "X-Partner-Key", AuthSecretRef: "key/p"}); err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewBatch(Config{Guard: &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}, UserAgent: "whp-test"}, cluster.ListenAddrs(), emb, staticSecrets{}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
+	d, emb := batchDispatcher(t, Config{UserAgent: "whp-test"}, store.Subscription{ID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1", URL: srv.URL,
+		Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p", AuthKind: "header", AuthHeader: "X-Partner-Key", AuthSecretRef: "key/p"})
 	ids := []string{"d1", "d2", "d3"}
 	var recs []*kgo.Record
 	for i, id := range ids {
@@ -111,4 +93,31 @@ func TestRecordedHeaders(t *testing.T) {
 			t.Errorf("%s: the partner cannot verify it: %v", id, err)
 		}
 	}
+}
+
+// batchDispatcher is a dispatcher for Deliver (NewBatch, cfg with
+// loopback allowed, staticSecrets) on a kfake cluster for its dead
+// letters and an embedded store holding sub; both close at the end.
+func batchDispatcher(tb testing.TB, cfg Config, sub store.Subscription) (*Dispatcher, *embedded.Store) {
+	tb.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic.DLQ("thing.happened")))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cluster.Close)
+	emb, err := embedded.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { emb.Close() })
+	if _, err := emb.PutSubscription(context.Background(), sub); err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Guard = &ssrf.Guard{AllowLoopback: true, AllowHTTP: true}
+	d, err := NewBatch(cfg, cluster.ListenAddrs(), emb, staticSecrets{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(d.Close)
+	return d, emb
 }
