@@ -34,7 +34,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -1222,7 +1221,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 		return a, final, 0
 	}
 	hr.Header = req.header.Clone()
-	id, ts, sig := msg.ID, strconv.FormatInt(start.Unix(), 10), req.signer.Sign(msg.ID, start, msg.Body)
+	id, ts, sig := req.signer.Values(msg.ID, start, msg.Body)
 	hr.Header[headerID][0], hr.Header[headerTimestamp][0], hr.Header[headerSignature][0] = id, ts, sig
 	if req.token != nil {
 		tok, err := req.token.Token()

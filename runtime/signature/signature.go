@@ -126,11 +126,20 @@ func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 	return string(out)
 }
 
+// Values are the three Standard Webhooks headers' values for one
+// message, in the order of HeaderID, HeaderTimestamp and HeaderSignature:
+// for a caller that keeps the headers itself (the dispatcher sets them in
+// a copy of a subscription's headers).
+func (s *Signer) Values(id string, ts time.Time, body []byte) (webhookID, timestamp, signature string) {
+	return id, strconv.FormatInt(ts.Unix(), 10), s.Sign(id, ts, body)
+}
+
 // SetHeaders sets the three Standard Webhooks headers on h.
 func (s *Signer) SetHeaders(h http.Header, id string, ts time.Time, body []byte) {
+	id, unix, sig := s.Values(id, ts, body)
 	h.Set(HeaderID, id)
-	h.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	h.Set(HeaderSignature, s.Sign(id, ts, body))
+	h.Set(HeaderTimestamp, unix)
+	h.Set(HeaderSignature, sig)
 }
 
 func mac(key []byte, id, unix string, body []byte) []byte {
