@@ -1250,12 +1250,20 @@ func (r *receiver) routed(path string, body []byte) bool {
 	if err != nil {
 		return false
 	}
+	n, ok := tenantOf(body)
+	return ok && k/r.fanout == n
+}
+
+// tenantOf is the number of an event's tenant (its data.tenant, "t<N>"
+// as Config.tenant names them), read without decoding the body; ok is
+// false for an event without one.
+func tenantOf(body []byte) (n int, ok bool) {
 	tenant, ok := stringField(body, `"tenant":"`)
 	if !ok || !bytes.HasPrefix(tenant, []byte("t")) {
-		return false
+		return 0, false
 	}
 	n, err := strconv.Atoi(string(tenant[1:]))
-	return err == nil && k/r.fanout == n
+	return n, err == nil
 }
 
 // fail makes the partners answer 503 (down) or answer again; an outage
