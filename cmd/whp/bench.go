@@ -306,15 +306,21 @@ func progressBar(w io.Writer) func(string, float64) {
 	}
 }
 
+// runLabel starts a line about one run of several (label) with the run's
+// payload and fan-out.
+func runLabel(b *strings.Builder, r bench.Result, label bool) {
+	if label {
+		fmt.Fprintf(b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
+	}
+}
+
 // peakBreakdown is the line that splits a run's peak resident set into
 // its anonymous part and the files the platform maps (of 1 MiB or more,
 // largest first); labelled with the run's payload and fan-out when there
 // are several.
 func peakBreakdown(r bench.Result, label bool) string {
 	var b strings.Builder
-	if label {
-		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
-	}
+	runLabel(&b, r, label)
 	fmt.Fprintf(&b, "peak RSS %.0f MiB: anonymous %.0f", r.PeakRSSMiB, r.PeakAnonMiB)
 	names := slices.Collect(maps.Keys(r.PeakFilesMiB))
 	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(r.PeakFilesMiB[y], r.PeakFilesMiB[x]) })
@@ -331,9 +337,7 @@ func peakBreakdown(r bench.Result, label bool) string {
 // ceiling measured in the same run.
 func relayLine(r bench.Result, label bool) string {
 	var b strings.Builder
-	if label {
-		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
-	}
+	runLabel(&b, r, label)
 	fmt.Fprintf(&b, "relay (202, then a POST to each partner; no validation, storage, signing or retry): %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× the relay",
 		r.RelayPerSec, r.RelayRatio, r.RelayCPUPerEventMS, r.DeliveredOfRelay)
 	return b.String()
@@ -343,9 +347,7 @@ func relayLine(r bench.Result, label bool) string {
 // scheme, the connections it opened and the requests it sent on them.
 func partnerLine(r bench.Result, label bool) string {
 	var b strings.Builder
-	if label {
-		fmt.Fprintf(&b, "%d B, fan-out %d: ", r.PayloadBytes, r.Fanout)
-	}
+	runLabel(&b, r, label)
 	switch r.PartnerTLS {
 	case bench.PartnerTLSHTTP2:
 		b.WriteString("partners over HTTPS, offering HTTP/2: ")
