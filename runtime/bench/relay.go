@@ -16,8 +16,8 @@ import (
 // of the run: a webhooks platform that does no work of its own. It
 // answers each event 202 as the baseline does, then POSTs it to the
 // event's partners at the receiver — no validation, no durable write,
-// no signing, no status, no retry — with as many keep-alive connections
-// as the load generator has. Every event costs it two HTTP exchanges
+// no signing, no status, no retry — relaySenders deliveries at once on
+// keep-alive connections. Every event costs it two HTTP exchanges
 // (the producer's and the delivery's), as it costs any platform at
 // fan-out 1, on the same cores as the load generator and the receiver;
 // what the platform delivers over what the relay delivers is the share of
