@@ -157,6 +157,10 @@ func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconci
 		return nil, nil, err
 	}
 	closers = append(closers, func() { st.Close() })
+	kopts, err := f.b.kafkaOpts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	ingress, egress := splitList(f.b.ingress), splitList(f.b.egress)
 	if len(ingress) == 0 {
 		clusters, err := embedkafka.Start(filepath.Join(f.b.dataDir, "kafka"))
@@ -165,10 +169,7 @@ func (f *reconcileFlags) open(ctx context.Context, log *slog.Logger) (r *reconci
 		}
 		closers = append(closers, clusters.Close)
 		ingress, egress = clusters.Ingress.ListenAddrs(), clusters.Egress.ListenAddrs()
-	}
-	kopts, err := f.b.kafkaOpts(ctx)
-	if err != nil {
-		return nil, nil, err
+		kopts = append(kopts, embedkafka.ClientOpts()...)
 	}
 	in, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingress...)}, kopts...)...)
 	if err != nil {

@@ -41,12 +41,14 @@ func GroupOptions(group, prefix string) []kgo.Opt {
 // fetchMaxBytes bounds one fetch response (per broker), and
 // fetchMaxPartitionBytes one partition's share of it (a broker still
 // returns a first batch larger than either, so nothing is stuck). Counted
-// compressed: egress batches at high fan-out compress well, so what is
-// held decompressed is several times more. At fan-out 16 in `whp bench`,
-// 1 MiB and 256 KiB against 4 MiB and kgo's 1 MiB hold ≈ 40 MiB less at
-// the peak (anonymous 98–122 against 142–163 MiB) for ≈ 3 % fewer
-// deliveries a second — the better trade for pods with memory limits;
-// fan-out 1 did not move (docs/benchmarks.md, round 5).
+// compressed: on MSK, where producers compress, what is held decompressed
+// is several times more (the embedded clusters' batches are uncompressed,
+// so there the limits count what is held: embedkafka.ClientOpts). At
+// fan-out 16 in `whp bench`, 1 MiB and 256 KiB against 4 MiB and kgo's
+// 1 MiB hold ≈ 40 MiB less at the peak (anonymous 98–122 against 142–163
+// MiB) for ≈ 3 % fewer deliveries a second — the better trade for pods
+// with memory limits; fan-out 1 did not move (docs/benchmarks.md, round
+// 5).
 const (
 	fetchMaxBytes          = 1 << 20
 	fetchMaxPartitionBytes = 256 << 10

@@ -199,7 +199,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	cfg.Ingest.Metrics, cfg.Dispatch.Metrics, cfg.Dispatch.Tracing = p.tel.Metrics, p.tel.Metrics, p.tel.Tracing
-	traced := p.tel.Tracing.KafkaOpts()
+	// Every role's client: the embedded clusters' options, and tracing.
+	kopts := append(embedkafka.ClientOpts(), p.tel.Tracing.KafkaOpts()...)
 	if cfg.Dispatch.Guard == nil {
 		// Dev delivers to the demo partner on loopback over http; private
 		// networks and metadata endpoints stay refused.
@@ -234,23 +235,23 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("apply catalog %s: %w", cfg.CatalogDir, err)
 	}
-	if p.producer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, traced...)...); err != nil {
+	if p.producer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ingressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, kopts...)...); err != nil {
 		return nil, fmt.Errorf("ingest producer: %w", err)
 	}
 	var proc *processor.Processor
 	if !cfg.IngestOnly {
-		if proc, err = processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing, StatusTTL: cfg.History}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), traced...); err != nil {
+		if proc, err = processor.New(processor.Config{Flags: cfg.Flags, Tracing: p.tel.Tracing, StatusTTL: cfg.History}, ingressAddrs, egressAddrs, p.st, reg, log.With("role", "processor"), kopts...); err != nil {
 			return nil, err
 		}
 	}
-	if p.retryProd, err = retry.NewProducer(egressAddrs, traced...); err != nil {
+	if p.retryProd, err = retry.NewProducer(egressAddrs, kopts...); err != nil {
 		return nil, fmt.Errorf("retry producer: %w", err)
 	}
-	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, p.retryProd, log.With("role", "dispatcher"), traced...)
+	disp, err := dispatch.New(cfg.Dispatch, egressAddrs, p.st, secrets, p.retryProd, log.With("role", "dispatcher"), kopts...)
 	if err != nil {
 		return nil, err
 	}
-	sched, err := retry.NewScheduler(egressAddrs, p.retryProd, disp, log.With("role", "retry-scheduler"), traced...)
+	sched, err := retry.NewScheduler(egressAddrs, p.retryProd, disp, log.With("role", "retry-scheduler"), kopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -271,11 +272,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, err
 		}
 	}
-	dlqClient, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	dlqClient, err := kgo.NewClient(append(embedkafka.ClientOpts(), kgo.SeedBrokers(egressAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		return nil, err
 	}
-	replayIn, err := kgo.NewClient(kgo.SeedBrokers(ingressAddrs...))
+	replayIn, err := kgo.NewClient(append(embedkafka.ClientOpts(), kgo.SeedBrokers(ingressAddrs...))...)
 	if err != nil {
 		return nil, err
 	}
@@ -435,11 +436,11 @@ const demoSigningRef = "partners/demo/signing"
 // After each applied revision it creates missing dev secrets, approves the
 // auto-approved partners' subscriptions and refreshes ingest's schemas.
 func (p *Platform) reconciler(cfg Config, ingressAddrs, egressAddrs []string, secrets *secret.File, reg *registry.Registry, refresh func()) (*reconciler.Reconciler, error) {
-	in, err := kgo.NewClient(kgo.SeedBrokers(ingressAddrs...))
+	in, err := kgo.NewClient(append(embedkafka.ClientOpts(), kgo.SeedBrokers(ingressAddrs...))...)
 	if err != nil {
 		return nil, err
 	}
-	eg, err := kgo.NewClient(kgo.SeedBrokers(egressAddrs...))
+	eg, err := kgo.NewClient(append(embedkafka.ClientOpts(), kgo.SeedBrokers(egressAddrs...))...)
 	if err != nil {
 		in.Close()
 		return nil, err
