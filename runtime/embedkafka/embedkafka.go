@@ -75,8 +75,8 @@ func start(dir, id string, extra []kfake.Opt) (*kfake.Cluster, error) {
 //     the fetch limits (consume.GroupOptions) count compressed bytes, so
 //     at ≈ 3× compression a role held three times the records the limits
 //     mean to bound. Uncompressed, `whp bench`'s default run peaked at
-//     118–139 MiB of RSS, median 123, against 129–151, median 137 (nine
-//     runs each, alternating; the store's file less resident at the
+//     118–139 MiB of RSS, median 125, against 129–151, median 140
+//     (thirteen runs each, alternating; the store's file less resident at the
 //     peak), at the same deliveries a second and CPU an event within the
 //     noise; at fan-out 16, 12–16 MiB lower (178 against 190–194) for
 //     3–6 % fewer deliveries a second and 4 % more CPU an event (kfake's
