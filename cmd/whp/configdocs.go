@@ -49,6 +49,13 @@ container's memory limit at start (cgroup v1 or v2): 90 % of it, so that a
 burst makes it collect harder before the kernel kills the pod. `+"`GOMEMLIMIT`"+`
 in the environment wins; `+"`AUTOMEMLIMIT`"+` sets another ratio (`+"`0.8`"+`) or
 turns it off (`+"`off`"+`). Outside a container nothing changes.
+
+Below that limit `+"`GOGC`"+` (100 by default) trades CPU for memory: in
+`+"`whp bench`"+`'s default run `+"`GOGC=200`"+` cut the CPU an event by 7–12 %
+and added 17–19 MiB to the process's own memory (two runs each,
+docs/benchmarks.md, round 15). A pod with memory to spare can take that
+trade; the limit still makes the collector work harder before the pod
+runs out.
 `)
 	for _, d := range documented {
 		c := &flagCollector{}
