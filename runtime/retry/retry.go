@@ -19,6 +19,12 @@
 // leaves at once after it, still ahead of its due time. (With tiers wider
 // than a doubling this fails; that is why there are 19 partitions.)
 //
+// Tier 0, whose floor is 0, is the exception: its records are all due
+// within a second, but one moved down from tier 1 can be due before one
+// written ahead of it. Its queue is read whole, each record taken at its
+// own time (Scheduler.step); `go test -run '^$' -bench RetryLateness
+// ./runtime/retry` measures how late retries come back.
+//
 // Memory is bounded by one fetch per partition; goroutines do not grow
 // with the number of pending retries.
 package retry

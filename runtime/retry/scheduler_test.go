@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func (r *recorder) at(v string) (time.Time, bool) {
 // newScheduler is a scheduler of the retry topic of order.created on a
 // kfake cluster, handing records back to a recorder, and a producer of
 // retry records; the cluster and the producer close when the test ends.
-func newScheduler(t *testing.T) (*Scheduler, *kgo.Client, *recorder) {
+func newScheduler(t testing.TB) (*Scheduler, *kgo.Client, *recorder) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(Tiers, "wh.retry.order.created"))
 	if err != nil {
@@ -178,5 +179,92 @@ func TestSupersededRecordsSkipped(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTierZeroOutOfOrder: tier 0 holds records in the order they were
+// written, not of their due times — a record moved down from tier 1 can
+// be due before one written just ahead of it. The later-written record is
+// handed back when its own time comes, not held behind the head; its
+// offset is marked only once the head's is, and it is not handed back
+// twice.
+func TestTierZeroOutOfOrder(t *testing.T) {
+	s, _, rec := newScheduler(t)
+	defer s.cl.Close()
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	var marked []int64
+	s.mark = func(rs ...*kgo.Record) {
+		for _, r := range rs {
+			marked = append(marked, r.Offset)
+		}
+	}
+	head := NewRecord("wh.retry.order.created", []byte("head"), []byte("head"), now.Add(900*time.Millisecond), 2, now)
+	behind := NewRecord("wh.retry.order.created", []byte("behind"), []byte("behind"), now.Add(-time.Millisecond), 2, now)
+	head.Partition, behind.Partition = 0, 0
+	head.Offset, behind.Offset = 10, 11
+	k := tp{head.Topic, 0}
+	s.queues[k] = []*kgo.Record{head, behind}
+
+	next := s.step(context.Background())
+	if _, ok := rec.at("behind"); !ok {
+		t.Fatal("the record due now was held behind the head, due in 900 ms")
+	}
+	if _, ok := rec.at("head"); ok {
+		t.Fatal("the head was handed back early")
+	}
+	if want := time.UnixMilli(now.Add(900 * time.Millisecond).UnixMilli()); !next.Equal(want) {
+		t.Errorf("next step at %v, want the head's due time %v", next, want)
+	}
+	if got := s.queues[k]; len(got) != 2 {
+		t.Fatalf("queue after the first step holds %d records, want both (the second's offset waits for the head's)", len(got))
+	}
+	if s.paused[k] {
+		t.Error("tier 0 paused: records moved down meanwhile would not be read")
+	}
+	if len(marked) != 0 {
+		t.Errorf("offsets %v marked while the head, at 10, is owed", marked)
+	}
+
+	now = now.Add(time.Second)
+	s.step(context.Background())
+	if _, ok := rec.at("head"); !ok {
+		t.Fatal("the head was not handed back when due")
+	}
+	if rec.calls != 2 {
+		t.Errorf("%d records handed back, want 2: the second was handed back again", rec.calls)
+	}
+	if q, ok := s.queues[k]; ok {
+		t.Errorf("queue after the second step = %v, want none", q)
+	}
+	if len(s.settled) != 0 {
+		t.Errorf("%d records still remembered as settled", len(s.settled))
+	}
+	if !slices.Equal(marked, []int64{10, 11}) {
+		t.Errorf("marked offsets %v, want [10 11] (both records, in order)", marked)
+	}
+}
+
+// TestDroppedPartitionResumed: a tier's partition paused while its head
+// waits, then revoked, is resumed as its queue is dropped — kgo keeps a
+// pause across rebalances, and were the partition assigned back, nothing
+// would fetch it again.
+func TestDroppedPartitionResumed(t *testing.T) {
+	s, _, _ := newScheduler(t)
+	defer s.cl.Close()
+	now := time.Now()
+	r := NewRecord("wh.retry.order.created", []byte("d"), []byte("d"), now.Add(10*time.Second), 2, now)
+	k := tp{r.Topic, r.Partition}
+	s.queues[k] = []*kgo.Record{r}
+	s.step(context.Background())
+	if !s.paused[k] || !slices.Contains(s.cl.PauseFetchPartitions(nil)[k.topic], k.partition) {
+		t.Fatalf("partition %d not paused while its head waits", k.partition)
+	}
+	s.drop(context.Background(), s.cl, map[string][]int32{k.topic: {k.partition}})
+	if paused := s.cl.PauseFetchPartitions(nil)[k.topic]; slices.Contains(paused, k.partition) {
+		t.Errorf("partition %d still paused after it was revoked (paused: %v)", k.partition, paused)
+	}
+	if _, ok := s.queues[k]; ok {
+		t.Error("the revoked partition's queue was kept")
 	}
 }
