@@ -25,8 +25,10 @@
 // own time (Scheduler.step); `go test -run '^$' -bench RetryLateness
 // ./runtime/retry` measures how late retries come back.
 //
-// Memory is bounded by one fetch per partition; goroutines do not grow
-// with the number of pending retries.
+// Memory is bounded by one fetch per partition (and tier 0's second of
+// retries); goroutines do not grow with the number of pending retries —
+// at most 32 attempts run at once, in the background, so that a partner
+// that hangs holds only its own retries.
 package retry
 
 import (

@@ -124,6 +124,8 @@ func TestTakenRecordsReleased(t *testing.T) {
 	queue := []*kgo.Record{due, later}
 	s.queues[k] = queue
 	s.step(context.Background())
+	s.attempts.Wait()
+	s.step(context.Background()) // marks what the attempts settled
 	if _, ok := rec.at("due"); !ok {
 		t.Fatal("the due record was not handed back")
 	}
@@ -207,6 +209,7 @@ func TestTierZeroOutOfOrder(t *testing.T) {
 	s.queues[k] = []*kgo.Record{head, behind}
 
 	next := s.step(context.Background())
+	s.attempts.Wait()
 	if _, ok := rec.at("behind"); !ok {
 		t.Fatal("the record due now was held behind the head, due in 900 ms")
 	}
@@ -226,8 +229,17 @@ func TestTierZeroOutOfOrder(t *testing.T) {
 		t.Errorf("offsets %v marked while the head, at 10, is owed", marked)
 	}
 
+	if next := s.step(context.Background()); !next.Equal(time.UnixMilli(now.Add(900 * time.Millisecond).UnixMilli())) {
+		t.Errorf("a step after the attempt: next at %v, want the head's due time", next)
+	}
+	if len(marked) != 0 {
+		t.Errorf("offsets %v marked while the head, at 10, is owed", marked)
+	}
+
 	now = now.Add(time.Second)
 	s.step(context.Background())
+	s.attempts.Wait()
+	s.step(context.Background()) // marks what the attempt settled
 	if _, ok := rec.at("head"); !ok {
 		t.Fatal("the head was not handed back when due")
 	}
@@ -266,5 +278,87 @@ func TestDroppedPartitionResumed(t *testing.T) {
 	}
 	if _, ok := s.queues[k]; ok {
 		t.Error("the revoked partition's queue was kept")
+	}
+}
+
+// blocking hands back retries at once, but those whose value is in hold
+// only once release is closed.
+type blocking struct {
+	*recorder
+	hold    map[string]bool
+	release chan struct{}
+}
+
+func (b blocking) DeliverRetry(ctx context.Context, value []byte, attempt int) error {
+	if b.hold[string(value)] {
+		<-b.release
+	}
+	return b.recorder.DeliverRetry(ctx, value, attempt)
+}
+
+// TestSlowAttemptHoldsNoOther: while one retry's attempt hangs (a partner
+// that answers only at the delivery timeout), the other due retries are
+// made, and later steps go on taking what falls due; a second retry of
+// the hanging delivery waits for its attempt to end; offsets are marked
+// in order once the hanging attempt ends.
+func TestSlowAttemptHoldsNoOther(t *testing.T) {
+	s, _, rec := newScheduler(t)
+	defer s.cl.Close()
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	var marked []int64
+	s.mark = func(rs ...*kgo.Record) {
+		for _, r := range rs {
+			marked = append(marked, r.Offset)
+		}
+	}
+	release := make(chan struct{})
+	s.d = blocking{rec, map[string]bool{"slow": true}, release}
+	retry := func(key, value string, due time.Duration, offset int64) *kgo.Record {
+		r := NewRecord("wh.retry.order.created", []byte(key), []byte(value), now.Add(due), 2, now)
+		r.Partition, r.Offset = 0, offset
+		return r
+	}
+	k := tp{"wh.retry.order.created", 0}
+	s.queues[k] = []*kgo.Record{retry("d1", "slow", -time.Millisecond, 1), retry("d2", "other", -time.Millisecond, 2)}
+	s.step(context.Background())
+	eventually(t, "the other retry handed back beside the hanging one", func() bool { _, ok := rec.at("other"); return ok })
+
+	// Later: a retry of another delivery falls due, and a second retry of
+	// the hanging one (its attempt 3) is read.
+	now = now.Add(500 * time.Millisecond)
+	s.mu.Lock()
+	s.queues[k] = append(s.queues[k], retry("d3", "later", -time.Millisecond, 3), retry("d1", "slow-again", -time.Millisecond, 4))
+	s.mu.Unlock()
+	s.step(context.Background())
+	eventually(t, "a retry due after the hanging one began handed back", func() bool { _, ok := rec.at("later"); return ok })
+	if _, ok := rec.at("slow-again"); ok {
+		t.Error("a second retry of the hanging delivery was attempted beside it")
+	}
+	if len(marked) != 0 {
+		t.Errorf("offsets %v marked while the first record's attempt hangs", marked)
+	}
+
+	close(release)
+	s.attempts.Wait()
+	s.step(context.Background()) // takes slow-again, now its delivery is free
+	s.attempts.Wait()
+	s.step(context.Background())
+	if _, ok := rec.at("slow-again"); !ok {
+		t.Error("the second retry of the delivery was not attempted once the first ended")
+	}
+	if !slices.Equal(marked, []int64{1, 2, 3, 4}) {
+		t.Errorf("marked offsets %v, want [1 2 3 4]", marked)
+	}
+}
+
+// eventually polls cond until it holds; the deadline bounds a hang, it
+// does not measure speed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
