@@ -59,6 +59,22 @@ func newScheduler(t testing.TB) (*Scheduler, *kgo.Client, *recorder) {
 	return s, prod, rec
 }
 
+// fixedScheduler is newScheduler on the test's clock, *now, and with the
+// offsets it marks recorded in *marked, in order.
+func fixedScheduler(t *testing.T, now *time.Time) (s *Scheduler, rec *recorder, marked *[]int64) {
+	t.Helper()
+	s, _, rec = newScheduler(t)
+	t.Cleanup(s.cl.Close)
+	marked = new([]int64)
+	s.now = func() time.Time { return *now }
+	s.mark = func(rs ...*kgo.Record) {
+		for _, r := range rs {
+			*marked = append(*marked, r.Offset)
+		}
+	}
+	return s, rec, marked
+}
+
 // TestScheduler runs the scheduler on kfake: records due soon are handed
 // back on time even with long waits written before them in the topic, and
 // a long wait is not handed back early.
@@ -191,16 +207,8 @@ func TestSupersededRecordsSkipped(t *testing.T) {
 // offset is marked only once the head's is, and it is not handed back
 // twice.
 func TestTierZeroOutOfOrder(t *testing.T) {
-	s, _, rec := newScheduler(t)
-	defer s.cl.Close()
 	now := time.Now()
-	s.now = func() time.Time { return now }
-	var marked []int64
-	s.mark = func(rs ...*kgo.Record) {
-		for _, r := range rs {
-			marked = append(marked, r.Offset)
-		}
-	}
+	s, rec, marked := fixedScheduler(t, &now)
 	head := NewRecord("wh.retry.order.created", []byte("head"), []byte("head"), now.Add(900*time.Millisecond), 2, now)
 	behind := NewRecord("wh.retry.order.created", []byte("behind"), []byte("behind"), now.Add(-time.Millisecond), 2, now)
 	head.Partition, behind.Partition = 0, 0
@@ -225,15 +233,15 @@ func TestTierZeroOutOfOrder(t *testing.T) {
 	if s.paused[k] {
 		t.Error("tier 0 paused: records moved down meanwhile would not be read")
 	}
-	if len(marked) != 0 {
-		t.Errorf("offsets %v marked while the head, at 10, is owed", marked)
+	if len(*marked) != 0 {
+		t.Errorf("offsets %v marked while the head, at 10, is owed", *marked)
 	}
 
 	if next := s.step(context.Background()); !next.Equal(time.UnixMilli(now.Add(900 * time.Millisecond).UnixMilli())) {
 		t.Errorf("a step after the attempt: next at %v, want the head's due time", next)
 	}
-	if len(marked) != 0 {
-		t.Errorf("offsets %v marked while the head, at 10, is owed", marked)
+	if len(*marked) != 0 {
+		t.Errorf("offsets %v marked while the head, at 10, is owed", *marked)
 	}
 
 	now = now.Add(time.Second)
@@ -252,8 +260,8 @@ func TestTierZeroOutOfOrder(t *testing.T) {
 	if len(s.settled) != 0 {
 		t.Errorf("%d records still remembered as settled", len(s.settled))
 	}
-	if !slices.Equal(marked, []int64{10, 11}) {
-		t.Errorf("marked offsets %v, want [10 11] (both records, in order)", marked)
+	if !slices.Equal(*marked, []int64{10, 11}) {
+		t.Errorf("marked offsets %v, want [10 11] (both records, in order)", *marked)
 	}
 }
 
@@ -302,16 +310,8 @@ func (b blocking) DeliverRetry(ctx context.Context, value []byte, attempt int) e
 // the hanging delivery waits for its attempt to end; offsets are marked
 // in order once the hanging attempt ends.
 func TestSlowAttemptHoldsNoOther(t *testing.T) {
-	s, _, rec := newScheduler(t)
-	defer s.cl.Close()
 	now := time.Now()
-	s.now = func() time.Time { return now }
-	var marked []int64
-	s.mark = func(rs ...*kgo.Record) {
-		for _, r := range rs {
-			marked = append(marked, r.Offset)
-		}
-	}
+	s, rec, marked := fixedScheduler(t, &now)
 	release := make(chan struct{})
 	s.d = blocking{rec, map[string]bool{"slow": true}, release}
 	retry := func(key, value string, due time.Duration, offset int64) *kgo.Record {
@@ -335,8 +335,8 @@ func TestSlowAttemptHoldsNoOther(t *testing.T) {
 	if _, ok := rec.at("slow-again"); ok {
 		t.Error("a second retry of the hanging delivery was attempted beside it")
 	}
-	if len(marked) != 0 {
-		t.Errorf("offsets %v marked while the first record's attempt hangs", marked)
+	if len(*marked) != 0 {
+		t.Errorf("offsets %v marked while the first record's attempt hangs", *marked)
 	}
 
 	close(release)
@@ -347,8 +347,8 @@ func TestSlowAttemptHoldsNoOther(t *testing.T) {
 	if _, ok := rec.at("slow-again"); !ok {
 		t.Error("the second retry of the delivery was not attempted once the first ended")
 	}
-	if !slices.Equal(marked, []int64{1, 2, 3, 4}) {
-		t.Errorf("marked offsets %v, want [1 2 3 4]", marked)
+	if !slices.Equal(*marked, []int64{1, 2, 3, 4}) {
+		t.Errorf("marked offsets %v, want [1 2 3 4]", *marked)
 	}
 }
 
