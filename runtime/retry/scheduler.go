@@ -216,6 +216,7 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 	now := s.now()
 	var next time.Time
 	var due, moves, moved, skipped []*kgo.Record
+	waiting := map[tp]bool{} // tiers ≥ 1 whose head waits: paused
 	s.mu.Lock()
 	for k, q := range s.queues {
 		for _, r := range q {
@@ -235,6 +236,7 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 				if k.partition == 0 {
 					continue
 				}
+				waiting[k] = true
 				break
 			}
 			if r.Partition == 0 || !dueAt.After(now) {
@@ -280,16 +282,18 @@ func (s *Scheduler) step(ctx context.Context) time.Time {
 		s.attempts.Go(func() { s.attempt(ctx, r) })
 	}
 	done := s.settle()
-	var pause []tp
-	for k := range s.queues {
-		if k.partition != 0 && !s.paused[k] {
+	// A tier is paused while its head waits, and only then: a partition
+	// whose records are all taken (attempts in flight, from a backlog
+	// overdue) goes on being read.
+	var pause, resume []tp
+	for k := range waiting {
+		if _, ok := s.queues[k]; ok && !s.paused[k] {
 			pause = append(pause, k)
 			s.paused[k] = true
 		}
 	}
-	var resume []tp
 	for k := range s.paused {
-		if _, ok := s.queues[k]; !ok {
+		if !waiting[k] {
 			resume = append(resume, k)
 			delete(s.paused, k)
 		}

@@ -362,3 +362,30 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestTierReadWhileItsHeadIsAttempted: a tier ≥ 1 partition whose records
+// are all overdue (a backlog after downtime) is not paused while their
+// attempts run — only a head that waits pauses a tier — so what is
+// written to it meanwhile is read.
+func TestTierReadWhileItsHeadIsAttempted(t *testing.T) {
+	now := time.Now()
+	s, rec, _ := fixedScheduler(t, &now)
+	release := make(chan struct{})
+	s.d = blocking{rec, map[string]bool{"overdue": true}, release}
+	// Written an hour ago to the tier of a 59-minute wait; due a minute ago.
+	r := NewRecord("wh.retry.order.created", []byte("d"), []byte("overdue"), now.Add(-time.Minute), 2, now.Add(-time.Hour))
+	k := tp{r.Topic, r.Partition}
+	if k.partition == 0 {
+		t.Fatal("the record is in tier 0; the test needs a higher tier")
+	}
+	s.queues[k] = []*kgo.Record{r}
+	s.step(context.Background())
+	if s.paused[k] || slices.Contains(s.cl.PauseFetchPartitions(nil)[k.topic], k.partition) {
+		t.Errorf("tier %d paused while its only record is being attempted", k.partition)
+	}
+	close(release)
+	s.attempts.Wait()
+	if _, ok := rec.at("overdue"); !ok {
+		t.Error("the overdue record was not attempted")
+	}
+}
