@@ -289,6 +289,34 @@ type Decision struct {
 type Page struct {
 	Limit  int    // at most this many items; 0 means 50
 	Cursor string // from the previous page's Next; "" starts at the newest
+	// Status, if set, keeps the deliveries in that status. The statuses
+	// StatusIndexed names are read from an index of their own, so a page
+	// holds up to Limit of them however rare they are in the history; any
+	// other status filters a page of the history, which may then hold
+	// fewer than Limit, or none, with Next set while there is more.
+	Status string
+	// Before, if set, starts the history at the deliveries created before
+	// it, rather than at the newest (a Cursor, when set, goes on from where
+	// its page ended instead).
+	Before time.Time
+}
+
+// StatusIndexed reports whether the history keeps an index of the
+// deliveries in status, by partner and by schema, for Page.Status to read.
+//
+// It indexes the statuses an operator searches for because something
+// needs attention — retrying, held, dead-lettered, cancelled: rare beside
+// the delivered ones, so found among millions only through an index of
+// their own, and rarely written, so the index costs the hot path nothing.
+// Delivered and pending deliveries, which every delivery passes through,
+// are not indexed: the delivered are most of any page of history, and the
+// pending the newest of it.
+func StatusIndexed(status string) bool {
+	switch status {
+	case DeliveryRetrying, DeliveryHeld, DeliveryDeadLettered, DeliveryCancelled:
+		return true
+	}
+	return false
 }
 
 // DeliveryPage is one page of delivery history.

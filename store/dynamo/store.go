@@ -386,8 +386,25 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 // the time prefix beside the new. A GSI's sort key need not be unique:
 // the query pages by the item's own key too.
 func historyKey(d store.Delivery) string {
-	return d.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + d.EventID
+	return historyTime(d.CreatedAt) + "#" + d.EventID
 }
+
+// historyTime is historyKey's time: fixed width, so that keys compare as
+// their times do, and a key created at t sorts after historyTime(t) alone.
+func historyTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z") }
+
+// The status indexes, partner-status-index and schema-status-index, are
+// sparse: an item has their keys, partner_status and schema_status (its
+// partner's or schema's ID, "#", its status), only while its status is one
+// store.StatusIndexed names, so a delivery delivered on its first attempt
+// never enters them and costs them no write unit. Their sort key is the
+// history's, updated_key. Items written before them lack the keys, and are
+// found by the history's filtered pages alone until they are written again
+// or expire (docs/runbook.md).
+const (
+	attrPartnerStatus = "partner_status"
+	attrSchemaStatus  = "schema_status"
+)
 
 // deliveryDoc is a delivery's doc without the fields the item holds as
 // attributes of its own (pk, sk, partner_id, schema_id): its outer
@@ -407,6 +424,10 @@ type deliveryDoc struct {
 func deliveryItem(d store.Delivery) (map[string]types.AttributeValue, error) {
 	extra := map[string]types.AttributeValue{AttrSK: str(deliverySK + d.ID), "partner_id": str(d.PartnerID),
 		"schema_id": str(d.SchemaID), "updated_key": str(historyKey(d))}
+	if store.StatusIndexed(d.Status) {
+		extra[attrPartnerStatus] = str(d.PartnerID + "#" + d.Status)
+		extra[attrSchemaStatus] = str(d.SchemaID + "#" + d.Status)
+	}
 	for k, v := range ttl(d.ExpiresAt) {
 		extra[k] = v
 	}
@@ -651,24 +672,35 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 
 // DeliveriesByPartner implements store.Store.
 func (s *Store) DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error) {
-	return s.history(ctx, "partner-index", "partner_id", partnerID, p)
+	return s.history(ctx, "partner", partnerID, p)
 }
 
 // DeliveriesBySchema implements store.Store.
 func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error) {
-	return s.history(ctx, "schema-index", "schema_id", schemaID, p)
+	return s.history(ctx, "schema", schemaID, p)
 }
 
-func (s *Store) history(ctx context.Context, index, attr, value string, p store.Page) (store.DeliveryPage, error) {
+// history queries by (partner or schema) the GSI of that name, or, for a
+// status store.StatusIndexed names, its status index; another status
+// filters the page the query returns.
+func (s *Store) history(ctx context.Context, by, value string, p store.Page) (store.DeliveryPage, error) {
 	limit := p.Limit
 	if limit <= 0 {
 		limit = 50
 	}
 	limit = min(limit, 1000)
+	index, attr, filter := by+"-index", by+"_id", p.Status
+	if store.StatusIndexed(p.Status) {
+		index, attr, value, filter = by+"-status-index", by+"_status", value+"#"+p.Status, ""
+	}
+	cond, values := "#a = :v", map[string]types.AttributeValue{":v": str(value)}
+	if !p.Before.IsZero() {
+		cond += " AND updated_key < :b"
+		values[":b"] = str(historyTime(p.Before))
+	}
 	in := &dynamodb.QueryInput{TableName: s.table(store.TableEventDeliveryStatus), IndexName: aws.String(index),
-		KeyConditionExpression: aws.String("#a = :v"), ExpressionAttributeNames: map[string]string{"#a": attr},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": str(value)},
-		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(int32(limit))}
+		KeyConditionExpression: aws.String(cond), ExpressionAttributeNames: map[string]string{"#a": attr},
+		ExpressionAttributeValues: values, ScanIndexForward: aws.Bool(false), Limit: aws.Int32(int32(limit))}
 	if p.Cursor != "" {
 		start, err := decodeCursor(p.Cursor, attr)
 		if err != nil {
@@ -682,9 +714,12 @@ func (s *Store) history(ctx context.Context, index, attr, value string, p store.
 	}
 	var page store.DeliveryPage
 	for _, it := range out.Items {
-		page.Deliveries = append(page.Deliveries, store.Delivery{})
-		if err := decodeDelivery(it, &page.Deliveries[len(page.Deliveries)-1]); err != nil {
+		var d store.Delivery
+		if err := decodeDelivery(it, &d); err != nil {
 			return page, err
+		}
+		if filter == "" || d.Status == filter {
+			page.Deliveries = append(page.Deliveries, d)
 		}
 	}
 	if len(out.LastEvaluatedKey) > 0 && len(out.Items) == limit {

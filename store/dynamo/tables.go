@@ -58,6 +58,10 @@ var Tables = []Table{
 		// updated_key holds the delivery's creation time (historyKey).
 		{Name: "partner-index", PartitionKey: "partner_id", SortKey: "updated_key"},
 		{Name: "schema-index", PartitionKey: "schema_id", SortKey: "updated_key"},
+		// Sparse: only deliveries in a status store.StatusIndexed names
+		// have these keys (store.go's attrPartnerStatus).
+		{Name: "partner-status-index", PartitionKey: "partner_status", SortKey: "updated_key"},
+		{Name: "schema-status-index", PartitionKey: "schema_status", SortKey: "updated_key"},
 	}},
 	{Name: store.TableIdempotencyLedger, TTL: true},
 }

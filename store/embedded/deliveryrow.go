@@ -173,6 +173,18 @@ func (r *rowReader) string() string { return string(r.field()) }
 
 func (r *rowReader) skipString() { r.field() }
 
+// status is a row's status: one of the constants, without a copy, or a
+// copy of what an unknown one holds.
+func status(b []byte) string {
+	for _, s := range [...]string{store.DeliveryDelivered, store.DeliveryPending, store.DeliveryRetrying,
+		store.DeliveryDeadLettered, store.DeliveryHeld, store.DeliveryCancelled} {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
+}
+
 func (r *rowReader) time() time.Time { return fromUnixNano(r.varint()) }
 
 func (r *rowReader) headerName() string {
@@ -269,18 +281,19 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 }
 
 // deliveryIndexFields decodes what a row's history index entries are
-// made of — its IDs, partner, schema and creation time — and its expiry
-// (the fields it skips on the way are not copied).
+// made of — its IDs, partner, schema, status and creation time — and its
+// expiry (the fields it skips on the way are not copied).
 func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
 	d, r, done, err := openDeliveryRow(key, v)
 	if done || err != nil {
 		return d, err
 	}
-	for range 4 { // SubscriptionID, Status, Replay, Topic
-		r.skipString()
-	}
-	r.varint() // Partition
-	r.varint() // Offset
+	r.skipString() // SubscriptionID
+	d.Status = status(r.field())
+	r.skipString() // Replay
+	r.skipString() // Topic
+	r.varint()     // Partition
+	r.varint()     // Offset
 	d.CreatedAt = r.time()
 	d.ExpiresAt = r.time()
 	if r.bad {

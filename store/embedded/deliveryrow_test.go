@@ -231,6 +231,59 @@ func TestHistoryIndexOfEarlierVersions(t *testing.T) {
 	}
 }
 
+// A store written before the status index has it built when opened, once.
+func TestStatusIndexOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var ds []store.Delivery
+	for i, status := range []string{store.DeliveryDeadLettered, store.DeliveryDelivered, store.DeliveryDeadLettered, store.DeliveryRetrying} {
+		d := deliveredRow(now.Add(time.Duration(i) * time.Second))
+		d.EventID, d.ID, d.Status = fmt.Sprintf("e%d", i), fmt.Sprintf("d%d", i), status
+		ds = append(ds, d)
+	}
+	if err := s.PutDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error { // as an earlier version left it
+		for _, b := range []string{bStatusPartnerState, bStatusSchemaState} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bMeta)).Delete([]byte(metaStatusKey))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, reopen := range []string{"built", "as it was"} {
+		if s, err = Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		for status, want := range map[string][]store.Delivery{store.DeliveryDeadLettered: {ds[2], ds[0]}, store.DeliveryRetrying: {ds[3]}} {
+			for name, page := range map[string]func(context.Context, string, store.Page) (store.DeliveryPage, error){
+				ds[0].PartnerID: s.DeliveriesByPartner, ds[0].SchemaID: s.DeliveriesBySchema} {
+				p, err := page(ctx, name, store.Page{Status: status, Limit: 1})
+				got := p.Deliveries
+				if err == nil && p.Next != "" {
+					var more store.DeliveryPage
+					more, err = page(ctx, name, store.Page{Status: status, Cursor: p.Next})
+					got = append(got, more.Deliveries...)
+				}
+				if diff := cmp.Diff(want, got); err != nil || diff != "" {
+					t.Errorf("%s: %s history of %s: %v (-want +got):\n%s", reopen, status, name, err, diff)
+				}
+			}
+		}
+		s.Close()
+	}
+}
+
 // TestHistoryCursorPastAGoneEntry: a page's cursor is the last index key
 // it returned; when that entry is gone by the next page (its delivery
 // re-created under another partner), history goes on from the entry

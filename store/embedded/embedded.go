@@ -43,18 +43,22 @@ const (
 	bStatus          = store.TableEventDeliveryStatus
 	bStatusPartner   = store.TableEventDeliveryStatus + ".partner-index"
 	bStatusSchema    = store.TableEventDeliveryStatus + ".schema-index"
-	bEvents          = store.TableEventDeliveryStatus + ".events" // eventrow.go
-	bLedger          = store.TableIdempotencyLedger
-	sep              = "\x00"
-	eventSortKey     = "EVENT"
-	deliverySortKey  = "DELIVERY#"
-	defaultPageLimit = 50
-	maxPageLimit     = 1000
-	openLockTimeout  = 2 * time.Second
-	fileName         = "store.db"
-	eventsFileName   = "events.db" // bEvents alone
-	dirPerm          = 0o700
-	filePerm         = 0o600
+	// The status indexes: a partner's (a schema's) deliveries in a status
+	// store.StatusIndexed names, by creation time (indexStatus).
+	bStatusPartnerState = store.TableEventDeliveryStatus + ".partner-status-index"
+	bStatusSchemaState  = store.TableEventDeliveryStatus + ".schema-status-index"
+	bEvents             = store.TableEventDeliveryStatus + ".events" // eventrow.go
+	bLedger             = store.TableIdempotencyLedger
+	sep                 = "\x00"
+	eventSortKey        = "EVENT"
+	deliverySortKey     = "DELIVERY#"
+	defaultPageLimit    = 50
+	maxPageLimit        = 1000
+	openLockTimeout     = 2 * time.Second
+	fileName            = "store.db"
+	eventsFileName      = "events.db" // bEvents alone
+	dirPerm             = 0o700
+	filePerm            = 0o600
 )
 
 // sweepBatchMaximum bounds a sweep's write: it shares its commit with the
@@ -64,7 +68,8 @@ const (
 const sweepBatchMaximum = 1000
 
 // buckets are store.db's; bEvents is events.db's.
-var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema, bLedger, bAudit, bMeta}
+var buckets = []string{bSchemas, bSchemaStatus, bSchemaSensitive, bSubs, bSubsSchema, bSubKafka, bStatus, bStatusPartner, bStatusSchema,
+	bStatusPartnerState, bStatusSchemaState, bLedger, bAudit, bMeta}
 
 // bAudit holds the approvals audit log, keyed newest first.
 const bAudit = "audit"
@@ -105,7 +110,10 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		return migrateHistoryIndex(tx)
+		if err := migrateHistoryIndex(tx); err != nil {
+			return err
+		}
+		return migrateStatusIndex(tx)
 	})
 	if err != nil {
 		return nil, err
@@ -467,6 +475,17 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 			return err
 		}
 		if old.PartnerID == d.PartnerID && old.SchemaID == d.SchemaID && historyTime(old.CreatedAt) == historyTime(d.CreatedAt) {
+			// The history index entries stay; the status index's move
+			// with the status, if either is indexed (pending to
+			// delivered, the common write, is neither).
+			if old.Status != d.Status {
+				if err := indexStatus(tx, old, false); err != nil {
+					return err
+				}
+				if err := indexStatus(tx, d, true); err != nil {
+					return err
+				}
+			}
 			return putDeliveryRow(tx, key, d)
 		}
 		if err := indexDelivery(tx, old, false); err != nil {
@@ -479,13 +498,35 @@ func putDelivery(tx *bolt.Tx, d store.Delivery, onlyNew bool) error {
 	return putDeliveryRow(tx, key, d)
 }
 
-// indexDelivery adds (or removes) a delivery's history index entries:
-// its partner (or schema), creation time and IDs.
+// indexDelivery adds (or removes) a delivery's history index entries —
+// its partner (or schema), creation time and IDs — and its status index
+// entries, if its status is indexed.
 func indexDelivery(tx *bolt.Tx, d store.Delivery, add bool) error {
-	for _, ix := range [...]struct{ bucket, hashKey string }{{bStatusPartner, d.PartnerID}, {bStatusSchema, d.SchemaID}} {
+	if err := indexEntries(tx, d, add, bStatusPartner, d.PartnerID, bStatusSchema, d.SchemaID); err != nil {
+		return err
+	}
+	return indexStatus(tx, d, add)
+}
+
+// indexStatus adds (or removes) a delivery's status index entries if
+// store.StatusIndexed names its status: the history index's, under its
+// partner (or schema) and status, so the history of one status is a range
+// of keys of its own, read as the history is.
+func indexStatus(tx *bolt.Tx, d store.Delivery, add bool) error {
+	if !store.StatusIndexed(d.Status) {
+		return nil
+	}
+	return indexEntries(tx, d, add, bStatusPartnerState, join(d.PartnerID, d.Status), bStatusSchemaState, join(d.SchemaID, d.Status))
+}
+
+// indexEntries adds (or removes) d's entry under each of two hash keys,
+// each in its bucket.
+func indexEntries(tx *bolt.Tx, d store.Delivery, add bool, bucket1, hashKey1, bucket2, hashKey2 string) error {
+	created := historyTime(d.CreatedAt)
+	for _, ix := range [...]struct{ bucket, hashKey string }{{bucket1, hashKey1}, {bucket2, hashKey2}} {
 		b := tx.Bucket([]byte(ix.bucket))
 		b.FillPercent = historyFill
-		k := []byte(join(ix.hashKey, historyTime(d.CreatedAt), d.EventID, d.ID))
+		k := []byte(join(ix.hashKey, created, d.EventID, d.ID))
 		var err error
 		if add {
 			err = b.Put(k, []byte{})
@@ -552,6 +593,43 @@ func migrateHistoryIndex(tx *bolt.Tx) error {
 		return fmt.Errorf("rebuild the history index: %w", err)
 	}
 	return meta.Put([]byte(metaHistoryKey), []byte(historyByCreate))
+}
+
+// The status indexes came after the history index: a store opened
+// without metaStatusKey in its meta bucket has them built, once, in the
+// transaction that sets it.
+const (
+	metaStatusKey    = "status-index"
+	statusIndexBuilt = "v1"
+)
+
+func migrateStatusIndex(tx *bolt.Tx) error {
+	meta := tx.Bucket([]byte(bMeta))
+	if string(meta.Get([]byte(metaStatusKey))) == statusIndexBuilt {
+		return nil
+	}
+	for _, b := range []string{bStatusPartnerState, bStatusSchemaState} {
+		if err := tx.DeleteBucket([]byte(b)); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte(b)); err != nil {
+			return err
+		}
+	}
+	err := tx.Bucket([]byte(bStatus)).ForEach(func(k, v []byte) error {
+		if !isDeliveryKey(k) {
+			return nil // an event of an earlier version
+		}
+		d, err := deliveryIndexFields(k, v)
+		if err != nil {
+			return err
+		}
+		return indexStatus(tx, d, true)
+	})
+	if err != nil {
+		return fmt.Errorf("build the status index: %w", err)
+	}
+	return meta.Put([]byte(metaStatusKey), []byte(statusIndexBuilt))
 }
 
 // CreateDeliveries implements store.Store.
@@ -645,24 +723,35 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 
 // DeliveriesByPartner implements store.Store.
 func (s *Store) DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error) {
-	return s.history(ctx, bStatusPartner, partnerID, p)
+	return s.history(ctx, bStatusPartner, bStatusPartnerState, partnerID, p)
 }
 
 // DeliveriesBySchema implements store.Store.
 func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error) {
-	return s.history(ctx, bStatusSchema, schemaID, p)
+	return s.history(ctx, bStatusSchema, bStatusSchemaState, schemaID, p)
 }
 
-func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Page) (store.DeliveryPage, error) {
+// history reads a page of the index in bucket under hashKey (a partner's
+// or a schema's), or, for a status store.StatusIndexed names, of the
+// status index in statusBucket under hashKey and the status.
+func (s *Store) history(ctx context.Context, bucket, statusBucket, hashKey string, p store.Page) (store.DeliveryPage, error) {
 	limit := p.Limit
 	if limit <= 0 {
 		limit = defaultPageLimit
 	}
 	limit = min(limit, maxPageLimit)
+	filter := p.Status
+	if store.StatusIndexed(p.Status) {
+		bucket, hashKey, filter = statusBucket, join(hashKey, p.Status), ""
+	}
 	prefix := []byte(hashKey + sep)
 	// The scan runs backwards from before start: the end of the hash key's
-	// range (the separator's byte plus one), or the last key returned.
+	// range (the separator's byte plus one), the first key created at
+	// Before, or the last key returned.
 	start := []byte(hashKey + "\x01")
+	if !p.Before.IsZero() {
+		start = []byte(join(hashKey, historyTime(p.Before)))
+	}
 	if p.Cursor != "" {
 		last, err := base64.RawURLEncoding.DecodeString(p.Cursor)
 		if err != nil || !bytes.HasPrefix(last, prefix) {
@@ -680,11 +769,14 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 		} else {
 			k, _ = c.Prev() // …and the scan starts at the one before it
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			if len(page.Deliveries) == limit {
+		// A page is limit entries of the index: with a filter, those
+		// of them in its status.
+		for read := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+			if read == limit {
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				return nil
 			}
+			read++
 			// After the hash key: the creation time, historyTime's 8
 			// bytes (any of which may be the separator's zero byte, so it
 			// is cut by width), then the event and delivery IDs.
@@ -700,7 +792,9 @@ func (s *Store) history(ctx context.Context, bucket, hashKey string, p store.Pag
 			if err != nil {
 				return err
 			}
-			page.Deliveries = append(page.Deliveries, d)
+			if filter == "" || d.Status == filter {
+				page.Deliveries = append(page.Deliveries, d)
+			}
 			last = append(last[:0], k...)
 		}
 		return nil

@@ -54,7 +54,11 @@ func TestSweep(t *testing.T) {
 		if err := s.CreateEvents(ctx, []store.Event{{ID: "e" + id, SchemaID: "x#y#1", AcceptedAt: now, ExpiresAt: exp}}); err != nil {
 			t.Fatal(err)
 		}
-		ds = append(ds, store.Delivery{EventID: "e" + id, ID: "d" + id, PartnerID: "acme", SchemaID: "x#y#1", Status: store.DeliveryDelivered,
+		status := store.DeliveryDelivered
+		if i < 2 {
+			status = store.DeliveryDeadLettered // in the status index too
+		}
+		ds = append(ds, store.Delivery{EventID: "e" + id, ID: "d" + id, PartnerID: "acme", SchemaID: "x#y#1", Status: status,
 			CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now, ExpiresAt: exp})
 	}
 	if err := s.CreateDeliveries(ctx, ds); err != nil {
@@ -83,6 +87,13 @@ func TestSweep(t *testing.T) {
 		p, err := page(ctx, name, store.Page{})
 		if err != nil || len(p.Deliveries) != 2 || p.Deliveries[0].ID != "dc" || p.Deliveries[1].ID != "db" {
 			t.Errorf("history of %s after sweep: %+v, %v; want dc, db", name, p.Deliveries, err)
+		}
+	}
+	for name, page := range map[string]func(context.Context, string, store.Page) (store.DeliveryPage, error){
+		"acme": s.DeliveriesByPartner, "x#y#1": s.DeliveriesBySchema} {
+		p, err := page(ctx, name, store.Page{Status: store.DeliveryDeadLettered})
+		if err != nil || len(p.Deliveries) != 1 || p.Deliveries[0].ID != "db" {
+			t.Errorf("dead-lettered history of %s after sweep: %+v, %v; want db", name, p.Deliveries, err)
 		}
 	}
 	if n, err := s.Sweep(ctx); err != nil || n != 0 {

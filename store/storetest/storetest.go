@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 		{"Deliveries", testDeliveries},
 		{"GetDeliveries", testGetDeliveries},
 		{"HistoryPaging", testHistoryPaging},
+		{"HistoryByStatus", testHistoryByStatus},
+		{"HistoryBefore", testHistoryBefore},
 		{"Idempotency", testIdempotency},
 		{"DeliveryState", testDeliveryState},
 		{"IdempotencyRev", testIdempotencyRev},
@@ -405,6 +408,158 @@ func testHistoryPaging(t *testing.T, open Opener) {
 	must(t, s.CreateDeliveries(ctx, []store.Delivery{odd}))
 	if page, err := s.DeliveriesByPartner(ctx, "odd", store.Page{}); err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].ID != "d-odd" {
 		t.Errorf("history of a delivery created at %s = %+v, %v", odd.CreatedAt, page.Deliveries, err)
+	}
+}
+
+// pageAll reads every page of a partner's (or, with schema set, a
+// schema's) history of p's status from p's start, limit deliveries a page,
+// and returns the deliveries' IDs and the pages read up to the last that
+// held any (empty pages after it are not counted: DynamoDB cannot tell
+// that a full page is the last, and a filtered page may be empty).
+func pageAll(t *testing.T, s store.Store, partner, schema string, p store.Page) (ids []string, pages int) {
+	t.Helper()
+	for read := 1; ; read++ {
+		if read > 100 {
+			t.Fatal("paging does not end")
+		}
+		var page store.DeliveryPage
+		var err error
+		if schema != "" {
+			page, err = s.DeliveriesBySchema(context.Background(), schema, p)
+		} else {
+			page, err = s.DeliveriesByPartner(context.Background(), partner, p)
+		}
+		must(t, err)
+		if len(page.Deliveries) > p.Limit {
+			t.Fatalf("page of %d items, limit %d", len(page.Deliveries), p.Limit)
+		}
+		if len(page.Deliveries) > 0 || read == 1 {
+			pages = read
+		}
+		for _, d := range page.Deliveries {
+			if p.Status != "" && d.Status != p.Status {
+				t.Errorf("%s is %s, on a page of %s ones", d.ID, d.Status, p.Status)
+			}
+			ids = append(ids, d.ID)
+		}
+		if page.Next == "" {
+			return ids, pages
+		}
+		p.Cursor = page.Next
+	}
+}
+
+// The history of one status: an indexed status (store.StatusIndexed) is
+// read from its index, pages full however rare it is, and follows every
+// change of a delivery's status — in, out, from one indexed status to
+// another; any other status filters pages of the history.
+func testHistoryByStatus(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	var all []store.Delivery
+	for i := range 60 {
+		d := delivery(fmt.Sprintf("ev-%02d", i), fmt.Sprintf("d-%02d", i), "acme", at.Add(time.Duration(i)*time.Minute))
+		if i == 59 {
+			d.PartnerID = "beta" // another partner's, in the same status
+		}
+		all = append(all, d)
+	}
+	must(t, s.CreateDeliveries(ctx, all))
+	for i := range all {
+		switch {
+		case i%10 == 3:
+			all[i].Status = store.DeliveryDeadLettered
+		case i%10 == 5:
+			all[i].Status = store.DeliveryRetrying
+		case i < 50:
+			all[i].Status = store.DeliveryDelivered
+		}
+		all[i].UpdatedAt = all[i].CreatedAt.Add(time.Second)
+	}
+	all[59].Status = store.DeliveryDeadLettered
+	must(t, s.PutDeliveries(ctx, all))
+	want := func(status string, skip ...int) []string {
+		var ids []string
+		for i := 58; i >= 0; i-- {
+			if all[i].Status == status && !slices.Contains(skip, i) {
+				ids = append(ids, all[i].ID)
+			}
+		}
+		return ids
+	}
+	check := func(what string, p store.Page, wantIDs []string, maxPages int) {
+		t.Helper()
+		got, pages := pageAll(t, s, "acme", "", p)
+		if !slices.Equal(got, wantIDs) || pages > maxPages {
+			t.Errorf("%s: %v in %d pages, want %v in at most %d", what, got, pages, wantIDs, maxPages)
+		}
+	}
+	check("dead-lettered, 2 a page", store.Page{Limit: 2, Status: store.DeliveryDeadLettered}, want(store.DeliveryDeadLettered), 3)
+	check("retrying, 10 a page", store.Page{Limit: 10, Status: store.DeliveryRetrying}, want(store.DeliveryRetrying), 1)
+	check("cancelled: none", store.Page{Limit: 10, Status: store.DeliveryCancelled}, nil, 1)
+	// Unindexed: the history's pages, filtered.
+	check("pending, 20 a page", store.Page{Limit: 20, Status: store.DeliveryPending}, want(store.DeliveryPending), 3)
+	check("delivered, 20 a page", store.Page{Limit: 20, Status: store.DeliveryDelivered}, want(store.DeliveryDelivered), 3)
+	if ids, _ := pageAll(t, s, "", "orders#order.created#1", store.Page{Limit: 50, Status: store.DeliveryDeadLettered}); len(ids) != 7 {
+		t.Errorf("a schema's dead-lettered: %v, want 7 (six of acme's, one of beta's)", ids)
+	}
+	// Retried into dead letters, redriven to delivered: each status's
+	// history follows.
+	all[5].Status, all[13].Status = store.DeliveryDeadLettered, store.DeliveryDelivered
+	all[5].UpdatedAt, all[13].UpdatedAt = at.Add(time.Hour), at.Add(time.Hour)
+	must(t, s.PutDeliveries(ctx, []store.Delivery{all[5], all[13]}))
+	check("dead-lettered after the changes", store.Page{Limit: 50, Status: store.DeliveryDeadLettered}, want(store.DeliveryDeadLettered), 1)
+	check("retrying after the changes", store.Page{Limit: 50, Status: store.DeliveryRetrying}, want(store.DeliveryRetrying), 1)
+	if slices.Contains(want(store.DeliveryDeadLettered), "d-13") || !slices.Contains(want(store.DeliveryDeadLettered), "d-05") {
+		t.Fatal("the test's own bookkeeping is wrong")
+	}
+	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: "!!not-a-cursor"}); err == nil {
+		t.Error("a corrupt cursor was accepted")
+	}
+}
+
+// Before starts the history at the deliveries created before it, with or
+// without a status; a cursor goes on from its page.
+func testHistoryBefore(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	var all []store.Delivery
+	for i := range 30 {
+		d := delivery(fmt.Sprintf("ev-%02d", i), fmt.Sprintf("d-%02d", i), "acme", at.Add(time.Duration(i)*time.Minute))
+		if i%3 == 0 {
+			d.Status = store.DeliveryHeld
+		}
+		all = append(all, d)
+	}
+	must(t, s.CreateDeliveries(ctx, all))
+	ids := func(from int, status string) []string {
+		var out []string
+		for i := from; i >= 0; i-- {
+			if status == "" || all[i].Status == status {
+				out = append(out, all[i].ID)
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		what   string
+		p      store.Page
+		want   []string
+		schema string
+	}{
+		{"before minute 20", store.Page{Limit: 7, Before: at.Add(20 * time.Minute)}, ids(19, ""), ""},
+		{"before minute 19:30", store.Page{Limit: 7, Before: at.Add(19*time.Minute + 30*time.Second)}, ids(19, ""), ""},
+		{"a schema's, before minute 20", store.Page{Limit: 7, Before: at.Add(20 * time.Minute)}, ids(19, ""), "orders#order.created#1"},
+		{"held, before minute 20", store.Page{Limit: 2, Status: store.DeliveryHeld, Before: at.Add(20 * time.Minute)}, ids(19, store.DeliveryHeld), ""},
+		{"pending, before minute 20", store.Page{Limit: 4, Status: store.DeliveryPending, Before: at.Add(20 * time.Minute)}, ids(19, store.DeliveryPending), ""},
+		{"before the first", store.Page{Limit: 7, Before: at}, nil, ""},
+		{"before any of them was created", store.Page{Limit: 7, Before: at.Add(-time.Hour)}, nil, ""},
+		{"before a time after all", store.Page{Limit: 7, Before: at.Add(time.Hour)}, ids(29, ""), ""},
+	} {
+		got, _ := pageAll(t, s, "acme", c.schema, c.p)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.what, got, c.want)
+		}
 	}
 }
 

@@ -32,6 +32,10 @@ locals {
       indexes = {
         "partner-index" = { hash = "partner_id", range = "updated_key" }
         "schema-index"  = { hash = "schema_id", range = "updated_key" }
+        # Sparse: only deliveries retrying, held, dead-lettered or
+        # cancelled carry these keys (store/dynamo's attrPartnerStatus).
+        "partner-status-index" = { hash = "partner_status", range = "updated_key" }
+        "schema-status-index"  = { hash = "schema_status", range = "updated_key" }
       }
     }
     idempotency_ledger = {
