@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -13,7 +14,8 @@ import (
 )
 
 // runTables is `whp tables create`: the store's DynamoDB tables for dev
-// and tests (production tables are Terraform's).
+// and tests (production tables are Terraform's), and the indexes a later
+// version added to tables made before it.
 func runTables(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
 		return usageError{"whp tables: expected the subcommand create"}
@@ -42,5 +44,9 @@ func runTables(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "%d tables created; %d already existed\n", len(created), len(dynamo.Tables)-len(created))
-	return nil
+	added, err := dynamo.AddIndexes(ctx, db, *env, 5*time.Second)
+	for _, name := range added {
+		fmt.Fprintln(stdout, "added index", name)
+	}
+	return err
 }

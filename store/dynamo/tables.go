@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,11 +67,89 @@ var Tables = []Table{
 	{Name: store.TableIdempotencyLedger, TTL: true},
 }
 
-// API is the part of the DynamoDB client CreateTables uses.
+// API is the part of the DynamoDB client CreateTables and AddIndexes use.
 type API interface {
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	UpdateTable(ctx context.Context, in *dynamodb.UpdateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
+// AddIndexes adds to the existing tables of env the indexes Tables names
+// that they lack — those a later version added (the status indexes) —
+// one at a time, as DynamoDB requires, each built by DynamoDB from the
+// items that have its keys while the table serves, and waits for each to
+// be active (poll is how often it asks; every few seconds against
+// DynamoDB, whose build of an index over a large table takes minutes).
+// It returns the indexes added, as "table/index". Tables that do not exist
+// are CreateTables's, and are skipped.
+func AddIndexes(ctx context.Context, db API, env string, poll time.Duration) ([]string, error) {
+	var added []string
+	for _, t := range Tables {
+		name := store.TableName(env, t.Name)
+		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
+		var nf *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &nf):
+			continue
+		case err != nil:
+			return added, fmt.Errorf("describe %s: %w", name, err)
+		}
+		has := map[string]bool{}
+		for _, ix := range out.Table.GlobalSecondaryIndexes {
+			has[aws.ToString(ix.IndexName)] = true
+		}
+		for _, ix := range t.Indexes {
+			if has[ix.Name] {
+				continue
+			}
+			gsi, defs := gsiOf(ix)
+			create := &types.CreateGlobalSecondaryIndexAction{IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection}
+			if pt := out.Table.ProvisionedThroughput; pt != nil && aws.ToInt64(pt.ReadCapacityUnits) > 0 {
+				// A provisioned table's index is provisioned too: with the
+				// table's capacity, which its auto-scaling then owns.
+				create.ProvisionedThroughput = &types.ProvisionedThroughput{ReadCapacityUnits: pt.ReadCapacityUnits, WriteCapacityUnits: pt.WriteCapacityUnits}
+			}
+			_, err := db.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: aws.String(name), AttributeDefinitions: defs,
+				GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: create}}})
+			if err != nil {
+				return added, fmt.Errorf("add index %s to %s: %w (%s)", ix.Name, name, err, cannotAddIndex)
+			}
+			if err := waitIndexActive(ctx, db, name, ix.Name, poll); err != nil {
+				return added, err
+			}
+			added = append(added, name+"/"+ix.Name)
+		}
+	}
+	return added, nil
+}
+
+// cannotAddIndex is what to do where UpdateTable cannot add an index.
+const cannotAddIndex = "an endpoint that cannot add an index to a table, as dynalite cannot, needs the table deleted and made again by whp tables create"
+
+// waitIndexActive waits until the table's index is active. An index the
+// table does not list after UpdateTable was not added.
+func waitIndexActive(ctx context.Context, db API, table, index string, poll time.Duration) error {
+	for {
+		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", table, err)
+		}
+		i := slices.IndexFunc(out.Table.GlobalSecondaryIndexes, func(ix types.GlobalSecondaryIndexDescription) bool {
+			return aws.ToString(ix.IndexName) == index
+		})
+		if i < 0 {
+			return fmt.Errorf("%s: index %s was not added (%s)", table, index, cannotAddIndex)
+		}
+		if out.Table.GlobalSecondaryIndexes[i].IndexStatus == types.IndexStatusActive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("index %s of %s: %w", index, table, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }
 
 // CreateTables creates the tables of env that do not exist yet (on-demand
@@ -122,21 +201,36 @@ func createInput(name string, t Table) *dynamodb.CreateTableInput {
 	}
 	var gsis []types.GlobalSecondaryIndex
 	for _, ix := range t.Indexes {
-		attrs[ix.PartitionKey] = true
-		ks := []types.KeySchemaElement{{AttributeName: aws.String(ix.PartitionKey), KeyType: types.KeyTypeHash}}
-		if ix.SortKey != "" {
-			attrs[ix.SortKey] = true
-			ks = append(ks, types.KeySchemaElement{AttributeName: aws.String(ix.SortKey), KeyType: types.KeyTypeRange})
+		gsi, ixDefs := gsiOf(ix)
+		for _, d := range ixDefs {
+			attrs[aws.ToString(d.AttributeName)] = true
 		}
-		gsis = append(gsis, types.GlobalSecondaryIndex{IndexName: aws.String(ix.Name), KeySchema: ks,
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll}})
+		gsis = append(gsis, gsi)
 	}
+	return &dynamodb.CreateTableInput{TableName: aws.String(name), KeySchema: keys, AttributeDefinitions: stringAttrs(sortedKeys(attrs)...),
+		GlobalSecondaryIndexes: gsis, BillingMode: types.BillingModePayPerRequest}
+}
+
+// gsiOf is ix as DynamoDB describes it, projecting every attribute, and
+// the definitions of its key attributes (strings).
+func gsiOf(ix Index) (types.GlobalSecondaryIndex, []types.AttributeDefinition) {
+	ks := []types.KeySchemaElement{{AttributeName: aws.String(ix.PartitionKey), KeyType: types.KeyTypeHash}}
+	defs := stringAttrs(ix.PartitionKey)
+	if ix.SortKey != "" {
+		ks = append(ks, types.KeySchemaElement{AttributeName: aws.String(ix.SortKey), KeyType: types.KeyTypeRange})
+		defs = append(defs, stringAttrs(ix.SortKey)...)
+	}
+	return types.GlobalSecondaryIndex{IndexName: aws.String(ix.Name), KeySchema: ks,
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll}}, defs
+}
+
+// stringAttrs defines each name as a string attribute.
+func stringAttrs(names ...string) []types.AttributeDefinition {
 	var defs []types.AttributeDefinition
-	for _, a := range sortedKeys(attrs) {
+	for _, a := range names {
 		defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(a), AttributeType: types.ScalarAttributeTypeS})
 	}
-	return &dynamodb.CreateTableInput{TableName: aws.String(name), KeySchema: keys, AttributeDefinitions: defs,
-		GlobalSecondaryIndexes: gsis, BillingMode: types.BillingModePayPerRequest}
+	return defs
 }
 
 func waitActive(ctx context.Context, db API, name string) error {
