@@ -98,6 +98,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 			return
 		}
 	}
+	if f.Status != "" && !slices.Contains(deliveryStatuses, f.Status) {
+		m.Problem = "Status: not a delivery status."
+		s.render(w, r, http.StatusBadRequest, eventsPage(s.page(ss, "events"), m))
+		return
+	}
 	from, to, problem := timeRange(f.From, f.To)
 	if problem != "" {
 		m.Problem = problem
@@ -105,10 +110,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	m.Searched = true
-	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, f.Cursor, from, func(d store.Delivery) bool {
-		return (f.Status == "" || d.Status == f.Status) && (f.Schema == "" || d.SchemaID == f.Schema) &&
-			(to.IsZero() || d.CreatedAt.Before(to))
-	})
+	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, store.Page{Status: f.Status, Before: to, Cursor: f.Cursor}, from)
 	if err != nil {
 		s.unavailable(w, r, "delivery history", err)
 		return
@@ -116,37 +118,46 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 	s.render(w, r, http.StatusOK, eventsPage(s.page(ss, "events"), m))
 }
 
-// history reads pages of a partner's (or else a schema's) history, newest
-// created first, until a page's worth of deliveries pass keep, or the
-// history ends, or it reaches deliveries created before from (if set):
-// everything after them is older still.
-func (s *Server) history(r *http.Request, partner, schema, cursor string, from time.Time, keep func(store.Delivery) bool) ([]store.Delivery, string, error) {
+// history reads pages of a partner's (or else a schema's) history of
+// p's status, newest created first from p.Before or p.Cursor, until it has
+// a page's worth of deliveries (of schema too, when both are given), or
+// the history ends, or it reaches deliveries created before from (if
+// set): everything after them is older still.
+//
+// The store finds what it indexes — a partner's or a schema's history, a
+// status an operator searches for (store.StatusIndexed), a start in time —
+// without reading what is not asked for; what it filters instead, the
+// statuses every delivery passes through and a schema within a partner's
+// history, is read here twenty pages at most before the page is shown
+// with a link to go on.
+func (s *Server) history(r *http.Request, partner, schema string, p store.Page, from time.Time) ([]store.Delivery, string, error) {
+	p.Limit = historyPage
 	var out []store.Delivery
-	for range 20 { // bounds the scan behind a selective filter
-		var p store.DeliveryPage
+	for range 20 {
+		var page store.DeliveryPage
 		var err error
 		if partner != "" {
-			p, err = s.cfg.Store.DeliveriesByPartner(r.Context(), partner, store.Page{Limit: historyPage, Cursor: cursor})
+			page, err = s.cfg.Store.DeliveriesByPartner(r.Context(), partner, p)
 		} else {
-			p, err = s.cfg.Store.DeliveriesBySchema(r.Context(), schema, store.Page{Limit: historyPage, Cursor: cursor})
+			page, err = s.cfg.Store.DeliveriesBySchema(r.Context(), schema, p)
 		}
 		if err != nil {
 			return nil, "", err
 		}
-		for _, d := range p.Deliveries {
+		for _, d := range page.Deliveries {
 			if !from.IsZero() && d.CreatedAt.Before(from) {
 				return out, "", nil
 			}
-			if keep(d) {
+			if schema == "" || d.SchemaID == schema {
 				out = append(out, d)
 			}
 		}
-		cursor = p.Next
-		if cursor == "" || len(out) >= historyPage {
+		p.Cursor = page.Next
+		if p.Cursor == "" || len(out) >= historyPage {
 			break
 		}
 	}
-	return out, cursor, nil
+	return out, p.Cursor, nil
 }
 
 // timeRange reads the optional RFC 3339 bounds of a search.

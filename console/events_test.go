@@ -3,7 +3,9 @@ package console
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,8 +25,9 @@ func (c *countingStore) DeliveriesByPartner(ctx context.Context, partnerID strin
 }
 
 // A search's time range: history is newest created first, so the scan
-// behind From ends at the first delivery created before it, and To skips
-// the newer ones; either way every delivery in the range is found once.
+// behind From ends at the first delivery created before it, and To starts
+// it at the last created before it; either way every delivery in the
+// range is found once, and no page of what is outside it is read.
 func TestHistoryTimeRange(t *testing.T) {
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {
@@ -47,7 +50,7 @@ func TestHistoryTimeRange(t *testing.T) {
 	check := func(what string, from, to time.Time, first, last, pages int) {
 		t.Helper()
 		cs.pages = 0
-		got, next, err := s.history(r, "acme", "", "", from, func(d store.Delivery) bool { return to.IsZero() || d.CreatedAt.Before(to) })
+		got, next, err := s.history(r, "acme", "", store.Page{Before: to}, from)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +67,76 @@ func TestHistoryTimeRange(t *testing.T) {
 		}
 	}
 	check("from 100 min", base.Add(100*time.Minute), time.Time{}, 129, 100, 1)
-	check("to 50 min", time.Time{}, base.Add(50*time.Minute), 49, 0, 3)
-	check("from 20 to 30 min", base.Add(20*time.Minute), base.Add(30*time.Minute), 29, 20, 3)
+	check("to 50 min", time.Time{}, base.Add(50*time.Minute), 49, 0, 1)
+	check("from 20 to 30 min", base.Add(20*time.Minute), base.Add(30*time.Minute), 29, 20, 1)
+}
+
+// The deliveries of one status, on the events page and a partner's
+// portal: the dead-lettered ones of a long history — one in a thousand,
+// the first past the pages an unindexed search reads — are found on the
+// first page, a partner's alone in the portal, the next page's link keeps
+// the status; a status that is none is a 400 naming the field.
+func TestHistorySearchByStatus(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	base := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	var ds []store.Delivery
+	for i := range 3000 {
+		at := base.Add(time.Duration(i) * time.Second)
+		d := store.Delivery{EventID: fmt.Sprintf("e%04d", i), ID: "d", PartnerID: "acme", SchemaID: "orders#order.created#1",
+			Status: store.DeliveryDelivered, CreatedAt: at, UpdatedAt: at}
+		if i%1000 == 0 {
+			d.Status = store.DeliveryDeadLettered
+		}
+		if i%1000 == 1 {
+			d.PartnerID, d.Status = "beta", store.DeliveryDeadLettered
+		}
+		ds = append(ds, d)
+	}
+	if err := st.CreateDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	s := New(Config{Store: cs, Dev: true})
+	get := func(handler func(http.ResponseWriter, *http.Request, session), target string, ss session) (int, string) {
+		w := httptest.NewRecorder()
+		handler(w, httptest.NewRequest("GET", target, nil), ss)
+		return w.Code, w.Body.String()
+	}
+	ann, pat := session{User: "ann", Role: RoleAdmin}, session{User: "pat", Role: PartnerRole("acme")}
+	code, body := get(s.events, "/console/events?partner=acme&status=dead_lettered", ann)
+	for _, id := range []string{"e2000", "e1000", "e0000"} {
+		if !strings.Contains(body, id) {
+			t.Errorf("events page, dead-lettered: %s missing (%d)", id, code)
+		}
+	}
+	if cs.pages != 1 || strings.Contains(body, "e2001") || strings.Contains(body, "e2999") {
+		t.Errorf("events page, dead-lettered: %d store pages read, or other deliveries shown", cs.pages)
+	}
+	code, body = get(s.portal, "/console/portal?status=dead_lettered", pat)
+	if code != http.StatusOK || !strings.Contains(body, "e1000") || strings.Contains(body, "e1001") || strings.Contains(body, "e2999") {
+		t.Errorf("portal, dead-lettered: %d\n%s", code, body)
+	}
+	// Past a page, the link to the next keeps the status.
+	for i := range 60 {
+		at := base.Add(time.Hour + time.Duration(i)*time.Second)
+		d := store.Delivery{EventID: fmt.Sprintf("f%04d", i), ID: "d", PartnerID: "acme", SchemaID: "orders#order.created#1",
+			Status: store.DeliveryRetrying, CreatedAt: at, UpdatedAt: at}
+		if err := st.CreateDeliveries(ctx, []store.Delivery{d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, body = get(s.portal, "/console/portal?status=retrying", pat); !strings.Contains(body, "status=retrying") || !strings.Contains(body, "f0059") || strings.Contains(body, "f0009") {
+		t.Errorf("portal, retrying: no link to the next page with the status, or the wrong page")
+	}
+	if code, body = get(s.events, "/console/events?partner=acme&status=lost", ann); code != http.StatusBadRequest || !strings.Contains(body, "Status: not a delivery status") {
+		t.Errorf("events page, unknown status: %d", code)
+	}
+	if code, _ = get(s.portal, "/console/portal?status=lost", pat); code != http.StatusBadRequest {
+		t.Errorf("portal, unknown status: %d", code)
+	}
 }

@@ -69,7 +69,7 @@ func pages() map[string]templ.Component {
 			Rows: []partnerRow{{ID: "acme", Subscriptions: []store.Subscription{pending}, Breaker: "open", Delivered: 41, Failed: 20}}}),
 		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Total: 4, Done: 1, Redriven: 1}}),
 		"portal": portalPage(page{User: "pat", Role: PartnerRole("acme"), CSRF: "tok", Active: "portal", Partner: "acme"}, portalModel{Partner: "acme",
-			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}}),
+			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}, Status: "delivered", Statuses: deliveryStatuses, Next: "c2"}),
 	}
 }
 

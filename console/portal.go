@@ -2,6 +2,9 @@ package console
 
 import (
 	"net/http"
+	"net/url"
+	"slices"
+	"time"
 
 	"github.com/whp-dev/whp/store"
 )
@@ -12,6 +15,8 @@ type portalModel struct {
 	Subscriptions []store.Subscription
 	Deliveries    []store.Delivery
 	Next          string
+	Status        string // the history's filter, "" for every status
+	Statuses      []string
 }
 
 // portal shows a partner user their subscriptions and delivery history:
@@ -19,7 +24,7 @@ type portalModel struct {
 // the URL.
 func (s *Server) portal(w http.ResponseWriter, r *http.Request, ss session) {
 	partner, _ := partnerOf(ss.Role)
-	m := portalModel{Partner: partner}
+	m := portalModel{Partner: partner, Status: r.URL.Query().Get("status"), Statuses: deliveryStatuses}
 	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
 	if err != nil {
 		s.unavailable(w, r, "your subscriptions", err)
@@ -30,12 +35,15 @@ func (s *Server) portal(w http.ResponseWriter, r *http.Request, ss session) {
 			m.Subscriptions = append(m.Subscriptions, sub)
 		}
 	}
-	p, err := s.cfg.Store.DeliveriesByPartner(r.Context(), partner, store.Page{Limit: historyPage, Cursor: r.URL.Query().Get("cursor")})
+	if m.Status != "" && !slices.Contains(deliveryStatuses, m.Status) {
+		s.fail(w, r, http.StatusBadRequest, "status: not a delivery status")
+		return
+	}
+	m.Deliveries, m.Next, err = s.history(r, partner, "", store.Page{Status: m.Status, Cursor: r.URL.Query().Get("cursor")}, time.Time{})
 	if err != nil {
 		s.unavailable(w, r, "your delivery history", err)
 		return
 	}
-	m.Deliveries, m.Next = p.Deliveries, p.Next
 	s.render(w, r, http.StatusOK, portalPage(s.page(ss, "portal"), m))
 }
 
@@ -49,6 +57,15 @@ func (s *Server) portalEvent(w http.ResponseWriter, r *http.Request, ss session)
 	m.Resent = r.URL.Query().Get("resent")
 	m.PortalBase = "/console/portal/deliveries/"
 	s.render(w, r, http.StatusOK, eventPage(s.page(ss, "portal"), m))
+}
+
+// query is the history's filter as a query string, with a cursor.
+func (m portalModel) query(cursor string) string {
+	q := url.Values{"cursor": {cursor}}
+	if m.Status != "" {
+		q.Set("status", m.Status)
+	}
+	return q.Encode()
 }
 
 // portalResend resends one of the partner's own deliveries; a delivery of

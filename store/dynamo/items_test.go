@@ -53,6 +53,19 @@ func TestWriteUnitsPerDelivery(t *testing.T) {
 	ledgerB, eventB := itemBytes(t, items["ledger"]), itemBytes(t, items["event"])
 
 	const gsis = 2 // partner-index, schema-index
+	// The status indexes are sparse: neither a pending nor a delivered
+	// item is in them, so they cost such a delivery nothing.
+	for _, name := range []string{"pending", "delivered"} {
+		for _, attr := range []string{attrPartnerStatus, attrSchemaStatus} {
+			if _, ok := items[name][attr]; ok {
+				t.Errorf("the %s item has %s: it is written to a status index", name, attr)
+			}
+		}
+	}
+	dead := store.Delivery{EventID: "e", ID: "d", PartnerID: "acme", SchemaID: "s#e#1", Status: store.DeliveryDeadLettered}
+	if it, err := deliveryItem(dead); err != nil || it[attrPartnerStatus] == nil || it[attrSchemaStatus] == nil {
+		t.Errorf("a dead-lettered item lacks the status indexes' keys: %v", err)
+	}
 	create := writeUnits(pendingB) * (1 + gsis)
 	update := writeUnits(deliveredB) * (1 + gsis)
 	perDelivery := create + update + writeUnits(ledgerB)

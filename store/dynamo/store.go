@@ -399,8 +399,8 @@ func historyTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:0
 // store.StatusIndexed names, so a delivery delivered on its first attempt
 // never enters them and costs them no write unit. Their sort key is the
 // history's, updated_key. Items written before them lack the keys, and are
-// found by the history's filtered pages alone until they are written again
-// or expire (docs/runbook.md).
+// not in a status's history until they are written again or expire
+// (infra/modules/dynamodb/README.md).
 const (
 	attrPartnerStatus = "partner_status"
 	attrSchemaStatus  = "schema_status"
