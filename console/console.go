@@ -46,6 +46,7 @@ type Store interface {
 	Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error)
 	DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error)
 	DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error)
+	CountDeliveries(ctx context.Context, status string) (int, error)
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	AppendDecision(ctx context.Context, d store.Decision) error
 	Decisions(ctx context.Context, limit int) ([]store.Decision, error)

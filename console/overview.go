@@ -13,8 +13,8 @@ import (
 
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
-	"github.com/whp-dev/whp/runtime/dlq"
 	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/store"
 )
 
 // overviewModel is the overview page.
@@ -43,8 +43,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss session) {
 		m.SLO = &rep
 		m.Series = s.cfg.SLO.Series(min(window, time.Hour))
 	}
-	if s.cfg.DLQ != nil {
-		if n, err := s.dlqDepth.get(r.Context(), s.cfg.DLQ); err == nil {
+	if s.cfg.DLQ != nil && s.cfg.Store != nil {
+		if n, err := s.dlqDepth.get(r.Context(), s.cfg.Store); err == nil {
 			m.DLQDepth, m.DLQKnown = n, true
 		} else {
 			s.cfg.Log.Warn("console: DLQ depth unavailable", "error", err)
@@ -174,9 +174,14 @@ func readyText(st reconciler.Status) string {
 }
 
 // dlqDepthTTL is how long the overview's count of dead letters is kept.
-// Counting reads the whole queue (every wh.dlq.* record, then their
-// statuses): after an outage, tens of thousands of records on every
-// load of every operator's overview. The DLQ page itself lists it fresh.
+// The count is the deliveries dead-lettered, from the store's status
+// index (store.Store.CountDeliveries): a walk of their index keys on the
+// embedded store, on DynamoDB a scan of the sparse index that DynamoDB
+// bills as reading them — every load of every operator's overview would
+// pay for it again. (It was a read of the whole queue, every wh.dlq.*
+// record and then each one's status, which the DLQ page still makes to
+// list it: seconds and a gigabyte for a million dead letters.) An entry
+// is counted once its status is written, which follows its record.
 const dlqDepthTTL = 10 * time.Second
 
 // depthCache keeps the overview's count of dead letters for dlqDepthTTL;
@@ -189,7 +194,9 @@ type depthCache struct {
 	now   func() time.Time
 }
 
-func (c *depthCache) get(ctx context.Context, q DLQ) (int, error) {
+func (c *depthCache) get(ctx context.Context, st interface {
+	CountDeliveries(ctx context.Context, status string) (int, error)
+}) (int, error) {
 	c.mu.Lock()
 	if !c.at.IsZero() && c.now().Sub(c.at) < dlqDepthTTL {
 		n := c.n
@@ -200,14 +207,14 @@ func (c *depthCache) get(ctx context.Context, q DLQ) (int, error) {
 	v, err, _ := c.group.Do("depth", func() (any, error) {
 		// Not the request's context: a load that gives up must not fail
 		// the others waiting on the same count.
-		entries, err := q.List(context.WithoutCancel(ctx), dlq.Filter{})
+		n, err := st.CountDeliveries(context.WithoutCancel(ctx), store.DeliveryDeadLettered)
 		if err != nil {
 			return 0, err
 		}
 		c.mu.Lock()
-		c.n, c.at = len(entries), c.now()
+		c.n, c.at = n, c.now()
 		c.mu.Unlock()
-		return len(entries), nil
+		return n, nil
 	})
 	if err != nil {
 		return 0, err

@@ -385,6 +385,10 @@ type Store interface {
 	// deliveries are retried.
 	DeliveriesByPartner(ctx context.Context, partnerID string, p Page) (DeliveryPage, error)
 	DeliveriesBySchema(ctx context.Context, schemaID string, p Page) (DeliveryPage, error)
+	// CountDeliveries counts the deliveries in status, one StatusIndexed
+	// names (any other is an error): from the status index, without
+	// reading a delivery — the console's count of dead letters waiting.
+	CountDeliveries(ctx context.Context, status string) (int, error)
 
 	// CreateIdempotency writes rec unless a live (unexpired) item has its
 	// key; then it returns that item and ErrConflict.

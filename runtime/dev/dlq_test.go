@@ -31,6 +31,17 @@ func TestDLQRedrive(t *testing.T) {
 	for _, id := range ids {
 		eventually(t, "dead-lettering", func() bool { return deliveryOf(t, p, id, "alpha").Status == store.DeliveryDeadLettered })
 	}
+	// The status index follows the dispatcher's writes: the console's
+	// count of dead letters waiting and its search of alpha's.
+	deadLettered := func(want int) {
+		t.Helper()
+		n, err := p.Store().CountDeliveries(t.Context(), store.DeliveryDeadLettered)
+		page, perr := p.Store().DeliveriesByPartner(t.Context(), "alpha", store.Page{Status: store.DeliveryDeadLettered})
+		if err != nil || perr != nil || n != want || len(page.Deliveries) != want {
+			t.Errorf("dead letters counted %d (%v), alpha's dead-lettered history %d (%v); want %d", n, err, len(page.Deliveries), perr, want)
+		}
+	}
+	deadLettered(3)
 	if code, _ := adminRequest(t, p, "", http.MethodGet, "/v1/dlq", ""); code != http.StatusUnauthorized {
 		t.Errorf("DLQ without the token: %d", code)
 	}
@@ -72,6 +83,7 @@ func TestDLQRedrive(t *testing.T) {
 	if n, dups, _ := alpha.counts(); n != 3 || dups != 0 {
 		t.Errorf("alpha got %d distinct, %d duplicates; want 3, 0", n, dups)
 	}
+	deadLettered(0)
 	_, body = adminRequest(t, p, token, http.MethodGet, "/v1/dlq", "")
 	json.Unmarshal(body, &list)
 	if list.Total != 0 {

@@ -70,3 +70,43 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCountDeliveries counts the dead letters waiting — the
+// console's overview — in a store of a million deliveries, a tenth of
+// them dead-lettered (an outage's) over ten schemas, and a hundredth
+// retrying, from the status index (docs/benchmarks.md, "History at
+// volume").
+//
+//	go test -run '^$' -bench CountDeliveries -benchtime 10x ./store/embedded
+func BenchmarkCountDeliveries(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n, batch = 1_000_000, 10_000
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i += batch {
+		ds := make([]store.Delivery, 0, batch)
+		for j := i; j < i+batch; j++ {
+			d := store.Delivery{EventID: fmt.Sprintf("e%08d", j), ID: "d", PartnerID: fmt.Sprintf("p%03d", j%100), SchemaID: fmt.Sprintf("s#e%d#1", j%10),
+				Status: store.DeliveryDelivered, CreatedAt: base.Add(time.Duration(j) * time.Millisecond)}
+			switch {
+			case j%10 == 3:
+				d.Status = store.DeliveryDeadLettered
+			case j%100 == 7:
+				d.Status = store.DeliveryRetrying
+			}
+			ds = append(ds, d)
+		}
+		if err := s.CreateDeliveries(ctx, ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if c, err := s.CountDeliveries(ctx, store.DeliveryDeadLettered); err != nil || c != n/10 {
+			b.Fatalf("%d, %v", c, err)
+		}
+	}
+}

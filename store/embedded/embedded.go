@@ -731,6 +731,32 @@ func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store
 	return s.history(ctx, bStatusSchema, bStatusSchemaState, schemaID, p)
 }
 
+// CountDeliveries implements store.Store: it walks the schema status
+// index's keys of status alone, a seek to each schema's range.
+func (s *Store) CountDeliveries(ctx context.Context, status string) (int, error) {
+	if !store.StatusIndexed(status) {
+		return 0, fmt.Errorf("count of %q deliveries: not an indexed status", status)
+	}
+	n := 0
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bStatusSchemaState)).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, sep[0])
+			if i < 0 {
+				return fmt.Errorf("corrupt index key %q", k)
+			}
+			schema := string(k[:i])
+			prefix := []byte(join(schema, status, ""))
+			for k, _ = c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				n++
+			}
+			k, _ = c.Seek([]byte(schema + sep + "\xff")) // past the schema's statuses
+		}
+		return nil
+	})
+	return n, err
+}
+
 // history reads a page of the index in bucket under hashKey (a partner's
 // or a schema's), or, for a status store.StatusIndexed names, of the
 // status index in statusBucket under hashKey and the status.

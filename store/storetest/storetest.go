@@ -503,6 +503,22 @@ func testHistoryByStatus(t *testing.T, open Opener) {
 	if ids, _ := pageAll(t, s, "", "orders#order.created#1", store.Page{Limit: 50, Status: store.DeliveryDeadLettered}); len(ids) != 7 {
 		t.Errorf("a schema's dead-lettered: %v, want 7 (six of acme's, one of beta's)", ids)
 	}
+	// Counted from the index, over every schema: another schema's one.
+	other := delivery("ev-other", "d-other", "gamma", at)
+	other.SchemaID, other.Status = "billing#invoice.paid#1", store.DeliveryDeadLettered
+	must(t, s.PutDeliveries(ctx, []store.Delivery{other}))
+	count := func(status string, want int) {
+		t.Helper()
+		if n, err := s.CountDeliveries(ctx, status); err != nil || n != want {
+			t.Errorf("CountDeliveries(%s) = %d, %v; want %d", status, n, err, want)
+		}
+	}
+	count(store.DeliveryDeadLettered, 8)
+	count(store.DeliveryRetrying, 6)
+	count(store.DeliveryCancelled, 0)
+	if _, err := s.CountDeliveries(ctx, store.DeliveryDelivered); err == nil {
+		t.Error("CountDeliveries(delivered): no error; it is not indexed")
+	}
 	// Retried into dead letters, redriven to delivered: each status's
 	// history follows.
 	all[5].Status, all[13].Status = store.DeliveryDeadLettered, store.DeliveryDelivered
@@ -510,6 +526,8 @@ func testHistoryByStatus(t *testing.T, open Opener) {
 	must(t, s.PutDeliveries(ctx, []store.Delivery{all[5], all[13]}))
 	check("dead-lettered after the changes", store.Page{Limit: 50, Status: store.DeliveryDeadLettered}, want(store.DeliveryDeadLettered), 1)
 	check("retrying after the changes", store.Page{Limit: 50, Status: store.DeliveryRetrying}, want(store.DeliveryRetrying), 1)
+	count(store.DeliveryDeadLettered, 8) // one in, one out
+	count(store.DeliveryRetrying, 5)
 	if slices.Contains(want(store.DeliveryDeadLettered), "d-13") || !slices.Contains(want(store.DeliveryDeadLettered), "d-05") {
 		t.Fatal("the test's own bookkeeping is wrong")
 	}
