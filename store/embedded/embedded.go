@@ -567,32 +567,8 @@ const (
 )
 
 func migrateHistoryIndex(tx *bolt.Tx) error {
-	meta := tx.Bucket([]byte(bMeta))
-	if string(meta.Get([]byte(metaHistoryKey))) == historyByCreate {
-		return nil
-	}
-	for _, b := range []string{bStatusPartner, bStatusSchema} {
-		if err := tx.DeleteBucket([]byte(b)); err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucket([]byte(b)); err != nil {
-			return err
-		}
-	}
-	err := tx.Bucket([]byte(bStatus)).ForEach(func(k, v []byte) error {
-		if !isDeliveryKey(k) {
-			return nil // an event
-		}
-		d, err := deliveryIndexFields(k, v)
-		if err != nil {
-			return err
-		}
-		return indexDelivery(tx, d, true)
-	})
-	if err != nil {
-		return fmt.Errorf("rebuild the history index: %w", err)
-	}
-	return meta.Put([]byte(metaHistoryKey), []byte(historyByCreate))
+	return buildIndex(tx, metaHistoryKey, historyByCreate, []string{bStatusPartner, bStatusSchema}, "rebuild the history index",
+		func(d store.Delivery) error { return indexDelivery(tx, d, true) })
 }
 
 // The status indexes came after the history index: a store opened
@@ -604,11 +580,19 @@ const (
 )
 
 func migrateStatusIndex(tx *bolt.Tx) error {
+	return buildIndex(tx, metaStatusKey, statusIndexBuilt, []string{bStatusPartnerState, bStatusSchemaState}, "build the status index",
+		func(d store.Delivery) error { return indexStatus(tx, d, true) })
+}
+
+// buildIndex builds an index of every delivery row unless the meta
+// bucket's metaKey says version: it empties the index's buckets, calls
+// index with each row's index fields, and sets metaKey, all in tx.
+func buildIndex(tx *bolt.Tx, metaKey, version string, buckets []string, what string, index func(store.Delivery) error) error {
 	meta := tx.Bucket([]byte(bMeta))
-	if string(meta.Get([]byte(metaStatusKey))) == statusIndexBuilt {
+	if string(meta.Get([]byte(metaKey))) == version {
 		return nil
 	}
-	for _, b := range []string{bStatusPartnerState, bStatusSchemaState} {
+	for _, b := range buckets {
 		if err := tx.DeleteBucket([]byte(b)); err != nil {
 			return err
 		}
@@ -624,12 +608,12 @@ func migrateStatusIndex(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		return indexStatus(tx, d, true)
+		return index(d)
 	})
 	if err != nil {
-		return fmt.Errorf("build the status index: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return meta.Put([]byte(metaStatusKey), []byte(statusIndexBuilt))
+	return meta.Put([]byte(metaKey), []byte(version))
 }
 
 // CreateDeliveries implements store.Store.
