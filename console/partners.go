@@ -154,6 +154,10 @@ func (s *Server) partners(w http.ResponseWriter, r *http.Request, ss session) {
 	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), listPartners(rows, query, pageNo)))
 }
 
+// failureStatuses are the statuses a partner's page lists as failures,
+// each with a link to the search of all of them.
+var failureStatuses = []string{store.DeliveryRetrying, store.DeliveryDeadLettered}
+
 // partnerModel is a partner's page.
 type partnerModel struct {
 	Row      partnerRow
@@ -180,10 +184,18 @@ func (s *Server) partner(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	m.Recent = p.Deliveries
-	for _, d := range p.Deliveries {
-		if d.Status == store.DeliveryDeadLettered || d.Status == store.DeliveryRetrying {
-			m.Failures = append(m.Failures, d)
+	// The failures are the newest retrying and dead-lettered deliveries,
+	// from the status index: among the newest deliveries of a busy partner
+	// there may be none, however many failed a minute before.
+	for _, status := range failureStatuses {
+		f, err := s.cfg.Store.DeliveriesByPartner(r.Context(), id, store.Page{Limit: historyPage, Status: status})
+		if err != nil {
+			s.unavailable(w, r, "the partner's failures", err)
+			return
 		}
+		m.Failures = append(m.Failures, f.Deliveries...)
 	}
+	slices.SortStableFunc(m.Failures, func(a, b store.Delivery) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	m.Failures = m.Failures[:min(len(m.Failures), historyPage)]
 	s.render(w, r, http.StatusOK, partnerPage(s.page(ss, "partners"), m))
 }

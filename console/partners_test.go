@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
@@ -74,6 +75,53 @@ func TestPartnerList(t *testing.T) {
 	for _, bad := range []string{"0", "-1", "two"} {
 		if code, body = get("/console/partners?page=" + bad); code != 400 || !strings.Contains(body, "page: a page number") {
 			t.Errorf("page=%s: %d", bad, code)
+		}
+	}
+}
+
+// A partner's page lists its newest failures — retrying and dead-lettered,
+// newest created first — however many deliveries came after them, and
+// links to the search of all of each.
+func TestPartnerFailures(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "acme#orders#order.created#1", PartnerID: "acme", SchemaID: "orders#order.created#1", Status: store.SubscriptionApproved}); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	var ds []store.Delivery
+	for i := range 1000 {
+		d := store.Delivery{EventID: fmt.Sprintf("e%04d", i), ID: "d", SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
+			SchemaID: "orders#order.created#1", Status: store.DeliveryDelivered, CreatedAt: base.Add(time.Duration(i) * time.Second)}
+		switch i {
+		case 10, 300:
+			d.Status = store.DeliveryDeadLettered
+		case 200:
+			d.Status = store.DeliveryRetrying
+		}
+		ds = append(ds, d)
+	}
+	if err := st.CreateDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Store: st, Dev: true})
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/console/partners/acme", nil)
+	r.SetPathValue("id", "acme")
+	s.partner(w, r, session{User: "ann", Role: RoleAdmin})
+	body := w.Body.String()
+	failures, _, _ := strings.Cut(body, "Recent deliveries")
+	i300, i200, i10 := strings.Index(failures, "e0300"), strings.Index(failures, "e0200"), strings.Index(failures, "e0010")
+	if w.Code != 200 || i300 < 0 || i200 < i300 || i10 < i200 || strings.Contains(failures, "e0999") {
+		t.Errorf("failures: %d, e0300 at %d, e0200 at %d, e0010 at %d; want all three, newest first, and no delivered one", w.Code, i300, i200, i10)
+	}
+	for _, status := range []string{"retrying", "dead_lettered"} {
+		if !strings.Contains(body, `href="/console/events?partner=acme&amp;status=`+status+`"`) {
+			t.Errorf("no link to acme's %s deliveries", status)
 		}
 	}
 }
