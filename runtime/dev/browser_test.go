@@ -158,8 +158,23 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("event page: %q", page)
 	}
 
-	// beta answered 400: a dead letter. Redrive it and watch htmx follow
-	// the redrive to its end.
+	// beta answered 400: a dead letter. An operator finds it with the
+	// events search's form — beta's dead-lettered deliveries, from the
+	// status index — and on beta's page among its recent failures.
+	do("search beta's dead letters",
+		chromedp.Navigate(p.URL+"/console/events"),
+		chromedp.WaitVisible(chromedp.CSS(`form.search select[name=status]`)),
+		chromedp.SetValue(chromedp.CSS(`form.search select[name=partner]`), "beta"),
+		chromedp.SetValue(chromedp.CSS(`form.search select[name=status]`), store.DeliveryDeadLettered),
+		chromedp.Submit(chromedp.CSS(`form.search`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.deliveries`)),
+		shot("5-dead-lettered"))
+	if found := text("table.deliveries"); !strings.Contains(found, id) || strings.Contains(found, "alpha") {
+		t.Errorf("beta's dead-lettered deliveries: %q", found)
+	}
+	waitText("/console/partners/beta", "main", id)
+
+	// Redrive it and watch htmx follow the redrive to its end.
 	waitText("/console/dlq", "table.dlq", id)
 	do("redrive",
 		chromedp.Click(chromedp.CSS(`input[name=delivery_id]`)),
@@ -169,7 +184,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
 		t.Fatalf("the redrive's progress never showed done: %v", err)
 	}
-	do("redriven", shot("5-redriven"))
+	do("redriven", shot("6-redriven"))
 	if counts := text("#redrive .counts"); !strings.Contains(counts, "redriven 1") {
 		t.Errorf("redrive progress: %q", counts)
 	}
