@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -70,6 +71,17 @@ type Filter struct {
 	All bool `json:"all,omitempty"`
 }
 
+// topics are the dead-letter topics that can hold the entries f selects:
+// a subscription's are in its event's topic alone (wh.dlq.{event}, the
+// event named in its ID, PARTNER#DOMAIN#EVENT#VERSION); nil: every one.
+func (f Filter) topics() map[string]bool {
+	parts := strings.Split(f.SubscriptionID, "#")
+	if len(parts) != 4 {
+		return nil
+	}
+	return map[string]bool{topic.DLQ(parts[2]): true}
+}
+
 func (f Filter) match(e Entry, ids map[string]bool) bool {
 	if len(ids) > 0 && !ids[e.DeliveryID] {
 		return false
@@ -90,6 +102,8 @@ type Queue struct {
 	cl  *kgo.Client // egress cluster: reads dlq topics, produces to egress
 	st  Store
 	now func() time.Time
+	// read counts the records scans have read (the tests').
+	read atomic.Int64
 }
 
 // New returns a Queue over an egress cluster client.
@@ -99,7 +113,7 @@ func New(cl *kgo.Client, st Store) *Queue { return &Queue{cl: cl, st: st, now: t
 // recent failure first.
 func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	latest := map[string]Entry{}
-	err := q.scan(ctx, func(r *kgo.Record) {
+	err := q.scan(ctx, f.topics(), func(r *kgo.Record) {
 		var rec envelope.DeadLetter
 		if fastjson.Unmarshal(r.Value, &rec) != nil || rec.Delivery.ID == "" {
 			return
@@ -165,8 +179,9 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	return sorted, nil
 }
 
-// scan reads every wh.dlq.* record present when it starts.
-func (q *Queue) scan(ctx context.Context, fn func(*kgo.Record)) error {
+// scan reads every record present when it starts in the wh.dlq.* topics
+// that only names (nil: all of them).
+func (q *Queue) scan(ctx context.Context, only map[string]bool, fn func(*kgo.Record)) error {
 	req := kmsg.NewPtrMetadataRequest()
 	resp, err := req.RequestWith(ctx, q.cl)
 	if err != nil {
@@ -174,7 +189,7 @@ func (q *Queue) scan(ctx context.Context, fn func(*kgo.Record)) error {
 	}
 	var topics []string
 	for _, t := range resp.Topics {
-		if t.Topic != nil && t.ErrorCode == 0 && strings.HasPrefix(*t.Topic, topic.DLQPrefix) {
+		if t.Topic != nil && t.ErrorCode == 0 && strings.HasPrefix(*t.Topic, topic.DLQPrefix) && (only == nil || only[*t.Topic]) {
 			topics = append(topics, *t.Topic)
 		}
 	}
@@ -224,6 +239,7 @@ func (q *Queue) scan(ctx context.Context, fn func(*kgo.Record)) error {
 			if !ok || r.Offset >= end {
 				return
 			}
+			q.read.Add(1)
 			fn(r)
 			if r.Offset >= end-1 {
 				delete(remaining[r.Topic], r.Partition)

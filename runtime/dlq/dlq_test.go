@@ -21,7 +21,8 @@ import (
 func deadLetters(tb testing.TB, n int, st Store) *Queue {
 	tb.Helper()
 	ctx := context.Background()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic.DLQ("thing.happened"), topic.Egress("p0", "thing.happened"), topic.Egress("p1", "thing.happened")))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic.DLQ("thing.happened"), topic.Egress("p0", "thing.happened"), topic.Egress("p1", "thing.happened"),
+		topic.DLQ("other.happened")))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -69,6 +70,37 @@ func BenchmarkList(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// A list of one subscription's dead letters reads its event's topic
+// alone; an unfiltered one reads them all.
+func TestListReadsTheSubscriptionsTopic(t *testing.T) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(t)
+	q := deadLetters(t, 50, st) // thing.happened's
+	now := time.Now().UTC()
+	for i := range 30 {
+		d := envelope.Delivery{ID: fmt.Sprintf("o%06d", i), EventID: fmt.Sprintf("eo%06d", i), SubscriptionID: "p0#bench#other.happened#1", PartnerID: "p0",
+			SchemaID: "bench#other.happened#1", Event: "other.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
+		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now})
+		if err := q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("other.happened"), Key: []byte(d.EventID), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		f           Filter
+		read, found int
+	}{
+		{Filter{SubscriptionID: "p0#bench#thing.happened#1"}, 50, 25},
+		{Filter{SubscriptionID: "p0#bench#other.happened#1", All: true}, 30, 30},
+		{Filter{}, 80, 80}, // other.happened's have no status: still in the queue
+	} {
+		before := q.read.Load()
+		es, err := q.List(ctx, c.f)
+		if read := q.read.Load() - before; err != nil || read != int64(c.read) || len(es) != c.found {
+			t.Errorf("List(%+v): read %d records, found %d (%v); want %d and %d", c.f, read, len(es), err, c.read, c.found)
 		}
 	}
 }
