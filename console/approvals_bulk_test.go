@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/whp-dev/whp/store"
-	"github.com/whp-dev/whp/store/embedded"
 )
 
 // TestApproveShown: a catalog that adds a partner per customer brings
@@ -21,11 +20,7 @@ import (
 // changed since the review waiting.
 func TestApproveShown(t *testing.T) {
 	ctx := context.Background()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	for i := range 120 {
 		id := fmt.Sprintf("t%03d", i)
 		if _, err := st.PutSubscription(ctx, store.Subscription{ID: id + "#bench#thing.happened#1", PartnerID: id, SchemaID: "bench#thing.happened#1",

@@ -85,11 +85,7 @@ func (c *countingDeadLetters) CountDeliveries(ctx context.Context, status string
 // dlqDepthTTL (on DynamoDB a count is billed as reading the dead letters),
 // while the DLQ page lists the queue fresh.
 func TestOverviewDLQDepth(t *testing.T) {
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	var ds []store.Delivery
 	for i := range 1300 {
 		d := store.Delivery{EventID: fmt.Sprintf("e%04d", i), ID: "d", PartnerID: fmt.Sprintf("p%d", i%7), SchemaID: fmt.Sprintf("s#e#%d", i%3),

@@ -13,6 +13,18 @@ import (
 	"github.com/whp-dev/whp/store/embedded"
 )
 
+// openStore opens an embedded store in a temporary directory, closed
+// when the test ends.
+func openStore(tb testing.TB) *embedded.Store {
+	tb.Helper()
+	st, err := embedded.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
 // countingStore is the embedded store, counting the history pages read.
 type countingStore struct {
 	*embedded.Store
@@ -29,11 +41,7 @@ func (c *countingStore) DeliveriesByPartner(ctx context.Context, partnerID strin
 // it at the last created before it; either way every delivery in the
 // range is found once, and no page of what is outside it is read.
 func TestHistoryTimeRange(t *testing.T) {
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	base := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	var ds []store.Delivery
 	for i := range 130 { // three pages of history
@@ -78,11 +86,7 @@ func TestHistoryTimeRange(t *testing.T) {
 // the status; a status that is none is a 400 naming the field.
 func TestHistorySearchByStatus(t *testing.T) {
 	ctx := context.Background()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	base := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	var ds []store.Delivery
 	for i := range 3000 {

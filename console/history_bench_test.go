@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/store"
-	"github.com/whp-dev/whp/store/embedded"
 )
 
 // BenchmarkHistorySearch is the events page's search (Server.history) over
@@ -20,11 +19,7 @@ import (
 //
 //	go test -run '^$' -bench HistorySearch -benchtime 20x ./console
 func BenchmarkHistorySearch(b *testing.B) {
-	st, err := embedded.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(b)
 	const n, deadEvery, batch = 1_000_000, 10_000, 10_000
 	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < n; i += batch {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/store"
-	"github.com/whp-dev/whp/store/embedded"
 )
 
 // TestPartnerList: with a partner per customer the list is searched and
@@ -17,11 +16,7 @@ import (
 // partner's counters read in one scan; a bad page number is a 400.
 func TestPartnerList(t *testing.T) {
 	ctx := context.Background()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	for i := range 250 {
 		id := fmt.Sprintf("p%03d", i)
 		if _, err := st.PutSubscription(ctx, store.Subscription{ID: id + "#bench#thing.happened#1", PartnerID: id, SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
@@ -84,11 +79,7 @@ func TestPartnerList(t *testing.T) {
 // links to the search of all of each.
 func TestPartnerFailures(t *testing.T) {
 	ctx := context.Background()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "acme#orders#order.created#1", PartnerID: "acme", SchemaID: "orders#order.created#1", Status: store.SubscriptionApproved}); err != nil {
 		t.Fatal(err)
 	}
