@@ -111,6 +111,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 	}
 	m.Searched = true
 	m.Deliveries, m.Next, err = s.history(r, f.Partner, f.Schema, store.Page{Status: f.Status, Before: to, Cursor: f.Cursor}, from)
+	if errors.Is(err, store.ErrInvalidCursor) {
+		m.Problem, m.Searched = "cursor: not one this search gave; search again.", false
+		s.render(w, r, http.StatusBadRequest, eventsPage(s.page(ss, "events"), m))
+		return
+	}
 	if err != nil {
 		s.unavailable(w, r, "delivery history", err)
 		return

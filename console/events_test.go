@@ -143,4 +143,12 @@ func TestHistorySearchByStatus(t *testing.T) {
 	if code, _ = get(s.portal, "/console/portal?status=lost", pat); code != http.StatusBadRequest {
 		t.Errorf("portal, unknown status: %d", code)
 	}
+	// A cursor no page gave is the user's bad input, not the store's
+	// failure: a 400 naming it.
+	if code, body = get(s.events, "/console/events?partner=acme&cursor=bm90LWEtY3Vyc29y", ann); code != http.StatusBadRequest || !strings.Contains(body, "cursor: not one this search gave") {
+		t.Errorf("events page, a bad cursor: %d", code)
+	}
+	if code, body = get(s.portal, "/console/portal?status=dead_lettered&cursor=%21%21", pat); code != http.StatusBadRequest || !strings.Contains(body, "cursor") {
+		t.Errorf("portal, a bad cursor: %d", code)
+	}
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +41,10 @@ func (s *Server) portal(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	m.Deliveries, m.Next, err = s.history(r, partner, "", store.Page{Status: m.Status, Cursor: r.URL.Query().Get("cursor")}, time.Time{})
+	if errors.Is(err, store.ErrInvalidCursor) {
+		s.fail(w, r, http.StatusBadRequest, "cursor: not one this history gave")
+		return
+	}
 	if err != nil {
 		s.unavailable(w, r, "your delivery history", err)
 		return

@@ -22,6 +22,9 @@ var (
 	// ErrConflict is returned when a conditional write loses: the item
 	// exists where it must not, or changed since it was read.
 	ErrConflict = errors.New("store: conflicting write")
+	// ErrInvalidCursor is returned for a Page.Cursor that no page of the
+	// same query gave: the caller's bad input, not the store's failure.
+	ErrInvalidCursor = errors.New("store: invalid cursor")
 )
 
 // Table names, without the environment prefix.

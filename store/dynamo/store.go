@@ -736,7 +736,7 @@ func (s *Store) history(ctx context.Context, by, value string, p store.Page) (st
 	if p.Cursor != "" {
 		start, err := decodeCursor(p.Cursor, attr)
 		if err != nil {
-			return store.DeliveryPage{}, fmt.Errorf("history of %s: invalid cursor", value)
+			return store.DeliveryPage{}, fmt.Errorf("history of %s: %w", value, store.ErrInvalidCursor)
 		}
 		in.ExclusiveStartKey = start
 	}

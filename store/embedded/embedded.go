@@ -765,7 +765,7 @@ func (s *Store) history(ctx context.Context, bucket, statusBucket, hashKey strin
 	if p.Cursor != "" {
 		last, err := base64.RawURLEncoding.DecodeString(p.Cursor)
 		if err != nil || !bytes.HasPrefix(last, prefix) {
-			return store.DeliveryPage{}, fmt.Errorf("history of %s: invalid cursor", hashKey)
+			return store.DeliveryPage{}, fmt.Errorf("history: %w", store.ErrInvalidCursor)
 		}
 		start = last
 	}

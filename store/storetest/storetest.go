@@ -397,8 +397,8 @@ func testHistoryPaging(t *testing.T, open Opener) {
 	if len(bySchema.Deliveries) != 8 || bySchema.Next != "" {
 		t.Errorf("DeliveriesBySchema = %d items (next %q), want 8 and no next page", len(bySchema.Deliveries), bySchema.Next)
 	}
-	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Cursor: "!!not-a-cursor"}); err == nil {
-		t.Error("a corrupt cursor was accepted")
+	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Cursor: "!!not-a-cursor"}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("a corrupt cursor: %v, want ErrInvalidCursor", err)
 	}
 	// Any creation time, whatever its bytes: a time whose nanoseconds end
 	// in 255 puts a zero byte in the embedded store's index key, which once
@@ -534,8 +534,14 @@ func testHistoryByStatus(t *testing.T, open Opener) {
 	if slices.Contains(want(store.DeliveryDeadLettered), "d-13") || !slices.Contains(want(store.DeliveryDeadLettered), "d-05") {
 		t.Fatal("the test's own bookkeeping is wrong")
 	}
-	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: "!!not-a-cursor"}); err == nil {
-		t.Error("a corrupt cursor was accepted")
+	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: "!!not-a-cursor"}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("a corrupt cursor: %v, want ErrInvalidCursor", err)
+	}
+	// A cursor of another query's pages: the history's, for the status's.
+	if first, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Limit: 2}); err != nil || first.Next == "" {
+		t.Fatalf("a first page: %v, next %q", err, first.Next)
+	} else if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: first.Next}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("another query's cursor: %v, want ErrInvalidCursor", err)
 	}
 }
 
