@@ -550,6 +550,13 @@ func historyTime(t time.Time) string {
 	return string(b[:])
 }
 
+// firstKeyTime and lastKeyTime bound the times historyTime keys hold:
+// Unix nanoseconds in an int64.
+var (
+	firstKeyTime = time.Unix(0, math.MinInt64)
+	lastKeyTime  = time.Unix(0, math.MaxInt64)
+)
+
 // historyFill is how full bbolt fills the history index's pages when it
 // splits them (its default: half). Entries are keyed by creation time and
 // never move, so each hash key's range is appended to and a page split is
@@ -759,8 +766,14 @@ func (s *Store) history(ctx context.Context, bucket, statusBucket, hashKey strin
 	// range (the separator's byte plus one), the first key created at
 	// Before, or the last key returned.
 	start := []byte(hashKey + "\x01")
-	if !p.Before.IsZero() {
-		start = []byte(join(hashKey, historyTime(p.Before)))
+	if !p.Before.IsZero() && p.Before.Before(lastKeyTime) {
+		// Within the times a key holds (historyTime's nanoseconds, 1678
+		// to 2262): past them every delivery is before it.
+		before := p.Before
+		if before.Before(firstKeyTime) {
+			before = firstKeyTime
+		}
+		start = []byte(join(hashKey, historyTime(before)))
 	}
 	if p.Cursor != "" {
 		last, err := base64.RawURLEncoding.DecodeString(p.Cursor)

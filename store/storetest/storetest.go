@@ -582,6 +582,10 @@ func testHistoryBefore(t *testing.T, open Opener) {
 		{"before the first", store.Page{Limit: 7, Before: at}, nil, ""},
 		{"before any of them was created", store.Page{Limit: 7, Before: at.Add(-time.Hour)}, nil, ""},
 		{"before a time after all", store.Page{Limit: 7, Before: at.Add(time.Hour)}, ids(29, ""), ""},
+		// Times past what nanoseconds since 1970 hold in 64 bits.
+		{"before the year 9999", store.Page{Limit: 7, Before: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)}, ids(29, ""), ""},
+		{"held, before the year 9999", store.Page{Limit: 7, Status: store.DeliveryHeld, Before: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)}, ids(29, store.DeliveryHeld), ""},
+		{"before the year 1000", store.Page{Limit: 7, Before: time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)}, nil, ""},
 	} {
 		got, _ := pageAll(t, s, "acme", c.schema, c.p)
 		if !slices.Equal(got, c.want) {
