@@ -741,6 +741,11 @@ func (s *Store) history(ctx context.Context, by, value string, p store.Page) (st
 		in.ExclusiveStartKey = start
 	}
 	out, err := s.db.Query(ctx, in)
+	if err != nil && p.Cursor != "" && isValidation(err) {
+		// A cursor of the right form whose key is not this query's
+		// ("outside query boundaries"): another query's, or altered.
+		return store.DeliveryPage{}, fmt.Errorf("history of %s: %w (%v)", value, store.ErrInvalidCursor, err)
+	}
 	if err != nil {
 		return store.DeliveryPage{}, err
 	}

@@ -187,9 +187,20 @@ func CreateTables(ctx context.Context, db API, env string) ([]string, error) {
 	return created, nil
 }
 
-func isUnknownOperation(err error) bool {
+// errorCode is the code of an error DynamoDB answered, "" for another.
+func errorCode(err error) string {
 	var ae interface{ ErrorCode() string }
-	return errors.As(err, &ae) && (ae.ErrorCode() == "UnknownOperationException" || ae.ErrorCode() == "ValidationException")
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// isValidation reports a request DynamoDB refused as invalid.
+func isValidation(err error) bool { return errorCode(err) == "ValidationException" }
+
+func isUnknownOperation(err error) bool {
+	return errorCode(err) == "UnknownOperationException" || isValidation(err)
 }
 
 func createInput(name string, t Table) *dynamodb.CreateTableInput {

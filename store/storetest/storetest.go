@@ -537,11 +537,17 @@ func testHistoryByStatus(t *testing.T, open Opener) {
 	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: "!!not-a-cursor"}); !errors.Is(err, store.ErrInvalidCursor) {
 		t.Errorf("a corrupt cursor: %v, want ErrInvalidCursor", err)
 	}
-	// A cursor of another query's pages: the history's, for the status's.
-	if first, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Limit: 2}); err != nil || first.Next == "" {
+	// A cursor of another query's pages: the history's for the status's,
+	// one partner's for another's.
+	first, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Limit: 2})
+	if err != nil || first.Next == "" {
 		t.Fatalf("a first page: %v, next %q", err, first.Next)
-	} else if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: first.Next}); !errors.Is(err, store.ErrInvalidCursor) {
-		t.Errorf("another query's cursor: %v, want ErrInvalidCursor", err)
+	}
+	if _, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered, Cursor: first.Next}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("the history's cursor for a status: %v, want ErrInvalidCursor", err)
+	}
+	if _, err := s.DeliveriesByPartner(ctx, "beta", store.Page{Cursor: first.Next}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("acme's cursor for beta: %v, want ErrInvalidCursor", err)
 	}
 }
 
