@@ -48,9 +48,6 @@ type eventsModel struct {
 	Searched   bool
 }
 
-var deliveryStatuses = []string{store.DeliveryPending, store.DeliveryRetrying, store.DeliveryHeld, store.DeliveryDelivered,
-	store.DeliveryDeadLettered, store.DeliveryCancelled}
-
 // historyPage is how many deliveries a page of history shows.
 const historyPage = 50
 
@@ -60,7 +57,7 @@ const partnerChoices = 100
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 	f := readSearch(r.URL.Query())
-	m := eventsModel{Form: f, Statuses: deliveryStatuses}
+	m := eventsModel{Form: f, Statuses: store.DeliveryStatuses}
 	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
 	if err != nil {
 		s.unavailable(w, r, "the subscription list", err)
@@ -98,7 +95,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss session) {
 			return
 		}
 	}
-	if f.Status != "" && !slices.Contains(deliveryStatuses, f.Status) {
+	if f.Status != "" && !slices.Contains(store.DeliveryStatuses, f.Status) {
 		m.Problem = "Status: not a delivery status."
 		s.render(w, r, http.StatusBadRequest, eventsPage(s.page(ss, "events"), m))
 		return

@@ -55,7 +55,7 @@ func pages() map[string]templ.Component {
 		"error":    errorPage(admin, 403, "your role does not allow this page"),
 		"overview": overviewPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "overview"}, overviewModel{Window: "1h", SLO: &rep, Series: series, DLQDepth: 3, DLQKnown: true, Breakers: 2, Open: []breaker.Snapshot{{Partner: "acme", State: breaker.Open}}, Reconcile: &status}),
 		"events": eventsPage(admin, eventsModel{Form: searchForm{Partner: "acme", Status: "delivered"}, Partners: []string{"acme", "demo"},
-			Schemas: []string{"orders#order.created#1"}, Statuses: deliveryStatuses, Deliveries: []store.Delivery{delivered}, Next: "c2", Searched: true}),
+			Schemas: []string{"orders#order.created#1"}, Statuses: store.DeliveryStatuses, Deliveries: []store.Delivery{delivered}, Next: "c2", Searched: true}),
 		"event": eventPage(admin, eventModel{Event: store.Event{ID: "ev-1", SchemaID: "orders#order.created#1", Key: "ord_1", IdempotencyKey: "k-1", AcceptedAt: t0, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
 			Routing: []store.Route{{SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Matched: true}, {SubscriptionID: "beta#orders#order.created#1", Reason: "the subscription is Pending"}}},
 			Deliveries: []store.Delivery{delivered}, CanResend: true, Resent: "d-9",
@@ -69,7 +69,7 @@ func pages() map[string]templ.Component {
 			Rows: []partnerRow{{ID: "acme", Subscriptions: []store.Subscription{pending}, Breaker: "open", Delivered: 41, Failed: 20}}}),
 		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Total: 4, Done: 1, Redriven: 1}}),
 		"portal": portalPage(page{User: "pat", Role: PartnerRole("acme"), CSRF: "tok", Active: "portal", Partner: "acme"}, portalModel{Partner: "acme",
-			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}, Status: "delivered", Statuses: deliveryStatuses, Next: "c2"}),
+			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}, Status: "delivered", Statuses: store.DeliveryStatuses, Next: "c2"}),
 	}
 }
 

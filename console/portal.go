@@ -25,7 +25,7 @@ type portalModel struct {
 // the URL.
 func (s *Server) portal(w http.ResponseWriter, r *http.Request, ss session) {
 	partner, _ := partnerOf(ss.Role)
-	m := portalModel{Partner: partner, Status: r.URL.Query().Get("status"), Statuses: deliveryStatuses}
+	m := portalModel{Partner: partner, Status: r.URL.Query().Get("status"), Statuses: store.DeliveryStatuses}
 	subs, err := s.cfg.Store.ListSubscriptions(r.Context())
 	if err != nil {
 		s.unavailable(w, r, "your subscriptions", err)
@@ -36,7 +36,7 @@ func (s *Server) portal(w http.ResponseWriter, r *http.Request, ss session) {
 			m.Subscriptions = append(m.Subscriptions, sub)
 		}
 	}
-	if m.Status != "" && !slices.Contains(deliveryStatuses, m.Status) {
+	if m.Status != "" && !slices.Contains(store.DeliveryStatuses, m.Status) {
 		s.fail(w, r, http.StatusBadRequest, "status: not a delivery status")
 		return
 	}

@@ -192,6 +192,9 @@ const (
 	DeliveryCancelled    = "cancelled"
 )
 
+// DeliveryStatuses are the statuses above, in a delivery's order.
+var DeliveryStatuses = []string{DeliveryPending, DeliveryRetrying, DeliveryHeld, DeliveryDelivered, DeliveryDeadLettered, DeliveryCancelled}
+
 // DeliveryKey names a delivery's item: its event's ID and its own.
 type DeliveryKey struct{ EventID, ID string }
 

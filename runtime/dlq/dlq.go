@@ -73,13 +73,14 @@ type Filter struct {
 
 // topics are the dead-letter topics that can hold the entries f selects:
 // a subscription's are in its event's topic alone (wh.dlq.{event}, the
-// event named in its ID, PARTNER#DOMAIN#EVENT#VERSION); nil: every one.
+// event of the schema its ID names: PARTNER#SCHEMA_ID); nil: every one.
 func (f Filter) topics() map[string]bool {
-	parts := strings.Split(f.SubscriptionID, "#")
-	if len(parts) != 4 {
+	_, schemaID, _ := strings.Cut(f.SubscriptionID, "#")
+	_, event, _, ok := catalog.SplitSchemaID(schemaID)
+	if !ok {
 		return nil
 	}
-	return map[string]bool{topic.DLQ(parts[2]): true}
+	return map[string]bool{topic.DLQ(event): true}
 }
 
 func (f Filter) match(e Entry, ids map[string]bool) bool {

@@ -176,8 +176,7 @@ func (r *rowReader) skipString() { r.field() }
 // status is a row's status: one of the constants, without a copy, or a
 // copy of what an unknown one holds.
 func status(b []byte) string {
-	for _, s := range [...]string{store.DeliveryDelivered, store.DeliveryPending, store.DeliveryRetrying,
-		store.DeliveryDeadLettered, store.DeliveryHeld, store.DeliveryCancelled} {
+	for _, s := range store.DeliveryStatuses {
 		if string(b) == s {
 			return s
 		}
