@@ -46,7 +46,7 @@ type Store interface {
 	Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error)
 	DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error)
 	DeliveriesBySchema(ctx context.Context, schemaID string, p store.Page) (store.DeliveryPage, error)
-	CountDeliveries(ctx context.Context, status string) (int, error)
+	CountDeliveries(ctx context.Context, status string) (map[string]int, error)
 	GetIdempotency(ctx context.Context, key string) (store.Idempotency, error)
 	AppendDecision(ctx context.Context, d store.Decision) error
 	Decisions(ctx context.Context, limit int) ([]store.Decision, error)
@@ -54,6 +54,7 @@ type Store interface {
 
 // DLQ lists and redrives dead letters.
 type DLQ interface {
+	Waiting(ctx context.Context, f dlq.Filter, limit int) (dlq.Waiting, error)
 	List(ctx context.Context, f dlq.Filter) ([]dlq.Entry, error)
 	Redrive(ctx context.Context, f dlq.Filter, progress func(dlq.Progress)) (dlq.Progress, error)
 }
@@ -86,6 +87,7 @@ type Config struct {
 	SessionTTL time.Duration
 	// Dev allows session cookies over plain http on loopback.
 	Dev bool
+	// Log: nil discards.
 	Log *slog.Logger
 }
 
@@ -102,6 +104,9 @@ type Server struct {
 
 // New builds the console; Handler serves it under /console/.
 func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 8 * time.Hour
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,44 +17,85 @@ import (
 
 // listedDLQ answers List with its entries (what runtime/dlq's Queue
 // returns, most recent first; the Queue itself is tested in runtime/dlq
-// and, end to end, in runtime/dev).
+// and, end to end, in runtime/dev), and Waiting with none.
 type listedDLQ []dlq.Entry
 
 func (l listedDLQ) List(context.Context, dlq.Filter) ([]dlq.Entry, error) { return l, nil }
+func (l listedDLQ) Waiting(context.Context, dlq.Filter, int) (dlq.Waiting, error) {
+	return dlq.Waiting{Exact: true}, nil
+}
 func (l listedDLQ) Redrive(context.Context, dlq.Filter, func(dlq.Progress)) (dlq.Progress, error) {
 	return dlq.Progress{}, nil
 }
 
 // TestDLQPageRows: a queue of thousands (an outage's) shows its count,
-// its most recent dlqRows, and a redrive button for each subscription of
-// them all — not a page of megabytes.
+// every partner's, its newest dlqRows, and a redrive button for each
+// subscription of them — not a page of megabytes; filtered by a partner,
+// that partner's newest and a button to redrive all of them. The rows
+// come from the store's index of dead letters (dlq.Queue.Waiting, whose
+// queue of records is not read: it has no client here); with "include
+// redriven", from the queue's records (List).
 func TestDLQPageRows(t *testing.T) {
-	var entries listedDLQ
+	st := openStore(t)
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var ds []store.Delivery
 	for i := range 2500 {
-		entries = append(entries, dlq.Entry{DeliveryID: fmt.Sprintf("d-%04d", i), EventID: fmt.Sprintf("ev-%04d", i),
-			SubscriptionID: fmt.Sprintf("p%d#orders#order.created#1", i%3), FailedAt: t0.Add(-time.Duration(i) * time.Second), Status: "dead_lettered"})
+		p := fmt.Sprintf("p%d", i%3)
+		ds = append(ds, store.Delivery{EventID: fmt.Sprintf("ev-%04d", i), ID: fmt.Sprintf("d-%04d", i), PartnerID: p, SchemaID: "orders#order.created#1",
+			SubscriptionID: p + "#orders#order.created#1", Status: store.DeliveryDeadLettered, Reason: "attempts exhausted after 8 (last: HTTP 503)",
+			CreatedAt: t0.Add(-time.Duration(i) * time.Second), UpdatedAt: t0.Add(time.Hour - time.Duration(i)*time.Second),
+			Attempts: []store.Attempt{{N: 8, StatusCode: 503}}})
 	}
-	s := New(Config{DLQ: entries, Dev: true})
-	w := httptest.NewRecorder()
-	s.dlqPage(w, httptest.NewRequest("GET", "/console/dlq", nil), session{User: "ann", Role: RoleAdmin})
-	body := w.Body.String()
-	if w.Code != 200 || !strings.Contains(body, "2500 dead letters") || !strings.Contains(body, fmt.Sprintf("The %d most recent are shown", dlqRows)) {
-		t.Fatalf("%d\n%.2000s", w.Code, body)
+	ds[1].Status = store.DeliveryPending // redriven: not waiting
+	if err := st.PutDeliveries(context.Background(), ds); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{DLQ: dlq.New(nil, st), Dev: true})
+	load := func(target string) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		s.dlqPage(w, httptest.NewRequest("GET", target, nil), session{User: "ann", Role: RoleAdmin})
+		if w.Code != 200 {
+			t.Fatalf("%s: %d\n%.2000s", target, w.Code, w.Body)
+		}
+		if n := w.Body.Len(); n > 200_000 {
+			t.Errorf("%s: the page is %d bytes", target, n)
+		}
+		return w.Body.String()
+	}
+	body := load("/console/dlq")
+	if !strings.Contains(body, "2499 dead letters") || !strings.Contains(body, fmt.Sprintf("The %d newest are shown", dlqRows)) {
+		t.Fatalf("%.3000s", body)
 	}
 	if rows := strings.Count(body, `name="delivery_id"`); rows != dlqRows {
 		t.Errorf("%d rows, want %d", rows, dlqRows)
 	}
-	if !strings.Contains(body, `value="d-0000"`) || strings.Contains(body, fmt.Sprintf(`value="d-%04d"`, dlqRows)) {
-		t.Errorf("not the most recent %d", dlqRows)
+	if !strings.Contains(body, `value="d-0000"`) || strings.Contains(body, `value="d-0001"`) || strings.Contains(body, fmt.Sprintf(`value="d-%04d"`, dlqRows+1)) {
+		t.Errorf("not the newest %d waiting", dlqRows)
 	}
-	for i := range 3 {
+	for i, n := range []int{834, 832, 833} { // p1 lost its redriven one
+		if !strings.Contains(body, fmt.Sprintf(`<a href="/console/dlq?partner=p%d">p%d</a></td><td>%d</td>`, i, i, n)) {
+			t.Errorf("no count of %d for partner p%d", n, i)
+		}
 		if !strings.Contains(body, fmt.Sprintf("Redrive all of p%d#orders#order.created#1", i)) {
 			t.Errorf("no redrive of subscription p%d's", i)
 		}
 	}
-	if len(body) > 200_000 {
-		t.Errorf("the page is %d bytes", len(body))
+	if !strings.Contains(body, "attempts exhausted after 8") || !strings.Contains(body, "HTTP 503") {
+		t.Error("the rows do not say why")
+	}
+	body = load("/console/dlq?partner=p2")
+	if !strings.Contains(body, "833 dead letters") || !strings.Contains(body, "Redrive all of partner p2") ||
+		strings.Count(body, `name="delivery_id"`) != dlqRows || !strings.Contains(body, `value="d-0002"`) || strings.Contains(body, `value="d-0003"`) {
+		t.Errorf("filtered by partner:\n%.3000s", body)
+	}
+	body = load("/console/dlq?subscription=p0%23orders%23order.created%231")
+	if !strings.Contains(body, "834 dead letters") || strings.Count(body, `name="delivery_id"`) != dlqRows || strings.Contains(body, `value="d-0002"`) {
+		t.Errorf("filtered by subscription:\n%.3000s", body)
+	}
+	s.cfg.DLQ = listedDLQ{{DeliveryID: "d-archived", SubscriptionID: "p0#orders#order.created#1", Status: store.DeliveryDelivered}}
+	if body := load("/console/dlq?all=true"); !strings.Contains(body, `value="d-archived"`) || !strings.Contains(body, "1 dead letters") {
+		t.Errorf("include redriven: not the queue's records\n%.3000s", body)
 	}
 }
 
@@ -68,13 +110,18 @@ func (c *countedDLQ) List(ctx context.Context, f dlq.Filter) ([]dlq.Entry, error
 	return c.listedDLQ.List(ctx, f)
 }
 
+func (c *countedDLQ) Waiting(ctx context.Context, f dlq.Filter, limit int) (dlq.Waiting, error) {
+	c.lists.Add(1)
+	return c.listedDLQ.Waiting(ctx, f, limit)
+}
+
 // countingDeadLetters is the embedded store, counting its counts.
 type countingDeadLetters struct {
 	*embedded.Store
 	counts atomic.Int32
 }
 
-func (c *countingDeadLetters) CountDeliveries(ctx context.Context, status string) (int, error) {
+func (c *countingDeadLetters) CountDeliveries(ctx context.Context, status string) (map[string]int, error) {
 	c.counts.Add(1)
 	return c.Store.CountDeliveries(ctx, status)
 }
@@ -133,6 +180,56 @@ func TestOverviewDLQDepth(t *testing.T) {
 	w := httptest.NewRecorder()
 	s.dlqPage(w, httptest.NewRequest("GET", "/console/dlq", nil), session{User: "ann", Role: RoleAdmin})
 	if n := q.lists.Load(); n != 1 {
-		t.Errorf("the DLQ page did not list the queue (%d lists)", n)
+		t.Errorf("the DLQ page did not read the queue (%d reads)", n)
+	}
+}
+
+// redrivenDLQ records the filters it is asked to redrive.
+type redrivenDLQ struct {
+	listedDLQ
+	filters chan dlq.Filter
+}
+
+func (r redrivenDLQ) Redrive(_ context.Context, f dlq.Filter, _ func(dlq.Progress)) (dlq.Progress, error) {
+	r.filters <- f
+	return dlq.Progress{}, nil
+}
+
+// TestRedriveForm: the DLQ page's forms redrive what they name — the
+// entries selected, a subscription's, a partner's — and a form naming
+// none is a 400 that says what to choose.
+func TestRedriveForm(t *testing.T) {
+	q := redrivenDLQ{filters: make(chan dlq.Filter, 1)}
+	s := New(Config{DLQ: q, Dev: true})
+	for _, c := range []struct {
+		form string
+		want dlq.Filter
+	}{
+		{"partner=p2", dlq.Filter{PartnerID: "p2"}},
+		{"subscription=p0%23orders%23order.created%231", dlq.Filter{SubscriptionID: "p0#orders#order.created#1"}},
+		{"delivery_id=d-1&delivery_id=d-2", dlq.Filter{DeliveryIDs: []string{"d-1", "d-2"}}},
+	} {
+		r := httptest.NewRequest("POST", "/console/dlq/redrive", strings.NewReader(c.form))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		s.redrive(w, r, session{User: "ann", Role: RoleAdmin})
+		if w.Code != 303 {
+			t.Fatalf("%s: %d %s", c.form, w.Code, w.Body)
+		}
+		select {
+		case f := <-q.filters:
+			if !slices.Equal(f.DeliveryIDs, c.want.DeliveryIDs) || f.PartnerID != c.want.PartnerID || f.SubscriptionID != c.want.SubscriptionID {
+				t.Errorf("%s: redrove %+v, want %+v", c.form, f, c.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no redrive", c.form)
+		}
+	}
+	r := httptest.NewRequest("POST", "/console/dlq/redrive", strings.NewReader(""))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	s.redrive(w, r, session{User: "ann", Role: RoleAdmin})
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "a subscription or partner") {
+		t.Errorf("an empty form: %d %.500s", w.Code, w.Body)
 	}
 }

@@ -63,7 +63,7 @@ func pages() map[string]templ.Component {
 		"approvals": approvalsPage(page{User: "april", Role: RoleApprover, CSRF: "tok", Active: "approvals"}, approvalsModel{Pending: []store.Subscription{pending}, CanDecide: true,
 			Changes: map[string][]string{pending.ID: {"URL: https://old.acme.example/hooks → https://acme.example/hooks", "auth: none → oauth2"}},
 			Log:     []store.Decision{{SubscriptionID: "demo#orders#order.created#1", PartnerID: "demo", Status: "Approved", By: "whp dev", Reason: "dev", At: t0}}}),
-		"dlq": dlqPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "dlq"}, dlqModel{CanRedrive: true, Total: 3, Subscriptions: []string{"acme#orders#order.created#1"},
+		"dlq": dlqPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "dlq"}, dlqModel{CanRedrive: true, Total: 3, Exact: true, ByPartner: []dlq.PartnerCount{{PartnerID: "acme", Count: 3}}, Subscriptions: []string{"acme#orders#order.created#1"},
 			Entries: []dlq.Entry{{DeliveryID: "d-2", EventID: "ev-2", SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme", Reason: "final failure: HTTP 400", Attempts: 1, LastStatusCode: 400, FailedAt: t0, Status: "dead_lettered"}}}),
 		"partners": partnersPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "partners"}, partnersView{Query: "ac", Page: 2, Pages: 3, Total: 250, First: 101, Last: 101,
 			Rows: []partnerRow{{ID: "acme", Subscriptions: []store.Subscription{pending}, Breaker: "open", Delivered: 41, Failed: 20}}}),

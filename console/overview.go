@@ -179,8 +179,8 @@ func readyText(st reconciler.Status) string {
 // embedded store, on DynamoDB a scan of the sparse index that DynamoDB
 // bills as reading them — every load of every operator's overview would
 // pay for it again. (It was a read of the whole queue, every wh.dlq.*
-// record and then each one's status, which the DLQ page still makes to
-// list it: seconds and a gigabyte for a million dead letters.) An entry
+// record and then each one's status: seconds and a gigabyte for a million
+// dead letters.) The DLQ page counts afresh: it is loaded to act. An entry
 // is counted once its status is written, which follows its record.
 const dlqDepthTTL = 10 * time.Second
 
@@ -195,7 +195,7 @@ type depthCache struct {
 }
 
 func (c *depthCache) get(ctx context.Context, st interface {
-	CountDeliveries(ctx context.Context, status string) (int, error)
+	CountDeliveries(ctx context.Context, status string) (map[string]int, error)
 }) (int, error) {
 	c.mu.Lock()
 	if !c.at.IsZero() && c.now().Sub(c.at) < dlqDepthTTL {
@@ -207,9 +207,13 @@ func (c *depthCache) get(ctx context.Context, st interface {
 	v, err, _ := c.group.Do("depth", func() (any, error) {
 		// Not the request's context: a load that gives up must not fail
 		// the others waiting on the same count.
-		n, err := st.CountDeliveries(context.WithoutCancel(ctx), store.DeliveryDeadLettered)
+		counts, err := st.CountDeliveries(context.WithoutCancel(ctx), store.DeliveryDeadLettered)
 		if err != nil {
 			return 0, err
+		}
+		n := 0
+		for _, c := range counts {
+			n += c
 		}
 		c.mu.Lock()
 		c.n, c.at = n, c.now()

@@ -217,6 +217,12 @@ type Delivery struct {
 	PartnerID      string `json:"partner_id"`
 	SchemaID       string `json:"schema_id"`
 	Status         string `json:"status"`
+	// Reason says why the delivery is in its status, where that needs
+	// saying: why it was dead-lettered or cancelled, or what holds it
+	// (a paused partner, an open breaker, a rate limit, an earlier
+	// delivery of its key). Empty once it is pending, retrying or
+	// delivered: the attempts tell those.
+	Reason string `json:"reason,omitempty"`
 	// Replay is the id of the replay that made this delivery, if any.
 	Replay        string    `json:"replay,omitempty"`
 	Attempts      []Attempt `json:"attempts"`
@@ -392,9 +398,11 @@ type Store interface {
 	DeliveriesByPartner(ctx context.Context, partnerID string, p Page) (DeliveryPage, error)
 	DeliveriesBySchema(ctx context.Context, schemaID string, p Page) (DeliveryPage, error)
 	// CountDeliveries counts the deliveries in status, one StatusIndexed
-	// names (any other is an error): from the status index, without
-	// reading a delivery — the console's count of dead letters waiting.
-	CountDeliveries(ctx context.Context, status string) (int, error)
+	// names (any other is an error), by partner: from the status index,
+	// without reading a delivery — the console's count of dead letters
+	// waiting, and which partners they are of. A partner with none is not
+	// in the map.
+	CountDeliveries(ctx context.Context, status string) (map[string]int, error)
 
 	// CreateIdempotency writes rec unless a live (unexpired) item has its
 	// key; then it returns that item and ErrConflict.

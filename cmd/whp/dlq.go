@@ -49,13 +49,27 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if sub == "list" {
+		// The dead letters waiting, by partner or subscription, come
+		// from the store's index, the newest 1,000; with --all, ids or
+		// times, the queue's records are read, up to 10,000 (the API's
+		// bounds, runtime/dlq.API).
+		limit := "1000"
+		if *all || *ids != "" || *from != "" || *to != "" {
+			limit = "10000"
+		}
 		if *all {
 			q.Set("all", "true")
 		}
-		q.Set("limit", "10000")
+		q.Set("limit", limit)
 		var resp struct {
-			Entries []dlq.Entry `json:"entries"`
-			Total   int         `json:"total"`
+			Entries   []dlq.Entry `json:"entries"`
+			Total     int         `json:"total"`
+			Exact     bool        `json:"exact"`
+			Partial   bool        `json:"partial"`
+			ByPartner []struct {
+				PartnerID string `json:"partner_id"`
+				Count     int    `json:"count"`
+			} `json:"by_partner"`
 		}
 		if err := c.do(ctx, http.MethodGet, "/v1/dlq?"+q.Encode(), nil, &resp); err != nil {
 			return err
@@ -75,7 +89,24 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.FailedAt.Format(time.RFC3339), e.DeliveryID, e.SubscriptionID, e.Attempts, last, e.Status, e.Reason)
 		}
 		tw.Flush()
-		fmt.Fprintf(stdout, "%d dead-lettered deliveries\n", resp.Total)
+		switch {
+		case !resp.Exact:
+			fmt.Fprintf(stdout, "at least %d dead-lettered deliveries\n", resp.Total)
+		default:
+			fmt.Fprintf(stdout, "%d dead-lettered deliveries\n", resp.Total)
+		}
+		if len(resp.Entries) < resp.Total {
+			fmt.Fprintf(stdout, "the newest %d shown; --partner or --subscription narrows the list\n", len(resp.Entries))
+		}
+		if resp.Partial {
+			fmt.Fprintln(stdout, "newer ones of other partners may be left out: list by --partner")
+		}
+		if *partner == "" && *subscription == "" && len(resp.ByPartner) > 0 {
+			fmt.Fprintln(stdout, "by partner:")
+			for _, pc := range resp.ByPartner {
+				fmt.Fprintf(stdout, "  %s\t%d\n", pc.PartnerID, pc.Count)
+			}
+		}
 		return nil
 	}
 	f, err := dlq.FilterFromQuery(q)

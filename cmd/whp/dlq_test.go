@@ -64,7 +64,7 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 	for {
 		code, out := cmd("dlq", "list")
 		if code == 0 && strings.Contains(out, "1 dead-lettered deliveries") {
-			if !strings.Contains(out, "alpha#shop#order.created#1") || !strings.Contains(out, "HTTP 400") {
+			if !strings.Contains(out, "alpha#shop#order.created#1") || !strings.Contains(out, "HTTP 400") || !strings.Contains(out, "by partner:\n  alpha\t1\n") {
 				t.Errorf("list output:\n%s", out)
 			}
 			break

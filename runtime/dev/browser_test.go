@@ -154,8 +154,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitText("/console/events/"+id, "main", "alpha · delivered")
 	waitText("/console/events/"+id, "main", "HTTP 400")
 	do("event page", shot("4-event"))
-	if page := text("main"); !strings.Contains(page, "alpha · delivered") || !strings.Contains(page, "HTTP 400") {
-		t.Errorf("event page: %q", page)
+	if page := text("main"); !strings.Contains(page, "alpha · delivered") || !strings.Contains(page, "HTTP 400") ||
+		!strings.Contains(page, "final failure: HTTP 400") {
+		t.Errorf("event page (beta's delivery saying why it is dead-lettered): %q", page)
 	}
 
 	// beta answered 400: a dead letter. An operator finds it with the
@@ -174,8 +175,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitText("/console/partners/beta", "main", id)
 
-	// Redrive it and watch htmx follow the redrive to its end.
+	// Redrive it and watch htmx follow the redrive to its end. The DLQ
+	// page, from the index of dead letters, counts them by partner.
 	waitText("/console/dlq", "table.dlq", id)
+	if byPartner, row := text("table.by-partner"), text("table.dlq"); !strings.Contains(byPartner, "beta\t1") && !strings.Contains(byPartner, "beta 1") ||
+		!strings.Contains(row, "final failure: HTTP 400") {
+		t.Errorf("the DLQ page: by partner %q, rows %q", byPartner, row)
+	}
 	do("redrive",
 		chromedp.Click(chromedp.CSS(`input[name=delivery_id]`)),
 		chromedp.Click(chromedp.CSS(`form[action="/console/dlq/redrive"] button`)),

@@ -18,6 +18,7 @@ import (
 
 func deliveryOf(t *testing.T, p *Platform, eventID, partner string) (d struct {
 	Status        string
+	Reason        string
 	Attempts      []store.Attempt
 	NextAttemptAt *time.Time `json:"next_attempt_at"`
 }) {

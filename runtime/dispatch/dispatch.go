@@ -909,7 +909,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			// A drain cut short by a crash before its checkpoint made it:
 			// its status, lost with the checkpoint, says so now.
 			st := state.Status
-			st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryDelivered, d.now().UTC(), time.Time{}
+			st.Status, st.Reason, st.UpdatedAt, st.NextAttemptAt = store.DeliveryDelivered, "", d.now().UTC(), time.Time{}
 			return st, rewrite
 		}
 		d.resumeIfBlocker(ctx, log, msg)
@@ -928,8 +928,11 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		st.Topic, st.Partition, st.Offset = from.Topic, from.Partition, from.Offset
 	}
 	st.ExpiresAt = d.now().Add(d.cfg.StatusTTL)
-	done := func(status string) (store.Delivery, result) {
-		st.Status, st.UpdatedAt, st.NextAttemptAt = status, d.now().UTC(), time.Time{}
+	// Each write of this pass says why, where its status needs it
+	// (store.Delivery.Reason); a reason of an earlier pass does not stay.
+	st.Reason = ""
+	done := func(status, reason string) (store.Delivery, result) {
+		st.Status, st.Reason, st.UpdatedAt, st.NextAttemptAt = status, reason, d.now().UTC(), time.Time{}
 		return st, write
 	}
 	bg := context.WithoutCancel(ctx) // what an attempt did is recorded even during shutdown
@@ -938,16 +941,17 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		log.Info("delivery cancelled: the subscription no longer exists", "subscription_id", msg.SubscriptionID)
-		return done(store.DeliveryCancelled)
+		return done(store.DeliveryCancelled, "the subscription no longer exists")
 	case err != nil:
 		log.Warn("subscription unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
 	case sub.Status == store.SubscriptionDisabled:
-		d.deadLetter(bg, log, msg, st, "subscription disabled: "+sub.Reason)
-		return done(store.DeliveryDeadLettered)
+		reason := "subscription disabled: " + sub.Reason
+		d.deadLetter(bg, log, msg, st, reason)
+		return done(store.DeliveryDeadLettered, reason)
 	case sub.Status != store.SubscriptionApproved:
 		log.Info("delivery cancelled: subscription is not approved", "subscription_id", msg.SubscriptionID, "status", sub.Status)
-		return done(store.DeliveryCancelled)
+		return done(store.DeliveryCancelled, "the subscription is "+sub.Status+", not Approved")
 	}
 	ordered := sub.Mode == "ordered" && msg.Key != ""
 	// A drain makes its key's queued deliveries itself: they neither queue
@@ -959,7 +963,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			return store.Delivery{}, retryBatch
 		}
 		if !admitted {
-			st.Status, st.UpdatedAt, st.NextAttemptAt = store.DeliveryHeld, d.now().UTC(), time.Time{}
+			st.Status, st.Reason, st.UpdatedAt, st.NextAttemptAt = store.DeliveryHeld, reasonQueued, d.now().UTC(), time.Time{}
 			return st, write
 		}
 		defer func() {
@@ -970,7 +974,8 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	// later schedules the next attempt; an ordered delivery first becomes
 	// its key's blocker, so later deliveries of the key queue behind it.
-	later := func(n int, wait time.Duration, status string) (store.Delivery, result) {
+	later := func(n int, wait time.Duration, status, reason string) (store.Delivery, result) {
+		st.Reason = reason
 		if ordered {
 			if err := d.block(bg, msg); err != nil {
 				log.Warn("ordering gate unavailable; delivery postponed", "error", err)
@@ -982,7 +987,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	if d.cfg.Flags.Current().PartnerPaused(sub.PartnerID) {
 		// Paused by an operator: held, looked at again every few seconds.
 		log.Debug("delivery held", "reason", "partner paused")
-		return later(n, pausedRecheck, store.DeliveryHeld)
+		return later(n, pausedRecheck, store.DeliveryHeld, reasonPaused)
 	}
 	policy, err := d.cfg.Retry.With(sub.Retry)
 	if err != nil {
@@ -996,7 +1001,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		log.Error("delivery refused before sending", "error", err)
 		st.Attempts = append(st.Attempts, store.Attempt{N: n, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
 		d.deadLetter(bg, log, msg, st, err.Error())
-		return done(store.DeliveryDeadLettered)
+		return done(store.DeliveryDeadLettered, err.Error())
 	case err != nil:
 		log.Warn("secrets unavailable; delivery postponed", "error", err)
 		return store.Delivery{}, retryBatch
@@ -1011,12 +1016,12 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			d.pause(sub.PartnerID, from.Topic, retryAt)
 		}
 		log.Debug("delivery held", "reason", "circuit breaker open")
-		return later(n, max(retryAt.Sub(d.now()), 0), store.DeliveryHeld)
+		return later(n, max(retryAt.Sub(d.now()), 0), store.DeliveryHeld, reasonBreaker)
 	}
 	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
 		d.breaker.Release(sub.PartnerID)
 		log.Debug("delivery held", "reason", "partner rate limit")
-		return later(n, wait, store.DeliveryHeld)
+		return later(n, wait, store.DeliveryHeld, reasonRateLimit)
 	} else if wait > 0 {
 		time.Sleep(wait)
 	}
@@ -1045,7 +1050,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		// MB/s at 5,000 deliveries a second, paid for again by the log
 		// pipeline.
 		log.LogAttrs(ctx, slog.LevelDebug, "delivered", slog.Int("status_code", a.StatusCode), slog.Int64("latency_ms", time.Duration(a.Latency).Milliseconds()))
-		return done(store.DeliveryDelivered)
+		return done(store.DeliveryDelivered, "")
 	case final:
 		reason := fmt.Sprintf("final failure: %s", describeAttempt(a))
 		if a.StatusCode == http.StatusGone {
@@ -1054,21 +1059,29 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		}
 		log.Warn("delivery failed for good", "status_code", a.StatusCode, "error", a.Error)
 		d.deadLetter(bg, log, msg, st, reason)
-		return done(store.DeliveryDeadLettered)
+		return done(store.DeliveryDeadLettered, reason)
 	}
 	wait, ok := policy.Next(n+1, msg.AcceptedAt, d.now(), retryAfter)
 	if !ok {
 		reason := fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a))
 		d.deadLetter(bg, log, msg, st, reason)
 		d.cfg.Ops.Publish(opevents.AttemptExhausted, opData(msg, reason, n))
-		return done(store.DeliveryDeadLettered)
+		return done(store.DeliveryDeadLettered, reason)
 	}
 	if n == d.cfg.FailingAfter {
 		d.cfg.Ops.Publish(opevents.AttemptFailing, opData(msg, describeAttempt(a), n))
 	}
 	log.Info("attempt failed; retry scheduled", "status_code", a.StatusCode, "error", a.Error, "retry_in", wait.Round(time.Millisecond).String())
-	return later(n+1, wait, store.DeliveryRetrying)
+	return later(n+1, wait, store.DeliveryRetrying, "")
 }
+
+// The reasons a delivery is held, as its status records them.
+const (
+	reasonPaused    = "its partner is paused by an operator"
+	reasonBreaker   = "its partner's circuit breaker is open"
+	reasonRateLimit = "its partner's rate limit"
+	reasonQueued    = "queued behind an earlier delivery of its key (ordered)"
+)
 
 // schedule hands attempt n to the retry tiers, due after wait, with the
 // delivery's status. The status is written first: the next pass then reads

@@ -187,6 +187,10 @@ func (k *orderedKey) send(n int) {
 		}
 	}
 	waitUntil(k.t, "the key's deliveries to wait behind d0", func() bool { return k.status(fmt.Sprintf("d%d", n-1)) == store.DeliveryHeld })
+	last := fmt.Sprintf("d%d", n-1)
+	if d, err := k.emb.GetDelivery(k.ctx, "e-"+last, last); err != nil || d.Reason != reasonQueued {
+		k.t.Errorf("%s held with the reason %q (%v), want %q", last, d.Reason, err, reasonQueued)
+	}
 }
 
 // delivered waits until d0…d{n-1} are recorded delivered, and returns

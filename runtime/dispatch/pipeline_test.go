@@ -407,6 +407,9 @@ func TestChainReadsEachPollsSubscription(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	a.release()
 	waitUntil(t, "d2 to be dead-lettered (its subscription is disabled)", func() bool { return r.status("d2") == store.DeliveryDeadLettered })
+	if d, err := r.emb.GetDelivery(r.ctx, "e-d2", "d2"); err != nil || d.Reason != "subscription disabled: test" {
+		t.Errorf("d2's status gives the reason %q (%v)", d.Reason, err)
+	}
 	if n := a.got.Load(); n != 1 {
 		t.Errorf("partner got %d requests, want 1 (none after its subscription was disabled)", n)
 	}

@@ -34,6 +34,8 @@ import (
 // Store is the part of the state the DLQ uses.
 type Store interface {
 	GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]store.Delivery, error)
+	DeliveriesByPartner(ctx context.Context, partnerID string, p store.Page) (store.DeliveryPage, error)
+	CountDeliveries(ctx context.Context, status string) (map[string]int, error)
 	PutDeliveries(ctx context.Context, ds []store.Delivery) error
 	GetSubscription(ctx context.Context, id string) (store.Subscription, error)
 }
@@ -278,6 +280,7 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 		chunk := entries[start:min(start+batch, len(entries))]
 		var recs []*kgo.Record
 		var statuses []store.Delivery
+		var reasons []string // each status's, to put back if the writes fail
 		for _, e := range chunk {
 			sub, ok := subs[e.SubscriptionID]
 			if !ok {
@@ -304,8 +307,9 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			if e.stored != nil {
 				d = *e.stored // as List read it
 			}
-			d.Status, d.UpdatedAt, d.NextAttemptAt = store.DeliveryPending, q.now().UTC(), time.Time{}
+			d.Status, d.Reason, d.UpdatedAt, d.NextAttemptAt = store.DeliveryPending, "", q.now().UTC(), time.Time{}
 			statuses = append(statuses, d)
+			reasons = append(reasons, e.Reason)
 		}
 		// The status first: an entry is out of the queue once pending,
 		// and the dispatcher's result then overwrites it.
@@ -316,7 +320,7 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			if err := q.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 				// Back into the queue: nothing was redriven.
 				for i := range statuses {
-					statuses[i].Status = store.DeliveryDeadLettered
+					statuses[i].Status, statuses[i].Reason = store.DeliveryDeadLettered, reasons[i]
 				}
 				if rerr := q.st.PutDeliveries(context.WithoutCancel(ctx), statuses); rerr != nil {
 					err = errors.Join(err, rerr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func deadLetters(tb testing.TB, n int, st Store) *Queue {
 		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now.Add(time.Duration(i) * time.Millisecond)})
 		cl.Produce(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}, nil)
 		ds = append(ds, store.Delivery{EventID: d.EventID, ID: d.ID, SubscriptionID: sub, PartnerID: d.PartnerID, SchemaID: d.SchemaID,
-			Status: store.DeliveryDeadLettered, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
+			Status: store.DeliveryDeadLettered, Reason: "attempts exhausted", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	}
 	if err := cl.Flush(ctx); err != nil {
 		tb.Fatal(err)
@@ -54,19 +55,51 @@ func deadLetters(tb testing.TB, n int, st Store) *Queue {
 	return New(cl, st)
 }
 
-// BenchmarkList lists a DLQ of 1,000 and 10,000 entries, as the console's
-// overview and DLQ pages do on each load.
+// benchSizes are the queues the DLQ benchmarks read: an outage's
+// thousands on both stores, and a hundred thousand on the embedded one
+// (on dynalite, writing them takes minutes).
+func benchSizes(store string) []int {
+	if store == teststores.All[0].Name {
+		return []int{1_000, 10_000, 100_000}
+	}
+	return []int{1_000, 10_000}
+}
+
+// BenchmarkList lists a DLQ of 1,000 to 100,000 entries, as the console's
+// DLQ page with "include redriven", a redrive, and `whp dlq list --all`
+// do (and, until round 17, the DLQ page on each load).
 //
 //	go test -run '^$' -bench List -benchmem ./runtime/dlq
 func BenchmarkList(b *testing.B) {
 	for _, st := range teststores.All {
-		for _, n := range []int{1_000, 10_000} {
+		for _, n := range benchSizes(st.Name) {
 			b.Run(fmt.Sprintf("%s/%d", st.Name, n), func(b *testing.B) {
 				q := deadLetters(b, n, st.Open(b))
 				for b.Loop() {
 					es, err := q.List(context.Background(), Filter{})
 					if err != nil || len(es) != n {
 						b.Fatalf("%d entries, %v", len(es), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkWaiting reads what the console's DLQ page shows on each load —
+// the count by partner and the newest 200 — from the same queues as
+// BenchmarkList, on both stores.
+//
+//	go test -run '^$' -bench Waiting -benchmem ./runtime/dlq
+func BenchmarkWaiting(b *testing.B) {
+	for _, st := range teststores.All {
+		for _, n := range benchSizes(st.Name) {
+			b.Run(fmt.Sprintf("%s/%d", st.Name, n), func(b *testing.B) {
+				q := deadLetters(b, n, st.Open(b))
+				for b.Loop() {
+					w, err := q.Waiting(context.Background(), Filter{}, 200)
+					if err != nil || len(w.Entries) != 200 || w.Total != n {
+						b.Fatalf("%d entries of %d, %v", len(w.Entries), w.Total, err)
 					}
 				}
 			})
@@ -148,6 +181,9 @@ func TestListAndRedrive(t *testing.T) {
 			if err != nil || p.Total != 124 || p.Redriven != 124 || p.Skipped != 0 {
 				t.Fatalf("Redrive: %+v, %v; want 124 redriven (p0's 125 but d000004)", p, err)
 			}
+			if d, err := st.GetDelivery(ctx, "e000000", "d000000"); err != nil || d.Status != store.DeliveryPending || d.Reason != "" {
+				t.Errorf("a redriven delivery: %s, reason %q, %v; want pending without the dead letter's reason", d.Status, d.Reason, err)
+			}
 			if left, _ := q.List(ctx, Filter{SubscriptionID: "p0#bench#thing.happened#1"}); len(left) != 0 {
 				t.Errorf("%d of p0's left after the redrive", len(left))
 			}
@@ -155,5 +191,106 @@ func TestListAndRedrive(t *testing.T) {
 				t.Errorf("%d left in the queue, want p1's 124", len(left))
 			}
 		})
+	}
+}
+
+// TestWaiting: the dead letters waiting, from the store's index of them,
+// on both stores — every partner's count, most first; the newest across
+// partners, or of one partner or subscription; those redriven left out;
+// the partners read bounded, and saying so.
+func TestWaiting(t *testing.T) {
+	for _, s := range teststores.All {
+		t.Run(s.Name, func(t *testing.T) {
+			ctx := context.Background()
+			st := s.Open(t)
+			t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+			var ds []store.Delivery
+			dead := func(i int, partner, schema string) {
+				ds = append(ds, store.Delivery{EventID: fmt.Sprintf("e%04d", i), ID: fmt.Sprintf("d%04d", i), PartnerID: partner, SchemaID: schema,
+					SubscriptionID: partner + "#" + schema, Status: store.DeliveryDeadLettered, Reason: "attempts exhausted",
+					CreatedAt: t0.Add(time.Duration(i) * time.Second), UpdatedAt: t0.Add(time.Hour + time.Duration(i)*time.Second),
+					Attempts: []store.Attempt{{N: 1, StatusCode: 500}, {N: 2, Error: "timed out"}}})
+			}
+			// acme: 30 of orders, 6 of refunds; beta: 10; gamma: 4.
+			for i := range 50 {
+				switch {
+				case i%5 == 4 && i < 30:
+					dead(i, "acme", "shop#refund.issued#1")
+				case i < 36:
+					dead(i, "acme", "shop#order.created#1")
+				case i < 46:
+					dead(i, "beta", "shop#order.created#1")
+				default:
+					dead(i, "gamma", "shop#order.created#1")
+				}
+			}
+			ds[49].Status, ds[49].Reason = store.DeliveryPending, "" // redriven
+			must(t, st.PutDeliveries(ctx, ds))
+			q := New(nil, st) // no client: Waiting reads the store alone
+
+			w, err := q.Waiting(ctx, Filter{}, 5)
+			must(t, err)
+			if want := []PartnerCount{{"acme", 36}, {"beta", 10}, {"gamma", 3}}; !slices.Equal(w.ByPartner, want) {
+				t.Errorf("ByPartner = %v, want %v", w.ByPartner, want)
+			}
+			if got := ids(w.Entries); !slices.Equal(got, []string{"d0048", "d0047", "d0046", "d0045", "d0044"}) || w.Total != 49 || !w.Exact || w.Partial {
+				t.Errorf("unfiltered: %v, total %d (exact %v, partial %v)", got, w.Total, w.Exact, w.Partial)
+			}
+			e := w.Entries[0]
+			if e.Reason != "attempts exhausted" || e.Attempts != 2 || e.LastError != "timed out" || !e.FailedAt.Equal(ds[48].UpdatedAt) ||
+				e.SubscriptionID != "gamma#shop#order.created#1" || e.Status != store.DeliveryDeadLettered {
+				t.Errorf("entry: %+v", e)
+			}
+			w, err = q.Waiting(ctx, Filter{PartnerID: "beta"}, 100)
+			must(t, err)
+			if len(w.Entries) != 10 || w.Entries[0].DeliveryID != "d0045" || w.Total != 10 || !w.Exact {
+				t.Errorf("beta's: %v, total %d", ids(w.Entries), w.Total)
+			}
+			// A subscription's among its partner's others', read a page
+			// (of 4) at a time: all of them within waitingPages...
+			w, err = q.Waiting(ctx, Filter{SubscriptionID: "acme#shop#refund.issued#1"}, 4)
+			must(t, err)
+			if got := ids(w.Entries); !slices.Equal(got, []string{"d0029", "d0024", "d0019", "d0014"}) || w.Total != 6 || !w.Exact {
+				t.Errorf("acme's refunds: %v, total %d (exact %v)", got, w.Total, w.Exact)
+			}
+			// ...or not: pages of 2, ten of them, find 4 of acme's 30 orders' newest 20.
+			w, err = q.Waiting(ctx, Filter{SubscriptionID: "acme#shop#order.created#1"}, 2)
+			must(t, err)
+			if got := ids(w.Entries); !slices.Equal(got, []string{"d0035", "d0034"}) || w.Exact || w.Total < 2 {
+				t.Errorf("acme's orders, 2 a page: %v, total %d (exact %v)", got, w.Total, w.Exact)
+			}
+			if w, err := q.Waiting(ctx, Filter{PartnerID: "beta", SubscriptionID: "acme#shop#refund.issued#1"}, 10); err != nil || len(w.Entries) != 0 || w.Total != 0 {
+				t.Errorf("a partner and another's subscription: %+v, %v", w, err)
+			}
+			if _, err := q.Waiting(ctx, Filter{All: true}, 10); err == nil {
+				t.Error("Waiting(all): no error; redriven entries are List's")
+			}
+			// More partners than it reads a page of: those with the most.
+			ds = ds[:0]
+			for i := range waitingPartners + 5 {
+				dead(1000+i, fmt.Sprintf("wide%02d", i), "shop#order.created#1")
+			}
+			must(t, st.PutDeliveries(ctx, ds))
+			w, err = q.Waiting(ctx, Filter{}, 200)
+			must(t, err)
+			if len(w.ByPartner) != 28 || !w.Partial || w.Total != 49+waitingPartners+5 || len(w.Entries) != 49+waitingPartners-3 {
+				t.Errorf("%d partners: %d entries, total %d, partial %v", len(w.ByPartner), len(w.Entries), w.Total, w.Partial)
+			}
+		})
+	}
+}
+
+func ids(es []Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.DeliveryID)
+	}
+	return out
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

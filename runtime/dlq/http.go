@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,14 @@ import (
 //	GET  /v1/dlq                   entries; ?subscription= &partner= &delivery_id= &from= &to= (RFC 3339) &all=true &limit=
 //	POST /v1/dlq/redrive           start a redrive of a Filter (JSON body); 202 with a job id
 //	GET  /v1/dlq/redrive/{job}     the job's progress
+//
+// GET /v1/dlq with no more than a partner or a subscription answers from
+// the store's index of dead letters (Queue.Waiting): the newest limit (at
+// most maxWaiting) by their delivery's creation, the total, and every
+// partner's count ("by_partner") — milliseconds however large the queue.
+// With delivery_id, from, to or all=true it reads the queue's records
+// (Queue.List): every entry that matches, the most recent failure first,
+// up to limit (at most 10,000).
 type API struct {
 	q     *Queue
 	token string
@@ -78,27 +87,52 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	limit := 100
+	waiting := len(f.DeliveryIDs) == 0 && f.From.IsZero() && f.To.IsZero() && !f.All
+	limit, most := 100, 10000
+	if waiting {
+		most = maxWaiting
+	}
 	if v := r.URL.Query().Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
-			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", "limit must be between 1 and 10000")
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > most {
+			jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit must be between 1 and %d", most))
 			return
 		}
 	}
-	entries, err := a.q.List(r.Context(), f)
-	if err != nil {
+	unavailable := func(err error) {
 		a.log.Error("list dlq", "error", err)
 		jsonhttp.Problem(w, http.StatusServiceUnavailable, "unavailable", "the dead-letter queue cannot be read now; retry")
+	}
+	if waiting {
+		wt, err := a.q.Waiting(r.Context(), f, limit)
+		if err != nil {
+			unavailable(err)
+			return
+		}
+		byPartner := make([]map[string]any, len(wt.ByPartner))
+		for i, pc := range wt.ByPartner {
+			byPartner[i] = map[string]any{"partner_id": pc.PartnerID, "count": pc.Count}
+		}
+		jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": orEmpty(wt.Entries), "total": wt.Total, "exact": wt.Exact,
+			"partial": wt.Partial, "by_partner": byPartner})
+		return
+	}
+	entries, err := a.q.List(r.Context(), f)
+	if err != nil {
+		unavailable(err)
 		return
 	}
 	total := len(entries)
 	if len(entries) > limit {
 		entries = entries[:limit]
 	}
-	if entries == nil {
-		entries = []Entry{}
+	jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": orEmpty(entries), "total": total, "exact": true})
+}
+
+func orEmpty(es []Entry) []Entry {
+	if es == nil {
+		return []Entry{}
 	}
-	jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": entries, "total": total})
+	return es
 }
 
 func (a *API) redrive(w http.ResponseWriter, r *http.Request) {

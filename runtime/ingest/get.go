@@ -46,6 +46,7 @@ type DeliveryView struct {
 	SubscriptionID string          `json:"subscription_id"`
 	PartnerID      string          `json:"partner_id"`
 	Status         string          `json:"status"`
+	Reason         string          `json:"reason,omitempty"` // why it is dead-lettered, cancelled or held
 	Replay         string          `json:"replay,omitempty"` // the replay that made it, if any
 	Attempts       []store.Attempt `json:"attempts"`
 	NextAttemptAt  *time.Time      `json:"next_attempt_at,omitempty"`
@@ -88,7 +89,7 @@ func View(ev store.Event, ds []store.Delivery) EventView {
 		v.Routing = []store.Route{}
 	}
 	for _, d := range ds {
-		dv := DeliveryView{ID: d.ID, SubscriptionID: d.SubscriptionID, PartnerID: d.PartnerID, Status: d.Status, Replay: d.Replay,
+		dv := DeliveryView{ID: d.ID, SubscriptionID: d.SubscriptionID, PartnerID: d.PartnerID, Status: d.Status, Reason: d.Reason, Replay: d.Replay,
 			Attempts: d.Attempts, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 		if dv.Attempts == nil {
 			dv.Attempts = []store.Attempt{}

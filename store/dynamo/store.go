@@ -680,33 +680,36 @@ func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store
 	return s.history(ctx, "schema", schemaID, p)
 }
 
-// CountDeliveries implements store.Store: a scan of schema-status-index,
+// CountDeliveries implements store.Store: a scan of partner-status-index,
 // which holds the deliveries in an indexed status alone, counting those in
-// status, every page of it. DynamoDB bills it as reading them all (≈ half
-// a read unit for four kilobytes of deliveries) and sends back each one's
-// key alone; the status is its last part ("#" in a schema's ID, as in an
-// event named after a status, cannot make it match another). A scan rather
-// than a query per schema: it counts the deliveries of a schema the store
-// no longer holds too.
-func (s *Store) CountDeliveries(ctx context.Context, status string) (int, error) {
+// status by partner, every page of it. DynamoDB bills it as reading them
+// all (≈ half a read unit for four kilobytes of deliveries) and sends back
+// each one's partner_status alone, "PARTNER#STATUS": the status is its
+// last part. A scan rather than a query per partner: it counts the
+// deliveries of a partner the catalog no longer holds too.
+func (s *Store) CountDeliveries(ctx context.Context, status string) (map[string]int, error) {
 	if !store.StatusIndexed(status) {
-		return 0, fmt.Errorf("count of %q deliveries: not an indexed status", status)
+		return nil, fmt.Errorf("count of %q deliveries: not an indexed status", status)
 	}
-	in := &dynamodb.ScanInput{TableName: s.table(store.TableEventDeliveryStatus), IndexName: aws.String("schema-status-index"),
-		ProjectionExpression: aws.String("#a"), ExpressionAttributeNames: map[string]string{"#a": attrSchemaStatus}}
-	n := 0
+	in := &dynamodb.ScanInput{TableName: s.table(store.TableEventDeliveryStatus), IndexName: aws.String("partner-status-index"),
+		ProjectionExpression: aws.String("#a"), ExpressionAttributeNames: map[string]string{"#a": attrPartnerStatus}}
+	counts := map[string]int{}
 	for {
 		out, err := s.db.Scan(ctx, in)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, it := range out.Items {
-			if v, ok := it[attrSchemaStatus].(*types.AttributeValueMemberS); ok && v.Value[strings.LastIndexByte(v.Value, '#')+1:] == status {
-				n++
+			v, ok := it[attrPartnerStatus].(*types.AttributeValueMemberS)
+			if !ok {
+				continue
+			}
+			if i := strings.LastIndexByte(v.Value, '#'); i >= 0 && v.Value[i+1:] == status {
+				counts[v.Value[:i]]++
 			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return n, nil
+			return counts, nil
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}

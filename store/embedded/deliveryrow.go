@@ -26,12 +26,13 @@ import (
 // from ≈ 790 bytes of JSON to ≈ 300 (TestDeliveryRowSize). Events, which
 // share the bucket, have a compact form of their own (eventrow.go).
 //
-//	byte 0   deliveryRowV1
+//	byte 0   deliveryRowV2 (deliveryRowV1: the same without Reason)
 //	then     PartnerID, SchemaID, UpdatedAt, SubscriptionID, Status,
 //	         Replay, Topic, Partition, Offset, CreatedAt, ExpiresAt,
 //	         NextAttemptAt, the attempts' count, then each attempt:
 //	         N, At, URL, StatusCode, Latency, Error, the headers' count,
-//	         each header's name and value, ResponseExcerpt
+//	         each header's name and value, ResponseExcerpt;
+//	         then Reason
 //
 // A string is a uvarint length and its bytes; an integer a varint; a time
 // a varint of Unix nanoseconds (0: the zero time; read back in UTC); a
@@ -41,8 +42,13 @@ import (
 //
 // Rows written before this form are JSON objects, which start with '{';
 // they are read as they are and rewritten in this form on their next
-// write (an earlier version cannot read rows written by this one).
-const deliveryRowV1 = 0x01
+// write (an earlier version cannot read rows written by this one). Rows
+// of the first compact form, deliveryRowV1, which had no Reason, are read
+// with none, and rewritten in the second on their next write.
+const (
+	deliveryRowV1 = 0x01
+	deliveryRowV2 = 0x02
+)
 
 // headerNames are the request headers every attempt records. Append only:
 // a row refers to a name by its position.
@@ -51,7 +57,7 @@ var headerNames = []string{"content-type", "user-agent", "webhook-id", "webhook-
 var errDeliveryRow = errors.New("event_delivery_status row: malformed")
 
 func appendDeliveryRow(b []byte, d store.Delivery) []byte {
-	b = append(b, deliveryRowV1)
+	b = append(b, deliveryRowV2)
 	b = appendString(b, d.PartnerID)
 	b = appendString(b, d.SchemaID)
 	b = binary.AppendVarint(b, unixNano(d.UpdatedAt))
@@ -90,7 +96,7 @@ func appendDeliveryRow(b []byte, d store.Delivery) []byte {
 		}
 		b = appendString(b, a.ResponseExcerpt)
 	}
-	return b
+	return appendString(b, d.Reason)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -216,30 +222,30 @@ func deliveryIDs(key []byte) (eventID, id string, err error) {
 // openDeliveryRow starts decoding a row of either form; key is its bbolt
 // key. A JSON row is decoded whole (done); a compact row's IDs and its
 // first fields (PartnerID, SchemaID, UpdatedAt) are read, and r is left
-// at the next.
-func openDeliveryRow(key, v []byte) (d store.Delivery, r rowReader, done bool, err error) {
+// at the next; version is the form's first byte.
+func openDeliveryRow(key, v []byte) (d store.Delivery, r rowReader, version byte, done bool, err error) {
 	if len(v) > 0 && v[0] == '{' {
 		if err := fastjson.Unmarshal(v, &d); err != nil {
-			return store.Delivery{}, r, false, fmt.Errorf("event_delivery_status row: %w", err)
+			return store.Delivery{}, r, 0, false, fmt.Errorf("event_delivery_status row: %w", err)
 		}
-		return d, r, true, nil
+		return d, r, 0, true, nil
 	}
-	if len(v) == 0 || v[0] != deliveryRowV1 {
-		return store.Delivery{}, r, false, errDeliveryRow
+	if len(v) == 0 || (v[0] != deliveryRowV1 && v[0] != deliveryRowV2) {
+		return store.Delivery{}, r, 0, false, errDeliveryRow
 	}
 	if d.EventID, d.ID, err = deliveryIDs(key); err != nil {
-		return store.Delivery{}, r, false, err
+		return store.Delivery{}, r, 0, false, err
 	}
 	r = rowReader{b: v[1:]}
 	d.PartnerID = r.string()
 	d.SchemaID = r.string()
 	d.UpdatedAt = r.time()
-	return d, r, false, nil
+	return d, r, v[0], false, nil
 }
 
 // decodeDeliveryRow decodes a row of either form; key is its bbolt key.
 func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
-	d, r, done, err := openDeliveryRow(key, v)
+	d, r, version, done, err := openDeliveryRow(key, v)
 	if done || err != nil {
 		return d, err
 	}
@@ -273,6 +279,9 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 			a.ResponseExcerpt = r.string()
 		}
 	}
+	if version >= deliveryRowV2 {
+		d.Reason = r.string()
+	}
 	if r.bad || len(r.b) != 0 {
 		return store.Delivery{}, errDeliveryRow
 	}
@@ -283,7 +292,7 @@ func decodeDeliveryRow(key, v []byte) (store.Delivery, error) {
 // made of — its IDs, partner, schema, status and creation time — and its
 // expiry (the fields it skips on the way are not copied).
 func deliveryIndexFields(key, v []byte) (store.Delivery, error) {
-	d, r, done, err := openDeliveryRow(key, v)
+	d, r, _, done, err := openDeliveryRow(key, v)
 	if done || err != nil {
 		return d, err
 	}

@@ -38,9 +38,12 @@ func TestDeliveryRow(t *testing.T) {
 		store.Attempt{N: 2, At: now.Add(time.Second), URL: "https://hooks.example.com/in?x=1", Error: "timed out", Latency: store.Duration(10 * time.Second)},
 		store.Attempt{N: 3, At: now.In(time.FixedZone("X", 3600)), StatusCode: 503, ResponseExcerpt: "busy ✓",
 			RequestHeaders: map[string]string{"x-api-key": "[redacted]", "authorization": "[redacted]", "": "empty name"}})
+	dead := retried
+	dead.Status, dead.NextAttemptAt, dead.Reason = store.DeliveryDeadLettered, time.Time{}, "attempts exhausted after 3 (last: 503 Service Unavailable)"
 	for _, d := range []store.Delivery{
 		deliveredRow(now),
 		retried,
+		dead,
 		{EventID: "e", ID: "d", Status: store.DeliveryPending, Partition: -1, Offset: -1},
 		{EventID: "e\x00x", ID: "", PartnerID: "p"}, // a separator inside the event ID is its own
 	} {
@@ -68,7 +71,7 @@ func TestDeliveryRow(t *testing.T) {
 	key := []byte(deliveryKey("e", "d"))
 	good := appendDeliveryRow(nil, retried)
 	for _, bad := range [][]byte{nil, {}, {deliveryRowV1}, good[:len(good)-1], append(good[:len(good):len(good)], 0),
-		{0x02, 0, 0, 0}, []byte(`{"event_id":`),
+		{0x03, 0, 0, 0}, []byte(`{"event_id":`),
 		{deliveryRowV1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, // 2³² attempts
 	} {
 		if _, err := decodeDeliveryRow(key, bad); err == nil {
@@ -77,6 +80,15 @@ func TestDeliveryRow(t *testing.T) {
 	}
 	if _, err := decodeDeliveryRow([]byte("e\x00EVENT"), good); err == nil {
 		t.Error("a row under an event's key decoded as a delivery")
+	}
+	// The first compact form: the second's without Reason (an empty one
+	// is its last byte, a zero length).
+	v1 := append([]byte{deliveryRowV1}, good[1:len(good)-1]...)
+	if got, err := decodeDeliveryRow(key, v1); err != nil || got.Reason != "" || got.Status != retried.Status || len(got.Attempts) != 3 {
+		t.Errorf("a row of the first compact form: %+v, %v", got, err)
+	}
+	if _, err := decodeDeliveryRow(key, append(v1, 0)); err == nil {
+		t.Error("a first-form row with a byte after its attempts decoded")
 	}
 }
 
@@ -137,7 +149,7 @@ func TestDeliveryRowsOfEarlierVersions(t *testing.T) {
 	}
 	check("rewritten row", done) // one index entry each: the JSON row's were removed
 	s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bStatus)).Get([]byte(deliveryKey(d.EventID, d.ID))); len(v) == 0 || v[0] != deliveryRowV1 {
+		if v := tx.Bucket([]byte(bStatus)).Get([]byte(deliveryKey(d.EventID, d.ID))); len(v) == 0 || v[0] != deliveryRowV2 {
 			t.Errorf("rewritten row %q, want the compact form", v)
 		}
 		return nil
@@ -154,7 +166,7 @@ func FuzzDeliveryRow(f *testing.F) {
 		decodeDeliveryRow([]byte(deliveryKey(eventID, id)), raw)
 		deliveryIndexFields([]byte(deliveryKey(eventID, id)), raw)
 		d := store.Delivery{EventID: eventID, ID: id, PartnerID: partner, SchemaID: status + url, Status: status, Replay: header,
-			Topic: value, Partition: int32(n), Offset: n, CreatedAt: fromUnixNano(at), UpdatedAt: fromUnixNano(-at), NextAttemptAt: fromUnixNano(n),
+			Reason: value + status, Topic: value, Partition: int32(n), Offset: n, CreatedAt: fromUnixNano(at), UpdatedAt: fromUnixNano(-at), NextAttemptAt: fromUnixNano(n),
 			Attempts: []store.Attempt{{N: int(n), At: fromUnixNano(at), URL: url, StatusCode: int(-n), Latency: store.Duration(n), Error: value,
 				RequestHeaders: map[string]string{header: value, "webhook-id": id}, ResponseExcerpt: status}}}
 		if strings.Index(deliveryKey(eventID, id), sep+deliverySortKey) < len(eventID) {

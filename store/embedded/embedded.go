@@ -722,30 +722,34 @@ func (s *Store) DeliveriesBySchema(ctx context.Context, schemaID string, p store
 	return s.history(ctx, bStatusSchema, bStatusSchemaState, schemaID, p)
 }
 
-// CountDeliveries implements store.Store: it walks the schema status
-// index's keys of status alone, a seek to each schema's range.
-func (s *Store) CountDeliveries(ctx context.Context, status string) (int, error) {
+// CountDeliveries implements store.Store: it walks the partner status
+// index's keys of status alone, a seek to each partner's range.
+func (s *Store) CountDeliveries(ctx context.Context, status string) (map[string]int, error) {
 	if !store.StatusIndexed(status) {
-		return 0, fmt.Errorf("count of %q deliveries: not an indexed status", status)
+		return nil, fmt.Errorf("count of %q deliveries: not an indexed status", status)
 	}
-	n := 0
+	counts := map[string]int{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		c := tx.Bucket([]byte(bStatusSchemaState)).Cursor()
+		c := tx.Bucket([]byte(bStatusPartnerState)).Cursor()
 		for k, _ := c.First(); k != nil; {
 			i := bytes.IndexByte(k, sep[0])
 			if i < 0 {
 				return fmt.Errorf("corrupt index key %q", k)
 			}
-			schema := string(k[:i])
-			prefix := []byte(join(schema, status, ""))
+			partner := string(k[:i])
+			prefix := []byte(join(partner, status, ""))
+			n := 0
 			for k, _ = c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 				n++
 			}
-			k, _ = c.Seek([]byte(schema + sep + "\xff")) // past the schema's statuses
+			if n > 0 {
+				counts[partner] = n
+			}
+			k, _ = c.Seek([]byte(partner + sep + "\xff")) // past the partner's statuses
 		}
 		return nil
 	})
-	return n, err
+	return counts, err
 }
 
 // history reads a page of the index in bucket under hashKey (a partner's
