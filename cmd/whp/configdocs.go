@@ -30,7 +30,7 @@ var documented = []struct {
 	{"whp reconcile status", []string{"reconcile", "status"}, "the reconciler's status"},
 	{"whp catalog validate", []string{"catalog", "validate"}, "checks a catalog"},
 	{"whp tables create", []string{"tables", "create"}, "the DynamoDB tables for dev and tests, and the indexes a later version added to tables made before it"},
-	{"whp dlq list | redrive", []string{"dlq", "list"}, "the dead-letter queue"},
+	{"whp dlq list | redrive | reindex", []string{"dlq", "list"}, "the dead-letter queue"},
 	{"whp replay", []string{"replay"}, "re-delivers a time range to a subscription"},
 }
 

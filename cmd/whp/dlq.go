@@ -20,14 +20,37 @@ import (
 	"github.com/whp-dev/whp/runtime/jobs"
 )
 
-// runDLQ is `whp dlq list|redrive`, a client of a running whp's DLQ API.
+// runDLQ is `whp dlq list|redrive|reindex`, a client of a running whp's
+// DLQ API.
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive") {
-		return usageError{"whp dlq: expected list or redrive"}
+	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive" && args[0] != "reindex") {
+		return usageError{"whp dlq: expected list, redrive or reindex"}
 	}
 	sub := args[0]
 	fs := newFlags("dlq "+sub, stderr)
 	client := apiFlags(fs)
+	if sub == "reindex" {
+		// An upgrade's step on DynamoDB (infra/modules/dynamodb/README.md):
+		// dead letters written before the status index existed join it.
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		c, err := client()
+		if err != nil {
+			return err
+		}
+		var job dlq.Job
+		if err := c.do(ctx, http.MethodPost, "/v1/dlq/reindex", nil, &job); err != nil {
+			return err
+		}
+		err = followJob(ctx, c, "/v1/dlq/reindex/", &job, stdout, func(p dlq.Progress) string {
+			return fmt.Sprintf("%s %d/%d (indexed %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Indexed)
+		})
+		for _, n := range job.Progress.Notes {
+			fmt.Fprintln(stdout, n)
+		}
+		return err
+	}
 	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
 	partner := fs.String("partner", "", "only this partner")
 	ids := fs.String("delivery-id", "", "only these deliveries, comma-separated")

@@ -38,6 +38,7 @@ Usage:
   whp reconcile [--once] [--dry-run] [--catalog DIR | --repo URL [--branch B | --tag T | --commit C] [--path P]]
   whp reconcile status [--data-dir .whp | --url http://127.0.0.1:8080] [--json]
   whp dlq list|redrive [--url http://127.0.0.1:8080] [--subscription S | --partner P | --delivery-id IDS] [--from T] [--to T]
+  whp dlq reindex [--url http://127.0.0.1:8080]   (upgrading DynamoDB tables: infra/modules/dynamodb/README.md)
   whp console --users-file F | --oidc-issuer URL … [--store dynamodb …] --ingress-brokers B --egress-brokers B
   whp status [--url http://127.0.0.1:8080] [--window 1h] [--json]
   whp replay --subscription S --from T [--to T] [--rate N] [--url http://127.0.0.1:8080]

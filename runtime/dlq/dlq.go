@@ -255,11 +255,14 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, fn func(*kgo.Rec
 
 // Progress reports a redrive's advance.
 type Progress struct {
-	Total    int      `json:"total"`
-	Done     int      `json:"done"`
-	Redriven int      `json:"redriven"`
-	Skipped  int      `json:"skipped"`
-	Notes    []string `json:"notes,omitempty"` // why entries were skipped
+	Total    int `json:"total"`
+	Done     int `json:"done"`
+	Redriven int `json:"redriven"`
+	Skipped  int `json:"skipped"`
+	// Indexed counts the dead letters a reindex added to the store's
+	// status index (Reindex).
+	Indexed int      `json:"indexed,omitempty"`
+	Notes   []string `json:"notes,omitempty"` // why entries were skipped
 }
 
 // Redrive writes every entry matching f back to its egress topic, calling
@@ -329,6 +332,56 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			}
 		}
 		p.Redriven += len(recs)
+		p.Done += len(chunk)
+		if progress != nil {
+			progress(p)
+		}
+	}
+	return p, nil
+}
+
+// Indexer is a store that can add to its status indexes the deliveries
+// written before it had them (store/dynamo.Store.IndexDeliveries). The
+// embedded store builds its indexes when it opens, and is not one.
+type Indexer interface {
+	IndexDeliveries(ctx context.Context, ds []store.Delivery) (int, error)
+}
+
+// Reindex adds to the store's index of dead letters — what Waiting, the
+// console's DLQ page and GET /v1/dlq read — the dead letters waiting in
+// the queue whose status items were written before the index existed: a
+// step of an upgrade from a version without it, on DynamoDB
+// (infra/modules/dynamodb/README.md). It reads the queue as List does and
+// asks the store to index each entry still dead-lettered; what is
+// indexed already, or has changed since, is left as it is. Run again, it
+// indexes nothing.
+func (q *Queue) Reindex(ctx context.Context, progress func(Progress)) (Progress, error) {
+	ix, ok := q.st.(Indexer)
+	if !ok {
+		return Progress{Notes: []string{"this store builds its indexes when it opens: nothing to do"}}, nil
+	}
+	entries, err := q.List(ctx, Filter{})
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Total: len(entries)}
+	if progress != nil {
+		progress(p)
+	}
+	const batch = 100
+	for start := 0; start < len(entries); start += batch {
+		chunk := entries[start:min(start+batch, len(entries))]
+		ds := make([]store.Delivery, 0, len(chunk))
+		for _, e := range chunk {
+			if e.stored != nil { // none: expired, in no history
+				ds = append(ds, *e.stored)
+			}
+		}
+		n, err := ix.IndexDeliveries(ctx, ds)
+		p.Indexed += n
+		if err != nil {
+			return p, fmt.Errorf("reindex: %w", err)
+		}
 		p.Done += len(chunk)
 		if progress != nil {
 			progress(p)

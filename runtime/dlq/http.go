@@ -21,6 +21,8 @@ import (
 //	GET  /v1/dlq                   entries; ?subscription= &partner= &delivery_id= &from= &to= (RFC 3339) &all=true &limit=
 //	POST /v1/dlq/redrive           start a redrive of a Filter (JSON body); 202 with a job id
 //	GET  /v1/dlq/redrive/{job}     the job's progress
+//	POST /v1/dlq/reindex           start a reindex (Queue.Reindex, an upgrade's step); 202 with a job id
+//	GET  /v1/dlq/reindex/{job}     the job's progress
 //
 // GET /v1/dlq with no more than a partner or a subscription answers from
 // the store's index of dead letters (Queue.Waiting): the newest limit (at
@@ -34,6 +36,8 @@ type API struct {
 	token string
 	log   *slog.Logger
 	jobs  *jobs.Registry[Progress]
+	// reindexes are Reindex's jobs.
+	reindexes *jobs.Registry[Progress]
 }
 
 // Job is one redrive.
@@ -41,13 +45,15 @@ type Job = jobs.Job[Progress]
 
 // NewAPI returns the API.
 func NewAPI(q *Queue, token string, log *slog.Logger) *API {
-	return &API{q: q, token: token, log: log, jobs: jobs.New[Progress]("dlq redrive", log)}
+	return &API{q: q, token: token, log: log, jobs: jobs.New[Progress]("dlq redrive", log), reindexes: jobs.New[Progress]("dlq reindex", log)}
 }
 
 // Register adds the routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/dlq", adminauth.Require(a.token, a.list))
 	mux.HandleFunc("POST /v1/dlq/redrive", adminauth.Require(a.token, a.redrive))
+	mux.HandleFunc("POST /v1/dlq/reindex", adminauth.Require(a.token, a.reindex))
+	mux.HandleFunc("GET /v1/dlq/reindex/{job}", adminauth.Require(a.token, a.reindexes.Handler()))
 	mux.HandleFunc("GET /v1/dlq/redrive/{job}", adminauth.Require(a.token, a.jobs.Handler()))
 }
 
@@ -152,5 +158,13 @@ func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
 		return a.q.Redrive(ctx, f, progress)
 	})
 	w.Header().Set("Location", "/v1/dlq/redrive/"+job.ID)
+	jsonhttp.Write(w, http.StatusAccepted, job)
+}
+
+func (a *API) reindex(w http.ResponseWriter, r *http.Request) {
+	job := a.reindexes.Start(nil, func(ctx context.Context, progress func(Progress)) (Progress, error) {
+		return a.q.Reindex(ctx, progress)
+	})
+	w.Header().Set("Location", "/v1/dlq/reindex/"+job.ID)
 	jsonhttp.Write(w, http.StatusAccepted, job)
 }

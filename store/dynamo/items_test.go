@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,66 @@ func TestDeliveryItemsOfEarlierVersions(t *testing.T) {
 		if diff := cmp.Diff([]store.Delivery{newer, old, older}, seen); diff != "" {
 			t.Errorf("history of %s, a page at a time (-want +got):\n%s", name, diff)
 		}
+	}
+}
+
+// TestIndexDeliveriesOfEarlierVersions: items written before the status
+// indexes lack their keys, and are in no status's history or count until
+// IndexDeliveries gives them the keys — only those still in the status
+// they were read in, and not yet indexed; a delivery redriven since it was
+// read is left as it is.
+func TestIndexDeliveriesOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	db, s := tablesOnDynalite(t, "old")
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var read []store.Delivery // as a read of the items returned them
+	for i, status := range []string{store.DeliveryDeadLettered, store.DeliveryDeadLettered, store.DeliveryCancelled, store.DeliveryDeadLettered, store.DeliveryDelivered} {
+		d := store.Delivery{EventID: fmt.Sprintf("e-%d", i), ID: fmt.Sprintf("d-%d", i), SubscriptionID: "acme#orders#order.created#1", PartnerID: "acme",
+			SchemaID: "orders#order.created#1", Status: status, Reason: "final failure: HTTP 400", CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now,
+			Attempts: []store.Attempt{{N: 1, At: now, StatusCode: 400, ResponseExcerpt: `{"status":"dead_lettered"}`}}}
+		read = append(read, d)
+		if i == 3 {
+			d.Status = store.DeliveryPending // redriven after the read
+		}
+		it, err := deliveryItem(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(it, attrPartnerStatus) // as earlier versions wrote it
+		delete(it, attrSchemaStatus)
+		if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table(store.TableEventDeliveryStatus), Item: it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indexedNow := read[0]
+	indexedNow.ID, indexedNow.EventID = "d-indexed", "e-indexed"
+	if err := s.PutDeliveries(ctx, []store.Delivery{indexedNow}); err != nil {
+		t.Fatal(err)
+	}
+	read = append(read, indexedNow)
+	count := func(want int) {
+		t.Helper()
+		if c, err := s.CountDeliveries(ctx, store.DeliveryDeadLettered); err != nil || c["acme"] != want {
+			t.Errorf("dead letters counted %v, %v; want %d of acme's", c, err, want)
+		}
+	}
+	count(1)
+	n, err := s.IndexDeliveries(ctx, read)
+	if err != nil || n != 3 {
+		t.Fatalf("IndexDeliveries = %d, %v; want 3 (two dead letters and the cancelled one)", n, err)
+	}
+	count(3)
+	page, err := s.DeliveriesByPartner(ctx, "acme", store.Page{Status: store.DeliveryDeadLettered})
+	if err != nil || len(page.Deliveries) != 3 || page.Deliveries[0].ID != "d-1" || page.Deliveries[0].Reason != "final failure: HTTP 400" {
+		t.Errorf("acme's dead letters: %+v, %v", page.Deliveries, err)
+	}
+	if c, _ := s.CountDeliveries(ctx, store.DeliveryCancelled); c["acme"] != 1 {
+		t.Errorf("cancelled counted %v", c)
+	}
+	if d, err := s.GetDelivery(ctx, "e-3", "d-3"); err != nil || d.Status != store.DeliveryPending {
+		t.Errorf("the redriven delivery: %+v, %v", d, err)
+	}
+	if n, err := s.IndexDeliveries(ctx, read); err != nil || n != 0 {
+		t.Errorf("IndexDeliveries again = %d, %v; want none", n, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -399,8 +400,9 @@ func historyTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:0
 // store.StatusIndexed names, so a delivery delivered on its first attempt
 // never enters them and costs them no write unit. Their sort key is the
 // history's, updated_key. Items written before them lack the keys, and are
-// not in a status's history until they are written again or expire
-// (infra/modules/dynamodb/README.md).
+// not in a status's history until they are written again or expire, or —
+// the dead letters — IndexDeliveries gives them the keys (whp dlq reindex;
+// infra/modules/dynamodb/README.md).
 const (
 	attrPartnerStatus = "partner_status"
 	attrSchemaStatus  = "schema_status"
@@ -713,6 +715,45 @@ func (s *Store) CountDeliveries(ctx context.Context, status string) (map[string]
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
+}
+
+// IndexDeliveries gives the deliveries ds names — each as a read of its
+// item returned it — the status index keys their status calls for, where
+// their items lack them: items written before the status indexes existed
+// (infra/modules/dynamodb/README.md, "Upgrading"). Each is one UpdateItem
+// conditioned on the item still lacking the keys and still in the status
+// ds holds, so a delivery written meanwhile — redriven, attempted, already
+// indexed — is left as it is. It returns how many it indexed. Deliveries
+// in a status not indexed are skipped.
+func (s *Store) IndexDeliveries(ctx context.Context, ds []store.Delivery) (int, error) {
+	table := s.table(store.TableEventDeliveryStatus)
+	var indexed atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(getDeliveriesAtOnce)
+	for _, d := range ds {
+		if !store.StatusIndexed(d.Status) {
+			continue
+		}
+		g.Go(func() error {
+			// The doc holds the status as its JSON field; a string inside
+			// the doc (an excerpt) holds quotes escaped, so cannot match.
+			_, err := s.db.UpdateItem(gctx, &dynamodb.UpdateItemInput{TableName: table, Key: key2(d.EventID, deliverySK+d.ID),
+				UpdateExpression:          aws.String("SET #p = :p, #s = :s"),
+				ConditionExpression:       aws.String("attribute_exists(#k) AND attribute_not_exists(#p) AND contains(#d, :st)"),
+				ExpressionAttributeNames:  map[string]string{"#k": AttrPK, "#d": "doc", "#p": attrPartnerStatus, "#s": attrSchemaStatus},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(d.PartnerID + "#" + d.Status), ":s": str(d.SchemaID + "#" + d.Status), ":st": str(`"status":"` + d.Status + `"`)}})
+			switch {
+			case isConditionFailed(err):
+				return nil
+			case err != nil:
+				return fmt.Errorf("index delivery %s: %w", d.ID, err)
+			}
+			indexed.Add(1)
+			return nil
+		})
+	}
+	err := g.Wait()
+	return int(indexed.Load()), err
 }
 
 // history queries by (partner or schema) the GSI of that name, or, for a
