@@ -39,6 +39,9 @@ func TestPausedPartner(t *testing.T) {
 	eventually(t, "beta to get every event", func() bool { n, _, _ := beta.counts(); return n == 5 })
 	for _, id := range ids {
 		eventually(t, "alpha's delivery to be held", func() bool { return deliveryOf(t, p, id, "alpha").Status == store.DeliveryHeld })
+		if d := deliveryOf(t, p, id, "alpha"); d.Reason != "its partner is paused by an operator" {
+			t.Errorf("a held delivery of a paused partner gives the reason %q", d.Reason)
+		}
 	}
 	if n, _, _ := alpha.counts(); n != 0 {
 		t.Fatalf("paused alpha received %d webhooks", n)

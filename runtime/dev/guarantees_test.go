@@ -234,7 +234,11 @@ func TestCircuitBreaker(t *testing.T) {
 		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
 		sawOpen = sawOpen || strings.Contains(string(body), `"state":"open"`)
 		for _, id := range ids {
-			sawHeld = sawHeld || deliveryOf(t, p, id, "alpha").Status == store.DeliveryHeld
+			d := deliveryOf(t, p, id, "alpha")
+			if d.Status == store.DeliveryHeld && d.Reason != "its partner's circuit breaker is open" {
+				t.Errorf("a delivery held by the breaker gives the reason %q", d.Reason)
+			}
+			sawHeld = sawHeld || d.Status == store.DeliveryHeld
 		}
 		got, _, _ := alpha.counts()
 		return got == n

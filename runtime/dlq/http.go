@@ -114,12 +114,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 			unavailable(err)
 			return
 		}
-		byPartner := make([]map[string]any, len(wt.ByPartner))
-		for i, pc := range wt.ByPartner {
-			byPartner[i] = map[string]any{"partner_id": pc.PartnerID, "count": pc.Count}
-		}
-		jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": orEmpty(wt.Entries), "total": wt.Total, "exact": wt.Exact,
-			"partial": wt.Partial, "by_partner": byPartner})
+		jsonhttp.Write(w, http.StatusOK, wt)
 		return
 	}
 	entries, err := a.q.List(r.Context(), f)
@@ -131,14 +126,10 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if len(entries) > limit {
 		entries = entries[:limit]
 	}
-	jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": orEmpty(entries), "total": total, "exact": true})
-}
-
-func orEmpty(es []Entry) []Entry {
-	if es == nil {
-		return []Entry{}
+	if entries == nil {
+		entries = []Entry{}
 	}
-	return es
+	jsonhttp.Write(w, http.StatusOK, map[string]any{"entries": entries, "total": total, "exact": true})
 }
 
 func (a *API) redrive(w http.ResponseWriter, r *http.Request) {

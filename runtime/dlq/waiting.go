@@ -28,24 +28,24 @@ type Waiting struct {
 	// Entries are the newest dead letters the filter selects, by their
 	// delivery's creation (the order of the history and of the events
 	// search), at most the limit asked for.
-	Entries []Entry
+	Entries []Entry `json:"entries"`
 	// Total is how many the filter selects; a lower bound unless Exact.
-	Total int
-	Exact bool
-	// ByPartner counts every partner's dead letters, most first: the
-	// queue's shape after an outage, whatever the filter.
-	ByPartner []PartnerCount
+	Total int  `json:"total"`
+	Exact bool `json:"exact"`
 	// Partial says Entries may leave out some newer than its last: the
 	// queue's dead letters are of more partners than Waiting reads pages
 	// of (waitingPartners), or a subscription's were looked for in more
 	// of its partner's pages than it reads (waitingPages).
-	Partial bool
+	Partial bool `json:"partial"`
+	// ByPartner counts every partner's dead letters, most first: the
+	// queue's shape after an outage, whatever the filter.
+	ByPartner []PartnerCount `json:"by_partner"`
 }
 
 // PartnerCount is one partner's dead letters waiting.
 type PartnerCount struct {
-	PartnerID string
-	Count     int
+	PartnerID string `json:"partner_id"`
+	Count     int    `json:"count"`
 }
 
 const (
@@ -75,7 +75,7 @@ func (q *Queue) Waiting(ctx context.Context, f Filter, limit int) (Waiting, erro
 	if err != nil {
 		return Waiting{}, fmt.Errorf("dead letters by partner: %w", err)
 	}
-	var w Waiting
+	w := Waiting{Entries: []Entry{}, ByPartner: []PartnerCount{}}
 	for p, n := range counts {
 		w.ByPartner = append(w.ByPartner, PartnerCount{p, n})
 	}
@@ -83,11 +83,12 @@ func (q *Queue) Waiting(ctx context.Context, f Filter, limit int) (Waiting, erro
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.PartnerID, b.PartnerID))
 	})
 	partner := f.PartnerID
-	if sub, _, ok := strings.Cut(f.SubscriptionID, "#"); ok {
-		if partner != "" && partner != sub {
-			return Waiting{ByPartner: w.ByPartner, Exact: true}, nil // of no subscription of the partner
+	if p, _, ok := strings.Cut(f.SubscriptionID, "#"); ok { // PARTNER#SCHEMA_ID
+		if partner != "" && partner != p {
+			w.Exact = true // of no subscription of the partner's
+			return w, nil
 		}
-		partner = sub
+		partner = p
 	}
 	switch {
 	case f.SubscriptionID != "":
