@@ -269,27 +269,17 @@ type Progress struct {
 // progress after each batch. Entries whose subscription is not Approved
 // are skipped and said so: they would only fail again.
 func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) (Progress, error) {
-	entries, err := q.List(ctx, f)
-	if err != nil {
-		return Progress{}, err
-	}
-	p := Progress{Total: len(entries)}
-	if progress != nil {
-		progress(p)
-	}
-	const batch = 100
 	subs := map[string]store.Subscription{}
-	for start := 0; start < len(entries); start += batch {
-		chunk := entries[start:min(start+batch, len(entries))]
+	return q.inBatches(ctx, f, progress, func(chunk []Entry, p *Progress) error {
 		var recs []*kgo.Record
-		var statuses []store.Delivery
-		var reasons []string // each status's, to put back if the writes fail
+		var statuses, before []store.Delivery // before: as read, to put back if the writes fail
 		for _, e := range chunk {
 			sub, ok := subs[e.SubscriptionID]
 			if !ok {
+				var err error
 				sub, err = q.st.GetSubscription(ctx, e.SubscriptionID)
 				if err != nil && !errors.Is(err, store.ErrNotFound) {
-					return p, err
+					return err
 				}
 				subs[e.SubscriptionID] = sub
 			}
@@ -300,38 +290,57 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 			}
 			value, err := json.Marshal(e.delivery)
 			if err != nil {
-				return p, err
+				return err
 			}
 			_, event, _, _ := catalog.SplitSchemaID(e.SchemaID)
 			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(e.EventID), Value: value,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(e.DeliveryID)}, {Key: "whp-redrive", Value: []byte("1")}}})
 			d := store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
-				SchemaID: e.SchemaID, CreatedAt: q.now().UTC()}
+				SchemaID: e.SchemaID, Status: store.DeliveryDeadLettered, Reason: e.Reason, CreatedAt: q.now().UTC(), UpdatedAt: e.FailedAt}
 			if e.stored != nil {
 				d = *e.stored // as List read it
 			}
+			before = append(before, d)
 			d.Status, d.Reason, d.UpdatedAt, d.NextAttemptAt = store.DeliveryPending, "", q.now().UTC(), time.Time{}
 			statuses = append(statuses, d)
-			reasons = append(reasons, e.Reason)
 		}
 		// The status first: an entry is out of the queue once pending,
 		// and the dispatcher's result then overwrites it.
 		if len(statuses) > 0 {
 			if err := q.st.PutDeliveries(ctx, statuses); err != nil {
-				return p, fmt.Errorf("redrive: %w", err)
+				return fmt.Errorf("redrive: %w", err)
 			}
 			if err := q.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 				// Back into the queue: nothing was redriven.
-				for i := range statuses {
-					statuses[i].Status, statuses[i].Reason = store.DeliveryDeadLettered, reasons[i]
-				}
-				if rerr := q.st.PutDeliveries(context.WithoutCancel(ctx), statuses); rerr != nil {
+				if rerr := q.st.PutDeliveries(context.WithoutCancel(ctx), before); rerr != nil {
 					err = errors.Join(err, rerr)
 				}
-				return p, fmt.Errorf("redrive: %w", err)
+				return fmt.Errorf("redrive: %w", err)
 			}
 		}
 		p.Redriven += len(recs)
+		return nil
+	})
+}
+
+// inBatches lists the entries f selects and calls fn with each batch of
+// them, which fn counts in p as it goes; progress is called before the
+// first batch and after each.
+func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress), fn func(chunk []Entry, p *Progress) error) (Progress, error) {
+	entries, err := q.List(ctx, f)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Total: len(entries)}
+	if progress != nil {
+		progress(p)
+	}
+	const batch = 100
+	for start := 0; start < len(entries); start += batch {
+		chunk := entries[start:min(start+batch, len(entries))]
+		if err := fn(chunk, &p); err != nil {
+			return p, err
+		}
 		p.Done += len(chunk)
 		if progress != nil {
 			progress(p)
@@ -360,17 +369,7 @@ func (q *Queue) Reindex(ctx context.Context, progress func(Progress)) (Progress,
 	if !ok {
 		return Progress{Notes: []string{"this store builds its indexes when it opens: nothing to do"}}, nil
 	}
-	entries, err := q.List(ctx, Filter{})
-	if err != nil {
-		return Progress{}, err
-	}
-	p := Progress{Total: len(entries)}
-	if progress != nil {
-		progress(p)
-	}
-	const batch = 100
-	for start := 0; start < len(entries); start += batch {
-		chunk := entries[start:min(start+batch, len(entries))]
+	return q.inBatches(ctx, Filter{}, progress, func(chunk []Entry, p *Progress) error {
 		ds := make([]store.Delivery, 0, len(chunk))
 		for _, e := range chunk {
 			if e.stored != nil { // none: expired, in no history
@@ -380,14 +379,10 @@ func (q *Queue) Reindex(ctx context.Context, progress func(Progress)) (Progress,
 		n, err := ix.IndexDeliveries(ctx, ds)
 		p.Indexed += n
 		if err != nil {
-			return p, fmt.Errorf("reindex: %w", err)
+			return fmt.Errorf("reindex: %w", err)
 		}
-		p.Done += len(chunk)
-		if progress != nil {
-			progress(p)
-		}
-	}
-	return p, nil
+		return nil
+	})
 }
 
 func appendOnce(list []string, s string) []string {
