@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -341,5 +342,34 @@ func TestReindex(t *testing.T) {
 	emb := New(nil, teststores.All[0].Open(t))
 	if p, err := emb.Reindex(ctx, nil); err != nil || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "nothing to do") {
 		t.Errorf("Reindex on the embedded store = %+v, %v", p, err)
+	}
+}
+
+// TestRedriveThatFailsPutsBack: a redrive whose records cannot be written
+// (here: the partner's egress topic is gone) fails, and leaves each
+// delivery as it was — dead-lettered, with its reason, still waiting.
+func TestRedriveThatFailsPutsBack(t *testing.T) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(t)
+	q := deadLetters(t, 4, st)
+	if _, err := kadm.NewClient(q.cl).DeleteTopics(ctx, topic.Egress("p1", "thing.happened")); err != nil {
+		t.Fatal(err)
+	}
+	must(t, func() error {
+		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
+		return err
+	}())
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := q.Redrive(short, Filter{SubscriptionID: "p1#bench#thing.happened#1"}, nil); err == nil || !strings.HasPrefix(err.Error(), "redrive: ") {
+		t.Fatalf("a redrive to a topic that is gone: %v, want its write's error", err)
+	}
+	for _, id := range []string{"000001", "000003"} {
+		if d, err := st.GetDelivery(ctx, "e"+id, "d"+id); err != nil || d.Status != store.DeliveryDeadLettered || d.Reason != "attempts exhausted" {
+			t.Errorf("d%s after the failed redrive: %s, reason %q, %v", id, d.Status, d.Reason, err)
+		}
+	}
+	if w, err := q.Waiting(ctx, Filter{PartnerID: "p1"}, 10); err != nil || w.Total != 2 {
+		t.Errorf("p1's waiting after the failed redrive: %d, %v", w.Total, err)
 	}
 }
