@@ -178,6 +178,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Redrive it and watch htmx follow the redrive to its end. The DLQ
 	// page, from the index of dead letters, counts them by partner.
 	waitText("/console/dlq", "table.dlq", id)
+	do("dead letters", shot("6-dead-letters"))
 	if byPartner, row := text("table.by-partner"), text("table.dlq"); !strings.Contains(byPartner, "beta\t1") && !strings.Contains(byPartner, "beta 1") ||
 		!strings.Contains(row, "final failure: HTTP 400") {
 		t.Errorf("the DLQ page: by partner %q, rows %q", byPartner, row)
@@ -190,7 +191,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
 		t.Fatalf("the redrive's progress never showed done: %v", err)
 	}
-	do("redriven", shot("6-redriven"))
+	do("redriven", shot("7-redriven"))
 	if counts := text("#redrive .counts"); !strings.Contains(counts, "redriven 1") {
 		t.Errorf("redrive progress: %q", counts)
 	}
