@@ -96,7 +96,7 @@ type Server struct {
 	cfg      Config
 	sessions *sessions
 	redrives *redriveJobs
-	dlqDepth *depthCache
+	counts   *countsCache
 	oidc     *oidcLogin // set by UseOIDC
 	mux      *http.ServeMux
 	now      func() time.Time
@@ -115,7 +115,7 @@ func New(cfg Config) *Server {
 		key = make([]byte, 32)
 		rand.Read(key)
 	}
-	s := &Server{cfg: cfg, now: time.Now, redrives: newRedriveJobs(cfg.Log), dlqDepth: &depthCache{now: time.Now},
+	s := &Server{cfg: cfg, now: time.Now, redrives: newRedriveJobs(cfg.Log), counts: &countsCache{now: time.Now},
 		sessions: &sessions{key: key, ttl: cfg.SessionTTL, secure: !cfg.Dev, now: time.Now}}
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {

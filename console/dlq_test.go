@@ -3,9 +3,12 @@ package console
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,31 +118,36 @@ func (c *countedDLQ) Waiting(ctx context.Context, f dlq.Filter, limit int) (dlq.
 	return c.listedDLQ.Waiting(ctx, f, limit)
 }
 
-// countingDeadLetters is the embedded store, counting its counts.
-type countingDeadLetters struct {
+// countingCounts is the embedded store, counting its counts by status.
+type countingCounts struct {
 	*embedded.Store
-	counts atomic.Int32
+	mu     sync.Mutex
+	counts map[string]int
 }
 
-func (c *countingDeadLetters) CountDeliveries(ctx context.Context, status string) (map[string]int, error) {
-	c.counts.Add(1)
+func (c *countingCounts) CountDeliveries(ctx context.Context, status string) (map[string]int, error) {
+	c.mu.Lock()
+	c.counts[status]++
+	c.mu.Unlock()
 	return c.Store.CountDeliveries(ctx, status)
 }
 
-// TestOverviewDLQDepth: the overview counts the dead letters waiting
-// from the store's status index — the deliveries dead-lettered, not those
-// redriven or retrying — without listing the queue, and keeps the count
-// dlqDepthTTL (on DynamoDB a count is billed as reading the dead letters),
-// while the DLQ page lists the queue fresh.
-func TestOverviewDLQDepth(t *testing.T) {
+// TestOverviewCounts: the overview counts the dead letters waiting, and
+// the deliveries retrying and held, from the store's status index —
+// without listing the queue — and keeps each count countsTTL (on DynamoDB
+// a count is billed as reading what it counts); the Partners page shares
+// the counts, by partner, and orders by them; the DLQ page reads afresh.
+func TestOverviewCounts(t *testing.T) {
 	st := openStore(t)
 	var ds []store.Delivery
 	for i := range 1300 {
 		d := store.Delivery{EventID: fmt.Sprintf("e%04d", i), ID: "d", PartnerID: fmt.Sprintf("p%d", i%7), SchemaID: fmt.Sprintf("s#e#%d", i%3),
-			Status: store.DeliveryDeadLettered}
+			SubscriptionID: fmt.Sprintf("p%d#s#e#%d", i%7, i%3), Status: store.DeliveryDeadLettered}
 		switch {
 		case i >= 1250:
 			d.Status = store.DeliveryDelivered // redriven
+		case i >= 1240:
+			d.Status = store.DeliveryHeld
 		case i >= 1234:
 			d.Status = store.DeliveryRetrying
 		}
@@ -148,39 +156,85 @@ func TestOverviewDLQDepth(t *testing.T) {
 	if err := st.PutDeliveries(context.Background(), ds); err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingDeadLetters{Store: st}
+	for p := range 7 {
+		if _, err := st.PutSubscription(context.Background(), store.Subscription{ID: fmt.Sprintf("p%d#s#e#0", p), PartnerID: fmt.Sprintf("p%d", p),
+			SchemaID: "s#e#0", Status: store.SubscriptionApproved}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := &countingCounts{Store: st, counts: map[string]int{}}
 	q := &countedDLQ{listedDLQ: make(listedDLQ, 5)}
 	s := New(Config{DLQ: q, Store: cs, Dev: true})
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	s.dlqDepth.now = func() time.Time { return now }
-	load := func() string {
+	s.counts.now = func() time.Time { return now }
+	load := func(target string, h func(http.ResponseWriter, *http.Request, session)) (int, string) {
+		t.Helper()
 		w := httptest.NewRecorder()
-		s.overview(w, httptest.NewRequest("GET", "/console/", nil), session{User: "ann", Role: RoleAdmin})
-		if w.Code != 200 {
-			t.Fatalf("overview: %d", w.Code)
-		}
-		return w.Body.String()
+		h(w, httptest.NewRequest("GET", target, nil), session{User: "ann", Role: RoleAdmin})
+		return w.Code, w.Body.String()
 	}
 	for range 3 {
-		if body := load(); !strings.Contains(body, `<a href="/console/dlq">1234</a>`) {
-			t.Fatalf("no count of 1234 in\n%.3000s", body)
+		code, body := load("/console/", s.overview)
+		if code != 200 || !strings.Contains(body, `<a href="/console/dlq">1234</a>`) || !strings.Contains(body, `<a href="/console/partners?sort=attention">6</a>`) ||
+			!strings.Contains(body, "10 held") {
+			t.Fatalf("%d: no counts of 1234 dead letters, 6 retrying, 10 held in\n%.3000s", code, body)
 		}
 	}
-	if n := cs.counts.Load(); n != 1 {
-		t.Errorf("three loads counted %d times, want once", n)
+	code, body := load("/console/partners?sort=attention", s.partners)
+	want := map[int][3]int{} // by partner: retrying, held, dead-lettered
+	for _, d := range ds {
+		c := want[int(d.PartnerID[1]-'0')]
+		switch d.Status {
+		case store.DeliveryRetrying:
+			c[0]++
+		case store.DeliveryHeld:
+			c[1]++
+		case store.DeliveryDeadLettered:
+			c[2]++
+		}
+		want[int(d.PartnerID[1]-'0')] = c
 	}
-	now = now.Add(dlqDepthTTL)
-	load()
-	if n := cs.counts.Load(); n != 2 {
-		t.Errorf("a load after %s counted %d times in all, want twice", dlqDepthTTL, n)
+	for p, c := range want {
+		for i, link := range []string{"/console/events?partner=p%d&amp;status=retrying", "/console/events?partner=p%d&amp;status=held", "/console/dlq?partner=p%d"} {
+			cell := fmt.Sprintf(`<a href="`+link+`">%d</a>`, p, c[i])
+			if c[i] == 0 {
+				continue
+			}
+			if code != 200 || !strings.Contains(body, cell) {
+				t.Errorf("partner p%d: no %s", p, cell)
+			}
+		}
+	}
+	// Needing attention first: the partners in order of their sums.
+	order := slices.Sorted(maps.Keys(want))
+	slices.SortStableFunc(order, func(a, b int) int {
+		return (want[b][0] + want[b][1] + want[b][2]) - (want[a][0] + want[a][1] + want[a][2])
+	})
+	at := -1
+	for _, p := range order {
+		i := strings.Index(body, fmt.Sprintf(">p%d</a>", p))
+		if i < at {
+			t.Errorf("p%d out of order (by attention: %v)", p, order)
+		}
+		at = i
+	}
+	if want := map[string]int{store.DeliveryDeadLettered: 1, store.DeliveryRetrying: 1, store.DeliveryHeld: 1}; !maps.Equal(cs.counts, want) {
+		t.Errorf("three overviews and a partner list counted %v, want each status once", cs.counts)
+	}
+	now = now.Add(countsTTL)
+	load("/console/", s.overview)
+	if n := cs.counts[store.DeliveryDeadLettered]; n != 2 {
+		t.Errorf("a load after %s counted the dead letters %d times in all, want twice", countsTTL, n)
 	}
 	if n := q.lists.Load(); n != 0 {
-		t.Errorf("the overview listed the queue %d times", n)
+		t.Errorf("the overview and partner list read the queue %d times", n)
 	}
-	w := httptest.NewRecorder()
-	s.dlqPage(w, httptest.NewRequest("GET", "/console/dlq", nil), session{User: "ann", Role: RoleAdmin})
+	load("/console/dlq", s.dlqPage)
 	if n := q.lists.Load(); n != 1 {
 		t.Errorf("the DLQ page did not read the queue (%d reads)", n)
+	}
+	if code, body := load("/console/partners?sort=loudest", s.partners); code != 400 || !strings.Contains(body, "sort: attention") {
+		t.Errorf("an unknown order: %d", code)
 	}
 }
 

@@ -19,11 +19,11 @@ import (
 
 // overviewModel is the overview page.
 type overviewModel struct {
-	Window    string
-	SLO       *telemetry.Report
-	Series    []telemetry.Point
-	DLQDepth  int
-	DLQKnown  bool
+	Window string
+	SLO    *telemetry.Report
+	Series []telemetry.Point
+	// Now counts the deliveries in each status of attention, where known.
+	Now       map[string]int
 	Open      []breaker.Snapshot
 	Breakers  int
 	Reconcile *reconciler.Status
@@ -43,11 +43,17 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss session) {
 		m.SLO = &rep
 		m.Series = s.cfg.SLO.Series(min(window, time.Hour))
 	}
-	if s.cfg.DLQ != nil && s.cfg.Store != nil {
-		if n, err := s.dlqDepth.get(r.Context(), s.cfg.Store); err == nil {
-			m.DLQDepth, m.DLQKnown = n, true
-		} else {
-			s.cfg.Log.Warn("console: DLQ depth unavailable", "error", err)
+	if s.cfg.Store != nil {
+		m.Now = map[string]int{}
+		for _, status := range attention {
+			if status == store.DeliveryDeadLettered && s.cfg.DLQ == nil {
+				continue
+			}
+			if _, n, err := s.counts.get(r.Context(), s.cfg.Store, status); err == nil {
+				m.Now[status] = n
+			} else {
+				s.cfg.Log.Warn("console: counts unavailable", "status", status, "error", err)
+			}
 		}
 	}
 	if s.cfg.Breakers != nil {
@@ -173,55 +179,72 @@ func readyText(st reconciler.Status) string {
 	return "not reconciled yet"
 }
 
-// dlqDepthTTL is how long the overview's count of dead letters is kept.
-// The count is the deliveries dead-lettered, from the store's status
-// index (store.Store.CountDeliveries): a walk of their index keys on the
-// embedded store, on DynamoDB a scan of the sparse index that DynamoDB
-// bills as reading them — every load of every operator's overview would
-// pay for it again. (It was a read of the whole queue, every wh.dlq.*
-// record and then each one's status: seconds and a gigabyte for a million
-// dead letters.) The DLQ page counts afresh: it is loaded to act. An entry
-// is counted once its status is written, which follows its record.
-const dlqDepthTTL = 10 * time.Second
+// countsTTL is how long the console keeps its counts of the deliveries in
+// each status that needs attention — dead-lettered, retrying, held — by
+// partner: the overview's, and the Partners page's. Each is from the
+// store's status index (store.Store.CountDeliveries): a walk of its keys
+// on the embedded store, on DynamoDB a scan of the sparse index that
+// DynamoDB bills as reading them (≈ 11,000 read units per 100,000) —
+// every load of every operator's page would pay for it again. (The count
+// of dead letters was a read of the whole queue, every wh.dlq.* record and
+// then each one's status: seconds and a gigabyte for a million.) The DLQ
+// page counts afresh: it is loaded to act. A delivery is counted once its
+// status is written.
+const countsTTL = 10 * time.Second
 
-// depthCache keeps the overview's count of dead letters for dlqDepthTTL;
-// loads that come while it is being counted wait for that count.
-type depthCache struct {
+// attention are the statuses the console counts by partner.
+var attention = []string{store.DeliveryDeadLettered, store.DeliveryRetrying, store.DeliveryHeld}
+
+// countsCache keeps each status's counts by partner for countsTTL; loads
+// that come while one is being counted wait for that count.
+type countsCache struct {
 	group singleflight.Group
 	mu    sync.Mutex
-	n     int
-	at    time.Time
+	by    map[string]counted // by status
 	now   func() time.Time
 }
 
-func (c *depthCache) get(ctx context.Context, st interface {
+type counted struct {
+	partners map[string]int
+	at       time.Time
+}
+
+// get returns status's counts by partner, and their sum.
+func (c *countsCache) get(ctx context.Context, st interface {
 	CountDeliveries(ctx context.Context, status string) (map[string]int, error)
-}) (int, error) {
+}, status string) (map[string]int, int, error) {
 	c.mu.Lock()
-	if !c.at.IsZero() && c.now().Sub(c.at) < dlqDepthTTL {
-		n := c.n
+	if e, ok := c.by[status]; ok && c.now().Sub(e.at) < countsTTL {
 		c.mu.Unlock()
-		return n, nil
+		return e.partners, sum(e.partners), nil
 	}
 	c.mu.Unlock()
-	v, err, _ := c.group.Do("depth", func() (any, error) {
+	v, err, _ := c.group.Do(status, func() (any, error) {
 		// Not the request's context: a load that gives up must not fail
 		// the others waiting on the same count.
-		counts, err := st.CountDeliveries(context.WithoutCancel(ctx), store.DeliveryDeadLettered)
+		counts, err := st.CountDeliveries(context.WithoutCancel(ctx), status)
 		if err != nil {
-			return 0, err
-		}
-		n := 0
-		for _, c := range counts {
-			n += c
+			return nil, err
 		}
 		c.mu.Lock()
-		c.n, c.at = n, c.now()
+		if c.by == nil {
+			c.by = map[string]counted{}
+		}
+		c.by[status] = counted{counts, c.now()}
 		c.mu.Unlock()
-		return n, nil
+		return counts, nil
 	})
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	return v.(int), nil
+	counts := v.(map[string]int)
+	return counts, sum(counts), nil
+}
+
+func sum(counts map[string]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }

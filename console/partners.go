@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,7 +19,13 @@ type partnerRow struct {
 	Breaker       string
 	Delivered     int64
 	Failed        int64
+	// Now counts its deliveries in each status of attention (dead-lettered,
+	// retrying, held), from the console's counts (countsCache).
+	Now map[string]int
 }
+
+// Attention is how many of its deliveries need attention now.
+func (p partnerRow) Attention() int { return sum(p.Now) }
 
 // SuccessRate is delivered over delivered and failed, in percent; nil
 // when nothing finished yet.
@@ -53,6 +60,17 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 			states[b.Partner] = string(b.State)
 		}
 	}
+	// Each status's counts by partner, kept countsTTL: one walk (a scan
+	// on DynamoDB) a status, not one a partner.
+	// Without them the list still serves, its counts blank.
+	now := map[string]map[string]int{}
+	for _, status := range attention {
+		counts, _, err := s.counts.get(r.Context(), s.cfg.Store, status)
+		if err != nil {
+			s.cfg.Log.Warn("console: counts unavailable", "status", status, "error", err)
+		}
+		now[status] = counts
+	}
 	index := map[string]int{}
 	var rows []partnerRow
 	for _, sub := range subs {
@@ -64,7 +82,13 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 			if state == "" {
 				state = string(breaker.Closed)
 			}
-			rows = append(rows, partnerRow{ID: sub.PartnerID, Breaker: state})
+			row := partnerRow{ID: sub.PartnerID, Breaker: state, Now: map[string]int{}}
+			for _, status := range attention {
+				if n := now[status][sub.PartnerID]; n > 0 {
+					row.Now[status] = n
+				}
+			}
+			rows = append(rows, row)
 		}
 		rows[i].Subscriptions = append(rows[i].Subscriptions, sub)
 		k := counters[sub.ID]
@@ -85,23 +109,33 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 const partnersPerPage = 100
 
 // partnersView is a page of the partner list: those whose ID contains
-// Query (any case), partnersPerPage at a time.
+// Query (any case), partnersPerPage at a time, by ID or, with Sort
+// "attention", those with the most deliveries needing attention first.
 type partnersView struct {
 	Rows               []partnerRow
 	Query              string
+	Sort               string
 	Page, Pages, Total int // Total: the partners matching Query
 	First, Last        int // the positions shown, from 1 (0, 0: none)
 }
 
-// listPartners is page pageNo (from 1) of rows whose ID contains query.
-func listPartners(rows []partnerRow, query string, pageNo int) partnersView {
-	v := partnersView{Query: query, Page: pageNo}
+// sortAttention is partnersView.Sort for the partners with the most
+// deliveries needing attention first.
+const sortAttention = "attention"
+
+// listPartners is page pageNo (from 1) of rows whose ID contains query,
+// sorted by ID (rows' order) or by sortBy.
+func listPartners(rows []partnerRow, query, sortBy string, pageNo int) partnersView {
+	v := partnersView{Query: query, Sort: sortBy, Page: pageNo}
 	q := strings.ToLower(query)
 	var match []partnerRow
 	for _, r := range rows {
 		if strings.Contains(strings.ToLower(r.ID), q) {
 			match = append(match, r)
 		}
+	}
+	if sortBy == sortAttention {
+		slices.SortStableFunc(match, func(a, b partnerRow) int { return cmp.Compare(b.Attention(), a.Attention()) })
 	}
 	v.Total = len(match)
 	v.Pages = max((len(match)+partnersPerPage-1)/partnersPerPage, 1)
@@ -118,6 +152,9 @@ func (v partnersView) query(n int) string {
 	q := url.Values{}
 	if v.Query != "" {
 		q.Set("q", v.Query)
+	}
+	if v.Sort != "" {
+		q.Set("sort", v.Sort)
 	}
 	if n > 1 {
 		q.Set("page", strconv.Itoa(n))
@@ -146,12 +183,17 @@ func (s *Server) partners(w http.ResponseWriter, r *http.Request, ss session) {
 		s.fail(w, r, http.StatusBadRequest, "q: at most 200 characters")
 		return
 	}
+	sortBy := r.URL.Query().Get("sort")
+	if sortBy != "" && sortBy != sortAttention {
+		s.fail(w, r, http.StatusBadRequest, "sort: attention, or none for by partner id")
+		return
+	}
 	rows, err := s.partnerRows(r)
 	if err != nil {
 		s.unavailable(w, r, "the partner list", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), listPartners(rows, query, pageNo)))
+	s.render(w, r, http.StatusOK, partnersPage(s.page(ss, "partners"), listPartners(rows, query, sortBy, pageNo)))
 }
 
 // failureStatuses are the statuses a partner's page lists as failures,
