@@ -115,4 +115,7 @@ func TestPartnerFailures(t *testing.T) {
 			t.Errorf("no link to acme's %s deliveries", status)
 		}
 	}
+	if !strings.Contains(body, "<dt>Now</dt><dd>1 retrying, 0 held, 2 dead-lettered</dd>") {
+		t.Error("the partner's page does not count what needs attention now")
+	}
 }
