@@ -85,7 +85,9 @@ func (f Filter) topics() map[string]bool {
 	return map[string]bool{topic.DLQ(event): true}
 }
 
-func (f Filter) match(e Entry, ids map[string]bool) bool {
+// matchRecord reports whether f selects e by what its record says — all
+// but its status, which is read afterwards for the entries it selects.
+func (f Filter) matchRecord(e Entry, ids map[string]bool) bool {
 	if len(ids) > 0 && !ids[e.DeliveryID] {
 		return false
 	}
@@ -93,8 +95,7 @@ func (f Filter) match(e Entry, ids map[string]bool) bool {
 	case f.SubscriptionID != "" && e.SubscriptionID != f.SubscriptionID,
 		f.PartnerID != "" && e.PartnerID != f.PartnerID,
 		!f.From.IsZero() && e.FailedAt.Before(f.From),
-		!f.To.IsZero() && !e.FailedAt.Before(f.To),
-		!f.All && e.Status != store.DeliveryDeadLettered:
+		!f.To.IsZero() && !e.FailedAt.Before(f.To):
 		return false
 	}
 	return true
@@ -135,22 +136,25 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Their statuses, read at once (one GetItem each was a round trip
-	// each on DynamoDB: seconds for every thousand entries, on each load
-	// of the console's overview).
+	ids := make(map[string]bool, len(f.DeliveryIDs))
+	for _, id := range f.DeliveryIDs {
+		ids[id] = true
+	}
+	// The statuses of the entries the record selects, read at once (one
+	// GetItem each was a round trip each on DynamoDB: seconds for every
+	// thousand entries), and of those alone: a redrive of a few selected
+	// entries, or of one partner's, reads theirs, not the whole queue's.
 	entries := make([]Entry, 0, len(latest))
 	keys := make([]store.DeliveryKey, 0, len(latest))
 	for _, e := range latest {
-		entries = append(entries, e)
-		keys = append(keys, store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID})
+		if f.matchRecord(e, ids) {
+			entries = append(entries, e)
+			keys = append(keys, store.DeliveryKey{EventID: e.EventID, ID: e.DeliveryID})
+		}
 	}
 	stored, err := q.st.GetDeliveries(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters' deliveries: %w", err)
-	}
-	ids := make(map[string]bool, len(f.DeliveryIDs))
-	for _, id := range f.DeliveryIDs {
-		ids[id] = true
 	}
 	// Filtered in place and sorted by index: an Entry is ≈ 2 KB, and
 	// appending them to a second slice, then sorting it, copied each one
@@ -161,7 +165,7 @@ func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 		if stored[i].ID != "" {
 			e.stored, e.Status = &stored[i], stored[i].Status
 		}
-		if f.match(e, ids) {
+		if f.All || e.Status == store.DeliveryDeadLettered {
 			out = append(out, e)
 		}
 	}

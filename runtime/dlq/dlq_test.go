@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,5 +372,40 @@ func TestRedriveThatFailsPutsBack(t *testing.T) {
 	}
 	if w, err := q.Waiting(ctx, Filter{PartnerID: "p1"}, 10); err != nil || w.Total != 2 {
 		t.Errorf("p1's waiting after the failed redrive: %d, %v", w.Total, err)
+	}
+}
+
+// statusReads is a store counting the statuses GetDeliveries reads.
+type statusReads struct {
+	store.Store
+	keys atomic.Int64
+}
+
+func (s *statusReads) GetDeliveries(ctx context.Context, keys []store.DeliveryKey) ([]store.Delivery, error) {
+	s.keys.Add(int64(len(keys)))
+	return s.Store.GetDeliveries(ctx, keys)
+}
+
+// TestListReadsTheStatusesItSelects: a list — a redrive's — reads the
+// statuses of the entries its filter selects by their records alone: a
+// few selected dead letters, or a partner's, not the whole queue's.
+func TestListReadsTheStatusesItSelects(t *testing.T) {
+	ctx := context.Background()
+	q := deadLetters(t, 250, teststores.All[0].Open(t))
+	reads := &statusReads{Store: q.st.(store.Store)}
+	q.st = reads
+	for _, c := range []struct {
+		f     Filter
+		reads int64
+	}{
+		{Filter{DeliveryIDs: []string{"d000007", "d000100", "d999999"}}, 2},
+		{Filter{PartnerID: "p1"}, 125},
+		{Filter{}, 250},
+	} {
+		before := reads.keys.Load()
+		es, err := q.List(ctx, c.f)
+		if n := reads.keys.Load() - before; err != nil || n != c.reads || len(es) != int(c.reads) {
+			t.Errorf("List(%+v): %d entries, %d statuses read, %v; want %d of each", c.f, len(es), n, err, c.reads)
+		}
 	}
 }
