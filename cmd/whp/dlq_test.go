@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,6 +75,10 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// whp status counts what needs attention now: alpha's dead letter.
+	if code, out := cmd("status"); code != 0 || !regexp.MustCompile(`(?m)^alpha +0 +0 +1$`).MatchString(out) {
+		t.Errorf("status with a dead letter waiting: exit %d\n%s", code, out)
+	}
 	refuse.Store(false)
 	code, out := cmd("dlq", "redrive", "--subscription", "alpha#shop#order.created#1")
 	if code != 0 || !strings.Contains(out, "1/1 (redriven 1, skipped 0)") || !strings.Contains(out, "[####################]") {
@@ -117,7 +122,8 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 	// is 100 % validation; alpha's breaker is closed.
 	code, out = cmd("status", "--window", "1h")
 	for _, want := range []string{"SLOs over the last 1h0m0s", "validation success  100.00%", "1 events",
-		"delivery success    66.67%", "3 finished deliveries", "BREACHED: delivery_success", "alpha    closed", "Ready"} {
+		"delivery success    66.67%", "3 finished deliveries", "BREACHED: delivery_success", "alpha    closed",
+		"Deliveries needing attention: none retrying, held or dead-lettered", "Ready"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("status: exit %d, no %q in\n%s", code, want, out)
 		}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -54,8 +57,37 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tw.Flush()
 	}
 	fmt.Fprintln(stdout)
+	renderAttention(stdout, st.Attention)
+	fmt.Fprintln(stdout)
 	st.Reconcile.Render(stdout)
 	return nil
+}
+
+// renderAttention prints each partner's deliveries retrying, held and
+// dead-lettered now, those with the most first.
+func renderAttention(w io.Writer, attention map[string]map[string]int) {
+	total := map[string]int{}
+	for _, counts := range attention {
+		for p, n := range counts {
+			total[p] += n
+		}
+	}
+	if len(total) == 0 {
+		fmt.Fprintln(w, "Deliveries needing attention: none retrying, held or dead-lettered")
+		return
+	}
+	partners := slices.Sorted(maps.Keys(total))
+	slices.SortStableFunc(partners, func(a, b string) int { return cmp.Compare(total[b], total[a]) })
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTNER\tRETRYING\tHELD\tDEAD-LETTERED")
+	for _, p := range partners {
+		fmt.Fprintf(tw, "%s", p)
+		for _, status := range dev.AttentionStatuses {
+			fmt.Fprintf(tw, "\t%d", attention[status][p])
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 }
 
 // renderSLO prints each indicator against its objective.

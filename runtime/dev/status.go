@@ -8,16 +8,25 @@ import (
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/store"
 )
 
 // Status is what GET /v1/status answers and `whp status` prints: the SLOs
-// over a window, every partner's circuit breaker, and the reconciler's
-// status.
+// over a window, every partner's circuit breaker, the deliveries needing
+// attention now, and the reconciler's status.
 type Status struct {
-	SLO       telemetry.Report   `json:"slo"`
-	Breakers  []breaker.Snapshot `json:"breakers"`
-	Reconcile reconciler.Status  `json:"reconcile"`
+	SLO      telemetry.Report   `json:"slo"`
+	Breakers []breaker.Snapshot `json:"breakers"`
+	// Attention counts the deliveries retrying, held and dead-lettered
+	// now, by status and partner, from the store's status index (a walk
+	// of its keys: milliseconds for a hundred thousand).
+	Attention map[string]map[string]int `json:"attention"`
+	Reconcile reconciler.Status         `json:"reconcile"`
 }
+
+// AttentionStatuses are the statuses Status.Attention counts, in the order
+// `whp status` prints them.
+var AttentionStatuses = []string{store.DeliveryRetrying, store.DeliveryHeld, store.DeliveryDeadLettered}
 
 func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch.Dispatcher, rec *reconciler.Reconciler) {
 	window, err := telemetry.ParseWindow(r.URL.Query().Get("window"))
@@ -29,8 +38,17 @@ func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch
 	if err != nil {
 		p.log.Warn("reading the reconciler status failed", "error", err)
 	}
+	attention := map[string]map[string]int{}
+	for _, status := range AttentionStatuses {
+		counts, err := p.st.CountDeliveries(r.Context(), status)
+		if err != nil {
+			p.log.Warn("counting deliveries failed", "status", status, "error", err)
+			continue
+		}
+		attention[status] = counts
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), Reconcile: rs})
+	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), Attention: attention, Reconcile: rs})
 }
 
 // trace answers GET /v1/events/{id}/trace: the spans of the event's trace
