@@ -45,7 +45,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss session) {
 	}
 	if s.cfg.Store != nil {
 		m.Now = map[string]int{}
-		for _, status := range attention {
+		for _, status := range store.AttentionStatuses {
 			if status == store.DeliveryDeadLettered && s.cfg.DLQ == nil {
 				continue
 			}
@@ -191,9 +191,6 @@ func readyText(st reconciler.Status) string {
 // page counts afresh: it is loaded to act. A delivery is counted once its
 // status is written.
 const countsTTL = 10 * time.Second
-
-// attention are the statuses the console counts by partner.
-var attention = []string{store.DeliveryDeadLettered, store.DeliveryRetrying, store.DeliveryHeld}
 
 // countsCache keeps each status's counts by partner for countsTTL; loads
 // that come while one is being counted wait for that count.

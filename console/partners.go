@@ -64,7 +64,7 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 	// on DynamoDB) a status, not one a partner.
 	// Without them the list still serves, its counts blank.
 	now := map[string]map[string]int{}
-	for _, status := range attention {
+	for _, status := range store.AttentionStatuses {
 		counts, _, err := s.counts.get(r.Context(), s.cfg.Store, status)
 		if err != nil {
 			s.cfg.Log.Warn("console: counts unavailable", "status", status, "error", err)
@@ -83,7 +83,7 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 				state = string(breaker.Closed)
 			}
 			row := partnerRow{ID: sub.PartnerID, Breaker: state, Now: map[string]int{}}
-			for _, status := range attention {
+			for _, status := range store.AttentionStatuses {
 				if n := now[status][sub.PartnerID]; n > 0 {
 					row.Now[status] = n
 				}

@@ -331,6 +331,11 @@ func StatusIndexed(status string) bool {
 	return false
 }
 
+// AttentionStatuses are the indexed statuses that need an operator now —
+// retrying, held, dead-lettered (cancelled ones need none) — as the
+// console and whp status count them by partner, in that order.
+var AttentionStatuses = []string{DeliveryRetrying, DeliveryHeld, DeliveryDeadLettered}
+
 // DeliveryPage is one page of delivery history.
 type DeliveryPage struct {
 	Deliveries []Delivery

@@ -15,6 +15,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/telemetry"
+	"github.com/whp-dev/whp/store"
 )
 
 // runStatus is `whp status`: the SLOs, breakers and reconcile status of a
@@ -82,7 +83,7 @@ func renderAttention(w io.Writer, attention map[string]map[string]int) {
 	fmt.Fprintln(tw, "PARTNER\tRETRYING\tHELD\tDEAD-LETTERED")
 	for _, p := range partners {
 		fmt.Fprintf(tw, "%s", p)
-		for _, status := range dev.AttentionStatuses {
+		for _, status := range store.AttentionStatuses {
 			fmt.Fprintf(tw, "\t%d", attention[status][p])
 		}
 		fmt.Fprintln(tw)

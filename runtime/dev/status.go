@@ -17,16 +17,12 @@ import (
 type Status struct {
 	SLO      telemetry.Report   `json:"slo"`
 	Breakers []breaker.Snapshot `json:"breakers"`
-	// Attention counts the deliveries retrying, held and dead-lettered
+	// Attention counts the deliveries in each of store.AttentionStatuses
 	// now, by status and partner, from the store's status index (a walk
 	// of its keys: milliseconds for a hundred thousand).
 	Attention map[string]map[string]int `json:"attention"`
 	Reconcile reconciler.Status         `json:"reconcile"`
 }
-
-// AttentionStatuses are the statuses Status.Attention counts, in the order
-// `whp status` prints them.
-var AttentionStatuses = []string{store.DeliveryRetrying, store.DeliveryHeld, store.DeliveryDeadLettered}
 
 func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch.Dispatcher, rec *reconciler.Reconciler) {
 	window, err := telemetry.ParseWindow(r.URL.Query().Get("window"))
@@ -39,7 +35,7 @@ func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch
 		p.log.Warn("reading the reconciler status failed", "error", err)
 	}
 	attention := map[string]map[string]int{}
-	for _, status := range AttentionStatuses {
+	for _, status := range store.AttentionStatuses {
 		counts, err := p.st.CountDeliveries(r.Context(), status)
 		if err != nil {
 			p.log.Warn("counting deliveries failed", "status", status, "error", err)
