@@ -408,6 +408,10 @@ const (
 	attrSchemaStatus  = "schema_status"
 )
 
+// statusKey is a status index's partition key: a partner's or a schema's
+// ID, "#", the status (CountDeliveries reads the status as its last part).
+func statusKey(id, status string) string { return id + "#" + status }
+
 // deliveryDoc is a delivery's doc without the fields the item holds as
 // attributes of its own (pk, sk, partner_id, schema_id): its outer
 // fields hide the embedded ones from encoding/json and are left empty.
@@ -427,8 +431,8 @@ func deliveryItem(d store.Delivery) (map[string]types.AttributeValue, error) {
 	extra := map[string]types.AttributeValue{AttrSK: str(deliverySK + d.ID), "partner_id": str(d.PartnerID),
 		"schema_id": str(d.SchemaID), "updated_key": str(historyKey(d))}
 	if store.StatusIndexed(d.Status) {
-		extra[attrPartnerStatus] = str(d.PartnerID + "#" + d.Status)
-		extra[attrSchemaStatus] = str(d.SchemaID + "#" + d.Status)
+		extra[attrPartnerStatus] = str(statusKey(d.PartnerID, d.Status))
+		extra[attrSchemaStatus] = str(statusKey(d.SchemaID, d.Status))
 	}
 	for k, v := range ttl(d.ExpiresAt) {
 		extra[k] = v
@@ -741,7 +745,7 @@ func (s *Store) IndexDeliveries(ctx context.Context, ds []store.Delivery) (int, 
 				UpdateExpression:          aws.String("SET #p = :p, #s = :s"),
 				ConditionExpression:       aws.String("attribute_exists(#k) AND attribute_not_exists(#p) AND contains(#d, :st)"),
 				ExpressionAttributeNames:  map[string]string{"#k": AttrPK, "#d": "doc", "#p": attrPartnerStatus, "#s": attrSchemaStatus},
-				ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(d.PartnerID + "#" + d.Status), ":s": str(d.SchemaID + "#" + d.Status), ":st": str(`"status":"` + d.Status + `"`)}})
+				ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(statusKey(d.PartnerID, d.Status)), ":s": str(statusKey(d.SchemaID, d.Status)), ":st": str(`"status":"` + d.Status + `"`)}})
 			switch {
 			case isConditionFailed(err):
 				return nil
@@ -767,7 +771,7 @@ func (s *Store) history(ctx context.Context, by, value string, p store.Page) (st
 	limit = min(limit, 1000)
 	index, attr, filter := by+"-index", by+"_id", p.Status
 	if store.StatusIndexed(p.Status) {
-		index, attr, value, filter = by+"-status-index", by+"_status", value+"#"+p.Status, ""
+		index, attr, value, filter = by+"-status-index", by+"_status", statusKey(value, p.Status), ""
 	}
 	cond, values := "#a = :v", map[string]types.AttributeValue{":v": str(value)}
 	if !p.Before.IsZero() {
