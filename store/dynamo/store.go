@@ -387,12 +387,13 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 // the time prefix beside the new. A GSI's sort key need not be unique:
 // the query pages by the item's own key too.
 func historyKey(d store.Delivery) string {
-	return historyTime(d.CreatedAt) + "#" + d.EventID
+	return sortTime(d.CreatedAt) + "#" + d.EventID
 }
 
-// historyTime is historyKey's time: fixed width, so that keys compare as
-// their times do, and a key created at t sorts after historyTime(t) alone.
-func historyTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z") }
+// sortTime is a time in a sort key — historyKey's, the audit log's:
+// fixed width, so that keys compare as their times do, and a key of time
+// t sorts after sortTime(t) alone.
+func sortTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z") }
 
 // The status indexes, partner-status-index and schema-status-index, are
 // sparse: an item has their keys, partner_status and schema_status (its
@@ -776,7 +777,7 @@ func (s *Store) history(ctx context.Context, by, value string, p store.Page) (st
 	cond, values := "#a = :v", map[string]types.AttributeValue{":v": str(value)}
 	if !p.Before.IsZero() {
 		cond += " AND updated_key < :b"
-		values[":b"] = str(historyTime(p.Before))
+		values[":b"] = str(sortTime(p.Before))
 	}
 	in := &dynamodb.QueryInput{TableName: s.table(store.TableEventDeliveryStatus), IndexName: aws.String(index),
 		KeyConditionExpression: aws.String(cond), ExpressionAttributeNames: map[string]string{"#a": attr},
@@ -958,7 +959,7 @@ const auditPK = "AUDIT"
 // AppendDecision implements store.Store.
 func (s *Store) AppendDecision(ctx context.Context, d store.Decision) error {
 	it, err := item(auditPK, d, map[string]types.AttributeValue{
-		AttrSK: str(d.At.UTC().Format("2006-01-02T15:04:05.000000000Z") + "#" + d.SubscriptionID + "#" + d.Status)})
+		AttrSK: str(sortTime(d.At) + "#" + d.SubscriptionID + "#" + d.Status)})
 	if err != nil {
 		return err
 	}
