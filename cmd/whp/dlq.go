@@ -39,17 +39,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		var job dlq.Job
-		if err := c.do(ctx, http.MethodPost, "/v1/dlq/reindex", nil, &job); err != nil {
-			return err
-		}
-		err = followJob(ctx, c, "/v1/dlq/reindex/", &job, stdout, func(p dlq.Progress) string {
+		return runDLQJob(ctx, c, "reindex", nil, stdout, "", func(p dlq.Progress) string {
 			return fmt.Sprintf("%s %d/%d (indexed %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Indexed)
 		})
-		for _, n := range job.Progress.Notes {
-			fmt.Fprintln(stdout, n)
-		}
-		return err
 	}
 	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
 	partner := fs.String("partner", "", "only this partner")
@@ -137,18 +129,23 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{"whp dlq redrive: " + err.Error()}
 	}
 	body, _ := json.Marshal(f)
-	var job dlq.Job
-	if err := c.do(ctx, http.MethodPost, "/v1/dlq/redrive", body, &job); err != nil {
-		return err
-	}
-	err = followJob(ctx, c, "/v1/dlq/redrive/", &job, stdout, func(p dlq.Progress) string {
+	return runDLQJob(ctx, c, "redrive", body, stdout, "skipped: ", func(p dlq.Progress) string {
 		return fmt.Sprintf("%s %d/%d (redriven %d, skipped %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Redriven, p.Skipped)
 	})
-	if err != nil {
+}
+
+// runDLQJob starts a job of the DLQ API (POST /v1/dlq/{kind}), follows it
+// to its end with line, then prints its notes, each after notePrefix.
+func runDLQJob(ctx context.Context, c apiClient, kind string, body []byte, stdout io.Writer, notePrefix string, line func(dlq.Progress) string) error {
+	var job dlq.Job
+	if err := c.do(ctx, http.MethodPost, "/v1/dlq/"+kind, body, &job); err != nil {
+		return err
+	}
+	if err := followJob(ctx, c, "/v1/dlq/"+kind+"/", &job, stdout, line); err != nil {
 		return err
 	}
 	for _, n := range job.Progress.Notes {
-		fmt.Fprintln(stdout, "skipped:", n)
+		fmt.Fprintln(stdout, notePrefix+n)
 	}
 	return nil
 }
