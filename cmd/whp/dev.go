@@ -39,6 +39,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
 	history := fs.Duration("history", dev.DefaultHistory, "how long events' and deliveries' history is kept in the embedded store (about 2.2 KB an event on disk), swept every tenth of it, at most every 10 minutes")
 	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "of the records its consumers are done with, how many MiB each embedded Kafka cluster keeps for resend and replay (the oldest go first; what a consumer still owes is always kept); 0: all, for the topics' retention, as memory and disk grow with every event")
+	kafkaSync := fs.Bool("kafka-sync", false, "fsync each batch the embedded Kafka writes before acknowledging it, so an event answered 202 survives a crash of the machine, not only of whp; costs about half the throughput on a small machine (docs/benchmarks.md)")
 	opsURL := fs.String("ops-webhook-url", "", "URL that receives operational events (attempts failing, breakers, stalled reconciles), signed with the dev secret ops/webhook/signing")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -80,7 +81,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	policy.MaxAttempts, policy.MaxAge = *maxAttempts, *maxAge
 	cfg := dev.Config{DataDir: *dataDir, CatalogDir: *catalogDir, Addr: *addr, Log: log, ReconcileInterval: *interval, OpsWebhookURL: *opsURL,
-		TraceSampleRatio: *sampleRatio, EgressPartitions: int32(*egressPartitions), KafkaKeep: *kafkaKeep << 20, History: *history}
+		TraceSampleRatio: *sampleRatio, EgressPartitions: int32(*egressPartitions), KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, History: *history}
 	if *kafkaKeep == 0 {
 		cfg.KafkaKeep = -1
 	}

@@ -49,6 +49,7 @@ func TestRun(t *testing.T) {
 		{name: "two plots of one run", args: []string{"bench", "--latency-rates", "1000", "--soak", "5s", "--plot", "x.svg"}, code: 2, stderr: []string{"--plot draws a soak or the latency by rate of one run, not both"}},
 		{name: "no keys", args: []string{"bench", "--ordered", "5s", "--keys", "0"}, code: 2, stderr: []string{"--keys ≥ 1"}},
 		{name: "unknown partner TLS", args: []string{"bench", "--partner-tls", "tls1.3"}, code: 2, stderr: []string{`--partner-tls: "tls1.3": want "h2" or "http1"`}},
+		{name: "kafka sync of a running platform", args: []string{"bench", "--kafka-sync", "--url", "http://127.0.0.1:1", "--receiver-addr", "127.0.0.1:2"}, code: 2, stderr: []string{"--kafka-sync is the embedded platform's: not with --url"}},
 		{name: "partner TLS of a running platform", args: []string{"bench", "--partner-tls", "h2", "--url", "http://127.0.0.1:1", "--receiver-addr", "127.0.0.1:2"}, code: 2, stderr: []string{"--partner-tls needs the embedded platform"}},
 		{name: "bench catalog with the ordered phase's", args: []string{"bench", "--print-catalog", "--receiver-addr", "10.0.3.7:9700", "--ordered", "30s"}, code: 0,
 			stdout: []string{`"thing.ordered": "1"`, `partners: o0: {name: "O0", url: "http://10.0.3.7:9700/o0"`, `mode: "ordered"`}},

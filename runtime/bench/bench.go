@@ -152,6 +152,10 @@ type Config struct {
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
 	// default; negative: all.
 	KafkaKeep int64
+	// KafkaSync is the embedded platform's (dev.Config.KafkaSync, whp
+	// dev's --kafka-sync): each batch its embedded Kafka writes is
+	// fsynced before it is acknowledged.
+	KafkaSync bool
 	// History is the embedded platform's (dev.Config.History): how long
 	// its store keeps events' and deliveries' history. 0: its default.
 	History time.Duration
@@ -219,6 +223,9 @@ type Result struct {
 	Tenants      int    `json:"tenants"`
 	// EgressPartitions is Config.EgressPartitions, if set.
 	EgressPartitions int `json:"egress_partitions,omitempty"`
+	// KafkaSync is Config.KafkaSync: the embedded Kafka fsynced each
+	// batch before acknowledging it.
+	KafkaSync bool `json:"kafka_sync,omitempty"`
 
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	// IngestPerSec is what the ingest role accepts alone — nothing
@@ -525,7 +532,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.PartnerTLS != PartnerTLSNone && cfg.Target != "" {
 		return Result{}, errors.New("bench: partners over TLS need the embedded platform, whose dispatcher trusts the run's certificate, not a Target")
 	}
-	res := Result{PartnerTLS: cfg.PartnerTLS, Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate}
+	res := Result{PartnerTLS: cfg.PartnerTLS, Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate,
+		KafkaSync: cfg.KafkaSync && cfg.Target == ""}
 	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
@@ -826,7 +834,7 @@ var padding = sync.OnceValue(func() []byte {
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
 	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, DataDir: c.DataDir,
-		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, History: c.History,
+		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, KafkaSync: c.KafkaSync, History: c.History,
 		PartnerCA: c.partnerCA}
 	if ingestOnly {
 		s.DataDir = ""
@@ -867,7 +875,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		}
 	}
 	dcfg := dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: partners, IngestOnly: s.IngestOnly,
-		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep, History: s.History,
+		TraceSampleRatio: s.TraceSampleRatio, EgressPartitions: int32(s.EgressPartitions), KafkaKeep: s.KafkaKeep, KafkaSync: s.KafkaSync, History: s.History,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.

@@ -330,13 +330,21 @@ func TestRunRates(t *testing.T) {
 // A soak records each slice of itself: the deliveries and their latency,
 // and the platform's CPU, memory, goroutines and data — every figure read,
 // every event delivered once, with the embedded Kafka trimming all it can
-// as the soak runs; and its plot has a line a figure, a point a slice.
+// as the soak runs (and fsyncing each batch: --kafka-sync, which the
+// result reports); and its plot has a line a figure, a point a slice.
 func TestRunSoak(t *testing.T) {
 	var phases phaseLog
-	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
-		PayloadBytes: 256, Soak: 3 * time.Second, SoakRate: 40, KafkaKeep: 1, Progress: phases.record})
+	cfg := Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
+		PayloadBytes: 256, Soak: 3 * time.Second, SoakRate: 40, KafkaKeep: 1, KafkaSync: true, Progress: phases.record}
+	if spec := cfg.platform("http://127.0.0.1:1", false); !spec.KafkaSync {
+		t.Errorf("the platform's spec %+v: no KafkaSync", spec)
+	}
+	r, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !r.KafkaSync || r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("with --kafka-sync: reported %v, lost %d, duplicated %d", r.KafkaSync, r.Lost, r.Duplicates)
 	}
 	s := r.Soak
 	if s == nil || s.Rate != 40 || s.Events == 0 || s.NotArrived != 0 || s.Duplicates != 0 || len(s.Slices) != 3 {

@@ -52,6 +52,7 @@ type processSpec struct {
 	IngestOnly       bool          `json:"ingest_only,omitempty"`
 	EgressPartitions int           `json:"egress_partitions,omitempty"`
 	KafkaKeep        int64         `json:"kafka_keep,omitempty"`
+	KafkaSync        bool          `json:"kafka_sync,omitempty"`
 	History          time.Duration `json:"history,omitempty"`
 	// PartnerCA is the PEM of the receiver's certificate when it serves
 	// HTTPS (Config.PartnerTLS): the dispatcher's one root.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -108,6 +109,17 @@ type Config struct {
 	KafkaKeep int64
 	// KafkaTrimInterval is how often the clusters are trimmed. Default 15 s.
 	KafkaTrimInterval time.Duration
+	// KafkaSync makes the embedded clusters fsync each batch they write
+	// before acknowledging it (kfake.SyncWrites), so an event answered
+	// 202 survives a crash of the machine, not only of the process.
+	// Without it the clusters do as Kafka does by default
+	// (log.flush.interval.messages unbounded): a batch is acknowledged
+	// once the OS has it, and written back to disk by the OS — safe from
+	// a crash of whp, not from a power loss in the seconds before. On
+	// MSK, acks=all waits instead for the batch to be on at least two of
+	// three brokers (min.insync.replicas, infra/modules/msk). It costs about half the throughput on a small machine
+	// (docs/benchmarks.md, "A 202 that survives the machine").
+	KafkaSync bool
 	// History is how long events' and deliveries' history is kept in the
 	// store (their status TTL), swept every tenth of it, at most every
 	// 10 minutes. Default 30 days, as the DynamoDB tables' TTL.
@@ -170,7 +182,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if p.st, err = embedded.Open(filepath.Join(cfg.DataDir, "store")); err != nil {
 		return nil, err
 	}
-	if p.kafka, err = embedkafka.Start(filepath.Join(cfg.DataDir, "kafka")); err != nil {
+	var kafkaOpts []kfake.Opt
+	if cfg.KafkaSync {
+		kafkaOpts = append(kafkaOpts, kfake.SyncWrites())
+	}
+	if p.kafka, err = embedkafka.Start(filepath.Join(cfg.DataDir, "kafka"), kafkaOpts...); err != nil {
 		return nil, err
 	}
 	ingressAddrs, egressAddrs := p.kafka.Ingress.ListenAddrs(), p.kafka.Egress.ListenAddrs()
@@ -583,6 +599,15 @@ func (p *Platform) Banner(cfg Config) string {
 		"  flags           " + filepath.Join(cfg.DataDir, "flags.json") + "   (pause partners or ingest, switch transforms; read every second)",
 		"  catalog         " + cfg.CatalogDir + "   (applied again on every change; status at " + p.URL + "/v1/reconcile/status)",
 		"  data            " + cfg.DataDir + "   (store, embedded Kafka, dev secrets)",
+		"  durability      " + durability(cfg.KafkaSync),
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// durability is what the banner says a 202 promises.
+func durability(synced bool) string {
+	if synced {
+		return "an event answered 202 is on disk first (--kafka-sync): it survives a crash of the machine"
+	}
+	return "an event answered 202 is in the OS's hands: it survives a crash of whp, not of the machine (--kafka-sync: on disk first)"
 }
