@@ -57,6 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keys := fs.Int("keys", 16, "partition keys of the ordered phase's events")
 	history := fs.Duration("history", dev.DefaultHistory, "the embedded platform's: how long events' and deliveries' history is kept in its store (whp dev's --history)")
 	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "the embedded platform's: MiB of consumed records each embedded Kafka cluster keeps (whp dev's --kafka-keep-mib; 0: all)")
+	idemKeys := fs.Bool("idempotency-keys", false, "send every event with an Idempotency-Key of its own, as a producer that retries safely does (the platform claims and records each in its store before its 202)")
 	kafkaSync := fs.Bool("kafka-sync", false, "the embedded platform's: fsync each batch its embedded Kafka writes before acknowledging it (whp dev's --kafka-sync)")
 	egressPartitions := fs.Int("egress-partitions", 0, "the embedded platform's: partitions of each subscription's egress topic (whp dev's --egress-partitions; 0: its default)")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
@@ -97,7 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -207,6 +208,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d connections; ingest alone: no other role running; accepted, delivered: all roles in one process, apart from the load generator and the receiver; CPU and peak RSS the platform's process's; at %d events/s: latency from ingest accepting an event to the receiver getting it, 202 p95 the producer's wait for its answer\n", base.Connections, base.Rate)
+	if base.IdempotencyKeys {
+		fmt.Fprintln(stdout, "every event sent with an Idempotency-Key of its own (--idempotency-keys)")
+	}
 	if base.KafkaSync && base.Target == "" {
 		fmt.Fprintln(stdout, "the embedded Kafka fsynced each batch before acknowledging it (--kafka-sync): an event answered 202 was on disk")
 	}

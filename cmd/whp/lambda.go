@@ -64,7 +64,9 @@ func lambdaHandler(ctx context.Context, roleName string, stdout, stderr io.Write
 		if err := r.flags(nil, stderr, nil); err != nil {
 			return nil, nil, err
 		}
-		mux, reg, prod, err := r.ingestAPI(ctx, stderr)
+		// The Lambda records a keyed request's outcome before answering: a
+		// frozen sandbox would not write it after.
+		mux, reg, prod, _, err := r.ingestAPI(ctx, stderr, false)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -43,6 +43,9 @@ type role struct {
 	tel         *telemetry.Telemetry
 	emf         io.Writer     // Lambda: metrics in CloudWatch embedded metric format
 	admins      []*kgo.Client // clients of the lag and DLQ gauges
+	// drain runs once the HTTP server has shut down, before the store
+	// closes: what the handlers left to finish after their answers.
+	drain []func()
 }
 
 func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name, value, usage string) *string)) error {
@@ -139,6 +142,9 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	defer cancel()
 	srv.Shutdown(sctx)
 	msrv.Shutdown(sctx)
+	for _, f := range r.drain {
+		f()
+	}
 	err := g.Wait()
 	r.close()
 	r.log.Info("stopped")
@@ -181,33 +187,37 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := r.flags(args, stderr, nil); err != nil {
 		return err
 	}
-	mux, reg, prod, err := r.ingestAPI(ctx, stderr)
+	mux, reg, prod, api, err := r.ingestAPI(ctx, stderr, true)
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
+	r.drain = append(r.drain, api.Wait)
 	r.ready = append(r.ready, check{"ingress kafka", prod.Ping})
 	return r.serve(ctx, mux, func(ctx context.Context) error { return reg.Run(ctx, 5*time.Second) })
 }
 
 // ingestAPI starts the role and builds the producers' API: the handler
 // whp ingest serves on EKS and the ingest Lambda serves behind API Gateway.
-func (r *role) ingestAPI(ctx context.Context, stderr io.Writer) (*http.ServeMux, *registry.Registry, *kgo.Client, error) {
+// recordAfterAnswer is ingest.Config's: a server that outlives its
+// answers, not a Lambda.
+func (r *role) ingestAPI(ctx context.Context, stderr io.Writer, recordAfterAnswer bool) (*http.ServeMux, *registry.Registry, *kgo.Client, *ingest.API, error) {
 	in, _, kopts, err := r.connect(ctx, stderr, true, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	reg, err := r.registry(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(in...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}, kopts...)...)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	mux := http.NewServeMux()
-	ingest.New(ingest.Config{Metrics: r.tel.Metrics}, reg, prod, r.st, r.log).Register(mux)
-	return mux, reg, prod, nil
+	api := ingest.New(ingest.Config{Metrics: r.tel.Metrics, RecordAfterAnswer: recordAfterAnswer}, reg, prod, r.st, r.log)
+	api.Register(mux)
+	return mux, reg, prod, api, nil
 }
 
 func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {

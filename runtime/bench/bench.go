@@ -182,6 +182,44 @@ type Config struct {
 	// platform's anonymous memory peaked during the platform's phases (the
 	// last of the samples that set a new peak by 10 % or more).
 	HeapProfile io.Writer
+	// IdempotencyKeys has every request carry an Idempotency-Key of its
+	// own, as a producer that retries safely sends (README: "retry with
+	// the same Idempotency-Key"): the platform then claims and records
+	// each key in its store on the 202's path. The baseline and the relay
+	// get the header too, and ignore it.
+	IdempotencyKeys bool
+}
+
+// loops numbers the load loops of the process, so that the
+// Idempotency-Keys of one loop are not another's: a loop numbers its
+// events from 1, and the ingest-alone phase runs several.
+var loops atomic.Int64
+
+// poster posts events, with an Idempotency-Key unique to the process's
+// run, the loop and the event if cfg asks for them.
+type poster struct {
+	cl   *http.Client
+	keys string // the keys' prefix; "" sends none
+}
+
+func (c Config) poster(conns int) poster {
+	p := poster{cl: client(conns)}
+	if c.IdempotencyKeys {
+		p.keys = fmt.Sprintf("bench-%d-%d-%d-", os.Getpid(), time.Now().UnixNano(), loops.Add(1))
+	}
+	return p
+}
+
+func (p poster) post(url string, seq int64, body []byte) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if p.keys != "" {
+		req.Header.Set("Idempotency-Key", p.keys+strconv.FormatInt(seq, 10))
+	}
+	return p.cl.Do(req)
 }
 
 func (c *Config) defaults() {
@@ -226,6 +264,9 @@ type Result struct {
 	// KafkaSync is Config.KafkaSync: the embedded Kafka fsynced each
 	// batch before acknowledging it.
 	KafkaSync bool `json:"kafka_sync,omitempty"`
+	// IdempotencyKeys is Config.IdempotencyKeys: every event was sent
+	// with an Idempotency-Key of its own.
+	IdempotencyKeys bool `json:"idempotency_keys,omitempty"`
 
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	// IngestPerSec is what the ingest role accepts alone — nothing
@@ -533,7 +574,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, errors.New("bench: partners over TLS need the embedded platform, whose dispatcher trusts the run's certificate, not a Target")
 	}
 	res := Result{PartnerTLS: cfg.PartnerTLS, Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate,
-		KafkaSync: cfg.KafkaSync && cfg.Target == ""}
+		KafkaSync: cfg.KafkaSync && cfg.Target == "", IdempotencyKeys: cfg.IdempotencyKeys}
 	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
@@ -957,8 +998,8 @@ func client(conns int) *http.Client {
 // closedLoop posts from every connection back to back for the duration and
 // returns the 202s and the other answers.
 func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []byte, phase string) (ok, other int64, err error) {
-	c := client(cfg.Connections)
-	defer c.CloseIdleConnections()
+	c := cfg.poster(cfg.Connections)
+	defer c.cl.CloseIdleConnections()
 	var seq, okN, otherN atomic.Int64
 	var firstErr atomic.Value
 	end := time.Now().Add(cfg.Duration)
@@ -967,7 +1008,8 @@ func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []
 	for range cfg.Connections {
 		wg.Go(func() {
 			for time.Now().Before(end) && ctx.Err() == nil {
-				resp, err := c.Post(url, "application/json", bytes.NewReader(body(seq.Add(1))))
+				n := seq.Add(1)
+				resp, err := c.post(url, n, body(n))
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					otherN.Add(1)
@@ -1143,8 +1185,8 @@ func heldPasses(base string) int64 {
 // ms. Their IDs start with prefix; phase names the progress. If counted is
 // not nil, it counts the accepted as they are (a soak reads it as it runs).
 func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duration, prefix, phase string, counted *atomic.Int64) (accepted, refused int64, waits []float64, err error) {
-	c := client(cfg.Connections)
-	defer c.CloseIdleConnections()
+	c := cfg.poster(cfg.Connections)
+	defer c.cl.CloseIdleConnections()
 	var other atomic.Int64
 	ok := counted
 	if ok == nil {
@@ -1177,7 +1219,7 @@ func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duratio
 		wg.Go(func() {
 			body := event(int64(i))
 			start := time.Now()
-			resp, err := c.Post(url(), "application/json", bytes.NewReader(body))
+			resp, err := c.post(url(), int64(i), body)
 			if err != nil {
 				other.Add(1)
 				return

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,12 +163,16 @@ func TestRunPartnerTLS(t *testing.T) {
 // event's routing lists, so they are looked up by tenant.
 func TestRunTenants(t *testing.T) {
 	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 30, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 2, Tenants: 17, Relay: true})
+		PayloadBytes: 256, Fanout: 2, Tenants: 17, Relay: true, IdempotencyKeys: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Tenants != 17 || r.DeliveredPerSec <= 0 || r.StartSeconds <= 0 || r.RelayPerSec <= 0 {
 		t.Errorf("tenants %d, delivered %v/s, started in %v s, relayed %v/s", r.Tenants, r.DeliveredPerSec, r.StartSeconds, r.RelayPerSec)
+	}
+	// Every event sent with a key of its own: none refused as a key's reuse.
+	if !r.IdempotencyKeys || r.Rejected != 0 {
+		t.Errorf("with Idempotency-Keys: reported %v, %d rejected", r.IdempotencyKeys, r.Rejected)
 	}
 	if r.Lost != 0 || r.Duplicates != 0 || r.Misrouted != 0 {
 		t.Errorf("lost %d, duplicated %d, misrouted %d", r.Lost, r.Duplicates, r.Misrouted)
@@ -175,6 +180,57 @@ func TestRunTenants(t *testing.T) {
 	cat := Catalog("http://x", 2, 3, false, false)
 	if !strings.Contains(cat, `partners: p5:`) || strings.Contains(cat, `partners: p6:`) || !strings.Contains(cat, `"p5.things": {partner: "p5", domain: "bench", event: "thing.happened", version: "1", filter: {path: "data.tenant", eq: "t2"}}`) {
 		t.Errorf("catalog for 3 tenants × 2:\n%s", cat)
+	}
+}
+
+// With IdempotencyKeys every request of the closed and the open loop
+// carries a key, none the same as another's, across loops too; without,
+// none.
+func TestIdempotencyKeys(t *testing.T) {
+	var mu sync.Mutex
+	keys := map[string]int{}
+	var unkeyed int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		if k := r.Header.Get("Idempotency-Key"); k != "" {
+			keys[k]++
+		} else {
+			unkeyed++
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	cfg := Config{Connections: 4, Duration: 200 * time.Millisecond, Rate: 100, PayloadBytes: 256, IdempotencyKeys: true}
+	cfg.defaults()
+	body := func(int64) []byte { return eventBody(256, "x", "") }
+	var sent int64
+	for range 2 {
+		n, _, err := closedLoop(context.Background(), srv.URL, cfg, body, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _, _, err := openLoop(context.Background(), at(srv.URL), cfg, 200*time.Millisecond, "o", "test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n + m
+	}
+	cfg.IdempotencyKeys = false
+	plain, _, err := closedLoop(context.Background(), srv.URL, cfg, body, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, n := range keys {
+		if n != 1 {
+			t.Errorf("key %s sent %d times", k, n)
+		}
+	}
+	if int64(len(keys)) != sent || int64(unkeyed) != plain || sent == 0 || plain == 0 {
+		t.Errorf("%d keys for %d keyed requests; %d requests without a key, of %d sent so", len(keys), sent, unkeyed, plain)
 	}
 }
 

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -114,8 +113,8 @@ func ordered(ctx context.Context, target string, cfg Config, recv *receiver) (*O
 // before is unanswered is sent late. accepted is called with the key of
 // each event accepted, from its key's sender. It returns how many were.
 func keyedLoop(ctx context.Context, url string, cfg Config, accepted func(key string)) (int64, error) {
-	c := client(cfg.Connections)
-	defer c.CloseIdleConnections()
+	c := cfg.poster(cfg.Connections)
+	defer c.cl.CloseIdleConnections()
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(cfg.Ordered / interval)
 	var ok, sentN atomic.Int64
@@ -136,7 +135,7 @@ func keyedLoop(ctx context.Context, url string, cfg Config, accepted func(key st
 					case <-t.C:
 					}
 				}
-				resp, err := c.Post(url, "application/json", bytes.NewReader(orderedBody(cfg.PayloadBytes, key, n)))
+				resp, err := c.post(url, int64(i), orderedBody(cfg.PayloadBytes, key, n))
 				sentN.Add(1)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)

@@ -147,6 +147,7 @@ type Platform struct {
 	tel       *telemetry.Telemetry
 	st        *embedded.Store
 	producer  *kgo.Client
+	ingest    *ingest.API
 	retryProd *kgo.Client
 	admins    []*kgo.Client
 	cancel    context.CancelFunc
@@ -279,7 +280,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	p.Demo = demo.New(secrets, demoSigningRef, log.With("role", "demo-partner"))
 
 	mux := http.NewServeMux()
-	ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest")).Register(mux)
+	// A keyed request's outcome is written after its 202: whp dev outlives
+	// its answers, and Stop waits for those writes.
+	cfg.Ingest.RecordAfterAnswer = true
+	p.ingest = ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest"))
+	p.ingest.Register(mux)
 	p.Demo.Register(mux)
 	mux.Handle("GET /schemas/", http.FileServer(http.Dir(filepath.Join(cfg.DataDir, "artifacts"))))
 	rec.Register(mux, cfg.WebhookSecret)
@@ -554,6 +559,7 @@ func (p *Platform) Stop() error {
 		if err := <-p.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+		p.ingest.Wait() // the Idempotency-Keys answered, before the store closes
 		p.cancel()
 		if err := p.group.Wait(); err != nil {
 			errs = append(errs, err)

@@ -1,6 +1,8 @@
 package dev
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -154,5 +156,36 @@ func TestKafkaSync(t *testing.T) {
 	}
 	for _, id := range ids {
 		mustDelivered(t, p, id, 2)
+	}
+}
+
+// TestStopRecordsKeyedAnswers: whp dev answers a keyed POST before it
+// records the key's outcome (ingest.Config.RecordAfterAnswer); a stop
+// right after the answers waits for those writes, so that each key,
+// retried after a restart, gets its event's 202 again — not 409 "in
+// progress" for the claim's lease, nor, after it, a second event.
+func TestStopRecordsKeyedAnswers(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	cat := testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL)
+	p := startPlatform(t, data, cat)
+	const n = 50
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { ids[i] = accept(t, p, orderEvent(i), "Idempotency-Key", fmt.Sprintf("stop-%d", i)) })
+	}
+	wg.Wait()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	p = startPlatform(t, data, cat)
+	for i := range n {
+		a := post(t, p, orderEvent(i), "Idempotency-Key", fmt.Sprintf("stop-%d", i))
+		var r struct{ ID string }
+		json.Unmarshal(a.body, &r)
+		if a.status != http.StatusAccepted || r.ID != ids[i] || a.header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("key stop-%d after the restart = %d %s (replayed %q), want 202 with %s replayed", i, a.status, a.body, a.header.Get("Idempotent-Replayed"), ids[i])
+		}
 	}
 }

@@ -80,6 +80,19 @@ type Config struct {
 	Flags flags.Source
 	// Metrics records validation results (nil: none).
 	Metrics *telemetry.Metrics
+	// RecordAfterAnswer writes a keyed request's outcome — its
+	// Idempotency-Key done, naming the event — once its 202 is written,
+	// not before: the producer does not wait for that store write (on
+	// DynamoDB a round trip; on the embedded store a commit), only for
+	// the key's claim and the event's produce. The crash window is the
+	// same either way: a process that dies between the produce and that
+	// write leaves the key claimed, and a retry after the lease publishes
+	// the event again (docs/reliability.md). What changes is that a retry
+	// arriving in the write's millisecond gets 409 "in progress" and
+	// retries again. Only for a server that outlives its answers (whp
+	// dev, whp ingest), which calls Wait before closing the store; a
+	// Lambda, frozen once it has answered, keeps it false.
+	RecordAfterAnswer bool
 }
 
 // API serves /v1/events.
@@ -90,6 +103,9 @@ type API struct {
 	st      Store
 	log     *slog.Logger
 	now     func() time.Time
+	// recording counts the outcomes being written after their answers
+	// (Config.RecordAfterAnswer).
+	recording sync.WaitGroup
 }
 
 // New returns the API; zero Config fields take their defaults.
@@ -108,6 +124,11 @@ func New(cfg Config, schemas Schemas, prod Producer, st Store, log *slog.Logger)
 	}
 	return &API{cfg: cfg, schemas: schemas, prod: prod, st: st, log: log, now: time.Now}
 }
+
+// Wait returns once the outcomes written after their answers
+// (Config.RecordAfterAnswer) are written: call it after the HTTP server
+// has shut down, before the store is closed.
+func (a *API) Wait() { a.recording.Wait() }
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
@@ -290,7 +311,12 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
 	}
 	if ledgerKey != "" {
-		a.accepted(ctx, ledgerKey, fingerprint(body), id)
+		fp := fingerprint(body)
+		if a.cfg.RecordAfterAnswer {
+			a.recording.Go(func() { a.accepted(ctx, ledgerKey, fp, id) })
+		} else {
+			a.accepted(ctx, ledgerKey, fp, id)
+		}
 	}
 	w.Header().Set("Location", "/v1/events/"+id)
 	writeAccepted(w, id)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -183,6 +184,13 @@ func ingress(t *testing.T) (*kfake.Cluster, *kgo.Client) {
 // shop/order.created v1, and a function that posts an event under an
 // Idempotency-Key.
 func ingestAPI(t *testing.T, prod Producer, produceTimeout time.Duration) (func(key string, n int) *httptest.ResponseRecorder, *embedded.Store) {
+	post, _, st := ingestAPIWith(t, Config{ProduceTimeout: produceTimeout}, prod, nil)
+	return post, st
+}
+
+// ingestAPIWith is ingestAPI with cfg, its store seen through wrap (if
+// not nil), and the API itself.
+func ingestAPIWith(t *testing.T, cfg Config, prod Producer, wrap func(*embedded.Store) Store) (func(key string, n int) *httptest.ResponseRecorder, *API, *embedded.Store) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := embedded.Open(t.TempDir())
@@ -199,8 +207,13 @@ func ingestAPI(t *testing.T, prod Producer, produceTimeout time.Duration) (func(
 	if err := reg.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var apiStore Store = st
+	if wrap != nil {
+		apiStore = wrap(st)
+	}
 	mux := http.NewServeMux()
-	New(Config{ProduceTimeout: produceTimeout}, reg, prod, st, log).Register(mux)
+	api := New(cfg, reg, prod, apiStore, log)
+	api.Register(mux)
 	return func(key string, n int) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/v1/events",
 			strings.NewReader(fmt.Sprintf(`{"domain":"shop","event":"order.created","version":"1","data":{"id":%d}}`, n)))
@@ -208,7 +221,75 @@ func ingestAPI(t *testing.T, prod Producer, produceTimeout time.Duration) (func(
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, req)
 		return rec
-	}, st
+	}, api, st
+}
+
+// gatedStore holds each write of a key's outcome (its record marked done)
+// until release is closed.
+type gatedStore struct {
+	*embedded.Store
+	release chan struct{}
+}
+
+func (s gatedStore) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
+	if bytes.Contains(rec.Value, []byte(`"done":true`)) {
+		<-s.release
+	}
+	return s.Store.PutIdempotency(ctx, rec)
+}
+
+// TestRecordAfterAnswer: with RecordAfterAnswer a keyed POST gets its 202
+// while its key's outcome is still being written; a retry meanwhile gets
+// 409 "in progress"; Wait returns only once the outcome is written, and a
+// retry then gets the event's 202 again. Without it, the POST waits for
+// the write (the Lambda's way).
+func TestRecordAfterAnswer(t *testing.T) {
+	for _, after := range []bool{true, false} {
+		t.Run(fmt.Sprintf("after=%v", after), func(t *testing.T) {
+			_, cl := ingress(t)
+			release := make(chan struct{})
+			post, api, _ := ingestAPIWith(t, Config{RecordAfterAnswer: after}, cl, func(st *embedded.Store) Store { return gatedStore{st, release} })
+			answered := make(chan *httptest.ResponseRecorder, 1)
+			go func() { answered <- post("k1", 1) }()
+			if !after {
+				select {
+				case rec := <-answered:
+					t.Fatalf("answered %d before the key's outcome was written", rec.Code)
+				case <-time.After(100 * time.Millisecond):
+				}
+				close(release)
+				if rec := <-answered; rec.Code != http.StatusAccepted {
+					t.Fatalf("POST = %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			var first *httptest.ResponseRecorder
+			select {
+			case first = <-answered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no answer while the key's outcome was being written")
+			}
+			if first.Code != http.StatusAccepted || first.Header().Get("Location") == "" {
+				t.Fatalf("POST = %d %v %s", first.Code, first.Header(), first.Body)
+			}
+			if rec := post("k1", 1); rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "idempotency_in_progress") {
+				t.Errorf("retry while the outcome is written = %d %s, want 409 in progress", rec.Code, rec.Body)
+			}
+			waited := make(chan struct{})
+			go func() { api.Wait(); close(waited) }()
+			select {
+			case <-waited:
+				t.Fatal("Wait returned with an outcome unwritten")
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(release)
+			<-waited
+			again := post("k1", 1)
+			if again.Code != http.StatusAccepted || again.Header().Get("Idempotent-Replayed") != "true" || again.Header().Get("Location") != first.Header().Get("Location") {
+				t.Errorf("retry after the write = %d %v, want the first answer (%s) replayed", again.Code, again.Header(), first.Header().Get("Location"))
+			}
+		})
+	}
 }
 
 // countRecords is how many records topic holds.
