@@ -80,6 +80,10 @@ type Store struct {
 	// events is events.db: the events' rows (bEvents), written once by
 	// the processor and read by GET /v1/events/{id} and the console.
 	events *bolt.DB
+	// claims commits producers' Idempotency-Key claims, which their 202s
+	// wait for, and outcomes to store.db at once or in groups
+	// (groupCommit), not held for company as the other writes are.
+	claims *groupCommit
 	now    func() time.Time
 	// subs keeps SubscriptionsForSchema's answers until a subscription is
 	// written: the file is this process's alone (bbolt locks it), so every
@@ -135,7 +139,7 @@ func Open(dir string) (*Store, error) {
 		events.Close()
 		return nil, fmt.Errorf("open store %s: %w", events.Path(), err)
 	}
-	return &Store{db: db, events: events, now: time.Now}, nil
+	return &Store{db: db, events: events, claims: &groupCommit{db: db}, now: time.Now}, nil
 }
 
 // openFile opens (creating if needed) one of the store's files and runs
@@ -154,7 +158,8 @@ func openFile(path string, setup func(*bolt.Tx) error) (*bolt.DB, error) {
 	}
 	// Concurrent writers share one transaction (db.Batch); a lone writer
 	// waits at most this long for company before committing alone. bbolt's
-	// default (10 ms) put that wait on every delivery's path.
+	// default (10 ms) put that wait on every delivery's path. The writes
+	// a producer waits for are committed without it (Store.claims).
 	db.MaxBatchDelay = time.Millisecond
 	return db, nil
 }
@@ -829,10 +834,17 @@ func (s *Store) history(ctx context.Context, bucket, statusBucket, hashKey strin
 	return page, err
 }
 
-// CreateIdempotency implements store.Store.
+// CreateIdempotency implements store.Store. It is the claim of a
+// producer's Idempotency-Key, which the request's 202 waits for: committed
+// at once when the file is free, grouped with the claims that arrive
+// meanwhile when it is not (Store.claims), not held for company as the
+// other writes are.
 func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Idempotency{}, err
+	}
 	var existing store.Idempotency
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.claims.update(func(tx *bolt.Tx) error {
 		var err error
 		switch existing, err = getLiveLedger(tx, rec.Key, s.now()); {
 		case err == nil:
@@ -859,9 +871,14 @@ func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempoten
 	return rec, err
 }
 
-// PutIdempotency implements store.Store.
+// PutIdempotency implements store.Store. It records a producer's key's
+// outcome (or renews its claim), so it is committed with the claims: the
+// claims and outcomes of busy producers share their commits.
 func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return putLedger(tx, rec) })
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.claims.update(func(tx *bolt.Tx) error { return putLedger(tx, rec) })
 }
 
 // PutLedger implements store.Store.
