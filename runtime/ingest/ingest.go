@@ -243,15 +243,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	}
 
 	idemKey := r.Header.Get("Idempotency-Key")
-	var ledgerKey string
+	var ledgerKey, fp string // fp: the body's fingerprint, for a key's claim and outcome
 	if idemKey != "" {
 		if len(idemKey) > maxIdempotencyKeyLen || strings.ContainsFunc(idemKey, func(c rune) bool { return c < 0x20 || c > 0x7e }) {
 			writeProblem(w, http.StatusBadRequest, "invalid_idempotency_key",
 				fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKeyLen))
 			return
 		}
-		ledgerKey = ledgerKeyOf(idemKey)
-		if done := a.claim(w, r.Context(), ledgerKey, fingerprint(body)); done {
+		ledgerKey, fp = ledgerKeyOf(idemKey), fingerprint(body)
+		if done := a.claim(w, r.Context(), ledgerKey, fp); done {
 			return
 		}
 	}
@@ -295,7 +295,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		// known and then names the event, or is freed.
 		a.log.Error("ingress produce not acknowledged in time", "event_id", id, "schema_id", schemaID, "topic", entry.Topic,
 			"timeout", a.cfg.ProduceTimeout.String(), "trace_id", telemetry.TraceID(r.Context()))
-		go a.settle(ledgerKey, fingerprint(body), id, acked)
+		go a.settle(ledgerKey, fp, id, acked)
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the event log did not acknowledge the event in time; it may still be accepted: retry with the same Idempotency-Key")
 		return
 	}
@@ -311,7 +311,6 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("accepted", "event_id", id, "schema_id", schemaID, "trace_id", telemetry.TraceID(r.Context()))
 	}
 	if ledgerKey != "" {
-		fp := fingerprint(body)
 		if a.cfg.RecordAfterAnswer {
 			a.recording.Go(func() { a.accepted(ctx, ledgerKey, fp, id) })
 		} else {
