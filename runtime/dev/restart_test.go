@@ -52,18 +52,7 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 	for i := range perRun {
 		ids = append(ids, accept(t, p, orderEvent(perRun+i)))
 	}
-	eventually(t, "every accepted event to reach both partners", func() bool {
-		a, _, _ := alpha.counts()
-		b, _, _ := beta.counts()
-		return a == 2*perRun && b == 2*perRun
-	})
-	for _, r := range []*receiver{alpha, beta} {
-		n, dups, bad := r.counts()
-		t.Logf("sent %d, delivered %d, lost %d, duplicated %d", 2*perRun, n, 2*perRun-n, dups)
-		if n != 2*perRun || dups != 0 || bad != 0 {
-			t.Errorf("receiver: %d distinct, %d duplicates, %d bad signatures; want %d, 0, 0", n, dups, bad, 2*perRun)
-		}
-	}
+	deliveredOnceEach(t, 2*perRun, alpha, beta)
 	for _, id := range ids {
 		mustDelivered(t, p, id, 2)
 	}
@@ -144,16 +133,7 @@ func TestKafkaSync(t *testing.T) {
 	for i := range perRun {
 		ids = append(ids, accept(t, p, orderEvent(perRun+i)))
 	}
-	eventually(t, "every event at both partners", func() bool {
-		a, _, _ := alpha.counts()
-		b, _, _ := beta.counts()
-		return a == 2*perRun && b == 2*perRun
-	})
-	for _, r := range []*receiver{alpha, beta} {
-		if n, dups, bad := r.counts(); n != 2*perRun || dups != 0 || bad != 0 {
-			t.Errorf("receiver: %d distinct, %d duplicates, %d bad signatures; want %d, 0, 0", n, dups, bad, 2*perRun)
-		}
-	}
+	deliveredOnceEach(t, 2*perRun, alpha, beta)
 	for _, id := range ids {
 		mustDelivered(t, p, id, 2)
 	}
@@ -186,6 +166,27 @@ func TestStopRecordsKeyedAnswers(t *testing.T) {
 		json.Unmarshal(a.body, &r)
 		if a.status != http.StatusAccepted || r.ID != ids[i] || a.header.Get("Idempotent-Replayed") != "true" {
 			t.Errorf("key stop-%d after the restart = %d %s (replayed %q), want 202 with %s replayed", i, a.status, a.body, a.header.Get("Idempotent-Replayed"), ids[i])
+		}
+	}
+}
+
+// deliveredOnceEach waits until each of rs has want deliveries, and
+// checks that none came twice or with a bad signature.
+func deliveredOnceEach(t *testing.T, want int, rs ...*receiver) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d deliveries at each partner", want), func() bool {
+		for _, r := range rs {
+			if n, _, _ := r.counts(); n != want {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range rs {
+		n, dups, bad := r.counts()
+		t.Logf("sent %d, delivered %d, lost %d, duplicated %d", want, n, want-n, dups)
+		if n != want || dups != 0 || bad != 0 {
+			t.Errorf("receiver: %d distinct, %d duplicates, %d bad signatures; want %d, 0, 0", n, dups, bad, want)
 		}
 	}
 }
