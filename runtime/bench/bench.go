@@ -195,15 +195,16 @@ type Config struct {
 // events from 1, and the ingest-alone phase runs several.
 var loops atomic.Int64
 
-// poster posts events, with an Idempotency-Key unique to the process's
-// run, the loop and the event if cfg asks for them.
+// poster posts events over cfg.Connections keep-alive connections, with
+// an Idempotency-Key unique to the process's run, the loop and the event
+// if cfg asks for them.
 type poster struct {
 	cl   *http.Client
 	keys string // the keys' prefix; "" sends none
 }
 
-func (c Config) poster(conns int) poster {
-	p := poster{cl: client(conns)}
+func (c Config) poster() poster {
+	p := poster{cl: client(c.Connections)}
 	if c.IdempotencyKeys {
 		p.keys = fmt.Sprintf("bench-%d-%d-%d-", os.Getpid(), time.Now().UnixNano(), loops.Add(1))
 	}
@@ -998,7 +999,7 @@ func client(conns int) *http.Client {
 // closedLoop posts from every connection back to back for the duration and
 // returns the 202s and the other answers.
 func closedLoop(ctx context.Context, url string, cfg Config, body func(int64) []byte, phase string) (ok, other int64, err error) {
-	c := cfg.poster(cfg.Connections)
+	c := cfg.poster()
 	defer c.cl.CloseIdleConnections()
 	var seq, okN, otherN atomic.Int64
 	var firstErr atomic.Value
@@ -1185,7 +1186,7 @@ func heldPasses(base string) int64 {
 // ms. Their IDs start with prefix; phase names the progress. If counted is
 // not nil, it counts the accepted as they are (a soak reads it as it runs).
 func openLoop(ctx context.Context, url func() string, cfg Config, d time.Duration, prefix, phase string, counted *atomic.Int64) (accepted, refused int64, waits []float64, err error) {
-	c := cfg.poster(cfg.Connections)
+	c := cfg.poster()
 	defer c.cl.CloseIdleConnections()
 	var other atomic.Int64
 	ok := counted

@@ -113,7 +113,7 @@ func ordered(ctx context.Context, target string, cfg Config, recv *receiver) (*O
 // before is unanswered is sent late. accepted is called with the key of
 // each event accepted, from its key's sender. It returns how many were.
 func keyedLoop(ctx context.Context, url string, cfg Config, accepted func(key string)) (int64, error) {
-	c := cfg.poster(cfg.Connections)
+	c := cfg.poster()
 	defer c.cl.CloseIdleConnections()
 	interval := time.Second / time.Duration(cfg.Rate)
 	total := int(cfg.Ordered / interval)

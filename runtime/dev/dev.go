@@ -117,8 +117,9 @@ type Config struct {
 	// once the OS has it, and written back to disk by the OS — safe from
 	// a crash of whp, not from a power loss in the seconds before. On
 	// MSK, acks=all waits instead for the batch to be on at least two of
-	// three brokers (min.insync.replicas, infra/modules/msk). It costs about half the throughput on a small machine
-	// (docs/benchmarks.md, "A 202 that survives the machine").
+	// three brokers (min.insync.replicas, infra/modules/msk). It costs
+	// about half the throughput on a small machine (docs/benchmarks.md,
+	// "A 202 that survives the machine").
 	KafkaSync bool
 	// History is how long events' and deliveries' history is kept in the
 	// store (their status TTL), swept every tenth of it, at most every
