@@ -134,6 +134,10 @@ type Config struct {
 	Ingest   ingest.Config
 	Dispatch dispatch.Config
 	Log      *slog.Logger
+
+	// ingestStore, if set (tests), is the store the ingest API is given,
+	// made from the platform's: where a test holds its writes.
+	ingestStore func(ingest.Store) ingest.Store
 }
 
 // Platform is a running embedded platform.
@@ -284,7 +288,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	// A keyed request's outcome is written after its 202: whp dev outlives
 	// its answers, and Stop waits for those writes.
 	cfg.Ingest.RecordAfterAnswer = true
-	p.ingest = ingest.New(cfg.Ingest, reg, p.producer, p.st, log.With("role", "ingest"))
+	var ingestStore ingest.Store = p.st
+	if cfg.ingestStore != nil {
+		ingestStore = cfg.ingestStore(p.st)
+	}
+	p.ingest = ingest.New(cfg.Ingest, reg, p.producer, ingestStore, log.With("role", "ingest"))
 	p.ingest.Register(mux)
 	p.Demo.Register(mux)
 	mux.Handle("GET /schemas/", http.FileServer(http.Dir(filepath.Join(cfg.DataDir, "artifacts"))))

@@ -1,13 +1,19 @@
 package dev
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/whp-dev/whp/runtime/ingest"
+	"github.com/whp-dev/whp/store"
 )
 
 // TestRestartMidStreamLosesNothing: events accepted before a stop that
@@ -140,23 +146,36 @@ func TestKafkaSync(t *testing.T) {
 }
 
 // TestStopRecordsKeyedAnswers: whp dev answers a keyed POST before it
-// records the key's outcome (ingest.Config.RecordAfterAnswer); a stop
-// right after the answers waits for those writes, so that each key,
-// retried after a restart, gets its event's 202 again — not 409 "in
-// progress" for the claim's lease, nor, after it, a second event.
+// records the key's outcome (ingest.Config.RecordAfterAnswer). A stop
+// while those writes are held waits for them, so that each key, retried
+// after a restart, gets its event's 202 again — not 409 "in progress" for
+// the claim's lease, nor, after it, a second event.
 func TestStopRecordsKeyedAnswers(t *testing.T) {
 	data := t.TempDir()
 	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
 	cat := testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL)
-	p := startPlatform(t, data, cat)
-	const n = 50
+	release := make(chan struct{})
+	var held atomic.Int32
+	p := startPlatform(t, data, cat, func(c *Config) {
+		c.ingestStore = func(st ingest.Store) ingest.Store { return heldOutcomes{st, release, &held} }
+	})
+	const n = 20
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { ids[i] = accept(t, p, orderEvent(i), "Idempotency-Key", fmt.Sprintf("stop-%d", i)) })
 	}
-	wg.Wait()
-	if err := p.Stop(); err != nil {
+	wg.Wait() // every 202 given, with the outcomes held
+	eventually(t, "every outcome write held", func() bool { return held.Load() == n })
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("stopped (%v) with the keys' outcomes unwritten", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}
 	p = startPlatform(t, data, cat)
@@ -168,6 +187,22 @@ func TestStopRecordsKeyedAnswers(t *testing.T) {
 			t.Errorf("key stop-%d after the restart = %d %s (replayed %q), want 202 with %s replayed", i, a.status, a.body, a.header.Get("Idempotent-Replayed"), ids[i])
 		}
 	}
+}
+
+// heldOutcomes holds each write of a key's outcome (its record marked
+// done) until release is closed, counting them in held.
+type heldOutcomes struct {
+	ingest.Store
+	release chan struct{}
+	held    *atomic.Int32
+}
+
+func (s heldOutcomes) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
+	if bytes.Contains(rec.Value, []byte(`"done":true`)) {
+		s.held.Add(1)
+		<-s.release
+	}
+	return s.Store.PutIdempotency(ctx, rec)
 }
 
 // deliveredOnceEach waits until each of rs has want deliveries, and
