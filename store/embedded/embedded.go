@@ -239,6 +239,16 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return update(ctx, s.db, fn)
 }
 
+// updateClaims writes to store.db as the producers' Idempotency-Key
+// writes are committed (Store.claims): at once when the file is free, else
+// with the others that arrive meanwhile.
+func (s *Store) updateClaims(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.claims.update(fn)
+}
+
 // view reads store.db.
 func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return view(ctx, s.db, fn)
@@ -840,11 +850,8 @@ func (s *Store) history(ctx context.Context, bucket, statusBucket, hashKey strin
 // meanwhile when it is not (Store.claims), not held for company as the
 // other writes are.
 func (s *Store) CreateIdempotency(ctx context.Context, rec store.Idempotency) (store.Idempotency, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Idempotency{}, err
-	}
 	var existing store.Idempotency
-	err := s.claims.update(func(tx *bolt.Tx) error {
+	err := s.updateClaims(ctx, func(tx *bolt.Tx) error {
 		var err error
 		switch existing, err = getLiveLedger(tx, rec.Key, s.now()); {
 		case err == nil:
@@ -871,14 +878,13 @@ func (s *Store) GetIdempotency(ctx context.Context, key string) (store.Idempoten
 	return rec, err
 }
 
-// PutIdempotency implements store.Store. It records a producer's key's
-// outcome (or renews its claim), so it is committed with the claims: the
-// claims and outcomes of busy producers share their commits.
+// PutIdempotency implements store.Store. Its writes are mostly a
+// producer's key's outcome or a renewed claim, so it is committed with the
+// claims: the claims and outcomes of busy producers share their commits.
+// (A dispatcher without a ledger lane writes its ledger entries here too,
+// one at a time.)
 func (s *Store) PutIdempotency(ctx context.Context, rec store.Idempotency) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.claims.update(func(tx *bolt.Tx) error { return putLedger(tx, rec) })
+	return s.updateClaims(ctx, func(tx *bolt.Tx) error { return putLedger(tx, rec) })
 }
 
 // PutLedger implements store.Store.
