@@ -358,9 +358,13 @@ func TestRedriveThatFailsPutsBack(t *testing.T) {
 		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
 		return err
 	}())
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// The write fails by itself (the client gives up a topic still
+	// unknown after a few metadata reads, ≈ 1 s); the deadline only
+	// bounds a hang. At 2 s it fired during the queue's read on a busy
+	// CI machine, before the write.
+	bounded, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if _, err := q.Redrive(short, Filter{SubscriptionID: "p1#bench#thing.happened#1"}, nil); err == nil || !strings.HasPrefix(err.Error(), "redrive: ") {
+	if _, err := q.Redrive(bounded, Filter{SubscriptionID: "p1#bench#thing.happened#1"}, nil); err == nil || !strings.HasPrefix(err.Error(), "redrive: ") {
 		t.Fatalf("a redrive to a topic that is gone: %v, want its write's error", err)
 	}
 	for _, id := range []string{"000001", "000003"} {
