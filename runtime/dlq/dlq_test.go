@@ -358,10 +358,17 @@ func TestRedriveThatFailsPutsBack(t *testing.T) {
 		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
 		return err
 	}())
-	// The write fails by itself (the client gives up a topic still
-	// unknown after a few metadata reads, ≈ 1 s); the deadline only
-	// bounds a hang. At 2 s it fired during the queue's read on a busy
-	// CI machine, before the write.
+	// The write fails by itself: the client gives up a topic still
+	// unknown after a few metadata reads, each no sooner than its
+	// MetadataMinAge (5 s by default: up to 20 s; 10 ms here). The
+	// deadline only bounds a hang — at 2 s it fired during the queue's
+	// read on a busy CI machine, before the write.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.MetadataMinAge(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	q.cl = cl
 	bounded, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if _, err := q.Redrive(bounded, Filter{SubscriptionID: "p1#bench#thing.happened#1"}, nil); err == nil || !strings.HasPrefix(err.Error(), "redrive: ") {
