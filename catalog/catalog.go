@@ -79,7 +79,10 @@ type Partner struct {
 	Contact       string
 	Metadata      map[string]string
 	RateLimit     *RateLimit
-	Pos           Pos
+	// MaxInFlight bounds the partner's deliveries in flight at once, per
+	// dispatcher process; 0: the dispatcher's default.
+	MaxInFlight int
+	Pos         Pos
 }
 
 // RateLimit caps deliveries to a partner: a token bucket of Burst tokens

@@ -468,6 +468,7 @@ type partnerData struct {
 	Contact       string            `json:"contact"`
 	Metadata      map[string]string `json:"metadata"`
 	RateLimit     *RateLimit        `json:"rate_limit"`
+	MaxInFlight   int               `json:"max_in_flight"`
 }
 
 func (l *loader) partners(root cue.Value, c *Catalog) {
@@ -480,7 +481,7 @@ func (l *loader) partners(root cue.Value, c *Catalog) {
 			ID: d.ID, Name: d.Name, URL: d.URL,
 			Auth: Auth{Kind: d.Auth.Kind, Header: d.Auth.Header, Secret: d.Auth.Secret,
 				TokenURL: d.Auth.TokenURL, ClientID: d.Auth.ClientID, Scopes: d.Auth.Scopes},
-			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit, Metadata: d.Metadata,
+			SigningSecret: d.SigningSecret, Contact: d.Contact, RateLimit: d.RateLimit, MaxInFlight: d.MaxInFlight, Metadata: d.Metadata,
 			Pos: toPos(declPos(v)),
 		})
 	})

@@ -57,6 +57,9 @@ func TestLoadExample(t *testing.T) {
 	if rl := c.Partner("acme").RateLimit; rl == nil || rl.PerSecond != 50 || rl.Burst != 100 {
 		t.Errorf("acme rate limit = %+v", rl)
 	}
+	if n := c.Partner("acme").MaxInFlight; n != 8 {
+		t.Errorf("acme max_in_flight = %d, want 8", n)
+	}
 	for _, sub := range c.Subscriptions {
 		switch sub.Name {
 		case "acme.order-created":

@@ -173,7 +173,7 @@ func TestPlanRender(t *testing.T) {
 schemas: shop: "order.created": "1": {owner: "team-orders", description: "An order was created.", topic: {partitions: 6, retention_hours: 72}, payload: {id: string}}
 schemas: shop: "order.created": "2": {owner: "team-orders", topic: partitions: 6, payload: {id: string, note?: string}}
 schemas: shop: "order.refunded": "1": {owner: "team-shop", payload: {id: string}}
-partners: acme: {name: "Acme", url: "https://acme.example/v2/hook", signing_secret: "acme/signing", contact: "ops@acme.example", rate_limit: per_second: 10}
+partners: acme: {name: "Acme", url: "https://acme.example/v2/hook", signing_secret: "acme/signing", contact: "ops@acme.example", rate_limit: per_second: 10, max_in_flight: 32}
 subscriptions: "acme.created": {partner: "acme", domain: "shop", event: "order.created", version: "1", mode: "ordered"}
 subscriptions: "acme.refunded": {partner: "acme", domain: "shop", event: "order.refunded", version: "1", filter: {path: "data.id", prefix: "r"}}
 `

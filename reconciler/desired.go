@@ -79,7 +79,7 @@ func desire(c *catalog.Catalog, egressPartitions int32) Desired {
 			ID: cs.ID(), PartnerID: cs.PartnerID, SchemaID: cs.SchemaID(), Name: cs.Name,
 			URL: p.URL, AuthKind: p.Auth.Kind, AuthHeader: p.Auth.Header, AuthSecretRef: p.Auth.Secret,
 			AuthTokenURL: p.Auth.TokenURL, AuthClientID: p.Auth.ClientID, AuthScopes: p.Auth.Scopes,
-			SigningSecretRef: p.SigningSecret, Mode: cs.Mode, Filter: cs.Filter, ConfigHash: ConfigHash(p, cs.AllowSensitive),
+			SigningSecretRef: p.SigningSecret, MaxInFlight: p.MaxInFlight, Mode: cs.Mode, Filter: cs.Filter, ConfigHash: ConfigHash(p, cs.AllowSensitive),
 			Transform: cs.Transform, AllowSensitive: cs.AllowSensitive, PartnerMetadata: p.Metadata, Metadata: cs.Metadata,
 		}
 		if cs.Retry != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/whp-dev/whp/catalog"
@@ -212,7 +213,17 @@ func subscriptionDiff(have, want store.Subscription) []string {
 	if have.RateLimitPerSecond != want.RateLimitPerSecond || have.RateLimitBurst != want.RateLimitBurst {
 		d = append(d, fmt.Sprintf("rate limit: %s → %s", rateText(have), rateText(want)))
 	}
+	if have.MaxInFlight != want.MaxInFlight {
+		d = append(d, fmt.Sprintf("max in flight: %s → %s", inFlightText(have.MaxInFlight), inFlightText(want.MaxInFlight)))
+	}
 	return d
+}
+
+func inFlightText(n int) string {
+	if n == 0 {
+		return "the dispatcher's default"
+	}
+	return strconv.Itoa(n)
 }
 
 func rateText(s store.Subscription) string {

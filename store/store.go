@@ -96,6 +96,9 @@ type Subscription struct {
 	// (0: unlimited).
 	RateLimitPerSecond float64 `json:"rate_limit_per_second,omitempty"`
 	RateLimitBurst     int     `json:"rate_limit_burst,omitempty"`
+	// MaxInFlight is the partner's bound on its deliveries in flight at
+	// once, per dispatcher process (0: the dispatcher's default).
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Transform reshapes data for the partner (JSON, nil for none);
 	// AllowSensitive lets the schema's sensitive fields through; the
 	// metadata of the partner and of the subscription go with every

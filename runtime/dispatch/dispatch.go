@@ -104,7 +104,8 @@ type Config struct {
 	Concurrency int
 	// PartnerConcurrency bounds one partner's deliveries in flight, so a
 	// partner that hangs cannot take every slot. Default a quarter of
-	// Concurrency (at least 1).
+	// Concurrency (at least 1). A partner's max_in_flight in the catalog
+	// replaces it for that partner (never above Concurrency).
 	PartnerConcurrency int
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
 	LedgerTTL time.Duration
@@ -183,8 +184,11 @@ type Dispatcher struct {
 	log       *slog.Logger
 	now       func() time.Time
 	limits    limiters
-	creds     credentials
-	breaker   *breaker.Breaker
+	// maxInFlight is each partner's max_in_flight (partner → int), as
+	// its subscription last read said (learnMaxInFlight, partnerLimit).
+	maxInFlight sync.Map
+	creds       credentials
+	breaker     *breaker.Breaker
 
 	pauseMu sync.Mutex
 	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
@@ -627,6 +631,39 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscri
 	p.mu.Unlock()
 	r.once.Do(func() { r.sub, r.err = d.st.GetSubscription(ctx, id) })
 	return r.sub, r.err
+}
+
+// learnMaxInFlight reads the bound of r's partner from r's subscription
+// before r's chain is started or queued, so that the bound holds from a
+// partner's first delivery on (one that takes a request at a time gets
+// one) and a change reaches a partner all of whose deliveries are
+// waiting. ctx carries the poll's memo: the read is the one the poll's
+// deliveries of the subscription share. If the record or the read fails,
+// the delivery's own read will say so; the last bound read (at first,
+// PartnerConcurrency) holds meanwhile.
+func (d *Dispatcher) learnMaxInFlight(ctx context.Context, r *kgo.Record) {
+	msg, err := envelope.ParseDelivery(r.Value)
+	if err != nil {
+		return
+	}
+	sub, err := d.subscription(ctx, msg.SubscriptionID)
+	if err != nil {
+		return
+	}
+	if v, ok := d.maxInFlight.Load(sub.PartnerID); !ok || v.(int) != sub.MaxInFlight {
+		d.maxInFlight.Store(sub.PartnerID, sub.MaxInFlight)
+	}
+}
+
+// partnerLimit is the most deliveries partner may have in flight: its
+// max_in_flight as its subscription last read said (without one, or
+// before any was read, PartnerConcurrency), never more than Concurrency.
+func (d *Dispatcher) partnerLimit(partner string) int {
+	n := d.cfg.PartnerConcurrency
+	if v, ok := d.maxInFlight.Load(partner); ok && v.(int) > 0 {
+		n = v.(int)
+	}
+	return min(n, d.cfg.Concurrency)
 }
 
 // prepared is prepare, once per subscription per memo when ctx carries

@@ -332,6 +332,66 @@ func TestPartnerConcurrency(t *testing.T) {
 	testHangingPartner(t, 10, false)
 }
 
+// TestMaxInFlight: a partner's max_in_flight (carried on its
+// subscriptions) replaces PartnerConcurrency for it, above it or below it,
+// from its first delivery on: with PartnerConcurrency 2, hanging partner
+// A (max_in_flight 5) gets five deliveries at once and B (1) one. Raised
+// in the catalog while A hangs, A's bound takes effect as its deliveries
+// read the changed subscription: its waiting deliveries start, up to the
+// new bound.
+func TestMaxInFlight(t *testing.T) {
+	a, b := newServer(t, true), newServer(t, true)
+	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 16, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"b", b.URL})
+	defer a.release()
+	defer b.release()
+	bound := func(id string, n int) {
+		sub, err := r.emb.GetSubscription(r.ctx, "s-"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.MaxInFlight = n
+		if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound("a", 5)
+	bound("b", 1)
+	var recs []*kgo.Record
+	for i := range 12 {
+		recs = append(recs, delivery("a", fmt.Sprint("a", i), ""), delivery("b", fmt.Sprint("b", i), ""))
+	}
+	r.produce(recs...)
+	waitUntil(t, "A's five deliveries in flight and B's one", func() bool { return a.in.Load() == 5 && b.in.Load() == 1 })
+	time.Sleep(300 * time.Millisecond) // time for any beyond the bounds to arrive
+	if na, nb := a.maxIn.Load(), b.maxIn.Load(); na != 5 || nb != 1 {
+		t.Fatalf("in flight at once: A %d, B %d; want 5 and 1 (their max_in_flight)", na, nb)
+	}
+
+	// A's bound raised: its next delivery reads it (a record of a later
+	// poll), and A's waiting deliveries start beside it, up to 8.
+	bound("a", 8)
+	r.produce(delivery("a", "a-late", ""))
+	waitUntil(t, "A's deliveries up to its raised bound", func() bool { return a.in.Load() == 8 })
+	time.Sleep(300 * time.Millisecond)
+	if na := a.maxIn.Load(); na != 8 {
+		t.Errorf("A had %d in flight at once after its bound was raised to 8", na)
+	}
+
+	a.release()
+	b.release()
+	waitUntil(t, "every delivery recorded", func() bool {
+		for i := range 12 {
+			if r.status(fmt.Sprint("a", i)) != store.DeliveryDelivered || r.status(fmt.Sprint("b", i)) != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return r.status("a-late") == store.DeliveryDelivered
+	})
+	if na, nb := a.maxIn.Load(), b.maxIn.Load(); na > 8 || nb > 1 {
+		t.Errorf("in flight at once over the run: A %d, B %d", na, nb)
+	}
+}
+
 // TestSlowPartnerBacklog: a slow partner's backlog beyond the
 // dispatcher's lookahead (here 1,100 records, more than maxTracked) does
 // not stop polling for the others: its topics are paused while its backlog

@@ -18,10 +18,14 @@ import (
 // partner that answers slowly (or not, until the attempt times out) holds
 // its own deliveries only, never those polled with it or after it.
 //
-// No partner has more than PartnerConcurrency deliveries in flight, so
-// one that hangs (each attempt waiting for its timeout) leaves the other
-// slots to the others until its breaker opens; its further records wait
-// their turn without holding a slot.
+// No partner has more deliveries in flight than its bound (its
+// max_in_flight, else PartnerConcurrency: partnerLimit), so one that
+// hangs (each attempt waiting for its timeout) leaves the other slots to
+// the others until its breaker opens; its further records wait their
+// turn without holding a slot. The bound is read from the subscription of
+// each poll's first record of the partner: a bound changed in the catalog to a larger one starts
+// more of the partner's waiting chains (widen), to a smaller one lets its
+// chains end until it is kept.
 //
 // Records of one key (and egress topic) are delivered one after the
 // other, in offset order — what ordered subscriptions need. A partition's
@@ -234,9 +238,18 @@ func (s *stream) countBacklog(partner, topicName string, n int) {
 func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 	cctx := context.WithValue(ctx, collectorKey{}, s.col)
 	m := newMemo()
+	mctx := context.WithValue(ctx, memoKey{}, m)
+	learned := map[string]bool{} // partners whose bound this poll read
 	for _, r := range recs {
 		e := &entry{rec: r, memo: m}
 		k := chainKey(r)
+		partner, _ := topic.EgressPartner(r.Topic)
+		if !learned[partner] {
+			// Through the poll's memo: the read the poll's deliveries of
+			// the subscription make anyway.
+			learned[partner] = true
+			s.d.learnMaxInFlight(mctx, r)
+		}
 		s.mu.Lock()
 		pt := s.parts[partition{r.Topic, r.Partition}]
 		if pt == nil {
@@ -245,7 +258,6 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		}
 		pt.entries = append(pt.entries, e)
 		s.tracked++
-		partner, _ := topic.EgressPartner(r.Topic)
 		s.countBacklog(partner, r.Topic, 1)
 		if c := s.queues[k]; c != nil {
 			c.pending = append(c.pending, e)
@@ -254,7 +266,7 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		}
 		c := &chain{key: k, partner: partner, pending: []*entry{e}}
 		s.queues[k] = c
-		if s.busy[partner] >= s.d.cfg.PartnerConcurrency {
+		if s.busy[partner] >= s.d.partnerLimit(partner) {
 			s.waiting[partner] = append(s.waiting[partner], c)
 			s.mu.Unlock()
 			continue
@@ -297,7 +309,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			// Done, or shutting down: what is left is not marked done, so
 			// not committed, and consumed again after the restart.
 			delete(s.queues, c.key)
-			if w := s.waiting[c.partner]; len(w) > 0 && ctx.Err() == nil {
+			if w := s.waiting[c.partner]; len(w) > 0 && ctx.Err() == nil && s.busy[c.partner] <= s.d.partnerLimit(c.partner) {
 				c = w[0]
 				w[0] = nil // as in chain.next
 				s.waiting[c.partner] = w[1:]
@@ -309,6 +321,7 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			return
 		}
 		e := c.next()
+		s.widen(ctx, c.partner)
 		part := partition{e.rec.Topic, e.rec.Partition}
 		if s.revoked[part] {
 			s.mu.Unlock()
@@ -343,6 +356,30 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			default:
 			}
 		}
+	}
+}
+
+// widen starts more of partner's waiting chains while it has fewer in
+// flight than its bound and a slot is free: its bound rose (a delivery
+// read a max_in_flight larger than the default its chains were queued
+// under). It does not wait for a slot: the next delivery's call tries
+// again. s.mu is held; ctx is the caller's chain's.
+func (s *stream) widen(ctx context.Context, partner string) {
+	for len(s.waiting[partner]) > 0 && s.busy[partner] < s.d.partnerLimit(partner) {
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			return
+		}
+		w := s.waiting[partner]
+		c := w[0]
+		w[0] = nil // as in chain.next
+		s.waiting[partner] = w[1:]
+		s.busy[partner]++
+		s.chains.Go(func() {
+			defer func() { <-s.slots }()
+			s.runChain(ctx, c)
+		})
 	}
 }
 

@@ -122,6 +122,7 @@ func testSubscriptionRev(t *testing.T, open Opener) {
 	// An approval based on the stored item wins; a stale one then loses.
 	approve := stored
 	approve.Status, approve.DecidedBy, approve.DecidedAt, approve.Reason = store.SubscriptionApproved, "alice", at, "looks right"
+	approve.MaxInFlight, approve.RateLimitPerSecond = 8, 2.5 // the partner's delivery settings travel with it
 	approved, err := s.PutSubscription(ctx, approve)
 	must(t, err)
 	stale := stored
