@@ -55,6 +55,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	soakRate := fs.Int("soak-rate", 0, "events per second of the soak (default: --rate)")
 	orderedFor := fs.Duration("ordered", 0, "add a phase after the soak: events of --keys partition keys arrive at --rate for this long, for partners subscribed in mode ordered, which refuse one key's deliveries for its middle third; reports what arrived out of order, the other keys' latency, and how long the refused key took to catch up")
 	keys := fs.Int("keys", 16, "partition keys of the ordered phase's events")
+	maxInFlight := fs.Int("max-in-flight", 0, "every partner's max_in_flight in the bench's catalog: the most deliveries in flight to each at once (0: the dispatcher's default, its --partner-concurrency)")
+	partnerLatency := fs.Duration("partner-latency", 0, "add a phase after the ordered phase: events arrive at --rate for --latency-duration while every partner takes this long to answer each delivery, as endpoints across the internet do; reports the deliveries a second while they arrived, the backlog's catch-up, the latency and the most in flight to one partner")
 	history := fs.Duration("history", dev.DefaultHistory, "the embedded platform's: how long events' and deliveries' history is kept in its store (whp dev's --history)")
 	kafkaKeep := fs.Int64("kafka-keep-mib", embedkafka.DefaultKeep>>20, "the embedded platform's: MiB of consumed records each embedded Kafka cluster keeps (whp dev's --kafka-keep-mib; 0: all)")
 	idemKeys := fs.Bool("idempotency-keys", false, "send every event with an Idempotency-Key of its own, as a producer that retries safely does (the platform claims and records each in its store before its 202)")
@@ -68,14 +70,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, --slow-partner, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *partnerLatency < 0 || *maxInFlight < 0 || *maxInFlight > 500 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, 0 ≤ --max-in-flight ≤ 500, --slow-partner, --partner-latency, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
 			return usageError{"whp bench: --print-catalog needs --receiver-addr, the address the receiver will listen on"}
 		}
-		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0, *orderedFor > 0))
+		fmt.Fprint(stdout, bench.Catalog("http://"+*receiverAddr, *fanout, *tenants, *slow > 0, *orderedFor > 0, *maxInFlight))
 		return nil
 	}
 	if err := bench.ValidPartnerTLS(*partnerTLS); err != nil {
@@ -98,7 +100,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, MaxInFlight: *maxInFlight, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -214,6 +216,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if base.KafkaSync { // the embedded platform's: refused with --url above
 		fmt.Fprintln(stdout, "the embedded Kafka fsynced each batch before acknowledging it (--kafka-sync): an event answered 202 was on disk")
 	}
+	if base.MaxInFlight > 0 {
+		fmt.Fprintf(stdout, "every partner's max_in_flight %d (--max-in-flight)\n", base.MaxInFlight)
+	}
 	if base.SlowPartner > 0 {
 		fmt.Fprintf(stdout, "with one more partner answering each delivery after %s (not counted)\n", base.SlowPartner)
 	}
@@ -250,6 +255,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "ordered: %.0f s of events at %d/s over %d keys (fan-out %d, mode ordered): %d accepted, %d arrived out of order; the other keys' latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; "+
 				"key %s refused for %.0f s (%d events meanwhile, %d failed attempts) caught up %.1f s after; not arrived %d, duplicated %d\n",
 				o.Seconds, o.Rate, o.Keys, r.Fanout, o.Events, o.OutOfOrder, o.LatencyP50MS, o.LatencyP95MS, o.LatencyP99MS, bench.RefusedKey, o.Seconds/3, o.RefusedKeyEvents, o.FailedAttempts, o.CatchUpSeconds, o.NotArrived, o.Duplicates)
+		}
+	}
+	for _, r := range results {
+		if f := r.Far; f != nil {
+			fmt.Fprintf(stdout, "far partners: each answered a delivery after %.0f ms while events arrived at %d/s for %.0f s (fan-out %d): %d accepted; %.0f deliveries/s while they arrived (%d/s owed), the rest %.1f s after; "+
+				"latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; at most %d deliveries in flight to one partner, %d connections opened; not arrived %d, duplicated %d\n",
+				f.AnswerMS, f.Rate, f.Seconds, r.Fanout, f.Events, f.DeliveredPerSec, f.Rate*r.Fanout, f.CatchUpSeconds, f.LatencyP50MS, f.LatencyP95MS, f.LatencyP99MS, f.PeakInFlight, f.Connections, f.NotArrived, f.Duplicates)
 		}
 	}
 	for _, r := range results {

@@ -147,6 +147,18 @@ type Config struct {
 	Ordered time.Duration
 	// Keys is the ordered phase's number of partition keys. Default 16.
 	Keys int
+	// PartnerLatency, if positive, adds a phase after the ordered phase
+	// (outside the CPU and memory figures; before the outage and crash
+	// phases, if any): events arrive at Rate for LatencyDuration while
+	// every partner takes this long to answer each delivery, as an
+	// endpoint across the internet does (far.go). It measures what a
+	// buyer asks of partners that are far away: does the platform keep
+	// enough deliveries in flight to keep up (FarResult).
+	PartnerLatency time.Duration
+	// MaxInFlight, if positive, is every partner's max_in_flight in the
+	// embedded platform's catalog (Catalog): the most deliveries in
+	// flight to each at once. 0: the dispatcher's default.
+	MaxInFlight int
 	// KafkaKeep is the embedded platform's (dev.Config.KafkaKeep, whp
 	// dev's --kafka-keep-mib in bytes): how much of the records its
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
@@ -346,6 +358,10 @@ type Result struct {
 	Soak *SoakResult `json:"soak,omitempty"`
 	// Ordered is the ordered phase's (Config.Ordered).
 	Ordered *OrderedResult `json:"ordered,omitempty"`
+	// Far is the far-partners phase's (Config.PartnerLatency).
+	Far *FarResult `json:"far_partners,omitempty"`
+	// MaxInFlight is Config.MaxInFlight, if set.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Outage is the outage phase's (Config.Outage).
 	Outage *OutageResult `json:"outage,omitempty"`
 	// Crash is the crash phase's (Config.Crash).
@@ -575,7 +591,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, errors.New("bench: partners over TLS need the embedded platform, whose dispatcher trusts the run's certificate, not a Target")
 	}
 	res := Result{PartnerTLS: cfg.PartnerTLS, Target: cfg.Target, Connections: cfg.Connections, PayloadBytes: cfg.PayloadBytes, Fanout: cfg.Fanout, Tenants: cfg.Tenants, EgressPartitions: cfg.EgressPartitions, Rate: cfg.Rate,
-		KafkaSync: cfg.KafkaSync && cfg.Target == "", IdempotencyKeys: cfg.IdempotencyKeys}
+		KafkaSync: cfg.KafkaSync && cfg.Target == "", IdempotencyKeys: cfg.IdempotencyKeys, MaxInFlight: cfg.MaxInFlight}
 	body := eventBody(cfg.PayloadBytes, "baseline", cfg.tenant(0))
 
 	// The baseline: the same client and payload against a handler that
@@ -685,6 +701,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.Ordered > 0 {
 		if res.Ordered, err = ordered(ctx, target, cfg, recv); err != nil {
+			return res, err
+		}
+	}
+	if cfg.PartnerLatency > 0 {
+		if res.Far, err = farPartners(ctx, target, cfg, recv); err != nil {
 			return res, err
 		}
 	}
@@ -875,7 +896,7 @@ var padding = sync.OnceValue(func() []byte {
 // subscriptions; ingestOnly runs it without its processor, always in a
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
-	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, DataDir: c.DataDir,
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, MaxInFlight: c.MaxInFlight, DataDir: c.DataDir,
 		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, KafkaSync: c.KafkaSync, History: c.History,
 		PartnerCA: c.partnerCA}
 	if ingestOnly {
@@ -900,7 +921,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		cleanup()
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.Tenants, s.SlowPartner, s.Ordered)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(catalogDir, "bench.cue"), []byte(Catalog(s.ReceiverURL, s.Fanout, s.Tenants, s.SlowPartner, s.Ordered, s.MaxInFlight)), 0o644); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
@@ -943,13 +964,18 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 // tenant (p0…p(fanout-1) for t0, the next fanout for t1…), each
 // subscribed with a filter to its tenant's events alone; with ordered,
 // the ordered phase's schema bench/thing.ordered v1 and fanout partners
-// o0… subscribed to it in mode "ordered". Add it to a running platform's
-// catalog to target it.
-func Catalog(receiverURL string, fanout, tenants int, slow, ordered bool) string {
+// o0… subscribed to it in mode "ordered"; with maxInFlight > 0, every
+// partner's max_in_flight. Add it to a running platform's catalog to
+// target it.
+func Catalog(receiverURL string, fanout, tenants int, slow, ordered bool, maxInFlight int) string {
 	var b strings.Builder
 	b.WriteString("package whp\n\nschemas: bench: \"thing.happened\": \"1\": {owner: \"bench\", payload: {id: string, tenant?: string, pad: string}}\n")
+	bound := ""
+	if maxInFlight > 0 {
+		bound = fmt.Sprintf(", max_in_flight: %d", maxInFlight)
+	}
 	partner := func(id, event, fields string) {
-		fmt.Fprintf(&b, "partners: %s: {name: %q, url: %q, signing_secret: \"partners/%s/signing\", contact: \"bench\"}\n", id, strings.ToUpper(id), receiverURL+"/"+id, id)
+		fmt.Fprintf(&b, "partners: %s: {name: %q, url: %q, signing_secret: \"partners/%s/signing\", contact: \"bench\"%s}\n", id, strings.ToUpper(id), receiverURL+"/"+id, id, bound)
 		fmt.Fprintf(&b, "subscriptions: \"%s.things\": {partner: %q, domain: \"bench\", event: %q, version: \"1\"%s}\n", id, id, event, fields)
 	}
 	for i := range fanout * max(tenants, 1) {
@@ -1254,23 +1280,26 @@ type receiver struct {
 	slow     time.Duration // how long /slow answers take
 	gone     chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce sync.Once
-	down     atomic.Bool      // the partners answer 503 (the outage phase)
-	delay    atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
-	failed   atomic.Int64     // 503s answered since the outage began
-	failedBy map[string]int64 // 503s answered by webhook-id since then
-	catchUp  atomic.Bool      // the outage is over: count in flight, time arrivals
-	inFlight sync.Map         // partner's path → *atomic.Int64
-	peak     atomic.Int64     // the most one partner had in flight since reset
-	mu       sync.Mutex
-	seen     map[string]bool
-	dups     int64
-	resetAt  time.Time
-	first    time.Time
-	last     time.Time
-	lat      []float64
-	since    []float64 // each arrival's seconds after resetAt, during the catch-up
-	lastOwed time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
-	received atomic.Int64
+	down     atomic.Bool  // the partners answer 503 (the outage phase)
+	delay    atomic.Int64 // how long the partners take to answer, in ns (Config.partnerDelay)
+	// answerAfter is how long the partners take to answer a delivery
+	// once they have recorded it, in ns (the far-partners phase).
+	answerAfter atomic.Int64
+	failed      atomic.Int64     // 503s answered since the outage began
+	failedBy    map[string]int64 // 503s answered by webhook-id since then
+	catchUp     atomic.Bool      // the outage is over: count in flight, time arrivals
+	inFlight    sync.Map         // partner's path → *atomic.Int64
+	peak        atomic.Int64     // the most one partner had in flight since reset
+	mu          sync.Mutex
+	seen        map[string]bool
+	dups        int64
+	resetAt     time.Time
+	first       time.Time
+	last        time.Time
+	lat         []float64
+	since       []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed    time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
+	received    atomic.Int64
 	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
 	// events alone; a delivery of another's is misrouted, and not counted
 	// as received.
@@ -1415,6 +1444,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.mu.Unlock()
+	if d := r.answerAfter.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

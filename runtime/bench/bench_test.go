@@ -177,7 +177,7 @@ func TestRunTenants(t *testing.T) {
 	if r.Lost != 0 || r.Duplicates != 0 || r.Misrouted != 0 {
 		t.Errorf("lost %d, duplicated %d, misrouted %d", r.Lost, r.Duplicates, r.Misrouted)
 	}
-	cat := Catalog("http://x", 2, 3, false, false)
+	cat := Catalog("http://x", 2, 3, false, false, 0)
 	if !strings.Contains(cat, `partners: p5:`) || strings.Contains(cat, `partners: p6:`) || !strings.Contains(cat, `"p5.things": {partner: "p5", domain: "bench", event: "thing.happened", version: "1", filter: {path: "data.tenant", eq: "t2"}}`) {
 		t.Errorf("catalog for 3 tenants × 2:\n%s", cat)
 	}
@@ -263,8 +263,40 @@ func TestRunSlowPartner(t *testing.T) {
 	if r.DeliveredPerSec <= 0 || r.Lost != 0 || r.Duplicates != 0 {
 		t.Errorf("delivered %v/s, lost %d, duplicated %d", r.DeliveredPerSec, r.Lost, r.Duplicates)
 	}
-	if !strings.Contains(Catalog("http://x", 1, 1, true, false), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, 1, false, false), "slow") {
+	if !strings.Contains(Catalog("http://x", 1, 1, true, false, 0), `partners: slow:`) || strings.Contains(Catalog("http://x", 1, 1, false, false, 0), "slow") {
 		t.Error("the catalog names the slow partner only when asked")
+	}
+}
+
+// TestRunFarPartners: with every partner answering after 500 ms and
+// their max_in_flight 5 in the catalog, the platform keeps 5 in flight
+// and no more, so delivers 10 a second and catches up after the events
+// stop; nothing is lost or duplicated.
+func TestRunFarPartners(t *testing.T) {
+	run := func(rate, maxInFlight int) *FarResult {
+		var phases phaseLog
+		r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: rate, LatencyDuration: 3 * time.Second,
+			PayloadBytes: 256, Fanout: 1, PartnerLatency: 500 * time.Millisecond, MaxInFlight: maxInFlight, Relay: false, Progress: phases.record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := r.Far
+		if f == nil {
+			t.Fatal("no far-partners result")
+		}
+		if f.AnswerMS != 500 || f.Events < int64(rate*3*9/10) || f.NotArrived != 0 || f.Duplicates != 0 {
+			t.Errorf("max_in_flight %d: %+v", maxInFlight, f)
+		}
+		if got := strings.Join(phases, ","); !strings.Contains(got, "far partners,far catch-up") {
+			t.Errorf("progress phases %s", got)
+		}
+		return f
+	}
+	if f := run(20, 5); f.PeakInFlight != 5 || f.DeliveredPerSec > 12 || f.CatchUpSeconds < 1.5 {
+		t.Errorf("max_in_flight 5: %d in flight at most, %.1f deliveries/s, caught up %.1f s after; want 5, ≈ 10/s, ≈ 3 s", f.PeakInFlight, f.DeliveredPerSec, f.CatchUpSeconds)
+	}
+	if !strings.Contains(Catalog("http://x", 1, 1, false, false, 5), "max_in_flight: 5}") || strings.Contains(Catalog("http://x", 1, 1, false, false, 0), "max_in_flight") {
+		t.Error("the catalog sets max_in_flight only when asked")
 	}
 }
 
@@ -457,7 +489,7 @@ func TestRunTarget(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, 1, false, false)), 0o644)
+	os.WriteFile(filepath.Join(dir, "catalog", "bench.cue"), []byte(Catalog("http://"+addr, 1, 1, false, false, 0)), 0o644)
 	p, err := dev.Start(context.Background(), dev.Config{DataDir: filepath.Join(dir, "data"), CatalogDir: filepath.Join(dir, "catalog"),
 		Addr: "127.0.0.1:0", AutoApprove: []string{"p0"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -568,14 +600,15 @@ func TestProcessErrors(t *testing.T) {
 // arrive and started again on its data dir; every event it accepted is
 // delivered to every subscription — those it owed when it died included:
 // the partners take half a second a delivery, so with 16 in flight each
-// they fall behind 50 events a second, and a backlog is owed at the kill
+// (their max_in_flight) they fall behind 50 events a second, and a
+// backlog is owed at the kill
 // (a restart on an empty data dir would lose it). What is made twice is
 // what the partners were answering when the process died, and the ledger
 // window, not a replay of the phase.
 func TestRunCrash(t *testing.T) {
 	var phases phaseLog
 	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 256, Fanout: 2, Crash: 3 * time.Second, partnerDelay: 500 * time.Millisecond, Progress: phases.record})
+		PayloadBytes: 256, Fanout: 2, Crash: 3 * time.Second, partnerDelay: 500 * time.Millisecond, MaxInFlight: 16, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ type processSpec struct {
 	Tenants          int           `json:"tenants,omitempty"`
 	SlowPartner      bool          `json:"slow_partner,omitempty"`
 	Ordered          bool          `json:"ordered,omitempty"`
+	MaxInFlight      int           `json:"max_in_flight,omitempty"`
 	DataDir          string        `json:"data_dir,omitempty"`
 	TraceSampleRatio float64       `json:"trace_sample_ratio,omitempty"`
 	BreakerCoolDown  time.Duration `json:"breaker_cool_down,omitempty"`

@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// The far-partners phase (Config.PartnerLatency) measures what a buyer
+// asks of partners that are not on the same machine, or the same
+// continent: every partner takes PartnerLatency to answer each delivery —
+// the round trips and the partner's own work — as endpoints across the
+// internet do (tens to hundreds of milliseconds), where the rest of the
+// bench's partners answer in microseconds. A platform then delivers to a
+// partner at most as many deliveries a second as it keeps in flight to
+// it, divided by the answer's time (Little's law), however few cores it
+// uses: this phase shows whether it keeps enough in flight to keep up
+// with the events, and what those in flight cost it.
+//
+// The partners read each delivery and record its arrival at once (its
+// latency is ingest's acceptance → the partner got it, as elsewhere),
+// then answer after PartnerLatency.
+
+// FarResult is what the far-partners phase measured: events arrived at
+// the run's rate for LatencyDuration while every partner took
+// AnswerMS to answer each delivery.
+type FarResult struct {
+	Seconds  float64 `json:"seconds"`
+	Rate     int     `json:"rate_per_sec"`
+	AnswerMS float64 `json:"answer_ms"`
+	// Events is how many were accepted; each is owed to every
+	// subscription.
+	Events int64 `json:"events"`
+	// DeliveredPerSec is the deliveries that arrived while the events
+	// were being sent, over the time they were sent: Rate × fan-out if
+	// the platform kept up.
+	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	// CatchUpSeconds is from the last event sent to the last delivery
+	// arriving: the backlog left when the platform did not keep up.
+	CatchUpSeconds float64 `json:"catch_up_seconds"`
+	// Latency from ingest accepting an event to a partner getting it,
+	// over the phase and its catch-up.
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP95MS float64 `json:"latency_p95_ms"`
+	LatencyP99MS float64 `json:"latency_p99_ms"`
+	// PeakInFlight is the most deliveries one partner had in flight at
+	// once; Connections how many connections the platform opened to the
+	// partners during the phase.
+	PeakInFlight int64 `json:"peak_in_flight"`
+	Connections  int64 `json:"connections"`
+	// NotArrived counts the deliveries that had not arrived when nothing
+	// more had for 15 s; Duplicates, those that arrived twice.
+	NotArrived int64 `json:"not_arrived"`
+	Duplicates int64 `json:"duplicates"`
+}
+
+// farPartners runs the far-partners phase against target.
+func farPartners(ctx context.Context, target string, cfg Config, recv *receiver) (*FarResult, error) {
+	dups0, conns0 := recv.duplicates(), recv.conns.conns.Load()
+	recv.restart() // counts reset; in flight counted, arrivals timed
+	recv.answerAfter.Store(int64(cfg.PartnerLatency))
+	defer func() {
+		recv.answerAfter.Store(0)
+		recv.catchUp.Store(false)
+	}()
+	started := time.Now()
+	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "f", "far partners", nil)
+	if err != nil {
+		return nil, err
+	}
+	sending := time.Since(started).Seconds()
+	want := sent * int64(cfg.Fanout)
+	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("far catch-up", done) })
+	res := &FarResult{Seconds: cfg.LatencyDuration.Seconds(), Rate: cfg.Rate, AnswerMS: float64(cfg.PartnerLatency) / float64(time.Millisecond), Events: sent}
+	arrivals := recv.arrivals()
+	in := 0
+	for _, s := range arrivals {
+		if s <= sending {
+			in++
+		}
+	}
+	if sending > 0 {
+		res.DeliveredPerSec = float64(in) / sending
+	}
+	if len(arrivals) > 0 {
+		res.CatchUpSeconds = max(slices.Max(arrivals)-sending, 0)
+	}
+	lat := recv.latencies()
+	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	res.PeakInFlight, res.Connections = recv.peak.Load(), recv.conns.conns.Load()-conns0
+	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
+	return res, ctx.Err()
+}
