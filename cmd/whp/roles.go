@@ -285,8 +285,8 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
 		dr.ops.register(add)
 		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
-		concurrency = add("concurrency", "64", "deliveries in flight at once")
-		partnerConcurrency = add("partner-concurrency", "16", "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner")
+		concurrency = add("concurrency", "256", "deliveries in flight at once")
+		partnerConcurrency = add("partner-concurrency", "64", "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner")
 	}); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // partner at most as many deliveries a second as it keeps in flight to
 // it, divided by the answer's time (Little's law), however few cores it
 // uses: this phase shows whether it keeps enough in flight to keep up
-// with the events, and what those in flight cost it.
+// with the events.
 //
 // The partners read each delivery and record its arrival at once (its
 // latency is ingest's acceptance → the partner got it, as elsewhere),

@@ -100,12 +100,19 @@ type Config struct {
 	Flags flags.Source
 	// Breaker tunes the circuit breaker per partner (package breaker).
 	Breaker breaker.Config
-	// Concurrency bounds deliveries in flight. Default 64.
+	// Concurrency bounds deliveries in flight. Default 256.
 	Concurrency int
 	// PartnerConcurrency bounds one partner's deliveries in flight, so a
 	// partner that hangs cannot take every slot. Default a quarter of
 	// Concurrency (at least 1). A partner's max_in_flight in the catalog
 	// replaces it for that partner (never above Concurrency).
+	//
+	// A partner gets at most its bound ÷ its answer's time deliveries a
+	// second from one dispatcher (Little's law): 64 in flight to an
+	// endpoint that answers in 100 ms is 640 a second, whatever the
+	// cores. The defaults were 64 and 16 until the far-partners phase of
+	// whp bench measured what 16 costs a partner across the internet
+	// (docs/benchmarks.md, "Partners far away").
 	PartnerConcurrency int
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
 	LedgerTTL time.Duration
@@ -150,7 +157,7 @@ func (c *Config) defaults() {
 		c.Flags = flags.Static{}
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 64
+		c.Concurrency = 256
 	}
 	if c.PartnerConcurrency <= 0 {
 		c.PartnerConcurrency = max(c.Concurrency/4, 1)
