@@ -494,41 +494,77 @@ func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []
 	return failed
 }
 
-// batch delivers recs concurrently. It returns the records not handled
-// (the batch may be committed only when there are none) and what the
-// batch leaves to write.
+// batch delivers recs concurrently: up to Concurrency keys' records at
+// once, and no more of one partner's than its bound (partnerLimit) — a
+// key whose partner has its bound in flight waits, without a slot, for
+// one of the partner's to end. It returns the records not handled (the
+// batch may be committed only when there are none) and what the batch
+// leaves to write.
 func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, batchWrites) {
 	col := newCollector()
 	ctx = withMemo(context.WithValue(ctx, collectorKey{}, col))
 	var (
-		mu     sync.Mutex
-		failed []*kgo.Record
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, d.cfg.Concurrency)
+		mu       sync.Mutex
+		failed   []*kgo.Record
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, d.cfg.Concurrency)
+		partners = map[string]chan struct{}{} // partner → its slots
+		ended    = make(chan struct{}, 1)     // a key's records are done
 	)
-	for _, group := range byKey(recs) {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			// Shutting down: start nothing new; the rest of the batch is
-			// not committed and is delivered after the restart.
-			<-sem
-			mu.Lock()
-			failed = append(failed, group...)
-			mu.Unlock()
-			continue
+	slots := func(r *kgo.Record) chan struct{} {
+		partner, _ := topic.EgressPartner(r.Topic)
+		ps := partners[partner]
+		if ps == nil {
+			d.learnMaxInFlight(ctx, r)
+			ps = make(chan struct{}, d.partnerLimit(partner))
+			partners[partner] = ps
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			// One key's records one after the other: what ordered
-			// subscriptions need, and harmless for the others.
-			for _, r := range group {
-				if d.deliverRecord(ctx, r) == retryBatch {
-					mu.Lock()
-					failed = append(failed, r)
-					mu.Unlock()
-				}
+		return ps
+	}
+	for waiting := byKey(recs); len(waiting) > 0; {
+		var later [][]*kgo.Record
+		for _, group := range waiting {
+			ps := slots(group[0])
+			select {
+			case ps <- struct{}{}:
+			default:
+				later = append(later, group) // its partner's bound is in flight
+				continue
 			}
-		})
+			sem <- struct{}{}
+			if ctx.Err() != nil {
+				// Shutting down: start nothing new; the rest of the batch
+				// is not committed and is delivered after the restart.
+				<-sem
+				<-ps
+				mu.Lock()
+				failed = append(failed, group...)
+				mu.Unlock()
+				continue
+			}
+			wg.Go(func() {
+				defer func() {
+					<-sem
+					<-ps
+					select {
+					case ended <- struct{}{}:
+					default:
+					}
+				}()
+				// One key's records one after the other: what ordered
+				// subscriptions need, and harmless for the others.
+				for _, r := range group {
+					if d.deliverRecord(ctx, r) == retryBatch {
+						mu.Lock()
+						failed = append(failed, r)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		if waiting = later; len(waiting) > 0 {
+			<-ended // a slot of some partner's is free again
+		}
 	}
 	wg.Wait()
 	return failed, col.take()

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,6 +93,42 @@ func TestRecordedHeaders(t *testing.T) {
 		if err := signature.Verify(sent, bodies[id], time.Now(), signature.DefaultTolerance, secret); err != nil {
 			t.Errorf("%s: the partner cannot verify it: %v", id, err)
 		}
+	}
+}
+
+// TestMaxInFlightBatch: a dispatcher fed batches (NewBatch, the Lambda
+// handler's) holds a partner to its max_in_flight too — 3, above the
+// default 2 — and delivers the rest of the batch as the partner's
+// deliveries end.
+func TestMaxInFlightBatch(t *testing.T) {
+	p := newServer(t, true)
+	defer p.release()
+	d, emb := batchDispatcher(t, Config{Timeout: time.Minute, Concurrency: 16, PartnerConcurrency: 2}, store.Subscription{ID: "s-p", PartnerID: "p",
+		SchemaID: "bench/thing.happened/1", URL: p.URL, Status: store.SubscriptionApproved, SigningSecretRef: "whsec/p", MaxInFlight: 3})
+	var recs []*kgo.Record
+	for i := range 10 {
+		r := delivery("p", fmt.Sprint("d", i), "")
+		r.Offset = int64(i) // each its own, as consumed: no key, so not one another's
+		recs = append(recs, r)
+	}
+	done := make(chan []*kgo.Record, 1)
+	go func() { done <- d.Deliver(context.Background(), recs) }()
+	waitUntil(t, "three deliveries in flight", func() bool { return p.in.Load() == 3 })
+	time.Sleep(300 * time.Millisecond) // time for any beyond the bound to arrive
+	if n := p.maxIn.Load(); n != 3 {
+		t.Fatalf("%d deliveries in flight at once, want 3 (the partner's max_in_flight)", n)
+	}
+	p.release()
+	if failed := <-done; len(failed) != 0 {
+		t.Fatalf("%d not handled", len(failed))
+	}
+	for i := range 10 {
+		if st, err := emb.GetDelivery(context.Background(), fmt.Sprint("e-d", i), fmt.Sprint("d", i)); err != nil || st.Status != store.DeliveryDelivered {
+			t.Errorf("d%d: %v, %q", i, err, st.Status)
+		}
+	}
+	if n := p.maxIn.Load(); n != 3 || p.got.Load() != 10 {
+		t.Errorf("%d requests, at most %d at once; want 10, 3", p.got.Load(), n)
 	}
 }
 
