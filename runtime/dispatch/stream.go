@@ -23,9 +23,9 @@ import (
 // hangs (each attempt waiting for its timeout) leaves the other slots to
 // the others until its breaker opens; its further records wait their
 // turn without holding a slot. The bound is read from the subscription of
-// each poll's first record of the partner: a bound changed in the catalog to a larger one starts
-// more of the partner's waiting chains (widen), to a smaller one lets its
-// chains end until it is kept.
+// each poll's first record of the partner: a bound changed in the catalog
+// to a larger one starts more of the partner's waiting chains (widen), to
+// a smaller one lets its chains end until it is kept.
 //
 // Records of one key (and egress topic) are delivered one after the
 // other, in offset order — what ordered subscriptions need. A partition's
@@ -244,13 +244,17 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		e := &entry{rec: r, memo: m}
 		k := chainKey(r)
 		partner, _ := topic.EgressPartner(r.Topic)
-		if !learned[partner] {
+		fresh := !learned[partner]
+		if fresh {
 			// Through the poll's memo: the read the poll's deliveries of
 			// the subscription make anyway.
 			learned[partner] = true
 			s.d.learnMaxInFlight(mctx, r)
 		}
 		s.mu.Lock()
+		if fresh {
+			s.widen(cctx, partner)
+		}
 		pt := s.parts[partition{r.Topic, r.Partition}]
 		if pt == nil {
 			pt = &partTrack{}
@@ -360,10 +364,11 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 }
 
 // widen starts more of partner's waiting chains while it has fewer in
-// flight than its bound and a slot is free: its bound rose (a delivery
-// read a max_in_flight larger than the default its chains were queued
-// under). It does not wait for a slot: the next delivery's call tries
-// again. s.mu is held; ctx is the caller's chain's.
+// flight than its bound and a slot is free: its bound rose (a poll read a
+// larger max_in_flight than the one its chains were queued under). It
+// does not wait for a slot: the next poll's call, or the next delivery's
+// of the partner, tries again. s.mu is held; ctx is the one chains run
+// in (the collector's).
 func (s *stream) widen(ctx context.Context, partner string) {
 	for len(s.waiting[partner]) > 0 && s.busy[partner] < s.d.partnerLimit(partner) {
 		select {
