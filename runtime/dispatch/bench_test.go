@@ -73,8 +73,9 @@ func BenchmarkWriteBatches(b *testing.B) {
 }
 
 // BenchmarkDeliver is the dispatcher's work for one delivery, all of it
-// but the fetch: egress records handed to Deliver 64 at a time (the
-// Lambda dispatcher's path, which the streaming one shares record by
+// but the fetch: egress records handed to Deliver 64 at a time, each at
+// an offset of its own and without a key, so delivered concurrently as
+// consumed ones are (the Lambda dispatcher's path, which the streaming one shares record by
 // record: the delivery decoded, its ledger entry and status read, its
 // subscription looked up, the request signed and POSTed to a receiver
 // on 127.0.0.1 over a kept connection, the attempt recorded, the status,
@@ -108,6 +109,7 @@ func BenchmarkDeliver(b *testing.B) {
 		for i := range recs {
 			id := fmt.Sprintf("d%09d", n+i)
 			recs[i] = delivery("p", id, "")
+			recs[i].Offset = int64(n + i) // each its own, as consumed: unkeyed records are delivered concurrently
 			msg := envelope.Delivery{ID: id, EventID: "e-" + id, SubscriptionID: "s-p", PartnerID: "p", SchemaID: "bench/thing.happened/1",
 				Event: "thing.happened", AcceptedAt: time.Now(), CreatedAt: time.Now(), Body: body}
 			recs[i].Value = msg.JSON()
