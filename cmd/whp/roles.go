@@ -343,5 +343,8 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 	if err := dr.tel.Metrics.ObserveBreakers(dr.d.BreakerStates); err != nil {
 		return nil, err
 	}
+	if err := dr.tel.Metrics.ObserveInFlight(dr.d.InFlight); err != nil {
+		return nil, err
+	}
 	return dr, nil
 }

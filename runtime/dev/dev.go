@@ -329,6 +329,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"breakers": disp.Breakers()})
 	}))
+	if err := p.tel.Metrics.ObserveInFlight(disp.InFlight); err != nil {
+		return nil, err
+	}
 	if err := p.tel.Metrics.ObserveBreakers(disp.BreakerStates); err != nil {
 		return nil, err
 	}

@@ -322,6 +322,27 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 	return out
 }
 
+// InFlight is each partner's deliveries in flight in Run, and its bound
+// (partnerLimit), for whp.deliveries.in_flight: the partners that have had
+// a delivery since the dispatcher started. None when built by NewBatch
+// (a batch's are over when Deliver returns).
+func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
+	s := d.stream
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	out := make([]telemetry.PartnerInFlight, 0, len(s.busy))
+	for partner, n := range s.busy {
+		out = append(out, telemetry.PartnerInFlight{Partner: partner, InFlight: n})
+	}
+	s.mu.Unlock()
+	for i := range out {
+		out[i].Limit = d.partnerLimit(out[i].Partner)
+	}
+	return out
+}
+
 // breakerChanged announces the breaker opening or closing (an operational
 // event; half-open, and a failed probe opening it again, are only logged)
 // and, when it closes, resumes the partner's paused egress topics.

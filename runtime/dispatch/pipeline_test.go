@@ -23,6 +23,7 @@ import (
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
@@ -365,6 +366,14 @@ func TestMaxInFlight(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // time for any beyond the bounds to arrive
 	if na, nb := a.maxIn.Load(), b.maxIn.Load(); na != 5 || nb != 1 {
 		t.Fatalf("in flight at once: A %d, B %d; want 5 and 1 (their max_in_flight)", na, nb)
+	}
+	// What whp.deliveries.in_flight and …_limit report.
+	got := map[string]telemetry.PartnerInFlight{}
+	for _, p := range r.d.InFlight() {
+		got[p.Partner] = p
+	}
+	if got["a"] != (telemetry.PartnerInFlight{Partner: "a", InFlight: 5, Limit: 5}) || got["b"] != (telemetry.PartnerInFlight{Partner: "b", InFlight: 1, Limit: 1}) {
+		t.Errorf("InFlight() = %+v", got)
 	}
 
 	// A's bound raised: its next delivery reads it (a record of a later

@@ -268,6 +268,44 @@ func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
 	return err
 }
 
+// PartnerInFlight is one partner's deliveries in flight in a dispatcher,
+// and the most it may have (its max_in_flight, or the dispatcher's
+// default), for ObserveInFlight.
+type PartnerInFlight struct {
+	Partner         string
+	InFlight, Limit int
+}
+
+// ObserveInFlight reports, at each collection, each partner's deliveries
+// in flight (whp.deliveries.in_flight) and its bound
+// (whp.deliveries.in_flight_limit), from read: a partner at its bound
+// while its deliveries fall behind is held back by it, not by failures
+// (docs/runbook.md: raise its max_in_flight).
+func (m *Metrics) ObserveInFlight(read func() []PartnerInFlight) error {
+	if m == nil {
+		return nil
+	}
+	inFlight, err := m.meter.Int64ObservableGauge("whp.deliveries.in_flight", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries in flight to each partner in this dispatcher."))
+	if err != nil {
+		return err
+	}
+	limit, err := m.meter.Int64ObservableGauge("whp.deliveries.in_flight_limit", metric.WithUnit("{delivery}"),
+		metric.WithDescription("The most deliveries in flight each partner may have in this dispatcher: its max_in_flight, or the dispatcher's --partner-concurrency."))
+	if err != nil {
+		return err
+	}
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, p := range read() {
+			attrs := metric.WithAttributes(attribute.String("partner", p.Partner))
+			o.ObserveInt64(inFlight, int64(p.InFlight), attrs)
+			o.ObserveInt64(limit, int64(p.Limit), attrs)
+		}
+		return nil
+	}, inFlight, limit)
+	return err
+}
+
 // ObserveKafka reports, at each collection, the consumer lag of groups
 // per topic and partition (whp.consumer.lag) and the dead letters kept in
 // the topics named dlqPrefix* of the cluster adm reaches (whp.dlq.records;
