@@ -276,7 +276,7 @@ func TestRunSlowPartner(t *testing.T) {
 // delivers 10 a second and catches up after the events stop. Nothing is
 // lost or duplicated either way.
 func TestRunFarPartners(t *testing.T) {
-	run := func(rate, maxInFlight int) *FarResult {
+	run := func(rate, maxInFlight int) (*FarResult, string) {
 		var phases phaseLog
 		r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: rate, LatencyDuration: 3 * time.Second,
 			PayloadBytes: 256, Fanout: 1, PartnerLatency: 500 * time.Millisecond, MaxInFlight: maxInFlight, Relay: false, Progress: phases.record})
@@ -290,16 +290,15 @@ func TestRunFarPartners(t *testing.T) {
 		if f.AnswerMS != 500 || f.Events < int64(rate*3*9/10) || f.NotArrived != 0 || f.Duplicates != 0 {
 			t.Errorf("max_in_flight %d: %+v", maxInFlight, f)
 		}
-		if got := strings.Join(phases, ","); !strings.Contains(got, "far partners,far catch-up") {
-			t.Errorf("progress phases %s", got)
-		}
-		return f
+		return f, strings.Join(phases, ",")
 	}
-	if f := run(100, 0); f.DeliveredPerSec < 60 || f.PeakInFlight < 40 {
-		t.Errorf("default bound: %.0f deliveries/s while 100 events/s arrived, at most %d in flight: did not keep up", f.DeliveredPerSec, f.PeakInFlight)
+	if f, phases := run(100, 0); f.DeliveredPerSec < 60 || f.PeakInFlight < 40 || !strings.Contains(phases, "latency,far partners") {
+		t.Errorf("default bound: %.0f deliveries/s while 100 events/s arrived, at most %d in flight (phases %s): did not keep up", f.DeliveredPerSec, f.PeakInFlight, phases)
 	}
-	if f := run(20, 5); f.PeakInFlight != 5 || f.DeliveredPerSec > 12 || f.CatchUpSeconds < 1.5 {
-		t.Errorf("max_in_flight 5: %d in flight at most, %.1f deliveries/s, caught up %.1f s after; want 5, ≈ 10/s, ≈ 3 s", f.PeakInFlight, f.DeliveredPerSec, f.CatchUpSeconds)
+	// Behind: the catch-up is a phase of its own (with nothing owed
+	// when the events stop, it ends before it reports).
+	if f, phases := run(20, 5); f.PeakInFlight != 5 || f.DeliveredPerSec > 12 || f.CatchUpSeconds < 1.5 || !strings.Contains(phases, "far partners,far catch-up") {
+		t.Errorf("max_in_flight 5: %d in flight at most, %.1f deliveries/s, caught up %.1f s after (phases %s); want 5, ≈ 10/s, ≈ 3 s", f.PeakInFlight, f.DeliveredPerSec, f.CatchUpSeconds, phases)
 	}
 	if !strings.Contains(Catalog("http://x", 1, 1, false, false, 5), "max_in_flight: 5}") || strings.Contains(Catalog("http://x", 1, 1, false, false, 0), "max_in_flight") {
 		t.Error("the catalog sets max_in_flight only when asked")
