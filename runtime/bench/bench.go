@@ -1280,26 +1280,24 @@ type receiver struct {
 	slow     time.Duration // how long /slow answers take
 	gone     chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce sync.Once
-	down     atomic.Bool  // the partners answer 503 (the outage phase)
-	delay    atomic.Int64 // how long the partners take to answer, in ns (Config.partnerDelay)
-	// answerAfter is how long the partners take to answer a delivery
-	// once they have recorded it, in ns (the far-partners phase).
-	answerAfter atomic.Int64
-	failed      atomic.Int64     // 503s answered since the outage began
-	failedBy    map[string]int64 // 503s answered by webhook-id since then
-	catchUp     atomic.Bool      // the outage is over: count in flight, time arrivals
-	inFlight    sync.Map         // partner's path → *atomic.Int64
-	peak        atomic.Int64     // the most one partner had in flight since reset
-	mu          sync.Mutex
-	seen        map[string]bool
-	dups        int64
-	resetAt     time.Time
-	first       time.Time
-	last        time.Time
-	lat         []float64
-	since       []float64 // each arrival's seconds after resetAt, during the catch-up
-	lastOwed    time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
-	received    atomic.Int64
+	down     atomic.Bool      // the partners answer 503 (the outage phase)
+	delay    atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
+	hold     atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
+	failed   atomic.Int64     // 503s answered since the outage began
+	failedBy map[string]int64 // 503s answered by webhook-id since then
+	catchUp  atomic.Bool      // the outage is over: count in flight, time arrivals
+	inFlight sync.Map         // partner's path → *atomic.Int64
+	peak     atomic.Int64     // the most one partner had in flight since reset
+	mu       sync.Mutex
+	seen     map[string]bool
+	dups     int64
+	resetAt  time.Time
+	first    time.Time
+	last     time.Time
+	lat      []float64
+	since    []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
+	received atomic.Int64
 	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
 	// events alone; a delivery of another's is misrouted, and not counted
 	// as received.
@@ -1444,7 +1442,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.mu.Unlock()
-	if d := r.answerAfter.Load(); d > 0 {
+	if d := r.hold.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
 	w.WriteHeader(http.StatusNoContent)

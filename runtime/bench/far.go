@@ -58,9 +58,9 @@ type FarResult struct {
 func farPartners(ctx context.Context, target string, cfg Config, recv *receiver) (*FarResult, error) {
 	dups0, conns0 := recv.duplicates(), recv.conns.conns.Load()
 	recv.restart() // counts reset; in flight counted, arrivals timed
-	recv.answerAfter.Store(int64(cfg.PartnerLatency))
+	recv.hold.Store(int64(cfg.PartnerLatency))
 	defer func() {
-		recv.answerAfter.Store(0)
+		recv.hold.Store(0)
 		recv.catchUp.Store(false)
 	}()
 	started := time.Now()
