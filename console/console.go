@@ -73,6 +73,9 @@ type Config struct {
 	Resend Resender
 	// Breakers reports the partners' circuit breakers.
 	Breakers func() []breaker.Snapshot
+	// InFlight reports each partner's deliveries in flight and their
+	// bound, in the dispatcher of this process (nil: not shown).
+	InFlight func() []telemetry.PartnerInFlight
 	// SLO and Spans come from the process's telemetry.
 	SLO   *telemetry.SLO
 	Spans *telemetry.SpanStore

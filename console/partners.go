@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/whp-dev/whp/runtime/breaker"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -205,6 +207,37 @@ type partnerModel struct {
 	Row      partnerRow
 	Failures []store.Delivery
 	Recent   []store.Delivery
+	// InFlight is the partner's deliveries in flight in this process's
+	// dispatcher and their bound, nil if it has none or has had none.
+	InFlight *telemetry.PartnerInFlight
+}
+
+// Delivery is how the partner's deliveries are paced: its catalog's
+// max_in_flight and rate_limit (carried on each of its subscriptions),
+// and what is in flight now.
+func (m partnerModel) Delivery() string {
+	var sub store.Subscription
+	if len(m.Row.Subscriptions) > 0 {
+		sub = m.Row.Subscriptions[0]
+	}
+	var b strings.Builder
+	if sub.MaxInFlight > 0 {
+		fmt.Fprintf(&b, "at most %d in flight from each dispatcher (its max_in_flight)", sub.MaxInFlight)
+	} else {
+		b.WriteString("at most the dispatcher's --partner-concurrency in flight")
+	}
+	switch {
+	case sub.RateLimitPerSecond > 0 && sub.RateLimitBurst > 0:
+		fmt.Fprintf(&b, "; rate limit %v a second, bursts of %d", sub.RateLimitPerSecond, sub.RateLimitBurst)
+	case sub.RateLimitPerSecond > 0:
+		fmt.Fprintf(&b, "; rate limit %v a second", sub.RateLimitPerSecond)
+	default:
+		b.WriteString("; no rate limit")
+	}
+	if f := m.InFlight; f != nil {
+		fmt.Fprintf(&b, "; now %d in flight of %d", f.InFlight, f.Limit)
+	}
+	return b.String()
 }
 
 func (s *Server) partner(w http.ResponseWriter, r *http.Request, ss session) {
@@ -220,6 +253,13 @@ func (s *Server) partner(w http.ResponseWriter, r *http.Request, ss session) {
 		return
 	}
 	m := partnerModel{Row: rows[i]}
+	if s.cfg.InFlight != nil {
+		for _, f := range s.cfg.InFlight() {
+			if f.Partner == id {
+				m.InFlight = &f
+			}
+		}
+	}
 	p, err := s.cfg.Store.DeliveriesByPartner(r.Context(), id, store.Page{Limit: historyPage})
 	if err != nil {
 		s.unavailable(w, r, "the partner's history", err)

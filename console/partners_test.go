@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -80,7 +81,8 @@ func TestPartnerList(t *testing.T) {
 func TestPartnerFailures(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
-	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "acme#orders#order.created#1", PartnerID: "acme", SchemaID: "orders#order.created#1", Status: store.SubscriptionApproved}); err != nil {
+	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "acme#orders#order.created#1", PartnerID: "acme", SchemaID: "orders#order.created#1", Status: store.SubscriptionApproved,
+		MaxInFlight: 8, RateLimitPerSecond: 50, RateLimitBurst: 100}); err != nil {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
@@ -99,7 +101,9 @@ func TestPartnerFailures(t *testing.T) {
 	if err := st.CreateDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Store: st, Dev: true})
+	s := New(Config{Store: st, Dev: true, InFlight: func() []telemetry.PartnerInFlight {
+		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 8}}
+	}})
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/console/partners/acme", nil)
 	r.SetPathValue("id", "acme")
@@ -117,5 +121,8 @@ func TestPartnerFailures(t *testing.T) {
 	}
 	if !strings.Contains(body, "<dt>Now</dt><dd>1 retrying, 0 held, 2 dead-lettered</dd>") {
 		t.Error("the partner's page does not count what needs attention now")
+	}
+	if want := "<dt>Delivery</dt><dd>at most 8 in flight from each dispatcher (its max_in_flight); rate limit 50 a second, bursts of 100; now 3 in flight of 8</dd>"; !strings.Contains(body, want) {
+		t.Errorf("the partner's page does not say how its deliveries are paced: want %s", want)
 	}
 }

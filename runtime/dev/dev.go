@@ -321,7 +321,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	con := console.New(console.Config{Store: p.st, DLQ: queue, Resend: console.ReplayResender{Replayer: replayer, Store: p.st}, Breakers: disp.Breakers,
+	con := console.New(console.Config{Store: p.st, DLQ: queue, Resend: console.ReplayResender{Replayer: replayer, Store: p.st}, Breakers: disp.Breakers, InFlight: disp.InFlight,
 		SLO: p.tel.SLO, Spans: p.tel.Tracing.Spans, ReconcileStatus: rec.Status.Load, Users: users, Dev: true,
 		Log: log.With("role", "console")})
 	mux.Handle("/console/", con.Handler())
