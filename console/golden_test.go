@@ -68,9 +68,9 @@ func pages() map[string]templ.Component {
 		"partners": partnersPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "partners"}, partnersView{Query: "ac", Sort: "attention", Page: 2, Pages: 3, Total: 250, First: 101, Last: 101,
 			Rows: []partnerRow{{ID: "acme", Subscriptions: []store.Subscription{pending}, Breaker: "open", Delivered: 41, Failed: 20,
 				Now: map[string]int{store.DeliveryRetrying: 12, store.DeliveryDeadLettered: 3}}}}),
-		"partner": partnerPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "partners"}, partnerModel{Row: partnerRow{ID: "acme",
-			Subscriptions: []store.Subscription{{ID: pending.ID, Name: pending.Name, PartnerID: "acme", SchemaID: pending.SchemaID, Status: store.SubscriptionApproved, URL: pending.URL, MaxInFlight: 8, RateLimitPerSecond: 50}},
-			Breaker:       "closed", Delivered: 41, Failed: 2, Now: map[string]int{store.DeliveryRetrying: 1}},
+		"partner": partnerPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "partners"}, partnerModel{
+			Row: partnerRow{ID: "acme", Breaker: "closed", Delivered: 41, Failed: 2, Now: map[string]int{store.DeliveryRetrying: 1},
+				Subscriptions: []store.Subscription{{ID: pending.ID, Name: pending.Name, PartnerID: "acme", SchemaID: pending.SchemaID, Status: store.SubscriptionApproved, URL: pending.URL, MaxInFlight: 8, RateLimitPerSecond: 50}}},
 			Failures: []store.Delivery{delivered}, Recent: []store.Delivery{delivered}, InFlight: &telemetry.PartnerInFlight{Partner: "acme", InFlight: 3, Limit: 8}}),
 		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Total: 4, Done: 1, Redriven: 1}}),
 		"portal": portalPage(page{User: "pat", Role: PartnerRole("acme"), CSRF: "tok", Active: "portal", Partner: "acme"}, portalModel{Partner: "acme",

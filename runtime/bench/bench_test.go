@@ -123,8 +123,11 @@ func TestRun(t *testing.T) {
 func TestRunPartnerTLS(t *testing.T) {
 	for _, mode := range []string{PartnerTLSHTTP2, PartnerTLSHTTP1} {
 		t.Run(mode, func(t *testing.T) {
+			// 16 in flight to the partner at most (its max_in_flight), so
+			// over HTTP/1.1 at most 16 connections carry them, and a
+			// connection per request would show.
 			r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-				PayloadBytes: 256, PartnerTLS: mode, Relay: true})
+				PayloadBytes: 256, PartnerTLS: mode, Relay: true, MaxInFlight: 16})
 			if err != nil {
 				t.Fatal(err)
 			}
