@@ -49,9 +49,10 @@ func TestServeDrainsBeforeClose(t *testing.T) {
 	}
 	r := &role{name: "test", addr: "127.0.0.1:0", metricsAddr: "127.0.0.1:0", st: closeOrder{st, note}, tel: tel,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	release := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	r.drain = append(r.drain, func() {
 		note("drain started")
+		close(started)
 		<-release
 		note("drain done")
 	})
@@ -65,18 +66,10 @@ func TestServeDrainsBeforeClose(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // serving
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		started := slices.Contains(order, "drain started")
-		mu.Unlock()
-		if started {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the drain did not start after the role was stopped")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not start after the role was stopped")
 	}
 	select {
 	case err := <-served:
