@@ -19,6 +19,7 @@ import (
 	"github.com/whp-dev/whp/runtime/bench"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 )
 
@@ -55,6 +56,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	soakRate := fs.Int("soak-rate", 0, "events per second of the soak (default: --rate)")
 	orderedFor := fs.Duration("ordered", 0, "add a phase after the soak: events of --keys partition keys arrive at --rate for this long, for partners subscribed in mode ordered, which refuse one key's deliveries for its middle third; reports what arrived out of order, the other keys' latency, and how long the refused key took to catch up")
 	keys := fs.Int("keys", 16, "partition keys of the ordered phase's events")
+	concurrency := fs.Int("concurrency", dispatch.DefaultConcurrency, "the embedded platform's: deliveries in flight at once (whp dev's --concurrency)")
+	partnerConcurrency := fs.Int("partner-concurrency", dispatch.DefaultPartnerConcurrency, "the embedded platform's: one partner's deliveries in flight at once, unless its max_in_flight says otherwise (whp dev's --partner-concurrency)")
 	maxInFlight := fs.Int("max-in-flight", 0, "every partner's max_in_flight in the bench's catalog: the most deliveries in flight to each at once (0: the dispatcher's default, its --partner-concurrency)")
 	partnerLatency := fs.Duration("partner-latency", 0, "add a phase after the ordered phase: events arrive at --rate for --latency-duration while every partner takes this long to answer each delivery, as endpoints across the internet do; reports the deliveries a second while they arrived, the backlog's catch-up, the latency and the most in flight to one partner")
 	history := fs.Duration("history", dev.DefaultHistory, "the embedded platform's: how long events' and deliveries' history is kept in its store (whp dev's --history)")
@@ -86,6 +89,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *target != "" && *partnerTLS != "" {
 		return usageError{"whp bench: --partner-tls needs the embedded platform, which trusts the run's certificate: not with --url"}
 	}
+	if err := checkConcurrency("bench", *concurrency, *partnerConcurrency); err != nil {
+		return err
+	}
 	if *target != "" && *kafkaSync {
 		return usageError{"whp bench: --kafka-sync is the embedded platform's: not with --url"}
 	}
@@ -100,7 +106,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, MaxInFlight: *maxInFlight, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}

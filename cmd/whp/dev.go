@@ -13,6 +13,7 @@ import (
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
+	"github.com/whp-dev/whp/runtime/dispatch"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
@@ -33,6 +34,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing")
+	concurrency := fs.Int("concurrency", dispatch.DefaultConcurrency, concurrencyUsage)
+	partnerConcurrency := fs.Int("partner-concurrency", dispatch.DefaultPartnerConcurrency, partnerConcurrencyUsage)
 	egressPartitions := fs.Int("egress-partitions", reconciler.DefaultEgressPartitions, egressPartitionsUsage)
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
@@ -52,6 +55,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{"whp dev: --max-body-bytes must be positive"}
 	}
 	if err := checkEgressPartitions("dev", *egressPartitions); err != nil {
+		return err
+	}
+	if err := checkConcurrency("dev", *concurrency, *partnerConcurrency); err != nil {
 		return err
 	}
 	if *history <= 0 {
@@ -87,6 +93,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
+	cfg.Dispatch.Concurrency, cfg.Dispatch.PartnerConcurrency = *concurrency, *partnerConcurrency
 	switch {
 	case *agentURL != "":
 		cfg.Flags = flags.AppConfigAgent(*agentURL, 15*time.Second, log.With("role", "flags"))

@@ -285,18 +285,21 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
 		dr.ops.register(add)
 		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
-		concurrency = add("concurrency", "256", "deliveries in flight at once")
-		partnerConcurrency = add("partner-concurrency", "64", "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner")
+		concurrency = add("concurrency", strconv.Itoa(dispatch.DefaultConcurrency), concurrencyUsage)
+		partnerConcurrency = add("partner-concurrency", strconv.Itoa(dispatch.DefaultPartnerConcurrency), partnerConcurrencyUsage)
 	}); err != nil {
 		return nil, err
 	}
 	n, err := strconv.Atoi(*concurrency)
-	if err != nil || n < 1 {
+	if err != nil {
 		return nil, usageError{fmt.Sprintf("whp dispatcher: --concurrency %q: want a whole number of 1 or more", *concurrency)}
 	}
 	pn, err := strconv.Atoi(*partnerConcurrency)
-	if err != nil || pn < 1 || pn > n {
+	if err != nil {
 		return nil, usageError{fmt.Sprintf("whp dispatcher: --partner-concurrency %q: want a whole number from 1 to --concurrency (%d)", *partnerConcurrency, n)}
+	}
+	if err := checkConcurrency("dispatcher", n, pn); err != nil {
+		return nil, err
 	}
 	dr.cfg.Concurrency, dr.cfg.PartnerConcurrency = n, pn
 	w, err := time.ParseDuration(*retryWindow)
@@ -347,4 +350,22 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 		return nil, err
 	}
 	return dr, nil
+}
+
+// The usage of --concurrency and --partner-concurrency, whp dev's and
+// the dispatcher role's.
+const (
+	concurrencyUsage        = "deliveries in flight at once"
+	partnerConcurrencyUsage = "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner. A partner gets at most this ÷ its answer's time deliveries a second (64 at 100 ms: 640)"
+)
+
+// checkConcurrency checks the dispatcher's bounds for command cmd.
+func checkConcurrency(cmd string, n, pn int) error {
+	if n < 1 {
+		return usageError{fmt.Sprintf("whp %s: --concurrency %d: want a whole number of 1 or more", cmd, n)}
+	}
+	if pn < 1 || pn > n {
+		return usageError{fmt.Sprintf("whp %s: --partner-concurrency %d: want a whole number from 1 to --concurrency (%d)", cmd, pn, n)}
+	}
+	return nil
 }

@@ -159,6 +159,10 @@ type Config struct {
 	// embedded platform's catalog (Catalog): the most deliveries in
 	// flight to each at once. 0: the dispatcher's default.
 	MaxInFlight int
+	// Concurrency and PartnerConcurrency are the embedded platform's
+	// dispatcher's bounds (whp dev's --concurrency and
+	// --partner-concurrency). 0: their defaults.
+	Concurrency, PartnerConcurrency int
 	// KafkaKeep is the embedded platform's (dev.Config.KafkaKeep, whp
 	// dev's --kafka-keep-mib in bytes): how much of the records its
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
@@ -896,7 +900,7 @@ var padding = sync.OnceValue(func() []byte {
 // subscriptions; ingestOnly runs it without its processor, always in a
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
-	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, MaxInFlight: c.MaxInFlight, DataDir: c.DataDir,
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, MaxInFlight: c.MaxInFlight, Concurrency: c.Concurrency, PartnerConcurrency: c.PartnerConcurrency, DataDir: c.DataDir,
 		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, KafkaSync: c.KafkaSync, History: c.History,
 		PartnerCA: c.partnerCA}
 	if ingestOnly {
@@ -942,7 +946,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
-	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}}
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}, Concurrency: s.Concurrency, PartnerConcurrency: s.PartnerConcurrency}
 	if s.PartnerCA != "" {
 		var err error
 		if dcfg.Dispatch.TLS, err = partnerRoots(s.PartnerCA); err != nil {

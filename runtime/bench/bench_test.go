@@ -277,15 +277,19 @@ func TestRunSlowPartner(t *testing.T) {
 // TestRunFarPartners: with every partner answering after 500 ms, the
 // platform keeps up with 100 events a second by keeping ≈ 50 deliveries
 // in flight to the partner (more than the 16 the dispatcher allowed
-// before round 19, which delivered 32 a second); with the partners'
-// max_in_flight 5 in the catalog it keeps 5 in flight and no more, so
-// delivers 10 a second and catches up after the events stop. Nothing is
-// lost or duplicated either way.
+// before round 19, which delivered 32 a second: run again with those
+// bounds set); with the partners' max_in_flight 5 in the catalog it keeps
+// 5 in flight and no more, so delivers 10 a second and catches up after
+// the events stop. Nothing is lost or duplicated in any.
 func TestRunFarPartners(t *testing.T) {
-	run := func(rate, maxInFlight int) (*FarResult, string) {
+	run := func(rate, maxInFlight int, bounds ...int) (*FarResult, string) {
 		var phases phaseLog
-		r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: rate, LatencyDuration: 3 * time.Second,
-			PayloadBytes: 256, Fanout: 1, PartnerLatency: 500 * time.Millisecond, MaxInFlight: maxInFlight, Relay: false, Progress: phases.record})
+		cfg := Config{Command: command, Connections: 2, Duration: time.Second, Rate: rate, LatencyDuration: 3 * time.Second,
+			PayloadBytes: 256, Fanout: 1, PartnerLatency: 500 * time.Millisecond, MaxInFlight: maxInFlight, Relay: false, Progress: phases.record}
+		if len(bounds) == 2 {
+			cfg.Concurrency, cfg.PartnerConcurrency = bounds[0], bounds[1]
+		}
+		r, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,6 +304,11 @@ func TestRunFarPartners(t *testing.T) {
 	}
 	if f, phases := run(100, 0); f.DeliveredPerSec < 60 || f.PeakInFlight < 40 || !strings.Contains(phases, "latency,far partners") {
 		t.Errorf("default bound: %.0f deliveries/s while 100 events/s arrived, at most %d in flight (phases %s): did not keep up", f.DeliveredPerSec, f.PeakInFlight, phases)
+	}
+	// The dispatcher's bounds before round 19, set as whp dev's
+	// --concurrency and --partner-concurrency: 16 in flight, 32 a second.
+	if f, _ := run(100, 0, 64, 16); f.PeakInFlight != 16 || f.DeliveredPerSec > 38 {
+		t.Errorf("--partner-concurrency 16: %d in flight at most, %.0f deliveries/s; want 16, ≈ 32/s", f.PeakInFlight, f.DeliveredPerSec)
 	}
 	// Behind: the catch-up is a phase of its own (with nothing owed
 	// when the events stop, it ends before it reports).

@@ -58,6 +58,10 @@ type processSpec struct {
 	// PartnerCA is the PEM of the receiver's certificate when it serves
 	// HTTPS (Config.PartnerTLS): the dispatcher's one root.
 	PartnerCA string `json:"partner_ca,omitempty"`
+	// Concurrency and PartnerConcurrency are the dispatcher's bounds
+	// (dispatch.Config); 0: its defaults.
+	Concurrency        int `json:"concurrency,omitempty"`
+	PartnerConcurrency int `json:"partner_concurrency,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),

@@ -100,7 +100,8 @@ type Config struct {
 	Flags flags.Source
 	// Breaker tunes the circuit breaker per partner (package breaker).
 	Breaker breaker.Config
-	// Concurrency bounds deliveries in flight. Default 256.
+	// Concurrency bounds deliveries in flight. Default
+	// DefaultConcurrency.
 	Concurrency int
 	// PartnerConcurrency bounds one partner's deliveries in flight, so a
 	// partner that hangs cannot take every slot. Default a quarter of
@@ -137,6 +138,13 @@ type Config struct {
 	Tracing *telemetry.Tracing
 }
 
+// DefaultConcurrency is Config.Concurrency's default, and
+// DefaultPartnerConcurrency PartnerConcurrency's with it (a quarter).
+const (
+	DefaultConcurrency        = 256
+	DefaultPartnerConcurrency = DefaultConcurrency / 4
+)
+
 func (c *Config) defaults() {
 	if c.Group == "" {
 		c.Group = "whp-dispatcher"
@@ -157,7 +165,7 @@ func (c *Config) defaults() {
 		c.Flags = flags.Static{}
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 256
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.PartnerConcurrency <= 0 {
 		c.PartnerConcurrency = max(c.Concurrency/4, 1)
