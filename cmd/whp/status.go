@@ -46,14 +46,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(st.Breakers) == 0 {
 		fmt.Fprintln(stdout, "Circuit breakers: none has seen a delivery yet")
 	} else {
+		inFlight := map[string]string{}
+		for _, f := range st.InFlight {
+			inFlight[f.Partner] = fmt.Sprintf("%d of %d", f.InFlight, f.Limit)
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE")
+		fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE\tIN FLIGHT")
 		for _, b := range st.Breakers {
 			since := "-"
 			if !b.FailingSince.IsZero() {
 				since = b.FailingSince.Format("2006-01-02T15:04:05Z07:00")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", b.Partner, b.State, b.Successes, b.Failures, since)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", b.Partner, b.State, b.Successes, b.Failures, since, cmp.Or(inFlight[b.Partner], "-"))
 		}
 		tw.Flush()
 	}

@@ -12,11 +12,13 @@ import (
 )
 
 // Status is what GET /v1/status answers and `whp status` prints: the SLOs
-// over a window, every partner's circuit breaker, the deliveries needing
-// attention now, and the reconciler's status.
+// over a window, every partner's circuit breaker and deliveries in flight
+// (of its bound), the deliveries needing attention now, and the
+// reconciler's status.
 type Status struct {
-	SLO      telemetry.Report   `json:"slo"`
-	Breakers []breaker.Snapshot `json:"breakers"`
+	SLO      telemetry.Report            `json:"slo"`
+	Breakers []breaker.Snapshot          `json:"breakers"`
+	InFlight []telemetry.PartnerInFlight `json:"in_flight"`
 	// Attention counts the deliveries in each of store.AttentionStatuses
 	// now, by status and partner, from the store's status index (a walk
 	// of its keys: milliseconds for a hundred thousand).
@@ -44,7 +46,7 @@ func (p *Platform) status(w http.ResponseWriter, r *http.Request, disp *dispatch
 		attention[status] = counts
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), Attention: attention, Reconcile: rs})
+	json.NewEncoder(w).Encode(Status{SLO: p.tel.SLO.Report(window), Breakers: disp.Breakers(), InFlight: disp.InFlight(), Attention: attention, Reconcile: rs})
 }
 
 // trace answers GET /v1/events/{id}/trace: the spans of the event's trace

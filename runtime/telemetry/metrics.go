@@ -272,8 +272,9 @@ func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
 // and the most it may have (its max_in_flight, or the dispatcher's
 // default), for ObserveInFlight.
 type PartnerInFlight struct {
-	Partner         string
-	InFlight, Limit int
+	Partner  string `json:"partner"`
+	InFlight int    `json:"in_flight"`
+	Limit    int    `json:"limit"`
 }
 
 // ObserveInFlight reports, at each collection, each partner's deliveries
