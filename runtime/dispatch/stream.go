@@ -313,10 +313,8 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			// Done, or shutting down: what is left is not marked done, so
 			// not committed, and consumed again after the restart.
 			delete(s.queues, c.key)
-			if w := s.waiting[c.partner]; len(w) > 0 && ctx.Err() == nil && s.busy[c.partner] <= s.d.partnerLimit(c.partner) {
-				c = w[0]
-				w[0] = nil // as in chain.next
-				s.waiting[c.partner] = w[1:]
+			if len(s.waiting[c.partner]) > 0 && ctx.Err() == nil && s.busy[c.partner] <= s.d.partnerLimit(c.partner) {
+				c = s.popWaiting(c.partner)
 				s.mu.Unlock()
 				continue
 			}
@@ -363,6 +361,16 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 	}
 }
 
+// popWaiting takes the first of partner's waiting chains (there is one).
+// s.mu is held.
+func (s *stream) popWaiting(partner string) *chain {
+	w := s.waiting[partner]
+	c := w[0]
+	w[0] = nil // as in chain.next
+	s.waiting[partner] = w[1:]
+	return c
+}
+
 // widen starts more of partner's waiting chains while it has fewer in
 // flight than its bound and a slot is free: its bound rose (a poll read a
 // larger max_in_flight than the one its chains were queued under). It
@@ -376,10 +384,7 @@ func (s *stream) widen(ctx context.Context, partner string) {
 		default:
 			return
 		}
-		w := s.waiting[partner]
-		c := w[0]
-		w[0] = nil // as in chain.next
-		s.waiting[partner] = w[1:]
+		c := s.popWaiting(partner)
 		s.busy[partner]++
 		s.chains.Go(func() {
 			defer func() { <-s.slots }()
