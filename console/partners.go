@@ -236,6 +236,9 @@ func (m partnerModel) Delivery() string {
 	}
 	if f := m.InFlight; f != nil {
 		fmt.Fprintf(&b, "; now %d in flight of %d", f.InFlight, f.Limit)
+		if f.Limit < f.Ceiling {
+			b.WriteString(", the bound its answers have set (429s, 503s and timeouts cut it)")
+		}
 	}
 	return b.String()
 }

@@ -58,6 +58,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keys := fs.Int("keys", 16, "partition keys of the ordered phase's events")
 	concurrency := fs.Int("concurrency", dispatch.DefaultConcurrency, "the embedded platform's: deliveries in flight at once (whp dev's --concurrency)")
 	partnerConcurrency := fs.Int("partner-concurrency", dispatch.DefaultPartnerConcurrency, "the embedded platform's: one partner's deliveries in flight at once, unless its max_in_flight says otherwise (whp dev's --partner-concurrency)")
+	partnerLimit := fs.Int("partner-limit", 0, "add a phase after the far-partners phase: events arrive at --rate for --latency-duration while every partner takes this many deliveries at once, answering each after --partner-latency (20 ms without), and answers 429 with Retry-After: 1 to the rest; reports the share of 429s, the deliveries a second, the latency and the most one partner was sent at once")
+	fixedPartnerConcurrency := fs.Bool("fixed-partner-concurrency", false, "the embedded platform's: "+fixedPartnerConcurrencyUsage+" (whp dev's --fixed-partner-concurrency)")
 	maxInFlight := fs.Int("max-in-flight", 0, "every partner's max_in_flight in the bench's catalog: the most deliveries in flight to each at once (0: the dispatcher's default, its --partner-concurrency)")
 	partnerLatency := fs.Duration("partner-latency", 0, "add a phase after the ordered phase: events arrive at --rate for --latency-duration while every partner takes this long to answer each delivery, as endpoints across the internet do; reports the deliveries a second while they arrived, the backlog's catch-up, the latency and the most in flight to one partner")
 	history := fs.Duration("history", dev.DefaultHistory, "the embedded platform's: how long events' and deliveries' history is kept in its store (whp dev's --history)")
@@ -73,8 +75,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *partnerLatency < 0 || *maxInFlight < 0 || *maxInFlight > 500 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
-		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, 0 ≤ --max-in-flight ≤ 500, --slow-partner, --partner-latency, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
+	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *partnerLatency < 0 || *partnerLimit < 0 || *maxInFlight < 0 || *maxInFlight > 500 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
+		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, 0 ≤ --max-in-flight ≤ 500, --slow-partner, --partner-latency, --partner-limit, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
 	}
 	if *printCatalog {
 		if *receiverAddr == "" {
@@ -106,7 +108,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, PartnerLimit: *partnerLimit, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, FixedPartnerConcurrency: *fixedPartnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -268,6 +270,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "far partners: each answered a delivery after %.0f ms while events arrived at %d/s for %.0f s (fan-out %d): %d accepted; %.0f deliveries/s while they arrived (%d/s owed), the rest %.1f s after; "+
 				"latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; at most %d deliveries in flight to one partner, %d connections opened; not arrived %d, duplicated %d\n",
 				f.AnswerMS, f.Rate, f.Seconds, r.Fanout, f.Events, f.DeliveredPerSec, f.Rate*r.Fanout, f.CatchUpSeconds, f.LatencyP50MS, f.LatencyP95MS, f.LatencyP99MS, f.PeakInFlight, f.Connections, f.NotArrived, f.Duplicates)
+		}
+	}
+	for _, r := range results {
+		if l := r.Limited; l != nil {
+			fmt.Fprintf(stdout, "limited partners: each took %d deliveries at once, answering each after %.0f ms, and 429 to the rest, while events arrived at %d/s for %.0f s (fan-out %d): %d accepted; %d answered 429 (%.1f %% of the requests), at most %d sent to one partner at once; "+
+				"%.0f deliveries/s while they arrived (%d/s owed), the rest %.1f s after; latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; not arrived %d, duplicated %d\n",
+				l.Limit, l.AnswerMS, l.Rate, l.Seconds, r.Fanout, l.Events, l.Refused, 100*l.RefusedShare, l.PeakOffered, l.DeliveredPerSec, l.Rate*r.Fanout, l.CatchUpSeconds, l.LatencyP50MS, l.LatencyP95MS, l.LatencyP99MS, l.NotArrived, l.Duplicates)
 		}
 	}
 	for _, r := range results {

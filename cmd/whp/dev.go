@@ -36,6 +36,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing")
 	concurrency := fs.Int("concurrency", dispatch.DefaultConcurrency, concurrencyUsage)
 	partnerConcurrency := fs.Int("partner-concurrency", dispatch.DefaultPartnerConcurrency, partnerConcurrencyUsage)
+	fixedPartnerConcurrency := fs.Bool("fixed-partner-concurrency", false, fixedPartnerConcurrencyUsage)
 	egressPartitions := fs.Int("egress-partitions", reconciler.DefaultEgressPartitions, egressPartitionsUsage)
 	flagsFile := fs.String("flags-file", "", "JSON file of operational flags, read every second (default: flags.json in the data dir)")
 	agentURL := fs.String("appconfig-agent-url", "", "read the flags from the AWS AppConfig Agent at this URL instead of a file")
@@ -93,7 +94,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.Dispatch.Retry, cfg.Dispatch.ConnectTimeout, cfg.Dispatch.Timeout = policy, *connectTimeout, *deliveryTimeout
 	cfg.Dispatch.Breaker.CoolDown = *coolDown
-	cfg.Dispatch.Concurrency, cfg.Dispatch.PartnerConcurrency = *concurrency, *partnerConcurrency
+	cfg.Dispatch.Concurrency, cfg.Dispatch.PartnerConcurrency, cfg.Dispatch.FixedPartnerConcurrency = *concurrency, *partnerConcurrency, *fixedPartnerConcurrency
 	switch {
 	case *agentURL != "":
 		cfg.Flags = flags.AppConfigAgent(*agentURL, 15*time.Second, log.With("role", "flags"))

@@ -280,13 +280,14 @@ type dispatcherRole struct {
 // batches instead of consuming, and emf, if set, receives its metrics.
 func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, batch bool, emf io.Writer) (*dispatcherRole, error) {
 	dr := &dispatcherRole{role: role{name: "dispatcher", emf: emf}}
-	var devDelivery, retryWindow, concurrency, partnerConcurrency *string
+	var devDelivery, retryWindow, concurrency, partnerConcurrency, fixed *string
 	if err := dr.flags(args, stderr, func(add func(string, string, string) *string) {
 		devDelivery = add("dev-delivery", "", `"loopback" lets deliveries reach loopback over http: for tests and local runs only, never in production`)
 		dr.ops.register(add)
 		retryWindow = add("retry-window", "50s", "on Lambda: how long each scheduled invocation drains the retry tiers (bounded by the function's timeout less the delivery timeout and 5 s)")
 		concurrency = add("concurrency", strconv.Itoa(dispatch.DefaultConcurrency), concurrencyUsage)
 		partnerConcurrency = add("partner-concurrency", strconv.Itoa(dispatch.DefaultPartnerConcurrency), partnerConcurrencyUsage)
+		fixed = add("fixed-partner-concurrency", "false", fixedPartnerConcurrencyUsage)
 	}); err != nil {
 		return nil, err
 	}
@@ -302,6 +303,9 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 		return nil, err
 	}
 	dr.cfg.Concurrency, dr.cfg.PartnerConcurrency = n, pn
+	if dr.cfg.FixedPartnerConcurrency, err = strconv.ParseBool(*fixed); err != nil {
+		return nil, usageError{fmt.Sprintf("whp dispatcher: --fixed-partner-concurrency %q: want true or false", *fixed)}
+	}
 	w, err := time.ParseDuration(*retryWindow)
 	if err != nil || w < time.Second {
 		return nil, usageError{fmt.Sprintf("whp dispatcher: --retry-window %q: want a duration of 1s or more, e.g. 50s", *retryWindow)}
@@ -355,8 +359,9 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 // The usage of --concurrency and --partner-concurrency, whp dev's and
 // the dispatcher role's.
 const (
-	concurrencyUsage        = "deliveries in flight at once"
-	partnerConcurrencyUsage = "one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner. A partner gets at most this ÷ its answer's time deliveries a second (64 at 100 ms: 640)"
+	concurrencyUsage             = "deliveries in flight at once"
+	partnerConcurrencyUsage      = "the most of one partner's deliveries in flight at once, so a partner that hangs cannot take every slot (at most --concurrency); a partner's max_in_flight in the catalog replaces it for that partner. Under it each partner's bound is learnt from its answers: from 16, doubling each round trip while it is used, cut to 0.7 by a 429, a 503 or a timeout (see --fixed-partner-concurrency). A partner gets at most this ÷ its answer's time deliveries a second (64 at 100 ms: 640)"
+	fixedPartnerConcurrencyUsage = "give each partner its --partner-concurrency (or max_in_flight) in flight whatever it answers, instead of a bound learnt from its answers"
 )
 
 // checkConcurrency checks the dispatcher's bounds for command cmd.

@@ -49,6 +49,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		inFlight := map[string]string{}
 		for _, f := range st.InFlight {
 			inFlight[f.Partner] = fmt.Sprintf("%d of %d", f.InFlight, f.Limit)
+			if f.Ceiling > f.Limit {
+				// Its bound, learnt from its answers, is under the most
+				// it may have (runtime/dispatch's pace.go).
+				inFlight[f.Partner] += fmt.Sprintf(" (max %d)", f.Ceiling)
+			}
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE\tIN FLIGHT")

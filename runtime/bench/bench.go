@@ -155,6 +155,16 @@ type Config struct {
 	// buyer asks of partners that are far away: does the platform keep
 	// enough deliveries in flight to keep up (FarResult).
 	PartnerLatency time.Duration
+	// PartnerLimit, if positive, adds a phase after the far-partners phase
+	// (outside the CPU and memory figures; before the outage and crash
+	// phases, if any): events arrive at Rate for LatencyDuration while
+	// every partner takes this many deliveries at once, answering each
+	// after PartnerLatency (limitedHold without one), and answers 429 with
+	// Retry-After: 1 to the rest, as an endpoint with a concurrency limit
+	// of its own does (limited.go). It measures what a buyer asks of such
+	// partners: how many of their answers are 429s, and what that costs
+	// the deliveries' latency (LimitedResult).
+	PartnerLimit int
 	// MaxInFlight, if positive, is every partner's max_in_flight in the
 	// embedded platform's catalog (Catalog): the most deliveries in
 	// flight to each at once. 0: the dispatcher's default.
@@ -163,6 +173,8 @@ type Config struct {
 	// dispatcher's bounds (whp dev's --concurrency and
 	// --partner-concurrency). 0: their defaults.
 	Concurrency, PartnerConcurrency int
+	// FixedPartnerConcurrency is whp dev's --fixed-partner-concurrency.
+	FixedPartnerConcurrency bool
 	// KafkaKeep is the embedded platform's (dev.Config.KafkaKeep, whp
 	// dev's --kafka-keep-mib in bytes): how much of the records its
 	// consumers are done with each embedded Kafka cluster keeps. 0: its
@@ -364,6 +376,8 @@ type Result struct {
 	Ordered *OrderedResult `json:"ordered,omitempty"`
 	// Far is the far-partners phase's (Config.PartnerLatency).
 	Far *FarResult `json:"far_partners,omitempty"`
+	// Limited is the limited-partners phase's (Config.PartnerLimit).
+	Limited *LimitedResult `json:"limited_partners,omitempty"`
 	// MaxInFlight is Config.MaxInFlight, if set.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Outage is the outage phase's (Config.Outage).
@@ -713,6 +727,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 	}
+	if cfg.PartnerLimit > 0 {
+		if res.Limited, err = limitedPartners(ctx, target, cfg, recv); err != nil {
+			return res, err
+		}
+	}
 	if cfg.Outage > 0 {
 		if res.Outage, err = outage(ctx, target, cfg, recv); err != nil {
 			return res, err
@@ -900,7 +919,7 @@ var padding = sync.OnceValue(func() []byte {
 // subscriptions; ingestOnly runs it without its processor, always in a
 // temporary data dir.
 func (c Config) platform(receiverURL string, ingestOnly bool) processSpec {
-	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, MaxInFlight: c.MaxInFlight, Concurrency: c.Concurrency, PartnerConcurrency: c.PartnerConcurrency, DataDir: c.DataDir,
+	s := processSpec{ReceiverURL: receiverURL, Fanout: c.Fanout, Tenants: c.Tenants, SlowPartner: c.SlowPartner > 0, Ordered: c.Ordered > 0, MaxInFlight: c.MaxInFlight, Concurrency: c.Concurrency, PartnerConcurrency: c.PartnerConcurrency, FixedPartnerConcurrency: c.FixedPartnerConcurrency, DataDir: c.DataDir,
 		TraceSampleRatio: c.TraceSampleRatio, BreakerCoolDown: c.BreakerCoolDown, IngestOnly: ingestOnly, EgressPartitions: c.EgressPartitions, KafkaKeep: c.KafkaKeep, KafkaSync: c.KafkaSync, History: c.History,
 		PartnerCA: c.partnerCA}
 	if ingestOnly {
@@ -946,7 +965,7 @@ func startPlatform(ctx context.Context, s processSpec) (*dev.Platform, func(), e
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	// whp dev's retry schedule and breaker: the outage phase measures
 	// what a user of whp dev gets.
-	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}, Concurrency: s.Concurrency, PartnerConcurrency: s.PartnerConcurrency}
+	dcfg.Dispatch = dispatch.Config{Retry: retry.Default(), Breaker: breaker.Config{CoolDown: s.BreakerCoolDown}, Concurrency: s.Concurrency, PartnerConcurrency: s.PartnerConcurrency, FixedPartnerConcurrency: s.FixedPartnerConcurrency}
 	if s.PartnerCA != "" {
 		var err error
 		if dcfg.Dispatch.TLS, err = partnerRoots(s.PartnerCA); err != nil {
@@ -1281,27 +1300,29 @@ func at(url string) func() string { return func() string { return url } }
 // receiver is the partner: it counts deliveries by webhook-id and the
 // time from the event's acceptance (its timestamp) to arrival.
 type receiver struct {
-	slow     time.Duration // how long /slow answers take
-	gone     chan struct{} // closed when the run ends: /slow answers at once
-	goneOnce sync.Once
-	down     atomic.Bool      // the partners answer 503 (the outage phase)
-	delay    atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
-	hold     atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
-	failed   atomic.Int64     // 503s answered since the outage began
-	failedBy map[string]int64 // 503s answered by webhook-id since then
-	catchUp  atomic.Bool      // the outage is over: count in flight, time arrivals
-	inFlight sync.Map         // partner's path → *atomic.Int64
-	peak     atomic.Int64     // the most one partner had in flight since reset
-	mu       sync.Mutex
-	seen     map[string]bool
-	dups     int64
-	resetAt  time.Time
-	first    time.Time
-	last     time.Time
-	lat      []float64
-	since    []float64 // each arrival's seconds after resetAt, during the catch-up
-	lastOwed time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
-	received atomic.Int64
+	slow      time.Duration // how long /slow answers take
+	gone      chan struct{} // closed when the run ends: /slow answers at once
+	goneOnce  sync.Once
+	down      atomic.Bool      // the partners answer 503 (the outage phase)
+	delay     atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
+	hold      atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
+	limit     atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
+	throttled atomic.Int64     // 429s answered for limit
+	failed    atomic.Int64     // 503s answered since the outage began
+	failedBy  map[string]int64 // 503s answered by webhook-id since then
+	catchUp   atomic.Bool      // the outage is over: count in flight, time arrivals
+	inFlight  sync.Map         // partner's path → *atomic.Int64
+	peak      atomic.Int64     // the most one partner had in flight since reset
+	mu        sync.Mutex
+	seen      map[string]bool
+	dups      int64
+	resetAt   time.Time
+	first     time.Time
+	last      time.Time
+	lat       []float64
+	since     []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed  time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
+	received  atomic.Int64
 	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
 	// events alone; a delivery of another's is misrouted, and not counted
 	// as received.
@@ -1361,8 +1382,9 @@ func (r *receiver) fail(down bool) {
 }
 
 // enter counts a request in flight at its partner, and returns its
-// counter to decrement when the request is answered.
-func (r *receiver) enter(path string) *atomic.Int64 {
+// counter to decrement when the request is answered, and the count with
+// it.
+func (r *receiver) enter(path string) (*atomic.Int64, int64) {
 	c, ok := r.inFlight.Load(path)
 	if !ok {
 		c, _ = r.inFlight.LoadOrStore(path, new(atomic.Int64))
@@ -1370,7 +1392,7 @@ func (r *receiver) enter(path string) *atomic.Int64 {
 	n := c.(*atomic.Int64).Add(1)
 	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
 	}
-	return c.(*atomic.Int64)
+	return c.(*atomic.Int64), n
 }
 
 // release makes the slow partner's answers immediate (the run is over).
@@ -1391,7 +1413,17 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	reached := time.Now() // the request reached the partner
 	if r.catchUp.Load() {
-		defer r.enter(req.URL.Path).Add(-1)
+		c, n := r.enter(req.URL.Path)
+		defer c.Add(-1)
+		if l := r.limit.Load(); l > 0 && n > l {
+			// A partner with a limit of its own: what passes it is
+			// answered at once, and asked to come back in a second.
+			io.Copy(io.Discard, req.Body)
+			r.throttled.Add(1)
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
 	}
 	if d := r.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))

@@ -320,6 +320,40 @@ func TestRunFarPartners(t *testing.T) {
 	}
 }
 
+// TestRunLimitedPartners: the limited-partners phase's partner takes 8
+// deliveries at once (20 ms each: 400 a second) and answers 429 to the
+// rest, while events arrive at 500 a second — more than it takes. The
+// dispatcher's learnt bound keeps what it sends the partner near its 8,
+// so few of its answers are 429s (with the fixed bound of 64, a third or
+// more: TestPace in runtime/dispatch compares the two); every event
+// arrives once, or waits on a retry for having been refused.
+func TestRunLimitedPartners(t *testing.T) {
+	var phases phaseLog
+	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 500, LatencyDuration: 2 * time.Second,
+		PayloadBytes: 256, Fanout: 1, PartnerLimit: 8, Relay: false, Progress: phases.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := r.Limited
+	if l == nil {
+		t.Fatal("no limited-partners result")
+	}
+	t.Logf("%+v", *l)
+	if l.Limit != 8 || l.AnswerMS != 20 || l.Events < 500*2*9/10 || l.Duplicates != 0 || !strings.Contains(strings.Join(phases, ","), "limited partners") {
+		t.Errorf("%+v (phases %v)", *l, phases)
+	}
+	if l.Refused == 0 || l.RefusedShare > 0.1 {
+		t.Errorf("%d answered 429 (%.1f %% of the requests); want some — the partner was sent more than it takes — and at most 10 %%", l.Refused, 100*l.RefusedShare)
+	}
+	if l.NotArrived > l.Refused {
+		t.Errorf("%d not arrived, more than the %d refused (only a refused delivery waits on a retry)", l.NotArrived, l.Refused)
+	}
+	// Not strangled: a bound stuck at 1 would deliver 50 a second.
+	if l.DeliveredPerSec < 100 || l.DeliveredPerSec > 440 {
+		t.Errorf("%.0f deliveries/s to a partner that takes 400 a second", l.DeliveredPerSec)
+	}
+}
+
 // The plot is well-formed SVG with a panel per swept dimension.
 // svgDoc is what the plot tests read of an SVG: its panels' lines.
 type svgDoc struct {

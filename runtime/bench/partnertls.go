@@ -128,6 +128,9 @@ func (c *connCounter) reset() {
 	c.http2.Store(0)
 }
 
+// requests is how many requests were served since the last reset.
+func (c *connCounter) requests() int64 { return c.http1.Load() + c.http2.Load() }
+
 func (c *connCounter) request(r *http.Request) {
 	if r.ProtoMajor == 2 {
 		c.http2.Add(1)

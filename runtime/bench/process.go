@@ -62,6 +62,8 @@ type processSpec struct {
 	// (dispatch.Config); 0: its defaults.
 	Concurrency        int `json:"concurrency,omitempty"`
 	PartnerConcurrency int `json:"partner_concurrency,omitempty"`
+	// FixedPartnerConcurrency turns the dispatcher's learnt bound off.
+	FixedPartnerConcurrency bool `json:"fixed_partner_concurrency,omitempty"`
 }
 
 // processRequest asks a process to start measuring itself ("measure"),

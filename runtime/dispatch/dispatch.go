@@ -114,7 +114,15 @@ type Config struct {
 	// cores. The defaults were 64 and 16 until the far-partners phase of
 	// whp bench measured what 16 costs a partner across the internet
 	// (docs/benchmarks.md, "Partners far away").
+	//
+	// Under that ceiling, each partner's bound is learnt from its answers
+	// (pace.go): from 16, it grows while it is used and is cut when the
+	// partner pushes back (429, 503, timeouts).
 	PartnerConcurrency int
+	// FixedPartnerConcurrency turns the learnt bound off: each partner
+	// gets its ceiling (max_in_flight, else PartnerConcurrency) whatever it
+	// answers.
+	FixedPartnerConcurrency bool
 	// LedgerTTL is how long a delivered ID is remembered. Default 72 h.
 	LedgerTTL time.Duration
 	// StatusTTL is how long delivery history is kept. Default 30 days.
@@ -202,8 +210,11 @@ type Dispatcher struct {
 	// maxInFlight is each partner's max_in_flight (partner → int), as
 	// its subscription last read said (learnMaxInFlight, partnerLimit).
 	maxInFlight sync.Map
-	creds       credentials
-	breaker     *breaker.Breaker
+	// paces is each partner's learnt bound (partner → *pace), unless
+	// FixedPartnerConcurrency.
+	paces   sync.Map
+	creds   credentials
+	breaker *breaker.Breaker
 
 	pauseMu sync.Mutex
 	paused  map[string]map[string]bool // partner → egress topics paused while its breaker is open
@@ -346,7 +357,7 @@ func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
 	}
 	s.mu.Unlock()
 	for i := range out {
-		out[i].Limit = d.partnerLimit(out[i].Partner)
+		out[i].Limit, out[i].Ceiling = d.partnerLimit(out[i].Partner), d.partnerCeiling(out[i].Partner)
 	}
 	return out
 }
@@ -524,7 +535,8 @@ func (d *Dispatcher) Deliver(ctx context.Context, recs []*kgo.Record) (failed []
 }
 
 // batch delivers recs concurrently: up to Concurrency keys' records at
-// once, and no more of one partner's than its bound (partnerLimit) — a
+// once, and no more of one partner's than its bound (partnerLimit, read
+// again as each key starts: a pace learnt in the batch holds in it) — a
 // key whose partner has its bound in flight waits, without a slot, for
 // one of the partner's to end. It returns the records not handled (the
 // batch may be committed only when there are none) and what the batch
@@ -533,39 +545,43 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Reco
 	col := newCollector()
 	ctx = withMemo(context.WithValue(ctx, collectorKey{}, col))
 	var (
-		mu       sync.Mutex
-		failed   []*kgo.Record
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, d.cfg.Concurrency)
-		partners = map[string]chan struct{}{} // partner → its slots
-		ended    = make(chan struct{}, 1)     // a key's records are done
+		mu      sync.Mutex
+		failed  []*kgo.Record
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, d.cfg.Concurrency)
+		busy    = map[string]int{}       // partner → its keys running (mu)
+		learned = map[string]bool{}      // partners whose bound the batch read
+		ended   = make(chan struct{}, 1) // a key's records are done
 	)
-	slots := func(r *kgo.Record) chan struct{} {
-		partner, _ := topic.EgressPartner(r.Topic)
-		ps := partners[partner]
-		if ps == nil {
-			d.learnMaxInFlight(ctx, r)
-			ps = make(chan struct{}, d.partnerLimit(partner))
-			partners[partner] = ps
-		}
-		return ps
-	}
 	for waiting := byKey(recs); len(waiting) > 0; {
 		var later [][]*kgo.Record
 		for _, group := range waiting {
-			ps := slots(group[0])
-			select {
-			case ps <- struct{}{}:
-			default:
+			partner, _ := topic.EgressPartner(group[0].Topic)
+			if !learned[partner] {
+				learned[partner] = true
+				d.learnMaxInFlight(ctx, group[0])
+			}
+			mu.Lock()
+			full := busy[partner] >= d.partnerLimit(partner)
+			if !full {
+				busy[partner]++
+			}
+			mu.Unlock()
+			if full {
 				later = append(later, group) // its partner's bound is in flight
 				continue
+			}
+			release := func() {
+				mu.Lock()
+				busy[partner]--
+				mu.Unlock()
 			}
 			sem <- struct{}{}
 			if ctx.Err() != nil {
 				// Shutting down: start nothing new; the rest of the batch
 				// is not committed and is delivered after the restart.
 				<-sem
-				<-ps
+				release()
 				mu.Lock()
 				failed = append(failed, group...)
 				mu.Unlock()
@@ -574,7 +590,7 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Reco
 			wg.Go(func() {
 				defer func() {
 					<-sem
-					<-ps
+					release()
 					select {
 					case ended <- struct{}{}:
 					default:
@@ -727,15 +743,38 @@ func (d *Dispatcher) learnMaxInFlight(ctx context.Context, r *kgo.Record) {
 	}
 }
 
-// partnerLimit is the most deliveries partner may have in flight: its
-// max_in_flight as its subscription last read said (without one, or
+// partnerCeiling is the most deliveries partner may ever have in flight:
+// its max_in_flight as its subscription last read said (without one, or
 // before any was read, PartnerConcurrency), never more than Concurrency.
-func (d *Dispatcher) partnerLimit(partner string) int {
+func (d *Dispatcher) partnerCeiling(partner string) int {
 	n := d.cfg.PartnerConcurrency
 	if v, ok := d.maxInFlight.Load(partner); ok && v.(int) > 0 {
 		n = v.(int)
 	}
 	return min(n, d.cfg.Concurrency)
+}
+
+// partnerLimit is the most deliveries partner may have in flight now: its
+// pace's bound under its ceiling (the ceiling itself with
+// FixedPartnerConcurrency).
+func (d *Dispatcher) partnerLimit(partner string) int {
+	ceiling := d.partnerCeiling(partner)
+	if d.cfg.FixedPartnerConcurrency {
+		return ceiling
+	}
+	return d.pace(partner).bound(ceiling)
+}
+
+// pace is partner's learnt bound (nil with FixedPartnerConcurrency).
+func (d *Dispatcher) pace(partner string) *pace {
+	if d.cfg.FixedPartnerConcurrency {
+		return nil
+	}
+	if p, ok := d.paces.Load(partner); ok {
+		return p.(*pace)
+	}
+	p, _ := d.paces.LoadOrStore(partner, newPace())
+	return p.(*pace)
 }
 
 // prepared is prepare, once per subscription per memo when ctx carries
@@ -1139,11 +1178,16 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	st.Attempts = append(st.Attempts, a)
 	d.cfg.Metrics.Attempt(ctx, sub.PartnerID, [...]string{success: telemetry.AttemptSuccess, retryable: telemetry.AttemptRetryable, final: telemetry.AttemptFinal}[out], time.Duration(a.Latency))
 	// Only outcomes that speak of the partner's health count: success,
-	// and failures worth retrying (5xx, 408, 429, timeouts, refusals).
-	switch out {
-	case success:
+	// and failures worth retrying (5xx, 408, timeouts, refusals). Not a
+	// 429: a partner that answers it is up and asking for less, which its
+	// pace gives it (pace.go) and its Retry-After schedules; counted as a
+	// failure, a partner that takes 4 at once would have its breaker
+	// opened by the first 16 sent to it, and nothing delivered to it for
+	// the cool-down (TestPace).
+	switch {
+	case out == success:
 		d.breaker.Record(sub.PartnerID, true)
-	case retryable:
+	case out == retryable && a.StatusCode != http.StatusTooManyRequests:
 		d.breaker.Record(sub.PartnerID, false)
 	default:
 		d.breaker.Release(sub.PartnerID)
@@ -1367,8 +1411,15 @@ func (d *Dispatcher) attempt(ctx context.Context, req request, msg envelope.Deli
 		attribute.String("http.request.method", http.MethodPost), attribute.String("server.address", hr.URL.Hostname()),
 		attribute.String("whp.partner_id", msg.PartnerID), attribute.String("whp.delivery_id", msg.ID), attribute.Int("whp.attempt", n)))
 	defer span.End()
+	pc, inFlight, sent := d.pace(msg.PartnerID), 0, time.Now()
+	if pc != nil {
+		inFlight = pc.begin()
+	}
 	resp, err := client.Do(hr)
 	a.Latency = store.Duration(d.now().Sub(start))
+	if pc != nil {
+		pc.end(sent, time.Now(), inFlight, answerOf(resp, err), d.partnerCeiling(msg.PartnerID))
+	}
 	if err != nil {
 		a.Error = describe(err)
 		span.SetStatus(codes.Error, a.Error)

@@ -372,7 +372,7 @@ func TestMaxInFlight(t *testing.T) {
 	for _, p := range r.d.InFlight() {
 		got[p.Partner] = p
 	}
-	if got["a"] != (telemetry.PartnerInFlight{Partner: "a", InFlight: 5, Limit: 5}) || got["b"] != (telemetry.PartnerInFlight{Partner: "b", InFlight: 1, Limit: 1}) {
+	if got["a"] != (telemetry.PartnerInFlight{Partner: "a", InFlight: 5, Limit: 5, Ceiling: 5}) || got["b"] != (telemetry.PartnerInFlight{Partner: "b", InFlight: 1, Limit: 1, Ceiling: 1}) {
 		t.Errorf("InFlight() = %+v", got)
 	}
 
@@ -399,6 +399,76 @@ func TestMaxInFlight(t *testing.T) {
 	if na, nb := a.maxIn.Load(), b.maxIn.Load(); na > 8 || nb > 1 {
 		t.Errorf("in flight at once over the run: A %d, B %d", na, nb)
 	}
+}
+
+// pacedServer answers each request hold after it arrives; with limit > 0
+// it takes limit at once and answers 429 at once to the rest, as a partner
+// with a concurrency limit of its own does.
+type pacedServer struct {
+	URL                     string
+	got, refused, in, maxIn atomic.Int32
+}
+
+func newPacedServer(t *testing.T, hold time.Duration, limit int32) *pacedServer {
+	s := &pacedServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.got.Add(1)
+		n := s.in.Add(1)
+		defer s.in.Add(-1)
+		if limit > 0 && n > limit {
+			s.refused.Add(1)
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		for m := s.maxIn.Load(); n > m && !s.maxIn.CompareAndSwap(m, n); m = s.maxIn.Load() {
+		}
+		time.Sleep(hold)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	s.URL = srv.URL
+	t.Cleanup(srv.Close)
+	return s
+}
+
+// TestPace: each partner's bound is learnt from its answers (pace.go). A
+// partner far away (answering in 60 ms) is given more than the 16 it
+// starts with, up to its ceiling of 64, as its backlog needs; one that
+// takes 4 at once and answers 429 to the rest is given about that many,
+// so few of its answers are 429s — where the fixed bound of 64
+// (FixedPartnerConcurrency) has most of them answered so.
+func TestPace(t *testing.T) {
+	run := func(fixed bool) (far, limited *pacedServer, r *rig) {
+		far, limited = newPacedServer(t, 60*time.Millisecond, 0), newPacedServer(t, 20*time.Millisecond, 4)
+		r = newRig(t, Config{Timeout: 10 * time.Second, Concurrency: 128, PartnerConcurrency: 64, FixedPartnerConcurrency: fixed},
+			nil, partner{"far", far.URL}, partner{"limited", limited.URL})
+		var recs []*kgo.Record
+		for i := range 300 {
+			recs = append(recs, delivery("far", fmt.Sprint("f", i), ""), delivery("limited", fmt.Sprint("l", i), ""))
+		}
+		r.produce(recs...)
+		// A 429'd first attempt goes to the retry tiers (no scheduler
+		// runs here): each delivery is answered once.
+		waitUntil(t, "every delivery answered once", func() bool { return far.got.Load() == 300 && limited.got.Load() == 300 })
+		r.stop()
+		return far, limited, r
+	}
+	far, limited, r := run(false)
+	if n := far.maxIn.Load(); n < 32 || n > 64 {
+		t.Errorf("the far partner had %d in flight at most; want its bound grown past the 16 it starts with, to at most its 64", n)
+	}
+	if n := limited.refused.Load(); n > 300/4 {
+		t.Errorf("the partner that takes 4 at once answered 429 to %d of 300; want at most a quarter", n)
+	}
+	if b := r.d.partnerLimit("limited"); b > 8 {
+		t.Errorf("the limited partner's bound is %d after the run; want about its 4 (at most 8)", b)
+	}
+	t.Logf("learnt: far %d in flight at most (bound %d), limited %d refused of 300 (bound %d)", far.maxIn.Load(), r.d.partnerLimit("far"), limited.refused.Load(), r.d.partnerLimit("limited"))
+
+	far, limited, _ = run(true)
+	if n := limited.refused.Load(); n < 300/2 {
+		t.Errorf("with the fixed bound the partner that takes 4 at once answered 429 to %d of 300; the comparison expects most", n)
+	}
+	t.Logf("fixed: far %d in flight at most, limited %d refused of 300", far.maxIn.Load(), limited.refused.Load())
 }
 
 // TestSlowPartnerBacklog: a slow partner's backlog beyond the

@@ -269,12 +269,14 @@ func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
 }
 
 // PartnerInFlight is one partner's deliveries in flight in a dispatcher,
-// and the most it may have (its max_in_flight, or the dispatcher's
-// default), for ObserveInFlight.
+// the most it may have now (Limit: its bound as its answers have set it,
+// runtime/dispatch's pace.go) and ever (Ceiling: its max_in_flight, or
+// the dispatcher's --partner-concurrency), for ObserveInFlight.
 type PartnerInFlight struct {
 	Partner  string `json:"partner"`
 	InFlight int    `json:"in_flight"`
 	Limit    int    `json:"limit"`
+	Ceiling  int    `json:"ceiling"`
 }
 
 // ObserveInFlight reports, at each collection, each partner's deliveries
@@ -292,7 +294,7 @@ func (m *Metrics) ObserveInFlight(read func() []PartnerInFlight) error {
 		return err
 	}
 	limit, err := m.meter.Int64ObservableGauge("whp.deliveries.in_flight_limit", metric.WithUnit("{delivery}"),
-		metric.WithDescription("The most deliveries in flight each partner may have in this dispatcher: its max_in_flight, or the dispatcher's --partner-concurrency."))
+		metric.WithDescription("The most deliveries in flight each partner may have now in this dispatcher: its bound as its answers have set it (cut by 429s, 503s and timeouts), at most its max_in_flight or the dispatcher's --partner-concurrency."))
 	if err != nil {
 		return err
 	}
