@@ -208,7 +208,7 @@ type Dispatcher struct {
 	now       func() time.Time
 	limits    limiters
 	// maxInFlight is each partner's max_in_flight (partner → int), as
-	// its subscription last read said (learnMaxInFlight, partnerLimit).
+	// its subscription last read said (learnMaxInFlight, partnerCeiling).
 	maxInFlight sync.Map
 	// paces is each partner's learnt bound (partner → *pace), unless
 	// FixedPartnerConcurrency.

@@ -18,14 +18,16 @@ import (
 // partner that answers slowly (or not, until the attempt times out) holds
 // its own deliveries only, never those polled with it or after it.
 //
-// No partner has more deliveries in flight than its bound (its
-// max_in_flight, else PartnerConcurrency: partnerLimit), so one that
-// hangs (each attempt waiting for its timeout) leaves the other slots to
-// the others until its breaker opens; its further records wait their
-// turn without holding a slot. The bound is read from the subscription of
-// each poll's first record of the partner: a bound changed in the catalog
-// to a larger one starts more of the partner's waiting chains (widen), to
-// a smaller one lets its chains end until it is kept.
+// No partner has more deliveries in flight than its bound (partnerLimit:
+// the one its answers have set, pace.go, under its max_in_flight, else
+// PartnerConcurrency), so one that hangs (each attempt waiting for its
+// timeout) leaves the other slots to the others until its breaker opens;
+// its further records wait their turn without holding a slot.
+// max_in_flight is read from the subscription of each poll's first record
+// of the partner. A bound that rises — the catalog's, or the pace's as
+// the partner answers — starts more of the partner's waiting chains
+// (widen, after each of its deliveries and each poll); one that falls
+// lets its chains end until it is kept.
 //
 // Records of one key (and egress topic) are delivered one after the
 // other, in offset order — what ordered subscriptions need. A partition's
