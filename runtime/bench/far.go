@@ -21,13 +21,12 @@ import (
 // latency is ingest's acceptance → the partner got it, as elsewhere),
 // then answer after PartnerLatency.
 
-// FarResult is what the far-partners phase measured: events arrived at
-// the run's rate for LatencyDuration while every partner took
-// AnswerMS to answer each delivery.
-type FarResult struct {
-	Seconds  float64 `json:"seconds"`
-	Rate     int     `json:"rate_per_sec"`
-	AnswerMS float64 `json:"answer_ms"`
+// Arrivals is what a phase whose events arrived at the run's rate for
+// LatencyDuration saw at its partners (the far and the limited partners'
+// phases).
+type Arrivals struct {
+	Seconds float64 `json:"seconds"`
+	Rate    int     `json:"rate_per_sec"`
 	// Events is how many were accepted; each is owed to every
 	// subscription.
 	Events int64 `json:"events"`
@@ -43,15 +42,23 @@ type FarResult struct {
 	LatencyP50MS float64 `json:"latency_p50_ms"`
 	LatencyP95MS float64 `json:"latency_p95_ms"`
 	LatencyP99MS float64 `json:"latency_p99_ms"`
+	// NotArrived counts the deliveries that had not arrived when nothing
+	// more had for 15 s; Duplicates, those that arrived twice.
+	NotArrived int64 `json:"not_arrived"`
+	Duplicates int64 `json:"duplicates"`
+}
+
+// FarResult is what the far-partners phase measured: events arrived at
+// the run's rate for LatencyDuration while every partner took
+// AnswerMS to answer each delivery.
+type FarResult struct {
+	Arrivals
+	AnswerMS float64 `json:"answer_ms"`
 	// PeakInFlight is the most deliveries one partner had in flight at
 	// once; Connections how many connections the platform opened to the
 	// partners during the phase.
 	PeakInFlight int64 `json:"peak_in_flight"`
 	Connections  int64 `json:"connections"`
-	// NotArrived counts the deliveries that had not arrived when nothing
-	// more had for 15 s; Duplicates, those that arrived twice.
-	NotArrived int64 `json:"not_arrived"`
-	Duplicates int64 `json:"duplicates"`
 }
 
 // farPartners runs the far-partners phase against target.
@@ -63,15 +70,29 @@ func farPartners(ctx context.Context, target string, cfg Config, recv *receiver)
 		recv.hold.Store(0)
 		recv.catchUp.Store(false)
 	}()
-	started := time.Now()
-	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "f", "far partners", nil)
+	a, err := sendAndAwait(ctx, target, cfg, recv, "f", "far partners", "far catch-up", dups0)
 	if err != nil {
 		return nil, err
 	}
+	return &FarResult{Arrivals: a, AnswerMS: float64(cfg.PartnerLatency) / float64(time.Millisecond),
+		PeakInFlight: recv.peak.Load(), Connections: recv.conns.conns.Load() - conns0}, ctx.Err()
+}
+
+// sendAndAwait runs a phase's events, after the receiver's reset
+// (receiver.restart): it sends them at the run's rate for LatencyDuration
+// (their ids prefixed prefix, its progress shown as name), waits for
+// their deliveries until none has arrived for 15 s (shown as catchUp), and
+// returns what arrived (dups0: the duplicates counted before the phase).
+func sendAndAwait(ctx context.Context, target string, cfg Config, recv *receiver, prefix, name, catchUp string, dups0 int64) (Arrivals, error) {
+	started := time.Now()
+	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, prefix, name, nil)
+	if err != nil {
+		return Arrivals{}, err
+	}
 	sending := time.Since(started).Seconds()
 	want := sent * int64(cfg.Fanout)
-	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("far catch-up", done) })
-	res := &FarResult{Seconds: cfg.LatencyDuration.Seconds(), Rate: cfg.Rate, AnswerMS: float64(cfg.PartnerLatency) / float64(time.Millisecond), Events: sent}
+	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress(catchUp, done) })
+	a := Arrivals{Seconds: cfg.LatencyDuration.Seconds(), Rate: cfg.Rate, Events: sent}
 	arrivals := recv.arrivals()
 	in := 0
 	for _, s := range arrivals {
@@ -80,14 +101,13 @@ func farPartners(ctx context.Context, target string, cfg Config, recv *receiver)
 		}
 	}
 	if sending > 0 {
-		res.DeliveredPerSec = float64(in) / sending
+		a.DeliveredPerSec = float64(in) / sending
 	}
 	if len(arrivals) > 0 {
-		res.CatchUpSeconds = max(slices.Max(arrivals)-sending, 0)
+		a.CatchUpSeconds = max(slices.Max(arrivals)-sending, 0)
 	}
 	lat := recv.latencies()
-	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
-	res.PeakInFlight, res.Connections = recv.peak.Load(), recv.conns.conns.Load()-conns0
-	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
-	return res, ctx.Err()
+	a.LatencyP50MS, a.LatencyP95MS, a.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	a.NotArrived, a.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
+	return a, nil
 }

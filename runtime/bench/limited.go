@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
@@ -31,34 +30,17 @@ const limitedHold = 20 * time.Millisecond
 // Limit deliveries at once, answering each after AnswerMS, and 429 to the
 // rest.
 type LimitedResult struct {
-	Seconds  float64 `json:"seconds"`
-	Rate     int     `json:"rate_per_sec"`
+	Arrivals
 	Limit    int     `json:"limit"`
 	AnswerMS float64 `json:"answer_ms"`
-	// Events is how many were accepted; each is owed to every
-	// subscription.
-	Events int64 `json:"events"`
-	// DeliveredPerSec is the deliveries that arrived while the events
-	// were being sent, over the time they were sent: Rate × fan-out if
-	// the platform kept up; CatchUpSeconds from the last event sent to
-	// the last delivery arriving.
-	DeliveredPerSec float64 `json:"delivered_per_sec"`
-	CatchUpSeconds  float64 `json:"catch_up_seconds"`
-	// Latency from ingest accepting an event to a partner taking it, over
-	// the phase and its catch-up: a delivery refused first arrives on a
-	// retry.
-	LatencyP50MS float64 `json:"latency_p50_ms"`
-	LatencyP95MS float64 `json:"latency_p95_ms"`
-	LatencyP99MS float64 `json:"latency_p99_ms"`
 	// Refused is how many requests the partners answered 429, and
-	// RefusedShare what share of all the requests they got that is.
+	// RefusedShare what share of all the requests they got that is. (A
+	// delivery refused arrives on a retry: its latency is the retry's.)
 	Refused      int64   `json:"refused"`
 	RefusedShare float64 `json:"refused_share"`
 	// PeakOffered is the most requests one partner had at once, refused
 	// ones included: what the platform sent it, whatever it took.
 	PeakOffered int64 `json:"peak_offered"`
-	NotArrived  int64 `json:"not_arrived"`
-	Duplicates  int64 `json:"duplicates"`
 }
 
 // limitedPartners runs the limited-partners phase against target.
@@ -77,34 +59,14 @@ func limitedPartners(ctx context.Context, target string, cfg Config, recv *recei
 		recv.hold.Store(0)
 		recv.catchUp.Store(false)
 	}()
-	started := time.Now()
-	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.LatencyDuration, "l", "limited partners", nil)
+	a, err := sendAndAwait(ctx, target, cfg, recv, "l", "limited partners", "limited catch-up", dups0)
 	if err != nil {
 		return nil, err
 	}
-	sending := time.Since(started).Seconds()
-	want := sent * int64(cfg.Fanout)
-	recv.await(ctx, want, 15*time.Second, func(done float64) { cfg.Progress("limited catch-up", done) })
-	res := &LimitedResult{Seconds: cfg.LatencyDuration.Seconds(), Rate: cfg.Rate, Limit: cfg.PartnerLimit, AnswerMS: float64(hold) / float64(time.Millisecond), Events: sent}
-	arrivals := recv.arrivals()
-	in := 0
-	for _, s := range arrivals {
-		if s <= sending {
-			in++
-		}
-	}
-	if sending > 0 {
-		res.DeliveredPerSec = float64(in) / sending
-	}
-	if len(arrivals) > 0 {
-		res.CatchUpSeconds = max(slices.Max(arrivals)-sending, 0)
-	}
-	lat := recv.latencies()
-	res.LatencyP50MS, res.LatencyP95MS, res.LatencyP99MS = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
-	res.Refused, res.PeakOffered = recv.throttled.Load(), recv.peak.Load()
+	res := &LimitedResult{Arrivals: a, Limit: cfg.PartnerLimit, AnswerMS: float64(hold) / float64(time.Millisecond),
+		Refused: recv.throttled.Load(), PeakOffered: recv.peak.Load()}
 	if n := recv.conns.requests() - requests0; n > 0 {
 		res.RefusedShare = float64(res.Refused) / float64(n)
 	}
-	res.NotArrived, res.Duplicates = max(want-recv.count(), 0), recv.duplicates()-dups0
 	return res, ctx.Err()
 }
