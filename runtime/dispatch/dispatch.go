@@ -377,6 +377,12 @@ func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
 		d.log.Info("circuit breaker half-open: probing", "partner_id", partner)
 	}
 	if to == breaker.Closed {
+		// Back from an outage: its pace starts again as a new partner's.
+		// The failures that opened the breaker (503s, timeouts) cut it to
+		// its floor, and the threshold with it, so it would otherwise grow
+		// by one a round trip until paceForget — 6 s from 1 to 64 at 100
+		// ms, where slow start takes 0.6.
+		d.paces.Delete(partner)
 		d.resume(partner)
 	}
 }
@@ -763,6 +769,14 @@ func (d *Dispatcher) partnerLimit(partner string) int {
 		return ceiling
 	}
 	return d.pace(partner).bound(ceiling)
+}
+
+// atBound reports whether partner has pushed back lately and has its
+// bound in flight (never with FixedPartnerConcurrency: the fixed bound
+// holds first attempts only, as it always has).
+func (d *Dispatcher) atBound(partner string) bool {
+	pc := d.pace(partner)
+	return pc != nil && pc.held(d.partnerLimit(partner))
 }
 
 // pace is partner's learnt bound (nil with FixedPartnerConcurrency).
@@ -1155,6 +1169,20 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	}
 
+	if n > 1 && d.atBound(sub.PartnerID) {
+		// A retry does not add to a partner that has pushed back lately
+		// and has its bound in flight (its first attempts are held to it
+		// by Run and batch): it waits a second or two in the retry tiers,
+		// its attempt not spent, and the partner's capacity goes to what
+		// it is already sent. Without this, the retries of a partner that
+		// refuses what passes its limit came due on top of the bound and
+		// were refused again. A partner that has not pushed back gets its
+		// retries at once, bound or not: they are its oldest deliveries,
+		// and held behind the first attempts of a backlog they arrived
+		// last (whp bench --outage: 1.5 s after the rest).
+		log.Debug("delivery held", "reason", "partner at its bound in flight")
+		return later(n, paceHold(), store.DeliveryHeld, reasonPace)
+	}
 	allow := d.breaker.Allow
 	if n > 1 {
 		allow = d.breaker.AllowRetry // probes are first attempts' to make, where there are some
@@ -1233,6 +1261,7 @@ const (
 	reasonPaused    = "its partner is paused by an operator"
 	reasonBreaker   = "its partner's circuit breaker is open"
 	reasonRateLimit = "its partner's rate limit"
+	reasonPace      = "its partner has as many deliveries in flight as its answers allow"
 	reasonQueued    = "queued behind an earlier delivery of its key (ordered)"
 )
 

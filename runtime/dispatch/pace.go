@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -34,7 +35,8 @@ import (
 //     bound after it.
 //   - A partner without a cut for paceForget is treated as new again (the
 //     threshold forgotten), so one that was overloaded an hour ago grows
-//     as fast as a new one.
+//     as fast as a new one; so is one whose breaker closes after an
+//     outage (the outage's failures cut its bound to its floor).
 //
 // A partner with a limit of its own (say, 10 requests at once, the rest
 // answered 429) is held in a saw-tooth just under it: cut to 7 or 8 when
@@ -87,6 +89,22 @@ func (p *pace) bound(ceiling int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return max(1, min(ceiling, int(p.limit)))
+}
+
+// held reports whether a retry should wait: the partner has pushed back
+// in the last paceForget and has bound (its bound now) in flight.
+func (p *pace) held(bound int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.cut.IsZero() && time.Since(p.cut) <= paceForget && p.inFlight >= bound
+}
+
+// paceHold is how long a retry waits while its partner has its bound in
+// flight: 1–2 s, jittered so that the retries held together do not come
+// due together (the retry tiers' first tier past the one of what is due
+// at once).
+func paceHold() time.Duration {
+	return time.Second + rand.N(time.Second)
 }
 
 // begin counts an attempt started and returns the number in flight with

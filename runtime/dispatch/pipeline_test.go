@@ -471,6 +471,50 @@ func TestPace(t *testing.T) {
 	t.Logf("fixed: far %d in flight at most, limited %d refused of 300", far.maxIn.Load(), limited.refused.Load())
 }
 
+// TestPaceHoldsRetries: a retry to a partner that has pushed back lately
+// and has its bound in flight is held — not attempted, its attempt not
+// spent, its status saying why — and made once the partner has room;
+// one to a partner that has not pushed back is made at once, bound or not
+// (retries are a partner's oldest deliveries).
+func TestPaceHoldsRetries(t *testing.T) {
+	a := newServer(t, true)
+	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 16, PartnerConcurrency: 2}, nil, partner{"a", a.URL})
+	defer a.release()
+	r.produce(delivery("a", "a1", ""), delivery("a", "a2", ""))
+	waitUntil(t, "the partner's bound, 2, in flight", func() bool { return a.in.Load() == 2 })
+
+	// No push-back yet: a retry goes beside them.
+	go r.d.DeliverRetry(r.ctx, delivery("a", "a3", "").Value, 2)
+	waitUntil(t, "the retry made beside the bound", func() bool { return a.got.Load() == 3 })
+
+	// The partner pushes back (a 429 to some attempt): its bound is cut
+	// to 1, and it has 3 in flight.
+	pc := r.d.pace("a")
+	pc.end(time.Now(), time.Now(), pc.begin(), pushedBack, 2)
+	retry := delivery("a", "a4", "")
+	if err := r.d.DeliverRetry(r.ctx, retry.Value, 2); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := r.emb.GetDelivery(r.ctx, "e-a4", "a4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.Status != store.DeliveryHeld || dl.Reason != reasonPace || len(dl.Attempts) != 0 || a.got.Load() != 3 {
+		t.Fatalf("retry to a partner at its bound after a push-back: status %q (%q), %d attempts, the partner got %d; want held, none made", dl.Status, dl.Reason, len(dl.Attempts), a.got.Load())
+	}
+
+	a.release()
+	waitUntil(t, "the first three delivered", func() bool {
+		return r.status("a1") == store.DeliveryDelivered && r.status("a2") == store.DeliveryDelivered && r.status("a3") == store.DeliveryDelivered
+	})
+	if err := r.d.DeliverRetry(r.ctx, retry.Value, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.status("a4"); got != store.DeliveryDelivered || a.got.Load() != 4 {
+		t.Errorf("the held retry once the partner had room: %q, the partner got %d; want delivered, 4", got, a.got.Load())
+	}
+}
+
 // TestSlowPartnerBacklog: a slow partner's backlog beyond the
 // dispatcher's lookahead (here 1,100 records, more than maxTracked) does
 // not stop polling for the others: its topics are paused while its backlog
@@ -608,8 +652,8 @@ func TestFinishedEntriesReleased(t *testing.T) {
 
 // A partner's egress topics, paused when its breaker opens, stay paused
 // while the breaker lets a probe out — a held delivery makes it — and
-// resume when it closes; if no probe comes from the held deliveries, they
-// resume to fetch one. (Resuming them at every probe moved a fetch into
+// resume when it closes (and the partner's pace starts again); if no
+// probe comes from the held deliveries, they resume to fetch one. (Resuming them at every probe moved a fetch into
 // the retry tiers each time, to be written again at every later probe.)
 func TestPausedThroughProbes(t *testing.T) {
 	// Cool-down 800 ms: the watch looks 100 ms (half of a quarter) after
@@ -651,9 +695,19 @@ func TestPausedThroughProbes(t *testing.T) {
 	if ok, _ := d.breaker.Allow("a"); !ok {
 		t.Fatal("no second probe")
 	}
+	// The outage's failures cut the partner's pace; closing the breaker
+	// starts it again as a new partner's.
+	pc := d.pace("a")
+	pc.end(time.Now(), time.Now(), pc.begin(), pushedBack, 64)
+	if b := d.partnerLimit("a"); b != 11 {
+		t.Fatalf("bound %d after a push-back; want 11", b)
+	}
 	d.breaker.Record("a", true) // closed
 	if paused() {
 		t.Error("the topic stayed paused after the breaker closed")
+	}
+	if b := d.partnerLimit("a"); b != paceInitial {
+		t.Errorf("bound %d after the breaker closed; want a new partner's, %d", b, paceInitial)
 	}
 
 	// No held delivery comes to probe: the topic resumes for a fetched
