@@ -37,6 +37,9 @@ import (
 //     threshold forgotten), so one that was overloaded an hour ago grows
 //     as fast as a new one; so is one whose breaker closes after an
 //     outage (the outage's failures cut its bound to its floor).
+//   - The bound holds first attempts (Run's chains, batch's keys); a
+//     retry waits instead only while the partner has pushed back in the
+//     last paceForget and has its bound in flight (Dispatcher.atBound).
 //
 // A partner with a limit of its own (say, 10 requests at once, the rest
 // answered 429) is held in a saw-tooth just under it: cut to 7 or 8 when
