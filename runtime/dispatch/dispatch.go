@@ -1169,20 +1169,6 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	}
 
-	if n > 1 && d.atBound(sub.PartnerID) {
-		// A retry does not add to a partner that has pushed back lately
-		// and has its bound in flight (its first attempts are held to it
-		// by Run and batch): it waits a second or two in the retry tiers,
-		// its attempt not spent, and the partner's capacity goes to what
-		// it is already sent. Without this, the retries of a partner that
-		// refuses what passes its limit came due on top of the bound and
-		// were refused again. A partner that has not pushed back gets its
-		// retries at once, bound or not: they are its oldest deliveries,
-		// and held behind the first attempts of a backlog they arrived
-		// last (whp bench --outage: 1.5 s after the rest).
-		log.Debug("delivery held", "reason", "partner at its bound in flight")
-		return later(n, paceHold(), store.DeliveryHeld, reasonPace)
-	}
 	allow := d.breaker.Allow
 	if n > 1 {
 		allow = d.breaker.AllowRetry // probes are first attempts' to make, where there are some
@@ -1193,6 +1179,22 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		}
 		log.Debug("delivery held", "reason", "circuit breaker open")
 		return later(n, max(retryAt.Sub(d.now()), 0), store.DeliveryHeld, reasonBreaker)
+	}
+	if n > 1 && d.atBound(sub.PartnerID) {
+		// A retry does not add to a partner that has pushed back lately
+		// and has its bound in flight (its first attempts are held to it
+		// by Run and batch): it waits a second or two in the retry tiers,
+		// its attempt not spent, and the partner's capacity goes to what
+		// it is already sent. Without this, the retries of a partner that
+		// refuses what passes its limit came due on top of the bound and
+		// were refused again. A partner that has not pushed back gets its
+		// retries at once, bound or not: they are its oldest deliveries,
+		// and held behind the first attempts of a backlog they arrived
+		// last (whp bench --outage: 1.5 s after the rest). Asked after the
+		// breaker, so that a delivery held while it is open says so.
+		d.breaker.Release(sub.PartnerID)
+		log.Debug("delivery held", "reason", "partner at its bound in flight")
+		return later(n, paceHold(), store.DeliveryHeld, reasonPace)
 	}
 	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
 		d.breaker.Release(sub.PartnerID)
