@@ -341,8 +341,9 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 	return out
 }
 
-// InFlight is each partner's deliveries in flight in Run, and its bound
-// (partnerLimit), for whp.deliveries.in_flight: the partners that have had
+// InFlight is each partner's deliveries in flight in Run, its bound now
+// (partnerLimit) and its ceiling (partnerCeiling), for
+// whp.deliveries.in_flight and whp status: the partners that have had
 // a delivery since the dispatcher started. None when built by NewBatch
 // (a batch's are over when Deliver returns).
 func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
