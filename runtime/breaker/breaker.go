@@ -2,17 +2,23 @@
 // go out and their outcomes are counted over a sliding window; when the
 // failure ratio reaches the threshold (with at least MinRequests in the
 // window), or ConsecutiveFailures attempts in a row have failed, it
-// opens: deliveries are held, not attempted, for CoolDown; then
-// half-open: a few probes go out — first attempts rather than retries,
-// where there are some (AllowRetry) — and their outcome closes or
-// re-opens it. A partner that keeps failing for DisableAfter is reported,
-// and the dispatcher disables its subscriptions.
+// opens: deliveries are held, not attempted, for CoolDown — or for as
+// long as the partner's Retry-After asks, when the answer that opened it
+// carried one —; then half-open: a few probes go out — first attempts
+// rather than retries, where there are some (AllowRetry) — and their
+// outcome closes or re-opens it. A partner that answers 429 to everything
+// (its quota spent, say) is held the same way once PushBacks answers in a
+// row have said so for PushBackSpan. A partner that keeps failing for
+// DisableAfter is reported, and the dispatcher disables its
+// subscriptions.
 //
 // State is per process: each dispatcher replica judges the partner from
 // what it sees, which is what matters for its own traffic.
 package breaker
 
 import (
+	"cmp"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -37,8 +43,25 @@ type Config struct {
 	// between them is an outage for any partner: one failing one attempt
 	// in five does that once in ten million.
 	ConsecutiveFailures int
-	// CoolDown: how long it stays open before probing. Default 30 s.
+	// CoolDown: how long it stays open before probing, unless the answer
+	// that opened it carried a Retry-After. Default 30 s.
 	CoolDown time.Duration
+	// MaxCoolDown bounds the wait a partner's Retry-After may set (from
+	// MinCoolDown up to this). Default 1 h, the retry policy's own bound
+	// on Retry-After (retry.Default's MaxRetryAfter).
+	MaxCoolDown time.Duration
+	// PushBacks: answers 429 in a row, with no success between them, that
+	// open the breaker once they have lasted PushBackSpan. Default
+	// ConsecutiveFailures.
+	PushBacks int
+	// PushBackSpan: how long the push-backs in a row must have lasted.
+	// Default 1 s. A partner with a limit of its own answers 429 to what
+	// it has no room for and 2xx to the rest: a burst over its limit
+	// gives dozens of 429s in a row within a round trip (the pace's slow
+	// start overshooting), then its successes break the run. One whose
+	// quota is spent, or which sheds all load, answers 429 to everything,
+	// second after second.
+	PushBackSpan time.Duration
 	// Probes allowed at once while half-open. Default 1.
 	Probes int
 	// DisableAfter: a partner failing (open or half-open) for this long
@@ -62,6 +85,15 @@ func (c *Config) defaults() {
 	if c.CoolDown <= 0 {
 		c.CoolDown = DefaultCoolDown
 	}
+	if c.MaxCoolDown <= 0 {
+		c.MaxCoolDown = time.Hour
+	}
+	if c.PushBacks <= 0 {
+		c.PushBacks = c.ConsecutiveFailures
+	}
+	if c.PushBackSpan <= 0 {
+		c.PushBackSpan = time.Second
+	}
 	if c.Probes <= 0 {
 		c.Probes = 1
 	}
@@ -72,6 +104,28 @@ func (c *Config) defaults() {
 
 // DefaultCoolDown is Config.CoolDown's default.
 const DefaultCoolDown = 30 * time.Second
+
+// MinCoolDown is the shortest wait a partner's Retry-After sets: one
+// that says "now" (0) or less than this still has the breaker wait a
+// second — each cycle has the deliveries held behind it written again
+// as they come due.
+const MinCoolDown = time.Second
+
+// Outcome is what an attempt's answer says of the partner's health.
+type Outcome int
+
+// Outcomes.
+const (
+	// Success: a 2xx.
+	Success Outcome = iota
+	// Failure: a 5xx, a 408, a timeout, a refused connection.
+	Failure
+	// PushBack: a 429 — the partner is up and asks for less. One alone
+	// neither opens nor closes the breaker (the pace answers it:
+	// runtime/dispatch's pace.go); PushBacks of them in a row over
+	// PushBackSpan open it, and one re-opens it while half-open.
+	PushBack
+)
 
 // State of a partner's breaker.
 type State string
@@ -89,6 +143,11 @@ type partner struct {
 	state        State
 	succ, fail   [buckets]int
 	streak       int       // failures since the last success
+	pushed       int       // push-backs since the last success
+	pushedSince  time.Time // the first of them
+	coolDown     time.Duration
+	asked        bool      // coolDown is the partner's Retry-After's
+	reason       string    // why it opened, for operators
 	bucketStart  time.Time // start of the newest bucket
 	head         int
 	openedAt     time.Time
@@ -174,8 +233,8 @@ func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 	since := p.failingSince // read under the lock, used after it
 	switch p.state {
 	case Open:
-		if now.Sub(p.openedAt) < b.cfg.CoolDown {
-			retryAt = p.openedAt.Add(b.cfg.CoolDown)
+		if now.Sub(p.openedAt) < p.coolDown {
+			retryAt = p.openedAt.Add(p.coolDown)
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, nil, long, since)
@@ -185,17 +244,17 @@ func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 		p.state, p.inFlight, p.halfOpenedAt = HalfOpen, 0, now
 		fallthrough
 	case HalfOpen:
-		if grace := p.halfOpenedAt.Add(b.ProbeGrace()); retry && now.Before(grace) {
+		if grace := p.halfOpenedAt.Add(b.grace(p)); retry && now.Before(grace) {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, now.Add(min(grace.Sub(now), b.askAgain(now, p.halfOpenedAt)))
+			return false, now.Add(min(grace.Sub(now), b.askAgain(p, now, p.halfOpenedAt)))
 		}
 		if p.inFlight >= b.cfg.Probes {
 			long = b.longFailure(p, now)
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, now.Add(b.askAgain(now, p.probeSentAt))
+			return false, now.Add(b.askAgain(p, now, p.probeSentAt))
 		}
 		p.inFlight++
 		p.probeSentAt = now
@@ -222,37 +281,57 @@ func (b *Breaker) notify(id string, changed *[2]State, long bool, since time.Tim
 	}
 }
 
-// Record counts an attempt's outcome: ok is false for failures that speak
-// of the partner's health (5xx, 408, 429, timeouts, refused connections).
-func (b *Breaker) Record(id string, ok bool) {
+// Record counts an attempt's outcome. retryAfter is the partner's
+// Retry-After on a failure or a push-back (0 if none): when the answer
+// opens the breaker, or re-opens it as a failed probe, the breaker waits
+// that long before probing (from MinCoolDown up to MaxCoolDown) instead
+// of CoolDown. A partner that says when it will be back — a deploy, its
+// maintenance, its quota's reset — is probed then: sooner than the
+// cool-down if it says so, and not before it said.
+func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 	now := b.now()
 	b.mu.Lock()
 	p := b.get(id, now)
 	var changed *[2]State
-	if ok {
+	switch o {
+	case Success:
 		p.succ[p.head]++
-		p.streak = 0
-	} else {
+		p.streak, p.pushed = 0, 0
+	case Failure:
 		p.fail[p.head]++
 		p.streak++
+	case PushBack:
+		if p.pushed == 0 {
+			p.pushedSince = now
+		}
+		p.pushed++
 	}
 	switch p.state {
 	case HalfOpen:
 		p.inFlight = max(0, p.inFlight-1)
-		if ok {
+		switch o {
+		case Success:
 			changed = &[2]State{HalfOpen, Closed}
 			p.state, p.failingSince, p.reported = Closed, time.Time{}, false
 			p.succ, p.fail = [buckets]int{}, [buckets]int{}
-		} else {
+		default:
 			changed = &[2]State{HalfOpen, Open}
-			p.state, p.openedAt = Open, now
+			b.open(p, now, retryAfter, "a probe was answered "+map[Outcome]string{Failure: "with a failure", PushBack: "429"}[o])
 		}
 	case Closed:
 		succ, fail := p.counts()
-		if total := succ + fail; total >= b.cfg.MinRequests && float64(fail) >= b.cfg.FailureRatio*float64(total) ||
-			p.streak >= b.cfg.ConsecutiveFailures {
+		var reason string
+		switch {
+		case o == Failure && p.streak >= b.cfg.ConsecutiveFailures:
+			reason = fmt.Sprintf("%d failures in a row", p.streak)
+		case o == Failure && succ+fail >= b.cfg.MinRequests && float64(fail) >= b.cfg.FailureRatio*float64(succ+fail):
+			reason = fmt.Sprintf("%d of the last %d attempts failed", fail, succ+fail)
+		case o == PushBack && p.pushed >= b.cfg.PushBacks && now.Sub(p.pushedSince) >= b.cfg.PushBackSpan:
+			reason = fmt.Sprintf("%d answers 429 in a row over %s", p.pushed, now.Sub(p.pushedSince).Round(100*time.Millisecond))
+		}
+		if reason != "" {
 			changed = &[2]State{Closed, Open}
-			p.state, p.openedAt = Open, now
+			b.open(p, now, retryAfter, reason)
 			if p.failingSince.IsZero() {
 				p.failingSince = now
 			}
@@ -262,26 +341,53 @@ func (b *Breaker) Record(id string, ok bool) {
 	b.notify(id, changed, false, time.Time{})
 }
 
+// open opens p's breaker at now, for the partner's Retry-After if it
+// gave one, else for CoolDown.
+func (b *Breaker) open(p *partner, now time.Time, retryAfter time.Duration, reason string) {
+	p.state, p.openedAt, p.reason = Open, now, reason
+	p.coolDown, p.asked = b.cfg.CoolDown, retryAfter > 0
+	if p.asked {
+		p.coolDown = min(max(retryAfter, MinCoolDown), b.cfg.MaxCoolDown)
+	}
+}
+
 // askAgain is how long a delivery refused while half-open waits before it
 // asks again: as long as the probe (or the half-open state) has lasted,
-// from minAskAgain up to a quarter of CoolDown. Most probes are answered
+// from minAskAgain up to the probe grace. Most probes are answered
 // in milliseconds, and what was held behind one then goes out a moment
 // after the breaker closes, not a quarter of the cool-down later (7.5 s
 // by default: whp bench --outage's last deliveries); one that hangs until
 // the attempt's timeout has each held delivery written again a few times
 // more, not every moment.
-func (b *Breaker) askAgain(now, since time.Time) time.Duration {
-	return min(b.cfg.CoolDown/4, max(minAskAgain, now.Sub(since)))
+func (b *Breaker) askAgain(p *partner, now, since time.Time) time.Duration {
+	return min(b.grace(p), max(minAskAgain, now.Sub(since)))
 }
 
 // minAskAgain is askAgain's shortest wait.
 const minAskAgain = 100 * time.Millisecond
 
-// ProbeGrace is a quarter of CoolDown: how long, once half-open, retries
+// ProbeGrace is a quarter of the partner's cool-down (CoolDown, or its
+// Retry-After's when that was shorter): how long, once half-open, retries
 // leave the probe to a first attempt (AllowRetry). The dispatcher's
 // paused topics wait half as long for a held first attempt to make it,
 // and then resume to fetch one.
-func (b *Breaker) ProbeGrace() time.Duration { return b.cfg.CoolDown / 4 }
+func (b *Breaker) ProbeGrace(id string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.partners[id]
+	if p == nil {
+		return b.cfg.CoolDown / 4
+	}
+	return b.grace(p)
+}
+
+// grace is ProbeGrace, b.mu held. A Retry-After longer than CoolDown
+// does not lengthen it: the first attempts held behind the breaker come
+// due when it half-opens, whatever the wait was, and a retry that has
+// nothing to wait for should not wait a quarter of an hour.
+func (b *Breaker) grace(p *partner) time.Duration {
+	return min(b.cfg.CoolDown, cmp.Or(p.coolDown, b.cfg.CoolDown)) / 4
+}
 
 // Probing reports a partner's breaker as its paused topics need it: open
 // is false once it is closed; halfOpened is when it last began to let
@@ -295,7 +401,7 @@ func (b *Breaker) Probing(id string) (open bool, halfOpened, next time.Time, pro
 		return false, time.Time{}, time.Time{}, false
 	}
 	if p.state == Open {
-		next = p.openedAt.Add(b.cfg.CoolDown)
+		next = p.openedAt.Add(p.coolDown)
 	}
 	return true, p.halfOpenedAt, next, p.state == HalfOpen && p.inFlight > 0
 }
@@ -318,6 +424,15 @@ type Snapshot struct {
 	Failures     int       `json:"failures_in_window"`
 	OpenedAt     time.Time `json:"opened_at,omitzero"`
 	FailingSince time.Time `json:"failing_since,omitzero"`
+	// Reason it last opened ("10 failures in a row", "12 answers 429 in
+	// a row over 1.1s", "a probe was answered with a failure"), while it
+	// is not closed.
+	Reason string `json:"reason,omitempty"`
+	// ProbeAt, while open: when it lets the next probe out.
+	ProbeAt time.Time `json:"probe_at,omitzero"`
+	// PartnerAsked: ProbeAt is when the partner's Retry-After asked to
+	// be tried again, not the cool-down's end.
+	PartnerAsked bool `json:"partner_asked,omitempty"`
 }
 
 // Snapshots returns every partner's breaker, sorted by partner.
@@ -331,7 +446,10 @@ func (b *Breaker) Snapshots() []Snapshot {
 		succ, fail := p.counts()
 		s := Snapshot{Partner: id, State: p.state, Successes: succ, Failures: fail, FailingSince: p.failingSince}
 		if p.state != Closed {
-			s.OpenedAt = p.openedAt
+			s.OpenedAt, s.Reason, s.PartnerAsked = p.openedAt, p.reason, p.asked
+		}
+		if p.state == Open {
+			s.ProbeAt = p.openedAt.Add(p.coolDown)
 		}
 		out = append(out, s)
 	}

@@ -32,12 +32,12 @@ func TestBreakerCycle(t *testing.T) {
 		if ok, _ := b.Allow("acme"); !ok {
 			t.Fatal("closed breaker refused")
 		}
-		b.Record("acme", false)
+		b.Record("acme", Failure, 0)
 	}
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("opened before MinRequests")
 	}
-	b.Record("acme", false) // 4 of 4 failed
+	b.Record("acme", Failure, 0) // 4 of 4 failed
 	ok, retryAt := b.Allow("acme")
 	if ok || !retryAt.Equal(c.t.Add(5*time.Second)) {
 		t.Fatalf("open breaker: ok %v retry at %v", ok, retryAt)
@@ -54,13 +54,13 @@ func TestBreakerCycle(t *testing.T) {
 	if ok, _ := b.Allow("acme"); ok {
 		t.Error("a second probe went out while half-open")
 	}
-	b.Record("acme", false) // probe failed: open again
+	b.Record("acme", Failure, 0) // probe failed: open again
 	if ok, _ := b.Allow("acme"); ok {
 		t.Error("a failed probe did not re-open the breaker")
 	}
 	c.add(5 * time.Second)
 	b.Allow("acme")
-	b.Record("acme", true) // probe succeeded: closed
+	b.Record("acme", Success, 0) // probe succeeded: closed
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Error("a successful probe did not close the breaker")
 	}
@@ -78,13 +78,13 @@ func TestBreakerCycle(t *testing.T) {
 func TestBreakerWindowForgets(t *testing.T) {
 	b, c, _ := newTest(Config{Window: 10 * time.Second, MinRequests: 4, FailureRatio: 0.5})
 	for range 3 {
-		b.Record("acme", false)
+		b.Record("acme", Failure, 0)
 	}
 	c.add(11 * time.Second) // those failures leave the window
-	b.Record("acme", false)
-	b.Record("acme", true)
-	b.Record("acme", true)
-	b.Record("acme", true)
+	b.Record("acme", Failure, 0)
+	b.Record("acme", Success, 0)
+	b.Record("acme", Success, 0)
+	b.Record("acme", Success, 0)
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Error("old failures outside the window opened the breaker")
 	}
@@ -99,11 +99,11 @@ func TestBreakerLongFailure(t *testing.T) {
 	var reported []string
 	b.OnLongFailure = func(p string, since time.Time) { reported = append(reported, p) }
 	b.Allow("acme")
-	b.Record("acme", false)
+	b.Record("acme", Failure, 0)
 	for range 5 * 24 {
 		c.add(time.Hour)
 		if ok, _ := b.Allow("acme"); ok {
-			b.Record("acme", false)
+			b.Record("acme", Failure, 0)
 		}
 	}
 	c.add(time.Minute)
@@ -121,19 +121,19 @@ func TestBreakerLongFailure(t *testing.T) {
 func TestConsecutiveFailures(t *testing.T) {
 	b, _, events := newTest(Config{Window: time.Minute, MinRequests: 10, FailureRatio: 0.5, ConsecutiveFailures: 5, CoolDown: 30 * time.Second})
 	for range 1000 {
-		b.Record("acme", true)
+		b.Record("acme", Success, 0)
 	}
 	for range 4 {
-		b.Record("acme", false)
+		b.Record("acme", Failure, 0)
 	}
-	b.Record("acme", true)
+	b.Record("acme", Success, 0)
 	for range 4 {
-		b.Record("acme", false)
+		b.Record("acme", Failure, 0)
 	}
 	if ok, _ := b.Allow("acme"); !ok || len(*events) != 0 {
 		t.Fatalf("opened on failures a success interrupted: %v", *events)
 	}
-	b.Record("acme", false) // the fifth in a row
+	b.Record("acme", Failure, 0) // the fifth in a row
 	if ok, _ := b.Allow("acme"); ok {
 		t.Fatal("still closed after five failures in a row")
 	}
@@ -146,15 +146,15 @@ func TestConsecutiveFailures(t *testing.T) {
 		if ok, _ := d.Allow("beta"); !ok {
 			t.Fatalf("open after %d failures", i)
 		}
-		d.Record("beta", true)
+		d.Record("beta", Success, 0)
 	}
 	for range 9 {
-		d.Record("beta", false)
+		d.Record("beta", Failure, 0)
 	}
 	if ok, _ := d.Allow("beta"); !ok {
 		t.Fatal("open after nine failures in a row")
 	}
-	d.Record("beta", false)
+	d.Record("beta", Failure, 0)
 	if ok, _ := d.Allow("beta"); ok {
 		t.Error("closed after ten failures in a row")
 	}
@@ -165,7 +165,7 @@ func TestConsecutiveFailures(t *testing.T) {
 // each step.
 func TestRetriesProbeLast(t *testing.T) {
 	b, c, _ := newTest(Config{MinRequests: 1, CoolDown: 8 * time.Second})
-	b.Record("acme", false) // open
+	b.Record("acme", Failure, 0) // open
 	c.add(8 * time.Second)
 	ok, retryAt := b.AllowRetry("acme")
 	if ok || !retryAt.Equal(c.t.Add(minAskAgain)) {
@@ -180,7 +180,7 @@ func TestRetriesProbeLast(t *testing.T) {
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("a first attempt did not probe")
 	}
-	b.Record("acme", false) // the probe failed: open again
+	b.Record("acme", Failure, 0) // the probe failed: open again
 	if open, _, next, _ := b.Probing("acme"); !open || !next.Equal(c.t.Add(8*time.Second)) {
 		t.Errorf("open again: Probing = %v, next +%v", open, next.Sub(c.t))
 	}
@@ -201,7 +201,7 @@ func TestRetriesProbeLast(t *testing.T) {
 	if open, _, _, probing := b.Probing("acme"); !open || !probing {
 		t.Errorf("a probe out: Probing = %v, probing %v", open, probing)
 	}
-	b.Record("acme", true) // closed: retries go out at once
+	b.Record("acme", Success, 0) // closed: retries go out at once
 	if open, _, _, _ := b.Probing("acme"); open {
 		t.Error("closed, Probing says open")
 	}
@@ -216,7 +216,7 @@ func TestRetriesProbeLast(t *testing.T) {
 // breaker closes.
 func TestAskAgainWhileProbing(t *testing.T) {
 	b, c, _ := newTest(Config{MinRequests: 1, CoolDown: 8 * time.Second})
-	b.Record("acme", false)
+	b.Record("acme", Failure, 0)
 	c.add(8 * time.Second)
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("no probe")
@@ -228,5 +228,125 @@ func TestAskAgainWhileProbing(t *testing.T) {
 		if ok, retryAt := b.Allow("acme"); ok || retryAt.Sub(c.t) != step.want {
 			t.Errorf("probe out: ok %v, ask again in %v, want %v", ok, retryAt.Sub(c.t), step.want)
 		}
+	}
+}
+
+// The answer that opens the breaker sets when it probes, if it carries a
+// Retry-After: sooner than the cool-down or later, from MinCoolDown up to
+// MaxCoolDown; without one, the cool-down. The snapshot says which, and
+// why it opened.
+func TestRetryAfterSetsCoolDown(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		retryAfter time.Duration
+		want       time.Duration
+		asked      bool
+	}{
+		{"none", 0, 30 * time.Second, false},
+		{"sooner", 3 * time.Second, 3 * time.Second, true},
+		{"later", 10 * time.Minute, 10 * time.Minute, true},
+		{"under the floor", 200 * time.Millisecond, MinCoolDown, true},
+		{"over the bound", 3 * time.Hour, time.Hour, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, clk, _ := newTest(Config{})
+			for range 9 {
+				b.Record("acme", Failure, 0)
+			}
+			b.Record("acme", Failure, c.retryAfter) // the tenth opens it
+			ok, retryAt := b.Allow("acme")
+			if ok || retryAt.Sub(clk.t) != c.want {
+				t.Fatalf("open: ok %v, probe in %v, want %v", ok, retryAt.Sub(clk.t), c.want)
+			}
+			if _, _, next, _ := b.Probing("acme"); !next.Equal(retryAt) {
+				t.Errorf("Probing's next %v, Allow's %v", next, retryAt)
+			}
+			s := b.Snapshots()[0]
+			if !s.ProbeAt.Equal(retryAt) || s.PartnerAsked != c.asked || s.Reason != "10 failures in a row" {
+				t.Errorf("snapshot %+v", s)
+			}
+			// The grace is a quarter of the shorter of the two waits.
+			if g := b.ProbeGrace("acme"); g != min(c.want, 30*time.Second)/4 {
+				t.Errorf("grace %v", g)
+			}
+			clk.add(c.want - time.Millisecond)
+			if ok, _ := b.Allow("acme"); ok {
+				t.Fatal("probed before the wait was over")
+			}
+			clk.add(time.Millisecond)
+			if ok, _ := b.Allow("acme"); !ok {
+				t.Fatal("no probe when the wait was over")
+			}
+			// The probe fails without a Retry-After: the cool-down.
+			b.Record("acme", Failure, 0)
+			if _, retryAt := b.Allow("acme"); retryAt.Sub(clk.t) != 30*time.Second {
+				t.Errorf("after a failed probe with no Retry-After: probe in %v", retryAt.Sub(clk.t))
+			}
+			if s := b.Snapshots()[0]; s.PartnerAsked || s.Reason != "a probe was answered with a failure" {
+				t.Errorf("snapshot after the failed probe %+v", s)
+			}
+		})
+	}
+}
+
+// 429s open the breaker only when they are all a partner answers, for
+// PushBackSpan: a burst of them within a round trip (a partner with a
+// limit of its own, sent more than it takes) does not, and a success
+// starts the count again. A probe answered 429 re-opens it, for its
+// Retry-After.
+func TestPushBacks(t *testing.T) {
+	b, clk, events := newTest(Config{})
+	for range 50 { // a burst over the partner's limit, within 50 ms
+		b.Record("acme", PushBack, time.Second)
+		clk.add(time.Millisecond)
+	}
+	if ok, _ := b.Allow("acme"); !ok || len(*events) != 0 {
+		t.Fatalf("a burst of 429s opened the breaker: %v", *events)
+	}
+	b.Record("acme", Success, 0)
+	for range 9 { // nine over two seconds
+		b.Record("acme", PushBack, 0)
+		clk.add(250 * time.Millisecond)
+	}
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("nine 429s opened it")
+	}
+	b.Record("acme", PushBack, 5*time.Minute) // the tenth, 2.25 s after the first
+	ok, retryAt := b.Allow("acme")
+	if ok || retryAt.Sub(clk.t) != 5*time.Minute {
+		t.Fatalf("ten 429s over 2.25 s: ok %v, probe in %v, want 5m", ok, retryAt.Sub(clk.t))
+	}
+	if s := b.Snapshots()[0]; s.Reason != "10 answers 429 in a row over 2.3s" || !s.PartnerAsked || s.FailingSince.IsZero() {
+		t.Errorf("snapshot %+v", s)
+	}
+	// 429s and failures are counted apart: the failure streak is empty.
+	if s := b.Snapshots()[0]; s.Failures != 0 {
+		t.Errorf("429s counted as failures: %+v", s)
+	}
+	clk.add(5 * time.Minute)
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("no probe")
+	}
+	b.Record("acme", PushBack, 2*time.Second) // the quota is still spent
+	if ok, retryAt := b.Allow("acme"); ok || retryAt.Sub(clk.t) != 2*time.Second {
+		t.Fatalf("a probe answered 429: ok %v, probe in %v, want 2s", ok, retryAt.Sub(clk.t))
+	}
+	clk.add(2 * time.Second)
+	if ok, _ := b.Allow("acme"); !ok {
+		t.Fatal("no second probe")
+	}
+	b.Record("acme", Success, 0)
+	want := []string{"acme:closed→open", "acme:open→half-open", "acme:half-open→open", "acme:open→half-open", "acme:half-open→closed"}
+	if got := *events; len(got) != len(want) {
+		t.Fatalf("transitions %v, want %v", got, want)
+	} else {
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("transition %d: %s, want %s", i, got[i], want[i])
+			}
+		}
+	}
+	if s := b.Snapshots()[0]; s.State != Closed || s.Reason != "" || !s.ProbeAt.IsZero() {
+		t.Errorf("closed: snapshot %+v", s)
 	}
 }

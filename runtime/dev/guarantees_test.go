@@ -266,6 +266,95 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 }
 
+// TestBreakerProbesWhenAsked: a partner down for a deploy answers 503
+// with Retry-After: 1. Its breaker opens and is probed a second later, as
+// the partner asked — here the cool-down is an hour, so nothing would
+// reach it within the test without its Retry-After.
+func TestBreakerProbesWhenAsked(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) {
+		c.Dispatch.Breaker = breaker.Config{ConsecutiveFailures: 3, CoolDown: time.Hour}
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{50 * time.Millisecond}, MaxAttempts: 20, MaxRetryAfter: time.Second}
+		c.Dispatch.Concurrency = 1
+	})
+	alpha.retryAfter = "1"
+	alpha.answer(503, 503, 503)
+	const n = 6
+	var ids []string
+	for i := range n {
+		ids = append(ids, accept(t, p, orderEvent(70+i)))
+	}
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+	var asked bool
+	eventually(t, "every event to reach alpha", func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
+		asked = asked || strings.Contains(string(body), `"partner_asked":true`)
+		got, _, _ := alpha.counts()
+		return got == n
+	})
+	if !asked {
+		t.Error("the breaker never said its probe was when the partner asked")
+	}
+	for _, id := range ids {
+		mustDelivered(t, p, id, 2)
+	}
+}
+
+// TestQuotaSpent: a partner whose quota is spent answers 429 to every
+// request, with Retry-After: 1, for 4 s. Once ten in a row have lasted a
+// second its breaker opens, and until the quota is back only its probes
+// reach it — a request a second, not one a delivery; the deliveries
+// held meanwhile spend no attempts, and all arrive. Without the breaker
+// each of the 20 deliveries would be refused every second (its
+// Retry-After), 60 to 80 429s.
+func TestQuotaSpent(t *testing.T) {
+	data := t.TempDir()
+	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
+	p := startPlatform(t, data, testCatalog(t, alpha.srv.URL, beta.srv.URL, gamma.srv.URL), func(c *Config) {
+		c.Dispatch.Breaker = breaker.Config{CoolDown: time.Hour}
+		c.Dispatch.Retry = retry.Policy{Schedule: []time.Duration{50 * time.Millisecond}, MaxAttempts: 20, MaxRetryAfter: time.Second}
+	})
+	alpha.mu.Lock()
+	alpha.failUntil, alpha.failCode, alpha.retryAfter = time.Now().Add(4*time.Second), http.StatusTooManyRequests, "1"
+	alpha.mu.Unlock()
+	const n = 20
+	var ids []string
+	for i := range n {
+		ids = append(ids, accept(t, p, orderEvent(100+i)))
+	}
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+	var opened bool
+	eventually(t, "every event to reach alpha", func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
+		opened = opened || strings.Contains(string(body), `answers 429 in a row`)
+		got, _, _ := alpha.counts()
+		return got == n
+	})
+	if !opened {
+		t.Error("never saw the breaker open on the partner's 429s")
+	}
+	alpha.mu.Lock()
+	refused := alpha.refused
+	alpha.mu.Unlock()
+	// The first attempts (20), the retries that opened it, a probe a
+	// second for ≈ 3 s, and room for a slow machine's stragglers.
+	if refused > 2*n {
+		t.Errorf("the partner answered 429 to %d requests; with its breaker open, only probes should reach it", refused)
+	}
+	attempts := 0
+	for _, id := range ids {
+		mustDelivered(t, p, id, 2)
+		attempts += len(deliveryOf(t, p, id, "alpha").Attempts)
+	}
+	if attempts != n+refused {
+		t.Errorf("%d attempts recorded for %d deliveries and %d 429s: held deliveries burn no attempts", attempts, n, refused)
+	}
+	t.Logf("%d 429s for %d deliveries", refused, n)
+}
+
 // TestOrderedSubscription: for an ordered subscription, a failing
 // delivery holds back later ones with the same key only: key A's first
 // event fails until A2 is seen held behind it (the test releases it then,

@@ -36,7 +36,11 @@ type receiver struct {
 	delay      time.Duration // before answering
 	statuses   []int         // answers to give, in order; then 204
 	retryAfter string        // sent with those answers, if set
-	refused    int           // requests answered from statuses
+	refused    int           // requests answered from statuses or failUntil
+	// failUntil, if set, has every request until then answered failCode
+	// (with retryAfter, if set).
+	failUntil time.Time
+	failCode  int
 	// failBody, if set, answers 503 to a request whose body it picks.
 	failBody func(body []byte) bool
 	arrivals []string // order_id of each accepted webhook, in order
@@ -78,9 +82,11 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	if len(r.statuses) > 0 {
-		code := r.statuses[0]
-		r.statuses = r.statuses[1:]
+	if code := r.failCode; len(r.statuses) > 0 || time.Now().Before(r.failUntil) {
+		if len(r.statuses) > 0 {
+			code = r.statuses[0]
+			r.statuses = r.statuses[1:]
+		}
 		r.refused++
 		if r.retryAfter != "" {
 			w.Header().Set("Retry-After", r.retryAfter)

@@ -431,7 +431,7 @@ func (d *Dispatcher) pause(partner, topicName string, retryAt time.Time) {
 // gen is the watch's generation: a resume ends it, and a later pause
 // starts the next. pauseMu is held.
 func (d *Dispatcher) watchProbeLocked(partner string, gen int, since, at time.Time) {
-	time.AfterFunc(max(0, at.Add(d.breaker.ProbeGrace()/2).Sub(d.now())), func() {
+	time.AfterFunc(max(0, at.Add(d.breaker.ProbeGrace(partner)/2).Sub(d.now())), func() {
 		d.pauseMu.Lock()
 		defer d.pauseMu.Unlock()
 		if d.watches[partner] != gen || len(d.paused[partner]) == 0 {
@@ -1209,17 +1209,22 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	st.Attempts = append(st.Attempts, a)
 	d.cfg.Metrics.Attempt(ctx, sub.PartnerID, [...]string{success: telemetry.AttemptSuccess, retryable: telemetry.AttemptRetryable, final: telemetry.AttemptFinal}[out], time.Duration(a.Latency))
 	// Only outcomes that speak of the partner's health count: success,
-	// and failures worth retrying (5xx, 408, timeouts, refusals). Not a
-	// 429: a partner that answers it is up and asking for less, which its
-	// pace gives it (pace.go) and its Retry-After schedules; counted as a
-	// failure, a partner that takes 4 at once would have its breaker
-	// opened by the first 16 sent to it, and nothing delivered to it for
-	// the cool-down (TestPace).
+	// failures worth retrying (5xx, 408, timeouts, refusals), and 429s as
+	// push-backs. A 429 is not a failure: a partner that answers it is up
+	// and asking for less, which its pace gives it (pace.go) and its
+	// Retry-After schedules; counted as a failure, a partner that takes 4
+	// at once would have its breaker opened by the first 16 sent to it,
+	// and nothing delivered to it for the cool-down (TestPace). Only 429s
+	// to everything, for a second, open it (breaker.PushBack). The
+	// Retry-After of the answer that opens the breaker sets when it
+	// probes (TestRetryAfterSetsProbe).
 	switch {
 	case out == success:
-		d.breaker.Record(sub.PartnerID, true)
-	case out == retryable && a.StatusCode != http.StatusTooManyRequests:
-		d.breaker.Record(sub.PartnerID, false)
+		d.breaker.Record(sub.PartnerID, breaker.Success, 0)
+	case out == retryable && a.StatusCode == http.StatusTooManyRequests:
+		d.breaker.Record(sub.PartnerID, breaker.PushBack, retryAfter)
+	case out == retryable:
+		d.breaker.Record(sub.PartnerID, breaker.Failure, retryAfter)
 	default:
 		d.breaker.Release(sub.PartnerID)
 	}

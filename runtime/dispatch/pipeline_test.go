@@ -667,7 +667,7 @@ func TestPausedThroughProbes(t *testing.T) {
 	}
 	open := func() time.Time {
 		for range 10 {
-			d.breaker.Record("a", false)
+			d.breaker.Record("a", breaker.Failure, 0)
 		}
 		_, retryAt := d.breaker.Allow("a")
 		return retryAt
@@ -685,7 +685,7 @@ func TestPausedThroughProbes(t *testing.T) {
 	if !paused() {
 		t.Fatal("the topic resumed while the probe was out")
 	}
-	d.breaker.Record("a", false) // the probe failed: open again
+	d.breaker.Record("a", breaker.Failure, 0) // the probe failed: open again
 	_, retryAt = d.breaker.Allow("a")
 	time.Sleep(300 * time.Millisecond)
 	if !paused() {
@@ -702,7 +702,7 @@ func TestPausedThroughProbes(t *testing.T) {
 	if b := d.partnerLimit("a"); b != 11 {
 		t.Fatalf("bound %d after a push-back; want 11", b)
 	}
-	d.breaker.Record("a", true) // closed
+	d.breaker.Record("a", breaker.Success, 0) // closed
 	if paused() {
 		t.Error("the topic stayed paused after the breaker closed")
 	}
