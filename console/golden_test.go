@@ -53,7 +53,7 @@ func pages() map[string]templ.Component {
 	return map[string]templ.Component{
 		"login":    loginPage("/console/events", "Unknown user or wrong password.", true, true),
 		"error":    errorPage(admin, 403, "your role does not allow this page"),
-		"overview": overviewPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "overview"}, overviewModel{Window: "1h", SLO: &rep, Series: series, Now: map[string]int{store.DeliveryDeadLettered: 3, store.DeliveryRetrying: 12, store.DeliveryHeld: 4}, Breakers: 2, Open: []breaker.Snapshot{{Partner: "acme", State: breaker.Open}}, Reconcile: &status}),
+		"overview": overviewPage(page{User: "ann", Role: RoleAdmin, CSRF: "tok", Active: "overview"}, overviewModel{Window: "1h", SLO: &rep, Series: series, Now: map[string]int{store.DeliveryDeadLettered: 3, store.DeliveryRetrying: 12, store.DeliveryHeld: 4}, Breakers: 2, Open: []breaker.Snapshot{{Partner: "acme", State: breaker.Open, OpenedAt: t0, Reason: "10 failures in a row", ProbeAt: t0.Add(30 * time.Second)}}, Reconcile: &status}),
 		"events": eventsPage(admin, eventsModel{Form: searchForm{Partner: "acme", Status: "delivered"}, Partners: []string{"acme", "demo"},
 			Schemas: []string{"orders#order.created#1"}, Statuses: store.DeliveryStatuses, Deliveries: []store.Delivery{delivered}, Next: "c2", Searched: true}),
 		"event": eventPage(admin, eventModel{Event: store.Event{ID: "ev-1", SchemaID: "orders#order.created#1", Key: "ord_1", IdempotencyKey: "k-1", AcceptedAt: t0, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",

@@ -19,8 +19,11 @@ type partnerRow struct {
 	ID            string
 	Subscriptions []store.Subscription
 	Breaker       string
-	Delivered     int64
-	Failed        int64
+	// BreakerNote, when its breaker is not closed, says why it opened and
+	// when it probes next (breaker.Snapshot.Describe).
+	BreakerNote string
+	Delivered   int64
+	Failed      int64
 	// Now counts its deliveries in each status of attention (dead-lettered,
 	// retrying, held), from the console's counts (countsCache).
 	Now map[string]int
@@ -57,9 +60,10 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 		counters[k.SubscriptionID] = k
 	}
 	states := map[string]string{}
+	notes := map[string]string{}
 	if s.cfg.Breakers != nil {
 		for _, b := range s.cfg.Breakers() {
-			states[b.Partner] = string(b.State)
+			states[b.Partner], notes[b.Partner] = string(b.State), b.Describe()
 		}
 	}
 	// Each status's counts by partner, kept countsTTL: one walk (a scan
@@ -84,7 +88,7 @@ func (s *Server) partnerRows(r *http.Request) ([]partnerRow, error) {
 			if state == "" {
 				state = string(breaker.Closed)
 			}
-			row := partnerRow{ID: sub.PartnerID, Breaker: state, Now: map[string]int{}}
+			row := partnerRow{ID: sub.PartnerID, Breaker: state, BreakerNote: notes[sub.PartnerID], Now: map[string]int{}}
 			for _, status := range store.AttentionStatuses {
 				if n := now[status][sub.PartnerID]; n > 0 {
 					row.Now[status] = n

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
@@ -101,8 +102,11 @@ func TestPartnerFailures(t *testing.T) {
 	if err := st.CreateDeliveries(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
+	opened := base.Add(time.Hour)
 	s := New(Config{Store: st, Dev: true, InFlight: func() []telemetry.PartnerInFlight {
 		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 5, Ceiling: 8}}
+	}, Breakers: func() []breaker.Snapshot {
+		return []breaker.Snapshot{{Partner: "acme", State: breaker.Open, OpenedAt: opened, Reason: "10 answers 429 in a row over 1.2s", ProbeAt: opened.Add(90 * time.Second), PartnerAsked: true}}
 	}})
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/console/partners/acme", nil)
@@ -118,6 +122,9 @@ func TestPartnerFailures(t *testing.T) {
 		if !strings.Contains(body, `href="/console/events?partner=acme&amp;status=`+status+`"`) {
 			t.Errorf("no link to acme's %s deliveries", status)
 		}
+	}
+	if want := `<span class="breaker open">open</span> — opened at 11:00:00Z: 10 answers 429 in a row over 1.2s; next probe at 11:01:30Z (as the partner&#39;s Retry-After asked)</dd>`; !strings.Contains(body, want) {
+		t.Errorf("the partner's page does not say why its breaker opened and when it probes: want %s", want)
 	}
 	if !strings.Contains(body, "<dt>Now</dt><dd>1 retrying, 0 held, 2 dead-lettered</dd>") {
 		t.Error("the partner's page does not count what needs attention now")

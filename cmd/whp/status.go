@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dev"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
@@ -43,34 +44,46 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	renderSLO(stdout, st.SLO)
 	fmt.Fprintln(stdout)
-	if len(st.Breakers) == 0 {
-		fmt.Fprintln(stdout, "Circuit breakers: none has seen a delivery yet")
-	} else {
-		inFlight := map[string]string{}
-		for _, f := range st.InFlight {
-			inFlight[f.Partner] = fmt.Sprintf("%d of %d", f.InFlight, f.Limit)
-			if f.Ceiling > f.Limit {
-				// Its bound, learnt from its answers, is under the most
-				// it may have (runtime/dispatch's pace.go).
-				inFlight[f.Partner] += fmt.Sprintf(" (max %d)", f.Ceiling)
-			}
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE\tIN FLIGHT")
-		for _, b := range st.Breakers {
-			since := "-"
-			if !b.FailingSince.IsZero() {
-				since = b.FailingSince.Format("2006-01-02T15:04:05Z07:00")
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", b.Partner, b.State, b.Successes, b.Failures, since, cmp.Or(inFlight[b.Partner], "-"))
-		}
-		tw.Flush()
-	}
+	renderBreakers(stdout, st.Breakers, st.InFlight)
 	fmt.Fprintln(stdout)
 	renderAttention(stdout, st.Attention)
 	fmt.Fprintln(stdout)
 	st.Reconcile.Render(stdout)
 	return nil
+}
+
+// renderBreakers prints each partner's circuit breaker and deliveries in
+// flight, then, for each breaker not closed, why it opened and when it
+// probes next.
+func renderBreakers(w io.Writer, breakers []breaker.Snapshot, flights []telemetry.PartnerInFlight) {
+	if len(breakers) == 0 {
+		fmt.Fprintln(w, "Circuit breakers: none has seen a delivery yet")
+		return
+	}
+	inFlight := map[string]string{}
+	for _, f := range flights {
+		inFlight[f.Partner] = fmt.Sprintf("%d of %d", f.InFlight, f.Limit)
+		if f.Ceiling > f.Limit {
+			// Its bound, learnt from its answers, is under the most
+			// it may have (runtime/dispatch's pace.go).
+			inFlight[f.Partner] += fmt.Sprintf(" (max %d)", f.Ceiling)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE\tIN FLIGHT")
+	for _, b := range breakers {
+		since := "-"
+		if !b.FailingSince.IsZero() {
+			since = b.FailingSince.Format("2006-01-02T15:04:05Z07:00")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", b.Partner, b.State, b.Successes, b.Failures, since, cmp.Or(inFlight[b.Partner], "-"))
+	}
+	tw.Flush()
+	for _, b := range breakers {
+		if d := b.Describe(); d != "" {
+			fmt.Fprintf(w, "%s's breaker %s\n", b.Partner, d)
+		}
+	}
 }
 
 // renderAttention prints each partner's deliveries retrying, held and

@@ -435,6 +435,29 @@ type Snapshot struct {
 	PartnerAsked bool `json:"partner_asked,omitempty"`
 }
 
+// Describe says, for an operator, why the breaker is not closed and when
+// it probes next ("" when closed): "opened at 02:40:01Z: 10 failures in a
+// row; next probe at 02:40:31Z (the cool-down)".
+func (s Snapshot) Describe() string {
+	if s.State == Closed || s.State == "" {
+		return ""
+	}
+	const at = "15:04:05Z07:00"
+	d := "opened at " + s.OpenedAt.UTC().Format(at)
+	if s.Reason != "" {
+		d += ": " + s.Reason
+	}
+	switch {
+	case s.State == HalfOpen:
+		d += "; probing"
+	case s.PartnerAsked:
+		d += "; next probe at " + s.ProbeAt.UTC().Format(at) + " (as the partner's Retry-After asked)"
+	default:
+		d += "; next probe at " + s.ProbeAt.UTC().Format(at) + " (the cool-down)"
+	}
+	return d
+}
+
 // Snapshots returns every partner's breaker, sorted by partner.
 func (b *Breaker) Snapshots() []Snapshot {
 	now := b.now()
@@ -442,17 +465,29 @@ func (b *Breaker) Snapshots() []Snapshot {
 	defer b.mu.Unlock()
 	out := make([]Snapshot, 0, len(b.partners))
 	for id := range b.partners {
-		p := b.get(id, now)
-		succ, fail := p.counts()
-		s := Snapshot{Partner: id, State: p.state, Successes: succ, Failures: fail, FailingSince: p.failingSince}
-		if p.state != Closed {
-			s.OpenedAt, s.Reason, s.PartnerAsked = p.openedAt, p.reason, p.asked
-		}
-		if p.state == Open {
-			s.ProbeAt = p.openedAt.Add(p.coolDown)
-		}
-		out = append(out, s)
+		out = append(out, b.snapshot(id, now))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Partner < out[j].Partner })
 	return out
+}
+
+// Snapshot returns one partner's breaker (closed if it has seen nothing).
+func (b *Breaker) Snapshot(id string) Snapshot {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.snapshot(id, now)
+}
+
+func (b *Breaker) snapshot(id string, now time.Time) Snapshot {
+	p := b.get(id, now)
+	succ, fail := p.counts()
+	s := Snapshot{Partner: id, State: p.state, Successes: succ, Failures: fail, FailingSince: p.failingSince}
+	if p.state != Closed {
+		s.OpenedAt, s.Reason, s.PartnerAsked = p.openedAt, p.reason, p.asked
+	}
+	if p.state == Open {
+		s.ProbeAt = p.openedAt.Add(p.coolDown)
+	}
+	return s
 }

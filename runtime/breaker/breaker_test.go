@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,8 +283,8 @@ func TestRetryAfterSetsCoolDown(t *testing.T) {
 			if _, retryAt := b.Allow("acme"); retryAt.Sub(clk.t) != 30*time.Second {
 				t.Errorf("after a failed probe with no Retry-After: probe in %v", retryAt.Sub(clk.t))
 			}
-			if s := b.Snapshots()[0]; s.PartnerAsked || s.Reason != "a probe was answered with a failure" {
-				t.Errorf("snapshot after the failed probe %+v", s)
+			if s := b.Snapshots()[0]; s.PartnerAsked || s.Reason != "a probe was answered with a failure" || !strings.HasSuffix(s.Describe(), "(the cool-down)") {
+				t.Errorf("snapshot after the failed probe %+v: %s", s, s.Describe())
 			}
 		})
 	}
@@ -319,6 +320,11 @@ func TestPushBacks(t *testing.T) {
 	if s := b.Snapshots()[0]; s.Reason != "10 answers 429 in a row over 2.3s" || !s.PartnerAsked || s.FailingSince.IsZero() {
 		t.Errorf("snapshot %+v", s)
 	}
+	describe := "opened at " + clk.t.UTC().Format("15:04:05Z07:00") + ": 10 answers 429 in a row over 2.3s; next probe at " +
+		clk.t.Add(5*time.Minute).UTC().Format("15:04:05Z07:00") + " (as the partner's Retry-After asked)"
+	if got := b.Snapshots()[0].Describe(); got != describe {
+		t.Errorf("Describe() = %q, want %q", got, describe)
+	}
 	// 429s and failures are counted apart: the failure streak is empty.
 	if s := b.Snapshots()[0]; s.Failures != 0 {
 		t.Errorf("429s counted as failures: %+v", s)
@@ -346,7 +352,7 @@ func TestPushBacks(t *testing.T) {
 			}
 		}
 	}
-	if s := b.Snapshots()[0]; s.State != Closed || s.Reason != "" || !s.ProbeAt.IsZero() {
+	if s := b.Snapshots()[0]; s.State != Closed || s.Reason != "" || !s.ProbeAt.IsZero() || s.Describe() != "" {
 		t.Errorf("closed: snapshot %+v", s)
 	}
 }

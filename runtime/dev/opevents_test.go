@@ -76,7 +76,7 @@ func TestOperationalEvents(t *testing.T) {
 	for typ, want := range map[string]map[string]any{
 		opevents.AttemptFailing:       {"partner_id": "alpha", "attempts": 2.0, "last": "HTTP 503"},
 		opevents.AttemptExhausted:     {"partner_id": "alpha", "attempts": 3.0, "subscription_id": "alpha#shop#order.created#1"},
-		opevents.BreakerOpened:        {"partner_id": "alpha"},
+		opevents.BreakerOpened:        {"partner_id": "alpha", "reason": "2 of the last 2 attempts failed", "partner_asked": false},
 		opevents.BreakerClosed:        {"partner_id": "alpha", "from": "half-open"},
 		opevents.SubscriptionDisabled: {"partner_id": "beta", "subscription_id": "beta#shop#order.created#1"},
 	} {

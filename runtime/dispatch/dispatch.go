@@ -369,9 +369,12 @@ func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
 func (d *Dispatcher) breakerChanged(partner string, from, to breaker.State) {
 	switch {
 	case to == breaker.Open && from == breaker.Closed:
-		d.cfg.Ops.Publish(opevents.BreakerOpened, map[string]any{"partner_id": partner, "from": string(from)})
+		s := d.breaker.Snapshot(partner)
+		d.cfg.Ops.Publish(opevents.BreakerOpened, map[string]any{"partner_id": partner, "from": string(from), "reason": s.Reason,
+			"probe_at": s.ProbeAt.UTC().Format(time.RFC3339), "partner_asked": s.PartnerAsked})
 	case to == breaker.Open:
-		d.log.Info("circuit breaker probe failed: open again", "partner_id", partner)
+		s := d.breaker.Snapshot(partner)
+		d.log.Info("circuit breaker probe failed: open again", "partner_id", partner, "reason", s.Reason, "probe_at", s.ProbeAt.UTC().Format(time.RFC3339), "partner_asked", s.PartnerAsked)
 	case to == breaker.Closed:
 		d.cfg.Ops.Publish(opevents.BreakerClosed, map[string]any{"partner_id": partner, "from": string(from)})
 	default:
