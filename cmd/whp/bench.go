@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,6 +52,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	partnerTLS := fs.String("partner-tls", "", "serve the partners' endpoints over HTTPS with a certificate made for the run, which the embedded platform trusts: h2 (offering HTTP/2 and HTTP/1.1, as most endpoints do) or http1 (HTTP/1.1 alone); default plain HTTP")
 	slow := fs.Duration("slow-partner", 0, "add a partner, subscribed to every event, that answers each delivery after this long; the figures are the other partners' (what one slow endpoint costs the others)")
 	outage := fs.Duration("outage", 0, "add a last phase: every partner answers 503 for this long while events arrive at --rate, then recovers; reports the attempts spent on the down partners and how long the backlog took to arrive")
+	outageStatus := fs.Int("outage-status", http.StatusServiceUnavailable, "what the partners answer during --outage: 429 (a quota spent) or a 5xx")
+	outageRetryAfter := fs.Duration("outage-retry-after", 0, "send this Retry-After (whole seconds) with the --outage answers: a partner that says when to come back")
 	crash := fs.Duration("crash", 0, "add a last phase: events arrive at --rate for this long, and a third of the way in the platform's process is SIGKILLed and started again on its data dir; reports what was refused, lost and duplicated, and how long until it served and delivered again")
 	soak := fs.Duration("soak", 0, "add a phase after the latency phase: events arrive at --soak-rate for this long, recorded in twenty slices (deliveries, latency, the platform's CPU, memory, goroutines and data on disk): does anything drift")
 	soakRate := fs.Int("soak-rate", 0, "events per second of the soak (default: --rate)")
@@ -74,6 +77,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr, --fanout and --tenants, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *outageStatus != http.StatusTooManyRequests && (*outageStatus < 500 || *outageStatus > 599) || *outageRetryAfter < 0 || *outageRetryAfter%time.Second != 0 {
+		return usageError{"whp bench: --outage-status is 429 or a 5xx, --outage-retry-after whole seconds ≥ 0"}
 	}
 	if *conns < 1 || *rate < 1 || *payload < 100 || *payload > 1<<20 || *fanout < 1 || *tenants < 1 || *egressPartitions < 0 || *egressPartitions > maxEgressPartitions || *duration < time.Second || *latencyFor < time.Second || *slow < 0 || *partnerLatency < 0 || *partnerLimit < 0 || *maxInFlight < 0 || *maxInFlight > 500 || *outage < 0 || *crash < 0 || *soak < 0 || *orderedFor < 0 || *keys < 1 || *soakRate < 0 || *kafkaKeep < 0 || *history <= 0 || *coolDown <= 0 || !(*sampleRatio > 0 && *sampleRatio <= 1) {
 		return usageError{"whp bench: --connections, --rate, --fanout and --tenants ≥ 1, 100 ≤ --payload ≤ 1048576, durations ≥ 1s, --keys ≥ 1, 0 ≤ --max-in-flight ≤ 500, --slow-partner, --partner-latency, --partner-limit, --outage, --crash, --soak, --ordered, --soak-rate and --kafka-keep-mib ≥ 0, --history > 0, --breaker-cooldown > 0, 0 < --trace-sample-ratio ≤ 1, 0 ≤ --egress-partitions ≤ 64"}
@@ -108,7 +114,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, PartnerLimit: *partnerLimit, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, FixedPartnerConcurrency: *fixedPartnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, PartnerLimit: *partnerLimit, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, FixedPartnerConcurrency: *fixedPartnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, OutageStatus: *outageStatus, OutageRetryAfter: *outageRetryAfter, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -281,9 +287,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, r := range results {
 		if o := r.Outage; o != nil {
-			fmt.Fprintf(stdout, "outage: every partner answered 503 for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery), %d deliveries held (a status write and a retry record each); "+
+			answer := fmt.Sprint(o.Status)
+			if o.RetryAfterSeconds > 0 {
+				answer += fmt.Sprintf(" with Retry-After: %.0f", o.RetryAfterSeconds)
+			}
+			fmt.Fprintf(stdout, "outage: every partner answered %s for %.0f s while %d events arrived (fan-out %d): %d failed attempts (at most %d of one delivery), %d deliveries held (a status write and a retry record each); "+
 				"after recovery the backlog arrived in %.1f s (half of it in %.1f s), at most %d deliveries in flight to one partner; not arrived %d, duplicated %d\n",
-				o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.MostFailedAttempts, o.Held, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
+				answer, o.Seconds, o.Events, r.Fanout, o.FailedAttempts, o.MostFailedAttempts, o.Held, o.RecoverySeconds, o.RecoveryP50Seconds, o.PeakInFlight, o.NotArrived, o.Duplicates)
 		}
 	}
 	for _, r := range results {

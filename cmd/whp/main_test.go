@@ -51,6 +51,8 @@ func TestRun(t *testing.T) {
 		{name: "a dispatcher role's pacing neither on nor off", args: []string{"dispatcher", "--fixed-partner-concurrency", "maybe"}, code: 2,
 			stderr: []string{`whp dispatcher: --fixed-partner-concurrency "maybe": want true or false`}},
 		{name: "bench partners' negative limit", args: []string{"bench", "--partner-limit", "-1"}, code: 2, stderr: []string{"--slow-partner, --partner-latency, --partner-limit, --outage"}},
+		{name: "bench outage's status not a failure", args: []string{"bench", "--outage-status", "404"}, code: 2, stderr: []string{"--outage-status is 429 or a 5xx"}},
+		{name: "bench outage's Retry-After not whole seconds", args: []string{"bench", "--outage-retry-after", "1500ms"}, code: 2, stderr: []string{"--outage-retry-after whole seconds"}},
 		{name: "bench partners' max in flight above 500", args: []string{"bench", "--max-in-flight", "501"}, code: 2, stderr: []string{"0 ≤ --max-in-flight ≤ 500"}},
 		{name: "bench catalog with max in flight", args: []string{"bench", "--print-catalog", "--receiver-addr", "10.0.3.7:9700", "--max-in-flight", "250"}, code: 0,
 			stdout: []string{`partners: p0: {name: "P0", url: "http://10.0.3.7:9700/p0", signing_secret: "partners/p0/signing", contact: "bench", max_in_flight: 250}`}},

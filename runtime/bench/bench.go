@@ -117,6 +117,14 @@ type Config struct {
 	// backlog takes to arrive once it is back, and how hard the catch-up
 	// hits it (OutageResult).
 	Outage time.Duration
+	// OutageStatus is what the partners answer during the outage: 503
+	// without it (a partner down), 429 for one whose quota is spent, or
+	// another 5xx.
+	OutageStatus int
+	// OutageRetryAfter, if positive, is sent with those answers as
+	// Retry-After, in whole seconds: a partner that says when to come
+	// back.
+	OutageRetryAfter time.Duration
 	// Crash, if positive, adds a last phase (after the outage's, if any;
 	// outside the CPU and memory figures, embedded platform only): events
 	// arrive at Rate for this long, and a third of the way in the
@@ -278,6 +286,9 @@ func (c *Config) defaults() {
 	}
 	if c.Progress == nil {
 		c.Progress = func(string, float64) {}
+	}
+	if c.OutageStatus == 0 {
+		c.OutageStatus = http.StatusServiceUnavailable
 	}
 }
 
@@ -564,15 +575,19 @@ type CrashResult struct {
 // recovered, and no more events were sent.
 type OutageResult struct {
 	Seconds float64 `json:"seconds"`
+	// Status is what the partners answered (Config.OutageStatus), and
+	// RetryAfterSeconds the Retry-After they sent with it (0: none).
+	Status            int     `json:"status"`
+	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
 	// Events is how many were accepted during the outage; each is owed
 	// to every subscription.
 	Events int64 `json:"events"`
-	// FailedAttempts is how many POSTs the partners answered 503: what
+	// FailedAttempts is how many POSTs the partners answered Status: what
 	// the platform spent on endpoints that were down (its breakers hold
 	// the rest of the deliveries without attempting them).
 	FailedAttempts int64 `json:"failed_attempts"`
 	// MostFailedAttempts is the most POSTs of one delivery the partners
-	// answered 503. A delivery failed twice is one whose retry was
+	// answered Status. A delivery failed twice is one whose retry was
 	// attempted while the partner was down — by default it then waits
 	// anywhere up to 5 minutes, behind the rest of the backlog.
 	MostFailedAttempts int64 `json:"most_failed_attempts"`
@@ -1125,6 +1140,10 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	if cfg.Target == "" {
 		held0 = heldPasses(target)
 	}
+	recv.downStatus.Store(int64(cfg.OutageStatus))
+	if cfg.OutageRetryAfter > 0 {
+		recv.downRetryAfter.Store(strconv.Itoa(int(cfg.OutageRetryAfter / time.Second)))
+	}
 	recv.fail(true)
 	// The partners recover when the outage's time is up, whether or not
 	// the producer's last POSTs are answered yet; arrivals from then on
@@ -1141,8 +1160,8 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	if err != nil {
 		return nil, err
 	}
-	res := &OutageResult{Seconds: cfg.Outage.Seconds(), Events: sent}
-	quiet := max(2*cmp.Or(cfg.BreakerCoolDown, breaker.DefaultCoolDown), time.Minute)
+	res := &OutageResult{Seconds: cfg.Outage.Seconds(), Status: cfg.OutageStatus, RetryAfterSeconds: cfg.OutageRetryAfter.Seconds(), Events: sent}
+	quiet := max(2*max(cmp.Or(cfg.BreakerCoolDown, breaker.DefaultCoolDown), cfg.OutageRetryAfter), time.Minute)
 	want := sent * int64(cfg.Fanout)
 	recv.await(ctx, want, quiet, func(done float64) { cfg.Progress("recovering", done) })
 	arrivals := recv.arrivals()
@@ -1300,29 +1319,33 @@ func at(url string) func() string { return func() string { return url } }
 // receiver is the partner: it counts deliveries by webhook-id and the
 // time from the event's acceptance (its timestamp) to arrival.
 type receiver struct {
-	slow      time.Duration // how long /slow answers take
-	gone      chan struct{} // closed when the run ends: /slow answers at once
-	goneOnce  sync.Once
-	down      atomic.Bool      // the partners answer 503 (the outage phase)
-	delay     atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
-	hold      atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
-	limit     atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
-	throttled atomic.Int64     // 429s answered for limit
-	failed    atomic.Int64     // 503s answered since the outage began
-	failedBy  map[string]int64 // 503s answered by webhook-id since then
-	catchUp   atomic.Bool      // the outage is over: count in flight, time arrivals
-	inFlight  sync.Map         // partner's path → *atomic.Int64
-	peak      atomic.Int64     // the most one partner had in flight since reset
-	mu        sync.Mutex
-	seen      map[string]bool
-	dups      int64
-	resetAt   time.Time
-	first     time.Time
-	last      time.Time
-	lat       []float64
-	since     []float64 // each arrival's seconds after resetAt, during the catch-up
-	lastOwed  time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
-	received  atomic.Int64
+	slow     time.Duration // how long /slow answers take
+	gone     chan struct{} // closed when the run ends: /slow answers at once
+	goneOnce sync.Once
+	down     atomic.Bool // the partners answer downStatus (the outage phase)
+	// downStatus is what the partners answer while down (Config.OutageStatus),
+	// and downRetryAfter (a string) the Retry-After they send with it, if any.
+	downStatus     atomic.Int64
+	downRetryAfter atomic.Value
+	delay          atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
+	hold           atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
+	limit          atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
+	throttled      atomic.Int64     // 429s answered for limit
+	failed         atomic.Int64     // downStatus answers since the outage began
+	failedBy       map[string]int64 // downStatus answers by webhook-id since then
+	catchUp        atomic.Bool      // the outage is over: count in flight, time arrivals
+	inFlight       sync.Map         // partner's path → *atomic.Int64
+	peak           atomic.Int64     // the most one partner had in flight since reset
+	mu             sync.Mutex
+	seen           map[string]bool
+	dups           int64
+	resetAt        time.Time
+	first          time.Time
+	last           time.Time
+	lat            []float64
+	since          []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed       time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
+	received       atomic.Int64
 	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
 	// events alone; a delivery of another's is misrouted, and not counted
 	// as received.
@@ -1369,7 +1392,7 @@ func tenantOf(body []byte) (n int, ok bool) {
 	return n, err == nil
 }
 
-// fail makes the partners answer 503 (down) or answer again; an outage
+// fail makes the partners answer downStatus (down) or answer again; an outage
 // starts its count of failed attempts afresh.
 func (r *receiver) fail(down bool) {
 	if down {
@@ -1434,7 +1457,10 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.failedBy[req.Header.Get("webhook-id")]++
 		r.mu.Unlock()
-		w.WriteHeader(http.StatusServiceUnavailable)
+		if v, _ := r.downRetryAfter.Load().(string); v != "" {
+			w.Header().Set("Retry-After", v)
+		}
+		w.WriteHeader(int(cmp.Or(r.downStatus.Load(), http.StatusServiceUnavailable)))
 		return
 	}
 	now := time.Now()
@@ -1577,7 +1603,7 @@ func (r *receiver) arrivals() []float64 {
 	return slices.Clone(r.since)
 }
 
-// mostFailed is the most 503s one delivery got since the outage began.
+// mostFailed is the most failed answers one delivery got since the outage began.
 func (r *receiver) mostFailed() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

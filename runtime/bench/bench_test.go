@@ -622,6 +622,36 @@ func TestRunOutage(t *testing.T) {
 	}
 }
 
+// TestRunOutageQuota: the outage phase with partners whose quota is
+// spent — 429 with Retry-After: 1 to everything for 4 s — and a breaker
+// cool-down of two minutes: the breakers open on the 429s (most of the
+// outage's deliveries are held, not attempted) and probe when the
+// partners asked, so the backlog arrives seconds after the quota is
+// back, not at the cool-down's end.
+func TestRunOutageQuota(t *testing.T) {
+	r, err := Run(context.Background(), Config{Command: command, Connections: 2, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
+		PayloadBytes: 256, Fanout: 1, Outage: 4 * time.Second, OutageStatus: http.StatusTooManyRequests, OutageRetryAfter: time.Second, BreakerCoolDown: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := r.Outage
+	if o == nil || o.Status != http.StatusTooManyRequests || o.RetryAfterSeconds != 1 || o.Events <= 0 {
+		t.Fatalf("outage %+v", o)
+	}
+	if o.FailedAttempts >= o.Events*3/4 {
+		t.Errorf("%d 429s for %d events: the breaker did not hold the outage's deliveries", o.FailedAttempts, o.Events)
+	}
+	if o.NotArrived != 0 || o.Duplicates != 0 {
+		t.Errorf("not arrived %d, duplicated %d", o.NotArrived, o.Duplicates)
+	}
+	// The cool-down is 120 s: a backlog in within a quarter of it was
+	// probed for when the partners asked.
+	if o.RecoverySeconds <= 0 || o.RecoverySeconds > 30 {
+		t.Errorf("the backlog arrived %.1f s after the quota was back; the partners asked for 1 s", o.RecoverySeconds)
+	}
+	t.Logf("%d 429s for %d events, at most %d of one delivery; %d held; backlog in %.1f s (half in %.1f s)", o.FailedAttempts, o.Events, o.MostFailedAttempts, o.Held, o.RecoverySeconds, o.RecoveryP50Seconds)
+}
+
 // A process that cannot serve is an error that says which and why, not a
 // hang: no command, a command that is not a bench process, and a
 // platform that fails to start (its receiver URL is not one), whose
