@@ -146,6 +146,7 @@ type partner struct {
 	pushed       int       // push-backs since the last success
 	pushedSince  time.Time // the first of them
 	coolDown     time.Duration
+	probesFailed int       // since it opened from closed
 	asked        bool      // coolDown is the partner's Retry-After's
 	reason       string    // why it opened, for operators
 	bucketStart  time.Time // start of the newest bucket
@@ -316,7 +317,7 @@ func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 			p.succ, p.fail = [buckets]int{}, [buckets]int{}
 		default:
 			changed = &[2]State{HalfOpen, Open}
-			b.open(p, now, retryAfter, "a probe was answered "+map[Outcome]string{Failure: "with a failure", PushBack: "429"}[o])
+			b.open(p, now, retryAfter, "a probe was answered "+map[Outcome]string{Failure: "with a failure", PushBack: "429"}[o], true)
 		}
 	case Closed:
 		succ, fail := p.counts()
@@ -331,7 +332,7 @@ func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 		}
 		if reason != "" {
 			changed = &[2]State{Closed, Open}
-			b.open(p, now, retryAfter, reason)
+			b.open(p, now, retryAfter, reason, false)
 			if p.failingSince.IsZero() {
 				p.failingSince = now
 			}
@@ -341,13 +342,36 @@ func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 	b.notify(id, changed, false, time.Time{})
 }
 
-// open opens p's breaker at now, for the partner's Retry-After if it
-// gave one, else for CoolDown.
-func (b *Breaker) open(p *partner, now time.Time, retryAfter time.Duration, reason string) {
+// open opens p's breaker at now — from closed, or again after a failed
+// probe (probeFailed) — for the partner's Retry-After if it gave one,
+// else for CoolDown.
+//
+// A Retry-After shorter than CoolDown is taken at its word the first
+// time; each probe that fails anyway doubles it, up to CoolDown. Taken
+// at its word every time, a partner whose 503s always say "Retry-After:
+// 2" through a long outage had its breaker cycle every 2 s, and each
+// cycle costs more than its probe: the deliveries held behind the breaker
+// come due and are written again (a status and a retry record each), and
+// once the few held when it opened have been spent on probes, its topics
+// resume to fetch one and every delivery fetched is held with them —
+// whp bench --outage 10s --outage-retry-after 2s: 2,836 held passes
+// against 34 with the cool-down; doubled, the cycles of an outage of any
+// length are a few more than the cool-down's. A longer Retry-After is
+// honoured every time.
+func (b *Breaker) open(p *partner, now time.Time, retryAfter time.Duration, reason string, probeFailed bool) {
 	p.state, p.openedAt, p.reason = Open, now, reason
+	if probeFailed {
+		p.probesFailed++
+	} else {
+		p.probesFailed = 0
+	}
 	p.coolDown, p.asked = b.cfg.CoolDown, retryAfter > 0
-	if p.asked {
-		p.coolDown = min(max(retryAfter, MinCoolDown), b.cfg.MaxCoolDown)
+	if !p.asked {
+		return
+	}
+	p.coolDown = min(max(retryAfter, MinCoolDown), b.cfg.MaxCoolDown)
+	if p.coolDown < b.cfg.CoolDown {
+		p.coolDown = min(p.coolDown<<min(p.probesFailed, 16), b.cfg.CoolDown)
 	}
 }
 

@@ -290,6 +290,48 @@ func TestRetryAfterSetsCoolDown(t *testing.T) {
 	}
 }
 
+// A Retry-After shorter than the cool-down is taken at its word once;
+// each probe that fails anyway doubles it, up to the cool-down. A longer
+// one is honoured every time. Closing starts the count again.
+func TestRetryAfterDoubles(t *testing.T) {
+	b, clk, _ := newTest(Config{ConsecutiveFailures: 1})
+	b.Record("acme", Failure, 3*time.Second)
+	for _, want := range []time.Duration{3, 6, 12, 24, 30, 30} {
+		ok, retryAt := b.Allow("acme")
+		if ok || retryAt.Sub(clk.t) != want*time.Second {
+			t.Fatalf("ok %v, probe in %v, want %vs", ok, retryAt.Sub(clk.t), want)
+		}
+		clk.add(want * time.Second)
+		if ok, _ := b.Allow("acme"); !ok {
+			t.Fatal("no probe")
+		}
+		b.Record("acme", Failure, 3*time.Second) // "3 s", again
+	}
+	// A Retry-After past the cool-down: as asked, each time.
+	for range 2 {
+		if _, retryAt := b.Allow("acme"); retryAt.Sub(clk.t) != 30*time.Second {
+			t.Fatalf("probe in %v", retryAt.Sub(clk.t))
+		}
+		clk.add(30 * time.Second)
+		b.Allow("acme")
+		b.Record("acme", Failure, 2*time.Minute)
+		if _, retryAt := b.Allow("acme"); retryAt.Sub(clk.t) != 2*time.Minute {
+			t.Fatalf("a longer Retry-After after failed probes: probe in %v, want 2m", retryAt.Sub(clk.t))
+		}
+		clk.add(2 * time.Minute)
+		b.Allow("acme")
+		b.Record("acme", Failure, 3*time.Second)
+	}
+	// Closed, then open again: 3 s at its word again.
+	clk.add(time.Minute)
+	b.Allow("acme")
+	b.Record("acme", Success, 0)
+	b.Record("acme", Failure, 3*time.Second)
+	if _, retryAt := b.Allow("acme"); retryAt.Sub(clk.t) != 3*time.Second {
+		t.Errorf("after closing: probe in %v, want 3s", retryAt.Sub(clk.t))
+	}
+}
+
 // 429s open the breaker only when they are all a partner answers, for
 // PushBackSpan: a burst of them within a round trip (a partner with a
 // limit of its own, sent more than it takes) does not, and a success
@@ -333,11 +375,11 @@ func TestPushBacks(t *testing.T) {
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("no probe")
 	}
-	b.Record("acme", PushBack, 2*time.Second) // the quota is still spent
-	if ok, retryAt := b.Allow("acme"); ok || retryAt.Sub(clk.t) != 2*time.Second {
-		t.Fatalf("a probe answered 429: ok %v, probe in %v, want 2s", ok, retryAt.Sub(clk.t))
+	b.Record("acme", PushBack, 2*time.Second) // the quota is still spent: 2 s, doubled for the failed probe
+	if ok, retryAt := b.Allow("acme"); ok || retryAt.Sub(clk.t) != 4*time.Second {
+		t.Fatalf("a probe answered 429: ok %v, probe in %v, want 4s", ok, retryAt.Sub(clk.t))
 	}
-	clk.add(2 * time.Second)
+	clk.add(4 * time.Second)
 	if ok, _ := b.Allow("acme"); !ok {
 		t.Fatal("no second probe")
 	}
