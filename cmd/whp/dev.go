@@ -33,7 +33,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	schedule := fs.String("retry-schedule", "5s,5m,30m,2h,5h,10h,14h,20h,24h", "default waits before each retry, comma-separated (subscriptions may override)")
 	maxAttempts := fs.Int("max-attempts", 10, "default attempts per delivery, the first included")
 	maxAge := fs.Duration("max-age", 96*time.Hour, "default: no attempt later than this after the event")
-	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing")
+	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "how long a partner's open circuit breaker waits before probing, when the answer that opened it had no Retry-After")
 	concurrency := fs.Int("concurrency", dispatch.DefaultConcurrency, concurrencyUsage)
 	partnerConcurrency := fs.Int("partner-concurrency", dispatch.DefaultPartnerConcurrency, partnerConcurrencyUsage)
 	fixedPartnerConcurrency := fs.Bool("fixed-partner-concurrency", false, fixedPartnerConcurrencyUsage)
