@@ -500,6 +500,9 @@ func (b *Breaker) Snapshot(id string) Snapshot {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.partners[id] == nil {
+		return Snapshot{Partner: id, State: Closed}
+	}
 	return b.snapshot(id, now)
 }
 

@@ -397,4 +397,8 @@ func TestPushBacks(t *testing.T) {
 	if s := b.Snapshots()[0]; s.State != Closed || s.Reason != "" || !s.ProbeAt.IsZero() || s.Describe() != "" {
 		t.Errorf("closed: snapshot %+v", s)
 	}
+	// A partner never seen is closed, and not added by asking.
+	if s := b.Snapshot("nobody"); s.State != Closed || len(b.Snapshots()) != 1 {
+		t.Errorf("Snapshot of a partner never seen: %+v; %d partners", s, len(b.Snapshots()))
+	}
 }
