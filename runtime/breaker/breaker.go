@@ -245,17 +245,20 @@ func (b *Breaker) allow(id string, retry bool) (ok bool, retryAt time.Time) {
 		p.state, p.inFlight, p.halfOpenedAt = HalfOpen, 0, now
 		fallthrough
 	case HalfOpen:
+		// retryAt is worked out under the lock: it reads p.
 		if grace := p.halfOpenedAt.Add(b.grace(p)); retry && now.Before(grace) {
 			long = b.longFailure(p, now)
+			retryAt = now.Add(min(grace.Sub(now), b.askAgain(p, now, p.halfOpenedAt)))
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, now.Add(min(grace.Sub(now), b.askAgain(p, now, p.halfOpenedAt)))
+			return false, retryAt
 		}
 		if p.inFlight >= b.cfg.Probes {
 			long = b.longFailure(p, now)
+			retryAt = now.Add(b.askAgain(p, now, p.probeSentAt))
 			b.mu.Unlock()
 			b.notify(id, changed, long, since)
-			return false, now.Add(b.askAgain(p, now, p.probeSentAt))
+			return false, retryAt
 		}
 		p.inFlight++
 		p.probeSentAt = now
