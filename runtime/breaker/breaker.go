@@ -106,9 +106,9 @@ func (c *Config) defaults() {
 const DefaultCoolDown = 30 * time.Second
 
 // MinCoolDown is the shortest wait a partner's Retry-After sets: one
-// that says "now" (0) or less than this still has the breaker wait a
-// second — each cycle has the deliveries held behind it written again
-// as they come due.
+// under a second still has the breaker wait a second — each cycle has
+// the deliveries held behind it written again as they come due. (A
+// Retry-After of 0 reads as none, and the breaker waits CoolDown.)
 const MinCoolDown = time.Second
 
 // Outcome is what an attempt's answer says of the partner's health.
@@ -320,7 +320,11 @@ func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 			p.succ, p.fail = [buckets]int{}, [buckets]int{}
 		default:
 			changed = &[2]State{HalfOpen, Open}
-			b.open(p, now, retryAfter, "a probe was answered "+map[Outcome]string{Failure: "with a failure", PushBack: "429"}[o], true)
+			reason := "a probe was answered with a failure"
+			if o == PushBack {
+				reason = "a probe was answered 429"
+			}
+			b.open(p, now, retryAfter, reason, true)
 		}
 	case Closed:
 		succ, fail := p.counts()
@@ -358,7 +362,7 @@ func (b *Breaker) Record(id string, o Outcome, retryAfter time.Duration) {
 // once the few held when it opened have been spent on probes, its topics
 // resume to fetch one and every delivery fetched is held with them —
 // whp bench --outage 10s --outage-retry-after 2s: 2,836 held passes
-// against 34 with the cool-down; doubled, the cycles of an outage of any
+// against 34–42 with the cool-down; doubled, the cycles of an outage of any
 // length are a few more than the cool-down's. A longer Retry-After is
 // honoured every time.
 func (b *Breaker) open(p *partner, now time.Time, retryAfter time.Duration, reason string, probeFailed bool) {
