@@ -1319,33 +1319,29 @@ func at(url string) func() string { return func() string { return url } }
 // receiver is the partner: it counts deliveries by webhook-id and the
 // time from the event's acceptance (its timestamp) to arrival.
 type receiver struct {
-	slow     time.Duration // how long /slow answers take
-	gone     chan struct{} // closed when the run ends: /slow answers at once
-	goneOnce sync.Once
-	down     atomic.Bool // the partners answer downStatus (the outage phase)
-	// downStatus is what the partners answer while down (Config.OutageStatus),
-	// and downRetryAfter (a string) the Retry-After they send with it, if any.
-	downStatus     atomic.Int64
-	downRetryAfter atomic.Value
-	delay          atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
-	hold           atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
-	limit          atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
-	throttled      atomic.Int64     // 429s answered for limit
-	failed         atomic.Int64     // downStatus answers since the outage began
-	failedBy       map[string]int64 // downStatus answers by webhook-id since then
-	catchUp        atomic.Bool      // the outage is over: count in flight, time arrivals
-	inFlight       sync.Map         // partner's path → *atomic.Int64
-	peak           atomic.Int64     // the most one partner had in flight since reset
-	mu             sync.Mutex
-	seen           map[string]bool
-	dups           int64
-	resetAt        time.Time
-	first          time.Time
-	last           time.Time
-	lat            []float64
-	since          []float64 // each arrival's seconds after resetAt, during the catch-up
-	lastOwed       time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
-	received       atomic.Int64
+	slow      time.Duration // how long /slow answers take
+	gone      chan struct{} // closed when the run ends: /slow answers at once
+	goneOnce  sync.Once
+	down      atomic.Bool      // the partners answer downStatus (the outage phase)
+	delay     atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
+	hold      atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
+	limit     atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
+	throttled atomic.Int64     // 429s answered for limit
+	failed    atomic.Int64     // downStatus answers since the outage began
+	failedBy  map[string]int64 // downStatus answers by webhook-id since then
+	catchUp   atomic.Bool      // the outage is over: count in flight, time arrivals
+	inFlight  sync.Map         // partner's path → *atomic.Int64
+	peak      atomic.Int64     // the most one partner had in flight since reset
+	mu        sync.Mutex
+	seen      map[string]bool
+	dups      int64
+	resetAt   time.Time
+	first     time.Time
+	last      time.Time
+	lat       []float64
+	since     []float64 // each arrival's seconds after resetAt, during the catch-up
+	lastOwed  time.Time // the last arrival, during the catch-up, of an event accepted before resetAt
+	received  atomic.Int64
 	// With more than one tenant, partner p<K> is owed tenant t<K/fanout>'s
 	// events alone; a delivery of another's is misrouted, and not counted
 	// as received.
@@ -1354,6 +1350,11 @@ type receiver struct {
 	// conns counts the connections the platform opens and the requests
 	// it sends by protocol (partnertls.go).
 	conns connCounter
+
+	// downStatus is what the partners answer while down (Config.OutageStatus),
+	// and downRetryAfter (a string) the Retry-After they send with it, if any.
+	downStatus     atomic.Int64
+	downRetryAfter atomic.Value
 	// The ordered phase's: the key whose deliveries are refused, and
 	// what arrived in order (ordered.go).
 	refusing atomic.Pointer[string]
