@@ -2,6 +2,7 @@ package dev
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -285,21 +286,28 @@ func TestBreakerProbesWhenAsked(t *testing.T) {
 	for i := range n {
 		ids = append(ids, accept(t, p, orderEvent(70+i)))
 	}
-	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
-	token := strings.TrimSpace(string(b))
-	var asked bool
-	eventually(t, "every event to reach alpha", func() bool {
-		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
-		asked = asked || strings.Contains(string(body), `"partner_asked":true`)
-		got, _, _ := alpha.counts()
-		return got == n
-	})
-	if !asked {
+	if !untilAllArrive(t, p, data, alpha, n, `"partner_asked":true`) {
 		t.Error("the breaker never said its probe was when the partner asked")
 	}
 	for _, id := range ids {
 		mustDelivered(t, p, id, 2)
 	}
+}
+
+// untilAllArrive waits for n distinct deliveries to reach r, reading
+// GET /v1/breakers meanwhile, and reports whether it ever held want.
+func untilAllArrive(t *testing.T, p *Platform, data string, r *receiver, n int, want string) bool {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+	var saw bool
+	eventually(t, fmt.Sprintf("%d events to reach the partner", n), func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
+		saw = saw || strings.Contains(string(body), want)
+		got, _, _ := r.counts()
+		return got == n
+	})
+	return saw
 }
 
 // TestQuotaSpent: a partner whose quota is spent answers 429 to every
@@ -324,16 +332,7 @@ func TestQuotaSpent(t *testing.T) {
 	for i := range n {
 		ids = append(ids, accept(t, p, orderEvent(100+i)))
 	}
-	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
-	token := strings.TrimSpace(string(b))
-	var opened bool
-	eventually(t, "every event to reach alpha", func() bool {
-		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/breakers", "")
-		opened = opened || strings.Contains(string(body), `answers 429 in a row`)
-		got, _, _ := alpha.counts()
-		return got == n
-	})
-	if !opened {
+	if !untilAllArrive(t, p, data, alpha, n, `answers 429 in a row`) {
 		t.Error("never saw the breaker open on the partner's 429s")
 	}
 	alpha.mu.Lock()
