@@ -1220,7 +1220,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	// and nothing delivered to it for the cool-down (TestPace). Only 429s
 	// to everything, for a second, open it (breaker.PushBack). The
 	// Retry-After of the answer that opens the breaker sets when it
-	// probes (TestRetryAfterSetsProbe).
+	// probes (TestRetryAfterSetsCoolDown, TestBreakerProbesWhenAsked).
 	switch {
 	case out == success:
 		d.breaker.Record(sub.PartnerID, breaker.Success, 0)
