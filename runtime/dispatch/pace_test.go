@@ -82,8 +82,8 @@ func TestPaceOwnLimit(t *testing.T) {
 	}
 	simulate(p, 64, 10, 0, t0, partner) // the first overshoot, from 16
 	sent, pushed, bounds := simulate(p, 64, 300, 0, t0.Add(time.Second), partner)
-	if share := float64(pushed) / float64(sent); share > 0.05 {
-		t.Errorf("%d of %d answered 429 (%.1f %%); want at most 5 %%: %v", pushed, sent, 100*share, bounds)
+	if share := float64(pushed) / float64(sent); share > 0.025 {
+		t.Errorf("%d of %d answered 429 (%.1f %%); want at most 2.5 %%: %v", pushed, sent, 100*share, bounds)
 	}
 	used := 0
 	for _, b := range bounds {
@@ -92,8 +92,44 @@ func TestPaceOwnLimit(t *testing.T) {
 		}
 		used += min(b, 10)
 	}
-	if mean := float64(used) / float64(len(bounds)); mean < 8.5 {
-		t.Errorf("%.1f of the partner's 10 used on average; want at least 8.5: %v", mean, bounds)
+	if mean := float64(used) / float64(len(bounds)); mean < 9 {
+		t.Errorf("%.1f of the partner's 10 used on average; want at least 9: %v", mean, bounds)
+	}
+}
+
+// TestPacePlateau: after a cut the bound climbs back to just under the
+// one the partner refused and stays there pacePlateau round trips before
+// trying it again; a partner that has grown meanwhile takes it, and the
+// bound grows past as before, one a round trip.
+func TestPacePlateau(t *testing.T) {
+	capacity := 10
+	partner := func(i, n int) (answer, time.Duration) {
+		if i >= capacity {
+			return pushedBack, time.Millisecond
+		}
+		return answered, 20 * time.Millisecond
+	}
+	p := newPace()
+	_, _, bounds := simulate(p, 64, 40, 0, t0, partner)
+	// From the last cut (a bound of 11 refused): up to 10, then 10 for
+	// eight round trips, then 11 tried.
+	last := slices.Index(bounds, 11)
+	for i := last + 1; i < len(bounds) && bounds[i] < 10; i++ {
+		last = i
+	}
+	run := 0
+	for i := last + 1; i < len(bounds) && bounds[i] == 10; i++ {
+		run++
+	}
+	if run < pacePlateau || run > pacePlateau+2 {
+		t.Errorf("the bound stayed at 10, under the 11 refused, for %d round trips; want %d: %v", run, pacePlateau, bounds)
+	}
+	// The partner grows to 20: once 11 is taken the bound grows one a
+	// round trip, with no plateau until the next refusal.
+	capacity = 20
+	_, _, bounds = simulate(p, 64, 30, 0, t0.Add(2*time.Second), partner)
+	if i, j := slices.Index(bounds, 20), slices.Index(bounds, 12); i < 0 || j < 0 || i-j > 10 {
+		t.Errorf("from 12 to 20 in %d round trips; want one a round trip: %v", i-j, bounds)
 	}
 }
 
