@@ -111,8 +111,8 @@ func TestPacePlateau(t *testing.T) {
 	}
 	p := newPace()
 	_, _, bounds := simulate(p, 64, 40, 0, t0, partner)
-	// From the last cut (a bound of 11 refused): up to 10, then 10 for
-	// eight round trips, then 11 tried.
+	// From the first time 11 is refused: back up to 10, then 10 for
+	// eight round trips, then 11 tried again.
 	last := slices.Index(bounds, 11)
 	for i := last + 1; i < len(bounds) && bounds[i] < 10; i++ {
 		last = i
