@@ -121,8 +121,8 @@ func TestPacePlateau(t *testing.T) {
 	for i := last + 1; i < len(bounds) && bounds[i] == 10; i++ {
 		run++
 	}
-	if run < pacePlateau || run > pacePlateau+2 {
-		t.Errorf("the bound stayed at 10, under the 11 refused, for %d round trips; want %d: %v", run, pacePlateau, bounds)
+	if run < 8 || run > 10 { // pacePlateau's 8, and a round trip or two to reach it
+		t.Errorf("the bound stayed at 10, under the 11 refused, for %d round trips; want 8: %v", run, bounds)
 	}
 	// The partner grows to 20: once 11 is taken the bound grows one a
 	// round trip, with no plateau until the next refusal.
