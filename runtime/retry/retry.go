@@ -33,8 +33,10 @@ package retry
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -220,16 +222,33 @@ func (p Policy) Next(next int, acceptedAt, now time.Time, retryAfter time.Durati
 	return wait, true
 }
 
-// ParseRetryAfter reads a Retry-After header: seconds, or an HTTP date.
+// ParseRetryAfter reads a Retry-After header: seconds, or an HTTP date
+// in any of the three formats RFC 9110 has a recipient accept
+// (http.ParseTime: IMF-fixdate, RFC 850, asctime) or RFC 1123 with
+// another zone. Seconds past
+// maxRetryAfterSeconds read as that many — a wait far beyond what any
+// bound here allows (an hour), where the product with a second would
+// overflow a Duration at ≈ 292 years.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(min(s, maxRetryAfterSeconds)) * time.Second
+	} else if errors.Is(err, strconv.ErrRange) {
+		return maxRetryAfterSeconds * time.Second
 	}
-	if t, err := time.Parse(time.RFC1123, v); err == nil && t.After(now) {
+	t, err := http.ParseTime(v)
+	if err != nil {
+		// RFC 1123 with a zone other than GMT ("… 12:02:00 UTC"): not an
+		// HTTP-date, but meant as one.
+		t, err = time.Parse(time.RFC1123, v)
+	}
+	if err == nil && t.After(now) {
 		return t.Sub(now)
 	}
 	return 0
 }
+
+// maxRetryAfterSeconds bounds the seconds ParseRetryAfter reads: 30 days.
+const maxRetryAfterSeconds = 30 * 24 * 60 * 60

@@ -108,6 +108,13 @@ func TestParseRetryAfter(t *testing.T) {
 		"": 0, "120": 2 * time.Minute, "-5": 0, "soon": 0,
 		now.Add(90 * time.Second).Format(time.RFC1123): 90 * time.Second,
 		now.Add(-time.Minute).Format(time.RFC1123):     0,
+		// RFC 9110's three HTTP-date formats.
+		"Sat, 28 Nov 2026 12:02:00 GMT":    2 * time.Minute,
+		"Saturday, 28-Nov-26 12:02:00 GMT": 2 * time.Minute,
+		"Sat Nov 28 12:02:00 2026":         2 * time.Minute,
+		// Seconds that would overflow a Duration read as 30 days.
+		"99999999999": 30 * 24 * time.Hour, "99999999999999999999999": 30 * 24 * time.Hour,
+		"+5": 0, " 5": 0,
 	} {
 		if got := ParseRetryAfter(v, now); got != want {
 			t.Errorf("ParseRetryAfter(%q) = %s, want %s", v, got, want)
