@@ -1140,11 +1140,11 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	if cfg.Target == "" {
 		held0 = heldPasses(target)
 	}
-	recv.downStatus.Store(int64(cfg.OutageStatus))
+	down := &downAnswer{status: cfg.OutageStatus}
 	if cfg.OutageRetryAfter > 0 {
-		recv.downRetryAfter.Store(strconv.Itoa(int(cfg.OutageRetryAfter / time.Second)))
+		down.retryAfter = strconv.Itoa(int(cfg.OutageRetryAfter / time.Second))
 	}
-	recv.fail(true)
+	recv.fail(down)
 	// The partners recover when the outage's time is up, whether or not
 	// the producer's last POSTs are answered yet; arrivals from then on
 	// are the backlog's.
@@ -1152,7 +1152,7 @@ func outage(ctx context.Context, target string, cfg Config, recv *receiver) (*Ou
 	time.AfterFunc(cfg.Outage, func() {
 		recv.reset()
 		recv.catchUp.Store(true)
-		recv.fail(false)
+		recv.fail(nil)
 		close(recovered)
 	})
 	sent, _, _, err := openLoop(ctx, at(target+"/v1/events"), cfg, cfg.Outage, "o", "outage", nil)
@@ -1322,13 +1322,12 @@ type receiver struct {
 	slow      time.Duration // how long /slow answers take
 	gone      chan struct{} // closed when the run ends: /slow answers at once
 	goneOnce  sync.Once
-	down      atomic.Bool      // the partners answer downStatus (the outage phase)
 	delay     atomic.Int64     // how long the partners take to answer, in ns (Config.partnerDelay)
 	hold      atomic.Int64     // how long the partners hold a delivery they have recorded before answering it, in ns (the far-partners phase)
 	limit     atomic.Int64     // with catchUp, how many requests each partner takes at once, answering 429 to the rest (0: all; the limited-partners phase)
 	throttled atomic.Int64     // 429s answered for limit
-	failed    atomic.Int64     // downStatus answers since the outage began
-	failedBy  map[string]int64 // downStatus answers by webhook-id since then
+	failed    atomic.Int64     // down answers since the outage began
+	failedBy  map[string]int64 // down answers by webhook-id since then
 	catchUp   atomic.Bool      // the outage is over: count in flight, time arrivals
 	inFlight  sync.Map         // partner's path → *atomic.Int64
 	peak      atomic.Int64     // the most one partner had in flight since reset
@@ -1350,11 +1349,9 @@ type receiver struct {
 	// conns counts the connections the platform opens and the requests
 	// it sends by protocol (partnertls.go).
 	conns connCounter
-
-	// downStatus is what the partners answer while down (Config.OutageStatus),
-	// and downRetryAfter (a string) the Retry-After they send with it, if any.
-	downStatus     atomic.Int64
-	downRetryAfter atomic.Value
+	// down is what the partners answer while down (the outage phase);
+	// nil: they answer as usual.
+	down atomic.Pointer[downAnswer]
 	// The ordered phase's: the key whose deliveries are refused, and
 	// what arrived in order (ordered.go).
 	refusing atomic.Pointer[string]
@@ -1393,10 +1390,17 @@ func tenantOf(body []byte) (n int, ok bool) {
 	return n, err == nil
 }
 
-// fail makes the partners answer downStatus (down) or answer again; an outage
+// downAnswer is what the partners answer while down: status
+// (Config.OutageStatus), with a Retry-After if retryAfter is set.
+type downAnswer struct {
+	status     int
+	retryAfter string
+}
+
+// fail makes the partners answer down, or (nil) answer again; an outage
 // starts its count of failed attempts afresh.
-func (r *receiver) fail(down bool) {
-	if down {
+func (r *receiver) fail(down *downAnswer) {
+	if down != nil {
 		r.mu.Lock()
 		r.failedBy = map[string]int64{}
 		r.mu.Unlock()
@@ -1452,16 +1456,16 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if d := r.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
-	if r.down.Load() {
+	if down := r.down.Load(); down != nil {
 		io.Copy(io.Discard, req.Body)
 		r.failed.Add(1)
 		r.mu.Lock()
 		r.failedBy[req.Header.Get("webhook-id")]++
 		r.mu.Unlock()
-		if v, _ := r.downRetryAfter.Load().(string); v != "" {
-			w.Header().Set("Retry-After", v)
+		if down.retryAfter != "" {
+			w.Header().Set("Retry-After", down.retryAfter)
 		}
-		w.WriteHeader(int(cmp.Or(r.downStatus.Load(), http.StatusServiceUnavailable)))
+		w.WriteHeader(down.status)
 		return
 	}
 	now := time.Now()
