@@ -780,7 +780,7 @@ func (d *Dispatcher) partnerLimit(partner string) int {
 // holds first attempts only, as it always has).
 func (d *Dispatcher) atBound(partner string) bool {
 	pc := d.pace(partner)
-	return pc != nil && pc.held(d.partnerLimit(partner))
+	return pc != nil && pc.held(pc.bound(d.partnerCeiling(partner)))
 }
 
 // pace is partner's learnt bound (nil with FixedPartnerConcurrency).
