@@ -377,8 +377,8 @@ func (s *stream) popWaiting(partner string) *chain {
 // flight than its bound and a slot is free: its bound rose (a poll read a
 // larger max_in_flight than the one its chains were queued under, or its
 // pace grew with its answers). It does not wait for a slot: the next
-// poll's call, or the next delivery's of the partner, tries again. s.mu is held; ctx is the one chains run
-// in (the collector's).
+// poll's call, or the next delivery's of the partner, tries again. s.mu
+// is held; ctx is the one chains run in (the collector's).
 func (s *stream) widen(ctx context.Context, partner string) {
 	for len(s.waiting[partner]) > 0 && s.busy[partner] < s.d.partnerLimit(partner) {
 		select {
