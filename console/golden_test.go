@@ -72,7 +72,7 @@ func pages() map[string]templ.Component {
 			Row: partnerRow{ID: "acme", Breaker: "closed", Delivered: 41, Failed: 2, Now: map[string]int{store.DeliveryRetrying: 1},
 				Subscriptions: []store.Subscription{{ID: pending.ID, Name: pending.Name, PartnerID: "acme", SchemaID: pending.SchemaID, Status: store.SubscriptionApproved, URL: pending.URL, MaxInFlight: 8, RateLimitPerSecond: 50}}},
 			Failures: []store.Delivery{delivered}, Recent: []store.Delivery{delivered}, InFlight: &telemetry.PartnerInFlight{Partner: "acme", InFlight: 3, Limit: 8}}),
-		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Total: 4, Done: 1, Redriven: 1}}),
+		"redrive": redriveProgress(jobs.Job[dlq.Progress]{ID: "j1", State: "running", Progress: dlq.Progress{Records: 10, Scanned: 6, Total: 4, Done: 1, Redriven: 1}}),
 		"portal": portalPage(page{User: "pat", Role: PartnerRole("acme"), CSRF: "tok", Active: "portal", Partner: "acme"}, portalModel{Partner: "acme",
 			Subscriptions: []store.Subscription{pending}, Deliveries: []store.Delivery{delivered}, Status: "delivered", Statuses: store.DeliveryStatuses, Next: "c2"}),
 	}

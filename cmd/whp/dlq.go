@@ -40,7 +40,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		return runDLQJob(ctx, c, "reindex", nil, stdout, "", func(p dlq.Progress) string {
-			return fmt.Sprintf("%s %d/%d (indexed %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Indexed)
+			return fmt.Sprintf("%s %s: %d selected (indexed %d)", bar(p.Scanned, p.Records), queueRead(p), p.Total, p.Indexed)
 		})
 	}
 	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
@@ -130,8 +130,14 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	body, _ := json.Marshal(f)
 	return runDLQJob(ctx, c, "redrive", body, stdout, "skipped: ", func(p dlq.Progress) string {
-		return fmt.Sprintf("%s %d/%d (redriven %d, skipped %d)", bar(p.Done, p.Total), p.Done, p.Total, p.Redriven, p.Skipped)
+		return fmt.Sprintf("%s %s: %d selected (redriven %d, skipped %d)", bar(p.Scanned, p.Records), queueRead(p), p.Total, p.Redriven, p.Skipped)
 	})
+}
+
+// queueRead says how much of the queue a job has read: its records, the
+// entries of the dead-letter topics its filter can select from.
+func queueRead(p dlq.Progress) string {
+	return fmt.Sprintf("%d/%d of the queue read", p.Scanned, p.Records)
 }
 
 // runDLQJob starts a job of the DLQ API (POST /v1/dlq/{kind}), follows it

@@ -81,7 +81,7 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 	}
 	refuse.Store(false)
 	code, out := cmd("dlq", "redrive", "--subscription", "alpha#shop#order.created#1")
-	if code != 0 || !strings.Contains(out, "1/1 (redriven 1, skipped 0)") || !strings.Contains(out, "[####################]") {
+	if code != 0 || !strings.Contains(out, "1/1 of the queue read: 1 selected (redriven 1, skipped 0)") || !strings.Contains(out, "[####################]") {
 		t.Fatalf("redrive: exit %d\n%s", code, out)
 	}
 	for got.Load() != 1 {

@@ -31,6 +31,12 @@ import (
 // With delivery_id, from, to or all=true it reads the queue's records
 // (Queue.List): every entry that matches, the most recent failure first,
 // up to limit (at most 10,000).
+//
+// A job's progress (Progress) is how much of the queue it has read —
+// "scanned" of "records", the records of the dead-letter topics its
+// filter can select from when it started — and what it found and did so
+// far: "total" entries selected, "done", "redriven", "skipped" (with
+// "notes" saying why), final once the job's state is done.
 type API struct {
 	q     *Queue
 	token string

@@ -383,7 +383,7 @@ func TestChaosDeadLetterRedrive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "dlq", "redrive", "--partner", "demo", "--url", pl.url, "--token-file", token).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d/%d (redriven %d, skipped 0)", n, n, n)) {
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d/%d of the queue read: %d selected (redriven %d, skipped 0)", n, n, n, n)) {
 		t.Fatalf("redrive: %v\n%s", err, out)
 	}
 	tl := waitDelivered(t, pt, n, 60*time.Second)
