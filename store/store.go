@@ -230,7 +230,10 @@ type Delivery struct {
 	Replay        string    `json:"replay,omitempty"`
 	Attempts      []Attempt `json:"attempts"`
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
-	// Topic, Partition and Offset locate the egress record.
+	// Topic, Partition and Offset locate the delivery's record: the
+	// egress (or retry) record it was last attempted from, and once it
+	// is dead-lettered its record in the dead-letter queue
+	// (wh.dlq.{event}), which a redrive of it reads.
 	Topic     string    `json:"topic"`
 	Partition int32     `json:"partition"`
 	Offset    int64     `json:"offset"`

@@ -45,7 +45,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	subscription := fs.String("subscription", "", "only this subscription (partner#domain#event#version)")
 	partner := fs.String("partner", "", "only this partner")
-	ids := fs.String("delivery-id", "", "only these deliveries, comma-separated")
+	ids := fs.String("delivery-id", "", "only these deliveries, comma-separated: EVENT_ID/DELIVERY_ID (as list prints them) reads each one's dead letter where its status says it is; a bare DELIVERY_ID is looked for in the queue's topics")
 	from := fs.String("from", "", "failed at or after this time (RFC 3339)")
 	to := fs.String("to", "", "failed before this time (RFC 3339)")
 	all := fs.Bool("all", false, "list: include entries already redriven")
@@ -95,13 +95,13 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return enc.Encode(resp.Entries)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FAILED AT\tDELIVERY\tSUBSCRIPTION\tATTEMPTS\tLAST\tSTATUS\tREASON")
+		fmt.Fprintln(tw, "FAILED AT\tEVENT/DELIVERY\tSUBSCRIPTION\tATTEMPTS\tLAST\tSTATUS\tREASON")
 		for _, e := range resp.Entries {
 			last := e.LastError
 			if e.LastStatusCode != 0 {
 				last = fmt.Sprintf("HTTP %d", e.LastStatusCode)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.FailedAt.Format(time.RFC3339), e.DeliveryID, e.SubscriptionID, e.Attempts, last, e.Status, e.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.FailedAt.Format(time.RFC3339), e.Ref(), e.SubscriptionID, e.Attempts, last, e.Status, e.Reason)
 		}
 		tw.Flush()
 		switch {

@@ -62,9 +62,11 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 		return code, out.String() + errOut.String()
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	var ref string // EVENT_ID/DELIVERY_ID, as the list prints it
 	for {
 		code, out := cmd("dlq", "list")
 		if code == 0 && strings.Contains(out, "1 dead-lettered deliveries") {
+			ref = regexp.MustCompile(`[0-9a-f-]{36}/[0-9a-f-]{36}`).FindString(out)
 			if !strings.Contains(out, "alpha#shop#order.created#1") || !strings.Contains(out, "HTTP 400") || !strings.Contains(out, "by partner:\n  alpha\t1\n") {
 				t.Errorf("list output:\n%s", out)
 			}
@@ -80,7 +82,9 @@ subscriptions: "a": {partner: "alpha", domain: "shop", event: "order.created", v
 		t.Errorf("status with a dead letter waiting: exit %d\n%s", code, out)
 	}
 	refuse.Store(false)
-	code, out := cmd("dlq", "redrive", "--subscription", "alpha#shop#order.created#1")
+	// The dead letter, by what the list printed: its status says where
+	// it is in the queue, the one record read.
+	code, out := cmd("dlq", "redrive", "--delivery-id", ref)
 	if code != 0 || !strings.Contains(out, "1/1 of the queue read: 1 selected (redriven 1, skipped 0)") || !strings.Contains(out, "[####################]") {
 		t.Fatalf("redrive: exit %d\n%s", code, out)
 	}

@@ -87,19 +87,36 @@ func TestDLQRedrive(t *testing.T) {
 		t.Errorf("a redrive of everything without a filter: %d, want 400", code)
 	}
 
-	// The partner is back: redrive the subscription.
-	code, body = adminRequest(t, p, token, http.MethodPost, "/v1/dlq/redrive", `{"subscription":"alpha#shop#order.created#1"}`)
-	var job dlq.Job
-	if err := json.Unmarshal(body, &job); code != http.StatusAccepted || err != nil || job.ID == "" {
-		t.Fatalf("redrive = %d %s", code, body)
+	// The partner is back: redrive one dead letter picked by its event
+	// and delivery ids — its status says where it is in the queue, and
+	// that record alone is read — then the rest of the subscription's.
+	redrive := func(filter string) dlq.Job {
+		t.Helper()
+		code, body := adminRequest(t, p, token, http.MethodPost, "/v1/dlq/redrive", filter)
+		var job dlq.Job
+		if err := json.Unmarshal(body, &job); code != http.StatusAccepted || err != nil || job.ID == "" {
+			t.Fatalf("redrive = %d %s", code, body)
+		}
+		eventually(t, "the redrive job to finish", func() bool {
+			_, body := adminRequest(t, p, token, http.MethodGet, "/v1/dlq/redrive/"+job.ID, "")
+			json.Unmarshal(body, &job)
+			return job.State != "running"
+		})
+		return job
 	}
-	eventually(t, "the redrive job to finish", func() bool {
-		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/dlq/redrive/"+job.ID, "")
-		json.Unmarshal(body, &job)
-		return job.State != "running"
-	})
-	if job.State != "done" || job.Progress.Redriven != 3 || job.Progress.Done != 3 {
-		t.Fatalf("job = %+v", job)
+	page, err := p.Store().DeliveriesByPartner(t.Context(), "alpha", store.Page{Status: store.DeliveryDeadLettered, Limit: 1})
+	if err != nil || len(page.Deliveries) != 1 {
+		t.Fatalf("alpha's dead letters: %+v, %v", page, err)
+	}
+	first := page.Deliveries[0]
+	if !strings.HasPrefix(first.Topic, "wh.dlq.") {
+		t.Errorf("a dead letter's status locates %s/%d@%d, not its record in the queue", first.Topic, first.Partition, first.Offset)
+	}
+	if job := redrive(`{"delivery_ids":["` + first.EventID + "/" + first.ID + `"]}`); job.State != "done" || job.Progress.Redriven != 1 || job.Progress.Records != 1 {
+		t.Fatalf("the picked one's redrive = %+v; want it redriven, one record read", job)
+	}
+	if job := redrive(`{"subscription":"alpha#shop#order.created#1"}`); job.State != "done" || job.Progress.Redriven != 2 || job.Progress.Done != 2 || job.Progress.Records != 3 {
+		t.Fatalf("the subscription's redrive = %+v; want the other two redriven of the 3 records read", job)
 	}
 	for _, id := range ids {
 		ds := mustDelivered(t, p, id, 1)

@@ -1113,7 +1113,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		return store.Delivery{}, retryBatch
 	case sub.Status == store.SubscriptionDisabled:
 		reason := "subscription disabled: " + sub.Reason
-		d.deadLetter(bg, log, msg, st, reason)
+		st = d.deadLetter(bg, log, msg, st, reason)
 		return done(store.DeliveryDeadLettered, reason)
 	case sub.Status != store.SubscriptionApproved:
 		log.Info("delivery cancelled: subscription is not approved", "subscription_id", msg.SubscriptionID, "status", sub.Status)
@@ -1166,7 +1166,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		// No attempt can succeed until someone fixes the configuration.
 		log.Error("delivery refused before sending", "error", err)
 		st.Attempts = append(st.Attempts, store.Attempt{N: n, At: d.now().UTC(), URL: sub.URL, Error: err.Error()})
-		d.deadLetter(bg, log, msg, st, err.Error())
+		st = d.deadLetter(bg, log, msg, st, err.Error())
 		return done(store.DeliveryDeadLettered, err.Error())
 	case err != nil:
 		log.Warn("secrets unavailable; delivery postponed", "error", err)
@@ -1250,13 +1250,13 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 			d.disable(bg, log, sub.ID, fmt.Sprintf("the partner answered 410 Gone to delivery %s at %s; approve the subscription again to resume", msg.ID, a.At.Format(time.RFC3339)))
 		}
 		log.Warn("delivery failed for good", "status_code", a.StatusCode, "error", a.Error)
-		d.deadLetter(bg, log, msg, st, reason)
+		st = d.deadLetter(bg, log, msg, st, reason)
 		return done(store.DeliveryDeadLettered, reason)
 	}
 	wait, ok := policy.Next(n+1, msg.AcceptedAt, d.now(), retryAfter)
 	if !ok {
 		reason := fmt.Sprintf("attempts exhausted after %d (last: %s)", n, describeAttempt(a))
-		d.deadLetter(bg, log, msg, st, reason)
+		st = d.deadLetter(bg, log, msg, st, reason)
 		d.cfg.Ops.Publish(opevents.AttemptExhausted, opData(msg, reason, n))
 		return done(store.DeliveryDeadLettered, reason)
 	}
@@ -1518,18 +1518,27 @@ func describe(err error) string {
 	return err.Error()
 }
 
-func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, reason string) {
+// deadLetter writes msg's record to the dead-letter queue and returns st
+// locating it there (Topic, Partition, Offset): a redrive of the delivery
+// by its event and delivery ids reads that record alone, not the queue
+// (runtime/dlq). st is returned as it was if the write failed.
+func (d *Dispatcher) deadLetter(ctx context.Context, log *slog.Logger, msg envelope.Delivery, st store.Delivery, reason string) store.Delivery {
 	rec := envelope.DeadLetter{Delivery: msg, Reason: reason, Attempts: len(st.Attempts), FailedAt: d.now().UTC()}
 	if n := len(st.Attempts); n > 0 {
 		rec.LastAttempt = &st.Attempts[n-1]
 	}
 	value, err := json.Marshal(rec)
 	if err == nil {
-		err = d.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value, Context: ctx}).FirstErr()
+		var r *kgo.Record
+		r, err = d.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ(msg.Event), Key: []byte(msg.ID), Value: value, Context: ctx}).First()
+		if err == nil {
+			st.Topic, st.Partition, st.Offset = r.Topic, r.Partition, r.Offset
+		}
 	}
 	if err != nil {
 		log.Error("dead-letter write failed", "error", err)
 	}
 	d.count(ctx, log, msg.SubscriptionID, store.Counts{Failed: 1})
 	log.Warn("dead-lettered", "reason", reason, "attempts", len(st.Attempts))
+	return st
 }

@@ -65,8 +65,23 @@ type Entry struct {
 	stored *store.Delivery
 }
 
+// Ref is how Filter.DeliveryIDs names e best: EVENT_ID/DELIVERY_ID, so
+// that a redrive of it reads its dead letter where its status says it is
+// (its delivery id alone if its event's is unknown).
+func (e Entry) Ref() string {
+	if e.EventID == "" {
+		return e.DeliveryID
+	}
+	return e.EventID + "/" + e.DeliveryID
+}
+
 // Filter selects entries. Empty fields select everything.
 type Filter struct {
+	// DeliveryIDs are deliveries by their ids, each EVENT_ID/DELIVERY_ID
+	// or DELIVERY_ID alone. A redrive of ids all of the first form reads
+	// their dead letters where their statuses say they are (a few picked
+	// among a million: a few records read); a bare id is looked for in
+	// the queue's topics.
 	DeliveryIDs    []string  `json:"delivery_ids,omitempty"`
 	SubscriptionID string    `json:"subscription,omitempty"`
 	PartnerID      string    `json:"partner,omitempty"`
@@ -203,10 +218,16 @@ func entryOfRecord(r *kgo.Record) (Entry, bool) {
 	return e, true
 }
 
+// idSet is the delivery ids of ids, each a delivery id or
+// EVENT_ID/DELIVERY_ID.
 func idSet(ids []string) map[string]bool {
 	set := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		set[id] = true
+		_, d, ok := strings.Cut(id, "/")
+		if !ok {
+			d = id
+		}
+		set[d] = true
 	}
 	return set
 }
@@ -423,6 +444,10 @@ const batch = 100
 // counts in p as it goes; progress is called before the first record,
 // after each batch, and every 10,000 records read.
 //
+// The records it reads are the dead-letter topics f can select from
+// (topicsOf), once — or, for deliveries f names by their event and
+// delivery ids, the records their statuses say are theirs (locate).
+//
 // What it holds is a batch of entries, the reader's fetch, and an 8-byte
 // hash of each delivery it has selected (a delivery dead-lettered,
 // redriven and dead-lettered again has a record for each time: the first
@@ -459,11 +484,7 @@ func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress)
 		report()
 		return nil
 	}
-	topics, err := q.topicsOf(ctx, f)
-	if err != nil {
-		return p, err
-	}
-	err = q.scan(ctx, topics, func(n int) { p.Records = n; report() }, func(r *kgo.Record) error {
+	each := func(r *kgo.Record) error {
 		if p.Scanned++; p.Scanned%10_000 == 0 {
 			report()
 		}
@@ -480,13 +501,201 @@ func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress)
 			return flush()
 		}
 		return nil
-	})
-	if err == nil && len(chunk) > 0 {
+	}
+	at, rest, err := q.locate(ctx, f)
+	if err != nil {
+		return p, err
+	}
+	if len(at) > 0 {
+		p.Records = len(at)
+		report()
+		gone, err := q.readAt(ctx, at, each)
+		if err != nil {
+			return p, err
+		}
+		if p.Records -= gone; gone > 0 {
+			p.Notes = append(p.Notes, fmt.Sprintf("%d of them past the queue's retention: gone, not redriven", gone))
+		}
+	}
+	if rest {
+		topics, err := q.topicsOf(ctx, f)
+		if err != nil {
+			return p, err
+		}
+		located := p.Records
+		err = q.scan(ctx, topics, func(n int) { p.Records = located + n; report() }, each)
+		if err != nil {
+			return p, err
+		}
+	}
+	if len(chunk) > 0 {
 		err = flush()
 	}
 	p.Records = max(p.Records, p.Scanned) // records written while it read
 	return p, err
 }
+
+// keys are the deliveries f names by their event and delivery ids
+// ("EVENT_ID/DELIVERY_ID", as the console's rows name them); false if f
+// names none, or any by its delivery id alone.
+func (f Filter) keys() ([]store.DeliveryKey, bool) {
+	keys := make([]store.DeliveryKey, 0, len(f.DeliveryIDs))
+	for _, id := range f.DeliveryIDs {
+		ev, d, ok := strings.Cut(id, "/")
+		if !ok {
+			return nil, false
+		}
+		keys = append(keys, store.DeliveryKey{EventID: ev, ID: d})
+	}
+	return keys, len(keys) > 0
+}
+
+// locate reads the statuses of the deliveries f names by their event and
+// delivery ids, and returns those still dead-lettered whose status says
+// where their dead letter is (the dispatcher records it: Topic,
+// Partition, Offset), and whether the queue's topics must be read for the
+// others — named by a delivery id alone, with no status (past the
+// history's TTL), or dead-lettered by a version that did not record where.
+// A redrive of a few dead letters picked among a million reads their
+// records, not the million. f.All (a list of what was redriven too)
+// reads the topics: a redriven delivery's status no longer says where.
+func (q *Queue) locate(ctx context.Context, f Filter) (at []store.Delivery, rest bool, err error) {
+	keys, ok := f.keys()
+	if !ok || f.All {
+		return nil, true, nil
+	}
+	stored, err := q.st.GetDeliveries(ctx, keys)
+	if err != nil {
+		return nil, false, fmt.Errorf("dead letters' deliveries: %w", err)
+	}
+	for _, d := range stored {
+		switch {
+		case d.ID != "" && d.Status != store.DeliveryDeadLettered:
+			// Redriven, or never dead-lettered: not in the queue.
+		case d.ID != "" && strings.HasPrefix(d.Topic, topic.DLQPrefix):
+			at = append(at, d)
+		default:
+			rest = true
+		}
+	}
+	return at, rest, nil
+}
+
+// readAt reads the records at the places at's deliveries give, calling fn
+// with each until fn returns an error, and returns how many of them
+// retention has removed from the queue. A partition's records are read
+// in their order, and the reader jumps over a gap of more than
+// readAtGap records rather than read through it.
+func (q *Queue) readAt(ctx context.Context, at []store.Delivery, fn func(*kgo.Record) error) (gone int, err error) {
+	want := map[string]map[int32][]int64{}
+	var topics []string
+	for _, d := range at {
+		if want[d.Topic] == nil {
+			want[d.Topic] = map[int32][]int64{}
+			topics = append(topics, d.Topic)
+		}
+		want[d.Topic][d.Partition] = append(want[d.Topic][d.Partition], d.Offset)
+	}
+	adm := kadm.NewClient(q.cl)
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return 0, fmt.Errorf("dlq start offsets: %w", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return 0, fmt.Errorf("dlq end offsets: %w", err)
+	}
+	assign := map[string]map[int32]kgo.Offset{}
+	left := 0
+	for t, ps := range want {
+		for p, offsets := range ps {
+			slices.Sort(offsets)
+			offsets = slices.Compact(offsets)
+			start, sok := starts.Lookup(t, p)
+			end, eok := ends.Lookup(t, p)
+			kept := offsets[:0]
+			for _, o := range offsets {
+				if sok && eok && start.Err == nil && end.Err == nil && o >= start.Offset && o < end.Offset {
+					kept = append(kept, o)
+				} else {
+					gone++
+				}
+			}
+			if len(kept) == 0 {
+				delete(ps, p)
+				continue
+			}
+			ps[p] = kept
+			if assign[t] == nil {
+				assign[t] = map[int32]kgo.Offset{}
+			}
+			assign[t][p] = kgo.NewOffset().At(kept[0])
+			left += len(kept)
+		}
+	}
+	if left == 0 {
+		return gone, nil
+	}
+	reader, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumePartitions(assign),
+		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	if err != nil {
+		return gone, err
+	}
+	defer reader.Close()
+	for left > 0 {
+		fetches := reader.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return gone, err
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return gone, fmt.Errorf("read dlq: %w", ferr)
+		}
+		last := map[string]map[int32]int64{} // each partition's last record read
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			q.read.Add(1)
+			if last[r.Topic] == nil {
+				last[r.Topic] = map[int32]int64{}
+			}
+			last[r.Topic][r.Partition] = r.Offset
+			offsets := want[r.Topic][r.Partition]
+			// One past: not in the partition after all (a record the
+			// log no longer has); one before: read on the way.
+			for len(offsets) > 0 && offsets[0] < r.Offset {
+				offsets, gone, left = offsets[1:], gone+1, left-1
+			}
+			if len(offsets) > 0 && offsets[0] == r.Offset {
+				offsets, left = offsets[1:], left-1
+				if err := fn(r); err != nil {
+					return gone, err
+				}
+			}
+			want[r.Topic][r.Partition] = offsets
+		}
+		jump := map[string]map[int32]kgo.EpochOffset{}
+		for t, ps := range last {
+			for p, o := range ps {
+				switch offsets := want[t][p]; {
+				case len(offsets) == 0:
+					reader.PauseFetchPartitions(map[string][]int32{t: {p}})
+				case offsets[0]-o > readAtGap:
+					if jump[t] == nil {
+						jump[t] = map[int32]kgo.EpochOffset{}
+					}
+					jump[t][p] = kgo.EpochOffset{Epoch: -1, Offset: offsets[0]}
+				}
+			}
+		}
+		reader.SetOffsets(jump)
+	}
+	return gone, nil
+}
+
+// readAtGap is the most records readAt reads through to reach the next
+// it wants, rather than jump: a fetch or two of dead letters.
+const readAtGap = 1000
 
 // Indexer is a store that can add to its status indexes the deliveries
 // written before it had them (store/dynamo.Store.IndexDeliveries). The

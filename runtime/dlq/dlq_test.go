@@ -54,7 +54,7 @@ func deadLettersOf(tb testing.TB, n, size int, st Store) *Queue {
 	}
 	tb.Cleanup(cl.Close)
 	now := time.Now().UTC()
-	var ds []store.Delivery
+	ds := make([]store.Delivery, n) // written by the produce's promises
 	for i := range n {
 		body := json.RawMessage(`{"n":1}`)
 		if size > 0 {
@@ -66,9 +66,13 @@ func deadLettersOf(tb testing.TB, n, size int, st Store) *Queue {
 		d := envelope.Delivery{ID: fmt.Sprintf("d%06d", i), EventID: fmt.Sprintf("e%06d", i), SubscriptionID: sub, PartnerID: fmt.Sprintf("p%d", i%2),
 			SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: body}
 		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now.Add(time.Duration(i) * time.Millisecond)})
-		cl.Produce(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}, nil)
-		ds = append(ds, store.Delivery{EventID: d.EventID, ID: d.ID, SubscriptionID: sub, PartnerID: d.PartnerID, SchemaID: d.SchemaID,
-			Status: store.DeliveryDeadLettered, Reason: "attempts exhausted", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		ds[i] = store.Delivery{EventID: d.EventID, ID: d.ID, SubscriptionID: sub, PartnerID: d.PartnerID, SchemaID: d.SchemaID,
+			Status: store.DeliveryDeadLettered, Reason: "attempts exhausted", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		cl.Produce(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}, func(r *kgo.Record, err error) {
+			if err == nil { // where the dispatcher's status says its dead letter is
+				ds[i].Topic, ds[i].Partition, ds[i].Offset = r.Topic, r.Partition, r.Offset
+			}
+		})
 	}
 	if err := cl.Flush(ctx); err != nil {
 		tb.Fatal(err)
@@ -275,6 +279,92 @@ func TestRedriveABatchAtATime(t *testing.T) {
 	}
 	if p, err := q.Redrive(ctx, Filter{PartnerID: "p1"}, nil); err != nil || p.Redriven != 1 || p.Total != 1 {
 		t.Errorf("a second redrive: %+v, %v; want d000001 alone, dead-lettered again", p, err)
+	}
+}
+
+// TestRedrivePicked: dead letters picked by their event and delivery ids
+// (the console's rows) are read where their statuses say they are, not
+// found in the whole queue: three among 30,000 read three records and
+// the fetches around them, jumping the gaps between; one whose status
+// does not say (dead-lettered by a version before) sends the redrive to
+// the queue's topics for it; one redriven already is left; one past the
+// queue's retention is said to be gone. Bare delivery ids still work,
+// from the queue.
+func TestRedrivePicked(t *testing.T) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(t)
+	// 1 KiB bodies: each partition 13 MB, many fetches long.
+	q := deadLettersOf(t, 30_000, 1024, st)
+	for _, id := range []string{"p0#bench#thing.happened#1", "p1#bench#thing.happened#1"} {
+		partner, schema, _ := strings.Cut(id, "#")
+		_, err := st.PutSubscription(ctx, store.Subscription{ID: id, PartnerID: partner, SchemaID: schema, Status: store.SubscriptionApproved})
+		must(t, err)
+	}
+	status := func(i int) store.Delivery {
+		d, err := st.GetDelivery(ctx, fmt.Sprintf("e%06d", i), fmt.Sprintf("d%06d", i))
+		must(t, err)
+		return d
+	}
+	key := func(i int) string { return fmt.Sprintf("e%06d/d%06d", i, i) }
+	// The first and the last dead letters of partition 0, and one of 1:
+	// ≈ 10,000 records apart.
+	first, last := -1, -1
+	for i := range 30_000 {
+		if d := status(i); d.Partition == 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	other, gone := 0, 0
+	for status(other).Partition != 1 {
+		other++
+	}
+	for d := status(gone); d.Partition != 2 || d.Offset != 0; d = status(gone) {
+		gone++
+	}
+	if status(first).Topic != topic.DLQ("thing.happened") || status(last).Offset < 9_000 {
+		t.Fatalf("the statuses do not locate their dead letters: %+v, %+v", status(first), status(last))
+	}
+	redrive := func(ids ...string) (Progress, int64) {
+		t.Helper()
+		before := q.read.Load()
+		p, err := q.Redrive(ctx, Filter{DeliveryIDs: ids}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, q.read.Load() - before
+	}
+	p, read := redrive(key(first), key(last), key(other))
+	if p.Redriven != 3 || p.Total != 3 || p.Records != 3 || p.Scanned != 3 || read > 10_000 {
+		t.Errorf("three located: %+v, %d records fetched; want 3 redriven, fewer than the partition's 10,000 fetched", p, read)
+	}
+	for _, i := range []int{first, last, other} {
+		if d := status(i); d.Status != store.DeliveryPending {
+			t.Errorf("d%06d after its redrive: %s", i, d.Status)
+		}
+	}
+	// d000011 dead-lettered before statuses said where; gone, the first
+	// of partition 2, past the queue's retention (deleted here: the
+	// partition starts after it); d000015 as before; first redriven
+	// already.
+	old := status(11)
+	old.Topic, old.Partition, old.Offset = "", 0, 0
+	must(t, st.PutDeliveries(ctx, []store.Delivery{old}))
+	_, err := kadm.NewClient(q.cl).DeleteRecords(ctx, kadm.Offsets{topic.DLQ("thing.happened"): {2: {Topic: topic.DLQ("thing.happened"), Partition: 2, At: 1}}})
+	must(t, err)
+	p, read = redrive(key(11), key(gone), key(15), key(first))
+	if p.Redriven != 2 || p.Total != 2 || p.Scanned < 29_000 || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "1 of them past the queue's retention") {
+		t.Errorf("one old, one gone, one located, one redriven already: %+v, %d fetched", p, read)
+	}
+	if d := status(gone); d.Status != store.DeliveryDeadLettered {
+		t.Errorf("d%06d, gone from the queue: %s", gone, d.Status)
+	}
+	// Bare ids: from the queue's records.
+	p, read = redrive("d000017", "d000019")
+	if p.Redriven != 2 || read < 10_000 {
+		t.Errorf("bare ids: %+v, %d fetched; want 2 redriven from the whole queue", p, read)
 	}
 }
 
@@ -629,5 +719,52 @@ func liveHeap() func() (peak, after float64) {
 		<-stopped
 		runtime.GC()
 		return top, read() - base
+	}
+}
+
+// BenchmarkRedrivePicked redrives three dead letters picked in a queue of
+// 100,000 of a 1 KiB body, by their event and delivery ids (read where
+// their statuses say they are) and by their delivery ids alone (looked
+// for in the queue's topics), and reports the records each read.
+//
+//	go test -run '^$' -bench RedrivePicked -benchtime 3x ./runtime/dlq
+func BenchmarkRedrivePicked(b *testing.B) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(b)
+	q := deadLettersOf(b, 100_000, 1024, st)
+	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
+		b.Fatal(err)
+	}
+	var picked []store.Delivery
+	for _, i := range []int{1, 50_001, 99_999} {
+		d, err := st.GetDelivery(ctx, fmt.Sprintf("e%06d", i), fmt.Sprintf("d%06d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		picked = append(picked, d)
+	}
+	for _, by := range []string{"event-and-delivery-ids", "delivery-ids"} {
+		b.Run(by, func(b *testing.B) {
+			var ids []string
+			for _, d := range picked {
+				if by == "delivery-ids" {
+					ids = append(ids, d.ID)
+				} else {
+					ids = append(ids, d.EventID+"/"+d.ID)
+				}
+			}
+			before := q.read.Load()
+			for b.Loop() {
+				b.StopTimer()
+				if err := st.PutDeliveries(ctx, picked); err != nil { // dead-lettered again
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if p, err := q.Redrive(ctx, Filter{DeliveryIDs: ids}, nil); err != nil || p.Redriven != 3 {
+					b.Fatalf("%+v, %v", p, err)
+				}
+			}
+			b.ReportMetric(float64(q.read.Load()-before)/float64(b.N), "records-read/op")
+		})
 	}
 }

@@ -143,7 +143,7 @@ func (a *API) redrive(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", `the body is a filter: {"delivery_ids": [...], "subscription": "...", "partner": "...", "from": "RFC 3339", "to": "RFC 3339"}`)
+		jsonhttp.Problem(w, http.StatusBadRequest, "invalid_request", `the body is a filter: {"delivery_ids": ["EVENT_ID/DELIVERY_ID" or "DELIVERY_ID", ...], "subscription": "...", "partner": "...", "from": "RFC 3339", "to": "RFC 3339"}`)
 		return
 	}
 	if len(f.DeliveryIDs) == 0 && f.SubscriptionID == "" && f.PartnerID == "" && f.From.IsZero() && f.To.IsZero() {
