@@ -55,7 +55,7 @@ type Store interface {
 // DLQ lists and redrives dead letters.
 type DLQ interface {
 	Waiting(ctx context.Context, f dlq.Filter, limit int) (dlq.Waiting, error)
-	List(ctx context.Context, f dlq.Filter) ([]dlq.Entry, error)
+	List(ctx context.Context, f dlq.Filter, limit int) ([]dlq.Entry, int, error)
 	Redrive(ctx context.Context, f dlq.Filter, progress func(dlq.Progress)) (dlq.Progress, error)
 }
 

@@ -43,8 +43,8 @@ const dlqRows = 200
 // dlqPage shows the dead letters waiting from the store's index of them
 // (dlq.Queue.Waiting: milliseconds however many there are), or, with
 // "include redriven", the queue's records themselves (dlq.Queue.List,
-// which reads them all: the archive of what was dead-lettered, looked at
-// rarely).
+// which reads them all, keeping the newest: the archive of what was
+// dead-lettered, looked at rarely).
 func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, ss session) {
 	if s.cfg.DLQ == nil {
 		s.fail(w, r, http.StatusNotFound, "the dead-letter queue is not reachable from this console")
@@ -54,12 +54,12 @@ func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, ss session) {
 	f := dlq.Filter{SubscriptionID: q.Get("subscription"), PartnerID: q.Get("partner"), All: q.Get("all") == "true"}
 	m := dlqModel{Filter: f, CanRedrive: admins.allows(ss.Role)}
 	if f.All {
-		entries, err := s.cfg.DLQ.List(r.Context(), f)
+		entries, total, err := s.cfg.DLQ.List(r.Context(), f, dlqRows)
 		if err != nil {
 			s.unavailable(w, r, "the dead-letter queue", err)
 			return
 		}
-		m.Entries, m.Total, m.Exact = entries[:min(len(entries), dlqRows)], len(entries), true
+		m.Entries, m.Total, m.Exact = entries, total, true
 	} else {
 		waiting, err := s.cfg.DLQ.Waiting(r.Context(), f, dlqRows)
 		if err != nil {

@@ -23,7 +23,9 @@ import (
 // and, end to end, in runtime/dev), and Waiting with none.
 type listedDLQ []dlq.Entry
 
-func (l listedDLQ) List(context.Context, dlq.Filter) ([]dlq.Entry, error) { return l, nil }
+func (l listedDLQ) List(_ context.Context, _ dlq.Filter, limit int) ([]dlq.Entry, int, error) {
+	return l[:min(len(l), limit)], len(l), nil
+}
 func (l listedDLQ) Waiting(context.Context, dlq.Filter, int) (dlq.Waiting, error) {
 	return dlq.Waiting{Exact: true}, nil
 }
@@ -108,9 +110,9 @@ type countedDLQ struct {
 	lists atomic.Int32
 }
 
-func (c *countedDLQ) List(ctx context.Context, f dlq.Filter) ([]dlq.Entry, error) {
+func (c *countedDLQ) List(ctx context.Context, f dlq.Filter, limit int) ([]dlq.Entry, int, error) {
 	c.lists.Add(1)
-	return c.listedDLQ.List(ctx, f)
+	return c.listedDLQ.List(ctx, f, limit)
 }
 
 func (c *countedDLQ) Waiting(ctx context.Context, f dlq.Filter, limit int) (dlq.Waiting, error) {

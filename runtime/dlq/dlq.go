@@ -11,12 +11,12 @@
 package dlq
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -153,54 +153,124 @@ type Queue struct {
 // New returns a Queue over an egress cluster client.
 func New(cl *kgo.Client, st Store) *Queue { return &Queue{cl: cl, st: st, now: time.Now} }
 
-// List returns the entries that match f, the latest per delivery, most
-// recent failure first. It holds the entries f selects (a filter by
-// delivery ids, a partner, a time range: those alone, not the queue);
-// Redrive and Reindex read the queue a batch at a time instead.
-func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
+// List returns the newest limit entries f selects, the latest record of
+// each delivery, most recent failure first, and how many f selects in
+// all. It reads the queue's records once, holding the limit entries, a
+// batch of those waiting for their statuses, and an 8-byte hash of each
+// delivery counted — not every entry f selects: "include redriven" (f.All)
+// is the whole queue, and listing it whole held more than a gigabyte for
+// a million dead letters (BenchmarkList).
+func (q *Queue) List(ctx context.Context, f Filter, limit int) ([]Entry, int, error) {
 	ids := idSet(f.DeliveryIDs)
-	latest := map[string]Entry{}
+	top := newestEntries{limit: max(limit, 0), at: map[string]int{}}
+	seed := maphash.MakeSeed()
+	counted := map[uint64]struct{}{}
+	pending := make([]Entry, 0, batch)
+	// The statuses of the entries the records select, a batch at once
+	// (one GetItem each was a round trip each on DynamoDB: seconds for
+	// every thousand entries), and of those alone: a list of a few
+	// selected entries, or of one partner's, reads theirs, not the whole
+	// queue's.
+	flush := func() error {
+		sel, err := q.withStatus(ctx, f, pending)
+		if err != nil {
+			return err
+		}
+		for _, e := range sel {
+			counted[maphash.String(seed, e.DeliveryID)] = struct{}{}
+			// Neither the status read nor the delivery (whose body is a
+			// slice of its fetch's buffer) stays with an entry kept.
+			e.stored, e.delivery = nil, envelope.Delivery{}
+			top.add(e)
+		}
+		clear(pending)
+		pending = pending[:0]
+		return nil
+	}
 	err := q.scan(ctx, f.topics(), nil, func(r *kgo.Record) error {
 		e, ok := entryOfRecord(r)
 		if !ok || !f.matchRecord(e, ids) {
 			return nil
 		}
-		if old, ok := latest[e.DeliveryID]; !ok || !old.FailedAt.After(e.FailedAt) {
-			latest[e.DeliveryID] = e
+		if pending = append(pending, e); len(pending) == batch {
+			return flush()
 		}
 		return nil
 	})
+	if err == nil && len(pending) > 0 {
+		err = flush()
+	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	// The statuses of the entries the records select, read at once (one
-	// GetItem each was a round trip each on DynamoDB: seconds for every
-	// thousand entries), and of those alone: a list of a few selected
-	// entries, or of one partner's, reads theirs, not the whole queue's.
-	entries := slices.Collect(maps.Values(latest))
-	clear(latest)
-	out, err := q.withStatus(ctx, f, entries)
-	if err != nil {
-		return nil, err
+	return top.sorted(), len(counted), nil
+}
+
+// newestEntries keeps the limit entries of the latest failures, one per
+// delivery (its latest): a heap whose root is the entry that would be
+// listed last.
+type newestEntries struct {
+	limit int
+	h     []Entry
+	at    map[string]int // delivery id → index in h
+}
+
+// after reports whether a is listed after b: failed earlier, or at the
+// same time with a greater delivery id.
+func after(a, b Entry) bool {
+	if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
+		return c < 0
 	}
-	// Sorted by index: an Entry is ≈ 2 KB, and sorting the entries
-	// themselves copied each one a dozen times (for 10,000 dead letters,
-	// ≈ 100 MB a list).
-	order := make([]int, len(out))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(i, j int) int {
-		if c := out[j].FailedAt.Compare(out[i].FailedAt); c != 0 {
-			return c // most recent first
+	return a.DeliveryID > b.DeliveryID
+}
+
+func (n *newestEntries) Len() int           { return len(n.h) }
+func (n *newestEntries) Less(i, j int) bool { return after(n.h[i], n.h[j]) }
+func (n *newestEntries) Swap(i, j int) {
+	n.h[i], n.h[j] = n.h[j], n.h[i]
+	n.at[n.h[i].DeliveryID], n.at[n.h[j].DeliveryID] = i, j
+}
+func (n *newestEntries) Push(x any) {
+	n.at[x.(Entry).DeliveryID] = len(n.h)
+	n.h = append(n.h, x.(Entry))
+}
+func (n *newestEntries) Pop() any {
+	e := n.h[len(n.h)-1]
+	n.h = n.h[:len(n.h)-1]
+	delete(n.at, e.DeliveryID)
+	return e
+}
+
+func (n *newestEntries) add(e Entry) {
+	switch i, ok := n.at[e.DeliveryID]; {
+	case ok:
+		if e.FailedAt.After(n.h[i].FailedAt) { // a later record of it
+			n.h[i] = e
+			heap.Fix(n, i)
 		}
-		return strings.Compare(out[i].DeliveryID, out[j].DeliveryID)
-	})
-	sorted := make([]Entry, len(out))
-	for i, k := range order {
-		sorted[i] = out[k]
+	case len(n.h) < n.limit:
+		heap.Push(n, e)
+	case n.limit > 0 && after(n.h[0], e):
+		delete(n.at, n.h[0].DeliveryID)
+		n.h[0] = e
+		n.at[e.DeliveryID] = 0
+		heap.Fix(n, 0)
 	}
-	return sorted, nil
+}
+
+// sorted returns the entries kept, most recent failure first.
+func (n *newestEntries) sorted() []Entry {
+	out := slices.Clone(n.h)
+	slices.SortFunc(out, func(a, b Entry) int {
+		if after(a, b) {
+			return 1
+		}
+		if after(b, a) {
+			return -1
+		}
+		return 0
+	})
+	return out
 }
 
 // entryOfRecord reads a wh.dlq.* record's entry; false if it holds none.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -85,6 +86,15 @@ func deadLettersOf(tb testing.TB, n, size int, st Store) *Queue {
 	return New(cl, st)
 }
 
+// listAll lists every entry f selects.
+func listAll(ctx context.Context, q *Queue, f Filter) ([]Entry, error) {
+	es, total, err := q.List(ctx, f, math.MaxInt)
+	if err == nil && total != len(es) {
+		err = fmt.Errorf("%d entries listed of %d", len(es), total)
+	}
+	return es, err
+}
+
 // benchQueues runs read in a sub-benchmark for each queue the DLQ
 // benchmarks read, of n dead letters: an outage's thousands on both
 // stores, and a hundred thousand on the embedded one (on dynalite,
@@ -110,12 +120,21 @@ func benchQueues(b *testing.B, read func(b *testing.B, q *Queue, n int)) {
 //	go test -run '^$' -bench List -benchmem ./runtime/dlq
 func BenchmarkList(b *testing.B) {
 	benchQueues(b, func(b *testing.B, q *Queue, n int) {
+		var held float64
 		for b.Loop() {
-			es, err := q.List(context.Background(), Filter{})
-			if err != nil || len(es) != n {
-				b.Fatalf("%d entries, %v", len(es), err)
+			b.StopTimer()
+			stop := liveHeap()
+			b.StartTimer()
+			es, total, err := q.List(context.Background(), Filter{}, 200)
+			b.StopTimer()
+			peak, after := stop()
+			held = max(held, peak-after)
+			b.StartTimer()
+			if err != nil || len(es) != 200 || total != n {
+				b.Fatalf("%d entries of %d, %v", len(es), total, err)
 			}
 		}
+		b.ReportMetric(held/(1<<20), "held-MB")
 	})
 }
 
@@ -159,7 +178,7 @@ func TestListReadsTheSubscriptionsTopic(t *testing.T) {
 		{Filter{}, 80, 80}, // other.happened's have no status: still in the queue
 	} {
 		before := q.read.Load()
-		es, err := q.List(ctx, c.f)
+		es, err := listAll(ctx, q, c.f)
 		if read := q.read.Load() - before; err != nil || read != int64(c.read) || len(es) != c.found {
 			t.Errorf("List(%+v): read %d records, found %d (%v); want %d and %d", c.f, read, len(es), err, c.read, c.found)
 		}
@@ -188,17 +207,17 @@ func TestListAndRedrive(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			es, err := q.List(ctx, Filter{})
+			es, err := listAll(ctx, q, Filter{})
 			if err != nil || len(es) != 248 {
 				t.Fatalf("List: %d entries, %v; want 248", len(es), err)
 			}
 			if es[0].DeliveryID != "d000249" || es[0].Status != store.DeliveryDeadLettered || es[0].Attempts != 8 {
 				t.Errorf("most recent first: %+v", es[0])
 			}
-			if all, _ := q.List(ctx, Filter{All: true}); len(all) != 250 {
+			if all, _ := listAll(ctx, q, Filter{All: true}); len(all) != 250 {
 				t.Errorf("List(all): %d entries", len(all))
 			}
-			picked, _ := q.List(ctx, Filter{DeliveryIDs: []string{"d000007", "d000003", "d000100"}, All: true})
+			picked, _ := listAll(ctx, q, Filter{DeliveryIDs: []string{"d000007", "d000003", "d000100"}, All: true})
 			if len(picked) != 3 || picked[2].DeliveryID != "d000003" || picked[2].Status != store.DeliveryPending {
 				t.Errorf("List(ids): %+v", picked)
 			}
@@ -212,13 +231,38 @@ func TestListAndRedrive(t *testing.T) {
 			if d, err := st.GetDelivery(ctx, "e000000", "d000000"); err != nil || d.Status != store.DeliveryPending || d.Reason != "" {
 				t.Errorf("a redriven delivery: %s, reason %q, %v; want pending without the dead letter's reason", d.Status, d.Reason, err)
 			}
-			if left, _ := q.List(ctx, Filter{SubscriptionID: "p0#bench#thing.happened#1"}); len(left) != 0 {
+			if left, _ := listAll(ctx, q, Filter{SubscriptionID: "p0#bench#thing.happened#1"}); len(left) != 0 {
 				t.Errorf("%d of p0's left after the redrive", len(left))
 			}
-			if left, _ := q.List(ctx, Filter{}); len(left) != 124 {
+			if left, _ := listAll(ctx, q, Filter{}); len(left) != 124 {
 				t.Errorf("%d left in the queue, want p1's 124", len(left))
 			}
 		})
+	}
+}
+
+// TestListNewest: a list keeps the newest it was asked for, the latest
+// record of each delivery, and counts every delivery it selects once.
+func TestListNewest(t *testing.T) {
+	ctx := context.Background()
+	q := deadLetters(t, 1000, teststores.All[0].Open(t)) // d000999 failed last
+	es, total, err := q.List(ctx, Filter{}, 10)
+	if err != nil || total != 1000 || len(es) != 10 || es[0].DeliveryID != "d000999" || es[9].DeliveryID != "d000990" {
+		t.Fatalf("List(10) = %d entries of %d (%v), first %s", len(es), total, err, es[0].DeliveryID)
+	}
+	// d000998 failed again, later than any: listed first, once, with
+	// its latest failure's attempts.
+	now := time.Now().UTC()
+	d := envelope.Delivery{ID: "d000998", EventID: "e000998", SubscriptionID: "p0#bench#thing.happened#1", PartnerID: "p0",
+		SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
+	v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 9, FailedAt: now.Add(time.Hour)})
+	must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}).FirstErr())
+	es, total, err = q.List(ctx, Filter{All: true}, 3)
+	if err != nil || total != 1000 || len(es) != 3 || es[0].DeliveryID != "d000998" || es[0].Attempts != 9 || es[1].DeliveryID != "d000999" || es[2].DeliveryID != "d000997" {
+		t.Errorf("List(all, 3) after d000998 failed again = %+v, %d, %v", es, total, err)
+	}
+	if es, total, err := q.List(ctx, Filter{PartnerID: "p0"}, 0); err != nil || total != 500 || len(es) != 0 {
+		t.Errorf("List(p0, 0) = %d entries of %d, %v; want none of 500", len(es), total, err)
 	}
 }
 
@@ -624,7 +668,7 @@ func TestListReadsTheStatusesItSelects(t *testing.T) {
 		{Filter{}, 250},
 	} {
 		before := reads.keys.Load()
-		es, err := q.List(ctx, c.f)
+		es, err := listAll(ctx, q, c.f)
 		if n := reads.keys.Load() - before; err != nil || n != c.reads || len(es) != int(c.reads) {
 			t.Errorf("List(%+v): %d entries, %d statuses read, %v; want %d of each", c.f, len(es), n, err, c.reads)
 		}

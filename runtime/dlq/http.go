@@ -29,8 +29,8 @@ import (
 // most maxWaiting) by their delivery's creation, the total, and every
 // partner's count ("by_partner") — milliseconds however large the queue.
 // With delivery_id, from, to or all=true it reads the queue's records
-// (Queue.List): every entry that matches, the most recent failure first,
-// up to limit (at most 10,000).
+// (Queue.List): the newest limit (at most 10,000) of the entries that
+// match, the most recent failure first, and how many match.
 //
 // A job's progress (Progress) is how much of the queue it has read —
 // "scanned" of "records", the records of the dead-letter topics its
@@ -123,14 +123,10 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(w, http.StatusOK, wt)
 		return
 	}
-	entries, err := a.q.List(r.Context(), f)
+	entries, total, err := a.q.List(r.Context(), f, limit)
 	if err != nil {
 		unavailable(err)
 		return
-	}
-	total := len(entries)
-	if len(entries) > limit {
-		entries = entries[:limit]
 	}
 	if entries == nil {
 		entries = []Entry{}
