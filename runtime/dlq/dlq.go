@@ -159,51 +159,34 @@ func New(cl *kgo.Client, st Store) *Queue { return &Queue{cl: cl, st: st, now: t
 // batch of those waiting for their statuses, and an 8-byte hash of each
 // delivery counted — not every entry f selects: "include redriven" (f.All)
 // is the whole queue, and listing it whole held more than a gigabyte for
-// a million dead letters (BenchmarkList).
+// a million dead letters (docs/benchmarks.md, "The dead-letter queue
+// after an outage").
 func (q *Queue) List(ctx context.Context, f Filter, limit int) ([]Entry, int, error) {
-	ids := idSet(f.DeliveryIDs)
 	top := newestEntries{limit: max(limit, 0), at: map[string]int{}}
-	seed := maphash.MakeSeed()
-	counted := map[uint64]struct{}{}
-	pending := make([]Entry, 0, batch)
-	// The statuses of the entries the records select, a batch at once
-	// (one GetItem each was a round trip each on DynamoDB: seconds for
-	// every thousand entries), and of those alone: a list of a few
-	// selected entries, or of one partner's, reads theirs, not the whole
-	// queue's.
-	flush := func() error {
-		sel, err := q.withStatus(ctx, f, pending)
-		if err != nil {
-			return err
-		}
+	counted := newDeliverySet()
+	bt := q.batcher(f, func(sel []Entry) error {
 		for _, e := range sel {
-			counted[maphash.String(seed, e.DeliveryID)] = struct{}{}
+			counted.add(e.DeliveryID)
 			// Neither the status read nor the delivery (whose body is a
 			// slice of its fetch's buffer) stays with an entry kept.
 			e.stored, e.delivery = nil, envelope.Delivery{}
 			top.add(e)
 		}
-		clear(pending)
-		pending = pending[:0]
 		return nil
-	}
+	})
 	err := q.scan(ctx, f.topics(), nil, func(r *kgo.Record) error {
-		e, ok := entryOfRecord(r)
-		if !ok || !f.matchRecord(e, ids) {
-			return nil
-		}
-		if pending = append(pending, e); len(pending) == batch {
-			return flush()
+		if e, ok := bt.entry(r); ok {
+			return bt.add(ctx, e)
 		}
 		return nil
 	})
-	if err == nil && len(pending) > 0 {
-		err = flush()
+	if err == nil {
+		err = bt.flush(ctx)
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	return top.sorted(), len(counted), nil
+	return top.sorted(), len(counted.m), nil
 }
 
 // newestEntries keeps the limit entries of the latest failures, one per
@@ -327,6 +310,72 @@ func (q *Queue) withStatus(ctx context.Context, f Filter, entries []Entry) ([]En
 	return out, nil
 }
 
+// batcher gathers the entries a read of the queue selects and hands them
+// on a batch at a time, with their statuses, to fn: those still in the
+// queue, all of them if f.All (withStatus). The statuses are read a batch
+// at once (one GetItem each was a round trip each on DynamoDB: seconds
+// for every thousand entries), and of the entries the records select
+// alone: a few selected, or one partner's, not the whole queue's.
+type batcher struct {
+	q   *Queue
+	f   Filter
+	ids map[string]bool // f.DeliveryIDs' delivery ids
+	buf []Entry
+	fn  func(sel []Entry) error
+}
+
+func (q *Queue) batcher(f Filter, fn func(sel []Entry) error) *batcher {
+	return &batcher{q: q, f: f, ids: idSet(f.DeliveryIDs), buf: make([]Entry, 0, batch), fn: fn}
+}
+
+// entry is r's entry if f selects it by what the record says.
+func (b *batcher) entry(r *kgo.Record) (Entry, bool) {
+	e, ok := entryOfRecord(r)
+	return e, ok && b.f.matchRecord(e, b.ids)
+}
+
+func (b *batcher) add(ctx context.Context, e Entry) error {
+	if b.buf = append(b.buf, e); len(b.buf) == batch {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batcher) flush(ctx context.Context) error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	sel, err := b.q.withStatus(ctx, b.f, b.buf)
+	if err == nil {
+		err = b.fn(sel)
+	}
+	clear(b.buf) // their deliveries' bodies, for the collector
+	b.buf = b.buf[:0]
+	return err
+}
+
+// deliverySet is a set of deliveries by an 8-byte hash of each id (≈ 16
+// bytes an entry against ≈ 90 for the id): two ids of one hash count as
+// one — at a million, a chance in ≈ 3·10⁷.
+type deliverySet struct {
+	seed maphash.Seed
+	m    map[uint64]struct{}
+}
+
+func newDeliverySet() deliverySet {
+	return deliverySet{seed: maphash.MakeSeed(), m: map[uint64]struct{}{}}
+}
+
+// add reports whether id was not in the set yet.
+func (s deliverySet) add(id string) bool {
+	h := maphash.String(s.seed, id)
+	if _, ok := s.m[h]; ok {
+		return false
+	}
+	s.m[h] = struct{}{}
+	return true
+}
+
 // scan reads every record present when it starts in the wh.dlq.* topics
 // that only names (nil: all of them), calling fn with each until fn
 // returns an error, and size, if not nil, with how many records they hold
@@ -384,11 +433,7 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 	if len(assign) == 0 {
 		return nil
 	}
-	// A fetch of at most 4 MiB (kgo's default is 50): what the reader
-	// holds while fn reads a fetch's records is a fetch, buffered, per
-	// broker — the queue's size does not show in the reader's memory.
-	reader, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumePartitions(assign),
-		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	reader, err := q.reader(assign)
 	if err != nil {
 		return err
 	}
@@ -398,14 +443,9 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		left += len(ps)
 	}
 	for left > 0 {
-		fetches := reader.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+		fetches, err := poll(ctx, reader)
+		if err != nil {
 			return err
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return fmt.Errorf("read dlq: %w", ferr)
 		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			r := it.Next()
@@ -424,6 +464,29 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		}
 	}
 	return nil
+}
+
+// reader consumes the queue's partitions from where assign says, a fetch
+// of at most 4 MiB (kgo's default is 50): what it holds while its records
+// are read is a fetch, buffered, per broker — the queue's size does not
+// show in its memory.
+func (q *Queue) reader(assign map[string]map[int32]kgo.Offset) (*kgo.Client, error) {
+	return kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumePartitions(assign),
+		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+}
+
+// poll returns the reader's next fetches, or why there are none.
+func poll(ctx context.Context, reader *kgo.Client) (kgo.Fetches, error) {
+	fetches := reader.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ferr error
+	fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+	if ferr != nil {
+		return nil, fmt.Errorf("read dlq: %w", ferr)
+	}
+	return fetches, nil
 }
 
 // Progress reports a redrive's or a reindex's advance: the job reads the
@@ -532,43 +595,22 @@ func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress)
 			progress(p)
 		}
 	}
-	ids := idSet(f.DeliveryIDs)
-	// A hash per delivery in place of its id (≈ 16 bytes an entry against
-	// ≈ 90): two ids of one hash leave the second in the queue, as it was,
-	// for the next redrive — at a million entries, a chance in ≈ 3·10⁷.
-	seed := maphash.MakeSeed()
-	seen := map[uint64]struct{}{}
-	chunk := make([]Entry, 0, batch)
-	flush := func() error {
-		sel, err := q.withStatus(ctx, f, chunk)
-		if err != nil {
-			return err
-		}
+	bt := q.batcher(f, func(sel []Entry) error {
 		p.Total += len(sel)
 		if err := fn(sel, &p); err != nil {
 			return err
 		}
 		p.Done += len(sel)
-		clear(chunk) // their deliveries' bodies, for the collector
-		chunk = chunk[:0]
 		report()
 		return nil
-	}
+	})
+	seen := newDeliverySet()
 	each := func(r *kgo.Record) error {
 		if p.Scanned++; p.Scanned%10_000 == 0 {
 			report()
 		}
-		e, ok := entryOfRecord(r)
-		if !ok || !f.matchRecord(e, ids) {
-			return nil
-		}
-		h := maphash.String(seed, e.DeliveryID)
-		if _, dup := seen[h]; dup {
-			return nil
-		}
-		seen[h] = struct{}{}
-		if chunk = append(chunk, e); len(chunk) == batch {
-			return flush()
+		if e, ok := bt.entry(r); ok && seen.add(e.DeliveryID) {
+			return bt.add(ctx, e)
 		}
 		return nil
 	}
@@ -598,9 +640,7 @@ func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress)
 			return p, err
 		}
 	}
-	if len(chunk) > 0 {
-		err = flush()
-	}
+	err = bt.flush(ctx)
 	p.Records = max(p.Records, p.Scanned) // records written while it read
 	return p, err
 }
@@ -706,21 +746,15 @@ func (q *Queue) readAt(ctx context.Context, at []store.Delivery, fn func(*kgo.Re
 	if left == 0 {
 		return gone, nil
 	}
-	reader, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumePartitions(assign),
-		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	reader, err := q.reader(assign)
 	if err != nil {
 		return gone, err
 	}
 	defer reader.Close()
 	for left > 0 {
-		fetches := reader.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+		fetches, err := poll(ctx, reader)
+		if err != nil {
 			return gone, err
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return gone, fmt.Errorf("read dlq: %w", ferr)
 		}
 		last := map[string]map[int32]int64{} // each partition's last record read
 		for it := fetches.RecordIter(); !it.Done(); {
