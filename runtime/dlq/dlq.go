@@ -60,8 +60,8 @@ type Entry struct {
 	Status string `json:"status"`
 
 	delivery envelope.Delivery
-	// stored is the delivery's status item as List read it, nil if it
-	// had none.
+	// stored is the delivery's status item as its batch read it
+	// (withStatus), nil if it had none.
 	stored *store.Delivery
 }
 
