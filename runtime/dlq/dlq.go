@@ -11,6 +11,7 @@
 package dlq
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -538,7 +539,11 @@ func (q *Queue) Redrive(ctx context.Context, f Filter, progress func(Progress)) 
 				return err
 			}
 			_, event, _, _ := catalog.SplitSchemaID(e.SchemaID)
-			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(e.EventID), Value: value,
+			// Keyed as the processor keyed it (the event's partition
+			// key, its id without one): in its key's partition, after
+			// what the key's deliveries are there.
+			key := cmp.Or(e.delivery.Key, e.EventID)
+			recs = append(recs, &kgo.Record{Topic: topic.Egress(e.PartnerID, event), Key: []byte(key), Value: value,
 				Headers: []kgo.RecordHeader{{Key: "whp-delivery-id", Value: []byte(e.DeliveryID)}, {Key: "whp-redrive", Value: []byte("1")}}})
 			d := store.Delivery{EventID: e.EventID, ID: e.DeliveryID, SubscriptionID: e.SubscriptionID, PartnerID: e.PartnerID,
 				SchemaID: e.SchemaID, Status: store.DeliveryDeadLettered, Reason: e.Reason, CreatedAt: q.now().UTC(), UpdatedAt: e.FailedAt}

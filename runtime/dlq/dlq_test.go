@@ -413,6 +413,44 @@ func TestRedrivePicked(t *testing.T) {
 	}
 }
 
+// TestRedriveKeepsTheKey: a redriven delivery is written to its egress
+// topic under the key the processor gave it — its event's partition key,
+// or its event's id without one — so it lands in its key's partition.
+func TestRedriveKeepsTheKey(t *testing.T) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(t)
+	q := deadLetters(t, 2, st) // d000000, p0's, without a key
+	now := time.Now().UTC()
+	d := envelope.Delivery{ID: "d-keyed", EventID: "e-keyed", SubscriptionID: "p0#bench#thing.happened#1", PartnerID: "p0", Key: "customer-7",
+		SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
+	v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now})
+	must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.ID), Value: v}).FirstErr())
+	_, err := st.PutSubscription(ctx, store.Subscription{ID: d.SubscriptionID, PartnerID: "p0", SchemaID: d.SchemaID, Status: store.SubscriptionApproved})
+	must(t, err)
+	if p, err := q.Redrive(ctx, Filter{PartnerID: "p0"}, nil); err != nil || p.Redriven != 2 {
+		t.Fatalf("Redrive = %+v, %v", p, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(q.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics(topic.Egress("p0", "thing.happened")),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	must(t, err)
+	defer cl.Close()
+	keys := map[string]string{}
+	bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for len(keys) < 2 && bounded.Err() == nil {
+		cl.PollFetches(bounded).EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == "whp-delivery-id" {
+					keys[string(h.Value)] = string(r.Key)
+				}
+			}
+		})
+	}
+	if keys["d-keyed"] != "customer-7" || keys["d000000"] != "e000000" {
+		t.Errorf("the redriven records' keys: %v; want customer-7 and the event's id", keys)
+	}
+}
+
 // TestRedriveReadsThePartnersTopics: a partner's redrive reads the
 // dead-letter topics of its subscriptions' events — one that left the
 // catalog among them — not every event's.
