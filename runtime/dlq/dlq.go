@@ -175,12 +175,21 @@ func (q *Queue) List(ctx context.Context, f Filter, limit int) ([]Entry, int, er
 		}
 		return nil
 	})
-	err := q.scan(ctx, f.topics(), nil, func(r *kgo.Record) error {
+	each := func(r *kgo.Record) error {
 		if e, ok := bt.entry(r); ok {
 			return bt.add(ctx, e)
 		}
 		return nil
-	})
+	}
+	// Deliveries named by their event and delivery ids are read where
+	// their statuses say their dead letters are, as a redrive reads them.
+	at, rest, err := q.locate(ctx, f)
+	if err == nil && len(at) > 0 {
+		_, err = q.readAt(ctx, at, each)
+	}
+	if err == nil && rest {
+		err = q.scan(ctx, f.topics(), nil, each)
+	}
 	if err == nil {
 		err = bt.flush(ctx)
 	}

@@ -381,6 +381,13 @@ func TestRedrivePicked(t *testing.T) {
 		}
 		return p, q.read.Load() - before
 	}
+	// Listed by them (GET /v1/dlq?delivery_id=…, whp dlq list
+	// --delivery-id): read the same way.
+	before := q.read.Load()
+	es, total, err := q.List(ctx, Filter{DeliveryIDs: []string{key(first), key(last), key(other)}}, 10)
+	if read := q.read.Load() - before; err != nil || total != 3 || len(es) != 3 || read > 10_000 {
+		t.Errorf("three located, listed: %d of %d, %d records fetched, %v", len(es), total, read, err)
+	}
 	p, read := redrive(key(first), key(last), key(other))
 	if p.Redriven != 3 || p.Total != 3 || p.Records != 3 || p.Scanned != 3 || read > 10_000 {
 		t.Errorf("three located: %+v, %d records fetched; want 3 redriven, fewer than the partition's 10,000 fetched", p, read)
@@ -397,7 +404,7 @@ func TestRedrivePicked(t *testing.T) {
 	old := status(11)
 	old.Topic, old.Partition, old.Offset = "", 0, 0
 	must(t, st.PutDeliveries(ctx, []store.Delivery{old}))
-	_, err := kadm.NewClient(q.cl).DeleteRecords(ctx, kadm.Offsets{topic.DLQ("thing.happened"): {2: {Topic: topic.DLQ("thing.happened"), Partition: 2, At: 1}}})
+	_, err = kadm.NewClient(q.cl).DeleteRecords(ctx, kadm.Offsets{topic.DLQ("thing.happened"): {2: {Topic: topic.DLQ("thing.happened"), Partition: 2, At: 1}}})
 	must(t, err)
 	p, read = redrive(key(11), key(gone), key(15), key(first))
 	if p.Redriven != 2 || p.Total != 2 || p.Scanned < 29_000 || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "1 of them past the queue's retention") {

@@ -30,7 +30,9 @@ import (
 // partner's count ("by_partner") — milliseconds however large the queue.
 // With delivery_id, from, to or all=true it reads the queue's records
 // (Queue.List): the newest limit (at most 10,000) of the entries that
-// match, the most recent failure first, and how many match.
+// match, the most recent failure first, and how many match — for
+// delivery ids given as EVENT_ID/DELIVERY_ID, the records their statuses
+// say are theirs alone.
 //
 // A job's progress (Progress) is how much of the queue it has read —
 // "scanned" of "records", the records of the dead-letter topics its
