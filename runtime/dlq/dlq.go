@@ -208,14 +208,14 @@ type newestEntries struct {
 	at    map[string]int // delivery id → index in h
 }
 
-// after reports whether a is listed after b: failed earlier, or at the
-// same time with a greater delivery id.
-func after(a, b Entry) bool {
-	if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
-		return c < 0
-	}
-	return a.DeliveryID > b.DeliveryID
+// listOrder is a list's order: the most recent failure first, then by
+// delivery id.
+func listOrder(a, b Entry) int {
+	return cmp.Or(b.FailedAt.Compare(a.FailedAt), strings.Compare(a.DeliveryID, b.DeliveryID))
 }
+
+// after reports whether a is listed after b.
+func after(a, b Entry) bool { return listOrder(a, b) > 0 }
 
 func (n *newestEntries) Len() int           { return len(n.h) }
 func (n *newestEntries) Less(i, j int) bool { return after(n.h[i], n.h[j]) }
@@ -254,15 +254,7 @@ func (n *newestEntries) add(e Entry) {
 // sorted returns the entries kept, most recent failure first.
 func (n *newestEntries) sorted() []Entry {
 	out := slices.Clone(n.h)
-	slices.SortFunc(out, func(a, b Entry) int {
-		if after(a, b) {
-			return 1
-		}
-		if after(b, a) {
-			return -1
-		}
-		return 0
-	})
+	slices.SortFunc(out, listOrder)
 	return out
 }
 
