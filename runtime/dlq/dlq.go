@@ -405,31 +405,29 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 	if err != nil {
 		return fmt.Errorf("dlq end offsets: %w", err)
 	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("dlq start offsets: %w", err)
+	}
+	// Each partition from its start — what retention has not removed —
+	// to its end now. One retention has emptied (its start at its end)
+	// is not read: waiting for a record of it waited for ever.
 	assign := map[string]map[int32]kgo.Offset{}
 	remaining := map[string]map[int32]int64{}
+	n := 0
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil || o.Offset == 0 {
+		start, ok := starts.Lookup(o.Topic, o.Partition)
+		if o.Err != nil || !ok || start.Err != nil || start.Offset >= o.Offset {
 			return
 		}
 		if assign[o.Topic] == nil {
 			assign[o.Topic], remaining[o.Topic] = map[int32]kgo.Offset{}, map[int32]int64{}
 		}
-		assign[o.Topic][o.Partition] = kgo.NewOffset().AtStart()
+		assign[o.Topic][o.Partition] = kgo.NewOffset().At(start.Offset)
 		remaining[o.Topic][o.Partition] = o.Offset
+		n += int(o.Offset - start.Offset)
 	})
 	if size != nil {
-		// What retention has not removed: from each partition's start.
-		starts, err := adm.ListStartOffsets(ctx, topics...)
-		if err != nil {
-			return fmt.Errorf("dlq start offsets: %w", err)
-		}
-		n := 0
-		for t, ps := range remaining {
-			for p, end := range ps {
-				start, _ := starts.Lookup(t, p)
-				n += int(end - start.Offset)
-			}
-		}
 		size(n)
 	}
 	if len(assign) == 0 {

@@ -458,6 +458,34 @@ func TestRedriveKeepsTheKey(t *testing.T) {
 	}
 }
 
+// TestQueuePastRetention: a partition of the queue whose every record
+// retention has removed (its start at its end) is not waited on: a list
+// and a redrive read the others. They waited for ever for a record of it.
+func TestQueuePastRetention(t *testing.T) {
+	ctx := context.Background()
+	st := teststores.All[0].Open(t)
+	q := deadLetters(t, 60, st)
+	ends, err := kadm.NewClient(q.cl).ListEndOffsets(ctx, topic.DLQ("thing.happened"))
+	must(t, err)
+	end, _ := ends.Lookup(topic.DLQ("thing.happened"), 0)
+	if end.Offset == 0 {
+		t.Fatal("partition 0 holds none of the dead letters")
+	}
+	_, err = kadm.NewClient(q.cl).DeleteRecords(ctx, kadm.Offsets{topic.DLQ("thing.happened"): {0: {Topic: topic.DLQ("thing.happened"), Partition: 0, At: end.Offset}}})
+	must(t, err)
+	bounded, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	es, total, err := q.List(bounded, Filter{All: true}, 100)
+	if want := 60 - int(end.Offset); err != nil || total != want || len(es) != want {
+		t.Errorf("List = %d of %d, %v; want the other partitions' %d", len(es), total, err, want)
+	}
+	_, err = st.PutSubscription(ctx, store.Subscription{ID: "p0#bench#thing.happened#1", PartnerID: "p0", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
+	must(t, err)
+	if p, err := q.Redrive(bounded, Filter{PartnerID: "p0"}, nil); err != nil || p.Records != 60-int(end.Offset) || p.Redriven == 0 {
+		t.Errorf("Redrive = %+v, %v", p, err)
+	}
+}
+
 // TestRedriveReadsThePartnersTopics: a partner's redrive reads the
 // dead-letter topics of its subscriptions' events — one that left the
 // catalog among them — not every event's.
