@@ -405,9 +405,9 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 	if err != nil {
 		return fmt.Errorf("dlq end offsets: %w", err)
 	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
+	starts, err := q.starts(ctx, topics)
 	if err != nil {
-		return fmt.Errorf("dlq start offsets: %w", err)
+		return err
 	}
 	// Each partition from its start — what retention has not removed —
 	// to its end now. One retention has emptied (its start at its end)
@@ -447,6 +447,22 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		if err != nil {
 			return err
 		}
+		if fetches == nil {
+			// Quiet: a partition retention has emptied since is done.
+			starts, err := q.starts(ctx, topics)
+			if err != nil {
+				return err
+			}
+			for t, ps := range remaining {
+				for p, end := range ps {
+					if start, ok := starts.Lookup(t, p); ok && start.Err == nil && start.Offset >= end {
+						delete(ps, p)
+						left--
+					}
+				}
+			}
+			continue
+		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			r := it.Next()
 			end, ok := remaining[r.Topic][r.Partition]
@@ -475,18 +491,44 @@ func (q *Queue) reader(assign map[string]map[int32]kgo.Offset) (*kgo.Client, err
 		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
 }
 
-// poll returns the reader's next fetches, or why there are none.
+// poll returns the reader's next fetches, or why there are none; none
+// and no error when none came for quietAfter, for its caller to see
+// whether what it waits for is still in the queue (starts).
 func poll(ctx context.Context, reader *kgo.Client) (kgo.Fetches, error) {
-	fetches := reader.PollFetches(ctx)
+	pctx, cancel := context.WithTimeout(ctx, quietAfter)
+	defer cancel()
+	fetches := reader.PollFetches(pctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if pctx.Err() != nil && fetches.NumRecords() == 0 {
+		return nil, nil // quiet
+	}
 	var ferr error
-	fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+	fetches.EachError(func(_ string, _ int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			ferr = err
+		}
+	})
 	if ferr != nil {
 		return nil, fmt.Errorf("read dlq: %w", ferr)
 	}
 	return fetches, nil
+}
+
+// quietAfter is how long a read of the queue waits for a fetch before it
+// asks where the partitions it waits on start: retention may have
+// removed, while it read, the records it was waiting for (the reader,
+// reset to the partition's new start, then waited for ever).
+const quietAfter = 2 * time.Second
+
+// starts lists where the partitions of topics start.
+func (q *Queue) starts(ctx context.Context, topics []string) (kadm.ListedOffsets, error) {
+	starts, err := kadm.NewClient(q.cl).ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("dlq start offsets: %w", err)
+	}
+	return starts, nil
 }
 
 // Progress reports a redrive's or a reindex's advance: the job reads the
@@ -710,12 +752,11 @@ func (q *Queue) readAt(ctx context.Context, at []store.Delivery, fn func(*kgo.Re
 		}
 		want[d.Topic][d.Partition] = append(want[d.Topic][d.Partition], d.Offset)
 	}
-	adm := kadm.NewClient(q.cl)
-	starts, err := adm.ListStartOffsets(ctx, topics...)
+	starts, err := q.starts(ctx, topics)
 	if err != nil {
-		return 0, fmt.Errorf("dlq start offsets: %w", err)
+		return 0, err
 	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	ends, err := kadm.NewClient(q.cl).ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return 0, fmt.Errorf("dlq end offsets: %w", err)
 	}
@@ -759,6 +800,23 @@ func (q *Queue) readAt(ctx context.Context, at []store.Delivery, fn func(*kgo.Re
 		fetches, err := poll(ctx, reader)
 		if err != nil {
 			return gone, err
+		}
+		if fetches == nil {
+			// Quiet: what retention has removed since is gone.
+			starts, err := q.starts(ctx, topics)
+			if err != nil {
+				return gone, err
+			}
+			for t, ps := range want {
+				for p, offsets := range ps {
+					start, ok := starts.Lookup(t, p)
+					for ok && start.Err == nil && len(offsets) > 0 && offsets[0] < start.Offset {
+						offsets, gone, left = offsets[1:], gone+1, left-1
+					}
+					want[t][p] = offsets
+				}
+			}
+			continue
 		}
 		last := map[string]map[int32]int64{} // each partition's last record read
 		for it := fetches.RecordIter(); !it.Done(); {
