@@ -276,7 +276,9 @@ func TestListNewest(t *testing.T) {
 func TestRedriveABatchAtATime(t *testing.T) {
 	ctx := context.Background()
 	st := teststores.All[0].Open(t)
-	q := deadLetters(t, 590, st) // p1's 295: batches of 100, 100, 95
+	// p1's half: batches of batch, batch, and batch less five.
+	n := 6*batch - 10
+	q := deadLetters(t, n, st)
 	must(t, func() error {
 		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
 		return err
@@ -291,9 +293,9 @@ func TestRedriveABatchAtATime(t *testing.T) {
 		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now.Add(time.Hour)})
 		must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}).FirstErr())
 	}
-	again(1)   // read in the last batch; the first had it
-	again(589) // twice more in the last batch, which has it too
-	again(589)
+	again(1)     // read in the last batch; the first had it
+	again(n - 1) // twice more in the last batch, which has it too
+	again(n - 1)
 	var reports []Progress
 	failedAgain := false
 	p, err := q.Redrive(ctx, Filter{PartnerID: "p1"}, func(p Progress) {
@@ -307,11 +309,11 @@ func TestRedriveABatchAtATime(t *testing.T) {
 			must(t, st.PutDeliveries(ctx, []store.Delivery{d}))
 		}
 	})
-	if err != nil || p.Redriven != 295 || p.Total != 295 || p.Done != 295 || p.Records != 593 || p.Scanned != 593 {
-		t.Fatalf("Redrive = %+v, %v; want p1's 295 redriven of 593 records read", p, err)
+	if err != nil || p.Redriven != n/2 || p.Total != n/2 || p.Done != n/2 || p.Records != n+3 || p.Scanned != n+3 {
+		t.Fatalf("Redrive = %+v, %v; want p1's %d redriven of %d records read", p, err, n/2, n+3)
 	}
 	early := slices.IndexFunc(reports, func(r Progress) bool { return r.Redriven > 0 && r.Scanned < r.Records })
-	if early < 0 || reports[0].Records != 593 {
+	if early < 0 || reports[0].Records != n+3 {
 		t.Errorf("no batch redriven before the queue was read to its end: %+v", reports)
 	}
 	// Each delivery once on its egress topic.
@@ -319,8 +321,8 @@ func TestRedriveABatchAtATime(t *testing.T) {
 	must(t, err)
 	var written int64
 	ends.Each(func(o kadm.ListedOffset) { written += o.Offset })
-	if written != 295 {
-		t.Errorf("%d records written to p1's egress topic, want 295", written)
+	if written != int64(n/2) {
+		t.Errorf("%d records written to p1's egress topic, want %d", written, n/2)
 	}
 	if p, err := q.Redrive(ctx, Filter{PartnerID: "p1"}, nil); err != nil || p.Redriven != 1 || p.Total != 1 {
 		t.Errorf("a second redrive: %+v, %v; want d000001 alone, dead-lettered again", p, err)
