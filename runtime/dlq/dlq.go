@@ -181,15 +181,10 @@ func (q *Queue) List(ctx context.Context, f Filter, limit int) ([]Entry, int, er
 		}
 		return nil
 	}
-	// Deliveries named by their event and delivery ids are read where
-	// their statuses say their dead letters are, as a redrive reads them.
-	at, rest, err := q.locate(ctx, f)
-	if err == nil && len(at) > 0 {
-		_, err = q.readAt(ctx, at, each)
-	}
-	if err == nil && rest {
-		err = q.scan(ctx, f.topics(), nil, each)
-	}
+	// Every event's topics, unless a subscription names one: the
+	// archive of a partner's too, whatever subscriptions the store holds.
+	topics := func() (map[string]bool, error) { return f.topics(), nil }
+	_, err := q.records(ctx, f, topics, nil, each)
 	if err == nil {
 		err = bt.flush(ctx)
 	}
@@ -380,8 +375,8 @@ func (s deliverySet) add(id string) bool {
 
 // scan reads every record present when it starts in the wh.dlq.* topics
 // that only names (nil: all of them), calling fn with each until fn
-// returns an error, and size, if not nil, with how many records they hold
-// before the first.
+// returns an error, and size with how many records they hold before the
+// first.
 func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), fn func(*kgo.Record) error) error {
 	req := kmsg.NewPtrMetadataRequest()
 	resp, err := req.RequestWith(ctx, q.cl)
@@ -395,9 +390,7 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		}
 	}
 	if len(topics) == 0 {
-		if size != nil {
-			size(0)
-		}
+		size(0)
 		return nil
 	}
 	adm := kadm.NewClient(q.cl)
@@ -427,9 +420,7 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		remaining[o.Topic][o.Partition] = o.Offset
 		n += int(o.Offset - start.Offset)
 	})
-	if size != nil {
-		size(n)
-	}
+	size(n)
 	if len(assign) == 0 {
 		return nil
 	}
@@ -664,35 +655,51 @@ func (q *Queue) inBatches(ctx context.Context, f Filter, progress func(Progress)
 		}
 		return nil
 	}
-	at, rest, err := q.locate(ctx, f)
+	topics := func() (map[string]bool, error) { return q.topicsOf(ctx, f) }
+	gone, err := q.records(ctx, f, topics, func(n int) { p.Records = n; report() }, each)
+	if gone > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("%d of them past the queue's retention: gone, not redriven", gone))
+	}
 	if err != nil {
 		return p, err
-	}
-	if len(at) > 0 {
-		p.Records = len(at)
-		report()
-		gone, err := q.readAt(ctx, at, each)
-		if err != nil {
-			return p, err
-		}
-		if p.Records -= gone; gone > 0 {
-			p.Notes = append(p.Notes, fmt.Sprintf("%d of them past the queue's retention: gone, not redriven", gone))
-		}
-	}
-	if rest {
-		topics, err := q.topicsOf(ctx, f)
-		if err != nil {
-			return p, err
-		}
-		located := p.Records
-		err = q.scan(ctx, topics, func(n int) { p.Records = located + n; report() }, each)
-		if err != nil {
-			return p, err
-		}
 	}
 	err = bt.flush(ctx)
 	p.Records = max(p.Records, p.Scanned) // records written while it read
 	return p, err
+}
+
+// records calls each with the queue's records f can select, until each
+// returns an error: for the deliveries f names by their event and delivery
+// ids, the records their statuses locate (locate, readAt); if any is left
+// to look for, every record of topics' topics (scan). size, if not nil,
+// is told how many records that is as it learns it; gone counts the
+// located records retention has removed.
+func (q *Queue) records(ctx context.Context, f Filter, topics func() (map[string]bool, error), size func(int), each func(*kgo.Record) error) (gone int, err error) {
+	tell := func(n int) {
+		if size != nil {
+			size(n)
+		}
+	}
+	at, rest, err := q.locate(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	if len(at) > 0 {
+		tell(len(at))
+		if gone, err = q.readAt(ctx, at, each); err != nil {
+			return gone, err
+		}
+		tell(len(at) - gone)
+	}
+	if !rest {
+		return gone, nil
+	}
+	only, err := topics()
+	if err != nil {
+		return gone, err
+	}
+	located := len(at) - gone
+	return gone, q.scan(ctx, only, func(n int) { tell(located + n) }, each)
 }
 
 // keys are the deliveries f names by their event and delivery ids
