@@ -393,12 +393,7 @@ func (q *Queue) scan(ctx context.Context, only map[string]bool, size func(int), 
 		size(0)
 		return nil
 	}
-	adm := kadm.NewClient(q.cl)
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return fmt.Errorf("dlq end offsets: %w", err)
-	}
-	starts, err := q.starts(ctx, topics)
+	starts, ends, err := q.bounds(ctx, topics)
 	if err != nil {
 		return err
 	}
@@ -512,6 +507,17 @@ func poll(ctx context.Context, reader *kgo.Client) (kgo.Fetches, error) {
 // removed, while it read, the records it was waiting for (the reader,
 // reset to the partition's new start, then waited for ever).
 const quietAfter = 2 * time.Second
+
+// bounds lists where the partitions of topics start and end now.
+func (q *Queue) bounds(ctx context.Context, topics []string) (starts, ends kadm.ListedOffsets, err error) {
+	if starts, err = q.starts(ctx, topics); err != nil {
+		return nil, nil, err
+	}
+	if ends, err = kadm.NewClient(q.cl).ListEndOffsets(ctx, topics...); err != nil {
+		return nil, nil, fmt.Errorf("dlq end offsets: %w", err)
+	}
+	return starts, ends, nil
+}
 
 // starts lists where the partitions of topics start.
 func (q *Queue) starts(ctx context.Context, topics []string) (kadm.ListedOffsets, error) {
@@ -763,13 +769,9 @@ func (q *Queue) readAt(ctx context.Context, at []store.Delivery, fn func(*kgo.Re
 		}
 		want[d.Topic][d.Partition] = append(want[d.Topic][d.Partition], d.Offset)
 	}
-	starts, err := q.starts(ctx, topics)
+	starts, ends, err := q.bounds(ctx, topics)
 	if err != nil {
 		return 0, err
-	}
-	ends, err := kadm.NewClient(q.cl).ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return 0, fmt.Errorf("dlq end offsets: %w", err)
 	}
 	assign := map[string]map[int32]kgo.Offset{}
 	left := 0
