@@ -86,6 +86,35 @@ func deadLettersOf(tb testing.TB, n, size int, st Store) *Queue {
 	return New(cl, st)
 }
 
+// testDelivery is a delivery of event's to partner's subscription, as
+// the fixtures make them.
+func testDelivery(id, eventID, partner, event string) envelope.Delivery {
+	now := time.Now().UTC()
+	schema := "bench#" + event + "#1"
+	return envelope.Delivery{ID: id, EventID: eventID, SubscriptionID: partner + "#" + schema, PartnerID: partner, SchemaID: schema,
+		Event: event, AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
+}
+
+// putDeadLetter writes d's record to its event's dead-letter queue,
+// keyed by its event's id as the fixtures' are: attempts exhausted, its
+// last at failedAt.
+func putDeadLetter(tb testing.TB, q *Queue, d envelope.Delivery, attempts int, failedAt time.Time) {
+	tb.Helper()
+	v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: attempts, FailedAt: failedAt})
+	if err := q.cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic.DLQ(d.Event), Key: []byte(d.EventID), Value: v}).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// subscribe puts subscription id (PARTNER#SCHEMA_ID) in st, in status.
+func subscribe(tb testing.TB, st store.Store, id, status string) {
+	tb.Helper()
+	partner, schema, _ := strings.Cut(id, "#")
+	if _, err := st.PutSubscription(context.Background(), store.Subscription{ID: id, PartnerID: partner, SchemaID: schema, Status: status}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // listAll lists every entry f selects.
 func listAll(ctx context.Context, q *Queue, f Filter) ([]Entry, error) {
 	es, total, err := q.List(ctx, f, math.MaxInt)
@@ -162,12 +191,7 @@ func TestListReadsTheSubscriptionsTopic(t *testing.T) {
 	q := deadLetters(t, 50, st) // thing.happened's
 	now := time.Now().UTC()
 	for i := range 30 {
-		d := envelope.Delivery{ID: fmt.Sprintf("o%06d", i), EventID: fmt.Sprintf("eo%06d", i), SubscriptionID: "p0#bench#other.happened#1", PartnerID: "p0",
-			SchemaID: "bench#other.happened#1", Event: "other.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
-		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now})
-		if err := q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("other.happened"), Key: []byte(d.EventID), Value: v}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		putDeadLetter(t, q, testDelivery(fmt.Sprintf("o%06d", i), fmt.Sprintf("eo%06d", i), "p0", "other.happened"), 8, now)
 	}
 	for _, c := range []struct {
 		f           Filter
@@ -221,9 +245,7 @@ func TestListAndRedrive(t *testing.T) {
 			if len(picked) != 3 || picked[2].DeliveryID != "d000003" || picked[2].Status != store.DeliveryPending {
 				t.Errorf("List(ids): %+v", picked)
 			}
-			if _, err := st.PutSubscription(ctx, store.Subscription{ID: "p0#bench#thing.happened#1", PartnerID: "p0", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
-				t.Fatal(err)
-			}
+			subscribe(t, st, "p0#bench#thing.happened#1", store.SubscriptionApproved)
 			p, err := q.Redrive(ctx, Filter{SubscriptionID: "p0#bench#thing.happened#1"}, nil)
 			if err != nil || p.Total != 124 || p.Redriven != 124 || p.Skipped != 0 {
 				t.Fatalf("Redrive: %+v, %v; want 124 redriven (p0's 125 but d000004)", p, err)
@@ -252,11 +274,7 @@ func TestListNewest(t *testing.T) {
 	}
 	// d000998 failed again, later than any: listed first, once, with
 	// its latest failure's attempts.
-	now := time.Now().UTC()
-	d := envelope.Delivery{ID: "d000998", EventID: "e000998", SubscriptionID: "p0#bench#thing.happened#1", PartnerID: "p0",
-		SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
-	v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 9, FailedAt: now.Add(time.Hour)})
-	must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}).FirstErr())
+	putDeadLetter(t, q, testDelivery("d000998", "e000998", "p0", "thing.happened"), 9, time.Now().UTC().Add(time.Hour))
 	es, total, err = q.List(ctx, Filter{All: true}, 3)
 	if err != nil || total != 1000 || len(es) != 3 || es[0].DeliveryID != "d000998" || es[0].Attempts != 9 || es[1].DeliveryID != "d000999" || es[2].DeliveryID != "d000997" {
 		t.Errorf("List(all, 3) after d000998 failed again = %+v, %d, %v", es, total, err)
@@ -279,19 +297,12 @@ func TestRedriveABatchAtATime(t *testing.T) {
 	// p1's half: batches of batch, batch, and batch less five.
 	n := 6*batch - 10
 	q := deadLetters(t, n, st)
-	must(t, func() error {
-		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
-		return err
-	}())
+	subscribe(t, st, "p1#bench#thing.happened#1", store.SubscriptionApproved)
 	// Records of deliveries again, after the others: each failed again
 	// after an earlier redrive. Keyed as the fixture's, so in the same
 	// partition as the first.
 	again := func(i int) {
-		now := time.Now().UTC()
-		d := envelope.Delivery{ID: fmt.Sprintf("d%06d", i), EventID: fmt.Sprintf("e%06d", i), SubscriptionID: "p1#bench#thing.happened#1", PartnerID: "p1",
-			SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
-		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now.Add(time.Hour)})
-		must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.EventID), Value: v}).FirstErr())
+		putDeadLetter(t, q, testDelivery(fmt.Sprintf("d%06d", i), fmt.Sprintf("e%06d", i), "p1", "thing.happened"), 8, time.Now().UTC().Add(time.Hour))
 	}
 	again(1)     // read in the last batch; the first had it
 	again(n - 1) // twice more in the last batch, which has it too
@@ -343,9 +354,7 @@ func TestRedrivePicked(t *testing.T) {
 	// 1 KiB bodies: each partition 13 MB, many fetches long.
 	q := deadLettersOf(t, 30_000, 1024, st)
 	for _, id := range []string{"p0#bench#thing.happened#1", "p1#bench#thing.happened#1"} {
-		partner, schema, _ := strings.Cut(id, "#")
-		_, err := st.PutSubscription(ctx, store.Subscription{ID: id, PartnerID: partner, SchemaID: schema, Status: store.SubscriptionApproved})
-		must(t, err)
+		subscribe(t, st, id, store.SubscriptionApproved)
 	}
 	status := func(i int) store.Delivery {
 		d, err := st.GetDelivery(ctx, fmt.Sprintf("e%06d", i), fmt.Sprintf("d%06d", i))
@@ -449,13 +458,10 @@ func TestRedriveKeepsTheKey(t *testing.T) {
 	ctx := context.Background()
 	st := teststores.All[0].Open(t)
 	q := deadLetters(t, 2, st) // d000000, p0's, without a key
-	now := time.Now().UTC()
-	d := envelope.Delivery{ID: "d-keyed", EventID: "e-keyed", SubscriptionID: "p0#bench#thing.happened#1", PartnerID: "p0", Key: "customer-7",
-		SchemaID: "bench#thing.happened#1", Event: "thing.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
-	v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now})
-	must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("thing.happened"), Key: []byte(d.ID), Value: v}).FirstErr())
-	_, err := st.PutSubscription(ctx, store.Subscription{ID: d.SubscriptionID, PartnerID: "p0", SchemaID: d.SchemaID, Status: store.SubscriptionApproved})
-	must(t, err)
+	d := testDelivery("d-keyed", "e-keyed", "p0", "thing.happened")
+	d.Key = "customer-7"
+	putDeadLetter(t, q, d, 8, time.Now().UTC())
+	subscribe(t, st, d.SubscriptionID, store.SubscriptionApproved)
 	if p, err := q.Redrive(ctx, Filter{PartnerID: "p0"}, nil); err != nil || p.Redriven != 2 {
 		t.Fatalf("Redrive = %+v, %v", p, err)
 	}
@@ -501,8 +507,7 @@ func TestQueuePastRetention(t *testing.T) {
 	if want := 60 - int(end.Offset); err != nil || total != want || len(es) != want {
 		t.Errorf("List = %d of %d, %v; want the other partitions' %d", len(es), total, err, want)
 	}
-	_, err = st.PutSubscription(ctx, store.Subscription{ID: "p0#bench#thing.happened#1", PartnerID: "p0", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
-	must(t, err)
+	subscribe(t, st, "p0#bench#thing.happened#1", store.SubscriptionApproved)
 	// Retention empties partition 1 too, after the redrive has listed
 	// the queue and before it reads it: the reader, reset to the
 	// partition's new start, has nothing to wait for.
@@ -537,18 +542,10 @@ func TestRedriveReadsThePartnersTopics(t *testing.T) {
 	q := deadLetters(t, 40, st) // thing.happened's: p0's and p1's
 	now := time.Now().UTC()
 	for i := range 30 {
-		d := envelope.Delivery{ID: fmt.Sprintf("o%06d", i), EventID: fmt.Sprintf("eo%06d", i), SubscriptionID: "p2#bench#other.happened#1", PartnerID: "p2",
-			SchemaID: "bench#other.happened#1", Event: "other.happened", AcceptedAt: now, CreatedAt: now, Body: json.RawMessage(`{"n":1}`)}
-		v, _ := json.Marshal(envelope.DeadLetter{Delivery: d, Reason: "attempts exhausted", Attempts: 8, FailedAt: now})
-		must(t, q.cl.ProduceSync(ctx, &kgo.Record{Topic: topic.DLQ("other.happened"), Key: []byte(d.EventID), Value: v}).FirstErr())
+		putDeadLetter(t, q, testDelivery(fmt.Sprintf("o%06d", i), fmt.Sprintf("eo%06d", i), "p2", "other.happened"), 8, now)
 	}
-	sub := func(id, status string) {
-		partner, schema, _ := strings.Cut(id, "#")
-		_, err := st.PutSubscription(ctx, store.Subscription{ID: id, PartnerID: partner, SchemaID: schema, Status: status})
-		must(t, err)
-	}
-	sub("p0#bench#thing.happened#1", store.SubscriptionApproved)
-	sub("p2#bench#other.happened#1", store.SubscriptionDisabled) // found, and skipped
+	subscribe(t, st, "p0#bench#thing.happened#1", store.SubscriptionApproved)
+	subscribe(t, st, "p2#bench#other.happened#1", store.SubscriptionDisabled) // found, and skipped
 	for _, c := range []struct {
 		partner     string
 		read, found int
@@ -565,7 +562,7 @@ func TestRedriveReadsThePartnersTopics(t *testing.T) {
 	}
 	// p1's subscription, Cancelled when it left the catalog: its topic is
 	// read, and its entries are skipped, saying why.
-	sub("p1#bench#thing.happened#1", store.SubscriptionCancelled)
+	subscribe(t, st, "p1#bench#thing.happened#1", store.SubscriptionCancelled)
 	p, err := q.Redrive(ctx, Filter{PartnerID: "p1"}, nil)
 	if err != nil || p.Records != 40 || p.Total != 20 || p.Skipped != 20 || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "is Cancelled") {
 		t.Errorf("redrive of p1, its subscription cancelled: %+v, %v", p, err)
@@ -726,10 +723,7 @@ func TestRedriveThatFailsPutsBack(t *testing.T) {
 	if _, err := kadm.NewClient(q.cl).DeleteTopics(ctx, topic.Egress("p1", "thing.happened")); err != nil {
 		t.Fatal(err)
 	}
-	must(t, func() error {
-		_, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved})
-		return err
-	}())
+	subscribe(t, st, "p1#bench#thing.happened#1", store.SubscriptionApproved)
 	// The write fails by itself: the client gives up a topic still
 	// unknown after a few metadata reads, each no sooner than its
 	// MetadataMinAge (5 s by default: up to 20 s; 10 ms here). The
@@ -812,9 +806,7 @@ func BenchmarkRedrive(b *testing.B) {
 				ctx := context.Background()
 				s := st.Open(b)
 				q := deadLettersOf(b, n, 1024, s)
-				if _, err := s.PutSubscription(ctx, store.Subscription{ID: "p0#bench#thing.happened#1", PartnerID: "p0", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
-					b.Fatal(err)
-				}
+				subscribe(b, s, "p0#bench#thing.happened#1", store.SubscriptionApproved)
 				var p0 []store.Delivery // dead-lettered
 				for cursor := "start"; cursor != ""; {
 					page, err := s.DeliveriesByPartner(ctx, "p0", store.Page{Limit: 1000, Cursor: strings.TrimPrefix(cursor, "start")})
@@ -892,9 +884,7 @@ func BenchmarkRedrivePicked(b *testing.B) {
 	ctx := context.Background()
 	st := teststores.All[0].Open(b)
 	q := deadLettersOf(b, 100_000, 1024, st)
-	if _, err := st.PutSubscription(ctx, store.Subscription{ID: "p1#bench#thing.happened#1", PartnerID: "p1", SchemaID: "bench#thing.happened#1", Status: store.SubscriptionApproved}); err != nil {
-		b.Fatal(err)
-	}
+	subscribe(b, st, "p1#bench#thing.happened#1", store.SubscriptionApproved)
 	var picked []store.Delivery
 	for _, i := range []int{1, 50_001, 99_999} {
 		d, err := st.GetDelivery(ctx, fmt.Sprintf("e%06d", i), fmt.Sprintf("d%06d", i))
