@@ -165,6 +165,22 @@ subscriptions: {
 	return dir
 }
 
+// editCatalog writes a catalog file the way an editor's atomic save does
+// (a file beside, renamed into place), so the running reconciler never
+// reads it half-written: os.WriteFile truncates first, and a reconcile
+// between the truncate and the write saw an empty file, a revision of its
+// own ("package is \"\"") that failed TestCatalogChangesWhileRunning.
+func editCatalog(t *testing.T, cat, name, src string) {
+	t.Helper()
+	tmp := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(tmp, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(cat, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // testLog writes the platform's log to the test log, so a failure shows it.
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -67,9 +66,7 @@ func TestOperationalEvents(t *testing.T) {
 	// alpha answers again; the next delivery's probe closes its breaker.
 	accept(t, p, orderEvent(2))
 	eventually(t, "alpha's breaker to close", func() bool { return len(have(opevents.BreakerClosed)) == 1 })
-	if err := os.WriteFile(filepath.Join(cat, "broken.cue"), []byte("package whp\nnonsense: true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editCatalog(t, cat, "broken.cue", "package whp\nnonsense: true\n")
 	eventually(t, "the invalid revision to be announced", func() bool { return len(have(opevents.ReconcileStalled)) == 1 })
 	time.Sleep(300 * time.Millisecond) // reconciles of the same revision announce nothing more
 

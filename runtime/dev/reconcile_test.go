@@ -48,9 +48,7 @@ func TestCatalogChangesWhileRunning(t *testing.T) {
 partners: delta: {name: "Delta", url: "` + delta.srv.URL + `", signing_secret: "partners/delta/signing", contact: "ops@delta.example"}
 subscriptions: "delta.created": {partner: "delta", domain: "shop", event: "order.created", version: "1"}
 `
-	if err := os.WriteFile(filepath.Join(cat, "delta.cue"), []byte(extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editCatalog(t, cat, "delta.cue", extra)
 	eventually(t, "the new revision to be applied", func() bool {
 		st := reconcileStatus(t, p)
 		return st.LastAppliedRevision != first.LastAppliedRevision && len(st.LastChanges) > 0
@@ -63,9 +61,7 @@ subscriptions: "delta.created": {partner: "delta", domain: "shop", event: "order
 
 	// An invalid edit: Stalled with the problem's place; delivery goes on.
 	good := reconcileStatus(t, p).LastAppliedRevision
-	if err := os.WriteFile(filepath.Join(cat, "broken.cue"), []byte("package whp\nschemas: shop: \"order.created\": \"1\": owner: 42\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editCatalog(t, cat, "broken.cue", "package whp\nschemas: shop: \"order.created\": \"1\": owner: 42\n")
 	var stalled reconciler.Status
 	eventually(t, "the invalid revision to be reported", func() bool {
 		stalled = reconcileStatus(t, p)
