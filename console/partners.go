@@ -243,6 +243,12 @@ func (m partnerModel) Delivery() string {
 		if f.Limit < f.Ceiling {
 			b.WriteString(", the bound its answers have set (429s, 503s and timeouts cut it)")
 		}
+		if f.Waiting > 0 {
+			fmt.Fprintf(&b, "; %d read and waiting their turn", f.Waiting)
+		}
+		if f.RateLimited {
+			b.WriteString(", for its rate limit's next token")
+		}
 	}
 	return b.String()
 }

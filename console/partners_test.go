@@ -104,7 +104,7 @@ func TestPartnerFailures(t *testing.T) {
 	}
 	opened := base.Add(time.Hour)
 	s := New(Config{Store: st, Dev: true, InFlight: func() []telemetry.PartnerInFlight {
-		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 5, Ceiling: 8}}
+		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 5, Ceiling: 8, Waiting: 120, RateLimited: true}}
 	}, Breakers: func() []breaker.Snapshot {
 		return []breaker.Snapshot{{Partner: "acme", State: breaker.Open, OpenedAt: opened, Reason: "10 answers 429 in a row over 1.2s", ProbeAt: opened.Add(90 * time.Second), PartnerAsked: true}}
 	}})
@@ -129,7 +129,7 @@ func TestPartnerFailures(t *testing.T) {
 	if !strings.Contains(body, "<dt>Now</dt><dd>1 retrying, 0 held, 2 dead-lettered</dd>") {
 		t.Error("the partner's page does not count what needs attention now")
 	}
-	if want := "<dt>Delivery</dt><dd>at most 8 in flight from each dispatcher (its max_in_flight); rate limit 50 a second, bursts of 100; now 3 in flight of 5, the bound its answers have set (429s, 503s and timeouts cut it)</dd>"; !strings.Contains(body, want) {
+	if want := "<dt>Delivery</dt><dd>at most 8 in flight from each dispatcher (its max_in_flight); rate limit 50 a second, bursts of 100; now 3 in flight of 5, the bound its answers have set (429s, 503s and timeouts cut it); 120 read and waiting their turn, for its rate limit&#39;s next token</dd>"; !strings.Contains(body, want) {
 		t.Errorf("the partner's page does not say how its deliveries are paced: want %s", want)
 	}
 }

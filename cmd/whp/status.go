@@ -68,6 +68,12 @@ func renderBreakers(w io.Writer, breakers []breaker.Snapshot, flights []telemetr
 			// it may have (runtime/dispatch's pace.go).
 			inFlight[f.Partner] += fmt.Sprintf(" (max %d)", f.Ceiling)
 		}
+		if f.Waiting > 0 {
+			inFlight[f.Partner] += fmt.Sprintf(", %d waiting", f.Waiting)
+		}
+		if f.RateLimited {
+			inFlight[f.Partner] += " for its rate limit"
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTNER\tBREAKER\tOK\tFAILED\tFAILING SINCE\tIN FLIGHT")

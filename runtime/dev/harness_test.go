@@ -27,7 +27,7 @@ import (
 // webhook's signature with the secret whp dev created for it, as a real
 // partner would, and records what it accepted.
 type receiver struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	secrets *secret.File
 	ref     string
@@ -51,7 +51,7 @@ type receiver struct {
 	bad      int
 }
 
-func newReceiver(t *testing.T, dataDir, partner string) *receiver {
+func newReceiver(t testing.TB, dataDir, partner string) *receiver {
 	t.Helper()
 	r := &receiver{t: t, secrets: secret.OpenFile(filepath.Join(dataDir, "secrets.json")), ref: "partners/" + partner + "/signing",
 		got: map[string]int{}, bodies: map[string][]byte{}, headers: map[string]http.Header{}}
@@ -182,11 +182,11 @@ func editCatalog(t *testing.T, cat, name, src string) {
 }
 
 // testLog writes the platform's log to the test log, so a failure shows it.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -195,7 +195,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // startPlatform starts whp dev's platform on a free port; alpha and beta
 // are approved, gamma is left Pending.
-func startPlatform(t *testing.T, dataDir, catalogDir string, mutate ...func(*Config)) *Platform {
+func startPlatform(t testing.TB, dataDir, catalogDir string, mutate ...func(*Config)) *Platform {
 	t.Helper()
 	cfg := Config{DataDir: dataDir, CatalogDir: catalogDir, Addr: "127.0.0.1:0", AutoApprove: []string{"alpha", "beta"}, Log: testLog(t)}
 	// Short waits between attempts; three attempts in all.
@@ -217,7 +217,7 @@ type answer struct {
 	header http.Header
 }
 
-func post(t *testing.T, p *Platform, body string, header ...string) answer {
+func post(t testing.TB, p *Platform, body string, header ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, p.URL+"/v1/events", strings.NewReader(body))
 	if err != nil {
@@ -237,7 +237,7 @@ func post(t *testing.T, p *Platform, body string, header ...string) answer {
 }
 
 // accept posts an event that must be accepted and returns its id.
-func accept(t *testing.T, p *Platform, body string, header ...string) string {
+func accept(t testing.TB, p *Platform, body string, header ...string) string {
 	t.Helper()
 	a := post(t, p, body, header...)
 	if a.status != http.StatusAccepted {
@@ -285,7 +285,7 @@ func getEvent(t *testing.T, p *Platform, id string) (ingest.EventView, int) {
 
 // eventually polls cond until it holds or the deadline passes. The
 // deadline is generous: it bounds a hang, it does not measure speed.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

@@ -17,7 +17,7 @@ import (
 )
 
 // scrape reads /metrics as Prometheus would.
-func scrape(t *testing.T, p *Platform) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, p *Platform) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get(p.URL + "/metrics")
 	if err != nil {

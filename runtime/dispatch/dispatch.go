@@ -208,7 +208,7 @@ type Dispatcher struct {
 	now       func() time.Time
 	limits    limiters
 	// maxInFlight is each partner's max_in_flight (partner → int), as
-	// its subscription last read said (learnMaxInFlight, partnerCeiling).
+	// its subscription last read said (learnPartner, partnerCeiling).
 	maxInFlight sync.Map
 	// paces is each partner's learnt bound (partner → *pace), unless
 	// FixedPartnerConcurrency.
@@ -342,10 +342,10 @@ func (d *Dispatcher) BreakerStates() []telemetry.BreakerState {
 }
 
 // InFlight is each partner's deliveries in flight in Run, its bound now
-// (partnerLimit) and its ceiling (partnerCeiling), for
-// whp.deliveries.in_flight and whp status: the partners that have had
-// a delivery since the dispatcher started. None when built by NewBatch
-// (a batch's are over when Deliver returns).
+// (partnerLimit) and its ceiling (partnerCeiling), and those read and
+// waiting, for whp.deliveries.in_flight, whp status and the console: the
+// partners that have had a delivery since the dispatcher started. None
+// when built by NewBatch (a batch's are over when Deliver returns).
 func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
 	s := d.stream
 	if s == nil {
@@ -354,7 +354,7 @@ func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
 	s.mu.Lock()
 	out := make([]telemetry.PartnerInFlight, 0, len(s.busy))
 	for partner, n := range s.busy {
-		out = append(out, telemetry.PartnerInFlight{Partner: partner, InFlight: n})
+		out = append(out, telemetry.PartnerInFlight{Partner: partner, InFlight: n, Waiting: max(0, s.backlog[partner]-n), RateLimited: s.isGated(partner)})
 	}
 	s.mu.Unlock()
 	for i := range out {
@@ -569,7 +569,7 @@ func (d *Dispatcher) batch(ctx context.Context, recs []*kgo.Record) ([]*kgo.Reco
 			partner, _ := topic.EgressPartner(group[0].Topic)
 			if !learned[partner] {
 				learned[partner] = true
-				d.learnMaxInFlight(ctx, group[0])
+				d.learnPartner(ctx, group[0])
 			}
 			mu.Lock()
 			full := busy[partner] >= d.partnerLimit(partner)
@@ -731,15 +731,16 @@ func (d *Dispatcher) subscription(ctx context.Context, id string) (store.Subscri
 	return r.sub, r.err
 }
 
-// learnMaxInFlight reads the bound of r's partner from r's subscription
-// before r's chain is started or queued, so that the bound holds from a
-// partner's first delivery on (one that takes a request at a time gets
-// one) and a change reaches a partner all of whose deliveries are
-// waiting. ctx carries the poll's memo: the read is the one the poll's
-// deliveries of the subscription share. If the record or the read fails,
-// the delivery's own read will say so; the last bound read (at first,
-// PartnerConcurrency) holds meanwhile.
-func (d *Dispatcher) learnMaxInFlight(ctx context.Context, r *kgo.Record) {
+// learnPartner reads the bound and the rate limit of r's partner from r's
+// subscription before r's chain is started or queued, so that they hold
+// from a partner's first delivery on (one that takes a request at a time
+// gets one; one limited to a few a second has its first chains wait for
+// their tokens, stream.runChain) and a change reaches a partner all of
+// whose deliveries are waiting. ctx carries the poll's memo: the read is
+// the one the poll's deliveries of the subscription share. If the record
+// or the read fails, the delivery's own read will say so; the last bound
+// read (at first, PartnerConcurrency) holds meanwhile.
+func (d *Dispatcher) learnPartner(ctx context.Context, r *kgo.Record) {
 	msg, err := envelope.ParseDelivery(r.Value)
 	if err != nil {
 		return
@@ -751,6 +752,7 @@ func (d *Dispatcher) learnMaxInFlight(ctx context.Context, r *kgo.Record) {
 	if v, ok := d.maxInFlight.Load(sub.PartnerID); !ok || v.(int) != sub.MaxInFlight {
 		d.maxInFlight.Store(sub.PartnerID, sub.MaxInFlight)
 	}
+	d.limits.learn(sub)
 }
 
 // partnerCeiling is the most deliveries partner may ever have in flight:
@@ -1200,12 +1202,16 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		log.Debug("delivery held", "reason", "partner at its bound in flight")
 		return later(n, paceHold(), store.DeliveryHeld, reasonPace)
 	}
-	if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
-		d.breaker.Release(sub.PartnerID)
-		log.Debug("delivery held", "reason", "partner rate limit")
-		return later(n, wait, store.DeliveryHeld, reasonRateLimit)
-	} else if wait > 0 {
-		time.Sleep(wait)
+	// A token taken for it already: by Run before it started, or by the
+	// pass that held it for the limit until its token was due (limits.go).
+	if !hasToken(ctx) && !(state.Found && state.Status.Status == store.DeliveryHeld && state.Status.Reason == reasonRateLimit) {
+		if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
+			d.breaker.Release(sub.PartnerID)
+			log.Debug("delivery held", "reason", "partner rate limit")
+			return later(n, wait, store.DeliveryHeld, reasonRateLimit)
+		} else if wait > 0 {
+			time.Sleep(wait)
+		}
 	}
 
 	a, out, retryAfter := d.attempt(ctx, req, msg, n)

@@ -1,9 +1,18 @@
 package dispatch
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -16,15 +25,27 @@ func TestLimiters(t *testing.T) {
 			t.Fatalf("token %d of the burst waited %s", i+1, d)
 		}
 	}
-	if d := ls.reserve(sub, now); d < 400*time.Millisecond || d > 600*time.Millisecond {
+	near := func(d, want time.Duration) bool {
+		return d > want-100*time.Millisecond && d < want+100*time.Millisecond
+	}
+	if d := ls.reserve(sub, now); !near(d, 500*time.Millisecond) {
 		t.Errorf("fourth token at once: wait %s, want 500ms", d)
 	}
-	// The long wait was not taken: the next caller sees the same wait.
-	if d := ls.reserve(sub, now); d < 400*time.Millisecond || d > 600*time.Millisecond {
-		t.Errorf("a deferred reservation was kept: wait %s", d)
+	// A reservation is kept, however long its wait: the delivery held
+	// for it sends when it is due, and the next caller's token is later.
+	if d := ls.reserve(sub, now); !near(d, time.Second) {
+		t.Errorf("fifth token at once: wait %s, want 1s (the fourth's reservation kept)", d)
 	}
-	if d := ls.reserve(sub, now.Add(time.Second)); d != 0 {
-		t.Errorf("after a second: wait %s, want none", d)
+	// Run's take does not keep a token it would wait for in place longer
+	// than maxInlineWait: its chain comes back when it is due.
+	if d, limited := ls.take("acme", now); !limited || !near(d, 1500*time.Millisecond) {
+		t.Errorf("take = %s, %v; want 1.5s, limited", d, limited)
+	}
+	if d, _ := ls.take("acme", now); !near(d, 1500*time.Millisecond) {
+		t.Errorf("a token take did not wait for was kept: the next wait is %s", d)
+	}
+	if d, _ := ls.take("acme", now.Add(1500*time.Millisecond)); d != 0 {
+		t.Errorf("take when the token is due: wait %s, want none", d)
 	}
 	other := store.Subscription{PartnerID: "beta", RateLimitPerSecond: 2, RateLimitBurst: 1}
 	if d := ls.reserve(other, now); d != 0 {
@@ -32,5 +53,195 @@ func TestLimiters(t *testing.T) {
 	}
 	if d := ls.reserve(store.Subscription{PartnerID: "free"}, now); d != 0 {
 		t.Errorf("an unlimited partner waited %s", d)
+	}
+	if _, limited := ls.take("free", now); limited {
+		t.Error("an unlimited partner is limited in Run")
+	}
+	// A changed limit starts a full bucket; a limit taken away ends it.
+	sub.RateLimitPerSecond = 4
+	if d := ls.reserve(sub, now); d != 0 {
+		t.Errorf("the new limit's first token waited %s", d)
+	}
+	sub.RateLimitPerSecond = 0
+	ls.learn(sub)
+	if _, limited := ls.take("acme", now); limited {
+		t.Error("a limit taken out of the catalog still limits Run")
+	}
+}
+
+// timedServer is a partner on 127.0.0.1 that answers 204 and records when
+// each request arrived.
+type timedServer struct {
+	URL string
+	mu  sync.Mutex
+	at  []time.Time
+}
+
+func newTimedServer(t *testing.T) *timedServer {
+	s := &timedServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.at = append(s.at, time.Now())
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+func (s *timedServer) arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.at)
+}
+
+// limit sets partner's rate limit on its rig subscription.
+func (r *rig) limit(partner string, perSecond float64, burst int) {
+	r.t.Helper()
+	sub, err := r.emb.GetSubscription(r.ctx, "s-"+partner)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	sub.RateLimitPerSecond, sub.RateLimitBurst = perSecond, burst
+	if _, err := r.emb.PutSubscription(r.ctx, sub); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// retryRecords is how many records the retry tiers of the rig's event
+// hold: one for each pass held or retried through them.
+func (r *rig) retryRecords() int64 {
+	r.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.addrs...))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(r.ctx, topic.Retry("thing.happened"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// TestRateLimitInRun: a backlog of 60 deliveries to a partner limited to
+// 20 a second (burst 1) waits for its tokens in the stream, not in the
+// retry tiers: no delivery is held, none goes through a retry record, each
+// is made once, and no second has more than burst + rate of them. Waiting
+// holds no delivery slot: with two in all, another partner's deliveries,
+// sent after the backlog, arrive before most of it (at once; after 59 of
+// the 60 when its chains waited in place).
+func TestRateLimitInRun(t *testing.T) {
+	a, b := newTimedServer(t), newServer(t, false)
+	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 2, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"b", b.URL})
+	r.limit("a", 20, 1)
+	const n = 60
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = delivery("a", fmt.Sprint("a", i), "")
+	}
+	sent := time.Now()
+	r.produce(recs...)
+	waitUntil(t, "the first of the backlog to arrive", func() bool { return len(a.arrivals()) > 0 })
+	// What whp status and the console show of it.
+	waitUntil(t, "the backlog shown waiting for the rate limit", func() bool {
+		for _, f := range r.d.InFlight() {
+			if f.Partner == "a" && f.Waiting > n/2 && f.RateLimited {
+				return true
+			}
+		}
+		return false
+	})
+	for i := range 5 {
+		r.produce(delivery("b", fmt.Sprint("b", i), ""))
+	}
+	waitUntil(t, "the other partner's deliveries", func() bool { return b.got.Load() == 5 })
+	if got := len(a.arrivals()); got > n/2 {
+		t.Fatalf("the other partner's deliveries waited for the limited partner's backlog (%d of %d made first)", got, n)
+	}
+	waitUntil(t, "the backlog delivered", func() bool {
+		for i := range n {
+			if r.status(fmt.Sprint("a", i)) != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	at := a.arrivals()
+	if len(at) != n {
+		t.Errorf("the partner got %d requests, want %d", len(at), n)
+	}
+	for i := range at {
+		in := 0
+		for _, u := range at[i:] {
+			if u.Sub(at[i]) < time.Second {
+				in++
+			}
+		}
+		// The limit allows 21 (the burst and a second's 20); a request
+		// that arrives late after its token draws the window in, so one
+		// more is allowed for it.
+		if in > 22 {
+			t.Fatalf("%d requests within a second from the %dth; the limit allows 21", in, i)
+		}
+	}
+	// No request arrives before its token: the last, the 60th, not before
+	// 59 ÷ 20 s after the first could be sent.
+	if span := at[len(at)-1].Sub(sent); span < 59*time.Second/20 {
+		t.Errorf("%d requests within %s; at 20 a second they need %s", len(at), span, 59*time.Second/20)
+	}
+	for i := range n {
+		dl, err := r.emb.GetDelivery(r.ctx, fmt.Sprint("e-a", i), fmt.Sprint("a", i))
+		if err != nil || dl.Status != store.DeliveryDelivered || len(dl.Attempts) != 1 {
+			t.Fatalf("a%d: %q, %d attempts, %v; want delivered in one", i, dl.Status, len(dl.Attempts), err)
+		}
+	}
+	if n := r.retryRecords(); n != 0 {
+		t.Errorf("%d records went through the retry tiers; the backlog was to wait in the stream", n)
+	}
+}
+
+// TestRateLimitHeldKeepsItsToken: a pass that finds its partner's tokens
+// spent further ahead than maxInlineWait is held until its own token is
+// due — each held delivery a token later than the one before, not all of
+// them until the next — and, back when it is due, sends without taking
+// another.
+func TestRateLimitHeldKeepsItsToken(t *testing.T) {
+	a := newTimedServer(t)
+	r := newRig(t, Config{Timeout: time.Minute}, nil, partner{"a", a.URL})
+	r.limit("a", 2, 1)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, fmt.Sprint("a", i))
+		if err := r.d.DeliverRetry(r.ctx, delivery("a", ids[i], "").Value, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var due []time.Time
+	for i, id := range ids {
+		dl, err := r.emb.GetDelivery(r.ctx, "e-"+id, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i == 0 && dl.Status != store.DeliveryDelivered:
+			t.Fatalf("the first, with the bucket's token: %q", dl.Status)
+		case i > 0 && (dl.Status != store.DeliveryHeld || dl.Reason != reasonRateLimit):
+			t.Fatalf("%s: %q (%q), want held for the rate limit", id, dl.Status, dl.Reason)
+		}
+		due = append(due, dl.NextAttemptAt)
+	}
+	if gap := due[2].Sub(due[1]); gap < 400*time.Millisecond || gap > 600*time.Millisecond {
+		t.Errorf("the held deliveries are due %s apart, want a token's 500ms", gap)
+	}
+	time.Sleep(time.Until(due[1]))
+	if err := r.d.DeliverRetry(r.ctx, delivery("a", ids[1], "").Value, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.status(ids[1]); got != store.DeliveryDelivered || len(a.arrivals()) != 2 {
+		t.Errorf("back when its token is due: %q, the partner got %d; want delivered, 2 (no second token taken)", got, len(a.arrivals()))
 	}
 }

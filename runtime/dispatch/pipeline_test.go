@@ -372,7 +372,7 @@ func TestMaxInFlight(t *testing.T) {
 	for _, p := range r.d.InFlight() {
 		got[p.Partner] = p
 	}
-	if got["a"] != (telemetry.PartnerInFlight{Partner: "a", InFlight: 5, Limit: 5, Ceiling: 5}) || got["b"] != (telemetry.PartnerInFlight{Partner: "b", InFlight: 1, Limit: 1, Ceiling: 1}) {
+	if got["a"] != (telemetry.PartnerInFlight{Partner: "a", InFlight: 5, Limit: 5, Ceiling: 5, Waiting: 7}) || got["b"] != (telemetry.PartnerInFlight{Partner: "b", InFlight: 1, Limit: 1, Ceiling: 1, Waiting: 11}) {
 		t.Errorf("InFlight() = %+v", got)
 	}
 

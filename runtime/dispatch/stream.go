@@ -119,8 +119,12 @@ type stream struct {
 	revoked map[partition]bool
 	busy    map[string]int      // partner → chains running
 	waiting map[string][]*chain // partner → chains waiting for its turn
-	backlog map[string]int      // partner → records tracked and not done
-	held    map[string][]string // partner → egress topics paused for its backlog
+	// gated is each partner whose chains wait for its next rate-limit
+	// token, and when it is due (park).
+	gated    map[string]time.Time
+	stopping bool                // stop is waiting for the chains: none may start
+	backlog  map[string]int      // partner → records tracked and not done
+	held     map[string][]string // partner → egress topics paused for its backlog
 }
 
 type partition struct {
@@ -161,7 +165,7 @@ func (c *chain) next() *entry {
 func newStream(d *Dispatcher) *stream {
 	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{},
-		busy: map[string]int{}, waiting: map[string][]*chain{}, backlog: map[string]int{}, held: map[string][]string{}}
+		busy: map[string]int{}, waiting: map[string][]*chain{}, gated: map[string]time.Time{}, backlog: map[string]int{}, held: map[string][]string{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -187,6 +191,9 @@ func (s *stream) start(ctx context.Context) {
 
 // stop waits for the chains, then hands over what they left.
 func (s *stream) stop() {
+	s.mu.Lock()
+	s.stopping = true // no wake (park) starts a chain during the Wait
+	s.mu.Unlock()
 	s.chains.Wait()
 	close(s.done)
 	s.flusher.Wait()
@@ -252,7 +259,7 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 			// Through the poll's memo: the read the poll's deliveries of
 			// the subscription make anyway.
 			learned[partner] = true
-			s.d.learnMaxInFlight(mctx, r)
+			s.d.learnPartner(mctx, r)
 		}
 		s.mu.Lock()
 		if fresh {
@@ -273,7 +280,7 @@ func (s *stream) add(ctx context.Context, recs []*kgo.Record) {
 		}
 		c := &chain{key: k, partner: partner, pending: []*entry{e}}
 		s.queues[k] = c
-		if s.busy[partner] >= s.d.partnerLimit(partner) {
+		if s.busy[partner] >= s.d.partnerLimit(partner) || s.isGated(partner) {
 			s.waiting[partner] = append(s.waiting[partner], c)
 			s.mu.Unlock()
 			continue
@@ -338,12 +345,22 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			// Done, or shutting down: what is left is not marked done, so
 			// not committed, and consumed again after the restart.
 			delete(s.queues, c.key)
-			if len(s.waiting[c.partner]) > 0 && ctx.Err() == nil && s.busy[c.partner] <= s.d.partnerLimit(c.partner) {
+			if len(s.waiting[c.partner]) > 0 && ctx.Err() == nil && s.busy[c.partner] <= s.d.partnerLimit(c.partner) && !s.isGated(c.partner) {
 				c = s.popWaiting(c.partner)
 				s.mu.Unlock()
 				continue
 			}
 			s.busy[c.partner]--
+			s.mu.Unlock()
+			return
+		}
+		// A partner with a rate limit: the delivery takes its token now,
+		// and waits for it here if it is due within maxInlineWait; if it
+		// is further off, the chain steps aside until it is due, and its
+		// slot goes to other partners meanwhile (limits.go).
+		wait, limited := s.d.limits.take(c.partner, s.d.now())
+		if limited && wait > maxInlineWait {
+			s.park(ctx, c, wait)
 			s.mu.Unlock()
 			return
 		}
@@ -359,6 +376,10 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 		s.mu.Unlock()
 
 		rctx := context.WithValue(ctx, memoKey{}, e.memo)
+		if limited {
+			time.Sleep(wait)
+			rctx = withToken(rctx)
+		}
 		res := s.d.deliverRecord(rctx, e.rec)
 		for wait := stateBackoff; res == retryBatch; wait = min(wait*2, maxStateBackoff) {
 			if !consume.Pause(ctx, wait) {
@@ -386,6 +407,40 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 	}
 }
 
+// park sets c aside, first among its partner's waiting chains (it was
+// running), until wait has passed and the partner's next rate-limit token
+// is due; until then none of the partner's chains starts (isGated). Its
+// slot and its place in the partner's bound go to others meanwhile, and
+// its records stay tracked, counted in the partner's backlog: past the
+// backlog's mark the partner's topics pause, and the rest waits in Kafka.
+// s.mu is held; ctx is the one chains run in.
+func (s *stream) park(ctx context.Context, c *chain, wait time.Duration) {
+	p := c.partner
+	s.waiting[p] = slices.Insert(s.waiting[p], 0, c)
+	s.busy[p]--
+	until := s.d.now().Add(wait)
+	if !until.After(s.gated[p]) {
+		return // the wake already armed comes later
+	}
+	s.gated[p] = until
+	time.AfterFunc(wait, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.stopping || !s.gated[p].Equal(until) {
+			return // stopping, or a later park armed its own wake
+		}
+		delete(s.gated, p)
+		s.widen(ctx, p)
+	})
+}
+
+// isGated reports whether partner's chains wait for its next rate-limit
+// token (park). s.mu is held.
+func (s *stream) isGated(partner string) bool {
+	_, ok := s.gated[partner]
+	return ok
+}
+
 // popWaiting takes the first of partner's waiting chains (there is one).
 // s.mu is held.
 func (s *stream) popWaiting(partner string) *chain {
@@ -403,7 +458,7 @@ func (s *stream) popWaiting(partner string) *chain {
 // poll's call, or the next delivery's of the partner, tries again. s.mu
 // is held; ctx is the one chains run in (the collector's).
 func (s *stream) widen(ctx context.Context, partner string) {
-	for len(s.waiting[partner]) > 0 && s.busy[partner] < s.d.partnerLimit(partner) {
+	for len(s.waiting[partner]) > 0 && s.busy[partner] < s.d.partnerLimit(partner) && !s.isGated(partner) {
 		select {
 		case s.slots <- struct{}{}:
 		default:

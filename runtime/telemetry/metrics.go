@@ -271,12 +271,17 @@ func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
 // PartnerInFlight is one partner's deliveries in flight in a dispatcher,
 // the most it may have now (Limit: its bound as its answers have set it,
 // runtime/dispatch's pace.go) and ever (Ceiling: its max_in_flight, or
-// the dispatcher's --partner-concurrency), for ObserveInFlight.
+// the dispatcher's --partner-concurrency), for ObserveInFlight; and what
+// waits: its deliveries the dispatcher has read and not started (Waiting;
+// past a few hundred the rest waits in Kafka), and whether they wait for
+// its rate limit's next token (RateLimited).
 type PartnerInFlight struct {
-	Partner  string `json:"partner"`
-	InFlight int    `json:"in_flight"`
-	Limit    int    `json:"limit"`
-	Ceiling  int    `json:"ceiling"`
+	Partner     string `json:"partner"`
+	InFlight    int    `json:"in_flight"`
+	Limit       int    `json:"limit"`
+	Ceiling     int    `json:"ceiling"`
+	Waiting     int    `json:"waiting"`
+	RateLimited bool   `json:"rate_limited,omitempty"`
 }
 
 // ObserveInFlight reports, at each collection, each partner's deliveries

@@ -1,0 +1,108 @@
+package dev
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkRateLimitedBacklog measures what a backlog costs the platform
+// when its partner has a rate limit: 2,000 events sent at once (16
+// producers) to a partner limited to 200 a second in bursts of 20 — ten
+// seconds of backlog — against the same events to the same partner
+// without a limit, in the same run: the baseline. Custom metrics:
+// cpu-µs/event, the process's CPU (the platform, its receiver and its
+// producers) from the first event sent to the last delivery; held/event,
+// the passes held for the limit (whp_deliveries_total{outcome="held"}:
+// each a status written and a record through the retry tiers); late-s,
+// how long the last delivery came after the limit allowed it ((2,000 −
+// 20) ÷ 200 s after the first was sent); most-in-1s, the most deliveries
+// the partner got in any second (the limit allows 220).
+//
+//	go test -run '^$' -bench RateLimitedBacklog -benchtime 1x ./runtime/dev
+func BenchmarkRateLimitedBacklog(b *testing.B) {
+	b.Run("unlimited", func(b *testing.B) { rateLimitedBacklog(b, 0) })
+	b.Run("limited", func(b *testing.B) { rateLimitedBacklog(b, 200) })
+}
+
+// rateLimitedBacklog runs the benchmark's backlog to a partner limited to
+// perSecond deliveries a second in bursts of a tenth of it (0: none).
+func rateLimitedBacklog(b *testing.B, perSecond int) {
+	const n = 2000
+	limit, burst := "", perSecond/10
+	if perSecond > 0 {
+		limit = fmt.Sprintf(", rate_limit: {per_second: %d, burst: %d}", perSecond, burst)
+	}
+	var cpu, late time.Duration
+	var held float64
+	most := 0
+	for b.Loop() {
+		b.StopTimer()
+		data := b.TempDir()
+		alpha := newReceiver(b, data, "alpha")
+		dir := b.TempDir()
+		src := `package whp
+schemas: shop: "order.created": "1": {owner: "team-shop", payload: {order_id: string, amount: number}}
+partners: alpha: {name: "A", url: "` + alpha.srv.URL + `", signing_secret: "partners/alpha/signing", contact: "x"` + limit + `}
+subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order.created", version: "1"}
+`
+		if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		p := startPlatform(b, data, dir, func(c *Config) {
+			c.AutoApprove = []string{"alpha"}
+			c.Log = nil // the log at info is the test's; here it would be the benchmark's output
+		})
+		b.StartTimer()
+		cpu0, start := processCPU(), time.Now()
+		events := make(chan int)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for i := range events {
+					accept(b, p, orderEvent(i))
+				}
+			})
+		}
+		for i := range n {
+			events <- i
+		}
+		close(events)
+		wg.Wait()
+		eventually(b, "every delivery", func() bool { got, _, _ := alpha.counts(); return got == n })
+		cpu += processCPU() - cpu0
+		b.StopTimer()
+		alpha.mu.Lock()
+		times := alpha.times
+		alpha.mu.Unlock()
+		if perSecond > 0 {
+			late += max(0, times[len(times)-1].Sub(start)-time.Duration(n-burst)*time.Second/time.Duration(perSecond))
+		}
+		for i, j := 0, 0; i < len(times); i++ {
+			for j < len(times) && times[j].Sub(times[i]) < time.Second {
+				j++
+			}
+			most = max(most, j-i)
+		}
+		held += value(scrape(b, p), "whp_deliveries_total", map[string]string{"outcome": "held", "partner": "alpha"})
+		p.Stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/event")
+	b.ReportMetric(max(0, held)/float64(b.N*n), "held/event")
+	b.ReportMetric(late.Seconds()/float64(b.N), "late-s")
+	b.ReportMetric(float64(most), "most-in-1s")
+}
+
+// processCPU is the process's CPU time so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
