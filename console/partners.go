@@ -246,8 +246,11 @@ func (m partnerModel) Delivery() string {
 		if f.Waiting > 0 {
 			fmt.Fprintf(&b, "; %d read and waiting their turn", f.Waiting)
 		}
-		if f.RateLimited {
+		switch f.WaitsFor {
+		case telemetry.WaitsForRateLimit:
 			b.WriteString(", for its rate limit's next token")
+		case telemetry.WaitsForResume:
+			b.WriteString(", for an operator to resume it")
 		}
 	}
 	return b.String()

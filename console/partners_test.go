@@ -104,7 +104,7 @@ func TestPartnerFailures(t *testing.T) {
 	}
 	opened := base.Add(time.Hour)
 	s := New(Config{Store: st, Dev: true, InFlight: func() []telemetry.PartnerInFlight {
-		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 5, Ceiling: 8, Waiting: 120, RateLimited: true}}
+		return []telemetry.PartnerInFlight{{Partner: "beta", InFlight: 1, Limit: 64}, {Partner: "acme", InFlight: 3, Limit: 5, Ceiling: 8, Waiting: 120, WaitsFor: telemetry.WaitsForRateLimit}}
 	}, Breakers: func() []breaker.Snapshot {
 		return []breaker.Snapshot{{Partner: "acme", State: breaker.Open, OpenedAt: opened, Reason: "10 answers 429 in a row over 1.2s", ProbeAt: opened.Add(90 * time.Second), PartnerAsked: true}}
 	}})

@@ -71,8 +71,11 @@ func renderBreakers(w io.Writer, breakers []breaker.Snapshot, flights []telemetr
 		if f.Waiting > 0 {
 			inFlight[f.Partner] += fmt.Sprintf(", %d waiting", f.Waiting)
 		}
-		if f.RateLimited {
+		switch f.WaitsFor {
+		case telemetry.WaitsForRateLimit:
 			inFlight[f.Partner] += " for its rate limit"
+		case telemetry.WaitsForResume:
+			inFlight[f.Partner] += ": paused"
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

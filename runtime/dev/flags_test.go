@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/whp-dev/whp/runtime/flags"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
 
-func setFlags(t *testing.T, data, doc string) {
+func setFlags(t testing.TB, data, doc string) {
 	t.Helper()
 	path := filepath.Join(data, "flags.json")
 	if err := os.WriteFile(path+".tmp", []byte(doc), 0o644); err != nil {
@@ -24,9 +25,12 @@ func setFlags(t *testing.T, data, doc string) {
 	}
 }
 
-// TestPausedPartner: while alpha is paused it receives nothing and its
-// deliveries are held; after resume it receives every one of them; beta
-// is not affected.
+// TestPausedPartner: while alpha is paused it receives nothing, and its
+// deliveries wait for the resume in the dispatcher's stream, their records
+// in Kafka — none held through the retry tiers, where each came back
+// every 5 s for as long as the pause lasted; whp status says what waits
+// and why, and the event's view why its delivery is pending. After the
+// resume alpha receives every one of them; beta is not affected.
 func TestPausedPartner(t *testing.T) {
 	data := t.TempDir()
 	alpha, beta, gamma := newReceiver(t, data, "alpha"), newReceiver(t, data, "beta"), newReceiver(t, data, "gamma")
@@ -37,11 +41,26 @@ func TestPausedPartner(t *testing.T) {
 		ids = append(ids, accept(t, p, orderEvent(400+i)))
 	}
 	eventually(t, "beta to get every event", func() bool { n, _, _ := beta.counts(); return n == 5 })
-	for _, id := range ids {
-		eventually(t, "alpha's delivery to be held", func() bool { return deliveryOf(t, p, id, "alpha").Status == store.DeliveryHeld })
-		if d := deliveryOf(t, p, id, "alpha"); d.Reason != "its partner is paused by an operator" {
-			t.Errorf("a held delivery of a paused partner gives the reason %q", d.Reason)
+	b, _ := os.ReadFile(filepath.Join(data, AdminTokenFile))
+	token := strings.TrimSpace(string(b))
+	eventually(t, "alpha's five deliveries shown waiting for the resume", func() bool {
+		_, body := adminRequest(t, p, token, http.MethodGet, "/v1/status", "")
+		var st Status
+		json.Unmarshal(body, &st)
+		for _, f := range st.InFlight {
+			if f.Partner == "alpha" && f.Waiting == 5 && f.WaitsFor == telemetry.WaitsForResume {
+				return true
+			}
 		}
+		return false
+	})
+	for _, id := range ids {
+		if d := deliveryOf(t, p, id, "alpha"); d.Status != store.DeliveryPending || d.Reason != flags.PausedReason {
+			t.Errorf("a delivery of a paused partner: %q (%q), want pending, because %q", d.Status, d.Reason, flags.PausedReason)
+		}
+	}
+	if held := value(scrape(t, p), "whp_deliveries_total", map[string]string{"outcome": "held", "partner": "alpha"}); held > 0 {
+		t.Errorf("%v passes held through the retry tiers while alpha was paused; its deliveries were to wait in Kafka", held)
 	}
 	if n, _, _ := alpha.counts(); n != 0 {
 		t.Fatalf("paused alpha received %d webhooks", n)

@@ -354,7 +354,7 @@ func (d *Dispatcher) InFlight() []telemetry.PartnerInFlight {
 	s.mu.Lock()
 	out := make([]telemetry.PartnerInFlight, 0, len(s.busy))
 	for partner, n := range s.busy {
-		out = append(out, telemetry.PartnerInFlight{Partner: partner, InFlight: n, Waiting: max(0, s.backlog[partner]-n), RateLimited: s.isGated(partner)})
+		out = append(out, telemetry.PartnerInFlight{Partner: partner, InFlight: n, Waiting: max(0, s.backlog[partner]-n), WaitsFor: s.gated[partner].why})
 	}
 	s.mu.Unlock()
 	for i := range out {
@@ -1154,6 +1154,9 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	}
 	if d.cfg.Flags.Current().PartnerPaused(sub.PartnerID) {
 		// Paused by an operator: held, looked at again every few seconds.
+		// (Run's first attempts wait in the stream instead: stream.runChain;
+		// this is a retry's, a Lambda batch's, or one that met the pause
+		// between the two looks.)
 		log.Debug("delivery held", "reason", "partner paused")
 		return later(n, pausedRecheck, store.DeliveryHeld, reasonPaused)
 	}
@@ -1275,7 +1278,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 
 // The reasons a delivery is held, as its status records them.
 const (
-	reasonPaused    = "its partner is paused by an operator"
+	reasonPaused    = flags.PausedReason
 	reasonBreaker   = "its partner's circuit breaker is open"
 	reasonRateLimit = "its partner's rate limit"
 	reasonPace      = "its partner has as many deliveries in flight as its answers allow"

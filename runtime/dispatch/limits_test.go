@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 	"github.com/whp-dev/whp/store"
 )
@@ -149,7 +150,7 @@ func TestRateLimitInRun(t *testing.T) {
 	// What whp status and the console show of it.
 	waitUntil(t, "the backlog shown waiting for the rate limit", func() bool {
 		for _, f := range r.d.InFlight() {
-			if f.Partner == "a" && f.Waiting > n/2 && f.RateLimited {
+			if f.Partner == "a" && f.Waiting > n/2 && f.WaitsFor == telemetry.WaitsForRateLimit {
 				return true
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/runtime/consume"
+	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/runtime/topic"
 )
 
@@ -119,9 +120,9 @@ type stream struct {
 	revoked map[partition]bool
 	busy    map[string]int      // partner → chains running
 	waiting map[string][]*chain // partner → chains waiting for its turn
-	// gated is each partner whose chains wait for its next rate-limit
-	// token, and when it is due (park).
-	gated    map[string]time.Time
+	// gated is each partner whose chains wait (park): for its next
+	// rate-limit token, or to be resumed by an operator.
+	gated    map[string]parking
 	stopping bool                // stop is waiting for the chains: none may start
 	backlog  map[string]int      // partner → records tracked and not done
 	held     map[string][]string // partner → egress topics paused for its backlog
@@ -165,7 +166,7 @@ func (c *chain) next() *entry {
 func newStream(d *Dispatcher) *stream {
 	s := &stream{d: d, col: newCollector(), slots: make(chan struct{}, d.cfg.Concurrency), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		queues: map[string]*chain{}, parts: map[partition]*partTrack{}, ready: map[partition]*kgo.Record{}, revoked: map[partition]bool{},
-		busy: map[string]int{}, waiting: map[string][]*chain{}, gated: map[string]time.Time{}, backlog: map[string]int{}, held: map[string][]string{}}
+		busy: map[string]int{}, waiting: map[string][]*chain{}, gated: map[string]parking{}, backlog: map[string]int{}, held: map[string][]string{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -354,13 +355,23 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 			s.mu.Unlock()
 			return
 		}
+		// A partner paused by an operator: the chain steps aside, its
+		// records where they are, and looks again each second (the flags
+		// are read each second). Held through the retry tiers instead,
+		// every delivery came back every 5 s for as long as the pause
+		// lasted (BenchmarkPausedBacklog).
+		if s.d.cfg.Flags.Current().PartnerPaused(c.partner) {
+			s.park(ctx, c, pausedLook, telemetry.WaitsForResume)
+			s.mu.Unlock()
+			return
+		}
 		// A partner with a rate limit: the delivery takes its token now,
 		// and waits for it here if it is due within maxInlineWait; if it
 		// is further off, the chain steps aside until it is due, and its
 		// slot goes to other partners meanwhile (limits.go).
 		wait, limited := s.d.limits.take(c.partner, s.d.now())
 		if limited && wait > maxInlineWait {
-			s.park(ctx, c, wait)
+			s.park(ctx, c, wait, telemetry.WaitsForRateLimit)
 			s.mu.Unlock()
 			return
 		}
@@ -408,25 +419,26 @@ func (s *stream) runChain(ctx context.Context, c *chain) {
 }
 
 // park sets c aside, first among its partner's waiting chains (it was
-// running), until wait has passed and the partner's next rate-limit token
-// is due; until then none of the partner's chains starts (isGated). Its
-// slot and its place in the partner's bound go to others meanwhile, and
-// its records stay tracked, counted in the partner's backlog: past the
-// backlog's mark the partner's topics pause, and the rest waits in Kafka.
-// s.mu is held; ctx is the one chains run in.
-func (s *stream) park(ctx context.Context, c *chain, wait time.Duration) {
+// running), for wait: until the partner's next rate-limit token is due,
+// or its pause is looked at again (why says which). Until then none of the
+// partner's chains starts (isGated). Its slot and its place in the
+// partner's bound go to others meanwhile, and its records stay tracked,
+// counted in the partner's backlog: past the backlog's mark the partner's
+// topics pause, and the rest waits in Kafka. s.mu is held; ctx is the one
+// chains run in.
+func (s *stream) park(ctx context.Context, c *chain, wait time.Duration, why string) {
 	p := c.partner
 	s.waiting[p] = slices.Insert(s.waiting[p], 0, c)
 	s.busy[p]--
 	until := s.d.now().Add(wait)
-	if !until.After(s.gated[p]) {
+	if g, ok := s.gated[p]; ok && !until.After(g.until) {
 		return // the wake already armed comes later
 	}
-	s.gated[p] = until
+	s.gated[p] = parking{until, why}
 	time.AfterFunc(wait, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.stopping || !s.gated[p].Equal(until) {
+		if s.stopping || !s.gated[p].until.Equal(until) {
 			return // stopping, or a later park armed its own wake
 		}
 		delete(s.gated, p)
@@ -434,8 +446,17 @@ func (s *stream) park(ctx context.Context, c *chain, wait time.Duration) {
 	})
 }
 
-// isGated reports whether partner's chains wait for its next rate-limit
-// token (park). s.mu is held.
+// parking is why a partner's chains wait, and until when (park).
+type parking struct {
+	until time.Time
+	why   string // telemetry.WaitsFor…
+}
+
+// pausedLook is how often a paused partner's waiting chains look at the
+// flags again: as often as they are read.
+const pausedLook = time.Second
+
+// isGated reports whether partner's chains wait (park). s.mu is held.
 func (s *stream) isGated(partner string) bool {
 	_, ok := s.gated[partner]
 	return ok

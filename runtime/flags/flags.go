@@ -55,6 +55,10 @@ type Schema struct {
 // PartnerPaused reports whether deliveries to a partner are paused.
 func (s Snapshot) PartnerPaused(id string) bool { return s.Partners[id].Paused }
 
+// PausedReason is what a delivery's status and view say of a delivery
+// that waits for its partner to be resumed.
+const PausedReason = "its partner is paused by an operator"
+
 // TransformOff reports whether a partner's transforms are switched off.
 func (s Snapshot) TransformOff(id string) bool {
 	t := s.Partners[id].Transform

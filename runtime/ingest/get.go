@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -46,7 +47,7 @@ type DeliveryView struct {
 	SubscriptionID string          `json:"subscription_id"`
 	PartnerID      string          `json:"partner_id"`
 	Status         string          `json:"status"`
-	Reason         string          `json:"reason,omitempty"` // why it is dead-lettered, cancelled or held
+	Reason         string          `json:"reason,omitempty"` // why it is dead-lettered, cancelled or held (or pending, for a paused partner)
 	Replay         string          `json:"replay,omitempty"` // the replay that made it, if any
 	Attempts       []store.Attempt `json:"attempts"`
 	NextAttemptAt  *time.Time      `json:"next_attempt_at,omitempty"`
@@ -76,7 +77,17 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the status store is unavailable; retry")
 		return
 	}
-	writeJSON(w, http.StatusOK, View(ev, ds))
+	v := View(ev, ds)
+	// A paused partner's deliveries wait in Kafka, their status pending as
+	// the processor wrote it (runtime/dispatch's stream): the view says
+	// why, as a held delivery's status does.
+	snap := a.cfg.Flags.Current()
+	for i, d := range v.Deliveries {
+		if d.Status == store.DeliveryPending && d.Reason == "" && snap.PartnerPaused(d.PartnerID) {
+			v.Deliveries[i].Reason = flags.PausedReason
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // View builds the public view of a stored event and its deliveries.

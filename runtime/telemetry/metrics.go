@@ -273,16 +273,23 @@ func (m *Metrics) ObserveBreakers(states func() []BreakerState) error {
 // runtime/dispatch's pace.go) and ever (Ceiling: its max_in_flight, or
 // the dispatcher's --partner-concurrency), for ObserveInFlight; and what
 // waits: its deliveries the dispatcher has read and not started (Waiting;
-// past a few hundred the rest waits in Kafka), and whether they wait for
-// its rate limit's next token (RateLimited).
+// past a few hundred the rest waits in Kafka), and, when they wait for
+// something besides a free place under Limit, what (WaitsFor:
+// WaitsForRateLimit or WaitsForResume).
 type PartnerInFlight struct {
-	Partner     string `json:"partner"`
-	InFlight    int    `json:"in_flight"`
-	Limit       int    `json:"limit"`
-	Ceiling     int    `json:"ceiling"`
-	Waiting     int    `json:"waiting"`
-	RateLimited bool   `json:"rate_limited,omitempty"`
+	Partner  string `json:"partner"`
+	InFlight int    `json:"in_flight"`
+	Limit    int    `json:"limit"`
+	Ceiling  int    `json:"ceiling"`
+	Waiting  int    `json:"waiting"`
+	WaitsFor string `json:"waits_for,omitempty"`
 }
+
+// What a partner's waiting deliveries wait for (PartnerInFlight.WaitsFor).
+const (
+	WaitsForRateLimit = "rate_limit" // its rate limit's next token
+	WaitsForResume    = "resume"     // an operator to resume it
+)
 
 // ObserveInFlight reports, at each collection, each partner's deliveries
 // in flight (whp.deliveries.in_flight) and its bound

@@ -17,27 +17,43 @@ import (
 // without a limit, in the same run: the baseline. Custom metrics:
 // cpu-µs/event, the process's CPU (the platform, its receiver and its
 // producers) from the first event sent to the last delivery; held/event,
-// the passes held for the limit (whp_deliveries_total{outcome="held"}:
-// each a status written and a record through the retry tiers); late-s,
-// how long the last delivery came after the limit allowed it ((2,000 −
-// 20) ÷ 200 s after the first was sent); most-in-1s, the most deliveries
-// the partner got in any second (the limit allows 220).
+// the passes held (whp_deliveries_total{outcome="held"}: each a status
+// written and a record through the retry tiers); late-s, how long the
+// last delivery came after the limit allowed it ((2,000 − 20) ÷ 200 s
+// after the first was sent); most-in-1s, the most deliveries the partner
+// got in any second (the limit allows 220).
 //
 //	go test -run '^$' -bench RateLimitedBacklog -benchtime 1x ./runtime/dev
 func BenchmarkRateLimitedBacklog(b *testing.B) {
-	b.Run("unlimited", func(b *testing.B) { rateLimitedBacklog(b, 0) })
-	b.Run("limited", func(b *testing.B) { rateLimitedBacklog(b, 200) })
+	b.Run("unlimited", func(b *testing.B) { heldBacklog(b, 0, 0) })
+	b.Run("limited", func(b *testing.B) { heldBacklog(b, 200, 0) })
 }
 
-// rateLimitedBacklog runs the benchmark's backlog to a partner limited to
-// perSecond deliveries a second in bursts of a tenth of it (0: none).
-func rateLimitedBacklog(b *testing.B, perSecond int) {
+// BenchmarkPausedBacklog measures what a backlog costs the platform while
+// an operator has its partner paused (flags.json): the same 2,000 events
+// as BenchmarkRateLimitedBacklog's, sent while the partner is paused, and
+// the partner resumed ten seconds after the first was sent; the baseline
+// is the same events to the partner never paused, in the same run.
+// Custom metrics: cpu-µs/event and held/event as there; resume-s, from
+// the resume (the flag file is read every second) to the last delivery.
+//
+//	go test -run '^$' -bench PausedBacklog -benchtime 1x ./runtime/dev
+func BenchmarkPausedBacklog(b *testing.B) {
+	b.Run("never-paused", func(b *testing.B) { heldBacklog(b, 0, 0) })
+	b.Run("paused", func(b *testing.B) { heldBacklog(b, 0, 10*time.Second) })
+}
+
+// heldBacklog sends the benchmarks' backlog to a partner limited to
+// perSecond deliveries a second in bursts of a tenth of it (0: no
+// limit), paused from before the first event until pause after it (0:
+// never).
+func heldBacklog(b *testing.B, perSecond int, pause time.Duration) {
 	const n = 2000
 	limit, burst := "", perSecond/10
 	if perSecond > 0 {
 		limit = fmt.Sprintf(", rate_limit: {per_second: %d, burst: %d}", perSecond, burst)
 	}
-	var cpu, late time.Duration
+	var cpu, late, resume time.Duration
 	var held float64
 	most := 0
 	for b.Loop() {
@@ -52,6 +68,9 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 `
 		if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte(src), 0o644); err != nil {
 			b.Fatal(err)
+		}
+		if pause > 0 {
+			setFlags(b, data, `{"partners":{"alpha":{"paused":true}}}`)
 		}
 		p := startPlatform(b, data, dir, func(c *Config) {
 			c.AutoApprove = []string{"alpha"}
@@ -73,15 +92,26 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		}
 		close(events)
 		wg.Wait()
+		resumed := start
+		if pause > 0 {
+			time.Sleep(time.Until(start.Add(pause)))
+			if got, _, _ := alpha.counts(); got != 0 {
+				b.Fatalf("the paused partner got %d deliveries", got)
+			}
+			setFlags(b, data, `{}`)
+			resumed = time.Now()
+		}
 		eventually(b, "every delivery", func() bool { got, _, _ := alpha.counts(); return got == n })
 		cpu += processCPU() - cpu0
 		b.StopTimer()
 		alpha.mu.Lock()
 		times := alpha.times
 		alpha.mu.Unlock()
+		last := times[len(times)-1]
 		if perSecond > 0 {
-			late += max(0, times[len(times)-1].Sub(start)-time.Duration(n-burst)*time.Second/time.Duration(perSecond))
+			late += max(0, last.Sub(start)-time.Duration(n-burst)*time.Second/time.Duration(perSecond))
 		}
+		resume += last.Sub(resumed)
 		for i, j := 0, 0; i < len(times); i++ {
 			for j < len(times) && times[j].Sub(times[i]) < time.Second {
 				j++
@@ -94,8 +124,13 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/event")
 	b.ReportMetric(max(0, held)/float64(b.N*n), "held/event")
-	b.ReportMetric(late.Seconds()/float64(b.N), "late-s")
-	b.ReportMetric(float64(most), "most-in-1s")
+	switch {
+	case perSecond > 0:
+		b.ReportMetric(late.Seconds()/float64(b.N), "late-s")
+		b.ReportMetric(float64(most), "most-in-1s")
+	case pause > 0:
+		b.ReportMetric(resume.Seconds()/float64(b.N), "resume-s")
+	}
 }
 
 // processCPU is the process's CPU time so far, user and system.
