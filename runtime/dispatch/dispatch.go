@@ -207,6 +207,7 @@ type Dispatcher struct {
 	log       *slog.Logger
 	now       func() time.Time
 	limits    limiters
+	shares    shares // of each partner's partitions, so of its rate limit
 	// maxInFlight is each partner's max_in_flight (partner → int), as
 	// its subscription last read said (learnPartner, partnerCeiling).
 	maxInFlight sync.Map
@@ -288,8 +289,14 @@ func newDispatcher(cfg Config, consumer []kgo.Opt, egress []string, st Store, se
 		d.stream = newStream(d)
 		// Partitions that move to another dispatcher have their ledger
 		// entries written first, so the new owner skips what was delivered.
-		revoke := func(ctx context.Context, _ *kgo.Client, lost map[string][]int32) { d.stream.revoke(ctx, lost) }
-		consumer = append(consumer, kgo.OnPartitionsRevoked(revoke), kgo.OnPartitionsLost(revoke))
+		revoke := func(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+			d.stream.revoke(ctx, lost)
+			d.shares.revoked(lost)
+		}
+		assign := func(ctx context.Context, cl *kgo.Client, got map[string][]int32) {
+			d.shares.assigned(ctx, cl, got, log)
+		}
+		consumer = append(consumer, kgo.OnPartitionsRevoked(revoke), kgo.OnPartitionsLost(revoke), kgo.OnPartitionsAssigned(assign))
 	}
 	base := append([]kgo.Opt{kgo.SeedBrokers(egress...), kgo.RequiredAcks(kgo.AllISRAcks())}, consumer...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
@@ -752,7 +759,7 @@ func (d *Dispatcher) learnPartner(ctx context.Context, r *kgo.Record) {
 	if v, ok := d.maxInFlight.Load(sub.PartnerID); !ok || v.(int) != sub.MaxInFlight {
 		d.maxInFlight.Store(sub.PartnerID, sub.MaxInFlight)
 	}
-	d.limits.learn(sub)
+	d.limits.learn(sub, d.shares.of(sub.PartnerID))
 }
 
 // partnerCeiling is the most deliveries partner may ever have in flight:
@@ -1208,7 +1215,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	// A token taken for it already: by Run before it started, or by the
 	// pass that held it for the limit until its token was due (limits.go).
 	if !hasToken(ctx) && !(state.Found && state.Status.Status == store.DeliveryHeld && state.Status.Reason == reasonRateLimit) {
-		if wait := d.limits.reserve(sub, d.now()); wait > maxInlineWait {
+		if wait := d.limits.reserve(sub, d.shares.of(sub.PartnerID), d.now()); wait > maxInlineWait {
 			d.breaker.Release(sub.PartnerID)
 			log.Debug("delivery held", "reason", "partner rate limit")
 			return later(n, wait, store.DeliveryHeld, reasonRateLimit)

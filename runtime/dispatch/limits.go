@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -45,12 +46,16 @@ type partnerLimit struct {
 }
 
 // learn sets partner's bucket as sub configures it (none without a
-// limit); a changed limit starts a new, full bucket.
-func (ls *limiters) learn(sub store.Subscription) *rate.Limiter {
+// limit), at share of its rate and burst: this dispatcher's share of the
+// partner's partitions (shares.of). A changed limit or share starts a
+// new, full bucket.
+func (ls *limiters) learn(sub store.Subscription, share float64) *rate.Limiter {
 	burst := sub.RateLimitBurst
 	if burst <= 0 {
 		burst = max(1, int(sub.RateLimitPerSecond))
 	}
+	perSecond := sub.RateLimitPerSecond * share
+	burst = max(1, int(math.Round(float64(burst)*share)))
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if sub.RateLimitPerSecond <= 0 {
@@ -61,19 +66,20 @@ func (ls *limiters) learn(sub store.Subscription) *rate.Limiter {
 		ls.m = map[string]*partnerLimit{}
 	}
 	pl := ls.m[sub.PartnerID]
-	if pl == nil || pl.perSecond != sub.RateLimitPerSecond || pl.burst != burst {
-		pl = &partnerLimit{perSecond: sub.RateLimitPerSecond, burst: burst, l: rate.NewLimiter(rate.Limit(sub.RateLimitPerSecond), burst)}
+	if pl == nil || pl.perSecond != perSecond || pl.burst != burst {
+		pl = &partnerLimit{perSecond: perSecond, burst: burst, l: rate.NewLimiter(rate.Limit(perSecond), burst)}
 		ls.m[sub.PartnerID] = pl
 	}
 	return pl.l
 }
 
-// reserve takes a token for the subscription's partner and returns how
-// long from now it is due; 0 with no limit. The token is the caller's
-// whatever the wait: one that does not wait in place (the wait is above
-// maxInlineWait) makes its attempt when the token is due.
-func (ls *limiters) reserve(sub store.Subscription, now time.Time) time.Duration {
-	l := ls.learn(sub)
+// reserve takes a token for the subscription's partner (at share of its
+// limit, as learn) and returns how long from now it is due; 0 with no
+// limit. The token is the caller's whatever the wait: one that does not
+// wait in place (the wait is above maxInlineWait) makes its attempt when
+// the token is due.
+func (ls *limiters) reserve(sub store.Subscription, share float64, now time.Time) time.Duration {
+	l := ls.learn(sub, share)
 	if l == nil {
 		return 0
 	}
