@@ -962,8 +962,15 @@ func byKey(recs []*kgo.Record) [][]*kgo.Record {
 	return groups
 }
 
-// pausedRecheck is how often a paused partner's held deliveries look again.
-const pausedRecheck = 5 * time.Second
+// pausedRecheck is how soon a paused partner's held delivery looks again;
+// each look that finds the partner still paused doubles it, up to
+// maxPausedRecheck: a retry of a partner paused for an hour is held again
+// ≈ 60 times, not 720 (its first attempts wait in the stream instead:
+// stream.runChain), and is made at most a minute after the resume.
+const (
+	pausedRecheck    = 5 * time.Second
+	maxPausedRecheck = time.Minute
+)
 
 // errNotAttempted is returned by DeliverRetry when the attempt could not
 // be made (state unavailable); the scheduler defers the record.
@@ -1164,8 +1171,12 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 		// (Run's first attempts wait in the stream instead: stream.runChain;
 		// this is a retry's, a Lambda batch's, or one that met the pause
 		// between the two looks.)
+		hold := pausedRecheck
+		if prev := state.Status; state.Found && prev.Status == store.DeliveryHeld && prev.Reason == reasonPaused {
+			hold = min(max(2*prev.NextAttemptAt.Sub(prev.UpdatedAt), pausedRecheck), maxPausedRecheck)
+		}
 		log.Debug("delivery held", "reason", "partner paused")
-		return later(n, pausedRecheck, store.DeliveryHeld, reasonPaused)
+		return later(n, hold, store.DeliveryHeld, reasonPaused)
 	}
 	policy, err := d.cfg.Retry.With(sub.Retry)
 	if err != nil {

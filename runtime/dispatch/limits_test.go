@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/retry"
 	"github.com/whp-dev/whp/runtime/ssrf"
 	"github.com/whp-dev/whp/runtime/telemetry"
@@ -343,5 +344,31 @@ func TestShares(t *testing.T) {
 	}
 	if got := s.of("c"); got != 1 {
 		t.Errorf("a partner whose topics are not known here: share %v, want 1", got)
+	}
+}
+
+// TestPausedRetryHoldsLonger: a retry of a paused partner is held for 5 s,
+// then each time it finds the partner still paused for twice as long, up
+// to a minute — not every 5 s for as long as the pause lasts.
+func TestPausedRetryHoldsLonger(t *testing.T) {
+	a := newTimedServer(t)
+	r := newRig(t, Config{Timeout: time.Minute, Flags: flags.Static{Partners: map[string]flags.Partner{"a": {Paused: true}}}}, nil, partner{"a", a.URL})
+	rec := delivery("a", "a1", "")
+	var holds []time.Duration
+	for range 6 {
+		if err := r.d.DeliverRetry(r.ctx, rec.Value, 2); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := r.emb.GetDelivery(r.ctx, "e-a1", "a1")
+		if err != nil || dl.Status != store.DeliveryHeld || dl.Reason != flags.PausedReason {
+			t.Fatalf("a retry of a paused partner: %q (%q), %v; want held, paused", dl.Status, dl.Reason, err)
+		}
+		holds = append(holds, dl.NextAttemptAt.Sub(dl.UpdatedAt).Round(time.Second))
+	}
+	if want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}; !slices.Equal(holds, want) {
+		t.Errorf("holds %v, want %v", holds, want)
+	}
+	if n := len(a.arrivals()); n != 0 {
+		t.Errorf("the paused partner got %d requests", n)
 	}
 }
