@@ -112,12 +112,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 			late += max(0, last.Sub(start)-time.Duration(n-burst)*time.Second/time.Duration(perSecond))
 		}
 		resume += last.Sub(resumed)
-		for i, j := 0, 0; i < len(times); i++ {
-			for j < len(times) && times[j].Sub(times[i]) < time.Second {
-				j++
-			}
-			most = max(most, j-i)
-		}
+		most = max(most, mostInASecond(times))
 		held += value(scrape(b, p), "whp_deliveries_total", map[string]string{"outcome": "held", "partner": "alpha"})
 		p.Stop()
 		b.StartTimer()
@@ -131,6 +126,18 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 	case pause > 0:
 		b.ReportMetric(resume.Seconds()/float64(b.N), "resume-s")
 	}
+}
+
+// mostInASecond is the most of times (in order) within any second.
+func mostInASecond(times []time.Time) int {
+	most := 0
+	for i, j := 0, 0; i < len(times); i++ {
+		for j < len(times) && times[j].Sub(times[i]) < time.Second {
+			j++
+		}
+		most = max(most, j-i)
+	}
+	return most
 }
 
 // processCPU is the process's CPU time so far, user and system.
