@@ -87,11 +87,12 @@ type Config struct {
 	// the key's claim and the event's produce. The crash window is the
 	// same either way: a process that dies between the produce and that
 	// write leaves the key claimed, and a retry after the lease publishes
-	// the event again (docs/reliability.md). What changes is that a retry
-	// arriving in the write's millisecond gets 409 "in progress" and
-	// retries again. Only for a server that outlives its answers (whp
-	// dev, whp ingest), which calls Wait before closing the store; a
-	// Lambda, frozen once it has answered, keeps it false.
+	// the event again (docs/reliability.md). A retry that reaches the same
+	// process in the write's millisecond is answered the event's 202 from
+	// memory (API.answered); one that reaches another process gets 409 "in
+	// progress" and retries again. Only for a server that outlives its
+	// answers (whp dev, whp ingest), which calls Wait before closing the
+	// store; a Lambda, frozen once it has answered, keeps it false.
 	RecordAfterAnswer bool
 }
 
@@ -106,7 +107,15 @@ type API struct {
 	// recording counts the outcomes being written after their answers
 	// (Config.RecordAfterAnswer).
 	recording sync.WaitGroup
+	// answered holds, while its outcome is being written after its 202,
+	// each keyed request's answer (ledger key → answer): a retry that
+	// reads the key still claimed is the same request if its body is, and
+	// is answered the 202 given, not 409 "in progress" (claim).
+	answered sync.Map
 }
+
+// answer is a keyed request's accepted event and its body's fingerprint.
+type answer struct{ fp, id string }
 
 // New returns the API; zero Config fields take their defaults.
 func New(cfg Config, schemas Schemas, prod Producer, st Store, log *slog.Logger) *API {
@@ -312,7 +321,12 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	}
 	if ledgerKey != "" {
 		if a.cfg.RecordAfterAnswer {
-			a.recording.Go(func() { a.accepted(ctx, ledgerKey, fp, id) })
+			given := answer{fp, id}
+			a.answered.Store(ledgerKey, given)
+			a.recording.Go(func() {
+				a.accepted(ctx, ledgerKey, fp, id)
+				a.answered.CompareAndDelete(ledgerKey, given)
+			})
 		} else {
 			a.accepted(ctx, ledgerKey, fp, id)
 		}
@@ -440,14 +454,25 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 		}
 		return false
 	case !st.Done:
+		// Answered by this process, its outcome still being written: the
+		// answer it gave (the fingerprints are equal, checked above).
+		if v, ok := a.answered.Load(key); ok && v.(answer).fp == fp {
+			replay(w, v.(answer).id)
+			return true
+		}
 		writeProblem(w, http.StatusConflict, "idempotency_in_progress",
 			"a request with this Idempotency-Key is still in progress; retry shortly")
 	default:
-		w.Header().Set("Idempotent-Replayed", "true")
-		w.Header().Set("Location", "/v1/events/"+st.ID)
-		writeAccepted(w, st.ID)
+		replay(w, st.ID)
 	}
 	return true
+}
+
+// replay answers a keyed request with the 202 its key's first request got.
+func replay(w http.ResponseWriter, id string) {
+	w.Header().Set("Idempotent-Replayed", "true")
+	w.Header().Set("Location", "/v1/events/"+id)
+	writeAccepted(w, id)
 }
 
 func (a *API) fail(w http.ResponseWriter, ctx context.Context, ledgerKey, what string, err error) {
