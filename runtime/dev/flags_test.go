@@ -59,7 +59,11 @@ func TestPausedPartner(t *testing.T) {
 			t.Errorf("a delivery of a paused partner: %q (%q), want pending, because %q", d.Status, d.Reason, flags.PausedReason)
 		}
 	}
-	if held := value(scrape(t, p), "whp_deliveries_total", map[string]string{"outcome": "held", "partner": "alpha"}); held > 0 {
+	fams := scrape(t, p)
+	if n := value(fams, "whp_deliveries_waiting", map[string]string{"partner": "alpha", "for": telemetry.WaitsForResume}); n != 5 {
+		t.Errorf("whp_deliveries_waiting{partner=alpha,for=resume} = %v, want 5", n)
+	}
+	if held := value(fams, "whp_deliveries_total", map[string]string{"outcome": "held", "partner": "alpha"}); held > 0 {
 		t.Errorf("%v passes held through the retry tiers while alpha was paused; its deliveries were to wait in Kafka", held)
 	}
 	if n, _, _ := alpha.counts(); n != 0 {

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strconv"
@@ -310,14 +311,20 @@ func (m *Metrics) ObserveInFlight(read func() []PartnerInFlight) error {
 	if err != nil {
 		return err
 	}
+	waiting, err := m.meter.Int64ObservableGauge("whp.deliveries.waiting", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Each partner's deliveries this dispatcher has read and not started, by what they wait for: a place under the bound (\"turn\"), the partner's rate limit, or an operator's resume; past a few hundred the rest waits in Kafka (whp_consumer_lag)."))
+	if err != nil {
+		return err
+	}
 	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, p := range read() {
 			attrs := metric.WithAttributes(attribute.String("partner", p.Partner))
 			o.ObserveInt64(inFlight, int64(p.InFlight), attrs)
 			o.ObserveInt64(limit, int64(p.Limit), attrs)
+			o.ObserveInt64(waiting, int64(p.Waiting), metric.WithAttributes(attribute.String("partner", p.Partner), attribute.String("for", cmp.Or(p.WaitsFor, "turn"))))
 		}
 		return nil
-	}, inFlight, limit)
+	}, inFlight, limit, waiting)
 	return err
 }
 
