@@ -372,3 +372,28 @@ func TestPausedRetryHoldsLonger(t *testing.T) {
 		t.Errorf("the paused partner got %d requests", n)
 	}
 }
+
+// TestRateLimitWaitsOutFullSlots: a rate-limited partner whose chains are
+// all set aside when another partner's hanging deliveries take every slot
+// starts again once the slots are free — its wake, finding none, looks
+// again; before, it was left waiting for good.
+func TestRateLimitWaitsOutFullSlots(t *testing.T) {
+	a, h := newTimedServer(t), newServer(t, true)
+	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 2, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"h", h.URL})
+	defer h.release()
+	r.limit("a", 10, 1)
+	const n = 10
+	for i := range n {
+		r.produce(delivery("a", fmt.Sprint("a", i), ""))
+	}
+	waitUntil(t, "the first of the limited partner's deliveries", func() bool { return len(a.arrivals()) > 0 })
+	r.produce(delivery("h", "h0", ""), delivery("h", "h1", ""))
+	waitUntil(t, "the hanging partner to hold both slots", func() bool { return h.in.Load() == 2 })
+	got := len(a.arrivals())
+	time.Sleep(300 * time.Millisecond) // the limited partner's wakes come and find no slot
+	if now := len(a.arrivals()); now > got+1 {
+		t.Fatalf("the limited partner got %d more with both slots held", now-got)
+	}
+	h.release()
+	waitUntil(t, "every delivery of the limited partner once the slots are free", func() bool { return len(a.arrivals()) == n })
+}

@@ -435,15 +435,29 @@ func (s *stream) park(ctx context.Context, c *chain, wait time.Duration, why str
 		return // the wake already armed comes later
 	}
 	s.gated[p] = parking{until, why}
-	time.AfterFunc(wait, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.stopping || !s.gated[p].until.Equal(until) {
-			return // stopping, or a later park armed its own wake
-		}
-		delete(s.gated, p)
-		s.widen(ctx, p)
-	})
+	time.AfterFunc(wait, func() { s.wake(ctx, p, until) })
+}
+
+// wake ends partner p's wait that park armed for until, and starts its
+// chains. If no slot is free for any of them (other partners' chains hold
+// all of them), it looks again after slotRetry: with every chain of the
+// partner set aside, nothing else would start them — its own chains start
+// its waiting ones as they end, and a partner whose backlog paused its
+// topics brings no poll.
+func (s *stream) wake(ctx context.Context, p string, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.gated[p]
+	if s.stopping || !ok || !g.until.Equal(until) {
+		return // stopping, or a later park armed its own wake
+	}
+	delete(s.gated, p)
+	s.widen(ctx, p)
+	if s.busy[p] == 0 && len(s.waiting[p]) > 0 && ctx.Err() == nil {
+		next := s.d.now().Add(slotRetry)
+		s.gated[p] = parking{next, g.why}
+		time.AfterFunc(slotRetry, func() { s.wake(ctx, p, next) })
+	}
 }
 
 // parking is why a partner's chains wait, and until when (park).
@@ -452,9 +466,13 @@ type parking struct {
 	why   string // telemetry.WaitsFor…
 }
 
-// pausedLook is how often a paused partner's waiting chains look at the
-// flags again: as often as they are read.
-const pausedLook = time.Second
+const (
+	// pausedLook is how often a paused partner's waiting chains look at
+	// the flags again: as often as they are read.
+	pausedLook = time.Second
+	// slotRetry is how soon a wake that found no free slot looks again.
+	slotRetry = 20 * time.Millisecond
+)
 
 // isGated reports whether partner's chains wait (park). s.mu is held.
 func (s *stream) isGated(partner string) bool {
