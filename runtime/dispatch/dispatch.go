@@ -759,7 +759,16 @@ func (d *Dispatcher) learnPartner(ctx context.Context, r *kgo.Record) {
 	if v, ok := d.maxInFlight.Load(sub.PartnerID); !ok || v.(int) != sub.MaxInFlight {
 		d.maxInFlight.Store(sub.PartnerID, sub.MaxInFlight)
 	}
-	d.limits.learn(sub, d.shares.of(sub.PartnerID))
+	d.limits.learn(sub, d.share(sub))
+}
+
+// share is the share of sub's partner's rate limit this dispatcher keeps
+// to (shares.of), 1 for a partner without one.
+func (d *Dispatcher) share(sub store.Subscription) float64 {
+	if sub.RateLimitPerSecond <= 0 {
+		return 1
+	}
+	return d.shares.of(sub.PartnerID)
 }
 
 // partnerCeiling is the most deliveries partner may ever have in flight:
@@ -1226,7 +1235,7 @@ func (d *Dispatcher) run(ctx context.Context, msg envelope.Delivery, n int, from
 	// A token taken for it already: by Run before it started, or by the
 	// pass that held it for the limit until its token was due (limits.go).
 	if !hasToken(ctx) && !(state.Found && state.Status.Status == store.DeliveryHeld && state.Status.Reason == reasonRateLimit) {
-		if wait := d.limits.reserve(sub, d.shares.of(sub.PartnerID), d.now()); wait > maxInlineWait {
+		if wait := d.limits.reserve(sub, d.share(sub), d.now()); wait > maxInlineWait {
 			d.breaker.Release(sub.PartnerID)
 			log.Debug("delivery held", "reason", "partner rate limit")
 			return later(n, wait, store.DeliveryHeld, reasonRateLimit)

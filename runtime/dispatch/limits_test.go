@@ -335,6 +335,7 @@ func TestShares(t *testing.T) {
 	created, paid := topic.Egress("a", "order.created"), topic.Egress("a", "order.paid")
 	s.owned = map[string]map[int32]bool{created: {0: true, 2: true}, paid: {1: true}}
 	s.totals = map[string]int{created: 3, paid: 3, topic.Egress("b", "order.created"): 3}
+	s.topics = map[string][]string{"a": {created, paid}, "b": {topic.Egress("b", "order.created")}}
 	if got := s.of("a"); got != 0.5 {
 		t.Errorf("3 of the partner's 6 partitions: share %v, want 0.5", got)
 	}

@@ -25,6 +25,7 @@ type shares struct {
 	mu     sync.Mutex
 	owned  map[string]map[int32]bool // topic → its partitions consumed here
 	totals map[string]int            // topic → its partitions
+	topics map[string][]string       // partner → its topics in totals
 }
 
 // sharesLookup bounds the metadata read of the topics assigned.
@@ -67,6 +68,12 @@ func (s *shares) assigned(ctx context.Context, cl *kgo.Client, got map[string][]
 	for t, td := range details {
 		if td.Err == nil && len(td.Partitions) > 0 {
 			s.totals[t] = len(td.Partitions)
+			if p, ok := topic.EgressPartner(t); ok {
+				if s.topics == nil {
+					s.topics = map[string][]string{}
+				}
+				s.topics[p] = append(s.topics[p], t)
+			}
 		}
 	}
 }
@@ -92,10 +99,8 @@ func (s *shares) of(partner string) float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	owned, total, fewest := 0, 0, 0
-	for t, n := range s.totals {
-		if p, _ := topic.EgressPartner(t); p != partner {
-			continue
-		}
+	for _, t := range s.topics[partner] {
+		n := s.totals[t]
 		owned += len(s.owned[t])
 		total += n
 		if fewest == 0 || n < fewest {
