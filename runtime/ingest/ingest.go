@@ -442,6 +442,11 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 	case st.Fingerprint != fp:
 		writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"this Idempotency-Key was already used with a different request body")
+	case !st.Done && a.answeredAs(key, fp) != "":
+		// Answered by this process, its outcome still being written (for
+		// as long as that takes: a store that refuses the write does not
+		// let a retry take the key over and publish the event again).
+		replay(w, a.answeredAs(key, fp))
 	case !st.Done && now.Sub(existing.CreatedAt) > 2*a.cfg.ProduceTimeout:
 		// The request that claimed the key never finished (its process
 		// died): after the lease, a retry takes the key over. If that
@@ -454,18 +459,21 @@ func (a *API) claim(w http.ResponseWriter, ctx context.Context, key, fp string) 
 		}
 		return false
 	case !st.Done:
-		// Answered by this process, its outcome still being written: the
-		// answer it gave (the fingerprints are equal, checked above).
-		if v, ok := a.answered.Load(key); ok && v.(answer).fp == fp {
-			replay(w, v.(answer).id)
-			return true
-		}
 		writeProblem(w, http.StatusConflict, "idempotency_in_progress",
 			"a request with this Idempotency-Key is still in progress; retry shortly")
 	default:
 		replay(w, st.ID)
 	}
 	return true
+}
+
+// answeredAs is the event this process answered 202 for a request with
+// key and body fingerprint fp whose outcome it is still writing, or "".
+func (a *API) answeredAs(key, fp string) string {
+	if v, ok := a.answered.Load(key); ok && v.(answer).fp == fp {
+		return v.(answer).id
+	}
+	return ""
 }
 
 // replay answers a keyed request with the 202 its key's first request got.

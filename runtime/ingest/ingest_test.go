@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,6 +251,8 @@ func TestRecordAfterAnswer(t *testing.T) {
 			_, cl := ingress(t)
 			release := make(chan struct{})
 			post, api, _ := ingestAPIWith(t, Config{RecordAfterAnswer: after}, cl, func(st *embedded.Store) Store { return gatedStore{st, release} })
+			var skew atomic.Int64 // the API's clock ahead of the test's
+			api.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 			answered := make(chan *httptest.ResponseRecorder, 1)
 			go func() { answered <- post("k1", 1) }()
 			if !after {
@@ -278,6 +281,12 @@ func TestRecordAfterAnswer(t *testing.T) {
 			}
 			if rec := post("k1", 2); rec.Code != http.StatusUnprocessableEntity {
 				t.Errorf("the key with another body while the outcome is written = %d %s, want 422", rec.Code, rec.Body)
+			}
+			// Past the claim's lease, the write still held: the answer given,
+			// not the key taken over and the event published again.
+			skew.Store(int64(time.Minute))
+			if rec := post("k1", 1); rec.Code != http.StatusAccepted || rec.Header().Get("Idempotent-Replayed") != "true" || rec.Header().Get("Location") != first.Header().Get("Location") {
+				t.Errorf("retry past the lease while the outcome is written = %d %v, want the first answer (%s) replayed", rec.Code, rec.Header(), first.Header().Get("Location"))
 			}
 			waited := make(chan struct{})
 			go func() { api.Wait(); close(waited) }()
