@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -77,33 +75,6 @@ func TestLimiters(t *testing.T) {
 	}
 }
 
-// timedServer is a partner on 127.0.0.1 that answers 204 and records when
-// each request arrived.
-type timedServer struct {
-	URL string
-	mu  sync.Mutex
-	at  []time.Time
-}
-
-func newTimedServer(t *testing.T) *timedServer {
-	s := &timedServer{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.at = append(s.at, time.Now())
-		s.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
-	s.URL = srv.URL
-	return s
-}
-
-func (s *timedServer) arrivals() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.at)
-}
-
 // limit sets partner's rate limit on its rig subscription.
 func (r *rig) limit(partner string, perSecond float64, burst int) {
 	r.t.Helper()
@@ -143,7 +114,7 @@ func (r *rig) retryRecords() int64 {
 // sent after the backlog, arrive before most of it (at once; after 59 of
 // the 60 when its chains waited in place).
 func TestRateLimitInRun(t *testing.T) {
-	a, b := newTimedServer(t), newServer(t, false)
+	a, b := newServer(t, false), newServer(t, false)
 	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 2, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"b", b.URL})
 	r.limit("a", 20, 1)
 	const n = 60
@@ -218,7 +189,7 @@ func TestRateLimitInRun(t *testing.T) {
 // them until the next — and, back when it is due, sends without taking
 // another.
 func TestRateLimitHeldKeepsItsToken(t *testing.T) {
-	a := newTimedServer(t)
+	a := newServer(t, false)
 	r := newRig(t, Config{Timeout: time.Minute}, nil, partner{"a", a.URL})
 	r.limit("a", 2, 1)
 	var ids []string
@@ -261,7 +232,7 @@ func TestRateLimitHeldKeepsItsToken(t *testing.T) {
 // partition, take as long as 20 a second allows, where each dispatcher
 // keeping to the whole limit sent them in half the time.
 func TestRateLimitSharedByDispatchers(t *testing.T) {
-	a := newTimedServer(t)
+	a := newServer(t, false)
 	egress := topic.Egress("a", "thing.happened")
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, egress), kfake.SeedTopics(1, topic.DLQ("thing.happened")),
 		kfake.SeedTopics(retry.Tiers, topic.Retry("thing.happened")))
@@ -352,7 +323,7 @@ func TestShares(t *testing.T) {
 // then each time it finds the partner still paused for twice as long, up
 // to a minute — not every 5 s for as long as the pause lasts.
 func TestPausedRetryHoldsLonger(t *testing.T) {
-	a := newTimedServer(t)
+	a := newServer(t, false)
 	r := newRig(t, Config{Timeout: time.Minute, Flags: flags.Static{Partners: map[string]flags.Partner{"a": {Paused: true}}}}, nil, partner{"a", a.URL})
 	rec := delivery("a", "a1", "")
 	var holds []time.Duration
@@ -379,7 +350,7 @@ func TestPausedRetryHoldsLonger(t *testing.T) {
 // starts again once the slots are free — its wake, finding none, looks
 // again; before, it was left waiting for good.
 func TestRateLimitWaitsOutFullSlots(t *testing.T) {
-	a, h := newTimedServer(t), newServer(t, true)
+	a, h := newServer(t, false), newServer(t, true)
 	r := newRig(t, Config{Timeout: time.Minute, Concurrency: 2, PartnerConcurrency: 2}, nil, partner{"a", a.URL}, partner{"h", h.URL})
 	defer h.release()
 	r.limit("a", 10, 1)

@@ -149,9 +149,10 @@ func (r *rig) consumedUpTo(partner string) int64 {
 	return 0
 }
 
-// server is a partner on 127.0.0.1 that counts requests and answers 204;
-// with hold, each answer waits until release is called (the test's end
-// calls it, so a failing test does not wait for the attempt timeout).
+// server is a partner on 127.0.0.1 that counts requests, records when each
+// arrived and answers 204; with hold, each answer waits until release is
+// called (the test's end calls it, so a failing test does not wait for the
+// attempt timeout).
 type server struct {
 	URL            string
 	got, in, maxIn atomic.Int32
@@ -159,6 +160,9 @@ type server struct {
 	released       chan struct{}
 	once           sync.Once
 	srv            *httptest.Server
+
+	mu sync.Mutex
+	at []time.Time
 }
 
 func newServer(t *testing.T, hold bool) *server {
@@ -168,6 +172,9 @@ func newServer(t *testing.T, hold bool) *server {
 		s.release()
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.at = append(s.at, time.Now())
+		s.mu.Unlock()
 		s.got.Add(1)
 		n := s.in.Add(1)
 		for m := s.maxIn.Load(); n > m && !s.maxIn.CompareAndSwap(m, n); m = s.maxIn.Load() {
@@ -181,6 +188,13 @@ func newServer(t *testing.T, hold bool) *server {
 	// (started later) stopped, and is released before either.
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// arrivals is when each request arrived, in order.
+func (s *server) arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.at)
 }
 
 // writeGate holds the writes that pass it until release is closed.
