@@ -599,7 +599,10 @@ func (p *Platform) closeResources() {
 		p.kafka.Close()
 	}
 	if p.st != nil {
-		p.st.Close()
+		if err := p.st.Close(); err != nil {
+			// Nothing written is lost; the next start scans the files.
+			p.log.Warn("closing the store", "error", err)
+		}
 	}
 }
 

@@ -1,0 +1,206 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/whp-dev/whp/store"
+)
+
+// noFreelist is what a bbolt meta page holds in place of its freelist's
+// page when the commit that wrote it did not write the freelist.
+const noFreelist = ^uint64(0)
+
+// freelistPage reads the meta page of path's newest commit and returns the
+// page its freelist was written to (noFreelist if it was not). bbolt keeps
+// two meta pages, 0 and 1, and writes them in turn; each is a page header
+// (16 bytes) then magic, version, page size (4 bytes each), flags (4), the
+// root bucket (16), the freelist's page (8), the high water mark (8) and
+// the transaction id (8), in the machine's byte order (little-endian on
+// every platform whp is built for).
+func freelistPage(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := make([]byte, 80)
+	if _, err := io.ReadFull(f, head); err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int64(binary.LittleEndian.Uint32(head[24:]))
+	var newest, freelist uint64
+	for i := range int64(2) {
+		meta := make([]byte, 80)
+		if _, err := f.ReadAt(meta, i*pageSize); err != nil {
+			t.Fatal(err)
+		}
+		if magic := binary.LittleEndian.Uint32(meta[16:]); magic != 0xED0CDAED {
+			t.Fatalf("%s: meta page %d has magic %#x: not a bbolt file of the layout this test reads", path, i, magic)
+		}
+		if txid := binary.LittleEndian.Uint64(meta[64:]); txid >= newest {
+			newest, freelist = txid, binary.LittleEndian.Uint64(meta[48:])
+		}
+	}
+	return freelist
+}
+
+// TestCloseWritesFreelist: the store's commits leave the freelist out
+// (NoFreelistSync), and Close writes it, so a store that was stopped opens
+// without scanning its files; a crash — the files as the last commit left
+// them — leaves the scan to the next Open, which still finds every row.
+func TestCloseWritesFreelist(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, s, 0, 500)
+	files := []string{filepath.Join(dir, fileName), filepath.Join(dir, eventsFileName)}
+	for _, f := range files {
+		if got := freelistPage(t, f); got != noFreelist {
+			t.Errorf("%s while open: freelist at page %d; want none written by the store's commits", filepath.Base(f), got)
+		}
+	}
+	crashed := t.TempDir()
+	copyStore(t, dir, crashed) // the files as a SIGKILL would leave them
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if got := freelistPage(t, f); got == noFreelist {
+			t.Errorf("%s after Close: no freelist written; the next Open scans the whole file", filepath.Base(f))
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+	for _, d := range []string{dir, crashed} {
+		s, err := Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, s, 500, 600) // the reopened store allocates from the freelist it read or rebuilt
+		for _, i := range []int{0, 499, 599} {
+			if _, err := s.GetDelivery(ctx, fmt.Sprint("e", i), fmt.Sprint("d", i)); err != nil {
+				t.Errorf("reopened %s: delivery %d: %v", d, i, err)
+			}
+			if _, err := s.GetEvent(ctx, fmt.Sprint("e", i)); err != nil {
+				t.Errorf("reopened %s: event %d: %v", d, i, err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fill writes events and deliveries from..to-1, a hundred a write, and
+// rewrites each delivery once, as its attempt's outcome does, so that the
+// files have pages to free.
+func fill(tb testing.TB, s *Store, from, to int) {
+	tb.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	for i := from; i < to; i += 100 {
+		var es []store.Event
+		var ds []store.Delivery
+		for j := i; j < min(i+100, to); j++ {
+			es = append(es, store.Event{ID: fmt.Sprint("e", j), SchemaID: "orders#order.created#1", AcceptedAt: now, Topic: "wh.ingress",
+				Data: []byte(`{"order_id":"ord_1001","amount":129.5,"currency":"EUR"}`), ExpiresAt: now.Add(time.Hour)})
+			ds = append(ds, store.Delivery{EventID: fmt.Sprint("e", j), ID: fmt.Sprint("d", j), SubscriptionID: "s", PartnerID: "p",
+				SchemaID: "orders#order.created#1", Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		}
+		if err := s.CreateEvents(ctx, es); err != nil {
+			tb.Fatal(err)
+		}
+		if err := s.CreateDeliveries(ctx, ds); err != nil {
+			tb.Fatal(err)
+		}
+		for k := range ds {
+			ds[k].Status = store.DeliveryDelivered
+		}
+		if err := s.PutDeliveries(ctx, ds); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// copyStore copies the store's files in dir to dst, and syncs the copies.
+func copyStore(tb testing.TB, dir, dst string) {
+	tb.Helper()
+	for _, name := range []string{fileName, eventsFileName} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f, err := os.OpenFile(filepath.Join(dst, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, filePerm)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// On disk before it is opened: Open's first commit would otherwise
+		// flush the whole copy, not the commit.
+		if _, err := f.Write(b); err != nil {
+			tb.Fatal(err)
+		}
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen opens a store of 200,000 events and deliveries (its files
+// in the page cache): as Close left it, and as a crash does, its
+// last commit without the freelist — the baseline, the scan every Open
+// made before Close wrote the freelist (docs/benchmarks.md, "A restart
+// with history").
+//
+//	go test -run '^$' -bench Open -benchtime 5x ./store/embedded
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill(b, s, 0, 200_000)
+	crashed := b.TempDir()
+	copyStore(b, dir, crashed)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	var size int64
+	for _, name := range []string{fileName, eventsFileName} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += fi.Size()
+	}
+	for _, bc := range []struct{ name, from string }{{"after-close", dir}, {"after-crash", crashed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				d := b.TempDir()
+				copyStore(b, bc.from, d) // Close writes the freelist: each Open gets the files as they were
+				b.StartTimer()
+				s, err := Open(d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(size)/1e6, "MB-on-disk")
+		})
+	}
+}
