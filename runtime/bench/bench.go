@@ -1650,14 +1650,6 @@ func percentile(xs []float64, p float64) float64 {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
 // memSampler samples the process's resident memory every 50 ms and keeps
 // the peaks: of the whole (VmRSS) and of its anonymous part (RssAnon),
 // and the whole's file-backed part by file at its peak. Sampling per run,

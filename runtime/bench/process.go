@@ -15,6 +15,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"time"
+
+	"github.com/whp-dev/whp/internal/rusage"
 )
 
 // The platform and the baseline each run in a process of their own
@@ -201,7 +203,7 @@ func sampleNow() processReply {
 	if live[0].Value.Kind() == metrics.KindUint64 {
 		heap = float64(live[0].Value.Uint64()) / (1 << 20)
 	}
-	return processReply{CPUSeconds: cpuSeconds(), RSSMiB: rss, AnonMiB: anon, HeapMiB: heap, Goroutines: runtime.NumGoroutine()}
+	return processReply{CPUSeconds: rusage.CPU().Seconds(), RSSMiB: rss, AnonMiB: anon, HeapMiB: heap, Goroutines: runtime.NumGoroutine()}
 }
 
 // measurement is a process measuring itself: its CPU time, its memory
@@ -228,7 +230,7 @@ func startMeasuring(req processRequest) (*measurement, error) {
 		}
 		m.cpuTo = f
 	}
-	m.cpu0 = cpuSeconds()
+	m.cpu0 = rusage.CPU().Seconds()
 	m.mem = sampleMemory(req.HeapProfile != "")
 	return m, nil
 }
@@ -243,7 +245,7 @@ func (m *measurement) end() processReply {
 		return m.usage
 	}
 	m.ended = true
-	m.usage.CPUSeconds = cpuSeconds() - m.cpu0
+	m.usage.CPUSeconds = rusage.CPU().Seconds() - m.cpu0
 	m.usage.PeakRSSMiB, m.usage.PeakAnonMiB, m.usage.PeakFilesMiB = m.mem.stop()
 	var errs []error
 	if m.cpuTo != nil {

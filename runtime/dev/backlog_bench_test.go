@@ -5,9 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whp-dev/whp/internal/rusage"
 )
 
 // BenchmarkRateLimitedBacklog measures what a backlog costs the platform
@@ -77,7 +78,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 			c.Log = nil // the log at info is the test's; here it would be the benchmark's output
 		})
 		b.StartTimer()
-		cpu0, start := processCPU(), time.Now()
+		cpu0, start := rusage.CPU(), time.Now()
 		events := make(chan int)
 		var wg sync.WaitGroup
 		for range 16 {
@@ -102,7 +103,7 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 			resumed = time.Now()
 		}
 		eventually(b, "every delivery", func() bool { got, _, _ := alpha.counts(); return got == n })
-		cpu += processCPU() - cpu0
+		cpu += rusage.CPU() - cpu0
 		b.StopTimer()
 		alpha.mu.Lock()
 		times := alpha.times
@@ -138,13 +139,4 @@ func mostInASecond(times []time.Time) int {
 		most = max(most, j-i)
 	}
 	return most
-}
-
-// processCPU is the process's CPU time so far, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -10,12 +10,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whp-dev/whp/internal/rusage"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
@@ -121,24 +121,15 @@ func BenchmarkDeliver(b *testing.B) {
 		}
 		n += batch
 		b.StartTimer()
-		cpu0 := processCPU()
+		cpu0 := rusage.CPU()
 		if failed := d.Deliver(ctx, recs); len(failed) != 0 {
 			b.Fatalf("%d of %d deliveries not handled", len(failed), batch)
 		}
-		cpu += processCPU() - cpu0
+		cpu += rusage.CPU() - cpu0
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/delivery")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/delivery")
 	if got.Load() != int64(n) {
 		b.Fatalf("%d deliveries reached the receiver, want %d", got.Load(), n)
 	}
-}
-
-// processCPU is the process's CPU time so far, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whp-dev/whp/catalog"
+	"github.com/whp-dev/whp/internal/rusage"
 	"github.com/whp-dev/whp/runtime/embedkafka"
 	"github.com/whp-dev/whp/runtime/envelope"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -51,7 +51,7 @@ func BenchmarkPost(b *testing.B) {
 			b.SetParallelism(32) // 64 producers on 2 cores, as whp bench
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := rusage.CPU().Nanoseconds()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					body := []byte(`{"domain":"bench","event":"thing.happened","version":"1","data":{"id":"` +
@@ -67,20 +67,9 @@ func BenchmarkPost(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(cpuTime()-cpu0)/1e3/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(rusage.CPU().Nanoseconds()-cpu0)/1e3/float64(b.N), "cpu-µs/op")
 		})
 	}
-}
-
-// cpuTime is the process's CPU time so far (user and system), in ns: on
-// a shared machine, a steadier measure of the work per event than the
-// wall clock.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 var contentType = []string{"application/json"}

@@ -71,13 +71,7 @@ func (g *groupCommit) update(fn func(*bolt.Tx) error) error {
 	if err := <-w.done; err != errAlone {
 		return err
 	}
-	return g.db.Update(func(tx *bolt.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		syncFreelist(tx)
-		return nil
-	})
+	return g.db.Update(fn)
 }
 
 // run commits the queue, group after group, until it is empty: the first
@@ -119,7 +113,6 @@ func (g *groupCommit) commit(ws []*groupWrite) {
 					return err
 				}
 			}
-			syncFreelist(tx)
 			return nil
 		})
 		if failed >= 0 {

@@ -143,12 +143,9 @@ func Open(dir string) (*Store, error) {
 }
 
 // openFile opens (creating if needed) one of the store's files and runs
-// setup in a transaction of its own. Both commit the freelist, so a file
-// a crash left without one is scanned once, at this open, and not again
-// if the process dies before its next write; from then on each commit
-// decides (syncFreelist).
+// setup in a transaction of its own.
 func openFile(path string, setup func(*bolt.Tx) error) (*bolt.DB, error) {
-	db, err := bolt.Open(path, filePerm, &bolt.Options{Timeout: openLockTimeout})
+	db, err := bolt.Open(path, filePerm, &bolt.Options{Timeout: openLockTimeout, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: locked by another process (is another whp using this data dir?)", path)
@@ -167,9 +164,17 @@ func openFile(path string, setup func(*bolt.Tx) error) (*bolt.DB, error) {
 	return db, nil
 }
 
-// Close writes each file's freelist (syncFreelist), then closes the
-// files: a whp that was stopped opens its store at once, whatever the
-// freelist's size was.
+// Close writes each file's freelist, then closes the files.
+//
+// The store commits without its freelist (NoFreelistSync): the freelist
+// holds every page a history sweep frees until new rows take them up, and
+// writing it whole in every commit would add its size to every commit's
+// write. A file whose last commit did not write it is scanned whole when
+// opened to find the free pages — every page read, ≈ 0.75 s a GB on this
+// machine with the file in the page cache, and the whole file made
+// resident (docs/benchmarks.md, "A restart with history"). Close writes
+// it once, so a whp that was stopped opens at once; only a crash leaves
+// the scan to the next start.
 func (s *Store) Close() error { return errors.Join(closeFile(s.db), closeFile(s.events)) }
 
 // closeFile commits db's freelist and closes it. A file closed already is
@@ -186,32 +191,6 @@ func closeFile(db *bolt.DB) error {
 	}
 	return errors.Join(err, db.Close())
 }
-
-// syncFreelist decides whether tx's commit writes the file's freelist:
-// while it is small, at most freelistSyncMax, it does; larger, it does
-// not (bbolt's NoFreelistSync, for that commit). Call it in every write
-// transaction of the store's (update, groupCommit), at its end.
-//
-// A file whose last commit did not write its freelist is scanned whole
-// when it is opened, to find the free pages: every page read — ≈ 0.75 s
-// a GB on this machine with the file in the page cache, and the whole
-// file made resident (docs/benchmarks.md, "A restart with history"). A
-// freelist written in every commit spares that, but it holds every page a
-// history sweep frees until new rows take them up, and a commit writes it
-// whole: after a sweep of a 30-day history, hundreds of KB in every
-// commit. Written while small, it costs a commit a page or two (no
-// difference in BenchmarkHotPath), and only a crash in the minutes after a
-// sweep leaves the scan to the next start.
-func syncFreelist(tx *bolt.Tx) {
-	db := tx.DB()
-	// The size as the last commit left it: this one's own pages are
-	// freed and allocated as it commits.
-	db.NoFreelistSync = db.Stats().FreelistInuse > freelistSyncMax
-}
-
-// freelistSyncMax is the largest freelist a commit writes: 2,048 free
-// pages (8 bytes each), 8 MiB of the file.
-const freelistSyncMax = 16 << 10
 
 func put(tx *bolt.Tx, bucket string, key string, v any) error {
 	b, err := fastjson.Marshal(v) // json.Marshal's bytes (FuzzMarshal), in about half the time
@@ -304,13 +283,7 @@ func update(ctx context.Context, db *bolt.DB, fn func(tx *bolt.Tx) error) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.Batch(func(tx *bolt.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		syncFreelist(tx)
-		return nil
-	})
+	return db.Batch(fn)
 }
 
 func view(ctx context.Context, db *bolt.DB, fn func(tx *bolt.Tx) error) error {
