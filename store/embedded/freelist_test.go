@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whp-dev/whp/internal/rusage"
 	"github.com/whp-dev/whp/store"
+	bolt "go.etcd.io/bbolt"
 )
 
 // noFreelist is what a bbolt meta page holds in place of its freelist's
@@ -202,5 +204,88 @@ func BenchmarkOpen(b *testing.B) {
 			}
 			b.ReportMetric(float64(size)/1e6, "MB-on-disk")
 		})
+	}
+}
+
+// BenchmarkFreelistCommit measures why the store's commits leave the
+// freelist out (Close): a commit of one small row, as a delivery's status
+// is, with the freelist written and left out. Two sizes: "steady", the
+// freelist of a store under constant load (56–304 bytes in whp bench's
+// soak at 2,000 events a second, logged from the commits: a handful of
+// pages, taken up as fast as commits free them), and "freed", ≈ 1,900
+// free pages (15 KiB), as after deleting a few MB. Written, it is a page
+// more to write and to flush in each commit, whatever its size: 15–30 µs
+// of CPU more a commit here (docs/benchmarks.md, "A restart with
+// history"). Each commit fsyncs; cpu-ns/op is the process's CPU a commit,
+// the fsync's system time in it.
+//
+//	go test -run '^$' -bench FreelistCommit -count 6 ./store/embedded
+func BenchmarkFreelistCommit(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		rows int // large rows written, then deleted
+		min  int // the freelist's least size in bytes, and its most
+		max  int
+	}{{"steady", 0, 1, 1024}, {"freed", 1350, 12 << 10, 16 << 10}} {
+		s := openTemp(b)
+		freePages(b, s.events, size.rows)
+		inuse := s.events.Stats().FreelistInuse
+		if inuse < size.min || inuse > size.max {
+			b.Fatalf("%s: freelist of %d bytes; want %d to %d", size.name, inuse, size.min, size.max)
+		}
+		row := []byte(`{"status":"delivered"}`)
+		for _, bc := range []struct {
+			name  string
+			leave bool
+		}{{"written", false}, {"left-out", true}} {
+			b.Run(size.name+"/"+bc.name, func(b *testing.B) {
+				i := 0
+				cpu0 := rusage.CPU()
+				for b.Loop() {
+					i++
+					err := s.events.Update(func(tx *bolt.Tx) error {
+						tx.DB().NoFreelistSync = bc.leave
+						return tx.Bucket([]byte(bEvents)).Put(fmt.Appendf(nil, "row%d", i), row)
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64((rusage.CPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(s.events.Stats().FreelistInuse), "freelist-bytes")
+			})
+		}
+	}
+}
+
+// freePages writes n rows of 5,000 bytes (two pages of their own each) to
+// db's events bucket, then deletes them: their pages free, as after a
+// history sweep; and commits once more, so that the freelist counts them.
+func freePages(tb testing.TB, db *bolt.DB, n int) {
+	tb.Helper()
+	big := make([]byte, 5000)
+	for _, put := range []bool{true, false} {
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk := tx.Bucket([]byte(bEvents))
+			for j := range n {
+				k := fmt.Appendf(nil, "big%d", j)
+				var err error
+				if put {
+					err = bk.Put(k, big)
+				} else {
+					err = bk.Delete(k)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+		tb.Fatal(err)
 	}
 }
