@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/store"
+	"github.com/whp-dev/whp/store/embedded"
 )
 
 // TestRestartMidStreamLosesNothing: events accepted before a stop that
@@ -47,6 +49,11 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 	// Stop now: most deliveries of those events are still to be made.
 	if err := p.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
+	}
+	// Stopped, the store was closed: the next start does not read its
+	// files whole (docs/benchmarks.md, "A restart with history").
+	if n, err := embedded.Unclosed(filepath.Join(data, "store")); n != 0 || err != nil {
+		t.Errorf("after Stop, %d bytes of the store left unclosed (%v); want 0", n, err)
 	}
 	before, _, _ := alpha.counts()
 	t.Logf("alpha had %d of %d deliveries when the platform stopped", before, perRun)

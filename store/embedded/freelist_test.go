@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,49 +15,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// noFreelist is what a bbolt meta page holds in place of its freelist's
-// page when the commit that wrote it did not write the freelist.
-const noFreelist = ^uint64(0)
-
-// freelistPage reads the meta page of path's newest commit and returns the
-// page its freelist was written to (noFreelist if it was not). bbolt keeps
-// two meta pages, 0 and 1, and writes them in turn; each is a page header
-// (16 bytes) then magic, version, page size (4 bytes each), flags (4), the
-// root bucket (16), the freelist's page (8), the high water mark (8) and
-// the transaction id (8), in the machine's byte order (little-endian on
-// every platform whp is built for).
-func freelistPage(t *testing.T, path string) uint64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	head := make([]byte, 80)
-	if _, err := io.ReadFull(f, head); err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int64(binary.LittleEndian.Uint32(head[24:]))
-	var newest, freelist uint64
-	for i := range int64(2) {
-		meta := make([]byte, 80)
-		if _, err := f.ReadAt(meta, i*pageSize); err != nil {
-			t.Fatal(err)
-		}
-		if magic := binary.LittleEndian.Uint32(meta[16:]); magic != 0xED0CDAED {
-			t.Fatalf("%s: meta page %d has magic %#x: not a bbolt file of the layout this test reads", path, i, magic)
-		}
-		if txid := binary.LittleEndian.Uint64(meta[64:]); txid >= newest {
-			newest, freelist = txid, binary.LittleEndian.Uint64(meta[48:])
-		}
-	}
-	return freelist
-}
-
 // TestCloseWritesFreelist: the store's commits leave the freelist out
 // (NoFreelistSync), and Close writes it, so a store that was stopped opens
 // without scanning its files; a crash — the files as the last commit left
 // them — leaves the scan to the next Open, which still finds every row.
+// Unclosed tells the two apart, as whp dev's start does.
 func TestCloseWritesFreelist(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -67,24 +28,34 @@ func TestCloseWritesFreelist(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, s, 0, 500)
-	files := []string{filepath.Join(dir, fileName), filepath.Join(dir, eventsFileName)}
-	for _, f := range files {
-		if got := freelistPage(t, f); got != noFreelist {
-			t.Errorf("%s while open: freelist at page %d; want none written by the store's commits", filepath.Base(f), got)
+	var size int64
+	for _, name := range []string{fileName, eventsFileName} {
+		path := filepath.Join(dir, name)
+		if written, err := freelistWritten(path); written || err != nil {
+			t.Errorf("%s while open: freelist written %v (%v); want none written by the store's commits", name, written, err)
 		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += fi.Size()
 	}
 	crashed := t.TempDir()
 	copyStore(t, dir, crashed) // the files as a SIGKILL would leave them
+	if n, err := Unclosed(crashed); n != size || err != nil {
+		t.Errorf("Unclosed of the files a crash left = %d, %v; want both files, %d bytes", n, err, size)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
-		if got := freelistPage(t, f); got == noFreelist {
-			t.Errorf("%s after Close: no freelist written; the next Open scans the whole file", filepath.Base(f))
-		}
+	if n, err := Unclosed(dir); n != 0 || err != nil {
+		t.Errorf("Unclosed after Close = %d, %v; want 0: the next Open scans %d bytes", n, err, n)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("a second Close: %v", err)
+	}
+	if n, err := Unclosed(t.TempDir()); n != 0 || err != nil {
+		t.Errorf("Unclosed of a dir with no store = %d, %v; want 0", n, err)
 	}
 	for _, d := range []string{dir, crashed} {
 		s, err := Open(d)
@@ -288,4 +259,41 @@ func freePages(tb testing.TB, db *bolt.DB, n int) {
 	if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// TestFreelistWrittenTornMeta: a meta page whose checksum fails — a write
+// a crash tore — is passed over, as bbolt passes it over, and the other
+// one read.
+func TestFreelistWrittenTornMeta(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, s, 0, 100)
+	if err := s.Close(); err != nil { // the newest meta: freelist written; the other: not
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, eventsFileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.LittleEndian.Uint32(b[24:]))
+	newest := 0
+	if binary.LittleEndian.Uint64(b[pageSize+64:]) > binary.LittleEndian.Uint64(b[64:]) {
+		newest = pageSize
+	}
+	b[newest+40] ^= 0xff // in its root bucket's page id: the checksum fails
+	if err := os.WriteFile(path, b, filePerm); err != nil {
+		t.Fatal(err)
+	}
+	if written, err := freelistWritten(path); written || err != nil {
+		t.Errorf("freelistWritten with the newest meta torn = %v, %v; want false from the meta before it", written, err)
+	}
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatalf("bbolt opens it from the meta before: %v", err)
+	}
+	s.Close()
 }
