@@ -27,6 +27,7 @@ import (
 	"github.com/whp-dev/whp/reconciler"
 	"github.com/whp-dev/whp/runtime/breaker"
 	"github.com/whp-dev/whp/runtime/dlq"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/telemetry"
 	"github.com/whp-dev/whp/store"
 )
@@ -76,6 +77,10 @@ type Config struct {
 	// InFlight reports each partner's deliveries in flight and their
 	// bound, in the dispatcher of this process (nil: not shown).
 	InFlight func() []telemetry.PartnerInFlight
+	// Flags, if set, are the operators' flags: the event page says a
+	// pending delivery to a partner they pause waits for the resume, as
+	// the API's view of the event does (flags.Snapshot.ExplainPaused).
+	Flags flags.Source
 	// SLO and Spans come from the process's telemetry.
 	SLO   *telemetry.SLO
 	Spans *telemetry.SpanStore

@@ -217,6 +217,9 @@ func (s *Server) loadEvent(w http.ResponseWriter, r *http.Request, ss session, p
 		s.unavailable(w, r, "the event's deliveries", err)
 		return eventModel{}, false
 	}
+	if s.cfg.Flags != nil {
+		s.cfg.Flags.Current().ExplainPaused(ds)
+	}
 	if partner != "" {
 		ds = slices.DeleteFunc(ds, func(d store.Delivery) bool { return d.PartnerID != partner })
 		if len(ds) == 0 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/store"
 	"github.com/whp-dev/whp/store/embedded"
 )
@@ -150,5 +151,61 @@ func TestHistorySearchByStatus(t *testing.T) {
 	}
 	if code, body = get(s.portal, "/console/portal?status=dead_lettered&cursor=%21%21", pat); code != http.StatusBadRequest || !strings.Contains(body, "cursor") {
 		t.Errorf("portal, a bad cursor: %d", code)
+	}
+}
+
+// The event page says why a delivery to a partner an operator paused is
+// pending — it waits in Kafka for the resume, and its row cannot say so —
+// as the API's view of the event does; and the partner's portal says so
+// to the partner. A delivery of the partner that is not pending, and a
+// pending one of a partner not paused, say nothing.
+func TestEventPausedReason(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	now := time.Now()
+	if err := st.CreateEvents(ctx, []store.Event{{ID: "ev1", SchemaID: "orders#order.created#1", AcceptedAt: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	ds := []store.Delivery{
+		{EventID: "ev1", ID: "d-acme", PartnerID: "acme", SchemaID: "orders#order.created#1", Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now},
+		{EventID: "ev1", ID: "d-beta", PartnerID: "beta", SchemaID: "orders#order.created#1", Status: store.DeliveryPending, CreatedAt: now, UpdatedAt: now},
+	}
+	if err := st.CreateDeliveries(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	paused := flags.Static{Partners: map[string]flags.Partner{"acme": {Paused: true}}}
+	s := New(Config{Store: st, Dev: true, Flags: paused})
+	get := func(handler func(http.ResponseWriter, *http.Request, session), target string, ss session) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", target, nil)
+		r.SetPathValue("id", "ev1")
+		handler(w, r, ss)
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", target, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	// The reason is in acme's delivery's section: after its id, and
+	// before beta's if beta's comes after.
+	body := get(s.event, "/console/events/ev1", session{User: "ann", Role: RoleAdmin})
+	acme, beta := strings.Index(body, "d-acme"), strings.Index(body, "d-beta")
+	reason := strings.Index(body, flags.PausedReason)
+	inAcme := reason > acme && (beta < acme || reason < beta)
+	if acme < 0 || beta < 0 || strings.Count(body, flags.PausedReason) != 1 || !inAcme {
+		t.Errorf("event page: the paused reason once, with acme's delivery (acme at %d, beta at %d, reason at %d)\n%s", acme, beta, reason, body)
+	}
+	if body := get(s.portalEvent, "/console/portal/events/ev1", session{User: "pat", Role: PartnerRole("acme")}); !strings.Contains(body, flags.PausedReason) {
+		t.Errorf("acme's portal: its paused delivery's reason missing\n%s", body)
+	}
+	if body := get(s.portalEvent, "/console/portal/events/ev1", session{User: "bob", Role: PartnerRole("beta")}); strings.Contains(body, flags.PausedReason) {
+		t.Errorf("beta's portal says its delivery is paused")
+	}
+	ds[0].Status = store.DeliveryDelivered
+	if err := st.PutDeliveries(ctx, ds[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if body := get(s.event, "/console/events/ev1", session{User: "ann", Role: RoleAdmin}); strings.Contains(body, flags.PausedReason) {
+		t.Errorf("a delivered delivery of paused acme shown as waiting for the resume")
 	}
 }

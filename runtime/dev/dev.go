@@ -331,7 +331,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, err
 	}
 	con := console.New(console.Config{Store: p.st, DLQ: queue, Resend: console.ReplayResender{Replayer: replayer, Store: p.st}, Breakers: disp.Breakers, InFlight: disp.InFlight,
-		SLO: p.tel.SLO, Spans: p.tel.Tracing.Spans, ReconcileStatus: rec.Status.Load, Users: users, Dev: true,
+		SLO: p.tel.SLO, Spans: p.tel.Tracing.Spans, ReconcileStatus: rec.Status.Load, Users: users, Dev: true, Flags: cfg.Flags,
 		Log: log.With("role", "console")})
 	mux.Handle("/console/", con.Handler())
 	mux.HandleFunc("GET /v1/breakers", adminauth.Require(cfg.AdminToken, func(w http.ResponseWriter, _ *http.Request) {

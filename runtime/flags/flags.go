@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/whp-dev/whp/store"
 )
 
 // Snapshot is the flags in force.
@@ -58,6 +60,19 @@ func (s Snapshot) PartnerPaused(id string) bool { return s.Partners[id].Paused }
 // PausedReason is what a delivery's status and view say of a delivery
 // that waits for its partner to be resumed.
 const PausedReason = "its partner is paused by an operator"
+
+// ExplainPaused gives each of ds that is pending, with no reason of its
+// own, to a partner s pauses, PausedReason: such a delivery waits in the
+// dispatcher's stream, its record in Kafka, with the status the
+// processor wrote (runtime/dispatch), so its row cannot say why. The
+// event's view in the API and the console's event page show it so.
+func (s Snapshot) ExplainPaused(ds []store.Delivery) {
+	for i, d := range ds {
+		if d.Status == store.DeliveryPending && d.Reason == "" && s.PartnerPaused(d.PartnerID) {
+			ds[i].Reason = PausedReason
+		}
+	}
+}
 
 // TransformOff reports whether a partner's transforms are switched off.
 func (s Snapshot) TransformOff(id string) bool {

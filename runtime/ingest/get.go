@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/whp-dev/whp/catalog"
-	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/store"
 )
 
@@ -77,17 +76,8 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the status store is unavailable; retry")
 		return
 	}
-	v := View(ev, ds)
-	// A paused partner's deliveries wait in Kafka, their status pending as
-	// the processor wrote it (runtime/dispatch's stream): the view says
-	// why, as a held delivery's status does.
-	snap := a.cfg.Flags.Current()
-	for i, d := range v.Deliveries {
-		if d.Status == store.DeliveryPending && d.Reason == "" && snap.PartnerPaused(d.PartnerID) {
-			v.Deliveries[i].Reason = flags.PausedReason
-		}
-	}
-	writeJSON(w, http.StatusOK, v)
+	a.cfg.Flags.Current().ExplainPaused(ds)
+	writeJSON(w, http.StatusOK, View(ev, ds))
 }
 
 // View builds the public view of a stored event and its deliveries.
