@@ -44,7 +44,7 @@ func runConsole(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := console.Config{Store: r.st, Log: r.log}
+	cfg := console.Config{Store: r.st, Log: r.log, Flags: r.opflags}
 	if *usersFile != "" {
 		if cfg.Users, err = console.LoadUsers(*usersFile); err != nil {
 			return err

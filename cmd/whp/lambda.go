@@ -73,6 +73,7 @@ func lambdaHandler(ctx context.Context, roleName string, stdout, stderr io.Write
 		// Between invocations the sandbox is frozen and this goroutine
 		// with it; it refreshes the schemas whenever the function runs.
 		go reg.Run(ctx, 5*time.Second)
+		r.pollFlags(ctx)
 		serve := lambdahttp.Handler(r.tel.Instrument(mux))
 		h := func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 			defer r.tel.Flush(ctx)
@@ -106,7 +107,8 @@ func processorLambda(ctx context.Context, stdout, stderr io.Writer) (any, func()
 		return nil, nil, err
 	}
 	go reg.Run(ctx, 5*time.Second)
-	p, err := processor.NewBatch(processor.Config{Tracing: r.tel.Tracing}, eg, r.st, reg, r.log, kopts...)
+	r.pollFlags(ctx)
+	p, err := processor.NewBatch(processor.Config{Tracing: r.tel.Tracing, Flags: r.opflags}, eg, r.st, reg, r.log, kopts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -132,6 +134,7 @@ func dispatcherLambda(ctx context.Context, stdout, stderr io.Writer) (any, func(
 	if err != nil {
 		return nil, nil, err
 	}
+	dr.pollFlags(ctx)
 	h := func(ctx context.Context, raw json.RawMessage) (any, error) {
 		defer dr.tel.Flush(ctx)
 		defer dr.cfg.Ops.Flush(ctx) // before the sandbox freezes

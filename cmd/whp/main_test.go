@@ -46,6 +46,8 @@ func TestRun(t *testing.T) {
 		{name: "no deliveries in flight", args: []string{"dev", "--concurrency", "0"}, code: 2, stderr: []string{"whp dev: --concurrency 0: want a whole number of 1 or more"}},
 		{name: "a partner's bound above the dispatcher's", args: []string{"dev", "--concurrency", "32", "--partner-concurrency", "64"}, code: 2,
 			stderr: []string{"whp dev: --partner-concurrency 64: want a whole number from 1 to --concurrency (32)"}},
+		{name: "two places to read the flags from", args: []string{"processor", "--flags-file", "flags.json", "--appconfig-agent-url", "http://localhost:2772/x"}, code: 2,
+			stderr: []string{"whp processor: --flags-file and --appconfig-agent-url: give one place to read the flags from"}},
 		{name: "a partner's bound above the dispatcher role's", args: []string{"dispatcher", "--concurrency", "8", "--partner-concurrency", "9"}, code: 2,
 			stderr: []string{"whp dispatcher: --partner-concurrency 9: want a whole number from 1 to --concurrency (8)"}},
 		{name: "a dispatcher role's pacing neither on nor off", args: []string{"dispatcher", "--fixed-partner-concurrency", "maybe"}, code: 2,

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/whp-dev/whp/runtime/dispatch"
+	"github.com/whp-dev/whp/runtime/flags"
 	"github.com/whp-dev/whp/runtime/ingest"
 	"github.com/whp-dev/whp/runtime/processor"
 	"github.com/whp-dev/whp/runtime/registry"
@@ -46,6 +47,12 @@ type role struct {
 	// drain runs once the HTTP server has shut down, before the store
 	// closes: what the handlers left to finish after their answers.
 	drain []func()
+	// flagsFile and agentURL say where the operators' flags are read
+	// from (pauses, transforms); opflags holds them, and its poller, if
+	// any, runs with the role's workers (serve).
+	flagsFile, agentURL string
+	opflags             flags.Source
+	poller              *flags.Poller
 }
 
 func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name, value, usage string) *string)) error {
@@ -56,6 +63,8 @@ func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name
 	fs.StringVar(&r.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address serving Prometheus /metrics and the SLOs at /v1/slo (kept off the API's address)")
 	fs.StringVar(&r.traces, "traces", "none", "trace exporter: none, or otlp (OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318)")
 	fs.Float64Var(&r.sampleRatio, "trace-sample-ratio", 1, "share of new traces recorded, from 0 (exclusive) to 1; a producer's traceparent keeps its own decision")
+	fs.StringVar(&r.flagsFile, "flags-file", "", "JSON file of operational flags (a partner paused, a schema's ingest paused, transforms off), read every second; every role reads the same flags (default: none)")
+	fs.StringVar(&r.agentURL, "appconfig-agent-url", "", "read the operational flags from the AWS AppConfig Agent at this URL, every 15 s, instead of a file")
 	if extra != nil {
 		extra(fs.String)
 	}
@@ -68,7 +77,41 @@ func (r *role) flags(args []string, stderr io.Writer, extra func(fsAdd func(name
 	if r.sampleRatio <= 0 || r.sampleRatio > 1 {
 		return usageError{fmt.Sprintf("whp %s: --trace-sample-ratio %v: want more than 0 and at most 1", r.name, r.sampleRatio)}
 	}
+	if r.flagsFile != "" && r.agentURL != "" {
+		return usageError{fmt.Sprintf("whp %s: --flags-file and --appconfig-agent-url: give one place to read the flags from", r.name)}
+	}
 	return nil
+}
+
+// startFlags reads the operators' flags once, before the role serves, so
+// that a partner paused is paused from the first delivery; unreadable,
+// the role starts without them and its poller tries again each interval,
+// as whp dev does.
+func (r *role) startFlags(ctx context.Context) {
+	log := r.log.With("component", "flags")
+	switch {
+	case r.agentURL != "":
+		r.poller = flags.AppConfigAgent(r.agentURL, 15*time.Second, log)
+	case r.flagsFile != "":
+		r.poller = flags.File(r.flagsFile, time.Second, log)
+	default:
+		r.opflags = flags.Static{}
+		return
+	}
+	r.opflags = r.poller
+	if err := r.poller.Refresh(ctx); err != nil {
+		log.Warn("flags unreadable; starting without them", "error", err)
+	}
+}
+
+// pollFlags keeps a Lambda function's flags fresh: between invocations
+// the sandbox is frozen and the poller with it, so they are read again
+// whenever the function runs (as its schemas are). serve runs the
+// poller of a role on EKS.
+func (r *role) pollFlags(ctx context.Context) {
+	if r.poller != nil {
+		go r.poller.Run(ctx)
+	}
 }
 
 func (r *role) start(ctx context.Context, stderr io.Writer) error {
@@ -78,6 +121,7 @@ func (r *role) start(ctx context.Context, stderr io.Writer) error {
 	}
 	// Production roles log JSON; one line per event on the data path.
 	r.log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", r.name)
+	r.startFlags(ctx)
 	st, err := r.b.openStore(ctx)
 	if err != nil {
 		return err
@@ -121,6 +165,9 @@ func (r *role) serve(ctx context.Context, mux *http.ServeMux, workers ...func(co
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /readyz", readiness(append([]check{{"store", r.pingStore}}, r.ready...), readinessTTL))
 	srv := &http.Server{Addr: r.addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if r.poller != nil {
+		workers = append(workers, r.poller.Run)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range workers {
 		g.Go(func() error { return w(gctx) })
@@ -215,7 +262,7 @@ func (r *role) ingestAPI(ctx context.Context, stderr io.Writer, recordAfterAnswe
 		return nil, nil, nil, nil, err
 	}
 	mux := http.NewServeMux()
-	api := ingest.New(ingest.Config{Metrics: r.tel.Metrics, RecordAfterAnswer: recordAfterAnswer}, reg, prod, r.st, r.log)
+	api := ingest.New(ingest.Config{Metrics: r.tel.Metrics, RecordAfterAnswer: recordAfterAnswer, Flags: r.opflags}, reg, prod, r.st, r.log)
 	api.Register(mux)
 	return mux, reg, prod, api, nil
 }
@@ -233,7 +280,7 @@ func runProcessor(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	proc, err := processor.New(processor.Config{Tracing: r.tel.Tracing}, in, eg, r.st, reg, r.log, kopts...)
+	proc, err := processor.New(processor.Config{Tracing: r.tel.Tracing, Flags: r.opflags}, in, eg, r.st, reg, r.log, kopts...)
 	if err != nil {
 		return err
 	}
@@ -342,7 +389,7 @@ func newDispatcherRole(ctx context.Context, args []string, stderr io.Writer, bat
 	if batch {
 		newD = dispatch.NewBatch
 	}
-	dr.cfg.Metrics, dr.cfg.Tracing = dr.tel.Metrics, dr.tel.Tracing
+	dr.cfg.Metrics, dr.cfg.Tracing, dr.cfg.Flags = dr.tel.Metrics, dr.tel.Tracing, dr.opflags
 	if dr.d, err = newD(dr.cfg, eg, dr.st, secrets, dr.retryProd, dr.log, kopts...); err != nil {
 		dr.retryProd.Close()
 		return nil, err

@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +73,19 @@ type topology struct {
 	dir   string
 	st    *dynamo.Store
 	roles map[string]*proc
+	flags string // the roles' --flags-file
+}
+
+// setFlags replaces the roles' flags file at once, as a ConfigMap's
+// update does.
+func (tp *topology) setFlags(t testing.TB, doc string) {
+	t.Helper()
+	if err := os.WriteFile(tp.flags+".tmp", []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tp.flags+".tmp", tp.flags); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startTopology applies a catalog whose partner alpha receives at
@@ -123,8 +138,11 @@ subscriptions: "alpha.created": {partner: "alpha", domain: "shop", event: "order
 		return f
 	}
 	tp := &topology{dir: dir, st: st, roles: map[string]*proc{}}
+	// Every role reads the operators' flags from one file, as each pod
+	// would from one ConfigMap or the AppConfig Agent beside it.
+	tp.flags = filepath.Join(dir, "flags.json")
 	for _, name := range []string{"ingest", "processor", "dispatcher"} {
-		args := append([]string(nil), backend...)
+		args := append(append([]string(nil), backend...), "--flags-file", tp.flags)
 		if name == "dispatcher" {
 			args = append(args, "--secrets", secrets, "--dev-delivery", "loopback")
 		}
@@ -368,6 +386,70 @@ func TestProductionOrderedBacklog(t *testing.T) {
 	if a := arrived("A"); strings.Join(a, ",") != strings.Join(want, ",") {
 		t.Errorf("key A arrived out of order: %v", a)
 	}
+	if dups := pt.duplicates(); dups != 0 {
+		t.Errorf("%d deliveries arrived twice", dups)
+	}
+}
+
+// TestProductionOperatorFlags: the roles as production runs them read
+// the operators' flags (--flags-file, each second): a schema's ingest
+// paused answers 503 with the operator's message, and a partner paused
+// receives nothing until it is resumed, then every event once — without
+// a restart of any role.
+func TestProductionOperatorFlags(t *testing.T) {
+	secret := signature.NewSecret()
+	pt := newPartner(t, secret, nil)
+	tp := startTopology(t, secret, pt.srv.URL, "{order_id: string}", "")
+	client := &http.Client{Timeout: 5 * time.Second}
+	event := func(i int) string {
+		return fmt.Sprintf(`{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"P%d"}}`, i)
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(filepath.Join(tp.dir, "dispatcher.log"))
+				t.Fatalf("timed out waiting for %s; dispatcher log tail:\n%s", what, tail(b))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	tp.setFlags(t, `{"schemas":{"shop#order.created#1":{"ingest_paused":true,"message":"maintenance until 14:00 UTC"}}}`)
+	eventually("ingest to answer 503 with the operator's message", func() bool {
+		// Accepted until ingest reads the flags: "probe", not counted below.
+		probe := `{"domain":"shop","event":"order.created","version":"1","data":{"order_id":"probe"}}`
+		resp, err := client.Post("http://"+tp.roles["ingest"].addr+"/v1/events", "application/json", strings.NewReader(probe))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "maintenance until 14:00 UTC")
+	})
+
+	tp.setFlags(t, `{"partners":{"alpha":{"paused":true}}}`)
+	const n = 20
+	for i := 1; i <= n; i++ {
+		tp.post(t, client, event(i), "") // accepted once ingest has read the new flags
+	}
+	// What waits for the resume is counted by the dispatcher: every event
+	// read and held, none sent (and a probe, if one was still on its way
+	// when alpha was paused).
+	waiting := regexp.MustCompile(`whp_deliveries_waiting\{for="resume",partner="alpha"\} (\d+)`)
+	eventually("the dispatcher to hold every delivery for the resume", func() bool {
+		held := 0
+		if m := waiting.FindStringSubmatch(get(t, "http://"+tp.roles["dispatcher"].metrics+"/metrics")); m != nil {
+			held, _ = strconv.Atoi(m[1])
+		}
+		return held >= n
+	})
+	if got := pt.arrived("P"); len(got) != 0 {
+		t.Fatalf("paused alpha received %v", got)
+	}
+	tp.setFlags(t, `{}`)
+	eventually("every event delivered after the resume", func() bool { return len(pt.arrived("P")) == n })
 	if dups := pt.duplicates(); dups != 0 {
 		t.Errorf("%d deliveries arrived twice", dups)
 	}
