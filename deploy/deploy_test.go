@@ -15,6 +15,8 @@ import (
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/whp-dev/whp/runtime/flags"
 )
 
 // The fields checked, decoded from the rendered YAML.
@@ -47,6 +49,7 @@ type container struct {
 		Limits   map[string]string `json:"limits"`
 	} `json:"resources"`
 	VolumeMounts []struct {
+		Name      string `json:"name"`
 		MountPath string `json:"mountPath"`
 	} `json:"volumeMounts"`
 	EnvFrom []struct {
@@ -90,6 +93,12 @@ type object struct {
 					RunAsUser    int   `json:"runAsUser"`
 				} `json:"securityContext"`
 				Containers []container `json:"containers"`
+				Volumes    []struct {
+					Name      string `json:"name"`
+					ConfigMap *struct {
+						Name string `json:"name"`
+					} `json:"configMap"`
+				} `json:"volumes"`
 			} `json:"spec"`
 		} `json:"template"`
 	} `json:"spec"`
@@ -167,6 +176,9 @@ func TestManifests(t *testing.T) {
 						objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"] != ":"+port {
 						t.Errorf("%s: metrics port %q, annotations %v, WHP_METRICS_ADDR %q disagree", name, port, a, objs["ConfigMap"]["whp"].Data["WHP_METRICS_ADDR"])
 					}
+				}
+				if role != "reconciler" {
+					checkFlags(t, d, objs)
 				}
 				if role == "console" {
 					// Its own settings and the secret files they name.
@@ -263,6 +275,35 @@ func checkPod(t *testing.T, d object, role string) {
 	}
 	if len(c.EnvFrom) == 0 || c.EnvFrom[0].ConfigMapRef.Name != "whp" {
 		t.Errorf("%s: does not read the whp config map", name)
+	}
+}
+
+// checkFlags: the role reads the operators' flags where the whp config
+// map says (WHP_FLAGS_FILE), from the whp-flags config map mounted there,
+// whose flags.json is a flags document the roles accept.
+func checkFlags(t *testing.T, d object, objs map[string]map[string]object) {
+	t.Helper()
+	path := objs["ConfigMap"]["whp"].Data["WHP_FLAGS_FILE"]
+	dir, file := filepath.Split(path)
+	mounted := ""
+	for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.MountPath+"/" == dir {
+			mounted = m.Name
+		}
+	}
+	from := ""
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == mounted && v.ConfigMap != nil {
+			from = v.ConfigMap.Name
+		}
+	}
+	doc, ok := objs["ConfigMap"][from].Data[file]
+	if path == "" || mounted == "" || !ok {
+		t.Errorf("%s: WHP_FLAGS_FILE %q is not a file of a config map mounted in the pod (volume %q, config map %q)", d.Metadata.Name, path, mounted, from)
+		return
+	}
+	if _, err := flags.Parse([]byte(doc)); err != nil {
+		t.Errorf("%s: the flags in config map %s: %v", d.Metadata.Name, from, err)
 	}
 }
 

@@ -86,7 +86,10 @@ func (s Snapshot) IngestPaused(schemaID string) (bool, string) {
 	return sc.IngestPaused, sc.Message
 }
 
-func parse(b []byte) (Snapshot, error) {
+// Parse reads a flags document, as the flags file and the AppConfig
+// profile hold it; a field it does not know is an error, so that a
+// misspelt flag is not silently ignored.
+func Parse(b []byte) (Snapshot, error) {
 	var s Snapshot
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -138,7 +141,7 @@ func (p *Poller) Refresh(ctx context.Context) error {
 	if bytes.Equal(b, p.last) && p.snap.Load() != nil {
 		return nil
 	}
-	s, err := parse(b)
+	s, err := Parse(b)
 	if err != nil {
 		return err
 	}
