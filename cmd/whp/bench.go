@@ -73,6 +73,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	coolDown := fs.Duration("breaker-cooldown", breaker.DefaultCoolDown, "the embedded platform's: how long an open circuit breaker waits before probing (whp dev's --breaker-cooldown)")
 	sampleRatio := fs.Float64("trace-sample-ratio", 1, "the embedded platform's share of traced events, from 0 (exclusive) to 1 (whp dev's default: every event)")
 	dataDir := fs.String("data-dir", "", "keep the embedded platform's data (its store, Kafka's log, catalog) in this directory, to look at after the run; default: a temporary directory, removed")
+	kafkaRelay := fs.Bool("kafka-relay", false, "after the relay, measure it again through the embedded platform's two durable Kafka hops — each event on disk in the ingress cluster before its 202 and in the egress cluster before its POST, nothing else: the delivered rate's ceiling on this machine for a platform built on them (embedded platform only)")
 	relay := fs.Bool("relay", true, "before the platform starts, measure a bare relay — each event answered 202, then POSTed to its partners, no other work — with the same load and receiver: the delivered rate's ceiling on this machine (embedded platform only)")
 	printCatalog := fs.Bool("print-catalog", false, "print the catalog the bench needs (for --url), with --receiver-addr, --fanout and --tenants, and exit")
 	if err := parse(fs, args); err != nil {
@@ -114,7 +115,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := bench.Config{Command: []string{exe, benchProcess}, DataDir: *dataDir, Target: *target, ReceiverAddr: *receiverAddr, Connections: *conns, Duration: *duration, Rate: *rate, LatencyDuration: *latencyFor, PayloadBytes: *payload, Fanout: *fanout, Tenants: *tenants, SlowPartner: *slow,
-		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, PartnerLimit: *partnerLimit, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, FixedPartnerConcurrency: *fixedPartnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, OutageStatus: *outageStatus, OutageRetryAfter: *outageRetryAfter, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, Progress: progressBar(stderr)}
+		Soak: *soak, SoakRate: *soakRate, Ordered: *orderedFor, Keys: *keys, PartnerLatency: *partnerLatency, PartnerLimit: *partnerLimit, MaxInFlight: *maxInFlight, Concurrency: *concurrency, PartnerConcurrency: *partnerConcurrency, FixedPartnerConcurrency: *fixedPartnerConcurrency, KafkaKeep: *kafkaKeep << 20, KafkaSync: *kafkaSync, IdempotencyKeys: *idemKeys, History: *history, Outage: *outage, OutageStatus: *outageStatus, OutageRetryAfter: *outageRetryAfter, Crash: *crash, PartnerTLS: *partnerTLS, BreakerCoolDown: *coolDown, EgressPartitions: *egressPartitions, TraceSampleRatio: *sampleRatio, Relay: *relay, KafkaRelay: *kafkaRelay, Progress: progressBar(stderr)}
 	if *kafkaKeep == 0 {
 		base.KafkaKeep = -1 // all of them
 	}
@@ -239,6 +240,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, r := range results {
 		if r.RelayPerSec > 0 {
 			fmt.Fprintln(stdout, relayLine(r, len(results) > 1))
+		}
+		if r.KafkaRelayPerSec > 0 {
+			fmt.Fprintln(stdout, kafkaRelayLine(r, len(results) > 1))
 		}
 	}
 	for _, r := range results {
@@ -388,6 +392,16 @@ func relayLine(r bench.Result, label bool) string {
 	runLabel(&b, r, label)
 	fmt.Fprintf(&b, "relay (202, then a POST to each partner; no validation, storage, signing or retry): %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× the relay",
 		r.RelayPerSec, r.RelayRatio, r.RelayCPUPerEventMS, r.DeliveredOfRelay)
+	return b.String()
+}
+
+// kafkaRelayLine compares the platform's delivered rate with the Kafka
+// relay's, measured in the same run.
+func kafkaRelayLine(r bench.Result, label bool) string {
+	var b strings.Builder
+	runLabel(&b, r, label)
+	fmt.Fprintf(&b, "kafka relay (the relay through the embedded Kafka's two durable hops; nothing else): %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× it",
+		r.KafkaRelayPerSec, r.KafkaRelayRatio, r.KafkaRelayCPUPerEventMS, r.DeliveredOfKafkaRelay)
 	return b.String()
 }
 

@@ -94,6 +94,11 @@ type Config struct {
 	// before the platform starts: the delivered rate's ceiling on the
 	// machine of the run.
 	Relay bool
+	// KafkaRelay, with the embedded platform, measures the Kafka relay
+	// (kafkarelay.go) after the relay: the relay through the platform's two
+	// durable Kafka hops, with nothing else — the delivered rate's ceiling
+	// for a platform built on them, on the machine of the run.
+	KafkaRelay bool
 	// Progress, if set, is told what the run is doing (0..1 per phase),
 	// from one goroutine at a time.
 	Progress func(phase string, done float64)
@@ -326,6 +331,12 @@ type Result struct {
 	RelayCPUPerEventMS float64 `json:"relay_cpu_ms_per_event,omitempty"`
 	RelayRatio         float64 `json:"relay_ratio,omitempty"`
 	DeliveredOfRelay   float64 `json:"delivered_of_relay,omitempty"`
+	// KafkaRelayPerSec is what the Kafka relay delivered (Config.KafkaRelay),
+	// and the rest as for the relay.
+	KafkaRelayPerSec        float64 `json:"kafka_relay_delivered_per_sec,omitempty"`
+	KafkaRelayCPUPerEventMS float64 `json:"kafka_relay_cpu_ms_per_event,omitempty"`
+	KafkaRelayRatio         float64 `json:"kafka_relay_ratio,omitempty"`
+	DeliveredOfKafkaRelay   float64 `json:"delivered_of_kafka_relay,omitempty"`
 	// PartnerTLS is Config.PartnerTLS. PartnerConnections is how many
 	// connections the platform opened to the partners over the run (every
 	// phase but ingest alone's), PartnerConnectionsUsed those that carried
@@ -649,7 +660,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer rs.Close()
 	cfg.partnerCA = caPEM
 	if cfg.Relay && cfg.Target == "" {
-		if res.RelayPerSec, res.RelayCPUPerEventMS, err = relayPhase(ctx, cfg, recv, rs.URL); err != nil {
+		if res.RelayPerSec, res.RelayCPUPerEventMS, err = relayPhase(ctx, cfg, recv, rs.URL, false); err != nil {
+			return res, err
+		}
+	}
+	if cfg.KafkaRelay && cfg.Target == "" {
+		if res.KafkaRelayPerSec, res.KafkaRelayCPUPerEventMS, err = relayPhase(ctx, cfg, recv, rs.URL, true); err != nil {
 			return res, err
 		}
 	}
@@ -773,9 +789,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.AcceptedRatio = res.AcceptedPerSec / res.BaselinePerSec
 		res.DeliveredRatio = res.DeliveredPerSec / res.BaselinePerSec
 		res.RelayRatio = res.RelayPerSec / res.BaselinePerSec
+		res.KafkaRelayRatio = res.KafkaRelayPerSec / res.BaselinePerSec
 	}
 	if res.RelayPerSec > 0 {
 		res.DeliveredOfRelay = res.DeliveredPerSec / res.RelayPerSec
+	}
+	if res.KafkaRelayPerSec > 0 {
+		res.DeliveredOfKafkaRelay = res.DeliveredPerSec / res.KafkaRelayPerSec
 	}
 	return res, nil
 }

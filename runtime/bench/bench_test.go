@@ -63,7 +63,7 @@ func TestRun(t *testing.T) {
 	// few hundred requests then tell connections reused from one a
 	// request (below), however slow the machine.
 	r, err := Run(context.Background(), Config{Command: command, Connections: 4, Duration: time.Second, Rate: 50, LatencyDuration: time.Second,
-		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Relay: true, MaxInFlight: 16, Progress: phases.record})
+		PayloadBytes: 512, Fanout: 2, CPUProfile: &cpu, HeapProfile: &heap, Relay: true, KafkaRelay: true, MaxInFlight: 16, Progress: phases.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +94,9 @@ func TestRun(t *testing.T) {
 	if r.RelayPerSec <= 0 || r.RelayRatio <= 0 || r.DeliveredOfRelay <= 0 || r.RelayCPUPerEventMS <= 0 {
 		t.Errorf("relay %v delivered/s, %v× the baseline, %v CPU ms/event; the platform %v× the relay", r.RelayPerSec, r.RelayRatio, r.RelayCPUPerEventMS, r.DeliveredOfRelay)
 	}
+	if r.KafkaRelayPerSec <= 0 || r.KafkaRelayRatio <= 0 || r.DeliveredOfKafkaRelay <= 0 || r.KafkaRelayCPUPerEventMS <= 0 {
+		t.Errorf("kafka relay %v delivered/s, %v× the baseline, %v CPU ms/event; the platform %v× it", r.KafkaRelayPerSec, r.KafkaRelayRatio, r.KafkaRelayCPUPerEventMS, r.DeliveredOfKafkaRelay)
+	}
 	if owed := (int64(r.AcceptedPerSec) + 2*50) * 2; r.PartnerRequestsHTTP1 > owed {
 		t.Errorf("the partners got %d requests, the platform owed them at most %d: the relay's counted too", r.PartnerRequestsHTTP1, owed)
 	}
@@ -114,8 +117,65 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s profile: %d bytes, not a gzipped pprof profile", name, len(b))
 		}
 	}
-	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,relay,") || !strings.Contains(got, ",throughput,") || !strings.HasSuffix(got, "latency,ingest alone") {
+	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "baseline,relay,relay drain,kafka relay,") || !strings.Contains(got, ",throughput,") || !strings.HasSuffix(got, "latency,ingest alone") {
 		t.Errorf("progress phases %s", got)
+	}
+}
+
+// The Kafka relay delivers every event it answered 202 to each of its
+// partners once, through both embedded clusters.
+func TestKafkaRelay(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{} // path and event → deliveries
+	ids := map[string]bool{}
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.URL.Path+" "+string(body)]++
+		ids[r.Header.Get("webhook-id")] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer partner.Close()
+	url, stop, err := serveKafkaRelay(processSpec{Relay: true, RelayKafka: true, ReceiverURL: partner.URL, Fanout: 2, Tenants: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	const events = 200
+	for i := range events {
+		body := fmt.Sprintf(`{"data":{"id":"e%d","tenant":"t%d"}}`, i, i%2)
+		resp, err := http.Post(url+"/v1/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("event %d: %s", i, resp.Status)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(ids)
+		mu.Unlock()
+		if n >= 2*events || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range events {
+		body := fmt.Sprintf(`{"data":{"id":"e%d","tenant":"t%d"}}`, i, i%2)
+		for p := range 2 { // tenant t's partners are p(2t) and p(2t+1)
+			if k := fmt.Sprintf("/p%d %s", 2*(i%2)+p, body); got[k] != 1 {
+				t.Errorf("%s: delivered %d times, want once", k, got[k])
+			}
+		}
+	}
+	if len(got) != 2*events || len(ids) != 2*events {
+		t.Errorf("%d deliveries with %d webhook-ids, want %d of each", len(got), len(ids), 2*events)
 	}
 }
 

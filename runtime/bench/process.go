@@ -41,6 +41,9 @@ type processSpec struct {
 	// Relay: the bare relay (relay.go) to ReceiverURL's partners, for
 	// Fanout and Tenants, trusting PartnerCA; else the platform.
 	Relay bool `json:"relay,omitempty"`
+	// RelayKafka, with Relay: the Kafka relay (kafkarelay.go), the relay
+	// through the embedded platform's two durable Kafka hops.
+	RelayKafka bool `json:"relay_kafka,omitempty"`
 	// The platform's: the receiver its catalog delivers to, the run's
 	// configuration, and whether it runs the ingest role alone.
 	ReceiverURL      string        `json:"receiver_url,omitempty"`
@@ -177,6 +180,9 @@ func (s processSpec) start(ctx context.Context) (string, func(), error) {
 		}
 		return srv.URL, srv.Close, nil
 	}
+	if s.Relay && s.RelayKafka {
+		return serveKafkaRelay(s)
+	}
 	if s.Relay {
 		return serveRelay(s)
 	}
@@ -284,6 +290,8 @@ func startProcess(ctx context.Context, command []string, spec processSpec) (*pro
 	switch {
 	case spec.Baseline:
 		p.what = "the baseline"
+	case spec.Relay && spec.RelayKafka:
+		p.what = "the Kafka relay"
 	case spec.Relay:
 		p.what = "the relay"
 	}

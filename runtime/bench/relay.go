@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -35,6 +34,9 @@ type relay struct {
 	client   *http.Client
 	partners func(body []byte) []string // the receiver's URLs the event is owed at
 	seq      atomic.Int64
+	// ids prefixes its deliveries' webhook-ids: the receiver's duplicate
+	// check spans the run, so each relay has ids of its own.
+	ids string
 }
 
 type relayed struct {
@@ -59,7 +61,11 @@ func newRelay(s processSpec) (*relay, error) {
 	for i := range urls {
 		urls[i] = s.ReceiverURL + "/p" + strconv.Itoa(i)
 	}
-	return &relay{queue: make(chan relayed, relayQueue), client: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+	ids := "relay-"
+	if s.RelayKafka {
+		ids = "kafka-relay-"
+	}
+	return &relay{queue: make(chan relayed, relayQueue), ids: ids, client: &http.Client{Timeout: 30 * time.Second, Transport: tr},
 		partners: func(body []byte) []string {
 			t, _ := tenantOf(body) // 0 without one
 			t = min(max(t, 0), tenants-1)
@@ -88,10 +94,7 @@ func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"id":"x"}`))
 }
 
-// send makes the relay's deliveries until ctx ends: each event to each of
-// its partners, with a webhook-id of its own (the receiver's duplicate
-// check), once — a failure is not retried: what never arrived is missing
-// from the receiver's count, as a platform's lost delivery would be.
+// send makes the relay's deliveries until ctx ends.
 func (rl *relay) send(ctx context.Context) {
 	for {
 		select {
@@ -99,21 +102,29 @@ func (rl *relay) send(ctx context.Context) {
 			return
 		case e := <-rl.queue:
 			for i, u := range rl.partners(e.body) {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(e.body))
-				if err != nil {
-					continue
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("webhook-id", fmt.Sprintf("relay-%d-%d", e.n, i))
-				resp, err := rl.client.Do(req)
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				rl.post(ctx, u, e.n, i, e.body)
 			}
 		}
 	}
+}
+
+// post makes one delivery: event n's body to its i-th partner at u, with a
+// webhook-id of its own (the receiver's duplicate check), once — a failure
+// is not retried: what never arrived is missing from the receiver's count,
+// as a platform's lost delivery would be.
+func (rl *relay) post(ctx context.Context, u string, n int64, i int, body []byte) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", rl.ids+strconv.FormatInt(n, 10)+"-"+strconv.Itoa(i))
+	resp, err := rl.client.Do(req)
+	if err != nil {
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 // serveRelay serves the relay for s, its senders running until the
@@ -147,8 +158,10 @@ func serveRelay(s processSpec) (string, func(), error) {
 // side of one, the client's of the other) of what an event costs the
 // platform. recv is reset before and after, and its connection counts
 // after, which are the platform's.
-func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL string) (perSec, cpuMS float64, err error) {
-	p, err := startProcess(ctx, cfg.Command, processSpec{Relay: true, ReceiverURL: receiverURL, Fanout: cfg.Fanout, Tenants: cfg.Tenants, PartnerCA: cfg.partnerCA})
+//
+// With kafka, it measures the Kafka relay (kafkarelay.go) instead.
+func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL string, kafka bool) (perSec, cpuMS float64, err error) {
+	p, err := startProcess(ctx, cfg.Command, processSpec{Relay: true, RelayKafka: kafka, ReceiverURL: receiverURL, Fanout: cfg.Fanout, Tenants: cfg.Tenants, PartnerCA: cfg.partnerCA})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -157,11 +170,15 @@ func relayPhase(ctx context.Context, cfg Config, recv *receiver, receiverURL str
 	if _, err := p.call(processRequest{Op: "measure"}); err != nil {
 		return 0, 0, err
 	}
-	accepted, _, err := closedLoop(ctx, p.URL+"/v1/events", cfg, cfg.numbered("relay"), "relay")
+	phase := "relay"
+	if kafka {
+		phase = "kafka relay"
+	}
+	accepted, _, err := closedLoop(ctx, p.URL+"/v1/events", cfg, cfg.numbered(phase), phase)
 	if err != nil {
 		return 0, 0, err
 	}
-	recv.await(ctx, accepted*int64(cfg.Fanout), 5*time.Second, func(done float64) { cfg.Progress("relay drain", done) })
+	recv.await(ctx, accepted*int64(cfg.Fanout), 5*time.Second, func(done float64) { cfg.Progress(phase+" drain", done) })
 	usage, err := p.call(processRequest{Op: "result"})
 	if err != nil {
 		return 0, 0, err
