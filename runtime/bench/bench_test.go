@@ -421,6 +421,7 @@ type svgDoc struct {
 	G       []struct {
 		Polyline []struct {
 			Points string `xml:"points,attr"`
+			Dash   string `xml:"stroke-dasharray,attr"`
 		} `xml:"polyline"`
 	} `xml:"g"`
 }
@@ -435,6 +436,32 @@ func TestPlot(t *testing.T) {
 	}
 	if len(doc.G) != 2 || len(doc.G[0].Polyline) != 4 || strings.Count(doc.G[0].Polyline[0].Points, ",") != 2 {
 		t.Errorf("panels %+v", doc.G)
+	}
+	// Runs that measured the relay and the Kafka relay draw them dashed,
+	// on the ratios' scale: the largest ratio at the panel's top.
+	svg = Plot([]Result{{PayloadBytes: 256, Fanout: 1, DeliveredRatio: .1, RelayRatio: .5, KafkaRelayRatio: .25},
+		{PayloadBytes: 4096, Fanout: 1, DeliveredRatio: .1, RelayRatio: .4, KafkaRelayRatio: .2}})
+	doc.G = nil
+	if err := xml.Unmarshal([]byte(svg), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if pl := doc.G[0].Polyline; len(pl) != 6 || pl[4].Dash == "" || pl[5].Dash == "" || pl[2].Dash != "" {
+		t.Fatalf("with the relays: %+v", pl)
+	}
+	ys := func(points string) (out []string) {
+		for _, p := range strings.Fields(points) {
+			_, y, _ := strings.Cut(p, ",")
+			out = append(out, y)
+		}
+		return out
+	}
+	// h 220, pad 40: the relay's 0.5 (the largest) at y 40, the Kafka
+	// relay's 0.25 halfway down, at 110.
+	if got := ys(doc.G[0].Polyline[4].Points); got[0] != "40.0" {
+		t.Errorf("relay at %v, want its 0.5 at the top (40.0)", got)
+	}
+	if got := ys(doc.G[0].Polyline[5].Points); got[0] != "110.0" {
+		t.Errorf("Kafka relay at %v, want its 0.25 at 110.0", got)
 	}
 	// A sweep over tenants adds a panel of its own, and its runs stay out
 	// of the others.

@@ -11,7 +11,10 @@ import (
 // Plot draws, as an SVG, how throughput (as a ratio to the baseline) and
 // p95 latency move with payload size, with fan-out and, when a sweep
 // varied it, with the number of tenants (on a log scale) across results
-// of one sweep: a panel per varied dimension.
+// of one sweep: a panel per varied dimension. Where the runs measured the
+// relay and the Kafka relay, their delivered rates (over the baseline)
+// are drawn dashed beside the platform's: the ceilings each payload and
+// fan-out leave it on the machine of the run.
 func Plot(results []Result) string {
 	// The fan-out panel takes the runs of the payload its sweep ran at
 	// (a sweep of payloads beside it starts at another size), the tenants
@@ -56,7 +59,7 @@ func Plot(results []Result) string {
 		slices.SortStableFunc(rs, func(a, b Result) int { return cmp.Compare(x(a), x(b)) })
 		minX, maxX, maxR, maxL := x(rs[0]), x(rs[len(rs)-1]), 0.0, 0.0
 		for _, r := range rs {
-			maxR = max(maxR, r.IngestRatio, r.AcceptedRatio, r.DeliveredRatio)
+			maxR = max(maxR, r.IngestRatio, r.AcceptedRatio, r.DeliveredRatio, r.RelayRatio, r.KafkaRelayRatio)
 			maxL = max(maxL, r.LatencyP95MS)
 		}
 		// The smallest x at the axis's left end, the largest at its right
@@ -68,18 +71,27 @@ func Plot(results []Result) string {
 			return pad + (w-10-pad)*(v-minX)/(maxX-minX)
 		}
 		py := func(v, m float64) float64 { return h - pad - (h-2*pad)*v/max(m, 1e-9) }
-		line := func(color string, v func(Result) float64, m float64) {
+		line := func(color string, v func(Result) float64, m float64, dash ...string) {
+			if len(dash) > 0 && !slices.ContainsFunc(rs, func(r Result) bool { return v(r) > 0 }) {
+				return // a ceiling not measured
+			}
 			var pts []string
 			for _, r := range rs {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(x(r)), py(v(r), m)))
 				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>`, px(x(r)), py(v(r), m), color)
 			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`, strings.Join(pts, " "), color)
+			dashed := ""
+			if len(dash) > 0 {
+				dashed = ` stroke-dasharray="` + dash[0] + `"`
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`, strings.Join(pts, " "), color, dashed)
 		}
 		line("#7a5af8", func(r Result) float64 { return r.IngestRatio }, maxR)
 		line("#2458c6", func(r Result) float64 { return r.AcceptedRatio }, maxR)
 		line("#067647", func(r Result) float64 { return r.DeliveredRatio }, maxR)
 		line("#b42318", func(r Result) float64 { return r.LatencyP95MS }, maxL)
+		line("#667085", func(r Result) float64 { return r.RelayRatio }, maxR, "6 3")
+		line("#101828", func(r Result) float64 { return r.KafkaRelayRatio }, maxR, "2 3")
 		for _, r := range rs {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, px(x(r)), h-pad+14, label(r))
 		}
@@ -87,6 +99,9 @@ func Plot(results []Result) string {
 		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#2458c6">accepted ×base</text>`, pad)
 		fmt.Fprintf(&b, `<text x="%.0f" y="56" fill="#067647">delivered ×base</text>`, pad)
 		fmt.Fprintf(&b, `<text x="%.0f" y="70" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
+		if slices.ContainsFunc(rs, func(r Result) bool { return r.RelayRatio > 0 || r.KafkaRelayRatio > 0 }) {
+			fmt.Fprintf(&b, `<text x="%.0f" y="84" fill="#667085">- - relay, · · Kafka relay: delivered ×base</text>`, pad)
+		}
 		b.WriteString(`</g>`)
 	}
 	panel(0, "by payload size", "payload (log scale)", bySize, func(r Result) float64 { return math.Log2(float64(r.PayloadBytes)) },
