@@ -95,7 +95,7 @@ func Plot(results []Result) string {
 		for _, r := range rs {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, px(x(r)), h-pad+14, label(r))
 		}
-		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#7a5af8">ingest alone ×base (max %.2f)</text>`, pad, maxR)
+		fmt.Fprintf(&b, `<text x="%.0f" y="28" fill="#7a5af8">ingest alone ×base (axis to %.2f×)</text>`, pad, maxR)
 		fmt.Fprintf(&b, `<text x="%.0f" y="42" fill="#2458c6">accepted ×base</text>`, pad)
 		fmt.Fprintf(&b, `<text x="%.0f" y="56" fill="#067647">delivered ×base</text>`, pad)
 		fmt.Fprintf(&b, `<text x="%.0f" y="70" fill="#b42318">p95 (max %.1f ms)</text>`, pad, maxL)
