@@ -388,20 +388,24 @@ func peakBreakdown(r bench.Result, label bool) string {
 // relayLine compares the platform's delivered rate with the relay's, the
 // ceiling measured in the same run.
 func relayLine(r bench.Result, label bool) string {
-	var b strings.Builder
-	runLabel(&b, r, label)
-	fmt.Fprintf(&b, "relay (202, then a POST to each partner; no validation, storage, signing or retry): %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× the relay",
+	return ceilingLine(r, label, "relay (202, then a POST to each partner; no validation, storage, signing or retry)", "the relay",
 		r.RelayPerSec, r.RelayRatio, r.RelayCPUPerEventMS, r.DeliveredOfRelay)
-	return b.String()
 }
 
 // kafkaRelayLine compares the platform's delivered rate with the Kafka
 // relay's, measured in the same run.
 func kafkaRelayLine(r bench.Result, label bool) string {
+	return ceilingLine(r, label, "kafka relay (the relay through the embedded Kafka's two durable hops; nothing else)", "it",
+		r.KafkaRelayPerSec, r.KafkaRelayRatio, r.KafkaRelayCPUPerEventMS, r.DeliveredOfKafkaRelay)
+}
+
+// ceilingLine says what a ceiling measured in run r (what, called it
+// afterwards) delivered, and the platform's delivered rate over it.
+func ceilingLine(r bench.Result, label bool, what, it string, perSec, ratio, cpuMS, platformOf float64) string {
 	var b strings.Builder
 	runLabel(&b, r, label)
-	fmt.Fprintf(&b, "kafka relay (the relay through the embedded Kafka's two durable hops; nothing else): %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× it",
-		r.KafkaRelayPerSec, r.KafkaRelayRatio, r.KafkaRelayCPUPerEventMS, r.DeliveredOfKafkaRelay)
+	fmt.Fprintf(&b, "%s: %.0f delivered/s, %.2f× the baseline, %.3f CPU ms/event; the platform delivered %.2f× %s",
+		what, perSec, ratio, cpuMS, platformOf, it)
 	return b.String()
 }
 

@@ -144,29 +144,29 @@ func TestPeakBreakdown(t *testing.T) {
 	}
 }
 
-// The partners' line names the scheme and counts what reuse comes to.
+// The ceilings' lines: what each delivered, and the platform against it.
 func TestRelayLine(t *testing.T) {
-	r := bench.Result{PayloadBytes: 1024, Fanout: 4, RelayPerSec: 14485.4, RelayRatio: 0.467, RelayCPUPerEventMS: 0.0614, DeliveredOfRelay: 0.2935}
-	want := "relay (202, then a POST to each partner; no validation, storage, signing or retry): 14485 delivered/s, 0.47× the baseline, 0.061 CPU ms/event; the platform delivered 0.29× the relay"
-	if got := relayLine(r, false); got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-	if got := relayLine(r, true); got != "1024 B, fan-out 4: "+want {
-		t.Errorf("labelled: %s", got)
+	for _, tc := range []struct {
+		line   func(bench.Result, bool) string
+		r      bench.Result
+		prefix string
+		want   string
+	}{
+		{relayLine, bench.Result{PayloadBytes: 1024, Fanout: 4, RelayPerSec: 14485.4, RelayRatio: 0.467, RelayCPUPerEventMS: 0.0614, DeliveredOfRelay: 0.2935}, "1024 B, fan-out 4: ",
+			"relay (202, then a POST to each partner; no validation, storage, signing or retry): 14485 delivered/s, 0.47× the baseline, 0.061 CPU ms/event; the platform delivered 0.29× the relay"},
+		{kafkaRelayLine, bench.Result{PayloadBytes: 1024, Fanout: 1, KafkaRelayPerSec: 9120.6, KafkaRelayRatio: 0.351, KafkaRelayCPUPerEventMS: 0.1234, DeliveredOfKafkaRelay: 0.5512}, "1024 B, fan-out 1: ",
+			"kafka relay (the relay through the embedded Kafka's two durable hops; nothing else): 9121 delivered/s, 0.35× the baseline, 0.123 CPU ms/event; the platform delivered 0.55× it"},
+	} {
+		if got := tc.line(tc.r, false); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+		if got := tc.line(tc.r, true); got != tc.prefix+tc.want {
+			t.Errorf("labelled: %s", got)
+		}
 	}
 }
 
-func TestKafkaRelayLine(t *testing.T) {
-	r := bench.Result{PayloadBytes: 1024, Fanout: 1, KafkaRelayPerSec: 9120.6, KafkaRelayRatio: 0.351, KafkaRelayCPUPerEventMS: 0.1234, DeliveredOfKafkaRelay: 0.5512}
-	want := "kafka relay (the relay through the embedded Kafka's two durable hops; nothing else): 9121 delivered/s, 0.35× the baseline, 0.123 CPU ms/event; the platform delivered 0.55× it"
-	if got := kafkaRelayLine(r, false); got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-	if got := kafkaRelayLine(r, true); got != "1024 B, fan-out 1: "+want {
-		t.Errorf("labelled: %s", got)
-	}
-}
-
+// The partners' line names the scheme and counts what reuse comes to.
 func TestPartnerLine(t *testing.T) {
 	for _, tc := range []struct {
 		r    bench.Result

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -43,18 +44,16 @@ import (
 // so what it delivers bounds what the platform can, here. The topics have
 // the platform's default partitions (3 each).
 
-// kafkaRelayTopics are the Kafka relay's topics, and the consumer groups'
-// prefixes.
+// The Kafka relay's topics, and its consumer groups' prefixes.
 const (
 	kafkaRelayIngress = "relay.in"
 	kafkaRelayEgress  = "relay.out"
 )
 
-// kafkaRelay is the Kafka relay's ingest handler.
+// kafkaRelay is the Kafka relay's ingest handler; rl numbers the events.
 type kafkaRelay struct {
 	rl       *relay
 	producer *kgo.Client
-	seq      atomic.Int64
 }
 
 func (k *kafkaRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +62,7 @@ func (k *kafkaRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	key := binary.BigEndian.AppendUint64(nil, uint64(k.seq.Add(1)))
+	key := binary.BigEndian.AppendUint64(nil, uint64(k.rl.seq.Add(1)))
 	if err := k.producer.ProduceSync(r.Context(), &kgo.Record{Topic: kafkaRelayIngress, Key: key, Value: body}).FirstErr(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
@@ -183,13 +182,11 @@ func relayProcess(ctx context.Context, rl *relay, in, out *kgo.Client) {
 	for ctx.Err() == nil {
 		fs := in.PollRecords(ctx, 1000)
 		fs.EachRecord(func(r *kgo.Record) {
-			n := int64(binary.BigEndian.Uint64(r.Key))
 			us := rl.partners(r.Value)
 			left := atomic.Int32{}
 			left.Store(int32(len(us)))
 			for i, u := range us {
-				key := binary.BigEndian.AppendUint64(nil, uint64(n))
-				key = binary.BigEndian.AppendUint32(key, uint32(i))
+				key := binary.BigEndian.AppendUint32(bytes.Clone(r.Key), uint32(i)) // the event's number, then i
 				out.Produce(ctx, &kgo.Record{Topic: kafkaRelayEgress, Key: key, Value: r.Value, Headers: []kgo.RecordHeader{{Key: "url", Value: []byte(u)}}},
 					func(_ *kgo.Record, err error) {
 						if err == nil && left.Add(-1) == 0 {
